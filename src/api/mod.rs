@@ -1,0 +1,151 @@
+//! The HTTP API: routes, shared state and the layers every request passes through.
+//!
+//! Layers, outermost first: request id → trace (JSON log line with the request id) → panic
+//! catcher → envelope for errors produced outside handlers → metrics → body limit → routing;
+//! `/api/v1.0` routes then pass authentication before their handler.
+
+pub mod agents;
+pub mod auth;
+pub mod campaigns;
+pub mod error;
+pub mod extract;
+pub mod integrations;
+pub mod ops;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::clock::Clock;
+use crate::store::DynStore;
+use error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: DynStore,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Option<PrometheusHandle>,
+    key_touches: Arc<auth::KeyTouches>,
+}
+
+impl AppState {
+    pub fn new(store: DynStore, clock: Arc<dyn Clock>, metrics: Option<PrometheusHandle>) -> Self {
+        AppState { store, clock, metrics, key_touches: Arc::default() }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Outbound API", version = "1.0", description = "Outbound campaigns API, compatible with Altur's public campaigns API."),
+    servers((url = "/api/v1.0")),
+    modifiers(&ApiKeyAuth),
+    security(("api_key" = [])),
+    components(schemas(error::ErrorBody)),
+)]
+struct ApiDoc;
+
+struct ApiKeyAuth;
+
+impl utoipa::Modify for ApiKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description("Authorization", "api-key YOUR_API_KEY"))),
+        );
+    }
+}
+
+/// The versioned API's routes and the OpenAPI document generated from them.
+fn versioned_api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(campaigns::create_campaign, campaigns::list_campaigns))
+        .routes(routes!(campaigns::get_campaign, campaigns::update_campaign))
+        .routes(routes!(campaigns::campaign_action))
+        .routes(routes!(agents::create_agent, agents::list_agents))
+        .routes(routes!(agents::get_agent))
+        .routes(routes!(integrations::create_integration, integrations::list_integrations))
+        .routes(routes!(integrations::get_integration))
+        .split_for_parts()
+}
+
+/// The OpenAPI document served at `/api/v1.0/openapi.json`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    versioned_api().1
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = versioned_api();
+    let openapi = Arc::new(openapi);
+    let api = api
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key))
+        // Added after the auth layer: the document is public.
+        .route("/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }));
+    Router::new()
+        .nest("/api/v1.0", api)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT_BYTES))
+        .layer(middleware::from_fn(ops::record_metrics))
+        .layer(middleware::from_fn(envelope_other_errors))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
+            let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Errors that axum or a layer produce themselves (unknown route, wrong method, body limit, …)
+/// come as plain text; give them the contract's envelope too.
+async fn envelope_other_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let error = match status {
+        StatusCode::NOT_FOUND => ApiError::new(status, "NOT_FOUND", "no such route; the API lives under /api/v1.0"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = response.headers().get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            let mut reply = ApiError::new(status, "METHOD_NOT_ALLOWED", format!("method not allowed on this route; allowed: {allow}")).into_response();
+            if let Ok(value) = HeaderValue::from_str(&allow) {
+                reply.headers_mut().insert(header::ALLOW, value);
+            }
+            return reply;
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => extract::payload_too_large(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(status, "UNSUPPORTED_MEDIA_TYPE", "the request body must be JSON with Content-Type: application/json"),
+        s if s.is_server_error() => ApiError::internal(format!("a layer answered {s}")),
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "the request could not be understood"),
+    };
+    error.into_response()
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    ApiError::internal(format!("handler panicked: {detail}")).into_response()
+}

@@ -1,0 +1,159 @@
+//! The `outbound` command line: `serve`, `keys`, `migrate`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::clock::{Clock, SystemClock};
+use crate::domain::ids::{NewApiKey, normalize_key_prefix};
+use crate::server;
+use crate::store;
+
+#[derive(Parser)]
+#[command(name = "outbound", version, about = "Outbound campaigns engine with an Altur-compatible API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct DatabaseArg {
+    /// sqlite://PATH (created when missing)
+    #[arg(long = "database", env = "OUTBOUND_DATABASE_URL", default_value = "sqlite://outbound.db")]
+    url: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "OUTBOUND_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        #[command(flatten)]
+        database: DatabaseArg,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Create the database if needed and apply pending migrations.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an API key (and its organization when new); prints only the key.
+    Create {
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        database: DatabaseArg,
+    },
+    /// List keys: prefix, organization, creation and last use.
+    List {
+        #[arg(long)]
+        org: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArg,
+    },
+    /// Revoke a key at once, by its 8-character prefix (with or without `ob_`).
+    Revoke {
+        prefix: String,
+        #[command(flatten)]
+        database: DatabaseArg,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// JSON lines on stderr, so stdout carries only what a command is asked to print.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().json().with_current_span(true).with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    let clock = SystemClock;
+    match command {
+        Command::Serve { listen, database } => {
+            let store = open(&database).await?;
+            let key = NewApiKey::generate();
+            if store.bootstrap_organization("default", &key, clock.now()).await? {
+                println!("Created organization \"default\". Its API key, shown only this once:\n\n    {}\n", key.key);
+                println!("Try: curl -H 'Authorization: api-key {}' http://{listen}/api/v1.0/campaigns\n", key.key);
+            }
+            let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(address = %listener.local_addr()?, database = %database.url, "outbound is serving");
+            server::serve(listener, store, Arc::new(clock), server::shutdown_signal()).await?;
+        }
+        Command::Keys { command: KeysCommand::Create { org, database } } => {
+            let org = org.trim();
+            if org.is_empty() || org.chars().count() > 255 {
+                bail!("--org must be 1 to 255 characters");
+            }
+            let store = open(&database).await?;
+            let key = NewApiKey::generate();
+            store.create_api_key(org, &key, clock.now()).await?;
+            println!("{}", key.key);
+        }
+        Command::Keys { command: KeysCommand::List { org, database } } => {
+            let store = open(&database).await?;
+            let keys = store.list_api_keys(org.as_deref()).await?;
+            println!("{:<12} {:<24} {:<21} {:<21} REVOKED", "PREFIX", "ORGANIZATION", "CREATED", "LAST USED");
+            let show = |t: Option<jiff::Timestamp>| t.map(crate::api::views::format_time).unwrap_or_else(|| "-".to_owned());
+            for key in keys {
+                println!(
+                    "{:<12} {:<24} {:<21} {:<21} {}",
+                    format!("ob_{}", key.prefix),
+                    key.organization,
+                    show(Some(key.created_at)),
+                    show(key.last_used_at),
+                    show(key.revoked_at)
+                );
+            }
+        }
+        Command::Keys { command: KeysCommand::Revoke { prefix, database } } => {
+            let Some(prefix) = normalize_key_prefix(&prefix) else {
+                bail!("{prefix:?} is not a key prefix: give the 8 characters after ob_ (as `outbound keys list` shows)");
+            };
+            let store = open(&database).await?;
+            if !store.revoke_api_key(prefix, clock.now()).await? {
+                bail!("no key with prefix {prefix}");
+            }
+            println!("revoked ob_{prefix}");
+        }
+        Command::Migrate { database } => {
+            open(&database).await?;
+            println!("database {} is up to date", database.url);
+        }
+    }
+    Ok(())
+}
+
+async fn open(database: &DatabaseArg) -> anyhow::Result<store::DynStore> {
+    store::open(&database.url).await.with_context(|| format!("cannot open database {}", database.url))
+}

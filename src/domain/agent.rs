@@ -1,0 +1,28 @@
+//! Agents: the AI persona a campaign speaks as (§1).
+
+use jiff::Timestamp;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::validation::{self, Field, Violation};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentInput {
+    #[serde(default)]
+    #[schema(value_type = String, max_length = 255, example = "Sales bot")]
+    pub name: Field<String>,
+}
+
+/// Validates a create-agent request and returns the trimmed name.
+pub fn parse_agent_name(input: &AgentInput) -> Result<String, Violation> {
+    validation::required("name", &input.name).and_then(|name| validation::text("name", name, 1, 255))
+}

@@ -1,0 +1,101 @@
+//! Generated identifiers and secrets: API keys, integration ids, signing secrets.
+
+use base64::Engine;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+use super::campaign::Channel;
+
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+pub fn random_base62(len: usize) -> String {
+    let mut rng = rand::rng();
+    (0..len).map(|_| BASE62[rng.random_range(0..BASE62.len())] as char).collect()
+}
+
+fn is_base62(text: &str) -> bool {
+    text.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+pub const API_KEY_PREFIX_LEN: usize = 8;
+const API_KEY_SECRET_LEN: usize = 32;
+
+/// A freshly made API key: `ob_<8-char prefix>_<32 base62 chars>`. Only its hash is stored.
+pub struct NewApiKey {
+    pub key: String,
+    pub prefix: String,
+    pub hash: String,
+}
+
+impl NewApiKey {
+    pub fn generate() -> Self {
+        let prefix = random_base62(API_KEY_PREFIX_LEN);
+        let key = format!("ob_{prefix}_{}", random_base62(API_KEY_SECRET_LEN));
+        let hash = hash_api_key(&key);
+        NewApiKey { key, prefix, hash }
+    }
+}
+
+/// The hash stored for a key. Keys carry 190 bits of randomness, so a plain SHA-256 is enough
+/// (a slow password hash would only cost latency on every request).
+pub fn hash_api_key(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The prefix of a well-formed key, or `None` when the text cannot be one of our keys.
+pub fn api_key_prefix(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("ob_")?;
+    let (prefix, secret) = rest.split_once('_')?;
+    (prefix.len() == API_KEY_PREFIX_LEN && secret.len() == API_KEY_SECRET_LEN && is_base62(prefix) && is_base62(secret))
+        .then_some(prefix)
+}
+
+/// Accepts a key prefix as printed by `keys list` (`Ab3dE6gH`) or with its `ob_` marker.
+pub fn normalize_key_prefix(text: &str) -> Option<&str> {
+    let prefix = text.strip_prefix("ob_").unwrap_or(text);
+    (prefix.len() == API_KEY_PREFIX_LEN && is_base62(prefix)).then_some(prefix)
+}
+
+/// `iph_` (phone) or `iwa_` (WhatsApp) followed by 20 base62 characters.
+pub fn new_integration_id(channel: Channel) -> String {
+    let marker = match channel {
+        Channel::PhoneCall => "iph_",
+        Channel::Whatsapp => "iwa_",
+    };
+    format!("{marker}{}", random_base62(20))
+}
+
+/// 32 random bytes, base64: the HMAC key shared with a provider.
+pub fn new_signing_secret() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_parse_back_to_their_prefix() {
+        let key = NewApiKey::generate();
+        assert_eq!(key.key.len(), 3 + 8 + 1 + 32);
+        assert_eq!(api_key_prefix(&key.key), Some(key.prefix.as_str()));
+        assert_eq!(hash_api_key(&key.key), key.hash);
+    }
+
+    #[test]
+    fn malformed_keys_have_no_prefix() {
+        for bad in ["", "ob_", "ob_abcdefgh", "xx_abcdefgh_0123456789abcdef0123456789abcdef", "ob_abcdefg_0123456789abcdef0123456789abcdef"] {
+            assert_eq!(api_key_prefix(bad), None, "{bad}");
+        }
+        assert_eq!(normalize_key_prefix("ob_Ab3dE6gH"), Some("Ab3dE6gH"));
+        assert_eq!(normalize_key_prefix("Ab3dE6g"), None);
+    }
+
+    #[test]
+    fn integration_ids_have_the_contract_shape() {
+        let id = new_integration_id(Channel::Whatsapp);
+        assert!(id.starts_with("iwa_") && id.len() == 24 && is_base62(&id[4..]));
+    }
+}

@@ -1,0 +1,193 @@
+//! Integrations: the channel and provider an agent reaches contacts through (§1, §5.3).
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::campaign::Channel;
+use super::validation::{self, Field, Violation, Violations};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Simulator,
+    Webhook,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Simulator => "simulator",
+            Provider::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Provider> {
+        match text {
+            "simulator" => Some(Provider::Simulator),
+            "webhook" => Some(Provider::Webhook),
+            _ => None,
+        }
+    }
+}
+
+/// Outcome rates of the in-process simulator; every field optional on input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorConfig {
+    pub answer_rate: f64,
+    pub machine_rate: f64,
+    pub convert_rate: f64,
+    pub delivery_rate: f64,
+    pub read_rate: f64,
+    pub accept_rate: f64,
+    /// Inclusive range of call durations in seconds.
+    pub duration_s: [u32; 2],
+    pub latency_ms: u32,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            answer_rate: 0.5,
+            machine_rate: 0.2,
+            convert_rate: 0.2,
+            delivery_rate: 0.95,
+            read_rate: 0.7,
+            accept_rate: 0.3,
+            duration_s: [20, 180],
+            latency_ms: 0,
+        }
+    }
+}
+
+pub const MAX_SIMULATOR_LATENCY_MS: u32 = 60_000;
+pub const MAX_WEBHOOK_TIMEOUT_MS: u32 = 60_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    #[serde(default = "default_webhook_timeout_ms")]
+    pub timeout_ms: u32,
+}
+
+fn default_webhook_timeout_ms() -> u32 {
+    5000
+}
+
+/// A provider's validated configuration, stored and returned with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ProviderConfig {
+    Simulator(SimulatorConfig),
+    Webhook(WebhookConfig),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Integration {
+    pub id: String,
+    pub agent_id: Uuid,
+    pub channel: Channel,
+    pub provider: Provider,
+    pub config: ProviderConfig,
+    /// Base64 HMAC key for event signatures; shown to the client only at creation.
+    pub secret: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationInput {
+    #[serde(default)]
+    #[schema(value_type = String, format = Uuid)]
+    pub agent_id: Field<String>,
+    #[serde(default, rename = "type")]
+    #[schema(value_type = Channel)]
+    pub channel: Field<Channel>,
+    #[serde(default)]
+    #[schema(value_type = Provider)]
+    pub provider: Field<Provider>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub config: Field<serde_json::Value>,
+}
+
+pub struct NewIntegration {
+    pub agent_id: Uuid,
+    pub channel: Channel,
+    pub provider: Provider,
+    pub config: ProviderConfig,
+}
+
+pub fn parse_new_integration(input: &IntegrationInput) -> Result<NewIntegration, Vec<Violation>> {
+    let mut violations = Violations::default();
+    let agent_id = violations.check(validation::required("agent_id", &input.agent_id).and_then(|id| {
+        Uuid::parse_str(id).map_err(|_| Violation::new("agent_id", format!("agent_id must be a UUID, got {id:?}")))
+    }));
+    let channel = violations.check(validation::required("type", &input.channel).copied());
+    let provider = violations.check(validation::required("provider", &input.provider).copied());
+    let config = provider.and_then(|provider| {
+        let raw = match &input.config {
+            Field::Value(value) => value.clone(),
+            Field::Absent | Field::Null => serde_json::json!({}),
+        };
+        violations.check(parse_config(provider, raw))
+    });
+    violations.into_result()?;
+    match (agent_id, channel, provider, config) {
+        (Some(agent_id), Some(channel), Some(provider), Some(config)) => Ok(NewIntegration { agent_id, channel, provider, config }),
+        _ => Err(vec![Violation::new("config", "invalid integration")]),
+    }
+}
+
+fn parse_config(provider: Provider, raw: serde_json::Value) -> Result<ProviderConfig, Violation> {
+    let structural = |err: serde_path_to_error::Error<serde_json::Error>| {
+        let path = err.path().to_string();
+        let field = if path == "." { "config".to_owned() } else { format!("config.{path}") };
+        Violation::new(field, format!("config: {}", err.inner()))
+    };
+    match provider {
+        Provider::Simulator => {
+            let config: SimulatorConfig = serde_path_to_error::deserialize(raw).map_err(structural)?;
+            for (field, rate) in [
+                ("answer_rate", config.answer_rate),
+                ("machine_rate", config.machine_rate),
+                ("convert_rate", config.convert_rate),
+                ("delivery_rate", config.delivery_rate),
+                ("read_rate", config.read_rate),
+                ("accept_rate", config.accept_rate),
+            ] {
+                if !(0.0..=1.0).contains(&rate) {
+                    return Err(Violation::new(format!("config.{field}"), format!("config.{field} must be between 0 and 1, got {rate}")));
+                }
+            }
+            let [min, max] = config.duration_s;
+            if min > max {
+                return Err(Violation::new("config.duration_s", format!("config.duration_s must be [min, max] with min <= max, got [{min}, {max}]")));
+            }
+            if config.latency_ms > MAX_SIMULATOR_LATENCY_MS {
+                return Err(Violation::new(
+                    "config.latency_ms",
+                    format!("config.latency_ms must be between 0 and {MAX_SIMULATOR_LATENCY_MS}, got {}", config.latency_ms),
+                ));
+            }
+            Ok(ProviderConfig::Simulator(config))
+        }
+        Provider::Webhook => {
+            let config: WebhookConfig = serde_path_to_error::deserialize(raw).map_err(structural)?;
+            let url = url::Url::parse(&config.url).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if url.is_none() {
+                return Err(Violation::new("config.url", format!("config.url must be an http(s) URL, got {:?}", config.url)));
+            }
+            if !(1..=MAX_WEBHOOK_TIMEOUT_MS).contains(&config.timeout_ms) {
+                return Err(Violation::new(
+                    "config.timeout_ms",
+                    format!("config.timeout_ms must be between 1 and {MAX_WEBHOOK_TIMEOUT_MS}, got {}", config.timeout_ms),
+                ));
+            }
+            Ok(ProviderConfig::Webhook(config))
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Pure types and rules of the contract. No I/O; everything else depends on this module.
+
+pub mod agent;
+pub mod analytics;
+pub mod campaign;
+pub mod ids;
+pub mod integration;
+pub mod schedule;
+pub mod validation;

@@ -1,0 +1,125 @@
+//! Input-validation vocabulary shared by every resource: violations with dotted field paths and a
+//! tri-state `Field<T>` that tells "absent" from "null" (PATCH and channel-only rules need both).
+
+use serde::{Deserialize, Deserializer};
+
+/// One broken rule, with the dotted path of the input at fault (`cycles.max_iterations`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub field: String,
+    pub message: String,
+}
+
+impl Violation {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// Collects violations so that a response lists every broken rule, not only the first.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<Violation>);
+
+impl Violations {
+    pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Violation::new(field, message));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_result(self) -> Result<(), Vec<Violation>> {
+        if self.0.is_empty() { Ok(()) } else { Err(self.0) }
+    }
+
+    /// Runs `check` and records its violation, if any; returns the parsed value on success.
+    pub fn check<T>(&mut self, result: Result<T, Violation>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(violation) => {
+                self.0.push(violation);
+                None
+            }
+        }
+    }
+}
+
+/// A JSON field that may be absent, explicitly `null`, or carry a value.
+/// Use with `#[serde(default)]` so that a missing key becomes `Absent`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Field<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<T> Field<T> {
+    pub fn is_present(&self) -> bool {
+        !matches!(self, Field::Absent)
+    }
+
+    pub fn value(&self) -> Option<&T> {
+        match self {
+            Field::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn into_value(self) -> Option<T> {
+        match self {
+            Field::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Option::<T>::deserialize(deserializer)? {
+            Some(v) => Field::Value(v),
+            None => Field::Null,
+        })
+    }
+}
+
+/// Checks an integer against an inclusive range, naming the field and the limits.
+pub fn int_in_range(field: &str, value: i64, min: i64, max: i64) -> Result<i64, Violation> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(Violation::new(field, format!("{field} must be between {min} and {max}, got {value}")))
+    }
+}
+
+/// Trims a required text and checks its length in characters.
+pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, Violation> {
+    let trimmed = value.trim();
+    let len = trimmed.chars().count();
+    if len < min {
+        return Err(Violation::new(field, format!("{field} must not be empty")));
+    }
+    if len > max {
+        return Err(Violation::new(field, format!("{field} must be at most {max} characters, got {len}")));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Checks the length of a free text that is kept as sent (no trimming).
+pub fn max_chars(field: &str, value: &str, max: usize) -> Result<String, Violation> {
+    let len = value.chars().count();
+    if len > max {
+        return Err(Violation::new(field, format!("{field} must be at most {max} characters, got {len}")));
+    }
+    Ok(value.to_owned())
+}
+
+/// A required field: `Absent` and `Null` both violate it.
+pub fn required<'a, T>(field: &str, value: &'a Field<T>) -> Result<&'a T, Violation> {
+    match value {
+        Field::Value(v) => Ok(v),
+        Field::Absent => Err(Violation::new(field, format!("{field} is required"))),
+        Field::Null => Err(Violation::new(field, format!("{field} must not be null"))),
+    }
+}

@@ -1,0 +1,93 @@
+//! Starting and stopping the HTTP server.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::clock::Clock;
+use crate::store::DynStore;
+
+/// The process-wide Prometheus recorder (a process has one metrics registry).
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(handle) => {
+                let upkeep = handle.clone();
+                std::thread::Builder::new()
+                    .name("metrics-upkeep".into())
+                    .spawn(move || {
+                        loop {
+                            std::thread::sleep(std::time::Duration::from_secs(5));
+                            upkeep.run_upkeep();
+                        }
+                    })
+                    .ok()?;
+                Some(handle)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "metrics recorder not installed; /metrics is disabled");
+                None
+            }
+        })
+        .clone()
+}
+
+/// A server answering on `listener` until `shutdown` completes.
+pub async fn serve(listener: TcpListener, store: DynStore, clock: Arc<dyn Clock>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let state = AppState::new(store, clock, metrics_handle());
+    axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// A server running in the background (tests, benchmarks, embedding).
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    pub async fn start(listen: &str, store: DynStore, clock: Arc<dyn Clock>) -> std::io::Result<RunningServer> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, store, clock, async move {
+            let _ = stopped.await;
+        }));
+        Ok(RunningServer { addr, stop: Some(stop), task })
+    }
+
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Completes on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,553 @@
+//! SQLite store: WAL with `synchronous=FULL`, so a 2xx means the write survives a power cut.
+//!
+//! SQLite has one writer at a time and every commit pays an fsync. All writes therefore go through
+//! a single writer task that groups the jobs waiting in its queue into one transaction (group
+//! commit): each job runs in its own savepoint, so one refused job never undoes another, and every
+//! caller hears back only after the shared COMMIT is durable. Reads use a pool of read-only
+//! connections that WAL lets run beside the writer.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use jiff::Timestamp;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{
+    ApiKeyInfo, ApiKeyRecord, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, DynStore, Modified, OrgId, PageDirection, Store,
+    StoreError, StoreResult, from_seconds, to_seconds,
+};
+use crate::domain::agent::Agent;
+use crate::domain::campaign::{AgentRef, Campaign, CampaignSettings, CampaignStatus, Channel, IntegrationRef};
+use crate::domain::ids::{NewApiKey, new_integration_id, new_signing_secret};
+use crate::domain::integration::{Integration, NewIntegration, Provider, ProviderConfig};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Most jobs one transaction takes; bounds the latency a batch adds to its first job.
+const MAX_JOBS_PER_COMMIT: usize = 512;
+const READ_CONNECTIONS: u32 = 8;
+
+type Completion = Box<dyn FnOnce(bool) + Send>;
+type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Completion> + Send>;
+
+pub struct SqliteStore {
+    reads: SqlitePool,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let mut writer = SqliteConnection::connect_with(&options).await?;
+        MIGRATOR.run(&mut writer).await?;
+        let reads = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .connect_with(options.read_only(true))
+            .await?;
+        let (jobs, queue) = mpsc::channel(MAX_JOBS_PER_COMMIT * 4);
+        tokio::spawn(run_writer(writer, queue));
+        Ok(SqliteStore { reads, jobs })
+    }
+
+    pub async fn open_dyn(url: &str) -> StoreResult<DynStore> {
+        Ok(std::sync::Arc::new(Self::open(url).await?))
+    }
+
+    /// Runs `work` inside the writer's next transaction and returns its result once committed.
+    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            Box::pin(async move {
+                let outcome = in_savepoint(conn, work).await;
+                Box::new(move |committed: bool| {
+                    let _ = reply.send(if committed { outcome } else { Err(StoreError::CommitFailed) });
+                }) as Completion
+            })
+        });
+        self.jobs.send(job).await.map_err(|_| StoreError::Unavailable)?;
+        answer.await.map_err(|_| StoreError::Unavailable)?
+    }
+}
+
+async fn in_savepoint<T, F>(conn: &mut SqliteConnection, work: F) -> StoreResult<T>
+where
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>>,
+{
+    sqlx::query("SAVEPOINT job").execute(&mut *conn).await?;
+    let outcome = work(&mut *conn).await;
+    if outcome.is_err() {
+        sqlx::query("ROLLBACK TO job").execute(&mut *conn).await?;
+    }
+    sqlx::query("RELEASE job").execute(&mut *conn).await?;
+    outcome
+}
+
+async fn run_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
+    while queue.recv_many(&mut batch, MAX_JOBS_PER_COMMIT).await > 0 {
+        let mut completions = Vec::with_capacity(batch.len());
+        let began = sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await;
+        if let Err(err) = &began {
+            tracing::error!(error = %err, "sqlite writer could not begin a transaction");
+        }
+        for job in batch.drain(..) {
+            if began.is_ok() {
+                completions.push(job(&mut conn).await);
+            }
+        }
+        let committed = began.is_ok() && commit(&mut conn).await;
+        metrics::histogram!("outbound_store_commit_batch_size").record(completions.len() as f64);
+        for completion in completions {
+            completion(committed);
+        }
+    }
+    let _ = conn.close().await;
+}
+
+async fn commit(conn: &mut SqliteConnection) -> bool {
+    match sqlx::query("COMMIT").execute(&mut *conn).await {
+        Ok(_) => true,
+        Err(err) => {
+            tracing::error!(error = %err, "sqlite commit failed; rolling back the batch");
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            false
+        }
+    }
+}
+
+macro_rules! select_campaigns {
+    () => {
+        "SELECT c.id, c.agent_id, a.name AS agent_name, c.integration_id, c.channel, c.status, c.archived, \
+     c.created_at, c.started_at, c.ended_at, c.settings, c.current_iteration, c.last_iteration_at, c.next_cycle_at, \
+     c.paused_in_cooldown FROM campaigns c JOIN agents a ON a.id = c.agent_id"
+    };
+}
+const CAMPAIGN_COLUMNS: &str = select_campaigns!();
+const CAMPAIGN_BY_ID: &str = concat!(select_campaigns!(), " WHERE c.org_id = ? AND c.id = ?");
+
+fn opt_seconds(row: &SqliteRow, column: &str) -> StoreResult<Option<Timestamp>> {
+    row.try_get::<Option<i64>, _>(column)?.map(from_seconds).transpose()
+}
+
+fn parse_uuid(text: &str) -> StoreResult<Uuid> {
+    Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("bad uuid {text:?}: {e}")))
+}
+
+fn parse_channel(text: &str) -> StoreResult<Channel> {
+    Channel::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad channel {text:?}")))
+}
+
+fn campaign_from_row(row: &SqliteRow) -> StoreResult<Campaign> {
+    let status: String = row.try_get("status")?;
+    let settings: String = row.try_get("settings")?;
+    Ok(Campaign {
+        id: row.try_get("id")?,
+        agent: AgentRef { id: parse_uuid(row.try_get("agent_id")?)?, name: row.try_get("agent_name")? },
+        integration: IntegrationRef { id: row.try_get("integration_id")?, channel: parse_channel(row.try_get("channel")?)? },
+        status: CampaignStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("bad status {status:?}")))?,
+        archived: row.try_get("archived")?,
+        created_at: from_seconds(row.try_get("created_at")?)?,
+        started_at: opt_seconds(row, "started_at")?,
+        ended_at: opt_seconds(row, "ended_at")?,
+        settings: serde_json::from_str(&settings)?,
+        current_iteration: row.try_get("current_iteration")?,
+        last_iteration_at: opt_seconds(row, "last_iteration_at")?,
+        next_cycle_at: opt_seconds(row, "next_cycle_at")?,
+        paused_in_cooldown: row.try_get("paused_in_cooldown")?,
+    })
+}
+
+fn agent_from_row(row: &SqliteRow) -> StoreResult<Agent> {
+    Ok(Agent {
+        id: parse_uuid(row.try_get("id")?)?,
+        name: row.try_get("name")?,
+        created_at: from_seconds(row.try_get("created_at")?)?,
+    })
+}
+
+fn integration_from_row(row: &SqliteRow) -> StoreResult<Integration> {
+    let provider_name: String = row.try_get("provider")?;
+    let provider = Provider::parse(&provider_name).ok_or_else(|| StoreError::Corrupt(format!("bad provider {provider_name:?}")))?;
+    let config: String = row.try_get("config")?;
+    let config = match provider {
+        Provider::Simulator => ProviderConfig::Simulator(serde_json::from_str(&config)?),
+        Provider::Webhook => ProviderConfig::Webhook(serde_json::from_str(&config)?),
+    };
+    Ok(Integration {
+        id: row.try_get("id")?,
+        agent_id: parse_uuid(row.try_get("agent_id")?)?,
+        channel: parse_channel(row.try_get("channel")?)?,
+        provider,
+        config,
+        secret: row.try_get("secret")?,
+        created_at: from_seconds(row.try_get("created_at")?)?,
+    })
+}
+
+fn opt_to_seconds(at: Option<Timestamp>) -> Option<i64> {
+    at.map(to_seconds)
+}
+
+/// Appends the list filters to a query whose FROM clause names the campaigns table `c`.
+fn push_filters(query: &mut QueryBuilder<Sqlite>, org: OrgId, filter: &CampaignFilter) {
+    query.push(" WHERE c.org_id = ").push_bind(org);
+    if !filter.include_archived {
+        query.push(" AND c.archived = 0");
+    }
+    if let Some(agent) = filter.agent_id {
+        query.push(" AND c.agent_id = ").push_bind(agent.to_string());
+    }
+    if let Some(status) = filter.status {
+        query.push(" AND c.status = ").push_bind(status.as_str());
+    }
+    if let Some(channel) = filter.channel {
+        query.push(" AND c.channel = ").push_bind(channel.as_str());
+    }
+    let bounds = [
+        ("c.created_at >= ", filter.created_after),
+        ("c.created_at <= ", filter.created_before),
+        ("c.started_at >= ", filter.started_after),
+        ("c.started_at <= ", filter.started_before),
+        ("c.ended_at >= ", filter.ended_after),
+        ("c.ended_at <= ", filter.ended_before),
+    ];
+    for (clause, bound) in bounds {
+        if let Some(at) = bound {
+            query.push(" AND ").push(clause).push_bind(to_seconds(at));
+        }
+    }
+}
+
+impl SqliteStore {
+    async fn campaigns_exist_beyond(&self, org: OrgId, filter: &CampaignFilter, edge: (i64, i64), older: bool) -> StoreResult<bool> {
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT EXISTS (SELECT 1 FROM campaigns c");
+        push_filters(&mut query, org, filter);
+        query.push(if older { " AND (c.created_at, c.id) < (" } else { " AND (c.created_at, c.id) > (" });
+        query.push_bind(edge.0).push(", ").push_bind(edge.1).push("))");
+        Ok(query.build_query_scalar::<bool>().fetch_one(&self.reads).await?)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reads).await?;
+        self.write(|_| Box::pin(async { Ok(()) })).await
+    }
+
+    async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let row = sqlx::query("SELECT id, org_id, key_hash, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE prefix = ?")
+            .bind(prefix)
+            .fetch_optional(&self.reads)
+            .await?;
+        row.map(|row| {
+            Ok(ApiKeyRecord { id: row.try_get("id")?, org_id: row.try_get("org_id")?, hash: row.try_get("key_hash")?, revoked: row.try_get("revoked")? })
+        })
+        .transpose()
+    }
+
+    async fn touch_api_key(&self, key_id: i64, at: Timestamp) -> StoreResult<()> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?").bind(to_seconds(at)).bind(key_id).execute(&mut *conn).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn create_api_key(&self, organization: &str, key: &NewApiKey, at: Timestamp) -> StoreResult<()> {
+        let (organization, prefix, hash) = (organization.to_owned(), key.prefix.clone(), key.hash.clone());
+        self.write(move |conn| Box::pin(async move { insert_key(conn, &organization, &prefix, &hash, at).await })).await
+    }
+
+    async fn bootstrap_organization(&self, organization: &str, key: &NewApiKey, at: Timestamp) -> StoreResult<bool> {
+        let (organization, prefix, hash) = (organization.to_owned(), key.prefix.clone(), key.hash.clone());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations)").fetch_one(&mut *conn).await?;
+                if any {
+                    return Ok(false);
+                }
+                insert_key(conn, &organization, &prefix, &hash, at).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self, organization: Option<&str>) -> StoreResult<Vec<ApiKeyInfo>> {
+        let rows = sqlx::query(
+            "SELECT k.prefix, o.name, k.created_at, k.last_used_at, k.revoked_at FROM api_keys k \
+             JOIN organizations o ON o.id = k.org_id WHERE ?1 IS NULL OR o.name = ?1 ORDER BY o.name, k.created_at, k.id",
+        )
+        .bind(organization)
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApiKeyInfo {
+                    prefix: row.try_get("prefix")?,
+                    organization: row.try_get("name")?,
+                    created_at: from_seconds(row.try_get("created_at")?)?,
+                    last_used_at: opt_seconds(row, "last_used_at")?,
+                    revoked_at: opt_seconds(row, "revoked_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_api_key(&self, prefix: &str, at: Timestamp) -> StoreResult<bool> {
+        let prefix = prefix.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE prefix = ?)").bind(&prefix).fetch_one(&mut *conn).await?;
+                sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE prefix = ? AND revoked_at IS NULL")
+                    .bind(to_seconds(at))
+                    .bind(&prefix)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(exists)
+            })
+        })
+        .await
+    }
+
+    async fn create_agent(&self, org: OrgId, name: &str, at: Timestamp) -> StoreResult<Agent> {
+        let agent = Agent { id: Uuid::new_v4(), name: name.to_owned(), created_at: from_seconds(to_seconds(at))? };
+        let row = agent.clone();
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO agents (id, org_id, name, created_at) VALUES (?, ?, ?, ?)")
+                    .bind(row.id.to_string())
+                    .bind(org)
+                    .bind(&row.name)
+                    .bind(to_seconds(row.created_at))
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(agent)
+    }
+
+    async fn get_agent(&self, org: OrgId, id: Uuid) -> StoreResult<Option<Agent>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM agents WHERE org_id = ? AND id = ?")
+            .bind(org)
+            .bind(id.to_string())
+            .fetch_optional(&self.reads)
+            .await?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    async fn list_agents(&self, org: OrgId) -> StoreResult<Vec<Agent>> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM agents WHERE org_id = ? ORDER BY created_at, rowid").bind(org).fetch_all(&self.reads).await?;
+        rows.iter().map(agent_from_row).collect()
+    }
+
+    async fn create_integration(&self, org: OrgId, new: NewIntegration, at: Timestamp) -> StoreResult<Integration> {
+        let integration = Integration {
+            id: new_integration_id(new.channel),
+            agent_id: new.agent_id,
+            channel: new.channel,
+            provider: new.provider,
+            config: new.config,
+            secret: new_signing_secret(),
+            created_at: from_seconds(to_seconds(at))?,
+        };
+        let row = integration.clone();
+        let config = match &row.config {
+            ProviderConfig::Simulator(c) => serde_json::to_string(c)?,
+            ProviderConfig::Webhook(c) => serde_json::to_string(c)?,
+        };
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO integrations (id, org_id, agent_id, channel, provider, config, secret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&row.id)
+                .bind(org)
+                .bind(row.agent_id.to_string())
+                .bind(row.channel.as_str())
+                .bind(row.provider.as_str())
+                .bind(config)
+                .bind(&row.secret)
+                .bind(to_seconds(row.created_at))
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(integration)
+    }
+
+    async fn get_integration(&self, org: OrgId, id: &str) -> StoreResult<Option<Integration>> {
+        let row = sqlx::query("SELECT * FROM integrations WHERE org_id = ? AND id = ?").bind(org).bind(id).fetch_optional(&self.reads).await?;
+        row.as_ref().map(integration_from_row).transpose()
+    }
+
+    async fn list_integrations(&self, org: OrgId) -> StoreResult<Vec<Integration>> {
+        let rows = sqlx::query("SELECT * FROM integrations WHERE org_id = ? ORDER BY created_at, rowid").bind(org).fetch_all(&self.reads).await?;
+        rows.iter().map(integration_from_row).collect()
+    }
+
+    async fn create_campaign(
+        &self,
+        org: OrgId,
+        agent: &Agent,
+        integration: &Integration,
+        settings: CampaignSettings,
+        at: Timestamp,
+    ) -> StoreResult<Campaign> {
+        let mut campaign = Campaign {
+            id: 0,
+            agent: AgentRef { id: agent.id, name: agent.name.clone() },
+            integration: IntegrationRef { id: integration.id.clone(), channel: integration.channel },
+            status: CampaignStatus::Pending,
+            archived: false,
+            created_at: from_seconds(to_seconds(at))?,
+            started_at: None,
+            ended_at: None,
+            settings,
+            current_iteration: 0,
+            last_iteration_at: None,
+            next_cycle_at: None,
+            paused_in_cooldown: false,
+        };
+        let settings_json = serde_json::to_string(&campaign.settings)?;
+        let (agent_id, integration_id, channel, created_at) =
+            (agent.id.to_string(), integration.id.clone(), integration.channel.as_str(), to_seconds(campaign.created_at));
+        campaign.id = self
+            .write(move |conn| {
+                Box::pin(async move {
+                    let done = sqlx::query(
+                        "INSERT INTO campaigns (org_id, agent_id, integration_id, channel, status, created_at, settings) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                    )
+                    .bind(org)
+                    .bind(agent_id)
+                    .bind(integration_id)
+                    .bind(channel)
+                    .bind(created_at)
+                    .bind(settings_json)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(done.last_insert_rowid())
+                })
+            })
+            .await?;
+        Ok(campaign)
+    }
+
+    async fn get_campaign(&self, org: OrgId, id: i64) -> StoreResult<Option<Campaign>> {
+        let row = sqlx::query(CAMPAIGN_BY_ID)
+            .bind(org)
+            .bind(id)
+            .fetch_optional(&self.reads)
+            .await?;
+        row.as_ref().map(campaign_from_row).transpose()
+    }
+
+    async fn list_campaigns(
+        &self,
+        org: OrgId,
+        filter: &CampaignFilter,
+        cursor: Option<CampaignCursor>,
+        page_size: u32,
+    ) -> StoreResult<CampaignPage> {
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM campaigns c");
+        push_filters(&mut count, org, filter);
+        let total_count: i64 = count.build_query_scalar().fetch_one(&self.reads).await?;
+
+        let backwards = matches!(cursor, Some(CampaignCursor { direction: PageDirection::Before, .. }));
+        let mut page = QueryBuilder::<Sqlite>::new(CAMPAIGN_COLUMNS);
+        push_filters(&mut page, org, filter);
+        if let Some(cursor) = cursor {
+            page.push(if backwards { " AND (c.created_at, c.id) > (" } else { " AND (c.created_at, c.id) < (" });
+            page.push_bind(cursor.created_at).push(", ").push_bind(cursor.id).push(")");
+        }
+        page.push(if backwards { " ORDER BY c.created_at ASC, c.id ASC" } else { " ORDER BY c.created_at DESC, c.id DESC" });
+        page.push(" LIMIT ").push_bind(i64::from(page_size) + 1);
+        let rows = page.build().fetch_all(&self.reads).await?;
+        let more_in_direction = rows.len() > page_size as usize;
+        let mut campaigns = rows.iter().take(page_size as usize).map(campaign_from_row).collect::<StoreResult<Vec<_>>>()?;
+        if backwards {
+            campaigns.reverse();
+        }
+        let key = |c: &Campaign| (to_seconds(c.created_at), c.id);
+        let (has_next, has_previous) = match (campaigns.first(), campaigns.last()) {
+            (Some(_), Some(last)) if backwards => (self.campaigns_exist_beyond(org, filter, key(last), true).await?, more_in_direction),
+            (Some(first), Some(_)) if cursor.is_some() => (more_in_direction, self.campaigns_exist_beyond(org, filter, key(first), false).await?),
+            (Some(_), Some(_)) => (more_in_direction, false),
+            // An empty page (an empty list, or a cursor past the end) has nowhere to go.
+            _ => (false, false),
+        };
+        Ok(CampaignPage { total_count, campaigns, has_next, has_previous })
+    }
+
+    async fn modify_campaign(&self, org: OrgId, id: i64, change: CampaignChange) -> StoreResult<Modified> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let row = sqlx::query(CAMPAIGN_BY_ID)
+                    .bind(org)
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let Some(row) = row else { return Ok(Modified::NotFound) };
+                let mut campaign = campaign_from_row(&row)?;
+                if let Err(refusal) = change(&mut campaign) {
+                    return Ok(Modified::Refused(refusal));
+                }
+                sqlx::query(
+                    "UPDATE campaigns SET status = ?, archived = ?, started_at = ?, ended_at = ?, settings = ?, current_iteration = ?, \
+                     last_iteration_at = ?, next_cycle_at = ?, paused_in_cooldown = ? WHERE id = ?",
+                )
+                .bind(campaign.status.as_str())
+                .bind(campaign.archived)
+                .bind(opt_to_seconds(campaign.started_at))
+                .bind(opt_to_seconds(campaign.ended_at))
+                .bind(serde_json::to_string(&campaign.settings)?)
+                .bind(campaign.current_iteration)
+                .bind(opt_to_seconds(campaign.last_iteration_at))
+                .bind(opt_to_seconds(campaign.next_cycle_at))
+                .bind(campaign.paused_in_cooldown)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+                Ok(Modified::Done(campaign))
+            })
+        })
+        .await
+    }
+}
+
+async fn insert_key(conn: &mut SqliteConnection, organization: &str, prefix: &str, hash: &str, at: Timestamp) -> StoreResult<()> {
+    sqlx::query("INSERT INTO organizations (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
+        .bind(organization)
+        .bind(to_seconds(at))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO api_keys (org_id, prefix, key_hash, created_at) SELECT id, ?, ?, ? FROM organizations WHERE name = ?")
+        .bind(prefix)
+        .bind(hash)
+        .bind(to_seconds(at))
+        .bind(organization)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! GET /campaigns (§2.4).

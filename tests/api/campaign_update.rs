@@ -1,0 +1,1 @@
+//! PATCH /campaigns/{id} (§2.7).

@@ -1,0 +1,106 @@
+//! The error envelope (§0.1) on malformed input and on errors produced outside handlers.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_error};
+
+async fn raw_post(app: &TestApp, path: &str, content_type: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
+    let mut request = app.client.post(app.url(&format!("/api/v1.0{path}"))).header("Authorization", format!("api-key {}", app.key)).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("Content-Type", content_type);
+    }
+    let response = request.send().await.expect("sent");
+    let status = response.status();
+    (status, response.json().await.expect("JSON body"))
+}
+
+#[tokio::test]
+async fn malformed_json_missing_content_type_and_unknown_fields() {
+    let app = TestApp::spawn().await;
+    let setup = app.setup().await;
+    let (status, body) = raw_post(&app, "/campaigns", Some("application/json"), b"{\"name\": ".to_vec()).await;
+    assert_error(status, &body, 400, "INVALID_REQUEST", None);
+    assert!(body["message"].as_str().expect("message").contains("malformed JSON"), "{body}");
+
+    let valid = serde_json::to_vec(&setup.phone(json!({}))).expect("json");
+    let (status, body) = raw_post(&app, "/campaigns", None, valid.clone()).await;
+    assert_error(status, &body, 415, "UNSUPPORTED_MEDIA_TYPE", None);
+    let (status, body) = raw_post(&app, "/campaigns", Some("text/plain"), valid.clone()).await;
+    assert_error(status, &body, 415, "UNSUPPORTED_MEDIA_TYPE", None);
+    // Parameters on the media type are fine.
+    let (status, _) = raw_post(&app, "/campaigns", Some("application/json; charset=utf-8"), valid).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let (status, body) = app.post("/campaigns", setup.phone(json!({ "nickname": "x" }))).await;
+    assert_error(status, &body, 400, "INVALID_REQUEST", Some("nickname"));
+    let (status, body) = app.post("/campaigns", setup.phone(json!({ "cycles": { "enabled": true, "colour": "red" } }))).await;
+    assert_error(status, &body, 400, "INVALID_REQUEST", Some("cycles.colour"));
+    let (status, body) = app.post("/campaigns", setup.phone(json!({ "scheduling": { "mon": { "startTime": "09:00", "stopTime": "18:00", "open": true } } }))).await;
+    assert_error(status, &body, 400, "INVALID_REQUEST", Some("scheduling.mon.open"));
+    let (status, body) = app.post("/campaigns", setup.phone(json!({ "retries": "two" }))).await;
+    assert_error(status, &body, 400, "INVALID_REQUEST", Some("retries"));
+    let (status, body) = app.post("/campaigns", json!([1, 2])).await;
+    assert_error(status, &body, 400, "INVALID_REQUEST", None);
+    // Trailing garbage after the object.
+    let (status, body) = raw_post(&app, "/campaigns", Some("application/json"), b"{} {}".to_vec()).await;
+    assert_error(status, &body, 400, "INVALID_REQUEST", None);
+
+    let (status, body) = app.get("/campaigns").await;
+    assert_eq!((status, body["total_count"].clone()), (StatusCode::OK, json!(1)), "only the valid request created a campaign");
+}
+
+#[tokio::test]
+async fn body_over_five_mib_is_413_and_just_under_is_read() {
+    let app = TestApp::spawn().await;
+    let setup = app.setup().await;
+    let limit = 5 * 1024 * 1024;
+    let mut under = serde_json::to_string(&setup.phone(json!({ "description": "" }))).expect("json");
+    let padding = limit - under.len();
+    // Whitespace pads the body to exactly the limit; it is still valid JSON.
+    under.push_str(&" ".repeat(padding));
+    assert_eq!(under.len(), limit);
+    let (status, body) = raw_post(&app, "/campaigns", Some("application/json"), under.into_bytes()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let over = vec![b' '; limit + 1];
+    let (status, body) = raw_post(&app, "/campaigns", Some("application/json"), over).await;
+    assert_error(status, &body, 413, "PAYLOAD_TOO_LARGE", None);
+}
+
+#[tokio::test]
+async fn unknown_routes_wrong_methods_and_bad_ids_get_the_envelope() {
+    let app = TestApp::spawn().await;
+    let response = app.client.get(app.url("/nowhere")).send().await.expect("sent");
+    let status = response.status();
+    let body: Value = response.json().await.expect("json");
+    assert_error(status, &body, 404, "NOT_FOUND", None);
+
+    let response = app.client.delete(app.url("/api/v1.0/campaigns")).header("Authorization", format!("api-key {}", app.key)).send().await.expect("sent");
+    let status = response.status();
+    assert!(response.headers().get("allow").is_some());
+    let body: Value = response.json().await.expect("json");
+    assert_error(status, &body, 405, "METHOD_NOT_ALLOWED", None);
+
+    let (status, body) = app.get("/campaigns/abc").await;
+    assert_error(status, &body, 400, "INVALID_REQUEST", Some("id"));
+    let (status, body) = app.get("/campaigns/0").await;
+    assert_error(status, &body, 400, "INVALID_REQUEST", Some("id"));
+    let (status, body) = app.get("/campaigns/1").await;
+    assert_error(status, &body, 404, "NOT_FOUND", None);
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_ops_endpoints_answer() {
+    let app = TestApp::spawn().await;
+    let response = app.client.get(app.url("/healthz")).send().await.expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("x-request-id").is_some_and(|v| !v.is_empty()));
+    let response = app.client.get(app.url("/readyz")).header("x-request-id", "trace-me-42").send().await.expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("trace-me-42"));
+    let _ = app.get("/campaigns").await;
+    let metrics = app.client.get(app.url("/metrics")).send().await.expect("sent").text().await.expect("text");
+    assert!(metrics.contains("outbound_http_requests_total"), "{metrics}");
+    assert!(metrics.contains("route=\"/api/v1.0/campaigns\""), "{metrics}");
+}

@@ -1,0 +1,280 @@
+//! `TestApp`: a real server on port 0 over a throwaway SQLite database, a controlled clock and
+//! request helpers; plus the check of response bodies against Altur's OpenAPI document.
+
+use std::sync::{Arc, OnceLock};
+
+use jiff::Timestamp;
+use outbound::clock::ManualClock;
+use outbound::domain::ids::NewApiKey;
+use outbound::server::RunningServer;
+use outbound::store::{self, DynStore};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub struct TestApp {
+    pub base: String,
+    pub key: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub store: DynStore,
+    pub database_url: String,
+    server: Option<RunningServer>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn start_time() -> Timestamp {
+    "2026-06-08T18:00:00Z".parse().expect("valid timestamp")
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database_url = format!("sqlite://{}", dir.path().join("outbound.db").display());
+        let store = store::open(&database_url).await.expect("open store");
+        let clock = Arc::new(ManualClock::new(start_time()));
+        let server = RunningServer::start("127.0.0.1:0", store.clone(), clock.clone()).await.expect("start server");
+        let mut app = TestApp {
+            base: format!("http://{}", server.addr),
+            key: String::new(),
+            client: reqwest::Client::new(),
+            clock,
+            store,
+            database_url,
+            server: Some(server),
+            _dir: dir,
+        };
+        app.key = app.new_key("acme").await;
+        app
+    }
+
+    /// A new API key for `org` (created when new), as `outbound keys create` makes one.
+    pub async fn new_key(&self, org: &str) -> String {
+        let key = NewApiKey::generate();
+        self.store.create_api_key(org, &key, self.clock.now_for_tests()).await.expect("create key");
+        key.key
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request under `/api/v1.0` with the app's key; returns status and JSON body.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call_with_key(method, path, body, Some(&self.key.clone())).await
+    }
+
+    pub async fn call_with_key(&self, method: Method, path: &str, body: Option<Value>, key: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(&format!("/api/v1.0{path}")));
+        if let Some(key) = key {
+            request = request.header("Authorization", format!("api-key {key}"));
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.expect("body read");
+        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON body: {text}")) };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn create_agent(&self, name: &str) -> String {
+        let (status, body) = self.post("/agents", json!({ "name": name })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["agent"]["id"].as_str().expect("agent id").to_owned()
+    }
+
+    pub async fn create_integration(&self, agent_id: &str, channel: &str) -> String {
+        let body = json!({ "agent_id": agent_id, "type": channel, "provider": "simulator" });
+        let (status, body) = self.post("/integrations", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["integration"]["id"].as_str().expect("integration id").to_owned()
+    }
+
+    /// An agent with a phone and a WhatsApp integration.
+    pub async fn setup(&self) -> Setup {
+        let agent = self.create_agent("Sales bot").await;
+        let phone = self.create_integration(&agent, "phone_call").await;
+        let whatsapp = self.create_integration(&agent, "whatsapp").await;
+        Setup { agent, phone, whatsapp }
+    }
+
+    /// Creates a campaign from `base` fields merged with `extra`; asserts 201.
+    pub async fn create_campaign(&self, body: Value) -> Value {
+        let (status, body) = self.post("/campaigns", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_matches_altur("CampaignDetailResponse", &body);
+        body["campaign"].clone()
+    }
+}
+
+pub struct Setup {
+    pub agent: String,
+    pub phone: String,
+    pub whatsapp: String,
+}
+
+impl Setup {
+    /// A valid phone campaign body with `extra` fields added or replaced.
+    pub fn phone(&self, extra: Value) -> Value {
+        merge(json!({ "name": "Q2 Reactivation", "agent_id": self.agent, "integration_id": self.phone, "integration_type": "phone_call" }), extra)
+    }
+
+    pub fn whatsapp(&self, extra: Value) -> Value {
+        merge(
+            json!({ "name": "Promo June", "agent_id": self.agent, "integration_id": self.whatsapp, "integration_type": "whatsapp", "template": "promo_june_v1" }),
+            extra,
+        )
+    }
+}
+
+pub fn merge(mut base: Value, extra: Value) -> Value {
+    if let (Some(base), Value::Object(extra)) = (base.as_object_mut(), extra) {
+        for (k, v) in extra {
+            base.insert(k, v);
+        }
+    }
+    base
+}
+
+/// Asserts the contract's error envelope with this key and field.
+#[track_caller]
+pub fn assert_error(status: StatusCode, body: &Value, expected_status: u16, key: &str, field: Option<&str>) {
+    assert_eq!(status.as_u16(), expected_status, "status for {body}");
+    assert_eq!(body["success"], json!(false), "{body}");
+    assert_eq!(body["error"], json!(key), "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert_eq!(body["field"].as_str(), field, "field of {body}");
+    assert!(body.get("details").is_some(), "details key missing in {body}");
+}
+
+trait NowForTests {
+    fn now_for_tests(&self) -> Timestamp;
+}
+
+impl NowForTests for ManualClock {
+    fn now_for_tests(&self) -> Timestamp {
+        outbound::clock::Clock::now(self)
+    }
+}
+
+static ALTUR: OnceLock<Value> = OnceLock::new();
+
+fn altur_document() -> &'static Value {
+    ALTUR.get_or_init(|| serde_json::from_str(include_str!("fixtures/altur-openapi.json")).expect("Altur OpenAPI document parses"))
+}
+
+/// Fields Altur's schemas list that the contract says Outbound does not return.
+const NOT_RETURNED: [(&str, &str); 1] = [("CampaignCyclesConfig", "filter_tags")];
+
+/// Validates `body` against Altur's schema `name`, every property read as nullable (contract
+/// §0), and checks that every property Altur lists is present in the response.
+#[track_caller]
+pub fn assert_matches_altur(name: &str, body: &Value) {
+    let doc = altur_document();
+    let schemas = &doc["components"]["schemas"];
+    let mut definitions = serde_json::Map::new();
+    for (key, schema) in schemas.as_object().expect("schemas") {
+        definitions.insert(key.clone(), to_json_schema(schema));
+    }
+    let root = json!({ "$schema": "http://json-schema.org/draft-07/schema#", "definitions": definitions, "$ref": format!("#/definitions/{name}") });
+    let validator = jsonschema::validator_for(&root).expect("schema compiles");
+    let errors: Vec<String> = validator.iter_errors(body).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+    assert!(errors.is_empty(), "{name} does not validate: {errors:#?}\nbody: {body:#}");
+    assert_all_properties_present(schemas, name, body, name);
+}
+
+fn to_json_schema(schema: &Value) -> Value {
+    match schema {
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (key, value) in map {
+                match key.as_str() {
+                    "$ref" => {
+                        out.insert(key.clone(), json!(value.as_str().expect("ref").replace("#/components/schemas/", "#/definitions/")));
+                    }
+                    "nullable" | "example" | "format" => {}
+                    "properties" => {
+                        let props = value
+                            .as_object()
+                            .expect("properties")
+                            .iter()
+                            .map(|(k, v)| (k.clone(), json!({ "anyOf": [to_json_schema(v), { "type": "null" }] })))
+                            .collect();
+                        out.insert(key.clone(), Value::Object(props));
+                    }
+                    _ => {
+                        out.insert(key.clone(), to_json_schema(value));
+                    }
+                }
+            }
+            // A $ref with siblings: keep the reference alone (draft-07 ignores siblings anyway).
+            if let Some(reference) = out.get("$ref").cloned() {
+                return json!({ "$ref": reference });
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(to_json_schema).collect()),
+        other => other.clone(),
+    }
+}
+
+fn resolve<'a>(schemas: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => &schemas[reference.trim_start_matches("#/components/schemas/")],
+        None => schema,
+    }
+}
+
+#[track_caller]
+fn assert_all_properties_present(schemas: &Value, schema_name: &str, body: &Value, path: &str) {
+    let schema = resolve(schemas, &schemas[schema_name]);
+    check_object(schemas, schema_name, schema, body, path);
+}
+
+#[track_caller]
+fn check_object(schemas: &Value, schema_name: &str, schema: &Value, body: &Value, path: &str) {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else { return };
+    let Some(object) = body.as_object() else { return };
+    for (key, property) in properties {
+        if NOT_RETURNED.contains(&(schema_name, key.as_str())) {
+            assert!(!object.contains_key(key), "{path}.{key} must not be returned");
+            continue;
+        }
+        assert!(object.contains_key(key), "{path}.{key} is missing (Altur's {schema_name} lists it)");
+        let nested_name = property.get("$ref").and_then(Value::as_str).map(|r| r.trim_start_matches("#/components/schemas/")).unwrap_or(schema_name);
+        let nested = resolve(schemas, property);
+        let value = &object[key];
+        match value {
+            Value::Object(_) => check_object(schemas, nested_name, nested, value, &format!("{path}.{key}")),
+            Value::Array(items) => {
+                if let Some(item_schema) = nested.get("items") {
+                    let item_name = item_schema.get("$ref").and_then(Value::as_str).map(|r| r.trim_start_matches("#/components/schemas/")).unwrap_or(nested_name);
+                    let item_schema = resolve(schemas, item_schema);
+                    for (i, item) in items.iter().enumerate() {
+                        check_object(schemas, item_name, item_schema, item, &format!("{path}.{key}[{i}]"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! HTTP-level tests: each starts the real server on port 0 and speaks HTTP to it.
+
+mod helpers;
+
+mod agents_integrations;
+mod auth;
+mod campaign_create;
+mod campaign_list;
+mod campaign_update;
+mod errors;
+mod lifecycle;
+mod openapi;
+mod cli;
