@@ -32,6 +32,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", format!("the request body could not be read: {rejection}"))
             }
         })?;
+        // serde would read a struct from an array too; every body of this API is an object.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| *b != b'{') {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "the request body must be a JSON object"));
+        }
         parse_json(&bytes).map(JsonBody)
     }
 }
