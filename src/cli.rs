@@ -106,9 +106,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 println!("Created organization \"default\". Its API key, shown only this once:\n\n    {}\n", key.key);
                 println!("Try: curl -H 'Authorization: api-key {}' http://{listen}/api/v1.0/campaigns\n", key.key);
             }
+            let shutdown = server::shutdown_signal();
             let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-            tracing::info!(address = %listener.local_addr()?, database = %database.url, "outbound is serving");
-            server::serve(listener, store, Arc::new(clock), server::shutdown_signal()).await?;
+            let address = listener.local_addr()?;
+            println!("outbound listening on http://{address}");
+            tracing::info!(%address, database = %database.url, "outbound is serving");
+            server::serve(listener, store, Arc::new(clock), shutdown).await?;
         }
         Command::Keys { command: KeysCommand::Create { org, database } } => {
             let org = org.trim();

@@ -43,7 +43,11 @@ pub struct AgentListResponse {
 /// Create an agent.
 #[utoipa::path(post, path = "/agents", tag = "agents", request_body = AgentInput,
     responses((status = 201, body = AgentResponse), (status = 400, body = ErrorBody)))]
-pub async fn create_agent(State(app): State<AppState>, tenant: Tenant, JsonBody(input): JsonBody<AgentInput>) -> ApiResult<(StatusCode, Json<AgentResponse>)> {
+pub async fn create_agent(
+    State(app): State<AppState>,
+    tenant: Tenant,
+    JsonBody(input): JsonBody<AgentInput>,
+) -> ApiResult<(StatusCode, Json<AgentResponse>)> {
     let name = parse_agent_name(&input).map_err(|v| ApiError::violations(vec![v]))?;
     let agent = app.store.create_agent(tenant.org_id, &name, app.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(AgentResponse { success: true, agent: AgentView::from(&agent) })))

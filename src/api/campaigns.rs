@@ -1,8 +1,8 @@
 //! Campaign endpoints (contract §2): create, retrieve, list, update, lifecycle actions.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use base64::Engine;
 use jiff::Timestamp;
 use serde::Serialize;
@@ -222,8 +222,12 @@ pub async fn campaign_action(
 ) -> ApiResult<Json<CampaignDetailResponse>> {
     let id = parse_id("id", &id)?;
     let action = LifecycleAction::parse(&action).ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "UNKNOWN_ACTION", format!("unknown action {action:?}; use activate, pause, resume or archive"))
-            .with_field("action")
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "UNKNOWN_ACTION",
+            format!("unknown action {action:?}; use activate, pause, resume or archive"),
+        )
+        .with_field("action")
     })?;
     let now = app.clock.now();
     let change = Box::new(move |campaign: &mut Campaign| campaign.apply_action(action, now).map_err(Refusal::Lifecycle));
@@ -358,11 +362,9 @@ pub async fn list_campaigns(State(app): State<AppState>, tenant: Tenant, query: 
     let filter = parse_filter(&query)?;
     let page_size = match query.get("pageSize") {
         None => DEFAULT_PAGE_SIZE,
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-            .ok_or_else(|| ApiError::invalid("pageSize", format!("pageSize must be an integer between 1 and {MAX_PAGE_SIZE}, got {raw:?}")))?,
+        Some(raw) => raw.parse::<u32>().ok().filter(|n| (1..=MAX_PAGE_SIZE).contains(n)).ok_or_else(|| {
+            ApiError::invalid("pageSize", format!("pageSize must be an integer between 1 and {MAX_PAGE_SIZE}, got {raw:?}"))
+        })?,
     };
     let cursor = query.get("cursor").map(decode_cursor).transpose()?;
     let page = app.store.list_campaigns(tenant.org_id, &filter, cursor, page_size).await?;
@@ -397,13 +399,19 @@ fn parse_filter(query: &QueryParams) -> ApiResult<CampaignFilter> {
             .get("status")
             .map(|raw| {
                 CampaignStatus::parse(raw).ok_or_else(|| {
-                    ApiError::invalid("status", format!("status must be one of pending, ready, active, inactive, cooldown, finished; got {raw:?}"))
+                    ApiError::invalid(
+                        "status",
+                        format!("status must be one of pending, ready, active, inactive, cooldown, finished; got {raw:?}"),
+                    )
                 })
             })
             .transpose()?,
         channel: query
             .get("integration")
-            .map(|raw| Channel::parse(raw).ok_or_else(|| ApiError::invalid("integration", format!("integration must be phone_call or whatsapp, got {raw:?}"))))
+            .map(|raw| {
+                Channel::parse(raw)
+                    .ok_or_else(|| ApiError::invalid("integration", format!("integration must be phone_call or whatsapp, got {raw:?}")))
+            })
             .transpose()?,
         created_after: either("createdAfter", "startDate")?,
         created_before: either("createdBefore", "endDate")?,
@@ -423,8 +431,19 @@ fn parse_filter(query: &QueryParams) -> ApiResult<CampaignFilter> {
 pub fn parse_time_param(name: &str, raw: &str) -> ApiResult<Timestamp> {
     raw.parse::<Timestamp>()
         .ok()
-        .or_else(|| (raw.len() == 10).then(|| raw.parse::<jiff::civil::Date>().ok()).flatten().and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok()).map(|z| z.timestamp()))
-        .ok_or_else(|| ApiError::invalid(name, format!("{name} must be an RFC 3339 timestamp (2026-06-08T18:00:00Z) or a date YYYY-MM-DD, got {raw:?}")))
+        .or_else(|| {
+            (raw.len() == 10)
+                .then(|| raw.parse::<jiff::civil::Date>().ok())
+                .flatten()
+                .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+                .map(|z| z.timestamp())
+        })
+        .ok_or_else(|| {
+            ApiError::invalid(
+                name,
+                format!("{name} must be an RFC 3339 timestamp (2026-06-08T18:00:00Z) or a date YYYY-MM-DD, got {raw:?}"),
+            )
+        })
 }
 
 /// Cursors are opaque to clients: base64url of the edge item's key with a checksum, so an
@@ -472,8 +491,11 @@ mod tests {
         let raw = encode_cursor(PageDirection::Before, (1_780_000_000, 42));
         let cursor = decode_cursor(&raw).expect("round trip");
         assert_eq!(cursor, CampaignCursor { direction: PageDirection::Before, created_at: 1_780_000_000, id: 42 });
-        let edited = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&raw).expect("b64")).expect("utf8").replace(".42.", ".43."));
+        let edited = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+            String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&raw).expect("b64"))
+                .expect("utf8")
+                .replace(".42.", ".43."),
+        );
         assert!(decode_cursor(&edited).is_err());
         assert!(decode_cursor("not-a-cursor").is_err());
     }

@@ -36,14 +36,15 @@ pub struct ErrorBody {
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub body: ErrorBody,
+    /// Boxed: errors travel in every `Result` of the API layer, which should stay small.
+    pub body: Box<ErrorBody>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
-            body: ErrorBody {
+            body: Box::new(ErrorBody {
                 success: false,
                 error,
                 message: message.into(),
@@ -51,7 +52,7 @@ impl ApiError {
                 details: None,
                 current_status: None,
                 valid_targets: None,
-            },
+            }),
         }
     }
 
@@ -81,7 +82,11 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "missing, malformed, unknown or revoked API key: send Authorization: api-key <KEY>")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "missing, malformed, unknown or revoked API key: send Authorization: api-key <KEY>",
+        )
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -107,21 +112,27 @@ impl From<CampaignError> for ApiError {
     fn from(err: CampaignError) -> Self {
         match err {
             CampaignError::Invalid(list) => ApiError::violations(list),
-            CampaignError::ImmutableField(field) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "IMMUTABLE_FIELD", format!("{field} cannot be changed after the campaign is created"))
-                    .with_field(field)
-            }
+            CampaignError::ImmutableField(field) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "IMMUTABLE_FIELD",
+                format!("{field} cannot be changed after the campaign is created"),
+            )
+            .with_field(field),
             CampaignError::CyclesNotEnabled(field) => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "CYCLES_NOT_ENABLED",
                 format!("{field} cannot be set: this campaign was created without cycles"),
             )
             .with_field(field),
-            CampaignError::ScheduledModeOnly(field) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "SCHEDULED_MODE_ONLY", format!("{field} is only allowed when cycles.mode is scheduled"))
-                    .with_field(field)
+            CampaignError::ScheduledModeOnly(field) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "SCHEDULED_MODE_ONLY",
+                format!("{field} is only allowed when cycles.mode is scheduled"),
+            )
+            .with_field(field),
+            CampaignError::Finished => {
+                ApiError::new(StatusCode::CONFLICT, "CAMPAIGN_FINISHED", "the campaign is finished and can no longer change")
             }
-            CampaignError::Finished => ApiError::new(StatusCode::CONFLICT, "CAMPAIGN_FINISHED", "the campaign is finished and can no longer change"),
         }
     }
 }
@@ -140,7 +151,9 @@ impl From<LifecycleError> for ApiError {
                 error.body.valid_targets = Some(valid_targets);
                 error
             }
-            LifecycleError::MissingTemplate => ApiError::invalid("template", "a WhatsApp campaign needs a template before it can be activated"),
+            LifecycleError::MissingTemplate => {
+                ApiError::invalid("template", "a WhatsApp campaign needs a template before it can be activated")
+            }
         }
     }
 }
@@ -156,7 +169,7 @@ impl From<Refusal> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body)).into_response()
+        (self.status, axum::Json(*self.body)).into_response()
     }
 }
 

@@ -43,7 +43,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 pub const BODY_LIMIT_BYTES: usize = 5 * 1024 * 1024;
 
 pub fn payload_too_large() -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", format!("the request body is larger than the limit of {BODY_LIMIT_BYTES} bytes (5 MiB)"))
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        format!("the request body is larger than the limit of {BODY_LIMIT_BYTES} bytes (5 MiB)"),
+    )
 }
 
 fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
@@ -54,20 +58,16 @@ fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
 }
 
 /// Parses JSON, naming the offending field on data errors (`cycles.max_iterations`).
+/// The text is read into a `Value` first so that syntax errors and wrong types are told apart:
+/// serde_json reports a number where an enum's string belongs as a syntax error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
-    deserializer
-        .end()
+    let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", format!("malformed JSON: {err}")))?;
-    Ok(value)
+    serde_path_to_error::deserialize(value).map_err(json_error)
 }
 
 fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let inner = err.inner();
-    if !inner.is_data() {
-        return ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", format!("malformed JSON: {inner}"));
-    }
     let path = err.path().to_string();
     let path = if path == "." { String::new() } else { path };
     // The path already ends with the unknown field's own name when that is the fault.
@@ -89,7 +89,10 @@ fn strip_position(text: &str) -> &str {
 
 /// A numeric id from the path; anything else is a 400 naming the parameter.
 pub fn parse_id(name: &str, raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::invalid(name, format!("{name} must be a positive integer, got {raw:?}")))
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::invalid(name, format!("{name} must be a positive integer, got {raw:?}")))
 }
 
 /// The organization (and key) that authenticated the request; set by the auth layer.

@@ -66,7 +66,9 @@ pub async fn create_integration(
 ) -> ApiResult<(StatusCode, Json<IntegrationResponse>)> {
     let new = parse_new_integration(&input).map_err(ApiError::violations)?;
     if app.store.get_agent(tenant.org_id, new.agent_id).await?.is_none() {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "AGENT_NOT_FOUND", format!("agent {} not found", new.agent_id)).with_field("agent_id"));
+        return Err(
+            ApiError::new(StatusCode::NOT_FOUND, "AGENT_NOT_FOUND", format!("agent {} not found", new.agent_id)).with_field("agent_id")
+        );
     }
     let integration = app.store.create_integration(tenant.org_id, new, app.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(IntegrationResponse { success: true, integration: IntegrationView::new(&integration, true) })))

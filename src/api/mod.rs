@@ -15,13 +15,13 @@ pub mod views;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -127,14 +127,17 @@ async fn envelope_other_errors(request: Request, next: Next) -> Response {
         StatusCode::NOT_FOUND => ApiError::new(status, "NOT_FOUND", "no such route; the API lives under /api/v1.0"),
         StatusCode::METHOD_NOT_ALLOWED => {
             let allow = response.headers().get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-            let mut reply = ApiError::new(status, "METHOD_NOT_ALLOWED", format!("method not allowed on this route; allowed: {allow}")).into_response();
+            let mut reply =
+                ApiError::new(status, "METHOD_NOT_ALLOWED", format!("method not allowed on this route; allowed: {allow}")).into_response();
             if let Ok(value) = HeaderValue::from_str(&allow) {
                 reply.headers_mut().insert(header::ALLOW, value);
             }
             return reply;
         }
         StatusCode::PAYLOAD_TOO_LARGE => extract::payload_too_large(),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(status, "UNSUPPORTED_MEDIA_TYPE", "the request body must be JSON with Content-Type: application/json"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::new(status, "UNSUPPORTED_MEDIA_TYPE", "the request body must be JSON with Content-Type: application/json")
+        }
         s if s.is_server_error() => ApiError::internal(format!("a layer answered {s}")),
         _ => ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "the request could not be understood"),
     };
@@ -142,10 +145,7 @@ async fn envelope_other_errors(request: Request, next: Next) -> Response {
 }
 
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let detail = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("unknown panic");
+    let detail =
+        panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied()).unwrap_or("unknown panic");
     ApiError::internal(format!("handler panicked: {detail}")).into_response()
 }

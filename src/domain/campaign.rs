@@ -245,7 +245,10 @@ pub enum CampaignError {
 /// Why a lifecycle action was refused.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LifecycleError {
-    InvalidTransition { current: CampaignStatus, valid_targets: Vec<LifecycleAction> },
+    InvalidTransition {
+        current: CampaignStatus,
+        valid_targets: Vec<LifecycleAction>,
+    },
     /// A WhatsApp campaign needs a `template` before it can be activated.
     MissingTemplate,
 }
@@ -341,8 +344,8 @@ enum Mode {
 pub fn parse_new_campaign(input: &CampaignInput) -> Result<NewCampaign, CampaignError> {
     let mut violations = Violations::default();
     let agent_id = violations.check(validation::required("agent_id", &input.agent_id).and_then(|id| parse_uuid("agent_id", id)));
-    let integration_id =
-        violations.check(validation::required("integration_id", &input.integration_id).and_then(|id| validation::text("integration_id", id, 1, 64)));
+    let integration_id = violations
+        .check(validation::required("integration_id", &input.integration_id).and_then(|id| validation::text("integration_id", id, 1, 64)));
     let channel = violations.check(validation::required("integration_type", &input.integration_type).copied());
     if !input.name.is_present() {
         violations.push("name", "name is required");
@@ -355,12 +358,7 @@ pub fn parse_new_campaign(input: &CampaignInput) -> Result<NewCampaign, Campaign
     let outcome = apply_input(&mut settings, channel, input, Mode::Create, &mut violations);
     outcome?;
     violations.into_result().map_err(CampaignError::Invalid)?;
-    Ok(NewCampaign {
-        agent_id: agent_id.unwrap_or_default(),
-        integration_id: integration_id.unwrap_or_default(),
-        channel,
-        settings,
-    })
+    Ok(NewCampaign { agent_id: agent_id.unwrap_or_default(), integration_id: integration_id.unwrap_or_default(), channel, settings })
 }
 
 /// With no usable `integration_type`, still report every other broken rule.
@@ -606,7 +604,12 @@ fn parse_timezone(name: &str) -> Result<String, Violation> {
     Ok(zone.iana_name().unwrap_or(name).to_owned())
 }
 
-fn create_cycles(cycles: &mut CyclesConfig, channel: Channel, input: &CyclesInput, violations: &mut Violations) -> Result<(), CampaignError> {
+fn create_cycles(
+    cycles: &mut CyclesConfig,
+    channel: Channel,
+    input: &CyclesInput,
+    violations: &mut Violations,
+) -> Result<(), CampaignError> {
     let enabled = matches!(input.enabled, Field::Value(true));
     if !enabled {
         // A disabled block is accepted and ignored, on either channel.

@@ -47,8 +47,7 @@ pub fn hash_api_key(key: &str) -> String {
 pub fn api_key_prefix(key: &str) -> Option<&str> {
     let rest = key.strip_prefix("ob_")?;
     let (prefix, secret) = rest.split_once('_')?;
-    (prefix.len() == API_KEY_PREFIX_LEN && secret.len() == API_KEY_SECRET_LEN && is_base62(prefix) && is_base62(secret))
-        .then_some(prefix)
+    (prefix.len() == API_KEY_PREFIX_LEN && secret.len() == API_KEY_SECRET_LEN && is_base62(prefix) && is_base62(secret)).then_some(prefix)
 }
 
 /// Accepts a key prefix as printed by `keys list` (`Ab3dE6gH`) or with its `ob_` marker.
@@ -86,7 +85,8 @@ mod tests {
 
     #[test]
     fn malformed_keys_have_no_prefix() {
-        for bad in ["", "ob_", "ob_abcdefgh", "xx_abcdefgh_0123456789abcdef0123456789abcdef", "ob_abcdefg_0123456789abcdef0123456789abcdef"] {
+        for bad in ["", "ob_", "ob_abcdefgh", "xx_abcdefgh_0123456789abcdef0123456789abcdef", "ob_abcdefg_0123456789abcdef0123456789abcdef"]
+        {
             assert_eq!(api_key_prefix(bad), None, "{bad}");
         }
         assert_eq!(normalize_key_prefix("ob_Ab3dE6gH"), Some("Ab3dE6gH"));

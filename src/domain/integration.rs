@@ -123,9 +123,11 @@ pub struct NewIntegration {
 
 pub fn parse_new_integration(input: &IntegrationInput) -> Result<NewIntegration, Vec<Violation>> {
     let mut violations = Violations::default();
-    let agent_id = violations.check(validation::required("agent_id", &input.agent_id).and_then(|id| {
-        Uuid::parse_str(id).map_err(|_| Violation::new("agent_id", format!("agent_id must be a UUID, got {id:?}")))
-    }));
+    let agent_id =
+        violations
+            .check(validation::required("agent_id", &input.agent_id).and_then(|id| {
+                Uuid::parse_str(id).map_err(|_| Violation::new("agent_id", format!("agent_id must be a UUID, got {id:?}")))
+            }));
     let channel = violations.check(validation::required("type", &input.channel).copied());
     let provider = violations.check(validation::required("provider", &input.provider).copied());
     let config = provider.and_then(|provider| {
@@ -165,7 +167,10 @@ fn parse_config(provider: Provider, raw: serde_json::Value) -> Result<ProviderCo
             }
             let [min, max] = config.duration_s;
             if min > max {
-                return Err(Violation::new("config.duration_s", format!("config.duration_s must be [min, max] with min <= max, got [{min}, {max}]")));
+                return Err(Violation::new(
+                    "config.duration_s",
+                    format!("config.duration_s must be [min, max] with min <= max, got [{min}, {max}]"),
+                ));
             }
             if config.latency_ms > MAX_SIMULATOR_LATENCY_MS {
                 return Err(Violation::new(

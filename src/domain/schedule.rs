@@ -205,11 +205,7 @@ mod tests {
     use super::*;
 
     fn day(start: &str, stop: &str) -> Field<DayInput> {
-        Field::Value(DayInput {
-            start_time: Field::Value(start.into()),
-            stop_time: Field::Value(stop.into()),
-            active: Field::Absent,
-        })
+        Field::Value(DayInput { start_time: Field::Value(start.into()), stop_time: Field::Value(stop.into()), active: Field::Absent })
     }
 
     #[test]

@@ -118,7 +118,7 @@ pub enum Refusal {
 pub type CampaignChange = Box<dyn FnOnce(&mut Campaign) -> Result<(), Refusal> + Send>;
 
 pub enum Modified {
-    Done(Campaign),
+    Done(Box<Campaign>),
     Refused(Refusal),
     NotFound,
 }

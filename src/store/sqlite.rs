@@ -12,14 +12,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use jiff::Timestamp;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{
-    ApiKeyInfo, ApiKeyRecord, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, DynStore, Modified, OrgId, PageDirection, Store,
-    StoreError, StoreResult, from_seconds, to_seconds,
+    ApiKeyInfo, ApiKeyRecord, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, DynStore, Modified, OrgId, PageDirection,
+    Store, StoreError, StoreResult, from_seconds, to_seconds,
 };
 use crate::domain::agent::Agent;
 use crate::domain::campaign::{AgentRef, Campaign, CampaignSettings, CampaignStatus, Channel, IntegrationRef};
@@ -50,10 +52,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let mut writer = SqliteConnection::connect_with(&options).await?;
         MIGRATOR.run(&mut writer).await?;
-        let reads = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .connect_with(options.read_only(true))
-            .await?;
+        let reads = SqlitePoolOptions::new().max_connections(READ_CONNECTIONS).connect_with(options.read_only(true)).await?;
         let (jobs, queue) = mpsc::channel(MAX_JOBS_PER_COMMIT * 4);
         tokio::spawn(run_writer(writer, queue));
         Ok(SqliteStore { reads, jobs })
@@ -172,11 +171,7 @@ fn campaign_from_row(row: &SqliteRow) -> StoreResult<Campaign> {
 }
 
 fn agent_from_row(row: &SqliteRow) -> StoreResult<Agent> {
-    Ok(Agent {
-        id: parse_uuid(row.try_get("id")?)?,
-        name: row.try_get("name")?,
-        created_at: from_seconds(row.try_get("created_at")?)?,
-    })
+    Ok(Agent { id: parse_uuid(row.try_get("id")?)?, name: row.try_get("name")?, created_at: from_seconds(row.try_get("created_at")?)? })
 }
 
 fn integration_from_row(row: &SqliteRow) -> StoreResult<Integration> {
@@ -255,7 +250,12 @@ impl Store for SqliteStore {
             .fetch_optional(&self.reads)
             .await?;
         row.map(|row| {
-            Ok(ApiKeyRecord { id: row.try_get("id")?, org_id: row.try_get("org_id")?, hash: row.try_get("key_hash")?, revoked: row.try_get("revoked")? })
+            Ok(ApiKeyRecord {
+                id: row.try_get("id")?,
+                org_id: row.try_get("org_id")?,
+                hash: row.try_get("key_hash")?,
+                revoked: row.try_get("revoked")?,
+            })
         })
         .transpose()
     }
@@ -263,7 +263,11 @@ impl Store for SqliteStore {
     async fn touch_api_key(&self, key_id: i64, at: Timestamp) -> StoreResult<()> {
         self.write(move |conn| {
             Box::pin(async move {
-                sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?").bind(to_seconds(at)).bind(key_id).execute(&mut *conn).await?;
+                sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+                    .bind(to_seconds(at))
+                    .bind(key_id)
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(())
             })
         })
@@ -315,7 +319,10 @@ impl Store for SqliteStore {
         let prefix = prefix.to_owned();
         self.write(move |conn| {
             Box::pin(async move {
-                let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE prefix = ?)").bind(&prefix).fetch_one(&mut *conn).await?;
+                let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE prefix = ?)")
+                    .bind(&prefix)
+                    .fetch_one(&mut *conn)
+                    .await?;
                 sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE prefix = ? AND revoked_at IS NULL")
                     .bind(to_seconds(at))
                     .bind(&prefix)
@@ -356,7 +363,10 @@ impl Store for SqliteStore {
     }
 
     async fn list_agents(&self, org: OrgId) -> StoreResult<Vec<Agent>> {
-        let rows = sqlx::query("SELECT id, name, created_at FROM agents WHERE org_id = ? ORDER BY created_at, rowid").bind(org).fetch_all(&self.reads).await?;
+        let rows = sqlx::query("SELECT id, name, created_at FROM agents WHERE org_id = ? ORDER BY created_at, rowid")
+            .bind(org)
+            .fetch_all(&self.reads)
+            .await?;
         rows.iter().map(agent_from_row).collect()
     }
 
@@ -398,12 +408,14 @@ impl Store for SqliteStore {
     }
 
     async fn get_integration(&self, org: OrgId, id: &str) -> StoreResult<Option<Integration>> {
-        let row = sqlx::query("SELECT * FROM integrations WHERE org_id = ? AND id = ?").bind(org).bind(id).fetch_optional(&self.reads).await?;
+        let row =
+            sqlx::query("SELECT * FROM integrations WHERE org_id = ? AND id = ?").bind(org).bind(id).fetch_optional(&self.reads).await?;
         row.as_ref().map(integration_from_row).transpose()
     }
 
     async fn list_integrations(&self, org: OrgId) -> StoreResult<Vec<Integration>> {
-        let rows = sqlx::query("SELECT * FROM integrations WHERE org_id = ? ORDER BY created_at, rowid").bind(org).fetch_all(&self.reads).await?;
+        let rows =
+            sqlx::query("SELECT * FROM integrations WHERE org_id = ? ORDER BY created_at, rowid").bind(org).fetch_all(&self.reads).await?;
         rows.iter().map(integration_from_row).collect()
     }
 
@@ -455,11 +467,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_campaign(&self, org: OrgId, id: i64) -> StoreResult<Option<Campaign>> {
-        let row = sqlx::query(CAMPAIGN_BY_ID)
-            .bind(org)
-            .bind(id)
-            .fetch_optional(&self.reads)
-            .await?;
+        let row = sqlx::query(CAMPAIGN_BY_ID).bind(org).bind(id).fetch_optional(&self.reads).await?;
         row.as_ref().map(campaign_from_row).transpose()
     }
 
@@ -492,7 +500,9 @@ impl Store for SqliteStore {
         let key = |c: &Campaign| (to_seconds(c.created_at), c.id);
         let (has_next, has_previous) = match (campaigns.first(), campaigns.last()) {
             (Some(_), Some(last)) if backwards => (self.campaigns_exist_beyond(org, filter, key(last), true).await?, more_in_direction),
-            (Some(first), Some(_)) if cursor.is_some() => (more_in_direction, self.campaigns_exist_beyond(org, filter, key(first), false).await?),
+            (Some(first), Some(_)) if cursor.is_some() => {
+                (more_in_direction, self.campaigns_exist_beyond(org, filter, key(first), false).await?)
+            }
             (Some(_), Some(_)) => (more_in_direction, false),
             // An empty page (an empty list, or a cursor past the end) has nowhere to go.
             _ => (false, false),
@@ -503,11 +513,7 @@ impl Store for SqliteStore {
     async fn modify_campaign(&self, org: OrgId, id: i64, change: CampaignChange) -> StoreResult<Modified> {
         self.write(move |conn| {
             Box::pin(async move {
-                let row = sqlx::query(CAMPAIGN_BY_ID)
-                    .bind(org)
-                    .bind(id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
+                let row = sqlx::query(CAMPAIGN_BY_ID).bind(org).bind(id).fetch_optional(&mut *conn).await?;
                 let Some(row) = row else { return Ok(Modified::NotFound) };
                 let mut campaign = campaign_from_row(&row)?;
                 if let Err(refusal) = change(&mut campaign) {
@@ -529,7 +535,7 @@ impl Store for SqliteStore {
                 .bind(id)
                 .execute(&mut *conn)
                 .await?;
-                Ok(Modified::Done(campaign))
+                Ok(Modified::Done(Box::new(campaign)))
             })
         })
         .await

@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, assert_error};
 
 async fn raw_post(app: &TestApp, path: &str, content_type: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
-    let mut request = app.client.post(app.url(&format!("/api/v1.0{path}"))).header("Authorization", format!("api-key {}", app.key)).body(body);
+    let mut request =
+        app.client.post(app.url(&format!("/api/v1.0{path}"))).header("Authorization", format!("api-key {}", app.key)).body(body);
     if let Some(content_type) = content_type {
         request = request.header("Content-Type", content_type);
     }
@@ -36,7 +37,9 @@ async fn malformed_json_missing_content_type_and_unknown_fields() {
     assert_error(status, &body, 400, "INVALID_REQUEST", Some("nickname"));
     let (status, body) = app.post("/campaigns", setup.phone(json!({ "cycles": { "enabled": true, "colour": "red" } }))).await;
     assert_error(status, &body, 400, "INVALID_REQUEST", Some("cycles.colour"));
-    let (status, body) = app.post("/campaigns", setup.phone(json!({ "scheduling": { "mon": { "startTime": "09:00", "stopTime": "18:00", "open": true } } }))).await;
+    let (status, body) = app
+        .post("/campaigns", setup.phone(json!({ "scheduling": { "mon": { "startTime": "09:00", "stopTime": "18:00", "open": true } } })))
+        .await;
     assert_error(status, &body, 400, "INVALID_REQUEST", Some("scheduling.mon.open"));
     let (status, body) = app.post("/campaigns", setup.phone(json!({ "retries": "two" }))).await;
     assert_error(status, &body, 400, "INVALID_REQUEST", Some("retries"));
@@ -76,7 +79,13 @@ async fn unknown_routes_wrong_methods_and_bad_ids_get_the_envelope() {
     let body: Value = response.json().await.expect("json");
     assert_error(status, &body, 404, "NOT_FOUND", None);
 
-    let response = app.client.delete(app.url("/api/v1.0/campaigns")).header("Authorization", format!("api-key {}", app.key)).send().await.expect("sent");
+    let response = app
+        .client
+        .delete(app.url("/api/v1.0/campaigns"))
+        .header("Authorization", format!("api-key {}", app.key))
+        .send()
+        .await
+        .expect("sent");
     let status = response.status();
     assert!(response.headers().get("allow").is_some());
     let body: Value = response.json().await.expect("json");

@@ -17,8 +17,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub store: DynStore,
-    pub database_url: String,
-    server: Option<RunningServer>,
+    _server: RunningServer,
     _dir: tempfile::TempDir,
 }
 
@@ -29,8 +28,8 @@ pub fn start_time() -> Timestamp {
 impl TestApp {
     pub async fn spawn() -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
-        let database_url = format!("sqlite://{}", dir.path().join("outbound.db").display());
-        let store = store::open(&database_url).await.expect("open store");
+        let url = format!("sqlite://{}", dir.path().join("outbound.db").display());
+        let store = store::open(&url).await.expect("open store");
         let clock = Arc::new(ManualClock::new(start_time()));
         let server = RunningServer::start("127.0.0.1:0", store.clone(), clock.clone()).await.expect("start server");
         let mut app = TestApp {
@@ -39,8 +38,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             clock,
             store,
-            database_url,
-            server: Some(server),
+            _server: server,
             _dir: dir,
         };
         app.key = app.new_key("acme").await;
@@ -52,12 +50,6 @@ impl TestApp {
         let key = NewApiKey::generate();
         self.store.create_api_key(org, &key, self.clock.now_for_tests()).await.expect("create key");
         key.key
-    }
-
-    pub async fn shutdown(mut self) {
-        if let Some(server) = self.server.take() {
-            server.shutdown().await.expect("clean shutdown");
-        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -80,7 +72,8 @@ impl TestApp {
         let response = request.send().await.expect("request sent");
         let status = response.status();
         let text = response.text().await.expect("body read");
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON body: {text}")) };
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON body: {text}")) };
         (status, value)
     }
 
@@ -135,7 +128,10 @@ pub struct Setup {
 impl Setup {
     /// A valid phone campaign body with `extra` fields added or replaced.
     pub fn phone(&self, extra: Value) -> Value {
-        merge(json!({ "name": "Q2 Reactivation", "agent_id": self.agent, "integration_id": self.phone, "integration_type": "phone_call" }), extra)
+        merge(
+            json!({ "name": "Q2 Reactivation", "agent_id": self.agent, "integration_id": self.phone, "integration_type": "phone_call" }),
+            extra,
+        )
     }
 
     pub fn whatsapp(&self, extra: Value) -> Value {
@@ -260,14 +256,19 @@ fn check_object(schemas: &Value, schema_name: &str, schema: &Value, body: &Value
             continue;
         }
         assert!(object.contains_key(key), "{path}.{key} is missing (Altur's {schema_name} lists it)");
-        let nested_name = property.get("$ref").and_then(Value::as_str).map(|r| r.trim_start_matches("#/components/schemas/")).unwrap_or(schema_name);
+        let nested_name =
+            property.get("$ref").and_then(Value::as_str).map(|r| r.trim_start_matches("#/components/schemas/")).unwrap_or(schema_name);
         let nested = resolve(schemas, property);
         let value = &object[key];
         match value {
             Value::Object(_) => check_object(schemas, nested_name, nested, value, &format!("{path}.{key}")),
             Value::Array(items) => {
                 if let Some(item_schema) = nested.get("items") {
-                    let item_name = item_schema.get("$ref").and_then(Value::as_str).map(|r| r.trim_start_matches("#/components/schemas/")).unwrap_or(nested_name);
+                    let item_name = item_schema
+                        .get("$ref")
+                        .and_then(Value::as_str)
+                        .map(|r| r.trim_start_matches("#/components/schemas/"))
+                        .unwrap_or(nested_name);
                     let item_schema = resolve(schemas, item_schema);
                     for (i, item) in items.iter().enumerate() {
                         check_object(schemas, item_name, item_schema, item, &format!("{path}.{key}[{i}]"));

@@ -7,7 +7,7 @@ mod auth;
 mod campaign_create;
 mod campaign_list;
 mod campaign_update;
+mod cli;
 mod errors;
 mod lifecycle;
 mod openapi;
-mod cli;
