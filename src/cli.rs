@@ -1,15 +1,18 @@
 //! The `outbound` command line: `serve`, `keys`, `migrate`.
 
+use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use jiff::SignedDuration;
 
+use crate::api::ApiSettings;
 use crate::clock::{Clock, SystemClock};
 use crate::domain::ids::{NewApiKey, normalize_key_prefix};
 use crate::server;
-use crate::store;
+use crate::store::{self, IdempotencyPolicy};
 
 #[derive(Parser)]
 #[command(name = "outbound", version, about = "Outbound campaigns engine with an Altur-compatible API")]
@@ -34,6 +37,12 @@ enum Command {
         listen: String,
         #[command(flatten)]
         database: DatabaseArg,
+        /// Requests per second per API key (burst equals it); 0 turns the limit off.
+        #[arg(long, env = "OUTBOUND_RATE_LIMIT_RPS", default_value_t = 12)]
+        rate_limit_rps: u32,
+        /// How long Idempotency-Key records are kept, e.g. 24h, 30m.
+        #[arg(long, env = "OUTBOUND_IDEMPOTENCY_TTL", default_value = "24h", value_parser = parse_duration)]
+        idempotency_ttl: SignedDuration,
     },
     /// Manage API keys.
     Keys {
@@ -99,7 +108,15 @@ fn init_logging() {
 async fn run(command: Command) -> anyhow::Result<()> {
     let clock = SystemClock;
     match command {
-        Command::Serve { listen, database } => {
+        Command::Serve { listen, database, rate_limit_rps, idempotency_ttl } => {
+            let defaults = ApiSettings::default();
+            let settings = ApiSettings {
+                rate_limit_rps: NonZeroU32::new(rate_limit_rps),
+                idempotency: IdempotencyPolicy { ttl: idempotency_ttl, ..defaults.idempotency },
+            };
+            if settings.rate_limit_rps.is_none() {
+                tracing::warn!("the per-key rate limit is off (OUTBOUND_RATE_LIMIT_RPS=0)");
+            }
             let store = open(&database).await?;
             let key = NewApiKey::generate();
             if store.bootstrap_organization("default", &key, clock.now()).await? {
@@ -111,7 +128,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let address = listener.local_addr()?;
             println!("outbound listening on http://{address}");
             tracing::info!(%address, database = %database.url, "outbound is serving");
-            server::serve(listener, store, Arc::new(clock), shutdown).await?;
+            server::serve(listener, store, Arc::new(clock), settings, shutdown).await?;
         }
         Command::Keys { command: KeysCommand::Create { org, database } } => {
             let org = org.trim();
@@ -157,6 +174,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Durations as operators write them: `30m`, `2h`, `250ms`, `1h 30m`.
+pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
+    let duration: SignedDuration = text.parse().map_err(|err| format!("{text:?} is not a duration such as 30m, 2h or 250ms: {err}"))?;
+    if duration.is_negative() || duration.is_zero() {
+        return Err(format!("{text:?} must be a positive duration"));
+    }
+    Ok(duration)
+}
+
 async fn open(database: &DatabaseArg) -> anyhow::Result<store::DynStore> {
     store::open(&database.url).await.with_context(|| format!("cannot open database {}", database.url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_read_as_operators_write_them() {
+        assert_eq!(parse_duration("30m"), Ok(SignedDuration::from_mins(30)));
+        assert_eq!(parse_duration("24h"), Ok(SignedDuration::from_hours(24)));
+        assert_eq!(parse_duration("250ms"), Ok(SignedDuration::from_millis(250)));
+        assert_eq!(parse_duration("1h 30m"), Ok(SignedDuration::from_mins(90)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
 }

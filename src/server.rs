@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState};
+use crate::api::{self, ApiSettings, AppState};
 use crate::clock::Clock;
 use crate::store::DynStore;
 
@@ -42,10 +42,35 @@ pub async fn serve(
     listener: TcpListener,
     store: DynStore,
     clock: Arc<dyn Clock>,
+    settings: ApiSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = AppState::new(store, clock, metrics_handle());
-    axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await
+    let state = AppState::new(store, clock, metrics_handle(), settings);
+    let maintenance = tokio::spawn(maintain(state.clone()));
+    let served = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await;
+    maintenance.abort();
+    served
+}
+
+/// How often expired idempotency keys and idle rate-limit buckets are cleared.
+const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Periodic housekeeping; the clock decides what has expired, the interval only when to look.
+async fn maintain(state: AppState) {
+    let mut every = tokio::time::interval(MAINTENANCE_EVERY);
+    loop {
+        every.tick().await;
+        let now = state.clock.now();
+        let expired_before = now.saturating_sub(state.settings.idempotency.ttl).unwrap_or(now);
+        match state.store.purge_idempotency_keys(expired_before).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired idempotency keys removed"),
+            Err(err) => tracing::warn!(error = %err, "could not remove expired idempotency keys"),
+        }
+        if let Some(limiter) = &state.rate_limiter {
+            limiter.forget_idle_keys();
+        }
+    }
 }
 
 /// A server running in the background (tests, benchmarks, embedding).
@@ -56,11 +81,11 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    pub async fn start(listen: &str, store: DynStore, clock: Arc<dyn Clock>) -> std::io::Result<RunningServer> {
+    pub async fn start(listen: &str, store: DynStore, clock: Arc<dyn Clock>, settings: ApiSettings) -> std::io::Result<RunningServer> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, store, clock, async move {
+        let task = tokio::spawn(serve(listener, store, clock, settings, async move {
             let _ = stopped.await;
         }));
         Ok(RunningServer { addr, stop: Some(stop), task })

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{JsonBody, Tenant};
+use super::idempotency::{Recording, Reply};
 use super::views::format_time;
 use crate::domain::agent::{Agent, AgentInput, parse_agent_name};
 
@@ -46,11 +47,16 @@ pub struct AgentListResponse {
 pub async fn create_agent(
     State(app): State<AppState>,
     tenant: Tenant,
+    recording: Recording,
     JsonBody(input): JsonBody<AgentInput>,
-) -> ApiResult<(StatusCode, Json<AgentResponse>)> {
+) -> ApiResult<Reply> {
     let name = parse_agent_name(&input).map_err(|v| ApiError::violations(vec![v]))?;
-    let agent = app.store.create_agent(tenant.org_id, &name, app.clock.now()).await?;
-    Ok((StatusCode::CREATED, Json(AgentResponse { success: true, agent: AgentView::from(&agent) })))
+    let agent = app.store.create_agent(tenant.org_id, &name, app.clock.now(), recording.recorder(created_reply)).await?;
+    Ok(recording.reply(created_reply, &agent))
+}
+
+fn created_reply(agent: &Agent) -> Reply {
+    Reply::json(StatusCode::CREATED, &AgentResponse { success: true, agent: AgentView::from(agent) })
 }
 
 /// List the organization's agents, oldest first.

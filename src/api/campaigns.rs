@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{JsonBody, QueryParams, Tenant, parse_id};
+use super::idempotency::{Recording, Reply};
 use super::views::{AgentRefView, IntegrationRefView, format_time};
 use crate::domain::analytics::Analytics;
 use crate::domain::campaign::{
@@ -141,8 +142,9 @@ fn detail(campaign: &Campaign) -> CampaignDetailResponse {
 pub async fn create_campaign(
     State(app): State<AppState>,
     tenant: Tenant,
+    recording: Recording,
     JsonBody(input): JsonBody<CampaignInput>,
-) -> ApiResult<(StatusCode, Json<CampaignDetailResponse>)> {
+) -> ApiResult<Reply> {
     let new = parse_new_campaign(&input)?;
     let agent = app.store.get_agent(tenant.org_id, new.agent_id).await?.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "AGENT_NOT_FOUND", format!("agent {} not found", new.agent_id)).with_field("agent_id")
@@ -168,8 +170,13 @@ pub async fn create_campaign(
         )
         .with_field("integration_type"));
     }
-    let campaign = app.store.create_campaign(tenant.org_id, &agent, &integration, new.settings, app.clock.now()).await?;
-    Ok((StatusCode::CREATED, Json(detail(&campaign))))
+    let record = recording.recorder(created_reply);
+    let campaign = app.store.create_campaign(tenant.org_id, &agent, &integration, new.settings, app.clock.now(), record).await?;
+    Ok(recording.reply(created_reply, &campaign))
+}
+
+fn created_reply(campaign: &Campaign) -> Reply {
+    Reply::json(StatusCode::CREATED, &detail(campaign))
 }
 
 /// Retrieve a campaign.
@@ -199,10 +206,10 @@ pub async fn update_campaign(
     tenant: Tenant,
     Path(id): Path<String>,
     JsonBody(input): JsonBody<CampaignInput>,
-) -> ApiResult<Json<CampaignDetailResponse>> {
+) -> ApiResult<Reply> {
     let id = parse_id("id", &id)?;
     let change = Box::new(move |campaign: &mut Campaign| campaign.apply_update(&input).map_err(Refusal::Campaign));
-    modified(app.store.modify_campaign(tenant.org_id, id, change).await?)
+    Ok(modified_reply(&app.store.modify_campaign(tenant.org_id, id, change, None).await?))
 }
 
 /// Apply a lifecycle action: `activate`, `pause`, `resume` or `archive`.
@@ -218,8 +225,9 @@ pub async fn update_campaign(
 pub async fn campaign_action(
     State(app): State<AppState>,
     tenant: Tenant,
+    recording: Recording,
     Path((id, action)): Path<(String, String)>,
-) -> ApiResult<Json<CampaignDetailResponse>> {
+) -> ApiResult<Reply> {
     let id = parse_id("id", &id)?;
     let action = LifecycleAction::parse(&action).ok_or_else(|| {
         ApiError::new(
@@ -231,14 +239,16 @@ pub async fn campaign_action(
     })?;
     let now = app.clock.now();
     let change = Box::new(move |campaign: &mut Campaign| campaign.apply_action(action, now).map_err(Refusal::Lifecycle));
-    modified(app.store.modify_campaign(tenant.org_id, id, change).await?)
+    let outcome = app.store.modify_campaign(tenant.org_id, id, change, recording.recorder(modified_reply)).await?;
+    Ok(recording.reply(modified_reply, &outcome))
 }
 
-fn modified(outcome: Modified) -> ApiResult<Json<CampaignDetailResponse>> {
+/// The reply to an update or an action: the campaign, or why it was refused.
+fn modified_reply(outcome: &Modified) -> Reply {
     match outcome {
-        Modified::Done(campaign) => Ok(Json(detail(&campaign))),
-        Modified::Refused(refusal) => Err(refusal.into()),
-        Modified::NotFound => Err(ApiError::not_found("campaign")),
+        Modified::Done(campaign) => Reply::json(StatusCode::OK, &detail(campaign)),
+        Modified::Refused(refusal) => ApiError::from(refusal.clone()).into_reply(),
+        Modified::NotFound => ApiError::not_found("campaign").into_reply(),
     }
 }
 

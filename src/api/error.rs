@@ -104,7 +104,14 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     #[track_caller]
     fn from(err: StoreError) -> Self {
-        ApiError::internal(err)
+        match err {
+            StoreError::ClaimLost => ApiError::new(
+                StatusCode::CONFLICT,
+                "IDEMPOTENCY_KEY_IN_USE",
+                "another request took over this Idempotency-Key while this one ran; nothing was changed",
+            ),
+            err => ApiError::internal(err),
+        }
     }
 }
 
@@ -164,6 +171,12 @@ impl From<Refusal> for ApiError {
             Refusal::Campaign(err) => err.into(),
             Refusal::Lifecycle(err) => err.into(),
         }
+    }
+}
+
+impl ApiError {
+    pub fn into_reply(self) -> crate::api::idempotency::Reply {
+        crate::api::idempotency::Reply::json(self.status, &*self.body)
     }
 }
 

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{JsonBody, Tenant};
+use super::idempotency::{Recording, Reply};
 use super::views::format_time;
 use crate::domain::campaign::Channel;
 use crate::domain::integration::{Integration, IntegrationInput, Provider, ProviderConfig, parse_new_integration};
@@ -62,16 +63,21 @@ pub struct IntegrationListResponse {
 pub async fn create_integration(
     State(app): State<AppState>,
     tenant: Tenant,
+    recording: Recording,
     JsonBody(input): JsonBody<IntegrationInput>,
-) -> ApiResult<(StatusCode, Json<IntegrationResponse>)> {
+) -> ApiResult<Reply> {
     let new = parse_new_integration(&input).map_err(ApiError::violations)?;
     if app.store.get_agent(tenant.org_id, new.agent_id).await?.is_none() {
         return Err(
             ApiError::new(StatusCode::NOT_FOUND, "AGENT_NOT_FOUND", format!("agent {} not found", new.agent_id)).with_field("agent_id")
         );
     }
-    let integration = app.store.create_integration(tenant.org_id, new, app.clock.now()).await?;
-    Ok((StatusCode::CREATED, Json(IntegrationResponse { success: true, integration: IntegrationView::new(&integration, true) })))
+    let integration = app.store.create_integration(tenant.org_id, new, app.clock.now(), recording.recorder(created_reply)).await?;
+    Ok(recording.reply(created_reply, &integration))
+}
+
+fn created_reply(integration: &Integration) -> Reply {
+    Reply::json(StatusCode::CREATED, &IntegrationResponse { success: true, integration: IntegrationView::new(integration, true) })
 }
 
 /// List the organization's integrations, oldest first (without secrets).

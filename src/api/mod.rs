@@ -2,18 +2,24 @@
 //!
 //! Layers, outermost first: request id → trace (JSON log line with the request id) → panic
 //! catcher → envelope for errors produced outside handlers → metrics → body limit → routing;
-//! `/api/v1.0` routes then pass authentication before their handler.
+//! `/api/v1.0` routes then pass authentication → per-key rate limit → Idempotency-Key (POST)
+//! before their handler.
 
 pub mod agents;
 pub mod auth;
 pub mod campaigns;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod integrations;
 pub mod ops;
+pub mod rate_limit;
 pub mod views;
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
+
+use jiff::SignedDuration;
 
 use axum::Router;
 use axum::body::Body;
@@ -31,20 +37,40 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::clock::Clock;
-use crate::store::DynStore;
+use crate::store::{DynStore, IdempotencyPolicy};
 use error::ApiError;
+
+/// Settings of the API layer (contract §5.6).
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSettings {
+    /// Requests per second per API key, burst equal to it; `None` turns the limit off.
+    pub rate_limit_rps: Option<NonZeroU32>,
+    pub idempotency: IdempotencyPolicy,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            rate_limit_rps: NonZeroU32::new(12),
+            idempotency: IdempotencyPolicy { ttl: SignedDuration::from_hours(24), lock: SignedDuration::from_secs(60) },
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: DynStore,
     pub clock: Arc<dyn Clock>,
     pub metrics: Option<PrometheusHandle>,
+    pub settings: ApiSettings,
+    pub rate_limiter: Option<Arc<rate_limit::KeyRateLimiter>>,
     key_touches: Arc<auth::KeyTouches>,
 }
 
 impl AppState {
-    pub fn new(store: DynStore, clock: Arc<dyn Clock>, metrics: Option<PrometheusHandle>) -> Self {
-        AppState { store, clock, metrics, key_touches: Arc::default() }
+    pub fn new(store: DynStore, clock: Arc<dyn Clock>, metrics: Option<PrometheusHandle>, settings: ApiSettings) -> Self {
+        let rate_limiter = settings.rate_limit_rps.map(|rate| Arc::new(rate_limit::KeyRateLimiter::new(rate, clock.clone())));
+        AppState { store, clock, metrics, settings, rate_limiter, key_touches: Arc::default() }
     }
 }
 
@@ -92,7 +118,11 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = versioned_api();
     let openapi = Arc::new(openapi);
+    // route_layer wraps what came before, so the order a request meets is:
+    // auth → rate limit → idempotency → handler.
     let api = api
+        .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::idempotency))
+        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::rate_limit))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key))
         // Added after the auth layer: the document is public.
         .route("/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }));

@@ -8,7 +8,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use uuid::Uuid;
 
 use crate::domain::agent::Agent;
@@ -32,6 +32,10 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("the store is shutting down")]
     Unavailable,
+    /// The request's Idempotency-Key claim was taken over (its lock had expired) before the
+    /// request could record its response; its writes were rolled back.
+    #[error("the idempotency key claim was lost")]
+    ClaimLost,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -138,11 +142,17 @@ pub trait Store: Send + Sync + 'static {
     /// Returns false when no key has that prefix.
     async fn revoke_api_key(&self, prefix: &str, at: Timestamp) -> StoreResult<bool>;
 
-    async fn create_agent(&self, org: OrgId, name: &str, at: Timestamp) -> StoreResult<Agent>;
+    async fn create_agent(&self, org: OrgId, name: &str, at: Timestamp, record: Option<ResponseRecorder<Agent>>) -> StoreResult<Agent>;
     async fn get_agent(&self, org: OrgId, id: Uuid) -> StoreResult<Option<Agent>>;
     async fn list_agents(&self, org: OrgId) -> StoreResult<Vec<Agent>>;
 
-    async fn create_integration(&self, org: OrgId, new: NewIntegration, at: Timestamp) -> StoreResult<Integration>;
+    async fn create_integration(
+        &self,
+        org: OrgId,
+        new: NewIntegration,
+        at: Timestamp,
+        record: Option<ResponseRecorder<Integration>>,
+    ) -> StoreResult<Integration>;
     async fn get_integration(&self, org: OrgId, id: &str) -> StoreResult<Option<Integration>>;
     async fn list_integrations(&self, org: OrgId) -> StoreResult<Vec<Integration>>;
 
@@ -153,6 +163,7 @@ pub trait Store: Send + Sync + 'static {
         integration: &Integration,
         settings: CampaignSettings,
         at: Timestamp,
+        record: Option<ResponseRecorder<Campaign>>,
     ) -> StoreResult<Campaign>;
     async fn get_campaign(&self, org: OrgId, id: i64) -> StoreResult<Option<Campaign>>;
     async fn list_campaigns(
@@ -163,8 +174,75 @@ pub trait Store: Send + Sync + 'static {
         page_size: u32,
     ) -> StoreResult<CampaignPage>;
     /// Reads the campaign, applies `change` and writes the result, atomically.
-    async fn modify_campaign(&self, org: OrgId, id: i64, change: CampaignChange) -> StoreResult<Modified>;
+    async fn modify_campaign(
+        &self,
+        org: OrgId,
+        id: i64,
+        change: CampaignChange,
+        record: Option<ResponseRecorder<Modified>>,
+    ) -> StoreResult<Modified>;
+
+    /// Claims `key` for a request with this fingerprint, or tells why it cannot run.
+    async fn claim_idempotency_key(
+        &self,
+        org: OrgId,
+        key: &str,
+        fingerprint: [u8; 32],
+        now: Timestamp,
+        policy: IdempotencyPolicy,
+    ) -> StoreResult<ClaimOutcome>;
+    /// Records the response of a request that wrote nothing; false when the claim was lost.
+    async fn complete_idempotency_key(&self, claim: &IdempotencyClaim, response: StoredResponse) -> StoreResult<bool>;
+    /// Gives the key back (the request failed before anything worth keeping).
+    async fn release_idempotency_key(&self, claim: &IdempotencyClaim) -> StoreResult<()>;
+    /// Deletes keys created before `created_before`; returns how many.
+    async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64>;
 }
+
+/// A response kept for replay under an Idempotency-Key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// The hold one running request has on an Idempotency-Key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    pub org_id: OrgId,
+    pub key: String,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The key is ours: run the request.
+    Acquired(IdempotencyClaim),
+    /// The same request already completed: answer with its response.
+    Replay(StoredResponse),
+    /// The key was used for a different request.
+    Mismatch,
+    /// The same request is still running elsewhere.
+    InProgress,
+}
+
+/// How long keys are kept, and how long a running request may hold one before another request
+/// may take it over (so a request that died mid-way never locks its key for good).
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyPolicy {
+    pub ttl: SignedDuration,
+    pub lock: SignedDuration,
+}
+
+/// Writes a request's response into its Idempotency-Key record inside the same transaction as
+/// the request's own writes: either both are committed or neither. `render` answers `None` for a
+/// response that is not kept (a 400), leaving the claim to be released.
+pub struct ResponseRecorder<T> {
+    pub claim: IdempotencyClaim,
+    pub render: RenderResponse<T>,
+}
+
+pub type RenderResponse<T> = Box<dyn FnOnce(&T) -> Option<StoredResponse> + Send>;
 
 pub type DynStore = Arc<dyn Store>;
 

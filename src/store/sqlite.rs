@@ -20,12 +20,13 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{
-    ApiKeyInfo, ApiKeyRecord, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, DynStore, Modified, OrgId, PageDirection,
-    Store, StoreError, StoreResult, from_seconds, to_seconds,
+    ApiKeyInfo, ApiKeyRecord, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ClaimOutcome, DynStore, IdempotencyClaim,
+    IdempotencyPolicy, Modified, OrgId, PageDirection, ResponseRecorder, Store, StoreError, StoreResult, StoredResponse, from_seconds,
+    to_seconds,
 };
 use crate::domain::agent::Agent;
 use crate::domain::campaign::{AgentRef, Campaign, CampaignSettings, CampaignStatus, Channel, IntegrationRef};
-use crate::domain::ids::{NewApiKey, new_integration_id, new_signing_secret};
+use crate::domain::ids::{NewApiKey, new_integration_id, new_signing_secret, random_base62};
 use crate::domain::integration::{Integration, NewIntegration, Provider, ProviderConfig};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -334,7 +335,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_agent(&self, org: OrgId, name: &str, at: Timestamp) -> StoreResult<Agent> {
+    async fn create_agent(&self, org: OrgId, name: &str, at: Timestamp, record: Option<ResponseRecorder<Agent>>) -> StoreResult<Agent> {
         let agent = Agent { id: Uuid::new_v4(), name: name.to_owned(), created_at: from_seconds(to_seconds(at))? };
         let row = agent.clone();
         self.write(move |conn| {
@@ -346,7 +347,7 @@ impl Store for SqliteStore {
                     .bind(to_seconds(row.created_at))
                     .execute(&mut *conn)
                     .await?;
-                Ok(())
+                record_response(conn, record, &row).await
             })
         })
         .await?;
@@ -370,7 +371,13 @@ impl Store for SqliteStore {
         rows.iter().map(agent_from_row).collect()
     }
 
-    async fn create_integration(&self, org: OrgId, new: NewIntegration, at: Timestamp) -> StoreResult<Integration> {
+    async fn create_integration(
+        &self,
+        org: OrgId,
+        new: NewIntegration,
+        at: Timestamp,
+        record: Option<ResponseRecorder<Integration>>,
+    ) -> StoreResult<Integration> {
         let integration = Integration {
             id: new_integration_id(new.channel),
             agent_id: new.agent_id,
@@ -400,7 +407,7 @@ impl Store for SqliteStore {
                 .bind(to_seconds(row.created_at))
                 .execute(&mut *conn)
                 .await?;
-                Ok(())
+                record_response(conn, record, &row).await
             })
         })
         .await?;
@@ -426,6 +433,7 @@ impl Store for SqliteStore {
         integration: &Integration,
         settings: CampaignSettings,
         at: Timestamp,
+        record: Option<ResponseRecorder<Campaign>>,
     ) -> StoreResult<Campaign> {
         let mut campaign = Campaign {
             id: 0,
@@ -443,27 +451,25 @@ impl Store for SqliteStore {
             paused_in_cooldown: false,
         };
         let settings_json = serde_json::to_string(&campaign.settings)?;
-        let (agent_id, integration_id, channel, created_at) =
-            (agent.id.to_string(), integration.id.clone(), integration.channel.as_str(), to_seconds(campaign.created_at));
-        campaign.id = self
-            .write(move |conn| {
-                Box::pin(async move {
-                    let done = sqlx::query(
-                        "INSERT INTO campaigns (org_id, agent_id, integration_id, channel, status, created_at, settings) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                    )
-                    .bind(org)
-                    .bind(agent_id)
-                    .bind(integration_id)
-                    .bind(channel)
-                    .bind(created_at)
-                    .bind(settings_json)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(done.last_insert_rowid())
-                })
+        self.write(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "INSERT INTO campaigns (org_id, agent_id, integration_id, channel, status, created_at, settings) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                )
+                .bind(org)
+                .bind(campaign.agent.id.to_string())
+                .bind(&campaign.integration.id)
+                .bind(campaign.integration.channel.as_str())
+                .bind(to_seconds(campaign.created_at))
+                .bind(settings_json)
+                .execute(&mut *conn)
+                .await?;
+                campaign.id = done.last_insert_rowid();
+                record_response(conn, record, &campaign).await?;
+                Ok(campaign)
             })
-            .await?;
-        Ok(campaign)
+        })
+        .await
     }
 
     async fn get_campaign(&self, org: OrgId, id: i64) -> StoreResult<Option<Campaign>> {
@@ -510,36 +516,182 @@ impl Store for SqliteStore {
         Ok(CampaignPage { total_count, campaigns, has_next, has_previous })
     }
 
-    async fn modify_campaign(&self, org: OrgId, id: i64, change: CampaignChange) -> StoreResult<Modified> {
+    async fn modify_campaign(
+        &self,
+        org: OrgId,
+        id: i64,
+        change: CampaignChange,
+        record: Option<ResponseRecorder<Modified>>,
+    ) -> StoreResult<Modified> {
         self.write(move |conn| {
             Box::pin(async move {
                 let row = sqlx::query(CAMPAIGN_BY_ID).bind(org).bind(id).fetch_optional(&mut *conn).await?;
-                let Some(row) = row else { return Ok(Modified::NotFound) };
-                let mut campaign = campaign_from_row(&row)?;
-                if let Err(refusal) = change(&mut campaign) {
-                    return Ok(Modified::Refused(refusal));
-                }
-                sqlx::query(
-                    "UPDATE campaigns SET status = ?, archived = ?, started_at = ?, ended_at = ?, settings = ?, current_iteration = ?, \
-                     last_iteration_at = ?, next_cycle_at = ?, paused_in_cooldown = ? WHERE id = ?",
-                )
-                .bind(campaign.status.as_str())
-                .bind(campaign.archived)
-                .bind(opt_to_seconds(campaign.started_at))
-                .bind(opt_to_seconds(campaign.ended_at))
-                .bind(serde_json::to_string(&campaign.settings)?)
-                .bind(campaign.current_iteration)
-                .bind(opt_to_seconds(campaign.last_iteration_at))
-                .bind(opt_to_seconds(campaign.next_cycle_at))
-                .bind(campaign.paused_in_cooldown)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-                Ok(Modified::Done(Box::new(campaign)))
+                let outcome = match row {
+                    None => Modified::NotFound,
+                    Some(row) => {
+                        let mut campaign = campaign_from_row(&row)?;
+                        match change(&mut campaign) {
+                            Err(refusal) => Modified::Refused(refusal),
+                            Ok(()) => {
+                                update_campaign(conn, &campaign).await?;
+                                Modified::Done(Box::new(campaign))
+                            }
+                        }
+                    }
+                };
+                record_response(conn, record, &outcome).await?;
+                Ok(outcome)
             })
         })
         .await
     }
+
+    async fn claim_idempotency_key(
+        &self,
+        org: OrgId,
+        key: &str,
+        fingerprint: [u8; 32],
+        now: Timestamp,
+        policy: IdempotencyPolicy,
+    ) -> StoreResult<ClaimOutcome> {
+        let key = key.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let row = sqlx::query("SELECT fingerprint, created_at, locked_until, status, body FROM idempotency_keys WHERE org_id = ? AND key = ?")
+                    .bind(org)
+                    .bind(&key)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let expired_before = to_seconds(now.saturating_sub(policy.ttl).unwrap_or(now));
+                let locked_until = now.saturating_add(policy.lock).unwrap_or(now).as_millisecond();
+                let claim = IdempotencyClaim { org_id: org, key: key.clone(), token: random_base62(16) };
+                match row {
+                    Some(row) if row.try_get::<i64, _>("created_at")? > expired_before => {
+                        if row.try_get::<Vec<u8>, _>("fingerprint")? != fingerprint {
+                            return Ok(ClaimOutcome::Mismatch);
+                        }
+                        if let Some(status) = row.try_get::<Option<i64>, _>("status")? {
+                            let body: Vec<u8> = row.try_get::<Option<Vec<u8>>, _>("body")?.unwrap_or_default();
+                            let status = u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("bad status {status}")))?;
+                            return Ok(ClaimOutcome::Replay(StoredResponse { status, body }));
+                        }
+                        if row.try_get::<Option<i64>, _>("locked_until")?.unwrap_or(0) > now.as_millisecond() {
+                            return Ok(ClaimOutcome::InProgress);
+                        }
+                        // The request holding the key died without finishing: take it over.
+                        sqlx::query("UPDATE idempotency_keys SET claim = ?, locked_until = ? WHERE org_id = ? AND key = ?")
+                            .bind(&claim.token)
+                            .bind(locked_until)
+                            .bind(org)
+                            .bind(&key)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    _ => {
+                        sqlx::query(
+                            "INSERT OR REPLACE INTO idempotency_keys (org_id, key, fingerprint, created_at, claim, locked_until) VALUES (?, ?, ?, ?, ?, ?)",
+                        )
+                        .bind(org)
+                        .bind(&key)
+                        .bind(fingerprint.as_slice())
+                        .bind(to_seconds(now))
+                        .bind(&claim.token)
+                        .bind(locked_until)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                }
+                Ok(ClaimOutcome::Acquired(claim))
+            })
+        })
+        .await
+    }
+
+    async fn complete_idempotency_key(&self, claim: &IdempotencyClaim, response: StoredResponse) -> StoreResult<bool> {
+        let claim = claim.clone();
+        self.write(move |conn| {
+            Box::pin(async move {
+                match finish_claim(conn, &claim, &response).await {
+                    Ok(()) => Ok(true),
+                    Err(StoreError::ClaimLost) => Ok(false),
+                    Err(err) => Err(err),
+                }
+            })
+        })
+        .await
+    }
+
+    async fn release_idempotency_key(&self, claim: &IdempotencyClaim) -> StoreResult<()> {
+        let claim = claim.clone();
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM idempotency_keys WHERE org_id = ? AND key = ? AND claim = ?")
+                    .bind(claim.org_id)
+                    .bind(&claim.key)
+                    .bind(&claim.token)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+                    .bind(to_seconds(created_before))
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(done.rows_affected())
+            })
+        })
+        .await
+    }
+}
+
+async fn update_campaign(conn: &mut SqliteConnection, campaign: &Campaign) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE campaigns SET status = ?, archived = ?, started_at = ?, ended_at = ?, settings = ?, current_iteration = ?, \
+         last_iteration_at = ?, next_cycle_at = ?, paused_in_cooldown = ? WHERE id = ?",
+    )
+    .bind(campaign.status.as_str())
+    .bind(campaign.archived)
+    .bind(opt_to_seconds(campaign.started_at))
+    .bind(opt_to_seconds(campaign.ended_at))
+    .bind(serde_json::to_string(&campaign.settings)?)
+    .bind(campaign.current_iteration)
+    .bind(opt_to_seconds(campaign.last_iteration_at))
+    .bind(opt_to_seconds(campaign.next_cycle_at))
+    .bind(campaign.paused_in_cooldown)
+    .bind(campaign.id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores the rendered response with the claim, inside the caller's transaction.
+async fn record_response<T>(conn: &mut SqliteConnection, record: Option<ResponseRecorder<T>>, value: &T) -> StoreResult<()> {
+    let Some(recorder) = record else { return Ok(()) };
+    match (recorder.render)(value) {
+        Some(response) => finish_claim(conn, &recorder.claim, &response).await,
+        None => Ok(()),
+    }
+}
+
+async fn finish_claim(conn: &mut SqliteConnection, claim: &IdempotencyClaim, response: &StoredResponse) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE idempotency_keys SET status = ?, body = ?, claim = NULL, locked_until = NULL WHERE org_id = ? AND key = ? AND claim = ?",
+    )
+    .bind(i64::from(response.status))
+    .bind(response.body.as_slice())
+    .bind(claim.org_id)
+    .bind(&claim.key)
+    .bind(&claim.token)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 { Err(StoreError::ClaimLost) } else { Ok(()) }
 }
 
 async fn insert_key(conn: &mut SqliteConnection, organization: &str, prefix: &str, hash: &str, at: Timestamp) -> StoreResult<()> {

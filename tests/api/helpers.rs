@@ -4,6 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use jiff::Timestamp;
+use outbound::api::ApiSettings;
 use outbound::clock::ManualClock;
 use outbound::domain::ids::NewApiKey;
 use outbound::server::RunningServer;
@@ -26,12 +27,17 @@ pub fn start_time() -> Timestamp {
 }
 
 impl TestApp {
+    /// A server with the default settings but no rate limit (tests send bursts of requests).
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(ApiSettings { rate_limit_rps: None, ..ApiSettings::default() }).await
+    }
+
+    pub async fn spawn_with(settings: ApiSettings) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("outbound.db").display());
         let store = store::open(&url).await.expect("open store");
         let clock = Arc::new(ManualClock::new(start_time()));
-        let server = RunningServer::start("127.0.0.1:0", store.clone(), clock.clone()).await.expect("start server");
+        let server = RunningServer::start("127.0.0.1:0", store.clone(), clock.clone(), settings).await.expect("start server");
         let mut app = TestApp {
             base: format!("http://{}", server.addr),
             key: String::new(),

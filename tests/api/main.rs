@@ -2,6 +2,9 @@
 
 mod helpers;
 
+mod idempotency;
+mod rate_limit;
+
 mod agents_integrations;
 mod auth;
 mod campaign_create;

@@ -1,0 +1,246 @@
+//! `Idempotency-Key` on POST requests (contract §7).
+//!
+//! The layer claims the key before the handler runs (so concurrent duplicates wait or replay),
+//! and the handler records its response in the same database transaction as its own writes
+//! (`ResponseRecorder`), so a crash can never leave writes without their stored response or a
+//! stored response without its writes. Responses of requests that wrote nothing are recorded by
+//! the layer afterwards; 400s and 5xx are not kept and give the key back.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{OriginalUri, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{BODY_LIMIT_BYTES, Tenant, payload_too_large};
+use crate::store::{ClaimOutcome, IdempotencyClaim, ResponseRecorder, StoredResponse};
+
+pub const HEADER: &str = "idempotency-key";
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+const MAX_KEY_LEN: usize = 255;
+
+/// Marks a response whose record was already written with the handler's own transaction.
+#[derive(Clone, Copy)]
+struct Recorded;
+
+/// Whether a response is kept for replay: successes and refusals, but not input errors
+/// (a corrected request may reuse the key) nor server errors (a retry runs afresh).
+pub fn is_kept(status: StatusCode) -> bool {
+    status.is_success()
+        || (status.is_client_error()
+            && !matches!(status, StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE))
+}
+
+pub async fn idempotency(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST || !request.headers().contains_key(HEADER) {
+        return next.run(request).await;
+    }
+    match begin(&app, request).await {
+        Ok(Begun::Run(request, claim)) => {
+            let response = next.run(request).await;
+            settle(&app, &claim, response).await
+        }
+        Ok(Begun::Answered(response)) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+enum Begun {
+    Run(Request, IdempotencyClaim),
+    Answered(Response),
+}
+
+async fn begin(app: &AppState, request: Request) -> Result<Begun, ApiError> {
+    let key = parse_key(request.headers().get(HEADER))?.to_owned();
+    let tenant = request.extensions().get::<Tenant>().copied().ok_or_else(ApiError::unauthorized)?;
+    let (parts, body) = request.into_parts();
+    let bytes = to_bytes(body, BODY_LIMIT_BYTES).await.map_err(|_| payload_too_large())?;
+    // Nesting strips `/api/v1.0` from the URI; fingerprint the path the client sent.
+    let uri = parts.extensions.get::<OriginalUri>().map_or(&parts.uri, |original| &original.0);
+    let fingerprint = fingerprint(&parts.method, uri.path_and_query().map_or("", |p| p.as_str()), &bytes);
+    let outcome = app.store.claim_idempotency_key(tenant.org_id, &key, fingerprint, app.clock.now(), app.settings.idempotency).await?;
+    Ok(match outcome {
+        ClaimOutcome::Acquired(claim) => {
+            let mut request = Request::from_parts(parts, Body::from(bytes));
+            request.extensions_mut().insert(claim.clone());
+            Begun::Run(request, claim)
+        }
+        ClaimOutcome::Replay(stored) => Begun::Answered(replay(stored)),
+        ClaimOutcome::Mismatch => Begun::Answered(
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                "this Idempotency-Key was already used for a different request (method, path or body); use a new key",
+            )
+            .with_field("Idempotency-Key")
+            .into_response(),
+        ),
+        ClaimOutcome::InProgress => {
+            let mut response = ApiError::new(
+                StatusCode::CONFLICT,
+                "IDEMPOTENCY_KEY_IN_USE",
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            )
+            .into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Begun::Answered(response)
+        }
+    })
+}
+
+fn parse_key(value: Option<&HeaderValue>) -> Result<&str, ApiError> {
+    let invalid = || ApiError::invalid("Idempotency-Key", format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} printable ASCII characters"));
+    let key = value.and_then(|v| v.to_str().ok()).ok_or_else(invalid)?;
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        return Err(invalid());
+    }
+    Ok(key)
+}
+
+fn fingerprint(method: &Method, path_and_query: &str, body: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_str().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(path_and_query.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(body);
+    hasher.finalize().into()
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], stored.body).into_response();
+    response.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    response
+}
+
+async fn settle(app: &AppState, claim: &IdempotencyClaim, response: Response) -> Response {
+    if response.extensions().get::<Recorded>().is_some() {
+        return response;
+    }
+    let status = response.status();
+    if !is_kept(status) {
+        if let Err(err) = app.store.release_idempotency_key(claim).await {
+            tracing::warn!(error = %err, "could not release an idempotency key; it frees itself when its lock expires");
+        }
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = match to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(err) => return ApiError::internal(format!("response body could not be buffered: {err}")).into_response(),
+    };
+    let stored = StoredResponse { status: status.as_u16(), body: bytes.to_vec() };
+    if let Err(err) = app.store.complete_idempotency_key(claim, stored).await {
+        tracing::warn!(error = %err, "could not record a response for its idempotency key");
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// A JSON reply rendered once into bytes, so that the bytes sent are the bytes kept for replay.
+pub struct Reply {
+    status: StatusCode,
+    body: Vec<u8>,
+    recorded: bool,
+}
+
+impl Reply {
+    pub fn json(status: StatusCode, value: &impl Serialize) -> Reply {
+        match serde_json::to_vec(value) {
+            Ok(body) => Reply { status, body, recorded: false },
+            Err(err) => {
+                let error = ApiError::internal(format!("response could not be serialized: {err}"));
+                Reply { status: error.status, body: serde_json::to_vec(&*error.body).unwrap_or_default(), recorded: false }
+            }
+        }
+    }
+
+    fn stored(&self) -> StoredResponse {
+        StoredResponse { status: self.status.as_u16(), body: self.body.clone() }
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, [(header::CONTENT_TYPE, "application/json")], self.body).into_response();
+        if self.recorded {
+            response.extensions_mut().insert(Recorded);
+        }
+        response
+    }
+}
+
+/// Lets a handler record its reply with its writes. `render` must be the function that makes the
+/// reply the handler then sends.
+pub struct Recording {
+    claim: Option<IdempotencyClaim>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Recording {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Recording { claim: parts.extensions.get::<IdempotencyClaim>().cloned() })
+    }
+}
+
+impl Recording {
+    pub fn recorder<T: 'static>(&self, render: fn(&T) -> Reply) -> Option<ResponseRecorder<T>> {
+        self.claim.clone().map(|claim| ResponseRecorder {
+            claim,
+            render: Box::new(move |value: &T| {
+                let reply = render(value);
+                is_kept(reply.status).then(|| reply.stored())
+            }),
+        })
+    }
+
+    /// The reply for `value`, marked as already recorded when it was.
+    pub fn reply<T>(&self, render: fn(&T) -> Reply, value: &T) -> Reply {
+        let mut reply = render(value);
+        reply.recorded = self.claim.is_some() && is_kept(reply.status);
+        reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_one_to_255_printable_ascii_characters() {
+        let ok = |text: &str| parse_key(Some(&HeaderValue::from_str(text).expect("header"))).is_ok();
+        assert!(ok("a"));
+        assert!(ok(&"k".repeat(255)));
+        assert!(ok("6f0b2c8c-2a7e-4f5e-9b6a-3a2e8b9c4d10"));
+        assert!(ok("with space ~"));
+        assert!(!ok(""));
+        assert!(!ok(&"k".repeat(256)));
+        assert!(!ok("tab\there"));
+        assert!(parse_key(Some(&HeaderValue::from_bytes(b"caf\xc3\xa9").expect("header"))).is_err());
+        assert!(parse_key(None).is_err());
+    }
+
+    #[test]
+    fn fingerprints_cover_method_path_and_body() {
+        let base = fingerprint(&Method::POST, "/api/v1.0/campaigns", b"{}");
+        assert_eq!(base, fingerprint(&Method::POST, "/api/v1.0/campaigns", b"{}"));
+        assert_ne!(base, fingerprint(&Method::PUT, "/api/v1.0/campaigns", b"{}"));
+        assert_ne!(base, fingerprint(&Method::POST, "/api/v1.0/agents", b"{}"));
+        assert_ne!(base, fingerprint(&Method::POST, "/api/v1.0/campaigns", b"{ }"));
+    }
+
+    #[test]
+    fn input_errors_and_server_errors_are_not_kept() {
+        assert!(is_kept(StatusCode::CREATED) && is_kept(StatusCode::NOT_FOUND) && is_kept(StatusCode::CONFLICT));
+        assert!(
+            !is_kept(StatusCode::BAD_REQUEST)
+                && !is_kept(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+                && !is_kept(StatusCode::INTERNAL_SERVER_ERROR)
+        );
+    }
+}

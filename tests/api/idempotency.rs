@@ -1,0 +1,281 @@
+//! Idempotency-Key (§7): replays, concurrency, mismatches, scope, expiry, crashed requests.
+
+use std::num::NonZeroU32;
+
+use jiff::SignedDuration;
+use outbound::api::ApiSettings;
+use outbound::store::{ClaimOutcome, IdempotencyPolicy, ResponseRecorder, StoreError, StoredResponse};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Setup, TestApp, assert_error};
+
+struct Sent {
+    status: StatusCode,
+    replayed: bool,
+    retry_after: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Sent {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+async fn post_with_key(app: &TestApp, key: &str, api_key: &str, path: &str, body: &Value) -> Sent {
+    let response = app
+        .client
+        .post(app.url(&format!("/api/v1.0{path}")))
+        .header("Authorization", format!("api-key {api_key}"))
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("sent");
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let replayed = header("idempotent-replayed").as_deref() == Some("true");
+    let retry_after = header("retry-after");
+    Sent { status: response.status(), replayed, retry_after, body: response.bytes().await.expect("body").to_vec() }
+}
+
+async fn campaign_count(app: &TestApp, api_key: &str) -> i64 {
+    let (status, body) = app.call_with_key(reqwest::Method::GET, "/campaigns?archived=true", None, Some(api_key)).await;
+    assert_eq!(status, StatusCode::OK);
+    body["total_count"].as_i64().expect("total_count")
+}
+
+async fn setup(app: &TestApp) -> Setup {
+    app.setup().await
+}
+
+#[tokio::test]
+async fn a_replay_returns_the_same_bytes_and_creates_nothing() {
+    let app = TestApp::spawn().await;
+    let setup = setup(&app).await;
+    let body = setup.phone(json!({}));
+    let first = post_with_key(&app, "6f0b2c8c-2a7e-4f5e-9b6a-3a2e8b9c4d10", &app.key, "/campaigns", &body).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert!(!first.replayed);
+    // Time moves on: a re-run would show a new created_at; a replay does not.
+    app.clock.advance(SignedDuration::from_mins(5));
+    let second = post_with_key(&app, "6f0b2c8c-2a7e-4f5e-9b6a-3a2e8b9c4d10", &app.key, "/campaigns", &body).await;
+    assert_eq!(second.status, StatusCode::CREATED);
+    assert!(second.replayed);
+    assert_eq!(second.body, first.body, "byte-identical replay");
+    assert_eq!(campaign_count(&app, &app.key).await, 1);
+
+    // Every POST takes a key: agents, integrations and lifecycle actions too.
+    let id = first.json()["campaign"]["id"].as_i64().expect("id");
+    let activate = post_with_key(&app, "act-1", &app.key, &format!("/campaigns/{id}/activate"), &json!({})).await;
+    assert_eq!(activate.status, StatusCode::OK);
+    let again = post_with_key(&app, "act-1", &app.key, &format!("/campaigns/{id}/activate"), &json!({})).await;
+    assert_eq!((again.status, again.replayed), (StatusCode::OK, true), "a replay, not a 409 for activating an active campaign");
+    assert_eq!(again.body, activate.body);
+    let agent = post_with_key(&app, "agent-1", &app.key, "/agents", &json!({ "name": "A" })).await;
+    let agent_again = post_with_key(&app, "agent-1", &app.key, "/agents", &json!({ "name": "A" })).await;
+    assert!(agent_again.replayed && agent_again.body == agent.body);
+    let (_, agents) = app.get("/agents").await;
+    assert_eq!(agents["total_count"], 2, "the setup agent and one more");
+}
+
+#[tokio::test]
+async fn fifty_concurrent_identical_posts_create_one_campaign() {
+    let app = TestApp::spawn().await;
+    let setup = setup(&app).await;
+    let body = setup.phone(json!({ "name": "Concurrent" }));
+    let sends = (0..50).map(|_| post_with_key(&app, "same-key", &app.key, "/campaigns", &body));
+    let results = futures::future::join_all(sends).await;
+    let mut created = Vec::new();
+    for sent in &results {
+        match (sent.status, sent.replayed) {
+            (StatusCode::CREATED, false) => created.push(sent.body.clone()),
+            (StatusCode::CREATED, true) => {}
+            (StatusCode::CONFLICT, false) => {
+                assert_eq!(sent.json()["error"], "IDEMPOTENCY_KEY_IN_USE");
+                assert_eq!(sent.retry_after.as_deref(), Some("1"));
+            }
+            other => panic!("unexpected answer {other:?}: {}", String::from_utf8_lossy(&sent.body)),
+        }
+    }
+    assert_eq!(created.len(), 1, "exactly one request ran");
+    for sent in results.iter().filter(|s| s.replayed) {
+        assert_eq!(sent.body, created[0]);
+    }
+    assert_eq!(campaign_count(&app, &app.key).await, 1);
+}
+
+#[tokio::test]
+async fn a_different_request_under_the_same_key_is_422() {
+    let app = TestApp::spawn().await;
+    let setup = setup(&app).await;
+    let first = post_with_key(&app, "k1", &app.key, "/campaigns", &setup.phone(json!({}))).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let other_body = post_with_key(&app, "k1", &app.key, "/campaigns", &setup.phone(json!({ "name": "Other" }))).await;
+    assert_error(other_body.status, &other_body.json(), 422, "IDEMPOTENCY_KEY_REUSED", Some("Idempotency-Key"));
+    let other_path = post_with_key(&app, "k1", &app.key, "/agents", &json!({ "name": "x" })).await;
+    assert_eq!(other_path.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(campaign_count(&app, &app.key).await, 1);
+}
+
+#[tokio::test]
+async fn keys_are_scoped_per_organization() {
+    let app = TestApp::spawn().await;
+    let setup = setup(&app).await;
+    let other_key = app.new_key("globex").await;
+    let (_, agent) = app.call_with_key(reqwest::Method::POST, "/agents", Some(json!({ "name": "G" })), Some(&other_key)).await;
+    let agent = agent["agent"]["id"].as_str().expect("agent").to_owned();
+    let (_, integration) = app
+        .call_with_key(
+            reqwest::Method::POST,
+            "/integrations",
+            Some(json!({ "agent_id": agent, "type": "phone_call", "provider": "simulator" })),
+            Some(&other_key),
+        )
+        .await;
+    let integration = integration["integration"]["id"].as_str().expect("integration").to_owned();
+
+    let ours = post_with_key(&app, "shared", &app.key, "/campaigns", &setup.phone(json!({}))).await;
+    let theirs_body = json!({ "name": "G", "agent_id": agent, "integration_id": integration, "integration_type": "phone_call" });
+    let theirs = post_with_key(&app, "shared", &other_key, "/campaigns", &theirs_body).await;
+    assert_eq!((ours.status, theirs.status), (StatusCode::CREATED, StatusCode::CREATED));
+    assert!(!theirs.replayed);
+    assert_eq!(campaign_count(&app, &app.key).await, 1);
+    assert_eq!(campaign_count(&app, &other_key).await, 1);
+}
+
+#[tokio::test]
+async fn rejected_input_stores_nothing_but_refusals_are_kept() {
+    let app = TestApp::spawn().await;
+    let setup = setup(&app).await;
+    let bad = post_with_key(&app, "fix-me", &app.key, "/campaigns", &setup.phone(json!({ "retries": 9 }))).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let fixed = post_with_key(&app, "fix-me", &app.key, "/campaigns", &setup.phone(json!({ "retries": 5 }))).await;
+    assert_eq!((fixed.status, fixed.replayed), (StatusCode::CREATED, false), "a corrected request may reuse the key");
+
+    let unknown_agent = setup.phone(json!({ "agent_id": uuid::Uuid::new_v4() }));
+    let refused = post_with_key(&app, "refused", &app.key, "/campaigns", &unknown_agent).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    let again = post_with_key(&app, "refused", &app.key, "/campaigns", &unknown_agent).await;
+    assert_eq!((again.status, again.replayed), (StatusCode::NOT_FOUND, true));
+    assert_eq!(again.body, refused.body);
+
+    let bad_key = post_with_key(&app, "", &app.key, "/campaigns", &setup.phone(json!({}))).await;
+    assert_error(bad_key.status, &bad_key.json(), 400, "INVALID_REQUEST", Some("Idempotency-Key"));
+    let long = post_with_key(&app, &"k".repeat(256), &app.key, "/campaigns", &setup.phone(json!({}))).await;
+    assert_error(long.status, &long.json(), 400, "INVALID_REQUEST", Some("Idempotency-Key"));
+    let longest = post_with_key(&app, &"k".repeat(255), &app.key, "/campaigns", &setup.phone(json!({}))).await;
+    assert_eq!(longest.status, StatusCode::CREATED);
+    assert_eq!(campaign_count(&app, &app.key).await, 2);
+}
+
+#[tokio::test]
+async fn keys_expire_after_the_ttl() {
+    let app = TestApp::spawn().await;
+    let setup = setup(&app).await;
+    let first = post_with_key(&app, "daily", &app.key, "/campaigns", &setup.phone(json!({}))).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    app.clock.advance(SignedDuration::from_hours(24) - SignedDuration::from_secs(1));
+    let within = post_with_key(&app, "daily", &app.key, "/campaigns", &setup.phone(json!({ "name": "new" }))).await;
+    assert_eq!(within.status, StatusCode::UNPROCESSABLE_ENTITY, "still kept just before 24 h");
+    app.clock.advance(SignedDuration::from_secs(2));
+    let after = post_with_key(&app, "daily", &app.key, "/campaigns", &setup.phone(json!({ "name": "new" }))).await;
+    assert_eq!((after.status, after.replayed), (StatusCode::CREATED, false), "a key older than 24 h is free again");
+
+    // The periodic cleanup deletes what has expired, and only that.
+    let now = outbound::clock::Clock::now(app.clock.as_ref());
+    assert_eq!(app.store.purge_idempotency_keys(now - SignedDuration::from_hours(24)).await.expect("purge"), 0);
+    assert_eq!(app.store.purge_idempotency_keys(now + SignedDuration::from_secs(1)).await.expect("purge"), 1);
+}
+
+#[tokio::test]
+async fn a_request_that_died_mid_way_does_not_lock_its_key_forever() {
+    let app = TestApp::spawn().await;
+    let setup = setup(&app).await;
+    let body = setup.phone(json!({}));
+    let body_bytes = serde_json::to_vec(&body).expect("json");
+    // A request claimed the key and then its process died: nothing but the claim was written.
+    let org = {
+        let prefix = &app.key[3..11];
+        app.store.find_api_key(prefix).await.expect("lookup").expect("key").org_id
+    };
+    let fingerprint = {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(b"POST\n/api/v1.0/campaigns\n");
+        hasher.update(&body_bytes);
+        <[u8; 32]>::from(hasher.finalize())
+    };
+    let policy = ApiSettings::default().idempotency;
+    let now = outbound::clock::Clock::now(app.clock.as_ref());
+    let claim = app.store.claim_idempotency_key(org, "crashed", fingerprint, now, policy).await.expect("claim");
+    assert!(matches!(claim, ClaimOutcome::Acquired(_)));
+
+    let response = app
+        .client
+        .post(app.url("/api/v1.0/campaigns"))
+        .header("Authorization", format!("api-key {}", app.key))
+        .header("Idempotency-Key", "crashed")
+        .header("Content-Type", "application/json")
+        .body(body_bytes.clone())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::CONFLICT, "still locked");
+    assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+
+    app.clock.advance(policy.lock + SignedDuration::from_secs(1));
+    let response = app
+        .client
+        .post(app.url("/api/v1.0/campaigns"))
+        .header("Authorization", format!("api-key {}", app.key))
+        .header("Idempotency-Key", "crashed")
+        .header("Content-Type", "application/json")
+        .body(body_bytes)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::CREATED, "the lock expired and the retry ran");
+    assert_eq!(campaign_count(&app, &app.key).await, 1);
+}
+
+#[tokio::test]
+async fn the_response_is_recorded_in_the_same_transaction_as_the_writes() {
+    let app = TestApp::spawn().await;
+    let setup = setup(&app).await;
+    let org = app.store.find_api_key(&app.key[3..11]).await.expect("lookup").expect("key").org_id;
+    let agent = app.store.get_agent(org, uuid::Uuid::parse_str(&setup.agent).expect("uuid")).await.expect("get").expect("agent");
+    let integration = app.store.get_integration(org, &setup.phone).await.expect("get").expect("integration");
+    let now = outbound::clock::Clock::now(app.clock.as_ref());
+    let policy = IdempotencyPolicy { ttl: SignedDuration::from_hours(24), lock: SignedDuration::from_secs(60) };
+    let ClaimOutcome::Acquired(mut claim) = app.store.claim_idempotency_key(org, "atomic", [7; 32], now, policy).await.expect("claim")
+    else {
+        panic!("key should be free");
+    };
+    // Someone else took the key over: recording must fail, and the campaign must not exist.
+    claim.token = "not-the-holder".to_owned();
+    let recorder = ResponseRecorder::<outbound::domain::campaign::Campaign> {
+        claim,
+        render: Box::new(|_| Some(StoredResponse { status: 201, body: b"{}".to_vec() })),
+    };
+    let settings = outbound::domain::campaign::parse_new_campaign(&serde_json::from_value(setup.phone(json!({}))).expect("input"))
+        .expect("valid")
+        .settings;
+    let outcome = app.store.create_campaign(org, &agent, &integration, settings, now, Some(recorder)).await;
+    assert!(matches!(outcome, Err(StoreError::ClaimLost)), "{outcome:?}");
+    assert_eq!(campaign_count(&app, &app.key).await, 0, "the write was rolled back with the record");
+}
+
+#[tokio::test]
+async fn idempotency_and_the_rate_limit_work_together() {
+    let app = TestApp::spawn_with(ApiSettings { rate_limit_rps: NonZeroU32::new(3), ..ApiSettings::default() }).await;
+    let body = json!({ "name": "Bot" });
+    for _ in 0..3 {
+        let sent = post_with_key(&app, "agent", &app.key, "/agents", &body).await;
+        assert_eq!(sent.status, StatusCode::CREATED);
+    }
+    let limited = post_with_key(&app, "agent", &app.key, "/agents", &body).await;
+    assert_error(limited.status, &limited.json(), 429, "RATE_LIMITED", None);
+    let (_, agents) = app.call_with_key(reqwest::Method::GET, "/agents", None, Some(&app.new_key("other").await)).await;
+    assert_eq!(agents["total_count"], 0);
+}
