@@ -8,7 +8,8 @@
 //! Phases:
 //! 1. ceiling GET, closed loop (fixed number of keep-alive connections, each sending its next
 //!    request as soon as the previous answer arrived);
-//! 2. Outbound `GET /api/v1.0/campaigns/{id}`, closed loop, same connections;
+//! 2. Outbound `GET /api/v1.0/campaigns/{id}`, closed loop, same connections (phases 1 and 2
+//!    alternate for `BENCH_ROUNDS` rounds and each side's figures are pooled);
 //! 3. Outbound GET, open loop at a fixed rate: requests are scheduled at fixed intervals whatever
 //!    the answers do, and latency counts from the scheduled time (no coordinated omission);
 //! 4. Outbound `POST /api/v1.0/campaigns`, closed loop; every answer must be 201, and the number
@@ -17,8 +18,11 @@
 //! Settings (environment variables, all optional):
 //! `BENCH_SECONDS` (measured seconds per phase, default 5), `BENCH_WARMUP_SECONDS` (default 1),
 //! `BENCH_GET_CONNECTIONS` (default 32), `BENCH_POST_CONNECTIONS` (default 64),
+//! `BENCH_ROUNDS` (how many times phases 1 and 2 alternate, default 2; their figures are pooled),
 //! `BENCH_OPEN_LOOP_RATE` (requests/s, default 1000), `BENCH_OPEN_LOOP_CONNECTIONS` (default 32),
 //! `BENCH_SERVER_THREADS` (default 2), `BENCH_CLIENT_THREADS` (default 2),
+//! `BENCH_RATE_LIMIT_RPS` (Outbound's per-key rate limit; default 1000000, so that the limiter's
+//! work is counted but never refuses a request; `0` turns the limiter off),
 //! `BENCH_DB_DIR` (where the database goes; default: cargo's target tmp dir, on disk).
 //!
 //! The run stops by itself: every phase has a deadline, and a phase that overruns it by 30 s
@@ -26,6 +30,7 @@
 //! or body, a campaign count that does not match) exit with status 1; missed targets do not.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -62,6 +67,8 @@ struct Settings {
     open_loop_connections: usize,
     server_threads: usize,
     client_threads: usize,
+    rounds: usize,
+    rate_limit_rps: Option<NonZeroU32>,
     db_dir: PathBuf,
 }
 
@@ -92,6 +99,8 @@ impl Settings {
             open_loop_connections: env_or("BENCH_OPEN_LOOP_CONNECTIONS", 32),
             server_threads: env_or("BENCH_SERVER_THREADS", 2),
             client_threads: env_or("BENCH_CLIENT_THREADS", 2),
+            rounds: env_or("BENCH_ROUNDS", 2),
+            rate_limit_rps: NonZeroU32::new(env_or("BENCH_RATE_LIMIT_RPS", 1_000_000)),
             db_dir: std::env::var_os("BENCH_DB_DIR").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from),
         };
         assert!(
@@ -99,6 +108,7 @@ impl Settings {
             "connection counts must be positive"
         );
         assert!(settings.server_threads > 0 && settings.client_threads > 0, "thread counts must be positive");
+        assert!(settings.rounds > 0, "BENCH_ROUNDS must be positive");
         assert!(settings.open_loop_rate.is_finite() && settings.open_loop_rate > 0.0, "BENCH_OPEN_LOOP_RATE must be positive");
         settings
     }
@@ -267,6 +277,20 @@ impl PhaseResult {
 
     fn p(&self, quantile: f64) -> u64 {
         self.tally.latency.value_at_quantile(quantile)
+    }
+
+    /// The same phase measured again later in the run: requests, windows and histograms add up.
+    fn combine(earlier: Option<PhaseResult>, mut later: PhaseResult) -> PhaseResult {
+        let Some(earlier) = earlier else { return later };
+        let weight = |phase: &PhaseResult| phase.window.as_secs_f64();
+        let (a, b) = (weight(&earlier), weight(&later));
+        later.cpu = CpuShare {
+            bench: (earlier.cpu.bench * a + later.cpu.bench * b) / (a + b),
+            others: (earlier.cpu.others * a + later.cpu.others * b) / (a + b),
+        };
+        later.window += earlier.window;
+        later.tally.merge(earlier.tally);
+        later
     }
 
     /// Stops the benchmark when any request of the phase went wrong.
@@ -460,12 +484,12 @@ struct Servers {
 }
 
 /// Outbound on a fresh database, and a bound (not yet serving) listener for the ceiling.
-async fn start_outbound(db: &Path) -> Servers {
+async fn start_outbound(db: &Path, rate_limit_rps: Option<NonZeroU32>) -> Servers {
     let store = outbound::store::open(&format!("sqlite://{}", db.display())).await.expect("open the SQLite store");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let key = NewApiKey::generate();
     store.create_api_key("bench", &key, clock.now()).await.expect("create an API key");
-    let outbound = RunningServer::start("127.0.0.1:0", store, clock, ApiSettings { rate_limit_rps: None, ..ApiSettings::default() })
+    let outbound = RunningServer::start("127.0.0.1:0", store, clock, ApiSettings { rate_limit_rps, ..ApiSettings::default() })
         .await
         .expect("start Outbound");
     let ceiling_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the ceiling listener");
@@ -581,7 +605,7 @@ fn main() {
     let machine = machine(dir.path());
     let started_at = jiff::Timestamp::now();
 
-    let Servers { outbound, ceiling_listener, key } = server_runtime.block_on(start_outbound(&db));
+    let Servers { outbound, ceiling_listener, key } = server_runtime.block_on(start_outbound(&db, settings.rate_limit_rps));
     let outbound_addr = outbound.addr;
     let ceiling_addr = ceiling_listener.local_addr().expect("ceiling address");
 
@@ -614,27 +638,40 @@ fn main() {
     );
     println!(
         "setup: server runtime {} worker threads, load generator runtime {} worker threads (same cores); \
-         {:.1} s warm-up + {:.1} s measured per phase; GET body {body_len} bytes",
+         {:.1} s warm-up + {:.1} s measured per phase, phases 1 and 2 alternating {} times; GET body {body_len} bytes; Outbound rate limit {}",
         settings.server_threads,
         settings.client_threads,
         settings.warmup.as_secs_f64(),
-        settings.measure.as_secs_f64()
+        settings.measure.as_secs_f64(),
+        settings.rounds,
+        settings.rate_limit_rps.map_or_else(|| "off".to_owned(), |rps| format!("{rps} requests/s per key"))
     );
 
     let (ceiling, get, open, post, created, listed, batches) = client_runtime.block_on(async {
         let mut ceiling_target = Target::new(ceiling_addr, Method::GET, &campaign_path, Some(&key), None, StatusCode::OK);
         ceiling_target.expected_len = Some(body_len);
-        println!("phase 1/4: ceiling GET, closed loop, {} connections …", settings.get_connections);
-        let ceiling =
-            closed_loop("ceiling GET", Arc::new(ceiling_target), settings.get_connections, settings.warmup, settings.measure).await;
-        ceiling.check();
-
+        let ceiling_target = Arc::new(ceiling_target);
         let mut get_target = Target::new(outbound_addr, Method::GET, &campaign_path, Some(&key), None, StatusCode::OK);
         get_target.expected_len = Some(body_len);
         let get_target = Arc::new(get_target);
-        println!("phase 2/4: Outbound GET /campaigns/{{id}}, closed loop, {} connections …", settings.get_connections);
-        let get = closed_loop("Outbound GET", get_target.clone(), settings.get_connections, settings.warmup, settings.measure).await;
-        get.check();
+        // Ceiling and Outbound alternate, so that a drift of the machine's speed during the run
+        // (other tenants of the host, frequency) weighs on both sides of the ratio alike.
+        let (mut ceiling, mut get): (Option<PhaseResult>, Option<PhaseResult>) = (None, None);
+        for round in 1..=settings.rounds {
+            println!("phase 1/4: ceiling GET, closed loop, {} connections (round {round}/{}) …", settings.get_connections, settings.rounds);
+            let phase =
+                closed_loop("ceiling GET", ceiling_target.clone(), settings.get_connections, settings.warmup, settings.measure).await;
+            phase.check();
+            ceiling = Some(PhaseResult::combine(ceiling, phase));
+            println!(
+                "phase 2/4: Outbound GET /campaigns/{{id}}, closed loop, {} connections (round {round}/{}) …",
+                settings.get_connections, settings.rounds
+            );
+            let phase = closed_loop("Outbound GET", get_target.clone(), settings.get_connections, settings.warmup, settings.measure).await;
+            phase.check();
+            get = Some(PhaseResult::combine(get, phase));
+        }
+        let (ceiling, get) = (ceiling.expect("at least one round"), get.expect("at least one round"));
 
         println!("phase 3/4: Outbound GET /campaigns/{{id}}, open loop at {} requests/s …", settings.open_loop_rate);
         let open = open_loop(
@@ -683,11 +720,11 @@ fn main() {
             phase.cpu.others
         );
     }
-    let busiest = [&ceiling, &get, &open, &post].into_iter().map(|phase| phase.cpu.others).fold(0.0, f64::max);
-    if busiest > 5.0 {
+    for phase in [&ceiling, &get, &open, &post].into_iter().filter(|phase| phase.cpu.others > 5.0) {
         println!(
-            "WARNING: other processes (or the hypervisor) took up to {busiest:.0}% of the CPU during a phase; \
-             the figures are lower than this machine can do alone. Rerun on a quiet machine."
+            "WARNING: other processes (or the hypervisor) took {:.0}% of the machine's CPU during {:?}; \
+             its figures may be worse than this machine can do alone. Rerun on a quiet machine.",
+            phase.cpu.others, phase.name
         );
     }
     println!();

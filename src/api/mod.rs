@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod auth;
 pub mod campaigns;
+pub mod contacts;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
@@ -103,6 +104,8 @@ fn versioned_api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(campaigns::create_campaign, campaigns::list_campaigns))
         .routes(routes!(campaigns::get_campaign, campaigns::update_campaign))
         .routes(routes!(campaigns::campaign_action))
+        .routes(routes!(contacts::add_contacts, contacts::list_contacts))
+        .routes(routes!(contacts::get_contact, contacts::delete_contact))
         .routes(routes!(agents::create_agent, agents::list_agents))
         .routes(routes!(agents::get_agent))
         .routes(routes!(integrations::create_integration, integrations::list_integrations))

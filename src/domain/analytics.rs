@@ -128,11 +128,6 @@ impl Analytics {
             }),
         }
     }
-
-    /// Analytics of a campaign that has no contacts yet.
-    pub fn empty(channel: Channel) -> Analytics {
-        Self::from_counters(channel, &CampaignCounters::default())
-    }
 }
 
 #[cfg(test)]

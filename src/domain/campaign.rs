@@ -221,6 +221,8 @@ pub struct Campaign {
     pub next_cycle_at: Option<Timestamp>,
     /// Paused while between iterations: `resume` then starts the next iteration.
     pub paused_in_cooldown: bool,
+    /// Contacts in the campaign, kept by the store with every change.
+    pub contact_count: i64,
 }
 
 /// A validated create request, before the agent and integration are looked up.

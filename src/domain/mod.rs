@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod analytics;
 pub mod campaign;
+pub mod contact;
 pub mod ids;
 pub mod integration;
 pub mod schedule;

@@ -12,7 +12,8 @@ use jiff::{SignedDuration, Timestamp};
 use uuid::Uuid;
 
 use crate::domain::agent::Agent;
-use crate::domain::campaign::{Campaign, CampaignError, CampaignSettings, CampaignStatus, Channel, LifecycleError};
+use crate::domain::campaign::{Campaign, CampaignError, CampaignSettings, CampaignStatus, Channel, ContactStatus, LifecycleError};
+use crate::domain::contact::{Contact, IfDuplicate, ItemError, NewContact};
 use crate::domain::ids::NewApiKey;
 use crate::domain::integration::{Integration, NewIntegration};
 
@@ -182,6 +183,28 @@ pub trait Store: Send + Sync + 'static {
         record: Option<ResponseRecorder<Modified>>,
     ) -> StoreResult<Modified>;
 
+    /// Adds a batch in one transaction: every accepted item is stored, or none is.
+    async fn add_contacts(
+        &self,
+        org: OrgId,
+        campaign_id: i64,
+        items: Vec<BatchItem>,
+        if_duplicate: IfDuplicate,
+        at: Timestamp,
+        record: Option<ResponseRecorder<AddContactsOutcome>>,
+    ) -> StoreResult<AddContactsOutcome>;
+    /// A page of a campaign's contacts, oldest first; `None` when the campaign is not found.
+    async fn list_contacts(
+        &self,
+        org: OrgId,
+        campaign_id: i64,
+        status: Option<ContactStatus>,
+        page_size: u32,
+        page_index: u32,
+    ) -> StoreResult<Option<ContactPage>>;
+    async fn get_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<ContactLookup>;
+    async fn delete_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<DeleteOutcome>;
+
     /// Claims `key` for a request with this fingerprint, or tells why it cannot run.
     async fn claim_idempotency_key(
         &self,
@@ -243,6 +266,58 @@ pub struct ResponseRecorder<T> {
 }
 
 pub type RenderResponse<T> = Box<dyn FnOnce(&T) -> Option<StoredResponse> + Send>;
+
+/// One item of an add-contacts batch after validation: a contact to store, or why not.
+pub type BatchItem = Result<NewContact, (ItemError, String)>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemStatus {
+    Created,
+    Updated,
+    SkippedDuplicate,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemResult {
+    pub index: usize,
+    pub status: ItemStatus,
+    pub id: Option<i64>,
+    /// The E.164 number stored, or the text sent when it could not be read.
+    pub contact: Option<String>,
+    pub error: Option<ItemError>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AddContactsOutcome {
+    Added(Vec<ItemResult>),
+    CampaignFinished,
+    CampaignNotFound,
+}
+
+#[derive(Debug, Clone)]
+pub struct ContactPage {
+    pub total_count: i64,
+    pub contacts: Vec<Contact>,
+    /// The campaign's timezone, in which `last_call_at` is shown.
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum ContactLookup {
+    Found { contact: Contact, timezone: String },
+    ContactNotFound,
+    CampaignNotFound,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeleteOutcome {
+    Deleted,
+    NotDeletable(ContactStatus),
+    ContactNotFound,
+    CampaignNotFound,
+}
 
 pub type DynStore = Arc<dyn Store>;
 

@@ -20,14 +20,17 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{
-    ApiKeyInfo, ApiKeyRecord, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ClaimOutcome, DynStore, IdempotencyClaim,
+    AddContactsOutcome, BatchItem, ContactLookup, ContactPage, DeleteOutcome, ApiKeyInfo, ApiKeyRecord, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ClaimOutcome, DynStore, IdempotencyClaim,
     IdempotencyPolicy, Modified, OrgId, PageDirection, ResponseRecorder, Store, StoreError, StoreResult, StoredResponse, from_seconds,
     to_seconds,
 };
 use crate::domain::agent::Agent;
-use crate::domain::campaign::{AgentRef, Campaign, CampaignSettings, CampaignStatus, Channel, IntegrationRef};
+use crate::domain::campaign::{AgentRef, Campaign, CampaignSettings, CampaignStatus, Channel, ContactStatus, IntegrationRef};
+use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::{NewApiKey, new_integration_id, new_signing_secret, random_base62};
 use crate::domain::integration::{Integration, NewIntegration, Provider, ProviderConfig};
+
+mod contacts;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -133,7 +136,7 @@ macro_rules! select_campaigns {
     () => {
         "SELECT c.id, c.agent_id, a.name AS agent_name, c.integration_id, c.channel, c.status, c.archived, \
      c.created_at, c.started_at, c.ended_at, c.settings, c.current_iteration, c.last_iteration_at, c.next_cycle_at, \
-     c.paused_in_cooldown FROM campaigns c JOIN agents a ON a.id = c.agent_id"
+     c.paused_in_cooldown, c.contact_count FROM campaigns c JOIN agents a ON a.id = c.agent_id"
     };
 }
 const CAMPAIGN_COLUMNS: &str = select_campaigns!();
@@ -168,6 +171,7 @@ fn campaign_from_row(row: &SqliteRow) -> StoreResult<Campaign> {
         last_iteration_at: opt_seconds(row, "last_iteration_at")?,
         next_cycle_at: opt_seconds(row, "next_cycle_at")?,
         paused_in_cooldown: row.try_get("paused_in_cooldown")?,
+        contact_count: row.try_get("contact_count")?,
     })
 }
 
@@ -449,6 +453,7 @@ impl Store for SqliteStore {
             last_iteration_at: None,
             next_cycle_at: None,
             paused_in_cooldown: false,
+            contact_count: 0,
         };
         let settings_json = serde_json::to_string(&campaign.settings)?;
         self.write(move |conn| {
@@ -544,6 +549,46 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn add_contacts(
+        &self,
+        org: OrgId,
+        campaign_id: i64,
+        items: Vec<BatchItem>,
+        if_duplicate: IfDuplicate,
+        at: Timestamp,
+        record: Option<ResponseRecorder<AddContactsOutcome>>,
+    ) -> StoreResult<AddContactsOutcome> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let outcome = contacts::add_contacts(conn, org, campaign_id, items, if_duplicate, at).await?;
+                record_response(conn, record, &outcome).await?;
+                Ok(outcome)
+            })
+        })
+        .await
+    }
+
+    async fn list_contacts(
+        &self,
+        org: OrgId,
+        campaign_id: i64,
+        status: Option<ContactStatus>,
+        page_size: u32,
+        page_index: u32,
+    ) -> StoreResult<Option<ContactPage>> {
+        let mut conn = self.reads.acquire().await?;
+        contacts::list_contacts(&mut conn, org, campaign_id, status, page_size, page_index).await
+    }
+
+    async fn get_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<ContactLookup> {
+        let mut conn = self.reads.acquire().await?;
+        contacts::get_contact(&mut conn, org, campaign_id, contact_id).await
+    }
+
+    async fn delete_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<DeleteOutcome> {
+        self.write(move |conn| Box::pin(async move { contacts::delete_contact(conn, org, campaign_id, contact_id).await })).await
     }
 
     async fn claim_idempotency_key(

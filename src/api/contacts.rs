@@ -1,0 +1,251 @@
+//! Contacts of a campaign (contract §3): batch add, list, retrieve, delete.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{JsonBody, QueryParams, Tenant, parse_id};
+use super::idempotency::{Recording, Reply};
+use crate::domain::campaign::{CampaignStatus, ContactStatus};
+use crate::domain::contact::{Contact, ContactBatchInput, ItemError, MAX_BATCH, parse_item, region_of_timezone};
+use crate::store::{AddContactsOutcome, BatchItem, ContactLookup, DeleteOutcome, ItemStatus};
+
+pub const MAX_PAGE_INDEX: u32 = 25_000;
+
+/// A contact as the API shows it (§3.3).
+#[derive(Serialize, ToSchema)]
+pub struct ContactView {
+    id: i64,
+    f_id: Option<String>,
+    name: Option<String>,
+    contact: String,
+    status: ContactStatus,
+    context: Option<String>,
+    retries: i64,
+    failed_retries: i64,
+    has_follow_up: bool,
+    call_count: i64,
+    billed_duration: i64,
+    /// `YYYY-MM-DD HH:MM:SS` in the campaign's timezone.
+    #[schema(example = "2026-06-08 13:05:00")]
+    last_call_at: Option<String>,
+    #[schema(value_type = Object)]
+    extracted_data: serde_json::Map<String, serde_json::Value>,
+    tags: Vec<String>,
+}
+
+impl ContactView {
+    fn new(contact: Contact, timezone: &str) -> Self {
+        let zone = jiff::tz::TimeZone::get(timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        ContactView {
+            id: contact.id,
+            f_id: contact.f_id,
+            name: contact.name,
+            contact: contact.phone,
+            status: contact.status,
+            context: contact.context,
+            retries: contact.retries,
+            failed_retries: contact.failed_retries,
+            has_follow_up: contact.has_follow_up,
+            call_count: contact.call_count,
+            billed_duration: contact.billed_duration,
+            last_call_at: contact.last_call_at.map(|at| at.to_zoned(zone.clone()).strftime("%Y-%m-%d %H:%M:%S").to_string()),
+            extracted_data: contact.extracted_data,
+            tags: contact.tags,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema, Default)]
+pub struct BatchSummary {
+    created: usize,
+    updated: usize,
+    skipped_duplicate: usize,
+    failed: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchItemView {
+    index: usize,
+    status: ItemStatus,
+    /// The contact's id, as a string (as Altur returns it).
+    id: Option<String>,
+    contact: Option<String>,
+    error: Option<ItemError>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchResponse {
+    success: bool,
+    summary: BatchSummary,
+    results: Vec<BatchItemView>,
+}
+
+/// Add contacts to a campaign: 1 to 1000 items, each processed on its own.
+#[utoipa::path(post, path = "/campaigns/{id}/contacts", tag = "contacts", request_body = ContactBatchInput,
+    params(("id" = i64, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried batch safe (§7)")),
+    responses(
+        (status = 201, description = "Per-item results", body = BatchResponse),
+        (status = 400, description = "Invalid batch", body = ErrorBody),
+        (status = 404, description = "Campaign not found", body = ErrorBody),
+        (status = 409, description = "Campaign finished", body = ErrorBody),
+    ))]
+pub async fn add_contacts(
+    State(app): State<AppState>,
+    tenant: Tenant,
+    recording: Recording,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<ContactBatchInput>,
+) -> ApiResult<Reply> {
+    let id = parse_id("id", &id)?;
+    let count = input.contacts.len();
+    if count == 0 || count > MAX_BATCH {
+        return Err(ApiError::invalid("contacts", format!("contacts must hold 1 to {MAX_BATCH} items, got {count}")));
+    }
+    let campaign = app.store.get_campaign(tenant.org_id, id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
+    if campaign.status == CampaignStatus::Finished {
+        return Err(finished());
+    }
+    let region = region_of_timezone(&campaign.settings.timezone);
+    let items = input
+        .contacts
+        .iter()
+        .enumerate()
+        .map(|(index, item)| parse_item(index, item, region).map_err(|e| ApiError::invalid(e.field, e.message)))
+        .collect::<ApiResult<Vec<BatchItem>>>()?;
+    let outcome = app.store.add_contacts(tenant.org_id, id, items, input.if_duplicate, app.clock.now(), recording.recorder(batch_reply)).await?;
+    Ok(recording.reply(batch_reply, &outcome))
+}
+
+fn finished() -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "CAMPAIGN_FINISHED", "the campaign is finished and takes no more contacts")
+}
+
+fn batch_reply(outcome: &AddContactsOutcome) -> Reply {
+    match outcome {
+        AddContactsOutcome::Added(results) => {
+            let mut summary = BatchSummary::default();
+            for result in results {
+                match result.status {
+                    ItemStatus::Created => summary.created += 1,
+                    ItemStatus::Updated => summary.updated += 1,
+                    ItemStatus::SkippedDuplicate => summary.skipped_duplicate += 1,
+                    ItemStatus::Failed => summary.failed += 1,
+                }
+            }
+            let results = results
+                .iter()
+                .map(|r| BatchItemView { index: r.index, status: r.status, id: r.id.map(|id| id.to_string()), contact: r.contact.clone(), error: r.error })
+                .collect();
+            Reply::json(StatusCode::CREATED, &BatchResponse { success: true, summary, results })
+        }
+        AddContactsOutcome::CampaignFinished => finished().into_reply(),
+        AddContactsOutcome::CampaignNotFound => ApiError::not_found("campaign").into_reply(),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OffsetPagination {
+    has_next: bool,
+    has_previous: bool,
+    next_page: Option<u32>,
+    previous_page: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ContactListResponse {
+    total_count: i64,
+    contacts: Vec<ContactView>,
+    pagination: OffsetPagination,
+}
+
+/// Page size and index of an offset-paged list (`pageSize` 1–100, `pageIndex` 0–25000).
+pub fn parse_offset_paging(query: &QueryParams) -> ApiResult<(u32, u32)> {
+    let number = |name: &str, default: u32, min: u32, max: u32| -> ApiResult<u32> {
+        match query.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| ApiError::invalid(name, format!("{name} must be an integer between {min} and {max}, got {raw:?}"))),
+        }
+    };
+    Ok((number("pageSize", 50, 1, 100)?, number("pageIndex", 0, 0, MAX_PAGE_INDEX)?))
+}
+
+/// List a campaign's contacts, oldest first.
+#[utoipa::path(get, path = "/campaigns/{id}/contacts", tag = "contacts",
+    params(("id" = i64, Path), ("status" = Option<ContactStatus>, Query), ("pageSize" = Option<u32>, Query, description = "1–100, default 50"),
+        ("pageIndex" = Option<u32>, Query, description = "0–25000, default 0")),
+    responses((status = 200, body = ContactListResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_contacts(State(app): State<AppState>, tenant: Tenant, Path(id): Path<String>, query: QueryParams) -> ApiResult<Json<ContactListResponse>> {
+    let id = parse_id("id", &id)?;
+    query.check(&["status", "pageSize", "pageIndex"])?;
+    let status = query
+        .get("status")
+        .map(|raw| ContactStatus::parse(raw).ok_or_else(|| ApiError::invalid("status", format!("status must be a contact status (§3.5), got {raw:?}"))))
+        .transpose()?;
+    let (page_size, page_index) = parse_offset_paging(&query)?;
+    let page = app.store.list_contacts(tenant.org_id, id, status, page_size, page_index).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
+    let shown_until = u64::from(page_index + 1) * u64::from(page_size);
+    let has_next = (shown_until as i128) < i128::from(page.total_count);
+    let has_previous = page_index > 0;
+    let timezone = page.timezone;
+    Ok(Json(ContactListResponse {
+        total_count: page.total_count,
+        contacts: page.contacts.into_iter().map(|c| ContactView::new(c, &timezone)).collect(),
+        pagination: OffsetPagination {
+            has_next,
+            has_previous,
+            next_page: has_next.then_some(page_index + 1),
+            previous_page: has_previous.then(|| page_index - 1),
+        },
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ContactResponse {
+    success: bool,
+    contact: ContactView,
+}
+
+/// Retrieve one contact of a campaign.
+#[utoipa::path(get, path = "/campaigns/{id}/contacts/{contact_id}", tag = "contacts", params(("id" = i64, Path), ("contact_id" = i64, Path)),
+    responses((status = 200, body = ContactResponse), (status = 404, body = ErrorBody)))]
+pub async fn get_contact(State(app): State<AppState>, tenant: Tenant, Path((id, contact_id)): Path<(String, String)>) -> ApiResult<Json<ContactResponse>> {
+    let id = parse_id("id", &id)?;
+    let contact_id = parse_id("contact_id", &contact_id)?;
+    match app.store.get_contact(tenant.org_id, id, contact_id).await? {
+        ContactLookup::Found { contact, timezone } => Ok(Json(ContactResponse { success: true, contact: ContactView::new(contact, &timezone) })),
+        ContactLookup::ContactNotFound => Err(contact_not_found()),
+        ContactLookup::CampaignNotFound => Err(ApiError::not_found("campaign")),
+    }
+}
+
+fn contact_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "CONTACT_NOT_FOUND", "contact not found in this campaign")
+}
+
+/// Delete a contact that is still `queue` or `failed`.
+#[utoipa::path(delete, path = "/campaigns/{id}/contacts/{contact_id}", tag = "contacts", params(("id" = i64, Path), ("contact_id" = i64, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_contact(State(app): State<AppState>, tenant: Tenant, Path((id, contact_id)): Path<(String, String)>) -> ApiResult<Response> {
+    let id = parse_id("id", &id)?;
+    let contact_id = parse_id("contact_id", &contact_id)?;
+    match app.store.delete_contact(tenant.org_id, id, contact_id).await? {
+        DeleteOutcome::Deleted => Ok(StatusCode::NO_CONTENT.into_response()),
+        DeleteOutcome::NotDeletable(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "CONTACT_NOT_DELETABLE",
+            format!("only contacts in queue or failed can be deleted; this one is {}", status.as_str()),
+        )),
+        DeleteOutcome::ContactNotFound => Err(contact_not_found()),
+        DeleteOutcome::CampaignNotFound => Err(ApiError::not_found("campaign")),
+    }
+}

@@ -1,0 +1,230 @@
+//! Contacts (contract §3): phone numbers normalized to E.164, batch items validated one by one.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::campaign::ContactStatus;
+use super::validation::Field;
+
+pub const MAX_BATCH: usize = 1000;
+pub const MAX_NAME_CHARS: usize = 255;
+pub const MAX_CONTEXT_CHARS: usize = 10_000;
+pub const MAX_F_ID_CHARS: usize = 255;
+pub const MAX_TAGS: usize = 50;
+pub const MAX_TAG_CHARS: usize = 100;
+
+/// The country whose numbering plan reads numbers written without `+`, from the campaign's
+/// timezone (the tz database's `zone.tab`: America/Mexico_City → MX).
+pub fn region_of_timezone(timezone: &str) -> Option<phonenumber::country::Id> {
+    static REGIONS: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+    let regions = REGIONS.get_or_init(|| include_str!("zone_regions.tsv").lines().filter_map(|line| line.split_once('\t')).collect());
+    regions.get(timezone).and_then(|code| code.parse().ok())
+}
+
+/// Parses a phone number to E.164, or `None` when it is not a valid number.
+pub fn normalize_phone(raw: &str, region: Option<phonenumber::country::Id>) -> Option<String> {
+    let text = raw.trim();
+    if text.is_empty() || text.len() > 64 {
+        return None;
+    }
+    let region = if text.starts_with('+') { None } else { Some(region?) };
+    let number = phonenumber::parse(region, text).ok()?;
+    number.is_valid().then(|| number.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IfDuplicate {
+    #[default]
+    Skip,
+    Update,
+}
+
+/// One contact as a client sends it.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactInput {
+    #[serde(default)]
+    #[schema(value_type = String, example = "+525512345678")]
+    pub contact: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub name: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub context: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub extracted_data: Field<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub f_id: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub tags: Field<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactBatchInput {
+    pub contacts: Vec<ContactInput>,
+    #[serde(default)]
+    pub if_duplicate: IfDuplicate,
+}
+
+/// A contact ready to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewContact {
+    pub phone: String,
+    pub name: Option<String>,
+    pub context: Option<String>,
+    pub extracted_data: serde_json::Map<String, serde_json::Value>,
+    pub f_id: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// Why one item of a batch was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ItemError {
+    MissingContact,
+    InvalidPhoneNumber,
+}
+
+/// A structural fault inside an item rejects the whole batch (contract §3.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Validates one item. `Ok(Err(_))` is a per-item failure; `Err(_)` rejects the batch.
+pub fn parse_item(index: usize, item: &ContactInput, region: Option<phonenumber::country::Id>) -> Result<Result<NewContact, (ItemError, String)>, BatchError> {
+    let path = |field: &str| format!("contacts[{index}].{field}");
+    let text = |field: &str, value: &Field<String>, max: usize| -> Result<Option<String>, BatchError> {
+        match value {
+            Field::Value(v) if v.chars().count() > max => {
+                Err(BatchError { field: path(field), message: format!("{} must be at most {max} characters", path(field)) })
+            }
+            Field::Value(v) => Ok(Some(v.clone())),
+            _ => Ok(None),
+        }
+    };
+    let name = text("name", &item.name, MAX_NAME_CHARS)?;
+    let context = text("context", &item.context, MAX_CONTEXT_CHARS)?;
+    let f_id = text("f_id", &item.f_id, MAX_F_ID_CHARS)?;
+    let tags = match &item.tags {
+        Field::Value(tags) => {
+            if tags.len() > MAX_TAGS {
+                return Err(BatchError { field: path("tags"), message: format!("{} holds at most {MAX_TAGS} tags", path("tags")) });
+            }
+            let mut clean: Vec<String> = Vec::with_capacity(tags.len());
+            for (i, tag) in tags.iter().enumerate() {
+                let tag = tag.trim();
+                if tag.is_empty() || tag.chars().count() > MAX_TAG_CHARS {
+                    let field = format!("contacts[{index}].tags[{i}]");
+                    return Err(BatchError { message: format!("{field} must be 1 to {MAX_TAG_CHARS} characters"), field });
+                }
+                if !clean.iter().any(|t| t == tag) {
+                    clean.push(tag.to_owned());
+                }
+            }
+            clean
+        }
+        _ => Vec::new(),
+    };
+    let extracted_data = item.extracted_data.value().cloned().unwrap_or_default();
+    let raw = match &item.contact {
+        Field::Value(raw) if !raw.trim().is_empty() => raw,
+        _ => return Ok(Err((ItemError::MissingContact, String::new()))),
+    };
+    Ok(match normalize_phone(raw, region) {
+        Some(phone) => Ok(NewContact { phone, name, context, extracted_data, f_id, tags }),
+        None => Err((ItemError::InvalidPhoneNumber, raw.clone())),
+    })
+}
+
+/// A stored contact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contact {
+    pub id: i64,
+    pub phone: String,
+    pub name: Option<String>,
+    pub context: Option<String>,
+    pub extracted_data: serde_json::Map<String, serde_json::Value>,
+    pub f_id: Option<String>,
+    pub tags: Vec<String>,
+    pub status: ContactStatus,
+    pub retries: i64,
+    pub failed_retries: i64,
+    pub has_follow_up: bool,
+    pub call_count: i64,
+    pub billed_duration: i64,
+    pub last_call_at: Option<jiff::Timestamp>,
+}
+
+impl ContactStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactStatus::Queue => "queue",
+            ContactStatus::Sending => "sending",
+            ContactStatus::Sent => "sent",
+            ContactStatus::Delivered => "delivered",
+            ContactStatus::Read => "read",
+            ContactStatus::Accepted => "accepted",
+            ContactStatus::Rejected => "rejected",
+            ContactStatus::Voicemail => "voicemail",
+            ContactStatus::Answered => "answered",
+            ContactStatus::Failed => "failed",
+            ContactStatus::Retrying => "retrying",
+            ContactStatus::Converted => "converted",
+        }
+    }
+
+    pub const ALL: [ContactStatus; 12] = [
+        ContactStatus::Queue,
+        ContactStatus::Sending,
+        ContactStatus::Sent,
+        ContactStatus::Delivered,
+        ContactStatus::Read,
+        ContactStatus::Accepted,
+        ContactStatus::Rejected,
+        ContactStatus::Voicemail,
+        ContactStatus::Answered,
+        ContactStatus::Failed,
+        ContactStatus::Retrying,
+        ContactStatus::Converted,
+    ];
+
+    pub fn parse(text: &str) -> Option<ContactStatus> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Only contacts not yet in flight nor done may be deleted (§3.4).
+    pub fn is_deletable(self) -> bool {
+        matches!(self, ContactStatus::Queue | ContactStatus::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_without_plus_are_read_in_the_campaign_region() {
+        let mx = region_of_timezone("America/Mexico_City");
+        assert_eq!(mx, Some(phonenumber::country::Id::MX));
+        assert_eq!(normalize_phone("55 1234 5678", mx).as_deref(), Some("+525512345678"));
+        assert_eq!(normalize_phone("+52 55 1234 5678", None).as_deref(), Some("+525512345678"));
+        assert_eq!(normalize_phone("+1 (415) 555-2671", mx).as_deref(), Some("+14155552671"));
+        let us = region_of_timezone("America/New_York");
+        assert_eq!(normalize_phone("(415) 555-2671", us).as_deref(), Some("+14155552671"));
+        assert_eq!(normalize_phone("12", mx), None);
+        assert_eq!(normalize_phone("not a number", mx), None);
+        assert_eq!(normalize_phone("55 1234 5678", None), None, "no region: a + is needed");
+        assert_eq!(region_of_timezone("UTC"), None);
+    }
+}
