@@ -10,9 +10,10 @@ use jiff::SignedDuration;
 
 use crate::api::ApiSettings;
 use crate::clock::{Clock, SystemClock};
+use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::{NewApiKey, normalize_key_prefix};
-use crate::server;
 use crate::store::{self, IdempotencyPolicy};
+use crate::{import, server};
 
 #[derive(Parser)]
 #[command(name = "outbound", version, about = "Outbound campaigns engine with an Altur-compatible API")]
@@ -49,11 +50,47 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Work with a campaign's contacts through a running server.
+    Contacts {
+        #[command(subcommand)]
+        command: ContactsCommand,
+    },
     /// Create the database if needed and apply pending migrations.
     Migrate {
         #[command(flatten)]
         database: DatabaseArg,
     },
+}
+
+#[derive(Subcommand)]
+enum ContactsCommand {
+    /// Stream a CSV (columns contact,name,context,f_id,tags; any other column goes into
+    /// extracted_data; tags separated by |) into a campaign, then report every row not created.
+    Import {
+        #[arg(long)]
+        campaign: i64,
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// The server's base URL.
+        #[arg(long, env = "OUTBOUND_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The API key to send.
+        #[arg(long, env = "OUTBOUND_API_KEY")]
+        key: String,
+        #[arg(long, value_enum, default_value = "skip")]
+        if_duplicate: DuplicateArg,
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+        /// Also write every row that was not created (line, contact, status, reason) to this CSV.
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DuplicateArg {
+    Skip,
+    Update,
 }
 
 #[derive(Subcommand)]
@@ -165,6 +202,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 bail!("no key with prefix {prefix}");
             }
             println!("revoked ob_{prefix}");
+        }
+        Command::Contacts { command: ContactsCommand::Import { campaign, file, url, key, if_duplicate, batch_size, report } } => {
+            let if_duplicate = match if_duplicate {
+                DuplicateArg::Skip => IfDuplicate::Skip,
+                DuplicateArg::Update => IfDuplicate::Update,
+            };
+            let options = import::ImportOptions { url, key, campaign, file, if_duplicate, batch_size, report };
+            let outcome = import::import(&options).await?;
+            print!("{}", import::summary(&outcome, 20));
         }
         Command::Migrate { database } => {
             open(&database).await?;

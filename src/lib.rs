@@ -7,5 +7,6 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod domain;
+pub mod import;
 pub mod server;
 pub mod store;

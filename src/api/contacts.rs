@@ -1,9 +1,9 @@
 //! Contacts of a campaign (contract §3): batch add, list, retrieve, delete.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -118,7 +118,8 @@ pub async fn add_contacts(
         .enumerate()
         .map(|(index, item)| parse_item(index, item, region).map_err(|e| ApiError::invalid(e.field, e.message)))
         .collect::<ApiResult<Vec<BatchItem>>>()?;
-    let outcome = app.store.add_contacts(tenant.org_id, id, items, input.if_duplicate, app.clock.now(), recording.recorder(batch_reply)).await?;
+    let outcome =
+        app.store.add_contacts(tenant.org_id, id, items, input.if_duplicate, app.clock.now(), recording.recorder(batch_reply)).await?;
     Ok(recording.reply(batch_reply, &outcome))
 }
 
@@ -140,7 +141,13 @@ fn batch_reply(outcome: &AddContactsOutcome) -> Reply {
             }
             let results = results
                 .iter()
-                .map(|r| BatchItemView { index: r.index, status: r.status, id: r.id.map(|id| id.to_string()), contact: r.contact.clone(), error: r.error })
+                .map(|r| BatchItemView {
+                    index: r.index,
+                    status: r.status,
+                    id: r.id.map(|id| id.to_string()),
+                    contact: r.contact.clone(),
+                    error: r.error,
+                })
                 .collect();
             Reply::json(StatusCode::CREATED, &BatchResponse { success: true, summary, results })
         }
@@ -184,15 +191,24 @@ pub fn parse_offset_paging(query: &QueryParams) -> ApiResult<(u32, u32)> {
     params(("id" = i64, Path), ("status" = Option<ContactStatus>, Query), ("pageSize" = Option<u32>, Query, description = "1–100, default 50"),
         ("pageIndex" = Option<u32>, Query, description = "0–25000, default 0")),
     responses((status = 200, body = ContactListResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn list_contacts(State(app): State<AppState>, tenant: Tenant, Path(id): Path<String>, query: QueryParams) -> ApiResult<Json<ContactListResponse>> {
+pub async fn list_contacts(
+    State(app): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+    query: QueryParams,
+) -> ApiResult<Json<ContactListResponse>> {
     let id = parse_id("id", &id)?;
     query.check(&["status", "pageSize", "pageIndex"])?;
     let status = query
         .get("status")
-        .map(|raw| ContactStatus::parse(raw).ok_or_else(|| ApiError::invalid("status", format!("status must be a contact status (§3.5), got {raw:?}"))))
+        .map(|raw| {
+            ContactStatus::parse(raw)
+                .ok_or_else(|| ApiError::invalid("status", format!("status must be a contact status (§3.5), got {raw:?}")))
+        })
         .transpose()?;
     let (page_size, page_index) = parse_offset_paging(&query)?;
-    let page = app.store.list_contacts(tenant.org_id, id, status, page_size, page_index).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
+    let page =
+        app.store.list_contacts(tenant.org_id, id, status, page_size, page_index).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
     let shown_until = u64::from(page_index + 1) * u64::from(page_size);
     let has_next = (shown_until as i128) < i128::from(page.total_count);
     let has_previous = page_index > 0;
@@ -218,11 +234,17 @@ pub struct ContactResponse {
 /// Retrieve one contact of a campaign.
 #[utoipa::path(get, path = "/campaigns/{id}/contacts/{contact_id}", tag = "contacts", params(("id" = i64, Path), ("contact_id" = i64, Path)),
     responses((status = 200, body = ContactResponse), (status = 404, body = ErrorBody)))]
-pub async fn get_contact(State(app): State<AppState>, tenant: Tenant, Path((id, contact_id)): Path<(String, String)>) -> ApiResult<Json<ContactResponse>> {
+pub async fn get_contact(
+    State(app): State<AppState>,
+    tenant: Tenant,
+    Path((id, contact_id)): Path<(String, String)>,
+) -> ApiResult<Json<ContactResponse>> {
     let id = parse_id("id", &id)?;
     let contact_id = parse_id("contact_id", &contact_id)?;
     match app.store.get_contact(tenant.org_id, id, contact_id).await? {
-        ContactLookup::Found { contact, timezone } => Ok(Json(ContactResponse { success: true, contact: ContactView::new(contact, &timezone) })),
+        ContactLookup::Found { contact, timezone } => {
+            Ok(Json(ContactResponse { success: true, contact: ContactView::new(*contact, &timezone) }))
+        }
         ContactLookup::ContactNotFound => Err(contact_not_found()),
         ContactLookup::CampaignNotFound => Err(ApiError::not_found("campaign")),
     }
@@ -235,7 +257,11 @@ fn contact_not_found() -> ApiError {
 /// Delete a contact that is still `queue` or `failed`.
 #[utoipa::path(delete, path = "/campaigns/{id}/contacts/{contact_id}", tag = "contacts", params(("id" = i64, Path), ("contact_id" = i64, Path)),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn delete_contact(State(app): State<AppState>, tenant: Tenant, Path((id, contact_id)): Path<(String, String)>) -> ApiResult<Response> {
+pub async fn delete_contact(
+    State(app): State<AppState>,
+    tenant: Tenant,
+    Path((id, contact_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
     let id = parse_id("id", &id)?;
     let contact_id = parse_id("contact_id", &contact_id)?;
     match app.store.delete_contact(tenant.org_id, id, contact_id).await? {

@@ -102,7 +102,11 @@ pub struct BatchError {
 }
 
 /// Validates one item. `Ok(Err(_))` is a per-item failure; `Err(_)` rejects the batch.
-pub fn parse_item(index: usize, item: &ContactInput, region: Option<phonenumber::country::Id>) -> Result<Result<NewContact, (ItemError, String)>, BatchError> {
+pub fn parse_item(
+    index: usize,
+    item: &ContactInput,
+    region: Option<phonenumber::country::Id>,
+) -> Result<Result<NewContact, (ItemError, String)>, BatchError> {
     let path = |field: &str| format!("contacts[{index}].{field}");
     let text = |field: &str, value: &Field<String>, max: usize| -> Result<Option<String>, BatchError> {
         match value {

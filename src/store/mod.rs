@@ -306,7 +306,7 @@ pub struct ContactPage {
 
 #[derive(Debug, Clone)]
 pub enum ContactLookup {
-    Found { contact: Contact, timezone: String },
+    Found { contact: Box<Contact>, timezone: String },
     ContactNotFound,
     CampaignNotFound,
 }

@@ -121,3 +121,78 @@ fn keys_create_list_revoke_and_migrate() {
     let (ok, _, _) = outbound(&["keys", "create", "--org", "  "], &database);
     assert!(!ok);
 }
+
+#[tokio::test]
+async fn contacts_import_streams_a_csv_and_reports_every_row_not_created() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let setup = app.setup().await;
+    let campaign = app.create_campaign(setup.phone(serde_json::json!({}))).await;
+    let id = campaign["id"].as_i64().expect("id");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let csv = dir.path().join("contacts.csv");
+    let long_name = "n".repeat(300);
+    let rows = [
+        "contact,name,context,f_id,tags,amount_due,due_date".to_owned(),
+        "55 1234 5678,Ana,owes since May,crm-1,vip|late,1000,2026-07-01".to_owned(),
+        "+52 55 8765 4321,Luis,,crm-2,,,".to_owned(),
+        "+525512345678,Ana again,,,,,".to_owned(),
+        "12,Bad number,,,,,".to_owned(),
+        ",No number,,,,,".to_owned(),
+        format!("+14155552671,{long_name},,,,,"),
+        "\"+1 (212) 555-0187\",\"Quoted, name\",,,,,".to_owned(),
+    ];
+    std::fs::write(&csv, rows.join("\n")).expect("write csv");
+    let report = dir.path().join("report.csv");
+    let output = tokio::process::Command::new(BIN)
+        .args(["contacts", "import", "--campaign", &id.to_string(), "--batch-size", "3", "--url", &app.base, "--key", &app.key])
+        .arg("--file")
+        .arg(&csv)
+        .arg("--report")
+        .arg(&report)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("import runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.starts_with("7 rows: 3 created, 0 updated, 1 skipped (duplicates), 3 failed"), "{stdout}");
+    assert!(stdout.contains("line 4: +525512345678 skipped_duplicate"), "{stdout}");
+    assert!(stdout.contains("line 5: 12 failed (INVALID_PHONE_NUMBER)"), "{stdout}");
+    assert!(stdout.contains("line 6:  failed (MISSING_CONTACT)"), "{stdout}");
+    assert!(stdout.contains("line 7: +14155552671 failed"), "{stdout}");
+
+    let written = std::fs::read_to_string(&report).expect("report written");
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines[0], "line,contact,status,reason");
+    assert_eq!(lines.len(), 5, "{written}");
+
+    let (_, list) = app.get(&format!("/campaigns/{id}/contacts")).await;
+    assert_eq!(list["total_count"], 3);
+    let ana = &list["contacts"][0];
+    assert_eq!(ana["contact"], "+525512345678");
+    assert_eq!(ana["f_id"], "crm-1");
+    assert_eq!(ana["tags"], serde_json::json!(["vip", "late"]));
+    assert_eq!(ana["extracted_data"], serde_json::json!({ "amount_due": "1000", "due_date": "2026-07-01" }));
+    assert_eq!(list["contacts"][2]["name"], "Quoted, name");
+
+    // Running the same import again creates nothing new: every number is already there.
+    let again = tokio::process::Command::new(BIN)
+        .args(["contacts", "import", "--campaign", &id.to_string(), "--url", &app.base, "--key", &app.key])
+        .arg("--file")
+        .arg(&csv)
+        .output()
+        .await
+        .expect("import runs");
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("7 rows: 0 created, 0 updated, 4 skipped (duplicates), 3 failed"));
+
+    // A campaign that does not exist stops the import with a clear error.
+    let missing = tokio::process::Command::new(BIN)
+        .args(["contacts", "import", "--campaign", "999999", "--url", &app.base, "--key", &app.key])
+        .arg("--file")
+        .arg(&csv)
+        .output()
+        .await
+        .expect("import runs");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("campaign not found"), "{}", String::from_utf8_lossy(&missing.stderr));
+}

@@ -43,7 +43,11 @@ pub(super) fn contact_from_row(row: &SqliteRow) -> StoreResult<Contact> {
 
 /// The campaign's status, when it belongs to `org`.
 async fn campaign_status(conn: &mut SqliteConnection, org: OrgId, campaign_id: i64) -> StoreResult<Option<String>> {
-    Ok(sqlx::query_scalar("SELECT status FROM campaigns WHERE org_id = ? AND id = ?").bind(org).bind(campaign_id).fetch_optional(&mut *conn).await?)
+    Ok(sqlx::query_scalar("SELECT status FROM campaigns WHERE org_id = ? AND id = ?")
+        .bind(org)
+        .bind(campaign_id)
+        .fetch_optional(&mut *conn)
+        .await?)
 }
 
 pub(super) async fn add_contacts(
@@ -140,7 +144,8 @@ async fn existing_ids(conn: &mut SqliteConnection, campaign_id: i64, phones: &[&
 }
 
 async fn insert_contacts(conn: &mut SqliteConnection, campaign_id: i64, contacts: &[&NewContact], at: jiff::Timestamp) -> StoreResult<()> {
-    let mut query = QueryBuilder::<Sqlite>::new("INSERT INTO contacts (campaign_id, phone, name, context, extracted_data, f_id, tags, created_at) ");
+    let mut query =
+        QueryBuilder::<Sqlite>::new("INSERT INTO contacts (campaign_id, phone, name, context, extracted_data, f_id, tags, created_at) ");
     let mut rows = Vec::with_capacity(contacts.len());
     for contact in contacts {
         rows.push((contact, serde_json::to_string(&contact.extracted_data)?, serde_json::to_string(&contact.tags)?));
@@ -194,11 +199,12 @@ pub(super) async fn list_contacts(
     page_size: u32,
     page_index: u32,
 ) -> StoreResult<Option<super::super::ContactPage>> {
-    let campaign = sqlx::query("SELECT contact_count, json_extract(settings, '$.timezone') AS timezone FROM campaigns WHERE org_id = ? AND id = ?")
-        .bind(org)
-        .bind(campaign_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let campaign =
+        sqlx::query("SELECT contact_count, json_extract(settings, '$.timezone') AS timezone FROM campaigns WHERE org_id = ? AND id = ?")
+            .bind(org)
+            .bind(campaign_id)
+            .fetch_optional(&mut *conn)
+            .await?;
     let Some(campaign) = campaign else { return Ok(None) };
     let total_count: i64 = match status {
         None => campaign.try_get("contact_count")?,
@@ -223,21 +229,27 @@ pub(super) async fn list_contacts(
 }
 
 pub(super) async fn get_contact(conn: &mut SqliteConnection, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<ContactLookup> {
-    let timezone: Option<String> = sqlx::query_scalar("SELECT json_extract(settings, '$.timezone') FROM campaigns WHERE org_id = ? AND id = ?")
-        .bind(org)
-        .bind(campaign_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let timezone: Option<String> =
+        sqlx::query_scalar("SELECT json_extract(settings, '$.timezone') FROM campaigns WHERE org_id = ? AND id = ?")
+            .bind(org)
+            .bind(campaign_id)
+            .fetch_optional(&mut *conn)
+            .await?;
     let Some(timezone) = timezone else { return Ok(ContactLookup::CampaignNotFound) };
     let mut query = QueryBuilder::<Sqlite>::new("SELECT ");
     query.push(CONTACT_COLUMNS).push(" FROM contacts WHERE campaign_id = ").push_bind(campaign_id).push(" AND id = ").push_bind(contact_id);
     match query.build().fetch_optional(&mut *conn).await? {
-        Some(row) => Ok(ContactLookup::Found { contact: contact_from_row(&row)?, timezone }),
+        Some(row) => Ok(ContactLookup::Found { contact: Box::new(contact_from_row(&row)?), timezone }),
         None => Ok(ContactLookup::ContactNotFound),
     }
 }
 
-pub(super) async fn delete_contact(conn: &mut SqliteConnection, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<DeleteOutcome> {
+pub(super) async fn delete_contact(
+    conn: &mut SqliteConnection,
+    org: OrgId,
+    campaign_id: i64,
+    contact_id: i64,
+) -> StoreResult<DeleteOutcome> {
     if campaign_status(conn, org, campaign_id).await?.is_none() {
         return Ok(DeleteOutcome::CampaignNotFound);
     }

@@ -20,9 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{
-    AddContactsOutcome, BatchItem, ContactLookup, ContactPage, DeleteOutcome, ApiKeyInfo, ApiKeyRecord, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ClaimOutcome, DynStore, IdempotencyClaim,
-    IdempotencyPolicy, Modified, OrgId, PageDirection, ResponseRecorder, Store, StoreError, StoreResult, StoredResponse, from_seconds,
-    to_seconds,
+    AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, BatchItem, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ClaimOutcome,
+    ContactLookup, ContactPage, DeleteOutcome, DynStore, IdempotencyClaim, IdempotencyPolicy, Modified, OrgId, PageDirection,
+    ResponseRecorder, Store, StoreError, StoreResult, StoredResponse, from_seconds, to_seconds,
 };
 use crate::domain::agent::Agent;
 use crate::domain::campaign::{AgentRef, Campaign, CampaignSettings, CampaignStatus, Channel, ContactStatus, IntegrationRef};
