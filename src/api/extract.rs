@@ -70,9 +70,13 @@ fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let inner = err.inner();
     let path = err.path().to_string();
     let path = if path == "." { String::new() } else { path };
-    // The path already ends with the unknown field's own name when that is the fault.
-    let field = path;
     let text = inner.to_string();
+    // The path ends with an unknown field's own name, but stops at the parent of a missing one.
+    let field = match text.strip_prefix("missing field `").and_then(|rest| rest.split_once('`')) {
+        Some((name, _)) if path.is_empty() => name.to_owned(),
+        Some((name, _)) => format!("{path}.{name}"),
+        None => path,
+    };
     let message = strip_position(&text);
     let message = if field.is_empty() { message.to_owned() } else { format!("{field}: {message}") };
     let error = ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message);

@@ -11,6 +11,7 @@ mod campaign_create;
 mod campaign_list;
 mod campaign_update;
 mod cli;
+mod contacts;
 mod errors;
 mod lifecycle;
 mod openapi;
