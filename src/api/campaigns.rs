@@ -19,7 +19,7 @@ use crate::domain::campaign::{
     Campaign, CampaignInput, CampaignStatus, Channel, ContactStatus, CycleMode, LifecycleAction, parse_new_campaign,
 };
 use crate::domain::schedule::WeekSchedule;
-use crate::store::{CampaignCursor, CampaignFilter, CampaignPage, Modified, PageDirection, Refusal};
+use crate::store::{CampaignCursor, CampaignFilter, CampaignPage, CreateCampaignOutcome, Modified, PageDirection, Refusal};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -147,37 +147,33 @@ pub async fn create_campaign(
     JsonBody(input): JsonBody<CampaignInput>,
 ) -> ApiResult<Reply> {
     let new = parse_new_campaign(&input)?;
-    let agent = app.store.get_agent(tenant.org_id, new.agent_id).await?.ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "AGENT_NOT_FOUND", format!("agent {} not found", new.agent_id)).with_field("agent_id")
-    })?;
-    let integration = app
-        .store
-        .get_integration(tenant.org_id, &new.integration_id)
-        .await?
-        .filter(|integration| integration.agent_id == agent.id)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "INTEGRATION_NOT_FOUND",
-                format!("integration {} not found for agent {}", new.integration_id, agent.id),
-            )
-            .with_field("integration_id")
-        })?;
-    if integration.channel != new.channel {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_INTEGRATION_TYPE",
-            format!("integration_type is {} but integration {} is {}", new.channel.as_str(), integration.id, integration.channel.as_str()),
-        )
-        .with_field("integration_type"));
-    }
-    let record = recording.recorder(created_reply);
-    let campaign = app.store.create_campaign(tenant.org_id, &agent, &integration, new.settings, app.clock.now(), record).await?;
-    Ok(recording.reply(created_reply, &campaign))
+    let outcome = app.store.create_campaign(tenant.org_id, new, app.clock.now(), recording.recorder(created_reply)).await?;
+    Ok(recording.reply(created_reply, &outcome))
 }
 
-fn created_reply(campaign: &Campaign) -> Reply {
-    Reply::json(StatusCode::CREATED, &detail(campaign))
+fn created_reply(outcome: &CreateCampaignOutcome) -> Reply {
+    match outcome {
+        CreateCampaignOutcome::Created(campaign) => Reply::json(StatusCode::CREATED, &detail(campaign)),
+        CreateCampaignOutcome::AgentNotFound => {
+            ApiError::new(StatusCode::NOT_FOUND, "AGENT_NOT_FOUND", "agent_id names no agent of this organization")
+                .with_field("agent_id")
+                .into_reply()
+        }
+        CreateCampaignOutcome::IntegrationNotFound => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "INTEGRATION_NOT_FOUND",
+            "integration_id names no integration of this organization owned by agent_id",
+        )
+        .with_field("integration_id")
+        .into_reply(),
+        CreateCampaignOutcome::WrongIntegrationType(actual) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_INTEGRATION_TYPE",
+            format!("integration_type does not match the integration, which is {}", actual.as_str()),
+        )
+        .with_field("integration_type")
+        .into_reply(),
+    }
 }
 
 /// Retrieve a campaign.

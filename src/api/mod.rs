@@ -58,20 +58,31 @@ impl Default for ApiSettings {
     }
 }
 
+/// Shared by every handler and middleware; one `Arc`, so handing it out costs one increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppContext>);
+
+pub struct AppContext {
     pub store: DynStore,
     pub clock: Arc<dyn Clock>,
     pub metrics: Option<PrometheusHandle>,
     pub settings: ApiSettings,
-    pub rate_limiter: Option<Arc<rate_limit::KeyRateLimiter>>,
-    key_touches: Arc<auth::KeyTouches>,
+    pub rate_limiter: Option<rate_limit::KeyRateLimiter>,
+    key_touches: auth::KeyTouches,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppContext;
+
+    fn deref(&self) -> &AppContext {
+        &self.0
+    }
 }
 
 impl AppState {
     pub fn new(store: DynStore, clock: Arc<dyn Clock>, metrics: Option<PrometheusHandle>, settings: ApiSettings) -> Self {
-        let rate_limiter = settings.rate_limit_rps.map(|rate| Arc::new(rate_limit::KeyRateLimiter::new(rate, clock.clone())));
-        AppState { store, clock, metrics, settings, rate_limiter, key_touches: Arc::default() }
+        let rate_limiter = settings.rate_limit_rps.map(|rate| rate_limit::KeyRateLimiter::new(rate, clock.clone()));
+        AppState(Arc::new(AppContext { store, clock, metrics, settings, rate_limiter, key_touches: auth::KeyTouches::default() }))
     }
 }
 

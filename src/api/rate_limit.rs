@@ -93,7 +93,7 @@ impl KeyRateLimiter {
 }
 
 pub async fn rate_limit(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(limiter) = app.rate_limiter.clone() else { return next.run(request).await };
+    let Some(limiter) = &app.rate_limiter else { return next.run(request).await };
     let Some(tenant) = request.extensions().get::<Tenant>().copied() else { return ApiError::unauthorized().into_response() };
     match limiter.check(tenant.key_id) {
         Decision::Allowed { remaining, full_in_seconds } => {

@@ -12,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use uuid::Uuid;
 
 use crate::domain::agent::Agent;
-use crate::domain::campaign::{Campaign, CampaignError, CampaignSettings, CampaignStatus, Channel, ContactStatus, LifecycleError};
+use crate::domain::campaign::{Campaign, CampaignError, CampaignStatus, Channel, ContactStatus, LifecycleError, NewCampaign};
 use crate::domain::contact::{Contact, IfDuplicate, ItemError, NewContact};
 use crate::domain::ids::NewApiKey;
 use crate::domain::integration::{Integration, NewIntegration};
@@ -122,6 +122,16 @@ pub enum Refusal {
 /// A change applied to a campaign inside the store's transaction (read, decide, write).
 pub type CampaignChange = Box<dyn FnOnce(&mut Campaign) -> Result<(), Refusal> + Send>;
 
+#[derive(Debug)]
+pub enum CreateCampaignOutcome {
+    Created(Box<Campaign>),
+    AgentNotFound,
+    /// Unknown, or owned by another agent.
+    IntegrationNotFound,
+    /// The integration's real channel differs from `integration_type`.
+    WrongIntegrationType(Channel),
+}
+
 pub enum Modified {
     Done(Box<Campaign>),
     Refused(Refusal),
@@ -157,15 +167,14 @@ pub trait Store: Send + Sync + 'static {
     async fn get_integration(&self, org: OrgId, id: &str) -> StoreResult<Option<Integration>>;
     async fn list_integrations(&self, org: OrgId) -> StoreResult<Vec<Integration>>;
 
+    /// Checks the agent and integration and stores the campaign, in one transaction.
     async fn create_campaign(
         &self,
         org: OrgId,
-        agent: &Agent,
-        integration: &Integration,
-        settings: CampaignSettings,
+        new: NewCampaign,
         at: Timestamp,
-        record: Option<ResponseRecorder<Campaign>>,
-    ) -> StoreResult<Campaign>;
+        record: Option<ResponseRecorder<CreateCampaignOutcome>>,
+    ) -> StoreResult<CreateCampaignOutcome>;
     async fn get_campaign(&self, org: OrgId, id: i64) -> StoreResult<Option<Campaign>>;
     async fn list_campaigns(
         &self,

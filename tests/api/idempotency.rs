@@ -4,7 +4,7 @@ use std::num::NonZeroU32;
 
 use jiff::SignedDuration;
 use outbound::api::ApiSettings;
-use outbound::store::{ClaimOutcome, IdempotencyPolicy, ResponseRecorder, StoreError, StoredResponse};
+use outbound::store::{ClaimOutcome, CreateCampaignOutcome, IdempotencyPolicy, ResponseRecorder, StoreError, StoredResponse};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -244,8 +244,6 @@ async fn the_response_is_recorded_in_the_same_transaction_as_the_writes() {
     let app = TestApp::spawn().await;
     let setup = setup(&app).await;
     let org = app.store.find_api_key(&app.key[3..11]).await.expect("lookup").expect("key").org_id;
-    let agent = app.store.get_agent(org, uuid::Uuid::parse_str(&setup.agent).expect("uuid")).await.expect("get").expect("agent");
-    let integration = app.store.get_integration(org, &setup.phone).await.expect("get").expect("integration");
     let now = outbound::clock::Clock::now(app.clock.as_ref());
     let policy = IdempotencyPolicy { ttl: SignedDuration::from_hours(24), lock: SignedDuration::from_secs(60) };
     let ClaimOutcome::Acquired(mut claim) = app.store.claim_idempotency_key(org, "atomic", [7; 32], now, policy).await.expect("claim")
@@ -254,14 +252,13 @@ async fn the_response_is_recorded_in_the_same_transaction_as_the_writes() {
     };
     // Someone else took the key over: recording must fail, and the campaign must not exist.
     claim.token = "not-the-holder".to_owned();
-    let recorder = ResponseRecorder::<outbound::domain::campaign::Campaign> {
+    let recorder = ResponseRecorder::<CreateCampaignOutcome> {
         claim,
         render: Box::new(|_| Some(StoredResponse { status: 201, body: b"{}".to_vec() })),
     };
-    let settings = outbound::domain::campaign::parse_new_campaign(&serde_json::from_value(setup.phone(json!({}))).expect("input"))
-        .expect("valid")
-        .settings;
-    let outcome = app.store.create_campaign(org, &agent, &integration, settings, now, Some(recorder)).await;
+    let new =
+        outbound::domain::campaign::parse_new_campaign(&serde_json::from_value(setup.phone(json!({}))).expect("input")).expect("valid");
+    let outcome = app.store.create_campaign(org, new, now, Some(recorder)).await;
     assert!(matches!(outcome, Err(StoreError::ClaimLost)), "{outcome:?}");
     assert_eq!(campaign_count(&app, &app.key).await, 0, "the write was rolled back with the record");
 }

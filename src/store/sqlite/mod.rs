@@ -21,11 +21,11 @@ use uuid::Uuid;
 
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, BatchItem, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ClaimOutcome,
-    ContactLookup, ContactPage, DeleteOutcome, DynStore, IdempotencyClaim, IdempotencyPolicy, Modified, OrgId, PageDirection,
-    ResponseRecorder, Store, StoreError, StoreResult, StoredResponse, from_seconds, to_seconds,
+    ContactLookup, ContactPage, CreateCampaignOutcome, DeleteOutcome, DynStore, IdempotencyClaim, IdempotencyPolicy, Modified, OrgId,
+    PageDirection, ResponseRecorder, Store, StoreError, StoreResult, StoredResponse, from_seconds, to_seconds,
 };
 use crate::domain::agent::Agent;
-use crate::domain::campaign::{AgentRef, Campaign, CampaignSettings, CampaignStatus, Channel, ContactStatus, IntegrationRef};
+use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, ContactStatus, IntegrationRef, NewCampaign};
 use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::{NewApiKey, new_integration_id, new_signing_secret, random_base62};
 use crate::domain::integration::{Integration, NewIntegration, Provider, ProviderConfig};
@@ -56,7 +56,13 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let mut writer = SqliteConnection::connect_with(&options).await?;
         MIGRATOR.run(&mut writer).await?;
-        let reads = SqlitePoolOptions::new().max_connections(READ_CONNECTIONS).connect_with(options.read_only(true)).await?;
+        // No ping before each use: a broken connection fails its query and is replaced anyway, and the
+        // ping is a second thread round trip on every read.
+        let reads = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .test_before_acquire(false)
+            .connect_with(options.read_only(true))
+            .await?;
         let (jobs, queue) = mpsc::channel(MAX_JOBS_PER_COMMIT * 4);
         tokio::spawn(run_writer(writer, queue));
         Ok(SqliteStore { reads, jobs })
@@ -433,45 +439,17 @@ impl Store for SqliteStore {
     async fn create_campaign(
         &self,
         org: OrgId,
-        agent: &Agent,
-        integration: &Integration,
-        settings: CampaignSettings,
+        new: NewCampaign,
         at: Timestamp,
-        record: Option<ResponseRecorder<Campaign>>,
-    ) -> StoreResult<Campaign> {
-        let mut campaign = Campaign {
-            id: 0,
-            agent: AgentRef { id: agent.id, name: agent.name.clone() },
-            integration: IntegrationRef { id: integration.id.clone(), channel: integration.channel },
-            status: CampaignStatus::Pending,
-            archived: false,
-            created_at: from_seconds(to_seconds(at))?,
-            started_at: None,
-            ended_at: None,
-            settings,
-            current_iteration: 0,
-            last_iteration_at: None,
-            next_cycle_at: None,
-            paused_in_cooldown: false,
-            contact_count: 0,
-        };
-        let settings_json = serde_json::to_string(&campaign.settings)?;
+        record: Option<ResponseRecorder<CreateCampaignOutcome>>,
+    ) -> StoreResult<CreateCampaignOutcome> {
+        let settings_json = serde_json::to_string(&new.settings)?;
+        let created_at = from_seconds(to_seconds(at))?;
         self.write(move |conn| {
             Box::pin(async move {
-                let done = sqlx::query(
-                    "INSERT INTO campaigns (org_id, agent_id, integration_id, channel, status, created_at, settings) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                )
-                .bind(org)
-                .bind(campaign.agent.id.to_string())
-                .bind(&campaign.integration.id)
-                .bind(campaign.integration.channel.as_str())
-                .bind(to_seconds(campaign.created_at))
-                .bind(settings_json)
-                .execute(&mut *conn)
-                .await?;
-                campaign.id = done.last_insert_rowid();
-                record_response(conn, record, &campaign).await?;
-                Ok(campaign)
+                let outcome = insert_campaign(conn, org, new, settings_json, created_at).await?;
+                record_response(conn, record, &outcome).await?;
+                Ok(outcome)
             })
         })
         .await
@@ -694,6 +672,66 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+/// Looks up the agent and its integration (one query) and inserts the campaign.
+async fn insert_campaign(
+    conn: &mut SqliteConnection,
+    org: OrgId,
+    new: NewCampaign,
+    settings_json: String,
+    created_at: Timestamp,
+) -> StoreResult<CreateCampaignOutcome> {
+    let row = sqlx::query(
+        "SELECT a.name AS agent_name, i.channel, i.agent_id AS integration_agent FROM agents a \
+         LEFT JOIN integrations i ON i.id = ? AND i.org_id = a.org_id WHERE a.org_id = ? AND a.id = ?",
+    )
+    .bind(&new.integration_id)
+    .bind(org)
+    .bind(new.agent_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(CreateCampaignOutcome::AgentNotFound) };
+    let agent_id = new.agent_id.to_string();
+    let (Some(channel), Some(owner)) =
+        (row.try_get::<Option<String>, _>("channel")?, row.try_get::<Option<String>, _>("integration_agent")?)
+    else {
+        return Ok(CreateCampaignOutcome::IntegrationNotFound);
+    };
+    if owner != agent_id {
+        return Ok(CreateCampaignOutcome::IntegrationNotFound);
+    }
+    let channel = parse_channel(&channel)?;
+    if channel != new.channel {
+        return Ok(CreateCampaignOutcome::WrongIntegrationType(channel));
+    }
+    let done = sqlx::query(
+        "INSERT INTO campaigns (org_id, agent_id, integration_id, channel, status, created_at, settings) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+    )
+    .bind(org)
+    .bind(&agent_id)
+    .bind(&new.integration_id)
+    .bind(channel.as_str())
+    .bind(to_seconds(created_at))
+    .bind(settings_json)
+    .execute(&mut *conn)
+    .await?;
+    Ok(CreateCampaignOutcome::Created(Box::new(Campaign {
+        id: done.last_insert_rowid(),
+        agent: AgentRef { id: new.agent_id, name: row.try_get("agent_name")? },
+        integration: IntegrationRef { id: new.integration_id, channel },
+        status: CampaignStatus::Pending,
+        archived: false,
+        created_at,
+        started_at: None,
+        ended_at: None,
+        settings: new.settings,
+        current_iteration: 0,
+        last_iteration_at: None,
+        next_cycle_at: None,
+        paused_in_cooldown: false,
+        contact_count: 0,
+    })))
 }
 
 async fn update_campaign(conn: &mut SqliteConnection, campaign: &Campaign) -> StoreResult<()> {
