@@ -124,6 +124,11 @@ struct Target {
     uri: Uri,
     host: HeaderValue,
     authorization: Option<HeaderValue>,
+    /// When not empty, requests take these `Authorization` values in turn (many API keys).
+    rotating_authorization: Vec<HeaderValue>,
+    /// Every request carries a fresh `Idempotency-Key`.
+    idempotency_keys: bool,
+    sent: std::sync::atomic::AtomicU64,
     body: Bytes,
     expected_status: StatusCode,
     /// When set, every answer's body must have this many bytes.
@@ -138,6 +143,9 @@ impl Target {
             uri: path.parse().expect("a valid request path"),
             host: HeaderValue::from_str(&addr.to_string()).expect("a valid host header"),
             authorization: key.map(|key| HeaderValue::from_str(&format!("api-key {key}")).expect("a valid authorization header")),
+            rotating_authorization: Vec::new(),
+            idempotency_keys: false,
+            sent: std::sync::atomic::AtomicU64::new(0),
             body: body.map_or_else(Bytes::new, |body| Bytes::from(body.to_string())),
             expected_status,
             expected_len: None,
@@ -150,8 +158,15 @@ impl Target {
         *request.uri_mut() = self.uri.clone();
         let headers = request.headers_mut();
         headers.insert(header::HOST, self.host.clone());
-        if let Some(authorization) = &self.authorization {
+        let n = self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !self.rotating_authorization.is_empty() {
+            let index = (n % self.rotating_authorization.len() as u64) as usize;
+            headers.insert(header::AUTHORIZATION, self.rotating_authorization[index].clone());
+        } else if let Some(authorization) = &self.authorization {
             headers.insert(header::AUTHORIZATION, authorization.clone());
+        }
+        if self.idempotency_keys {
+            headers.insert("idempotency-key", HeaderValue::from_str(&format!("bench-{n}")).expect("a valid key"));
         }
         if !self.body.is_empty() {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -479,9 +494,15 @@ async fn open_loop(name: &str, target: Arc<Target>, connections: usize, rate: f6
 
 struct Servers {
     outbound: RunningServer,
+    /// The same store served with the rate limiter off, to price the limiter.
+    unlimited: RunningServer,
     ceiling_listener: TcpListener,
     key: String,
+    /// Keys of other organizations-to-be, to spread load over many limiter buckets.
+    many_keys: Vec<String>,
 }
+
+const MANY_KEYS: usize = 64;
 
 /// Outbound on a fresh database, and a bound (not yet serving) listener for the ceiling.
 async fn start_outbound(db: &Path, rate_limit_rps: Option<NonZeroU32>) -> Servers {
@@ -489,11 +510,21 @@ async fn start_outbound(db: &Path, rate_limit_rps: Option<NonZeroU32>) -> Server
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let key = NewApiKey::generate();
     store.create_api_key("bench", &key, clock.now()).await.expect("create an API key");
-    let outbound = RunningServer::start("127.0.0.1:0", store, clock, ApiSettings { rate_limit_rps, ..ApiSettings::default() })
+    let mut many_keys = Vec::with_capacity(MANY_KEYS);
+    for _ in 0..MANY_KEYS {
+        let extra = NewApiKey::generate();
+        store.create_api_key("bench", &extra, clock.now()).await.expect("create an API key");
+        many_keys.push(extra.key);
+    }
+    let outbound =
+        RunningServer::start("127.0.0.1:0", store.clone(), clock.clone(), ApiSettings { rate_limit_rps, ..ApiSettings::default() })
+            .await
+            .expect("start Outbound");
+    let unlimited = RunningServer::start("127.0.0.1:0", store, clock, ApiSettings { rate_limit_rps: None, ..ApiSettings::default() })
         .await
-        .expect("start Outbound");
+        .expect("start Outbound without a rate limit");
     let ceiling_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the ceiling listener");
-    Servers { outbound, ceiling_listener, key: key.key }
+    Servers { outbound, unlimited, ceiling_listener, key: key.key, many_keys }
 }
 
 /// The ceiling: a minimal axum router answering `path` with `body`, served like Outbound is.
@@ -605,7 +636,9 @@ fn main() {
     let machine = machine(dir.path());
     let started_at = jiff::Timestamp::now();
 
-    let Servers { outbound, ceiling_listener, key } = server_runtime.block_on(start_outbound(&db, settings.rate_limit_rps));
+    let Servers { outbound, unlimited, ceiling_listener, key, many_keys } =
+        server_runtime.block_on(start_outbound(&db, settings.rate_limit_rps));
+    let unlimited_addr = unlimited.addr;
     let outbound_addr = outbound.addr;
     let ceiling_addr = ceiling_listener.local_addr().expect("ceiling address");
 
@@ -647,7 +680,7 @@ fn main() {
         settings.rate_limit_rps.map_or_else(|| "off".to_owned(), |rps| format!("{rps} requests/s per key"))
     );
 
-    let (ceiling, get, open, post, created, listed, batches) = client_runtime.block_on(async {
+    let (ceiling, get, open, post, created, listed, batches, layers) = client_runtime.block_on(async {
         let mut ceiling_target = Target::new(ceiling_addr, Method::GET, &campaign_path, Some(&key), None, StatusCode::OK);
         ceiling_target.expected_len = Some(body_len);
         let ceiling_target = Arc::new(ceiling_target);
@@ -658,13 +691,13 @@ fn main() {
         // (other tenants of the host, frequency) weighs on both sides of the ratio alike.
         let (mut ceiling, mut get): (Option<PhaseResult>, Option<PhaseResult>) = (None, None);
         for round in 1..=settings.rounds {
-            println!("phase 1/4: ceiling GET, closed loop, {} connections (round {round}/{}) …", settings.get_connections, settings.rounds);
+            println!("phase 1/7: ceiling GET, closed loop, {} connections (round {round}/{}) …", settings.get_connections, settings.rounds);
             let phase =
                 closed_loop("ceiling GET", ceiling_target.clone(), settings.get_connections, settings.warmup, settings.measure).await;
             phase.check();
             ceiling = Some(PhaseResult::combine(ceiling, phase));
             println!(
-                "phase 2/4: Outbound GET /campaigns/{{id}}, closed loop, {} connections (round {round}/{}) …",
+                "phase 2/7: Outbound GET /campaigns/{{id}}, closed loop, {} connections (round {round}/{}) …",
                 settings.get_connections, settings.rounds
             );
             let phase = closed_loop("Outbound GET", get_target.clone(), settings.get_connections, settings.warmup, settings.measure).await;
@@ -673,7 +706,7 @@ fn main() {
         }
         let (ceiling, get) = (ceiling.expect("at least one round"), get.expect("at least one round"));
 
-        println!("phase 3/4: Outbound GET /campaigns/{{id}}, open loop at {} requests/s …", settings.open_loop_rate);
+        println!("phase 3/7: Outbound GET /campaigns/{{id}}, open loop at {} requests/s …", settings.open_loop_rate);
         let open = open_loop(
             "Outbound GET, open loop",
             get_target,
@@ -688,7 +721,7 @@ fn main() {
         let before = commit_batches(outbound_addr).await;
         let post_target =
             Target::new(outbound_addr, Method::POST, "/api/v1.0/campaigns", Some(&key), Some(&post_body), StatusCode::CREATED);
-        println!("phase 4/4: Outbound POST /campaigns, closed loop, {} connections …", settings.post_connections);
+        println!("phase 4/7: Outbound POST /campaigns, closed loop, {} connections …", settings.post_connections);
         let post = closed_loop("Outbound POST", Arc::new(post_target), settings.post_connections, settings.warmup, settings.measure).await;
         post.check();
         let after = commit_batches(outbound_addr).await;
@@ -698,15 +731,58 @@ fn main() {
         let listed = listed["total_count"].as_u64().expect("total_count in the campaign list");
         // The setup campaign plus every 201 of phase 4 (warm-up included).
         let created = 1 + post.tally.succeeded;
-        (ceiling, get, open, post, created, listed, batches)
+
+        // Issue "Idempotency-Key and rate limiting": what the two layers cost, in this same run.
+        let mut keyed = Target::new(outbound_addr, Method::POST, "/api/v1.0/campaigns", Some(&key), Some(&post_body), StatusCode::CREATED);
+        keyed.idempotency_keys = true;
+        println!("phase 5/7: Outbound POST /campaigns with a fresh Idempotency-Key each, {} connections …", settings.post_connections);
+        let post_keyed =
+            closed_loop("Outbound POST + Idempotency-Key", Arc::new(keyed), settings.post_connections, settings.warmup, settings.measure)
+                .await;
+        post_keyed.check();
+        let spread = |addr: SocketAddr| {
+            let mut target = Target::new(addr, Method::GET, &campaign_path, None, None, StatusCode::OK);
+            target.rotating_authorization =
+                many_keys.iter().map(|k| HeaderValue::from_str(&format!("api-key {k}")).expect("a valid authorization header")).collect();
+            target.expected_len = None;
+            Arc::new(target)
+        };
+        let (mut limited, mut free): (Option<PhaseResult>, Option<PhaseResult>) = (None, None);
+        for round in 1..=settings.rounds {
+            println!("phase 6/7: GET over {MANY_KEYS} keys, rate limiter on (round {round}) …");
+            let phase = closed_loop(
+                "Outbound GET, limiter on, 64 keys",
+                spread(outbound_addr),
+                settings.get_connections,
+                settings.warmup,
+                settings.measure,
+            )
+            .await;
+            phase.check();
+            limited = Some(PhaseResult::combine(limited, phase));
+            println!("phase 7/7: GET over {MANY_KEYS} keys, rate limiter off (round {round}) …");
+            let phase = closed_loop(
+                "Outbound GET, limiter off, 64 keys",
+                spread(unlimited_addr),
+                settings.get_connections,
+                settings.warmup,
+                settings.measure,
+            )
+            .await;
+            phase.check();
+            free = Some(PhaseResult::combine(free, phase));
+        }
+        let layers = (post_keyed, limited.expect("one round"), free.expect("one round"));
+        (ceiling, get, open, post, created, listed, batches, layers)
     });
+    let (post_keyed, get_limited, get_free) = layers;
 
     println!();
     println!(
         "| Phase | Connections | Requests measured | Throughput (req/s) | p50 (ms) | p99 (ms) | max (ms) | CPU, % of machine: bench / others |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for phase in [&ceiling, &get, &open, &post] {
+    for phase in [&ceiling, &get, &open, &post, &post_keyed, &get_limited, &get_free] {
         println!(
             "| {} | {} | {} | {:.0} | {} | {} | {} | {:.0}% / {:.0}% |",
             phase.name,
@@ -720,7 +796,7 @@ fn main() {
             phase.cpu.others
         );
     }
-    for phase in [&ceiling, &get, &open, &post].into_iter().filter(|phase| phase.cpu.others > 5.0) {
+    for phase in [&ceiling, &get, &open, &post, &post_keyed, &get_limited, &get_free].into_iter().filter(|phase| phase.cpu.others > 5.0) {
         println!(
             "WARNING: other processes (or the hypervisor) took {:.0}% of the machine's CPU during {:?}; \
              its figures may be worse than this machine can do alone. Rerun on a quiet machine.",
@@ -777,14 +853,30 @@ fn main() {
         verdict(post.throughput() >= POST_THROUGHPUT_TARGET)
     );
 
+    let idempotency_cost = 1.0 - post_keyed.throughput() / post.throughput();
+    let limiter_cost = 1.0 - get_limited.throughput() / get_free.throughput();
+    println!(
+        "| Idempotency-Key + rate limiter cost < 15% of throughput | Idempotency-Key: POST {:.0} vs {:.0}/s = {:.1}%; limiter: GET {:.0} vs {:.0}/s = {:.1}%; together {:.1}% | {} |",
+        post_keyed.throughput(),
+        post.throughput(),
+        idempotency_cost * 100.0,
+        get_limited.throughput(),
+        get_free.throughput(),
+        limiter_cost * 100.0,
+        (idempotency_cost + limiter_cost) * 100.0,
+        verdict(idempotency_cost + limiter_cost < 0.15)
+    );
+
     // The database really is in WAL mode: bytes 18 and 19 of a WAL database's header are 2.
     let header = std::fs::read(&db).unwrap_or_default();
     let wal = header.get(18..20) == Some(&[2, 2][..]);
     println!("database journal mode from its file header: {}", if wal { "WAL" } else { "NOT WAL" });
 
     server_runtime.block_on(async {
-        if let Err(err) = tokio::time::timeout(Duration::from_secs(5), outbound.shutdown()).await.unwrap_or(Ok(())) {
-            eprintln!("Outbound did not shut down cleanly: {err}");
+        for server in [outbound, unlimited] {
+            if let Err(err) = tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await.unwrap_or(Ok(())) {
+                eprintln!("Outbound did not shut down cleanly: {err}");
+            }
         }
     });
     server_runtime.shutdown_timeout(Duration::from_secs(2));
