@@ -12,7 +12,7 @@ use crate::api::ApiSettings;
 use crate::clock::{Clock, SystemClock};
 use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::{NewApiKey, normalize_key_prefix};
-use crate::store::{self, IdempotencyPolicy};
+use crate::store;
 use crate::{import, server};
 
 #[derive(Parser)]
@@ -146,11 +146,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     let clock = SystemClock;
     match command {
         Command::Serve { listen, database, rate_limit_rps, idempotency_ttl } => {
-            let defaults = ApiSettings::default();
-            let settings = ApiSettings {
-                rate_limit_rps: NonZeroU32::new(rate_limit_rps),
-                idempotency: IdempotencyPolicy { ttl: idempotency_ttl, ..defaults.idempotency },
-            };
+            let settings = ApiSettings { rate_limit_rps: NonZeroU32::new(rate_limit_rps), idempotency_ttl };
             if settings.rate_limit_rps.is_none() {
                 tracing::warn!("the per-key rate limit is off (OUTBOUND_RATE_LIMIT_RPS=0)");
             }

@@ -61,7 +61,7 @@ async fn maintain(state: AppState) {
     loop {
         every.tick().await;
         let now = state.clock.now();
-        let expired_before = now.saturating_sub(state.settings.idempotency.ttl).unwrap_or(now);
+        let expired_before = now.saturating_sub(state.settings.idempotency_ttl).unwrap_or(now);
         match state.store.purge_idempotency_keys(expired_before).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired idempotency keys removed"),

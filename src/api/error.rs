@@ -104,14 +104,7 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     #[track_caller]
     fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::ClaimLost => ApiError::new(
-                StatusCode::CONFLICT,
-                "IDEMPOTENCY_KEY_IN_USE",
-                "another request took over this Idempotency-Key while this one ran; nothing was changed",
-            ),
-            err => ApiError::internal(err),
-        }
+        ApiError::internal(err)
     }
 }
 

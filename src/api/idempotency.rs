@@ -1,10 +1,14 @@
 //! `Idempotency-Key` on POST requests (contract §7).
 //!
-//! The layer claims the key before the handler runs (so concurrent duplicates wait or replay),
-//! and the handler records its response in the same database transaction as its own writes
-//! (`ResponseRecorder`), so a crash can never leave writes without their stored response or a
-//! stored response without its writes. Responses of requests that wrote nothing are recorded by
-//! the layer afterwards; 400s and 5xx are not kept and give the key back.
+//! While a request runs, its key is held in memory (one process owns a SQLite database), so a
+//! concurrent duplicate gets 409 and a crash frees every key at once. The handler records its
+//! response in the same database transaction as its own writes (`ResponseRecorder`): a crash can
+//! never leave writes without their stored response, nor a stored response without its writes,
+//! and holding a key costs no extra commit. Responses of requests that wrote nothing are recorded
+//! by the layer afterwards; 400s and 5xx are not kept, so the key can be used again.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{OriginalUri, Request, State};
@@ -17,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{BODY_LIMIT_BYTES, Tenant, payload_too_large};
-use crate::store::{ClaimOutcome, IdempotencyClaim, ResponseRecorder, StoredResponse};
+use crate::store::{IdempotencyClaim, OrgId, ResponseRecorder, StoredResponse};
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -40,7 +44,8 @@ pub async fn idempotency(State(app): State<AppState>, request: Request, next: Ne
         return next.run(request).await;
     }
     match begin(&app, request).await {
-        Ok(Begun::Run(request, claim)) => {
+        Ok(Begun::Run(running)) => {
+            let (request, claim, _held) = *running;
             let response = next.run(request).await;
             settle(&app, &claim, response).await
         }
@@ -50,8 +55,32 @@ pub async fn idempotency(State(app): State<AppState>, request: Request, next: Ne
 }
 
 enum Begun {
-    Run(Request, IdempotencyClaim),
+    Run(Box<(Request, IdempotencyClaim, HeldKey)>),
     Answered(Response),
+}
+
+/// Keys of the requests running in this process.
+#[derive(Default)]
+pub struct RunningKeys(Mutex<HashSet<(OrgId, String)>>);
+
+/// A key held by a running request; dropping it (also on panic) frees the key.
+pub struct HeldKey {
+    app: AppState,
+    entry: (OrgId, String),
+}
+
+impl RunningKeys {
+    fn hold(app: &AppState, org: OrgId, key: &str) -> Option<HeldKey> {
+        let entry = (org, key.to_owned());
+        let mut running = app.running_keys.0.lock().unwrap_or_else(|p| p.into_inner());
+        running.insert(entry.clone()).then(|| HeldKey { app: app.clone(), entry })
+    }
+}
+
+impl Drop for HeldKey {
+    fn drop(&mut self) {
+        self.app.running_keys.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.entry);
+    }
 }
 
 async fn begin(app: &AppState, request: Request) -> Result<Begun, ApiError> {
@@ -62,15 +91,21 @@ async fn begin(app: &AppState, request: Request) -> Result<Begun, ApiError> {
     // Nesting strips `/api/v1.0` from the URI; fingerprint the path the client sent.
     let uri = parts.extensions.get::<OriginalUri>().map_or(&parts.uri, |original| &original.0);
     let fingerprint = fingerprint(&parts.method, uri.path_and_query().map_or("", |p| p.as_str()), &bytes);
-    let outcome = app.store.claim_idempotency_key(tenant.org_id, &key, fingerprint, app.clock.now(), app.settings.idempotency).await?;
-    Ok(match outcome {
-        ClaimOutcome::Acquired(claim) => {
-            let mut request = Request::from_parts(parts, Body::from(bytes));
-            request.extensions_mut().insert(claim.clone());
-            Begun::Run(request, claim)
-        }
-        ClaimOutcome::Replay(stored) => Begun::Answered(replay(stored)),
-        ClaimOutcome::Mismatch => Begun::Answered(
+    let Some(held) = RunningKeys::hold(app, tenant.org_id, &key) else {
+        let mut response = ApiError::new(
+            StatusCode::CONFLICT,
+            "IDEMPOTENCY_KEY_IN_USE",
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+        )
+        .into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return Ok(Begun::Answered(response));
+    };
+    let now = app.clock.now();
+    let expired_before = now.saturating_sub(app.settings.idempotency_ttl).unwrap_or(now);
+    match app.store.find_idempotency_record(tenant.org_id, &key, expired_before).await? {
+        Some(record) if record.fingerprint == fingerprint => Ok(Begun::Answered(replay(record.response))),
+        Some(_) => Ok(Begun::Answered(
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "IDEMPOTENCY_KEY_REUSED",
@@ -78,18 +113,14 @@ async fn begin(app: &AppState, request: Request) -> Result<Begun, ApiError> {
             )
             .with_field("Idempotency-Key")
             .into_response(),
-        ),
-        ClaimOutcome::InProgress => {
-            let mut response = ApiError::new(
-                StatusCode::CONFLICT,
-                "IDEMPOTENCY_KEY_IN_USE",
-                "a request with this Idempotency-Key is still being processed; retry shortly",
-            )
-            .into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            Begun::Answered(response)
+        )),
+        None => {
+            let claim = IdempotencyClaim { org_id: tenant.org_id, key, fingerprint, at: now };
+            let mut request = Request::from_parts(parts, Body::from(bytes));
+            request.extensions_mut().insert(claim.clone());
+            Ok(Begun::Run(Box::new((request, claim, held))))
         }
-    })
+    }
 }
 
 fn parse_key(value: Option<&HeaderValue>) -> Result<&str, ApiError> {
@@ -124,9 +155,6 @@ async fn settle(app: &AppState, claim: &IdempotencyClaim, response: Response) ->
     }
     let status = response.status();
     if !is_kept(status) {
-        if let Err(err) = app.store.release_idempotency_key(claim).await {
-            tracing::warn!(error = %err, "could not release an idempotency key; it frees itself when its lock expires");
-        }
         return response;
     }
     let (parts, body) = response.into_parts();

@@ -38,7 +38,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::clock::Clock;
-use crate::store::{DynStore, IdempotencyPolicy};
+use crate::store::DynStore;
 use error::ApiError;
 
 /// Settings of the API layer (contract §5.6).
@@ -46,15 +46,13 @@ use error::ApiError;
 pub struct ApiSettings {
     /// Requests per second per API key, burst equal to it; `None` turns the limit off.
     pub rate_limit_rps: Option<NonZeroU32>,
-    pub idempotency: IdempotencyPolicy,
+    /// How long Idempotency-Key records are kept.
+    pub idempotency_ttl: SignedDuration,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        ApiSettings {
-            rate_limit_rps: NonZeroU32::new(12),
-            idempotency: IdempotencyPolicy { ttl: SignedDuration::from_hours(24), lock: SignedDuration::from_secs(60) },
-        }
+        ApiSettings { rate_limit_rps: NonZeroU32::new(12), idempotency_ttl: SignedDuration::from_hours(24) }
     }
 }
 
@@ -69,6 +67,7 @@ pub struct AppContext {
     pub settings: ApiSettings,
     pub rate_limiter: Option<rate_limit::KeyRateLimiter>,
     key_touches: auth::KeyTouches,
+    running_keys: idempotency::RunningKeys,
 }
 
 impl std::ops::Deref for AppState {
@@ -82,7 +81,15 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(store: DynStore, clock: Arc<dyn Clock>, metrics: Option<PrometheusHandle>, settings: ApiSettings) -> Self {
         let rate_limiter = settings.rate_limit_rps.map(|rate| rate_limit::KeyRateLimiter::new(rate, clock.clone()));
-        AppState(Arc::new(AppContext { store, clock, metrics, settings, rate_limiter, key_touches: auth::KeyTouches::default() }))
+        AppState(Arc::new(AppContext {
+            store,
+            clock,
+            metrics,
+            settings,
+            rate_limiter,
+            key_touches: auth::KeyTouches::default(),
+            running_keys: Default::default(),
+        }))
     }
 }
 

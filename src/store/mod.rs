@@ -8,7 +8,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use uuid::Uuid;
 
 use crate::domain::agent::Agent;
@@ -33,10 +33,6 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("the store is shutting down")]
     Unavailable,
-    /// The request's Idempotency-Key claim was taken over (its lock had expired) before the
-    /// request could record its response; its writes were rolled back.
-    #[error("the idempotency key claim was lost")]
-    ClaimLost,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -214,19 +210,10 @@ pub trait Store: Send + Sync + 'static {
     async fn get_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<ContactLookup>;
     async fn delete_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<DeleteOutcome>;
 
-    /// Claims `key` for a request with this fingerprint, or tells why it cannot run.
-    async fn claim_idempotency_key(
-        &self,
-        org: OrgId,
-        key: &str,
-        fingerprint: [u8; 32],
-        now: Timestamp,
-        policy: IdempotencyPolicy,
-    ) -> StoreResult<ClaimOutcome>;
-    /// Records the response of a request that wrote nothing; false when the claim was lost.
-    async fn complete_idempotency_key(&self, claim: &IdempotencyClaim, response: StoredResponse) -> StoreResult<bool>;
-    /// Gives the key back (the request failed before anything worth keeping).
-    async fn release_idempotency_key(&self, claim: &IdempotencyClaim) -> StoreResult<()>;
+    /// The response kept under `key`, unless there is none or it was created before `expired_before`.
+    async fn find_idempotency_record(&self, org: OrgId, key: &str, expired_before: Timestamp) -> StoreResult<Option<IdempotencyRecord>>;
+    /// Keeps the response of a request that wrote nothing else.
+    async fn complete_idempotency_key(&self, claim: &IdempotencyClaim, response: StoredResponse) -> StoreResult<()>;
     /// Deletes keys created before `created_before`; returns how many.
     async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64>;
 }
@@ -238,32 +225,20 @@ pub struct StoredResponse {
     pub body: Vec<u8>,
 }
 
-/// The hold one running request has on an Idempotency-Key.
+/// A request running under an Idempotency-Key: what its record will hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyClaim {
     pub org_id: OrgId,
     pub key: String,
-    pub token: String,
+    pub fingerprint: [u8; 32],
+    pub at: Timestamp,
 }
 
+/// A completed request kept under its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClaimOutcome {
-    /// The key is ours: run the request.
-    Acquired(IdempotencyClaim),
-    /// The same request already completed: answer with its response.
-    Replay(StoredResponse),
-    /// The key was used for a different request.
-    Mismatch,
-    /// The same request is still running elsewhere.
-    InProgress,
-}
-
-/// How long keys are kept, and how long a running request may hold one before another request
-/// may take it over (so a request that died mid-way never locks its key for good).
-#[derive(Debug, Clone, Copy)]
-pub struct IdempotencyPolicy {
-    pub ttl: SignedDuration,
-    pub lock: SignedDuration,
+pub struct IdempotencyRecord {
+    pub fingerprint: Vec<u8>,
+    pub response: StoredResponse,
 }
 
 /// Writes a request's response into its Idempotency-Key record inside the same transaction as

@@ -4,7 +4,7 @@ use std::num::NonZeroU32;
 
 use jiff::SignedDuration;
 use outbound::api::ApiSettings;
-use outbound::store::{ClaimOutcome, CreateCampaignOutcome, IdempotencyPolicy, ResponseRecorder, StoreError, StoredResponse};
+use outbound::store::{CreateCampaignOutcome, IdempotencyClaim, ResponseRecorder, StoreError, StoredResponse};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -189,78 +189,30 @@ async fn keys_expire_after_the_ttl() {
 }
 
 #[tokio::test]
-async fn a_request_that_died_mid_way_does_not_lock_its_key_forever() {
-    let app = TestApp::spawn().await;
-    let setup = setup(&app).await;
-    let body = setup.phone(json!({}));
-    let body_bytes = serde_json::to_vec(&body).expect("json");
-    // A request claimed the key and then its process died: nothing but the claim was written.
-    let org = {
-        let prefix = &app.key[3..11];
-        app.store.find_api_key(prefix).await.expect("lookup").expect("key").org_id
-    };
-    let fingerprint = {
-        use sha2::{Digest, Sha256};
-        let mut hasher = Sha256::new();
-        hasher.update(b"POST\n/api/v1.0/campaigns\n");
-        hasher.update(&body_bytes);
-        <[u8; 32]>::from(hasher.finalize())
-    };
-    let policy = ApiSettings::default().idempotency;
-    let now = outbound::clock::Clock::now(app.clock.as_ref());
-    let claim = app.store.claim_idempotency_key(org, "crashed", fingerprint, now, policy).await.expect("claim");
-    assert!(matches!(claim, ClaimOutcome::Acquired(_)));
-
-    let response = app
-        .client
-        .post(app.url("/api/v1.0/campaigns"))
-        .header("Authorization", format!("api-key {}", app.key))
-        .header("Idempotency-Key", "crashed")
-        .header("Content-Type", "application/json")
-        .body(body_bytes.clone())
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), StatusCode::CONFLICT, "still locked");
-    assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
-
-    app.clock.advance(policy.lock + SignedDuration::from_secs(1));
-    let response = app
-        .client
-        .post(app.url("/api/v1.0/campaigns"))
-        .header("Authorization", format!("api-key {}", app.key))
-        .header("Idempotency-Key", "crashed")
-        .header("Content-Type", "application/json")
-        .body(body_bytes)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), StatusCode::CREATED, "the lock expired and the retry ran");
-    assert_eq!(campaign_count(&app, &app.key).await, 1);
-}
-
-#[tokio::test]
 async fn the_response_is_recorded_in_the_same_transaction_as_the_writes() {
     let app = TestApp::spawn().await;
     let setup = setup(&app).await;
     let org = app.store.find_api_key(&app.key[3..11]).await.expect("lookup").expect("key").org_id;
     let now = outbound::clock::Clock::now(app.clock.as_ref());
-    let policy = IdempotencyPolicy { ttl: SignedDuration::from_hours(24), lock: SignedDuration::from_secs(60) };
-    let ClaimOutcome::Acquired(mut claim) = app.store.claim_idempotency_key(org, "atomic", [7; 32], now, policy).await.expect("claim")
-    else {
-        panic!("key should be free");
-    };
-    // Someone else took the key over: recording must fail, and the campaign must not exist.
-    claim.token = "not-the-holder".to_owned();
-    let recorder = ResponseRecorder::<CreateCampaignOutcome> {
-        claim,
+    let new =
+        || outbound::domain::campaign::parse_new_campaign(&serde_json::from_value(setup.phone(json!({}))).expect("input")).expect("valid");
+    let recorder = |org_id| ResponseRecorder::<CreateCampaignOutcome> {
+        claim: IdempotencyClaim { org_id, key: "atomic".to_owned(), fingerprint: [7; 32], at: now },
         render: Box::new(|_| Some(StoredResponse { status: 201, body: b"{}".to_vec() })),
     };
-    let new =
-        outbound::domain::campaign::parse_new_campaign(&serde_json::from_value(setup.phone(json!({}))).expect("input")).expect("valid");
-    let outcome = app.store.create_campaign(org, new, now, Some(recorder)).await;
-    assert!(matches!(outcome, Err(StoreError::ClaimLost)), "{outcome:?}");
+    // The record cannot be written (no such organization): the campaign is rolled back with it.
+    let outcome = app.store.create_campaign(org, new(), now, Some(recorder(999_999))).await;
+    assert!(matches!(outcome, Err(StoreError::Database { .. })), "{outcome:?}");
     assert_eq!(campaign_count(&app, &app.key).await, 0, "the write was rolled back with the record");
+    let expired_before = now - SignedDuration::from_hours(24);
+    assert_eq!(app.store.find_idempotency_record(org, "atomic", expired_before).await.expect("read"), None);
+
+    // Both are written together.
+    let outcome = app.store.create_campaign(org, new(), now, Some(recorder(org))).await.expect("created");
+    assert!(matches!(outcome, CreateCampaignOutcome::Created(_)));
+    assert_eq!(campaign_count(&app, &app.key).await, 1);
+    let record = app.store.find_idempotency_record(org, "atomic", expired_before).await.expect("read").expect("record kept");
+    assert_eq!(record.response, StoredResponse { status: 201, body: b"{}".to_vec() });
 }
 
 #[tokio::test]

@@ -20,14 +20,14 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{
-    AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, BatchItem, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ClaimOutcome,
-    ContactLookup, ContactPage, CreateCampaignOutcome, DeleteOutcome, DynStore, IdempotencyClaim, IdempotencyPolicy, Modified, OrgId,
-    PageDirection, ResponseRecorder, Store, StoreError, StoreResult, StoredResponse, from_seconds, to_seconds,
+    AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, BatchItem, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ContactLookup,
+    ContactPage, CreateCampaignOutcome, DeleteOutcome, DynStore, IdempotencyClaim, IdempotencyRecord, Modified, OrgId, PageDirection,
+    ResponseRecorder, Store, StoreError, StoreResult, StoredResponse, from_seconds, to_seconds,
 };
 use crate::domain::agent::Agent;
 use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, ContactStatus, IntegrationRef, NewCampaign};
 use crate::domain::contact::IfDuplicate;
-use crate::domain::ids::{NewApiKey, new_integration_id, new_signing_secret, random_base62};
+use crate::domain::ids::{NewApiKey, new_integration_id, new_signing_secret};
 use crate::domain::integration::{Integration, NewIntegration, Provider, ProviderConfig};
 
 mod contacts;
@@ -569,95 +569,27 @@ impl Store for SqliteStore {
         self.write(move |conn| Box::pin(async move { contacts::delete_contact(conn, org, campaign_id, contact_id).await })).await
     }
 
-    async fn claim_idempotency_key(
-        &self,
-        org: OrgId,
-        key: &str,
-        fingerprint: [u8; 32],
-        now: Timestamp,
-        policy: IdempotencyPolicy,
-    ) -> StoreResult<ClaimOutcome> {
-        let key = key.to_owned();
-        self.write(move |conn| {
-            Box::pin(async move {
-                let row = sqlx::query("SELECT fingerprint, created_at, locked_until, status, body FROM idempotency_keys WHERE org_id = ? AND key = ?")
-                    .bind(org)
-                    .bind(&key)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                let expired_before = to_seconds(now.saturating_sub(policy.ttl).unwrap_or(now));
-                let locked_until = now.saturating_add(policy.lock).unwrap_or(now).as_millisecond();
-                let claim = IdempotencyClaim { org_id: org, key: key.clone(), token: random_base62(16) };
-                match row {
-                    Some(row) if row.try_get::<i64, _>("created_at")? > expired_before => {
-                        if row.try_get::<Vec<u8>, _>("fingerprint")? != fingerprint {
-                            return Ok(ClaimOutcome::Mismatch);
-                        }
-                        if let Some(status) = row.try_get::<Option<i64>, _>("status")? {
-                            let body: Vec<u8> = row.try_get::<Option<Vec<u8>>, _>("body")?.unwrap_or_default();
-                            let status = u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("bad status {status}")))?;
-                            return Ok(ClaimOutcome::Replay(StoredResponse { status, body }));
-                        }
-                        if row.try_get::<Option<i64>, _>("locked_until")?.unwrap_or(0) > now.as_millisecond() {
-                            return Ok(ClaimOutcome::InProgress);
-                        }
-                        // The request holding the key died without finishing: take it over.
-                        sqlx::query("UPDATE idempotency_keys SET claim = ?, locked_until = ? WHERE org_id = ? AND key = ?")
-                            .bind(&claim.token)
-                            .bind(locked_until)
-                            .bind(org)
-                            .bind(&key)
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    _ => {
-                        sqlx::query(
-                            "INSERT OR REPLACE INTO idempotency_keys (org_id, key, fingerprint, created_at, claim, locked_until) VALUES (?, ?, ?, ?, ?, ?)",
-                        )
-                        .bind(org)
-                        .bind(&key)
-                        .bind(fingerprint.as_slice())
-                        .bind(to_seconds(now))
-                        .bind(&claim.token)
-                        .bind(locked_until)
-                        .execute(&mut *conn)
-                        .await?;
-                    }
-                }
-                Ok(ClaimOutcome::Acquired(claim))
+    async fn find_idempotency_record(&self, org: OrgId, key: &str, expired_before: Timestamp) -> StoreResult<Option<IdempotencyRecord>> {
+        let row = sqlx::query("SELECT fingerprint, status, body FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at >= ?")
+            .bind(org)
+            .bind(key)
+            .bind(to_seconds(expired_before))
+            .fetch_optional(&self.reads)
+            .await?;
+        row.map(|row| {
+            let status: i64 = row.try_get("status")?;
+            let status = u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("bad status {status}")))?;
+            Ok(IdempotencyRecord {
+                fingerprint: row.try_get("fingerprint")?,
+                response: StoredResponse { status, body: row.try_get("body")? },
             })
         })
-        .await
+        .transpose()
     }
 
-    async fn complete_idempotency_key(&self, claim: &IdempotencyClaim, response: StoredResponse) -> StoreResult<bool> {
+    async fn complete_idempotency_key(&self, claim: &IdempotencyClaim, response: StoredResponse) -> StoreResult<()> {
         let claim = claim.clone();
-        self.write(move |conn| {
-            Box::pin(async move {
-                match finish_claim(conn, &claim, &response).await {
-                    Ok(()) => Ok(true),
-                    Err(StoreError::ClaimLost) => Ok(false),
-                    Err(err) => Err(err),
-                }
-            })
-        })
-        .await
-    }
-
-    async fn release_idempotency_key(&self, claim: &IdempotencyClaim) -> StoreResult<()> {
-        let claim = claim.clone();
-        self.write(move |conn| {
-            Box::pin(async move {
-                sqlx::query("DELETE FROM idempotency_keys WHERE org_id = ? AND key = ? AND claim = ?")
-                    .bind(claim.org_id)
-                    .bind(&claim.key)
-                    .bind(&claim.token)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await
+        self.write(move |conn| Box::pin(async move { insert_record(conn, &claim, &response).await })).await
     }
 
     async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64> {
@@ -754,27 +686,27 @@ async fn update_campaign(conn: &mut SqliteConnection, campaign: &Campaign) -> St
     Ok(())
 }
 
-/// Stores the rendered response with the claim, inside the caller's transaction.
+/// Stores the rendered response under its key, inside the caller's transaction.
 async fn record_response<T>(conn: &mut SqliteConnection, record: Option<ResponseRecorder<T>>, value: &T) -> StoreResult<()> {
     let Some(recorder) = record else { return Ok(()) };
     match (recorder.render)(value) {
-        Some(response) => finish_claim(conn, &recorder.claim, &response).await,
+        Some(response) => insert_record(conn, &recorder.claim, &response).await,
         None => Ok(()),
     }
 }
 
-async fn finish_claim(conn: &mut SqliteConnection, claim: &IdempotencyClaim, response: &StoredResponse) -> StoreResult<()> {
-    let done = sqlx::query(
-        "UPDATE idempotency_keys SET status = ?, body = ?, claim = NULL, locked_until = NULL WHERE org_id = ? AND key = ? AND claim = ?",
-    )
-    .bind(i64::from(response.status))
-    .bind(response.body.as_slice())
-    .bind(claim.org_id)
-    .bind(&claim.key)
-    .bind(&claim.token)
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() == 0 { Err(StoreError::ClaimLost) } else { Ok(()) }
+/// Replaces an expired record with the same key, if any (live ones were answered before).
+async fn insert_record(conn: &mut SqliteConnection, claim: &IdempotencyClaim, response: &StoredResponse) -> StoreResult<()> {
+    sqlx::query("INSERT OR REPLACE INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(claim.org_id)
+        .bind(&claim.key)
+        .bind(claim.fingerprint.as_slice())
+        .bind(to_seconds(claim.at))
+        .bind(i64::from(response.status))
+        .bind(response.body.as_slice())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 async fn insert_key(conn: &mut SqliteConnection, organization: &str, prefix: &str, hash: &str, at: Timestamp) -> StoreResult<()> {
