@@ -58,9 +58,13 @@ fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
 }
 
 /// Parses JSON, naming the offending field on data errors (`cycles.max_iterations`).
-/// The text is read into a `Value` first so that syntax errors and wrong types are told apart:
-/// serde_json reports a number where an enum's string belongs as a syntax error.
+/// Valid bodies take one plain pass. A body that fails is read again into a `Value` and then
+/// with path tracking, which tells syntax errors from wrong types (serde_json reports a number
+/// where an enum's string belongs as a syntax error) and finds the field at fault.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Ok(parsed) = serde_json::from_slice(bytes) {
+        return Ok(parsed);
+    }
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", format!("malformed JSON: {err}")))?;
     serde_path_to_error::deserialize(value).map_err(json_error)
