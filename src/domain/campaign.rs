@@ -94,6 +94,49 @@ pub enum ContactStatus {
     Converted,
 }
 
+impl ContactStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactStatus::Queue => "queue",
+            ContactStatus::Sending => "sending",
+            ContactStatus::Sent => "sent",
+            ContactStatus::Delivered => "delivered",
+            ContactStatus::Read => "read",
+            ContactStatus::Accepted => "accepted",
+            ContactStatus::Rejected => "rejected",
+            ContactStatus::Voicemail => "voicemail",
+            ContactStatus::Answered => "answered",
+            ContactStatus::Failed => "failed",
+            ContactStatus::Retrying => "retrying",
+            ContactStatus::Converted => "converted",
+        }
+    }
+
+    pub const ALL: [ContactStatus; 12] = [
+        ContactStatus::Queue,
+        ContactStatus::Sending,
+        ContactStatus::Sent,
+        ContactStatus::Delivered,
+        ContactStatus::Read,
+        ContactStatus::Accepted,
+        ContactStatus::Rejected,
+        ContactStatus::Voicemail,
+        ContactStatus::Answered,
+        ContactStatus::Failed,
+        ContactStatus::Retrying,
+        ContactStatus::Converted,
+    ];
+
+    pub fn parse(text: &str) -> Option<ContactStatus> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Only contacts not yet in flight nor done may be deleted (§3.4).
+    pub fn is_deletable(self) -> bool {
+        matches!(self, ContactStatus::Queue | ContactStatus::Failed)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CycleMode {
@@ -747,4 +790,68 @@ fn parse_date(field: &str, text: &str) -> Result<jiff::civil::Date, Violation> {
         return Err(invalid());
     }
     text.parse::<jiff::civil::Date>().map_err(|_| invalid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn campaign(status: CampaignStatus) -> Campaign {
+        let at = Timestamp::from_second(1_780_000_000).expect("time");
+        Campaign {
+            id: 1,
+            agent: AgentRef { id: Uuid::nil(), name: "Bot".into() },
+            integration: IntegrationRef { id: "iph_x".into(), channel: Channel::PhoneCall },
+            status,
+            archived: false,
+            created_at: at,
+            started_at: Some(at),
+            ended_at: None,
+            settings: CampaignSettings { name: "c".into(), ..CampaignSettings::defaults(Channel::PhoneCall) },
+            current_iteration: 1,
+            last_iteration_at: Some(at),
+            next_cycle_at: None,
+            paused_in_cooldown: false,
+            contact_count: 0,
+        }
+    }
+
+    fn later() -> Timestamp {
+        Timestamp::from_second(1_780_003_600).expect("time")
+    }
+
+    // The API cannot reach `cooldown` or `finished` without the engine; these pin the rules now.
+    #[test]
+    fn cooldown_offers_activate_pause_archive_and_activate_starts_the_next_iteration() {
+        let mut c = campaign(CampaignStatus::Cooldown);
+        assert_eq!(c.valid_actions(), vec![LifecycleAction::Activate, LifecycleAction::Pause, LifecycleAction::Archive]);
+        assert!(matches!(c.apply_action(LifecycleAction::Resume, later()), Err(LifecycleError::InvalidTransition { .. })));
+        c.apply_action(LifecycleAction::Activate, later()).expect("activate from cooldown");
+        assert_eq!((c.status, c.current_iteration, c.last_iteration_at), (CampaignStatus::Active, 2, Some(later())));
+    }
+
+    #[test]
+    fn resuming_a_campaign_paused_in_cooldown_starts_the_next_iteration() {
+        let mut c = campaign(CampaignStatus::Cooldown);
+        c.apply_action(LifecycleAction::Pause, later()).expect("pause");
+        assert!(c.paused_in_cooldown);
+        c.apply_action(LifecycleAction::Resume, later()).expect("resume");
+        assert_eq!((c.status, c.current_iteration, c.paused_in_cooldown), (CampaignStatus::Active, 2, false));
+    }
+
+    #[test]
+    fn a_finished_campaign_only_archives_and_refuses_updates() {
+        let mut c = campaign(CampaignStatus::Finished);
+        assert_eq!(c.valid_actions(), vec![LifecycleAction::Archive]);
+        let err = c.apply_action(LifecycleAction::Activate, later()).expect_err("refused");
+        assert_eq!(
+            err,
+            LifecycleError::InvalidTransition { current: CampaignStatus::Finished, valid_targets: vec![LifecycleAction::Archive] }
+        );
+        let input = CampaignInput { name: Field::Value("new".into()), ..CampaignInput::default() };
+        assert_eq!(c.apply_update(&input), Err(CampaignError::Finished));
+        assert_eq!(c.settings.name, "c", "a refused update changes nothing");
+        c.apply_action(LifecycleAction::Archive, later()).expect("archive");
+        assert!(c.archived && c.status == CampaignStatus::Finished);
+    }
 }

@@ -170,49 +170,6 @@ pub struct Contact {
     pub last_call_at: Option<jiff::Timestamp>,
 }
 
-impl ContactStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContactStatus::Queue => "queue",
-            ContactStatus::Sending => "sending",
-            ContactStatus::Sent => "sent",
-            ContactStatus::Delivered => "delivered",
-            ContactStatus::Read => "read",
-            ContactStatus::Accepted => "accepted",
-            ContactStatus::Rejected => "rejected",
-            ContactStatus::Voicemail => "voicemail",
-            ContactStatus::Answered => "answered",
-            ContactStatus::Failed => "failed",
-            ContactStatus::Retrying => "retrying",
-            ContactStatus::Converted => "converted",
-        }
-    }
-
-    pub const ALL: [ContactStatus; 12] = [
-        ContactStatus::Queue,
-        ContactStatus::Sending,
-        ContactStatus::Sent,
-        ContactStatus::Delivered,
-        ContactStatus::Read,
-        ContactStatus::Accepted,
-        ContactStatus::Rejected,
-        ContactStatus::Voicemail,
-        ContactStatus::Answered,
-        ContactStatus::Failed,
-        ContactStatus::Retrying,
-        ContactStatus::Converted,
-    ];
-
-    pub fn parse(text: &str) -> Option<ContactStatus> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
-    /// Only contacts not yet in flight nor done may be deleted (§3.4).
-    pub fn is_deletable(self) -> bool {
-        matches!(self, ContactStatus::Queue | ContactStatus::Failed)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
