@@ -10,8 +10,10 @@ use jiff::SignedDuration;
 
 use crate::api::ApiSettings;
 use crate::clock::{Clock, SystemClock};
+use crate::domain::attempt::RetrySettings;
 use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::{NewApiKey, normalize_key_prefix};
+use crate::engine::{Engine, EngineSettings};
 use crate::store;
 use crate::{import, server};
 
@@ -44,6 +46,8 @@ enum Command {
         /// How long Idempotency-Key records are kept, e.g. 24h, 30m.
         #[arg(long, env = "OUTBOUND_IDEMPOTENCY_TTL", default_value = "24h", value_parser = parse_duration)]
         idempotency_ttl: SignedDuration,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Manage API keys.
     Keys {
@@ -60,6 +64,35 @@ enum Command {
         #[command(flatten)]
         database: DatabaseArg,
     },
+}
+
+#[derive(clap::Args)]
+struct EngineArgs {
+    /// `on`: API and engine; `off`: API only; `only`: engine without the API.
+    #[arg(long = "engine", env = "OUTBOUND_ENGINE", value_enum, default_value = "on")]
+    mode: EngineMode,
+    /// Wait before a retry attempt.
+    #[arg(long, env = "OUTBOUND_RETRY_INTERVAL", default_value = "30m", value_parser = parse_duration)]
+    retry_interval: SignedDuration,
+    /// Retries after a `failed` outcome.
+    #[arg(long, env = "OUTBOUND_FAILED_RETRY_LIMIT", default_value_t = 1)]
+    failed_retry_limit: u32,
+    /// An attempt with no final event by then is closed as failed.
+    #[arg(long, env = "OUTBOUND_ATTEMPT_TIMEOUT", default_value = "2h", value_parser = parse_duration)]
+    attempt_timeout: SignedDuration,
+    /// How long a handoff to a provider may stay unconfirmed before it is re-sent (same attempt id).
+    #[arg(long, env = "OUTBOUND_LEASE", default_value = "2m", value_parser = parse_duration)]
+    lease: SignedDuration,
+    /// The URL providers reach this deployment's API at, for `callback_url` (default: http://LISTEN).
+    #[arg(long, env = "OUTBOUND_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EngineMode {
+    On,
+    Off,
+    Only,
 }
 
 #[derive(Subcommand)]
@@ -145,23 +178,43 @@ fn init_logging() {
 async fn run(command: Command) -> anyhow::Result<()> {
     let clock = SystemClock;
     match command {
-        Command::Serve { listen, database, rate_limit_rps, idempotency_ttl } => {
-            let settings = ApiSettings { rate_limit_rps: NonZeroU32::new(rate_limit_rps), idempotency_ttl };
+        Command::Serve { listen, database, rate_limit_rps, idempotency_ttl, engine } => {
+            let retry = RetrySettings { retry_interval: engine.retry_interval, failed_retry_limit: i64::from(engine.failed_retry_limit) };
+            let settings = ApiSettings { rate_limit_rps: NonZeroU32::new(rate_limit_rps), idempotency_ttl, retry };
             if settings.rate_limit_rps.is_none() {
                 tracing::warn!("the per-key rate limit is off (OUTBOUND_RATE_LIMIT_RPS=0)");
             }
             let store = open(&database).await?;
             let key = NewApiKey::generate();
-            if store.bootstrap_organization("default", &key, clock.now()).await? {
+            if engine.mode != EngineMode::Only && store.bootstrap_organization("default", &key, clock.now()).await? {
                 println!("Created organization \"default\". Its API key, shown only this once:\n\n    {}\n", key.key);
                 println!("Try: curl -H 'Authorization: api-key {}' http://{listen}/api/v1.0/campaigns\n", key.key);
             }
-            let shutdown = server::shutdown_signal();
-            let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-            let address = listener.local_addr()?;
-            println!("outbound listening on http://{address}");
-            tracing::info!(%address, database = %database.url, "outbound is serving");
-            server::serve(listener, store, Arc::new(clock), settings, shutdown).await?;
+            let stop = server::Stop::on_signal();
+            let clock: Arc<dyn Clock> = Arc::new(clock);
+            let engine_task = (engine.mode != EngineMode::Off).then(|| {
+                let settings = EngineSettings {
+                    retry,
+                    attempt_timeout: engine.attempt_timeout,
+                    lease: engine.lease,
+                    public_url: engine.public_url.clone().unwrap_or_else(|| format!("http://{listen}")),
+                };
+                let engine = Arc::new(Engine::new(store.clone(), clock.clone(), settings));
+                tracing::info!("engine running");
+                tokio::spawn(engine.run(stop.wait()))
+            });
+            if engine.mode == EngineMode::Only {
+                println!("outbound engine running (no API)");
+            } else {
+                let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+                let address = listener.local_addr()?;
+                println!("outbound listening on http://{address}");
+                tracing::info!(%address, database = %database.url, "outbound is serving");
+                server::serve(listener, store, clock, settings, stop.wait()).await?;
+            }
+            if let Some(task) = engine_task {
+                task.await.context("the engine stopped abnormally")?;
+            }
         }
         Command::Keys { command: KeysCommand::Create { org, database } } => {
             let org = org.trim();

@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod domain;
+pub mod engine;
 pub mod import;
 pub mod server;
 pub mod store;

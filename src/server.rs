@@ -99,6 +99,30 @@ impl RunningServer {
     }
 }
 
+/// A stop that several tasks wait for (the HTTP server and the engine), fired once by a signal.
+#[derive(Clone)]
+pub struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    /// Fires on ctrl-c or SIGTERM.
+    pub fn on_signal() -> Stop {
+        let (fire, stop) = tokio::sync::watch::channel(false);
+        let signal = shutdown_signal();
+        tokio::spawn(async move {
+            signal.await;
+            let _ = fire.send(true);
+        });
+        Stop(stop)
+    }
+
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stop = self.0.clone();
+        async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }
+    }
+}
+
 /// Completes on ctrl-c or SIGTERM. The handlers are installed when this is called (not when the
 /// future is first polled), so a signal that arrives right after start-up is not lost.
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {

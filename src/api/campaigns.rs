@@ -14,7 +14,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{JsonBody, QueryParams, Tenant, parse_id};
 use super::idempotency::{Recording, Reply};
 use super::views::{AgentRefView, IntegrationRefView, format_time};
-use crate::domain::analytics::{Analytics, CampaignCounters};
+use crate::domain::analytics::Analytics;
 use crate::domain::campaign::{
     Campaign, CampaignInput, CampaignStatus, Channel, ContactStatus, CycleMode, LifecycleAction, parse_new_campaign,
 };
@@ -124,8 +124,7 @@ impl CampaignDetailResponse {
 
 /// The analytics of a campaign, `null` before its first activation (§2.3).
 fn analytics_of(campaign: &Campaign) -> Option<Analytics> {
-    let counters = CampaignCounters { contacts: campaign.contact_count, ..CampaignCounters::default() };
-    campaign.started_at.map(|_| Analytics::from_counters(campaign.integration.channel, &counters))
+    campaign.started_at.map(|_| Analytics::from_counters(campaign.integration.channel, &campaign.counters))
 }
 
 fn detail(campaign: &Campaign) -> CampaignDetailResponse {

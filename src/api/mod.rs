@@ -6,6 +6,7 @@
 //! before their handler.
 
 pub mod agents;
+pub mod attempts;
 pub mod auth;
 pub mod campaigns;
 pub mod contacts;
@@ -38,6 +39,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::clock::Clock;
+use crate::domain::attempt::RetrySettings;
 use crate::store::DynStore;
 use error::ApiError;
 
@@ -48,11 +50,17 @@ pub struct ApiSettings {
     pub rate_limit_rps: Option<NonZeroU32>,
     /// How long Idempotency-Key records are kept.
     pub idempotency_ttl: SignedDuration,
+    /// Retry rules applied when providers report outcomes.
+    pub retry: RetrySettings,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        ApiSettings { rate_limit_rps: NonZeroU32::new(12), idempotency_ttl: SignedDuration::from_hours(24) }
+        ApiSettings {
+            rate_limit_rps: NonZeroU32::new(12),
+            idempotency_ttl: SignedDuration::from_hours(24),
+            retry: RetrySettings::default(),
+        }
     }
 }
 
@@ -116,14 +124,24 @@ impl utoipa::Modify for ApiKeyAuth {
     }
 }
 
-/// The versioned API's routes and the OpenAPI document generated from them.
-fn versioned_api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// The versioned API's routes: those that take an API key, those that do not (provider events),
+/// and the OpenAPI document generated from both.
+fn versioned_api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    let (keyed, mut openapi) = keyed_routes();
+    let (public, events_doc) = OpenApiRouter::new().routes(routes!(attempts::post_event)).split_for_parts();
+    openapi.merge(events_doc);
+    (keyed, public, openapi)
+}
+
+fn keyed_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(campaigns::create_campaign, campaigns::list_campaigns))
         .routes(routes!(campaigns::get_campaign, campaigns::update_campaign))
         .routes(routes!(campaigns::campaign_action))
         .routes(routes!(contacts::add_contacts, contacts::list_contacts))
         .routes(routes!(contacts::get_contact, contacts::delete_contact))
+        .routes(routes!(attempts::list_calls))
+        .routes(routes!(attempts::list_messages))
         .routes(routes!(agents::create_agent, agents::list_agents))
         .routes(routes!(agents::get_agent))
         .routes(routes!(integrations::create_integration, integrations::list_integrations))
@@ -133,11 +151,11 @@ fn versioned_api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The OpenAPI document served at `/api/v1.0/openapi.json`.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    versioned_api().1
+    versioned_api().2
 }
 
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = versioned_api();
+    let (api, public, openapi) = versioned_api();
     let openapi = Arc::new(openapi);
     // route_layer wraps what came before, so the order a request meets is:
     // auth → rate limit → idempotency → handler.
@@ -146,7 +164,8 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::rate_limit))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key))
         // Added after the auth layer: the document is public.
-        .route("/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }));
+        .route("/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }))
+        .merge(public);
     Router::new()
         .nest("/api/v1.0", api)
         .route("/healthz", get(ops::healthz))

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::campaign::Channel;
+use super::campaign::{Channel, ContactStatus};
 
 /// Counters a campaign's analytics are computed from. Kept current by the store as contacts and
 /// attempts change, so reading them never scans contacts.
@@ -26,6 +26,24 @@ pub struct CampaignCounters {
     pub accepted: i64,
     pub rejected: i64,
     pub failed: i64,
+}
+
+impl CampaignCounters {
+    /// Fills the counts that follow from contacts' current statuses. WhatsApp counts are a funnel:
+    /// a contact that has read a message was also sent and delivered it.
+    pub fn set_status_counts(&mut self, count: impl Fn(ContactStatus) -> i64) {
+        use ContactStatus::*;
+        let sum = |statuses: &[ContactStatus]| statuses.iter().map(|s| count(*s)).sum::<i64>();
+        self.contacts_failed = count(Failed);
+        self.contacts_voicemail = count(Voicemail);
+        self.contacts_converted = count(Converted);
+        self.accepted = sum(&[Accepted, Converted]);
+        self.rejected = count(Rejected);
+        self.read = self.accepted + sum(&[Read, Rejected]);
+        self.delivered = self.read + count(Delivered);
+        self.sent = self.delivered + count(Sent);
+        self.failed = count(Failed);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

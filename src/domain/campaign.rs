@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::analytics::CampaignCounters;
 use super::schedule::{WeekSchedule, WeekScheduleInput};
 use super::validation::{self, Field, Violation, Violations, int_in_range};
+use super::window::DateRange;
 
 pub const DEFAULT_TIMEZONE: &str = "America/Mexico_City";
 pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
@@ -77,7 +79,7 @@ impl CampaignStatus {
 }
 
 /// Contact statuses (§3.5); campaigns name them in `cycles.filter_statuses`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ContactStatus {
     Queue,
@@ -264,8 +266,8 @@ pub struct Campaign {
     pub next_cycle_at: Option<Timestamp>,
     /// Paused while between iterations: `resume` then starts the next iteration.
     pub paused_in_cooldown: bool,
-    /// Contacts in the campaign, kept by the store with every change.
-    pub contact_count: i64,
+    /// Counts analytics are made of (contacts included), kept by the store with every change.
+    pub counters: CampaignCounters,
 }
 
 /// A validated create request, before the agent and integration are looked up.
@@ -518,6 +520,53 @@ impl Campaign {
         self.current_iteration += 1;
         self.last_iteration_at = Some(now);
         self.next_cycle_at = None;
+    }
+
+    /// Ends the current iteration at `now` (§5.5): `cooldown` until the next one when iterations
+    /// remain and some contact is eligible for it, else `finished`.
+    pub fn end_iteration(&mut self, now: Timestamp, any_eligible: bool) {
+        let cycles = &self.settings.cycles;
+        let next = if any_eligible && cycles.enabled && self.current_iteration < cycles.max_iterations {
+            self.next_cycle_start(now)
+        } else {
+            None
+        };
+        match next {
+            Some(at) => {
+                self.status = CampaignStatus::Cooldown;
+                self.next_cycle_at = Some(at);
+            }
+            None => {
+                self.status = CampaignStatus::Finished;
+                self.ended_at = Some(now);
+                self.next_cycle_at = None;
+            }
+        }
+    }
+
+    /// When the iteration after one ending at `now` starts; `None` when the schedule has no
+    /// opening left between its dates.
+    fn next_cycle_start(&self, now: Timestamp) -> Option<Timestamp> {
+        let cycles = &self.settings.cycles;
+        match cycles.mode {
+            CycleMode::Cooldown => now.saturating_add(jiff::SignedDuration::from_mins(cycles.cooldown_minutes)).ok(),
+            CycleMode::Scheduled => {
+                let zone = jiff::tz::TimeZone::get(&self.settings.timezone).ok()?;
+                let dates = DateRange { first: cycles.schedule_start_date, last: cycles.schedule_end_date };
+                cycles.schedule.as_ref()?.next_opening(&zone, now, dates)
+            }
+        }
+    }
+
+    /// Starts the next iteration of a campaign in `cooldown` once its time has come. Returns
+    /// whether it did; the store then puts the eligible contacts back in the queue.
+    pub fn begin_due_iteration(&mut self, now: Timestamp) -> bool {
+        let due = self.status == CampaignStatus::Cooldown && !self.archived && self.next_cycle_at.is_some_and(|at| at <= now);
+        if due {
+            self.start_next_iteration(now);
+            self.status = CampaignStatus::Active;
+        }
+        due
     }
 }
 
@@ -812,7 +861,7 @@ mod tests {
             last_iteration_at: Some(at),
             next_cycle_at: None,
             paused_in_cooldown: false,
-            contact_count: 0,
+            counters: CampaignCounters::default(),
         }
     }
 

@@ -77,9 +77,42 @@ pub fn new_signing_secret() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// `X-Outbound-Signature` of a body (§5.4): base64(HMAC-SHA256(base64-decoded secret, body)).
+/// `None` when the stored secret is not base64 (never the case for secrets Outbound made).
+pub fn sign(secret: &str, body: &[u8]) -> Option<String> {
+    use hmac::Mac;
+    let key = base64::engine::general_purpose::STANDARD.decode(secret).ok()?;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).ok()?;
+    mac.update(body);
+    Some(base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// Checks a signature in constant time.
+pub fn verify_signature(secret: &str, body: &[u8], signature: &str) -> bool {
+    use hmac::Mac;
+    let (Ok(key), Ok(claimed)) =
+        (base64::engine::general_purpose::STANDARD.decode(secret), base64::engine::general_purpose::STANDARD.decode(signature.trim()))
+    else {
+        return false;
+    };
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key) else { return false };
+    mac.update(body);
+    mac.verify_slice(&claimed).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signatures_verify_only_for_the_same_secret_and_body() {
+        let secret = new_signing_secret();
+        let signature = sign(&secret, b"{}").expect("base64 secret");
+        assert!(verify_signature(&secret, b"{}", &signature));
+        assert!(!verify_signature(&secret, b"{ }", &signature));
+        assert!(!verify_signature(&new_signing_secret(), b"{}", &signature));
+        assert!(!verify_signature(&secret, b"{}", "not base64!"));
+    }
 
     #[test]
     fn generated_keys_parse_back_to_their_prefix() {

@@ -2,9 +2,11 @@
 
 pub mod agent;
 pub mod analytics;
+pub mod attempt;
 pub mod campaign;
 pub mod contact;
 pub mod ids;
 pub mod integration;
 pub mod schedule;
 pub mod validation;
+pub mod window;

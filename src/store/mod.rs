@@ -12,10 +12,11 @@ use jiff::Timestamp;
 use uuid::Uuid;
 
 use crate::domain::agent::Agent;
+use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, RetrySettings};
 use crate::domain::campaign::{Campaign, CampaignError, CampaignStatus, Channel, ContactStatus, LifecycleError, NewCampaign};
 use crate::domain::contact::{Contact, IfDuplicate, ItemError, NewContact};
 use crate::domain::ids::NewApiKey;
-use crate::domain::integration::{Integration, NewIntegration};
+use crate::domain::integration::{Integration, NewIntegration, ProviderConfig};
 
 pub type OrgId = i64;
 
@@ -216,6 +217,154 @@ pub trait Store: Send + Sync + 'static {
     async fn complete_idempotency_key(&self, claim: &IdempotencyClaim, response: StoredResponse) -> StoreResult<()>;
     /// Deletes keys created before `created_before`; returns how many.
     async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64>;
+
+    // The engine (contract §5).
+
+    /// Campaigns that are `active` or in `cooldown` and not archived, with what dispatch needs.
+    async fn running_campaigns(&self) -> StoreResult<Vec<RunningCampaign>>;
+    /// One campaign as the engine sees it, whatever its status (re-sends of a paused campaign).
+    async fn running_campaign(&self, campaign_id: i64) -> StoreResult<Option<RunningCampaign>>;
+    /// Claims the next contacts of a campaign and records an attempt for each, in one
+    /// transaction that re-checks the campaign's status and budgets.
+    async fn claim_attempts(&self, claim: ClaimRequest) -> StoreResult<Vec<Dispatch>>;
+    /// Takes the lease on attempts whose handoff is due (a re-send after a crash or a provider
+    /// error) and returns them, with the same attempt ids.
+    async fn take_due_handoffs(&self, at: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Dispatch>>;
+    /// Records what providers said to handoffs: accepted, or to be re-sent later.
+    async fn record_handoffs(&self, results: Vec<HandoffResult>) -> StoreResult<()>;
+    /// Applies provider events, each idempotently; `integration_id` (when given) must own the attempt.
+    async fn apply_events(
+        &self,
+        integration_id: Option<String>,
+        events: Vec<AttemptEvent>,
+        at: Timestamp,
+        retry: RetrySettings,
+    ) -> StoreResult<Vec<EventOutcome>>;
+    /// Open attempts whose deadline has passed.
+    async fn expired_attempts(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<String>>;
+    /// Ends the campaign's iteration when no contact is left to attempt, or starts the next one
+    /// when its time has come. Returns the campaign's status afterwards when it changed.
+    async fn advance_iteration(&self, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>>;
+    /// Makes every unsent handoff due now: on start-up, the leases of a previous run of this
+    /// process are void. Returns how many.
+    async fn release_leases(&self, at: Timestamp) -> StoreResult<u64>;
+    /// The channel and signing secret of an integration (events carry no API key).
+    async fn integration_secret(&self, integration_id: &str) -> StoreResult<Option<(Channel, String)>>;
+    /// A page of a campaign's attempts, oldest first; `None` when the campaign is not found.
+    async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>>;
+}
+
+/// A campaign the engine dispatches for.
+#[derive(Debug, Clone)]
+pub struct RunningCampaign {
+    pub campaign: Campaign,
+    pub provider: ProviderConfig,
+    pub secret: String,
+    /// Attempts in flight (contacts `sending`).
+    pub in_flight: i64,
+    /// Contacts `queue`, `sending` or `retrying`: the iteration ends when none is left.
+    pub unfinished: i64,
+    pub queued: i64,
+    /// The earliest retry time among `retrying` contacts.
+    pub next_retry_at: Option<Timestamp>,
+}
+
+/// What one claim may take.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub campaign_id: i64,
+    pub limit: u32,
+    pub at: Timestamp,
+    /// Until when the claimer holds the handoff (re-sent by anyone after that).
+    pub lease_until: Timestamp,
+    /// When the attempt is closed as failed without a final event.
+    pub deadline: Timestamp,
+}
+
+/// A contact as a provider receives it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DispatchContact {
+    pub id: i64,
+    pub f_id: Option<String>,
+    pub name: Option<String>,
+    pub contact: String,
+    pub context: Option<String>,
+    pub extracted_data: serde_json::Map<String, serde_json::Value>,
+    pub tags: Vec<String>,
+}
+
+/// An attempt to hand to its provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dispatch {
+    pub attempt_id: String,
+    pub campaign_id: i64,
+    pub iteration: i64,
+    /// Handoffs already tried (0 on the first send).
+    pub tries: i64,
+    pub template: Option<String>,
+    pub contact: DispatchContact,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HandoffResult {
+    Accepted(String),
+    RetryAt { attempt_id: String, at: Timestamp },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    Applied,
+    /// A repeat, or a status the attempt has already passed: nothing changed.
+    Ignored,
+    UnknownAttempt,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AttemptQuery {
+    pub channel: Option<Channel>,
+    pub status: Option<AttemptStatus>,
+    pub answered_by: Option<AnsweredBy>,
+    pub start: Option<Timestamp>,
+    pub end: Option<Timestamp>,
+    pub page_size: u32,
+    pub page_index: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptPage {
+    pub total_count: i64,
+    pub attempts: Vec<Attempt>,
+}
+
+/// A call or message as `/calls` and `/messages` show it.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub id: String,
+    pub status: AttemptStatus,
+    pub answered_by: Option<AnsweredBy>,
+    pub template: Option<String>,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub sent_at: Option<Timestamp>,
+    pub delivered_at: Option<Timestamp>,
+    pub read_at: Option<Timestamp>,
+    pub ended_by: Option<String>,
+    pub ended_reason: Option<String>,
+    pub duration: Option<i64>,
+    pub billed_duration: Option<i64>,
+    pub extracted_data: serde_json::Map<String, serde_json::Value>,
+    pub tags: Vec<String>,
+    pub contact: Option<AttemptContact>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptContact {
+    pub id: i64,
+    pub f_id: Option<String>,
+    pub name: Option<String>,
+    pub phone: String,
+    pub status: ContactStatus,
 }
 
 /// A response kept for replay under an Idempotency-Key.
@@ -312,6 +461,14 @@ pub async fn open(url: &str) -> StoreResult<DynStore> {
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }
+}
+
+pub(crate) fn to_millis(at: Timestamp) -> i64 {
+    at.as_millisecond()
+}
+
+pub(crate) fn from_millis(millis: i64) -> StoreResult<Timestamp> {
+    Timestamp::from_millisecond(millis).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// Whole seconds: the precision of every stored resource timestamp.

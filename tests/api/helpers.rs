@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use outbound::api::ApiSettings;
 use outbound::clock::ManualClock;
 use outbound::domain::ids::NewApiKey;
+use outbound::engine::{Engine, EngineSettings, TickReport};
 use outbound::server::RunningServer;
 use outbound::store::{self, DynStore};
 use reqwest::{Method, StatusCode};
@@ -18,6 +19,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub store: DynStore,
+    /// The engine over the same store and clock; tests drive it with `settle()`.
+    pub engine: Arc<Engine>,
     _server: RunningServer,
     _dir: tempfile::TempDir,
 }
@@ -38,15 +41,11 @@ impl TestApp {
         let store = store::open(&url).await.expect("open store");
         let clock = Arc::new(ManualClock::new(start_time()));
         let server = RunningServer::start("127.0.0.1:0", store.clone(), clock.clone(), settings).await.expect("start server");
-        let mut app = TestApp {
-            base: format!("http://{}", server.addr),
-            key: String::new(),
-            client: reqwest::Client::new(),
-            clock,
-            store,
-            _server: server,
-            _dir: dir,
-        };
+        let base = format!("http://{}", server.addr);
+        let engine_settings = EngineSettings { retry: settings.retry, public_url: base.clone(), ..EngineSettings::default() };
+        let engine = Arc::new(Engine::new(store.clone(), clock.clone(), engine_settings));
+        let mut app =
+            TestApp { base, engine, key: String::new(), client: reqwest::Client::new(), clock, store, _server: server, _dir: dir };
         app.key = app.new_key("acme").await;
         app
     }
@@ -56,6 +55,11 @@ impl TestApp {
         let key = NewApiKey::generate();
         self.store.create_api_key(org, &key, self.clock.now_for_tests()).await.expect("create key");
         key.key
+    }
+
+    /// Lets the engine do everything due at the clock's current instant.
+    pub async fn settle(&self) -> TickReport {
+        self.engine.settle().await.expect("engine settles")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -12,6 +12,7 @@ mod campaign_list;
 mod campaign_update;
 mod cli;
 mod contacts;
+mod engine;
 mod errors;
 mod lifecycle;
 mod openapi;

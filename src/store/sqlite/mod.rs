@@ -6,6 +6,7 @@
 //! caller hears back only after the shared COMMIT is durable. Reads use a pool of read-only
 //! connections that WAL lets run beside the writer.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -24,13 +25,17 @@ use super::{
     ContactPage, CreateCampaignOutcome, DeleteOutcome, DynStore, IdempotencyClaim, IdempotencyRecord, Modified, OrgId, PageDirection,
     ResponseRecorder, Store, StoreError, StoreResult, StoredResponse, from_seconds, to_seconds,
 };
+use super::{AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, RunningCampaign};
 use crate::domain::agent::Agent;
+use crate::domain::analytics::CampaignCounters;
+use crate::domain::attempt::{AttemptEvent, RetrySettings};
 use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, ContactStatus, IntegrationRef, NewCampaign};
 use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::{NewApiKey, new_integration_id, new_signing_secret};
 use crate::domain::integration::{Integration, NewIntegration, Provider, ProviderConfig};
 
 mod contacts;
+mod engine;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -138,17 +143,25 @@ async fn commit(conn: &mut SqliteConnection) -> bool {
     }
 }
 
+/// `SELECT <campaign columns>[, extra columns] FROM campaigns c JOIN agents a`: every campaign read.
 macro_rules! select_campaigns {
-    () => {
-        "SELECT c.id, c.agent_id, a.name AS agent_name, c.integration_id, c.channel, c.status, c.archived, \
-     c.created_at, c.started_at, c.ended_at, c.settings, c.current_iteration, c.last_iteration_at, c.next_cycle_at, \
-     c.paused_in_cooldown, c.contact_count FROM campaigns c JOIN agents a ON a.id = c.agent_id"
+    ($($extra:literal)?) => {
+        concat!(
+            "SELECT c.id, c.agent_id, a.name AS agent_name, c.integration_id, c.channel, c.status, c.archived, \
+             c.created_at, c.started_at, c.ended_at, c.settings, c.current_iteration, c.last_iteration_at, c.next_cycle_at, \
+             c.paused_in_cooldown, c.contact_count, c.calls, c.calls_human, c.calls_machine, c.calls_unknown, c.messages, \
+             c.contacts_processed, c.contacts_answered, \
+             (SELECT json_group_object(status, count) FROM campaign_contact_counts WHERE campaign_id = c.id) AS status_counts",
+            $(", ", $extra,)?
+            " FROM campaigns c JOIN agents a ON a.id = c.agent_id"
+        )
     };
 }
+pub(super) use select_campaigns;
 const CAMPAIGN_COLUMNS: &str = select_campaigns!();
 const CAMPAIGN_BY_ID: &str = concat!(select_campaigns!(), " WHERE c.org_id = ? AND c.id = ?");
 
-fn opt_seconds(row: &SqliteRow, column: &str) -> StoreResult<Option<Timestamp>> {
+pub(super) fn opt_seconds(row: &SqliteRow, column: &str) -> StoreResult<Option<Timestamp>> {
     row.try_get::<Option<i64>, _>(column)?.map(from_seconds).transpose()
 }
 
@@ -156,11 +169,11 @@ fn parse_uuid(text: &str) -> StoreResult<Uuid> {
     Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("bad uuid {text:?}: {e}")))
 }
 
-fn parse_channel(text: &str) -> StoreResult<Channel> {
+pub(super) fn parse_channel(text: &str) -> StoreResult<Channel> {
     Channel::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad channel {text:?}")))
 }
 
-fn campaign_from_row(row: &SqliteRow) -> StoreResult<Campaign> {
+pub(super) fn campaign_from_row(row: &SqliteRow) -> StoreResult<Campaign> {
     let status: String = row.try_get("status")?;
     let settings: String = row.try_get("settings")?;
     Ok(Campaign {
@@ -177,22 +190,43 @@ fn campaign_from_row(row: &SqliteRow) -> StoreResult<Campaign> {
         last_iteration_at: opt_seconds(row, "last_iteration_at")?,
         next_cycle_at: opt_seconds(row, "next_cycle_at")?,
         paused_in_cooldown: row.try_get("paused_in_cooldown")?,
-        contact_count: row.try_get("contact_count")?,
+        counters: counters_from_row(row)?,
     })
+}
+
+fn counters_from_row(row: &SqliteRow) -> StoreResult<CampaignCounters> {
+    let status_counts: Option<String> = row.try_get("status_counts")?;
+    let status_counts: HashMap<String, i64> = status_counts.map(|json| serde_json::from_str(&json)).transpose()?.unwrap_or_default();
+    let mut counters = CampaignCounters {
+        contacts: row.try_get("contact_count")?,
+        calls: row.try_get("calls")?,
+        calls_human: row.try_get("calls_human")?,
+        calls_machine: row.try_get("calls_machine")?,
+        calls_unknown: row.try_get("calls_unknown")?,
+        messages: row.try_get("messages")?,
+        contacts_processed: row.try_get("contacts_processed")?,
+        contacts_answered: row.try_get("contacts_answered")?,
+        ..CampaignCounters::default()
+    };
+    counters.set_status_counts(|status| status_counts.get(status.as_str()).copied().unwrap_or(0));
+    Ok(counters)
 }
 
 fn agent_from_row(row: &SqliteRow) -> StoreResult<Agent> {
     Ok(Agent { id: parse_uuid(row.try_get("id")?)?, name: row.try_get("name")?, created_at: from_seconds(row.try_get("created_at")?)? })
 }
 
-fn integration_from_row(row: &SqliteRow) -> StoreResult<Integration> {
-    let provider_name: String = row.try_get("provider")?;
-    let provider = Provider::parse(&provider_name).ok_or_else(|| StoreError::Corrupt(format!("bad provider {provider_name:?}")))?;
-    let config: String = row.try_get("config")?;
+pub(super) fn provider_config(provider_name: &str, config: &str) -> StoreResult<(Provider, ProviderConfig)> {
+    let provider = Provider::parse(provider_name).ok_or_else(|| StoreError::Corrupt(format!("bad provider {provider_name:?}")))?;
     let config = match provider {
-        Provider::Simulator => ProviderConfig::Simulator(serde_json::from_str(&config)?),
-        Provider::Webhook => ProviderConfig::Webhook(serde_json::from_str(&config)?),
+        Provider::Simulator => ProviderConfig::Simulator(serde_json::from_str(config)?),
+        Provider::Webhook => ProviderConfig::Webhook(serde_json::from_str(config)?),
     };
+    Ok((provider, config))
+}
+
+fn integration_from_row(row: &SqliteRow) -> StoreResult<Integration> {
+    let (provider, config) = provider_config(row.try_get("provider")?, row.try_get("config")?)?;
     Ok(Integration {
         id: row.try_get("id")?,
         agent_id: parse_uuid(row.try_get("agent_id")?)?,
@@ -513,9 +547,15 @@ impl Store for SqliteStore {
                     None => Modified::NotFound,
                     Some(row) => {
                         let mut campaign = campaign_from_row(&row)?;
+                        let iteration = campaign.current_iteration;
                         match change(&mut campaign) {
                             Err(refusal) => Modified::Refused(refusal),
                             Ok(()) => {
+                                // Activating or resuming out of a cooldown starts the next iteration.
+                                if iteration >= 1 && campaign.current_iteration > iteration {
+                                    engine::queue_eligible_contacts(conn, &campaign).await?;
+                                    campaign = reload_campaign(conn, campaign).await?;
+                                }
                                 update_campaign(conn, &campaign).await?;
                                 Modified::Done(Box::new(campaign))
                             }
@@ -604,6 +644,57 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn running_campaigns(&self) -> StoreResult<Vec<RunningCampaign>> {
+        engine::running_campaigns(&mut *self.reads.acquire().await?).await
+    }
+
+    async fn running_campaign(&self, campaign_id: i64) -> StoreResult<Option<RunningCampaign>> {
+        engine::running_campaign(&mut *self.reads.acquire().await?, campaign_id).await
+    }
+
+    async fn claim_attempts(&self, claim: ClaimRequest) -> StoreResult<Vec<Dispatch>> {
+        self.write(move |conn| Box::pin(engine::claim_attempts(conn, claim))).await
+    }
+
+    async fn take_due_handoffs(&self, at: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Dispatch>> {
+        self.write(move |conn| Box::pin(engine::take_due_handoffs(conn, at, lease_until, limit))).await
+    }
+
+    async fn record_handoffs(&self, results: Vec<HandoffResult>) -> StoreResult<()> {
+        self.write(move |conn| Box::pin(engine::record_handoffs(conn, results))).await
+    }
+
+    async fn apply_events(
+        &self,
+        integration_id: Option<String>,
+        events: Vec<AttemptEvent>,
+        at: Timestamp,
+        retry: RetrySettings,
+    ) -> StoreResult<Vec<EventOutcome>> {
+        self.write(move |conn| Box::pin(async move { engine::apply_events(conn, integration_id.as_deref(), &events, at, retry).await }))
+            .await
+    }
+
+    async fn expired_attempts(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
+        engine::expired_attempts(&mut *self.reads.acquire().await?, at, limit).await
+    }
+
+    async fn advance_iteration(&self, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>> {
+        self.write(move |conn| Box::pin(engine::advance_iteration(conn, campaign_id, at))).await
+    }
+
+    async fn release_leases(&self, at: Timestamp) -> StoreResult<u64> {
+        self.write(move |conn| Box::pin(engine::release_leases(conn, at))).await
+    }
+
+    async fn integration_secret(&self, integration_id: &str) -> StoreResult<Option<(Channel, String)>> {
+        engine::integration_secret(&mut *self.reads.acquire().await?, integration_id).await
+    }
+
+    async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>> {
+        engine::list_attempts(&mut *self.reads.acquire().await?, org, campaign_id, query).await
+    }
 }
 
 /// Looks up the agent and its integration (one query) and inserts the campaign.
@@ -662,11 +753,11 @@ async fn insert_campaign(
         last_iteration_at: None,
         next_cycle_at: None,
         paused_in_cooldown: false,
-        contact_count: 0,
+        counters: CampaignCounters::default(),
     })))
 }
 
-async fn update_campaign(conn: &mut SqliteConnection, campaign: &Campaign) -> StoreResult<()> {
+pub(super) async fn update_campaign(conn: &mut SqliteConnection, campaign: &Campaign) -> StoreResult<()> {
     sqlx::query(
         "UPDATE campaigns SET status = ?, archived = ?, started_at = ?, ended_at = ?, settings = ?, current_iteration = ?, \
          last_iteration_at = ?, next_cycle_at = ?, paused_in_cooldown = ? WHERE id = ?",
@@ -684,6 +775,13 @@ async fn update_campaign(conn: &mut SqliteConnection, campaign: &Campaign) -> St
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// The campaign with its counters read again (after a change to its contacts), keeping the
+/// changes made to `campaign` in memory.
+async fn reload_campaign(conn: &mut SqliteConnection, campaign: Campaign) -> StoreResult<Campaign> {
+    let row = sqlx::query(concat!(select_campaigns!(), " WHERE c.id = ?")).bind(campaign.id).fetch_one(&mut *conn).await?;
+    Ok(Campaign { counters: campaign_from_row(&row)?.counters, ..campaign })
 }
 
 /// Stores the rendered response under its key, inside the caller's transaction.

@@ -1,0 +1,499 @@
+//! Attempts (calls and messages) and what their events do to a contact (contract §5.4, §5.5).
+//! Pure: the store applies these rules inside the transaction that records the event.
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::campaign::{Channel, ContactStatus};
+use super::ids::random_base62;
+use super::integration::SimulatorConfig;
+
+/// `cll_…` for calls, `msg_…` for WhatsApp messages: created once, before the provider sees it,
+/// and sent as the provider's idempotency key on every re-send.
+pub fn new_attempt_id(channel: Channel) -> String {
+    let marker = match channel {
+        Channel::PhoneCall => "cll_",
+        Channel::Whatsapp => "msg_",
+    };
+    format!("{marker}{}", random_base62(20))
+}
+
+/// Who answered a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AnsweredBy {
+    Human,
+    Machine,
+    Unknown,
+}
+
+impl AnsweredBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnsweredBy::Human => "human",
+            AnsweredBy::Machine => "machine",
+            AnsweredBy::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AnsweredBy> {
+        [AnsweredBy::Human, AnsweredBy::Machine, AnsweredBy::Unknown].into_iter().find(|a| a.as_str() == text)
+    }
+}
+
+/// An attempt's status as providers report it and `/calls` and `/messages` show it. Phone and
+/// WhatsApp statuses share one ordered lattice per channel: an attempt only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AttemptStatus {
+    /// Recorded, not yet reported on by the provider.
+    Queued,
+    // Phone.
+    Ringing,
+    InProgress,
+    Ended,
+    Busy,
+    NoAnswer,
+    // WhatsApp.
+    Sent,
+    Delivered,
+    Read,
+    Accepted,
+    Rejected,
+    // Both.
+    Failed,
+}
+
+impl AttemptStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptStatus::Queued => "queued",
+            AttemptStatus::Ringing => "ringing",
+            AttemptStatus::InProgress => "in-progress",
+            AttemptStatus::Ended => "ended",
+            AttemptStatus::Busy => "busy",
+            AttemptStatus::NoAnswer => "no-answer",
+            AttemptStatus::Sent => "sent",
+            AttemptStatus::Delivered => "delivered",
+            AttemptStatus::Read => "read",
+            AttemptStatus::Accepted => "accepted",
+            AttemptStatus::Rejected => "rejected",
+            AttemptStatus::Failed => "failed",
+        }
+    }
+
+    const ALL: [AttemptStatus; 12] = [
+        AttemptStatus::Queued,
+        AttemptStatus::Ringing,
+        AttemptStatus::InProgress,
+        AttemptStatus::Ended,
+        AttemptStatus::Busy,
+        AttemptStatus::NoAnswer,
+        AttemptStatus::Sent,
+        AttemptStatus::Delivered,
+        AttemptStatus::Read,
+        AttemptStatus::Accepted,
+        AttemptStatus::Rejected,
+        AttemptStatus::Failed,
+    ];
+
+    pub fn parse(text: &str) -> Option<AttemptStatus> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// The statuses a provider may report on `channel` (§5.4).
+    pub fn parse_event(channel: Channel, text: &str) -> Option<AttemptStatus> {
+        let status = Self::parse(text).filter(|s| *s != AttemptStatus::Queued)?;
+        let phone = matches!(
+            status,
+            AttemptStatus::Ringing
+                | AttemptStatus::InProgress
+                | AttemptStatus::Ended
+                | AttemptStatus::Busy
+                | AttemptStatus::NoAnswer
+                | AttemptStatus::Failed
+        );
+        let whatsapp = matches!(
+            status,
+            AttemptStatus::Sent
+                | AttemptStatus::Delivered
+                | AttemptStatus::Read
+                | AttemptStatus::Accepted
+                | AttemptStatus::Rejected
+                | AttemptStatus::Failed
+        );
+        match channel {
+            Channel::PhoneCall => phone.then_some(status),
+            Channel::Whatsapp => whatsapp.then_some(status),
+        }
+    }
+
+    /// Position in the channel's lattice; an event never moves an attempt to a lower rank.
+    fn rank(self) -> u8 {
+        match self {
+            AttemptStatus::Queued => 0,
+            AttemptStatus::Ringing | AttemptStatus::Sent => 1,
+            AttemptStatus::InProgress | AttemptStatus::Delivered => 2,
+            AttemptStatus::Read => 3,
+            AttemptStatus::Accepted | AttemptStatus::Rejected => 4,
+            AttemptStatus::Ended | AttemptStatus::Busy | AttemptStatus::NoAnswer => 5,
+            AttemptStatus::Failed => 5,
+        }
+    }
+
+    /// A call is finished by `ended`, `busy`, `no-answer` or `failed` (§5.5).
+    pub fn is_final_call(self) -> bool {
+        matches!(self, AttemptStatus::Ended | AttemptStatus::Busy | AttemptStatus::NoAnswer | AttemptStatus::Failed)
+    }
+
+    /// Whether an attempt at `self` takes an event reporting `next`. A finished call takes
+    /// nothing more; a message moves up its funnel, and fails only before it was delivered.
+    pub fn accepts(self, next: AttemptStatus) -> bool {
+        if self.is_final_call() {
+            return false;
+        }
+        match next {
+            AttemptStatus::Failed => self <= AttemptStatus::Sent,
+            _ => next.rank() > self.rank(),
+        }
+    }
+}
+
+/// An event as a provider posts it to `/integrations/{id}/events` (§5.4).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventInput {
+    pub attempt_id: String,
+    pub status: String,
+    #[serde(default)]
+    pub answered_by: Option<AnsweredBy>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<Timestamp>,
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub duration: Option<i64>,
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub billed_duration: Option<i64>,
+    #[serde(default)]
+    pub ended_by: Option<String>,
+    #[serde(default)]
+    pub ended_reason: Option<String>,
+    #[serde(default)]
+    pub converted: Option<bool>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub extracted_data: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+}
+
+/// A validated event, ready for the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptEvent {
+    pub attempt_id: String,
+    pub status: AttemptStatus,
+    pub answered_by: Option<AnsweredBy>,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub duration: Option<i64>,
+    pub billed_duration: Option<i64>,
+    pub ended_by: Option<String>,
+    pub ended_reason: Option<String>,
+    pub converted: bool,
+    pub extracted_data: Option<Map<String, Value>>,
+    pub tags: Option<Vec<String>>,
+}
+
+impl AttemptEvent {
+    /// The event that closes an attempt nobody reported on within `OUTBOUND_ATTEMPT_TIMEOUT`, or
+    /// that a provider refused.
+    pub fn failed(attempt_id: String, reason: &str) -> AttemptEvent {
+        AttemptEvent {
+            attempt_id,
+            status: AttemptStatus::Failed,
+            answered_by: None,
+            started_at: None,
+            ended_at: None,
+            duration: None,
+            billed_duration: None,
+            ended_by: Some("system".to_owned()),
+            ended_reason: Some(reason.to_owned()),
+            converted: false,
+            extracted_data: None,
+            tags: None,
+        }
+    }
+}
+
+/// The server-wide retry settings (§5.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySettings {
+    pub retry_interval: SignedDuration,
+    pub failed_retry_limit: i64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings { retry_interval: SignedDuration::from_mins(30), failed_retry_limit: 1 }
+    }
+}
+
+/// The part of a contact an event can change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContactProgress {
+    pub status: ContactStatus,
+    pub retries: i64,
+    pub failed_retries: i64,
+    /// When a `retrying` contact is due again.
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+/// What an event on the contact's current attempt makes of the contact. `voicemail_retries` is
+/// the campaign's `retries`. Returns `None` when the event leaves the contact as it is.
+pub fn progress_contact(
+    channel: Channel,
+    contact: ContactProgress,
+    event: &AttemptEvent,
+    voicemail_retries: i64,
+    settings: RetrySettings,
+    at: Timestamp,
+) -> Option<ContactProgress> {
+    let retry_at = at.saturating_add(settings.retry_interval).ok();
+    let failed = |contact: ContactProgress| {
+        if contact.failed_retries < settings.failed_retry_limit {
+            ContactProgress {
+                status: ContactStatus::Retrying,
+                failed_retries: contact.failed_retries + 1,
+                next_attempt_at: retry_at,
+                ..contact
+            }
+        } else {
+            ContactProgress { status: ContactStatus::Failed, next_attempt_at: None, ..contact }
+        }
+    };
+    let with = |status| ContactProgress { status, next_attempt_at: None, ..contact };
+    match channel {
+        Channel::PhoneCall => {
+            if contact.status != ContactStatus::Sending || !event.status.is_final_call() {
+                return None;
+            }
+            Some(match (event.status, event.answered_by) {
+                (AttemptStatus::Ended, Some(AnsweredBy::Human)) if event.converted => with(ContactStatus::Converted),
+                (AttemptStatus::Ended, Some(AnsweredBy::Human | AnsweredBy::Unknown)) => with(ContactStatus::Answered),
+                (AttemptStatus::Ended, Some(AnsweredBy::Machine)) if contact.retries < voicemail_retries => {
+                    ContactProgress { status: ContactStatus::Retrying, retries: contact.retries + 1, next_attempt_at: retry_at, ..contact }
+                }
+                (AttemptStatus::Ended, Some(AnsweredBy::Machine)) => with(ContactStatus::Voicemail),
+                // Busy, no answer, failed, or "ended" with nobody answering.
+                _ => failed(contact),
+            })
+        }
+        Channel::Whatsapp => {
+            let next = match event.status {
+                AttemptStatus::Failed if contact.status == ContactStatus::Sending => return Some(failed(contact)),
+                AttemptStatus::Sent => ContactStatus::Sent,
+                AttemptStatus::Delivered => ContactStatus::Delivered,
+                AttemptStatus::Read => ContactStatus::Read,
+                AttemptStatus::Accepted if event.converted => ContactStatus::Converted,
+                AttemptStatus::Accepted => ContactStatus::Accepted,
+                AttemptStatus::Rejected => ContactStatus::Rejected,
+                _ => return None,
+            };
+            let next = if event.converted && next != ContactStatus::Converted && funnel_rank(next) >= funnel_rank(ContactStatus::Read) {
+                ContactStatus::Converted
+            } else {
+                next
+            };
+            (funnel_rank(next) > funnel_rank(contact.status)).then(|| with(next))
+        }
+    }
+}
+
+/// A WhatsApp contact's place in the funnel; statuses outside it rank lowest.
+fn funnel_rank(status: ContactStatus) -> u8 {
+    match status {
+        ContactStatus::Sending => 1,
+        ContactStatus::Sent => 2,
+        ContactStatus::Delivered => 3,
+        ContactStatus::Read => 4,
+        ContactStatus::Accepted | ContactStatus::Rejected => 5,
+        ContactStatus::Converted => 6,
+        _ => 0,
+    }
+}
+
+/// The simulator's outcome for an attempt: a pure function of its id and config, so that a
+/// re-send after a crash reports exactly what the first send would have.
+pub fn simulate(attempt_id: &str, channel: Channel, config: &SimulatorConfig, at: Timestamp) -> Vec<AttemptEvent> {
+    let digest = Sha256::digest(attempt_id.as_bytes());
+    let mut draws = digest.chunks_exact(4).map(|c| f64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])) / (f64::from(u32::MAX) + 1.0));
+    let mut draw = || draws.next().unwrap_or(0.0);
+    let event = |status| AttemptEvent { status, ended_by: None, ended_reason: None, ..AttemptEvent::failed(attempt_id.to_owned(), "") };
+    match channel {
+        Channel::PhoneCall => {
+            let [low, high] = config.duration_s;
+            let (low, high) = (i64::from(low.min(high)), i64::from(low.max(high)));
+            let duration = low + ((high - low + 1) as f64 * draw()) as i64;
+            let answered = draw() < config.answer_rate;
+            let by_machine = draw() < config.machine_rate;
+            let converted = draw() < config.convert_rate;
+            let mut ended = event(AttemptStatus::Ended);
+            ended.started_at = Some(at);
+            ended.ended_at = at.saturating_add(SignedDuration::from_secs(if answered { duration } else { 0 })).ok();
+            if answered {
+                ended.answered_by = Some(if by_machine { AnsweredBy::Machine } else { AnsweredBy::Human });
+                ended.converted = !by_machine && converted;
+                ended.duration = Some(duration);
+                ended.billed_duration = Some(duration);
+                ended.ended_by = Some(if by_machine { "agent" } else { "user" }.to_owned());
+                ended.ended_reason = Some(if by_machine { "voicemail" } else { "user_hangup" }.to_owned());
+            } else {
+                ended.status = AttemptStatus::NoAnswer;
+                ended.duration = Some(0);
+                ended.billed_duration = Some(0);
+                ended.ended_reason = Some("no_answer".to_owned());
+            }
+            vec![ended]
+        }
+        Channel::Whatsapp => {
+            let delivered = draw() < config.delivery_rate;
+            let read = draw() < config.read_rate;
+            let accepted = draw() < config.accept_rate;
+            let converted = draw() < config.convert_rate;
+            if !delivered {
+                let mut failed = event(AttemptStatus::Failed);
+                failed.ended_reason = Some("undelivered".to_owned());
+                return vec![failed];
+            }
+            let mut events = vec![event(AttemptStatus::Sent), event(AttemptStatus::Delivered)];
+            if read {
+                events.push(event(AttemptStatus::Read));
+                let mut answer = event(if accepted { AttemptStatus::Accepted } else { AttemptStatus::Rejected });
+                answer.converted = accepted && converted;
+                events.push(answer);
+            }
+            events
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).expect("valid")
+    }
+
+    fn contact(status: ContactStatus) -> ContactProgress {
+        ContactProgress { status, retries: 0, failed_retries: 0, next_attempt_at: None }
+    }
+
+    fn ended(answered_by: Option<AnsweredBy>, converted: bool) -> AttemptEvent {
+        AttemptEvent { answered_by, converted, ..AttemptEvent::failed("cll_x".into(), "") }.with_status(AttemptStatus::Ended)
+    }
+
+    impl AttemptEvent {
+        fn with_status(mut self, status: AttemptStatus) -> Self {
+            self.status = status;
+            self
+        }
+    }
+
+    #[test]
+    fn phone_outcomes_and_retries() {
+        let settings = RetrySettings::default();
+        let sending = contact(ContactStatus::Sending);
+        let human = progress_contact(Channel::PhoneCall, sending, &ended(Some(AnsweredBy::Human), false), 1, settings, at());
+        assert_eq!(human.map(|c| c.status), Some(ContactStatus::Answered));
+        let converted = progress_contact(Channel::PhoneCall, sending, &ended(Some(AnsweredBy::Human), true), 1, settings, at());
+        assert_eq!(converted.map(|c| c.status), Some(ContactStatus::Converted));
+
+        // Voicemail retries while retries < campaign retries, then stays voicemail.
+        let machine = ended(Some(AnsweredBy::Machine), false);
+        let retried = progress_contact(Channel::PhoneCall, sending, &machine, 1, settings, at()).expect("changes");
+        assert_eq!((retried.status, retried.retries), (ContactStatus::Retrying, 1));
+        assert_eq!(retried.next_attempt_at, at().checked_add(SignedDuration::from_mins(30)).ok());
+        let again = ContactProgress { status: ContactStatus::Sending, ..retried };
+        assert_eq!(
+            progress_contact(Channel::PhoneCall, again, &machine, 1, settings, at()).map(|c| c.status),
+            Some(ContactStatus::Voicemail)
+        );
+        assert_eq!(
+            progress_contact(Channel::PhoneCall, sending, &machine, 0, settings, at()).map(|c| c.status),
+            Some(ContactStatus::Voicemail)
+        );
+
+        // Failed outcomes retry up to the server's limit.
+        let busy = AttemptEvent::failed("cll_x".into(), "").with_status(AttemptStatus::Busy);
+        let retried = progress_contact(Channel::PhoneCall, sending, &busy, 1, settings, at()).expect("changes");
+        assert_eq!((retried.status, retried.failed_retries), (ContactStatus::Retrying, 1));
+        let again = ContactProgress { status: ContactStatus::Sending, ..retried };
+        assert_eq!(progress_contact(Channel::PhoneCall, again, &busy, 1, settings, at()).map(|c| c.status), Some(ContactStatus::Failed));
+
+        // Non-final events and contacts no longer sending are left alone.
+        let ringing = AttemptEvent::failed("cll_x".into(), "").with_status(AttemptStatus::Ringing);
+        assert_eq!(progress_contact(Channel::PhoneCall, sending, &ringing, 1, settings, at()), None);
+        assert_eq!(progress_contact(Channel::PhoneCall, contact(ContactStatus::Answered), &busy, 1, settings, at()), None);
+    }
+
+    #[test]
+    fn whatsapp_funnel_only_moves_forward() {
+        let settings = RetrySettings::default();
+        let event = |s| AttemptEvent::failed("msg_x".into(), "").with_status(s);
+        let read = progress_contact(Channel::Whatsapp, contact(ContactStatus::Sending), &event(AttemptStatus::Read), 0, settings, at());
+        assert_eq!(read.map(|c| c.status), Some(ContactStatus::Read));
+        // A late `delivered` after `read` does not move the contact back.
+        assert_eq!(
+            progress_contact(Channel::Whatsapp, contact(ContactStatus::Read), &event(AttemptStatus::Delivered), 0, settings, at()),
+            None
+        );
+        // A failure after delivery is ignored; before, it retries like a phone failure.
+        assert_eq!(
+            progress_contact(Channel::Whatsapp, contact(ContactStatus::Delivered), &event(AttemptStatus::Failed), 0, settings, at()),
+            None
+        );
+        let failed = progress_contact(Channel::Whatsapp, contact(ContactStatus::Sending), &event(AttemptStatus::Failed), 0, settings, at());
+        assert_eq!(failed.map(|c| c.status), Some(ContactStatus::Retrying));
+        let converted = AttemptEvent { converted: true, ..event(AttemptStatus::Accepted) };
+        assert_eq!(
+            progress_contact(Channel::Whatsapp, contact(ContactStatus::Read), &converted, 0, settings, at()).map(|c| c.status),
+            Some(ContactStatus::Converted)
+        );
+    }
+
+    #[test]
+    fn attempt_lattice() {
+        use AttemptStatus::*;
+        assert!(Queued.accepts(Ringing) && Ringing.accepts(InProgress) && InProgress.accepts(Ended));
+        assert!(!InProgress.accepts(Ringing) && !Ended.accepts(Failed) && !Busy.accepts(Ended));
+        assert!(Queued.accepts(Failed) && Sent.accepts(Failed) && !Delivered.accepts(Failed));
+        assert!(Delivered.accepts(Read) && !Read.accepts(Delivered) && !Accepted.accepts(Rejected));
+        assert_eq!(AttemptStatus::parse_event(Channel::PhoneCall, "sent"), None);
+        assert_eq!(AttemptStatus::parse_event(Channel::Whatsapp, "queued"), None);
+        assert_eq!(AttemptStatus::parse_event(Channel::Whatsapp, "failed"), Some(Failed));
+    }
+
+    #[test]
+    fn simulator_is_deterministic_and_follows_its_rates() {
+        let config = SimulatorConfig::default();
+        assert_eq!(simulate("cll_abc", Channel::PhoneCall, &config, at()), simulate("cll_abc", Channel::PhoneCall, &config, at()));
+        let never = SimulatorConfig { answer_rate: 0.0, ..config.clone() };
+        assert_eq!(simulate("cll_abc", Channel::PhoneCall, &never, at())[0].status, AttemptStatus::NoAnswer);
+        let always = SimulatorConfig { answer_rate: 1.0, machine_rate: 0.0, convert_rate: 1.0, ..config.clone() };
+        let events = simulate("cll_abc", Channel::PhoneCall, &always, at());
+        assert_eq!((events[0].answered_by, events[0].converted), (Some(AnsweredBy::Human), true));
+        let answered =
+            (0..2000).filter(|i| simulate(&format!("cll_{i}"), Channel::PhoneCall, &config, at())[0].answered_by.is_some()).count();
+        assert!((900..1100).contains(&answered), "answer rate 0.5 gave {answered}/2000");
+        let undelivered = SimulatorConfig { delivery_rate: 0.0, ..config };
+        assert_eq!(simulate("msg_a", Channel::Whatsapp, &undelivered, at())[0].status, AttemptStatus::Failed);
+    }
+}

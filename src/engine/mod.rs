@@ -1,0 +1,219 @@
+//! The engine: runs active campaigns (contract §5).
+//!
+//! Each tick reads the campaigns that can change, then for each: starts a due iteration, ends a
+//! finished one, or claims the next contacts within its window and budgets. Claims and outcomes go
+//! through the store's single writer, so the claims of every campaign in a tick share one commit.
+//! An attempt is a row before its provider hears of it; a handoff not confirmed by the lease's end
+//! (a crash, a provider error) is re-sent with the same attempt id; an attempt with no final event
+//! by its deadline is closed as failed. Time comes only from the injected clock.
+
+mod provider;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::future::join_all;
+use jiff::{SignedDuration, Timestamp};
+
+use crate::clock::Clock;
+use crate::domain::attempt::{AttemptEvent, RetrySettings};
+use crate::domain::campaign::CampaignStatus;
+use crate::store::{ClaimRequest, Dispatch, DynStore, RunningCampaign, StoreResult};
+
+/// Engine settings (contract §5.6).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub retry: RetrySettings,
+    pub attempt_timeout: SignedDuration,
+    /// How long a claimer holds an unconfirmed handoff before anyone may re-send it.
+    pub lease: SignedDuration,
+    /// Base URL providers post events to (`{public_url}/api/v1.0/integrations/{id}/events`).
+    pub public_url: String,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            retry: RetrySettings::default(),
+            attempt_timeout: SignedDuration::from_hours(2),
+            lease: SignedDuration::from_mins(2),
+            public_url: "http://127.0.0.1:8080".to_owned(),
+        }
+    }
+}
+
+/// Most attempts one tick starts over all campaigns: bounds memory and the size of a commit;
+/// campaigns share it evenly.
+const MAX_CLAIMS_PER_TICK: u32 = 8192;
+/// Re-sends, timeouts handled per tick.
+const MAX_DUE_PER_TICK: u32 = 2048;
+/// How often an idle engine looks for work.
+const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// What one tick did; a tick that did nothing means the engine is idle until time moves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickReport {
+    pub claimed: usize,
+    pub resent: usize,
+    pub timed_out: usize,
+    pub iterations: usize,
+}
+
+impl TickReport {
+    pub fn is_idle(&self) -> bool {
+        *self == TickReport::default()
+    }
+}
+
+pub struct Engine {
+    store: DynStore,
+    clock: Arc<dyn Clock>,
+    settings: EngineSettings,
+    providers: provider::Providers,
+}
+
+impl Engine {
+    pub fn new(store: DynStore, clock: Arc<dyn Clock>, settings: EngineSettings) -> Engine {
+        let providers = provider::Providers::new(&settings);
+        Engine { store, clock, settings, providers }
+    }
+
+    /// Runs ticks until `stop` resolves. Handoffs left unconfirmed by an earlier run of this
+    /// process are made due at once: their leases died with it.
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        match self.store.release_leases(self.clock.now()).await {
+            Ok(0) => {}
+            Ok(released) => tracing::info!(released, "re-sending handoffs left unconfirmed by the previous run"),
+            Err(err) => tracing::error!(error = %err, "could not release earlier leases"),
+        }
+        tokio::pin!(stop);
+        loop {
+            let idle = match self.tick().await {
+                Ok(report) => report.is_idle(),
+                Err(err) => {
+                    tracing::error!(error = %err, "engine tick failed");
+                    true
+                }
+            };
+            let pause = if idle { IDLE_POLL } else { std::time::Duration::ZERO };
+            tokio::select! {
+                () = &mut stop => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Ticks until a tick finds nothing to do at the clock's current instant (tests move the
+    /// clock, then settle).
+    pub async fn settle(&self) -> StoreResult<TickReport> {
+        let mut total = TickReport::default();
+        loop {
+            let report = self.tick().await?;
+            if report.is_idle() {
+                return Ok(total);
+            }
+            total.claimed += report.claimed;
+            total.resent += report.resent;
+            total.timed_out += report.timed_out;
+            total.iterations += report.iterations;
+        }
+    }
+
+    /// One pass over everything due at the clock's current instant.
+    pub async fn tick(&self) -> StoreResult<TickReport> {
+        let now = self.clock.now();
+        let mut report = TickReport::default();
+
+        let expired = self.store.expired_attempts(now, MAX_DUE_PER_TICK).await?;
+        report.timed_out = expired.len();
+        if !expired.is_empty() {
+            let events = expired.into_iter().map(|id| AttemptEvent::failed(id, "timeout")).collect();
+            self.store.apply_events(None, events, now, self.settings.retry).await?;
+        }
+
+        let campaigns = self.store.running_campaigns().await?;
+        let mut by_id: HashMap<i64, RunningCampaign> = HashMap::with_capacity(campaigns.len());
+        let mut claims = Vec::new();
+        let dispatching: Vec<&RunningCampaign> = campaigns.iter().filter(|c| wants_to_dispatch(c, now)).collect();
+        let share = (MAX_CLAIMS_PER_TICK / u32::try_from(dispatching.len().max(1)).unwrap_or(u32::MAX)).max(1);
+        for running in &campaigns {
+            let campaign = &running.campaign;
+            let iteration_due = match campaign.status {
+                CampaignStatus::Cooldown => campaign.next_cycle_at.is_some_and(|at| at <= now),
+                _ => running.unfinished == 0 && campaign.counters.contacts > 0,
+            };
+            if iteration_due && self.store.advance_iteration(campaign.id, now).await?.is_some() {
+                report.iterations += 1;
+            }
+        }
+        for running in dispatching {
+            let mut limit = share;
+            if let Some(concurrency) = running.campaign.settings.concurrency_limit {
+                limit = limit.min(u32::try_from(concurrency - running.in_flight).unwrap_or(0));
+            }
+            if limit > 0 {
+                claims.push(self.store.claim_attempts(ClaimRequest {
+                    campaign_id: running.campaign.id,
+                    limit,
+                    at: now,
+                    lease_until: now.saturating_add(self.settings.lease).unwrap_or(now),
+                    deadline: now.saturating_add(self.settings.attempt_timeout).unwrap_or(now),
+                }));
+            }
+        }
+        let mut dispatches: Vec<Dispatch> = Vec::new();
+        for claimed in join_all(claims).await {
+            dispatches.extend(claimed?);
+        }
+        report.claimed = dispatches.len();
+
+        let due = self.store.take_due_handoffs(now, now.saturating_add(self.settings.lease).unwrap_or(now), MAX_DUE_PER_TICK).await?;
+        report.resent = due.len();
+        dispatches.extend(due);
+
+        for running in campaigns {
+            by_id.insert(running.campaign.id, running);
+        }
+        self.hand_off(dispatches, &mut by_id, now).await?;
+        Ok(report)
+    }
+
+    /// Gives each attempt to its campaign's provider and records what came back.
+    async fn hand_off(&self, dispatches: Vec<Dispatch>, campaigns: &mut HashMap<i64, RunningCampaign>, now: Timestamp) -> StoreResult<()> {
+        let mut per_campaign: HashMap<i64, Vec<Dispatch>> = HashMap::new();
+        for dispatch in dispatches {
+            per_campaign.entry(dispatch.campaign_id).or_default().push(dispatch);
+        }
+        for campaign_id in per_campaign.keys() {
+            if !campaigns.contains_key(campaign_id)
+                // A paused campaign's in-flight attempts still finish (§2.8).
+                && let Some(running) = self.store.running_campaign(*campaign_id).await?
+            {
+                campaigns.insert(*campaign_id, running);
+            }
+        }
+        let batches: Vec<(&RunningCampaign, Vec<Dispatch>)> =
+            per_campaign.into_iter().filter_map(|(campaign_id, batch)| Some((campaigns.get(&campaign_id)?, batch))).collect();
+        let sends = batches.into_iter().map(|(running, batch)| self.providers.send(&self.store, running, batch, now, self.settings.retry));
+        for sent in join_all(sends).await {
+            sent?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a campaign may start attempts now: active, not archived, inside its window, with
+/// contacts waiting and room under its concurrency limit. Budgets are checked again by the claim.
+fn wants_to_dispatch(running: &RunningCampaign, now: Timestamp) -> bool {
+    let campaign = &running.campaign;
+    let waiting = running.queued > 0 || running.next_retry_at.is_some_and(|at| at <= now);
+    let room = campaign.settings.concurrency_limit.is_none_or(|limit| running.in_flight < limit);
+    campaign.status == CampaignStatus::Active && !campaign.archived && waiting && room && window_open(campaign, now)
+}
+
+fn window_open(campaign: &crate::domain::campaign::Campaign, now: Timestamp) -> bool {
+    match jiff::tz::TimeZone::get(&campaign.settings.timezone) {
+        Ok(zone) => campaign.settings.scheduling.is_open_at(&zone, now),
+        Err(_) => false,
+    }
+}

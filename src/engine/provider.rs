@@ -1,0 +1,151 @@
+//! Handing attempts to providers (§5.3). The simulator answers in-process; its outcomes enter
+//! through the store's event path like a real provider's. The webhook provider POSTs each
+//! attempt, signed, with the attempt id as `Idempotency-Key`.
+
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use super::EngineSettings;
+use crate::domain::attempt::{AttemptEvent, RetrySettings, simulate};
+use crate::domain::campaign::Channel;
+use crate::domain::ids::sign;
+use crate::domain::integration::{ProviderConfig, WebhookConfig};
+use crate::store::{Dispatch, DispatchContact, DynStore, HandoffResult, RunningCampaign, StoreResult};
+
+/// Re-sends after a 5xx, a timeout or a connection error before the attempt fails (§5.3).
+pub const MAX_RESENDS: i64 = 5;
+/// Webhook requests in flight at once per campaign batch.
+const WEBHOOK_PARALLELISM: usize = 64;
+
+/// The wait before re-send number `tries + 1`: 1 s, 2 s, 4 s, 8 s, 16 s.
+fn backoff(tries: i64) -> SignedDuration {
+    SignedDuration::from_secs(1_i64 << tries.clamp(0, 10))
+}
+
+pub(super) struct Providers {
+    http: reqwest::Client,
+    public_url: String,
+}
+
+#[derive(Serialize)]
+struct Named<'a, Id: Serialize> {
+    id: Id,
+    name: &'a str,
+}
+
+/// The body POSTed to a webhook provider.
+#[derive(Serialize)]
+struct WebhookAttempt<'a> {
+    attempt_id: &'a str,
+    channel: Channel,
+    campaign: Named<'a, i64>,
+    agent: Named<'a, String>,
+    contact: &'a DispatchContact,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    template: Option<&'a str>,
+    /// Also sent so a provider can tell a first send from a re-send of the same attempt.
+    iteration: i64,
+    callback_url: String,
+}
+
+/// What a webhook said to one handoff.
+enum Handoff {
+    Accepted,
+    Rejected(&'static str),
+    Unavailable,
+}
+
+impl Providers {
+    pub(super) fn new(settings: &EngineSettings) -> Providers {
+        Providers { http: reqwest::Client::new(), public_url: settings.public_url.trim_end_matches('/').to_owned() }
+    }
+
+    pub(super) async fn send(
+        &self,
+        store: &DynStore,
+        running: &RunningCampaign,
+        batch: Vec<Dispatch>,
+        now: Timestamp,
+        retry: RetrySettings,
+    ) -> StoreResult<()> {
+        let channel = running.campaign.integration.channel;
+        match &running.provider {
+            ProviderConfig::Simulator(config) => {
+                if config.latency_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(u64::from(config.latency_ms))).await;
+                }
+                let events = batch.iter().flat_map(|d| simulate(&d.attempt_id, channel, config, now)).collect();
+                store.apply_events(None, events, now, retry).await?;
+            }
+            ProviderConfig::Webhook(config) => {
+                let answers: Vec<(Dispatch, Handoff)> = stream::iter(batch)
+                    .map(|dispatch| async move {
+                        let answer = self.post(config, running, &dispatch).await;
+                        (dispatch, answer)
+                    })
+                    .buffer_unordered(WEBHOOK_PARALLELISM)
+                    .collect()
+                    .await;
+                let mut results = Vec::new();
+                let mut failures = Vec::new();
+                for (dispatch, answer) in answers {
+                    match answer {
+                        Handoff::Accepted => results.push(HandoffResult::Accepted(dispatch.attempt_id)),
+                        Handoff::Rejected(reason) => failures.push(AttemptEvent::failed(dispatch.attempt_id, reason)),
+                        Handoff::Unavailable if dispatch.tries >= MAX_RESENDS => {
+                            failures.push(AttemptEvent::failed(dispatch.attempt_id, "provider_unavailable"));
+                        }
+                        Handoff::Unavailable => results.push(HandoffResult::RetryAt {
+                            at: now.saturating_add(backoff(dispatch.tries)).unwrap_or(now),
+                            attempt_id: dispatch.attempt_id,
+                        }),
+                    }
+                }
+                if !results.is_empty() {
+                    store.record_handoffs(results).await?;
+                }
+                if !failures.is_empty() {
+                    store.apply_events(None, failures, now, retry).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn post(&self, config: &WebhookConfig, running: &RunningCampaign, dispatch: &Dispatch) -> Handoff {
+        let campaign = &running.campaign;
+        let body = WebhookAttempt {
+            attempt_id: &dispatch.attempt_id,
+            channel: campaign.integration.channel,
+            campaign: Named { id: campaign.id, name: &campaign.settings.name },
+            agent: Named { id: campaign.agent.id.to_string(), name: &campaign.agent.name },
+            contact: &dispatch.contact,
+            first_message: campaign.settings.first_message.as_deref().filter(|_| campaign.integration.channel == Channel::PhoneCall),
+            template: dispatch.template.as_deref(),
+            iteration: dispatch.iteration,
+            callback_url: format!("{}/api/v1.0/integrations/{}/events", self.public_url, campaign.integration.id),
+        };
+        let Ok(body) = serde_json::to_vec(&body) else { return Handoff::Rejected("unserializable_attempt") };
+        let Some(signature) = sign(&running.secret, &body) else { return Handoff::Rejected("bad_integration_secret") };
+        let sent = self
+            .http
+            .post(&config.url)
+            .timeout(Duration::from_millis(u64::from(config.timeout_ms)))
+            .header("content-type", "application/json")
+            .header("idempotency-key", &dispatch.attempt_id)
+            .header("x-outbound-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => Handoff::Accepted,
+            Ok(response) if response.status().is_client_error() => Handoff::Rejected("provider_rejected"),
+            Ok(_) | Err(_) => Handoff::Unavailable,
+        }
+    }
+}
