@@ -323,9 +323,16 @@ pub async fn post_event(
 ) -> ApiResult<Json<EventAccepted>> {
     let signature = headers.get("x-outbound-signature").and_then(|v| v.to_str().ok());
     // An unknown integration and a bad signature answer alike: neither reveals which ids exist.
-    let (channel, secret) = app.store.integration_secret(&id).await?.ok_or_else(ApiError::unauthorized)?;
+    let bad_signature = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "missing or invalid X-Outbound-Signature: base64(HMAC-SHA256(base64-decoded integration secret, raw body))",
+        )
+    };
+    let (channel, secret) = app.store.integration_secret(&id).await?.ok_or_else(bad_signature)?;
     if !signature.is_some_and(|s| verify_signature(&secret, &body, s)) {
-        return Err(ApiError::unauthorized());
+        return Err(bad_signature());
     }
     let is_json = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
     if !is_json {

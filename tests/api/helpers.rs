@@ -120,6 +120,46 @@ impl TestApp {
         Setup { agent, phone, whatsapp }
     }
 
+    /// Creates an integration with this provider and config; asserts 201 and returns the
+    /// integration object (with its `secret`, shown only at creation).
+    pub async fn create_integration_with(&self, agent_id: &str, channel: &str, provider: &str, config: Value) -> Value {
+        let body = json!({ "agent_id": agent_id, "type": channel, "provider": provider, "config": config });
+        let (status, body) = self.post("/integrations", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["integration"].clone()
+    }
+
+    /// POSTs raw `body` to `/api/v1.0/integrations/{integration}/events` without an API key, with
+    /// the given `X-Outbound-Signature` and `Content-Type` headers when set.
+    pub async fn post_event_raw(
+        &self,
+        integration: &str,
+        body: &[u8],
+        signature: Option<&str>,
+        content_type: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.post(self.url(&format!("/api/v1.0/integrations/{integration}/events"))).body(body.to_vec());
+        if let Some(signature) = signature {
+            request = request.header("X-Outbound-Signature", signature);
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("Content-Type", content_type);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.expect("body read");
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON body: {text}")) };
+        (status, value)
+    }
+
+    /// POSTs `event` as JSON to an integration's events route, signed with its `secret`.
+    pub async fn post_event(&self, integration: &str, secret: &str, event: &Value) -> (StatusCode, Value) {
+        let body = serde_json::to_vec(event).expect("event serializes");
+        let signature = outbound::domain::ids::sign(secret, &body).expect("secret is base64");
+        self.post_event_raw(integration, &body, Some(&signature), Some("application/json")).await
+    }
+
     /// Creates a campaign from `base` fields merged with `extra`; asserts 201.
     pub async fn create_campaign(&self, body: Value) -> Value {
         let (status, body) = self.post("/campaigns", body).await;

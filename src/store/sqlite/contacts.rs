@@ -7,6 +7,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::super::{AddContactsOutcome, BatchItem, ContactLookup, DeleteOutcome, ItemResult, ItemStatus, OrgId, StoreError, StoreResult};
+use super::engine::add_counts;
 use super::{opt_seconds, to_seconds};
 use crate::domain::campaign::ContactStatus;
 use crate::domain::contact::{Contact, IfDuplicate, NewContact};
@@ -113,7 +114,7 @@ pub(super) async fn add_contacts(
     }
     let created = i64::try_from(to_insert.len()).unwrap_or(i64::MAX);
     if created > 0 {
-        add_to_count(conn, campaign_id, ContactStatus::Queue, created).await?;
+        add_counts(conn, campaign_id, &[(ContactStatus::Queue, created)]).await?;
         sqlx::query(
             "UPDATE campaigns SET contact_count = contact_count + ?, \
              status = CASE WHEN status = 'pending' THEN 'ready' ELSE status END WHERE id = ?",
@@ -175,19 +176,6 @@ async fn overwrite_contact(conn: &mut SqliteConnection, id: i64, contact: &NewCo
         .bind(id)
         .execute(&mut *conn)
         .await?;
-    Ok(())
-}
-
-async fn add_to_count(conn: &mut SqliteConnection, campaign_id: i64, status: ContactStatus, delta: i64) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO campaign_contact_counts (campaign_id, status, count) VALUES (?, ?, ?) \
-         ON CONFLICT (campaign_id, status) DO UPDATE SET count = count + excluded.count",
-    )
-    .bind(campaign_id)
-    .bind(status.as_str())
-    .bind(delta)
-    .execute(&mut *conn)
-    .await?;
     Ok(())
 }
 
@@ -253,18 +241,28 @@ pub(super) async fn delete_contact(
     if campaign_status(conn, org, campaign_id).await?.is_none() {
         return Ok(DeleteOutcome::CampaignNotFound);
     }
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM contacts WHERE campaign_id = ? AND id = ?")
+    let row = sqlx::query("SELECT status, processed, answered FROM contacts WHERE campaign_id = ? AND id = ?")
         .bind(campaign_id)
         .bind(contact_id)
         .fetch_optional(&mut *conn)
         .await?;
-    let Some(status) = status else { return Ok(DeleteOutcome::ContactNotFound) };
+    let Some(row) = row else { return Ok(DeleteOutcome::ContactNotFound) };
+    let status: String = row.try_get("status")?;
     let status = ContactStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("bad contact status {status:?}")))?;
     if !status.is_deletable() {
         return Ok(DeleteOutcome::NotDeletable(status));
     }
     sqlx::query("DELETE FROM contacts WHERE id = ?").bind(contact_id).execute(&mut *conn).await?;
-    add_to_count(conn, campaign_id, status, -1).await?;
-    sqlx::query("UPDATE campaigns SET contact_count = contact_count - 1 WHERE id = ?").bind(campaign_id).execute(&mut *conn).await?;
+    add_counts(conn, campaign_id, &[(status, -1)]).await?;
+    // The analytics that count contacts ever processed or answered count only contacts still there.
+    sqlx::query(
+        "UPDATE campaigns SET contact_count = contact_count - 1, contacts_processed = contacts_processed - ?, \
+         contacts_answered = contacts_answered - ? WHERE id = ?",
+    )
+    .bind(row.try_get::<i64, _>("processed")?)
+    .bind(row.try_get::<i64, _>("answered")?)
+    .bind(campaign_id)
+    .execute(&mut *conn)
+    .await?;
     Ok(DeleteOutcome::Deleted)
 }
