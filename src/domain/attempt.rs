@@ -297,7 +297,10 @@ pub fn progress_contact(
         }
         Channel::Whatsapp => {
             let next = match event.status {
-                AttemptStatus::Failed if contact.status == ContactStatus::Sending => return Some(failed(contact)),
+                // Undelivered: a failed send, also when the provider had first reported it sent.
+                AttemptStatus::Failed if matches!(contact.status, ContactStatus::Sending | ContactStatus::Sent) => {
+                    return Some(failed(contact));
+                }
                 AttemptStatus::Sent => ContactStatus::Sent,
                 AttemptStatus::Delivered => ContactStatus::Delivered,
                 AttemptStatus::Read => ContactStatus::Read,

@@ -553,7 +553,10 @@ impl Campaign {
             CycleMode::Scheduled => {
                 let zone = jiff::tz::TimeZone::get(&self.settings.timezone).ok()?;
                 let dates = DateRange { first: cycles.schedule_start_date, last: cycles.schedule_end_date };
-                cycles.schedule.as_ref()?.next_opening(&zone, now, dates)
+                let schedule = cycles.schedule.as_ref()?;
+                // One pass per opening: an iteration that ends inside a window waits for the next one.
+                let after_this_window = schedule.next_closing(&zone, now).unwrap_or(now);
+                schedule.next_opening(&zone, after_this_window, dates)
             }
         }
     }
@@ -844,6 +847,7 @@ fn parse_date(field: &str, text: &str) -> Result<jiff::civil::Date, Violation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::schedule::{DayWindow, TimeOfDay};
 
     fn campaign(status: CampaignStatus) -> Campaign {
         let at = Timestamp::from_second(1_780_000_000).expect("time");
@@ -867,6 +871,57 @@ mod tests {
 
     fn later() -> Timestamp {
         Timestamp::from_second(1_780_003_600).expect("time")
+    }
+
+    fn with_cycles(mode: CycleMode) -> Campaign {
+        let mut c = campaign(CampaignStatus::Active);
+        c.settings.cycles = CyclesConfig { enabled: true, mode, max_iterations: 2, cooldown_minutes: 30, ..CyclesConfig::default() };
+        c
+    }
+
+    #[test]
+    fn an_iteration_ends_in_cooldown_while_passes_remain_and_someone_is_eligible() {
+        let mut c = with_cycles(CycleMode::Cooldown);
+        c.end_iteration(later(), true);
+        assert_eq!((c.status, c.next_cycle_at), (CampaignStatus::Cooldown, later().checked_add(jiff::SignedDuration::from_mins(30)).ok()));
+        assert!(!c.begin_due_iteration(later()), "not before next_cycle_at");
+        let due = c.next_cycle_at.expect("set");
+        assert!(c.begin_due_iteration(due));
+        assert_eq!((c.status, c.current_iteration, c.last_iteration_at, c.next_cycle_at), (CampaignStatus::Active, 2, Some(due), None));
+        // The last pass, or nobody eligible, or no cycles at all: finished.
+        c.end_iteration(due, true);
+        assert_eq!((c.status, c.ended_at), (CampaignStatus::Finished, Some(due)));
+        let mut nobody = with_cycles(CycleMode::Cooldown);
+        nobody.end_iteration(later(), false);
+        assert_eq!(nobody.status, CampaignStatus::Finished);
+        let mut single = campaign(CampaignStatus::Active);
+        single.end_iteration(later(), true);
+        assert_eq!(single.status, CampaignStatus::Finished);
+    }
+
+    #[test]
+    fn scheduled_cycles_start_at_the_next_opening_between_their_dates() {
+        let mut c = with_cycles(CycleMode::Scheduled);
+        c.settings.timezone = "UTC".into();
+        let closed = DayWindow {
+            start: TimeOfDay::parse("t", "09:00").expect("t"),
+            stop: TimeOfDay::parse("t", "10:00").expect("t"),
+            active: false,
+        };
+        let open = DayWindow { active: true, ..closed };
+        // 1_780_003_600 is a Thursday (2026-05-28 21:26 UTC); only Saturdays 09:00–10:00 open.
+        c.settings.cycles.schedule =
+            Some(WeekSchedule { mon: closed, tue: closed, wed: closed, thu: closed, fri: closed, sat: open, sun: closed });
+        c.end_iteration(later(), true);
+        assert_eq!(c.status, CampaignStatus::Cooldown);
+        assert_eq!(c.next_cycle_at, "2026-05-30T09:00:00Z".parse().ok());
+        // No opening left before the end date: finished.
+        let mut ended = with_cycles(CycleMode::Scheduled);
+        ended.settings.timezone = "UTC".into();
+        ended.settings.cycles.schedule = c.settings.cycles.schedule.clone();
+        ended.settings.cycles.schedule_end_date = "2026-05-29".parse().ok();
+        ended.end_iteration(later(), true);
+        assert_eq!(ended.status, CampaignStatus::Finished);
     }
 
     // The API cannot reach `cooldown` or `finished` without the engine; these pin the rules now.

@@ -563,7 +563,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(ProptestConfig::with_cases(1024))]
 
         #[test]
         fn is_open_at_matches_reference(week in arb_week(), (zone, at) in arb_instant()) {
@@ -574,6 +574,10 @@ mod tests {
                 prop_assert_eq!(week.is_open_at(tz, t), ref_open_civil(&week, tz.to_datetime(t)), "{} at {}", ZONES[zone], t);
             }
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
         fn next_opening_matches_reference(

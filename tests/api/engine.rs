@@ -52,6 +52,8 @@ pub enum Provider {
     Simulator(Value),
     /// A webhook provider posting to this mock server (mocks mounted by the caller).
     Webhook(MockServer),
+    /// A webhook provider posting to this URL with this timeout in milliseconds.
+    WebhookUrl(String, u32),
 }
 
 /// A test app with one agent and one integration of a channel.
@@ -86,6 +88,7 @@ impl Harness {
         let (kind, config, server) = match provider {
             Provider::Simulator(config) => ("simulator", config, None),
             Provider::Webhook(server) => ("webhook", json!({ "url": format!("{}/send", server.uri()), "timeout_ms": 2000 }), Some(server)),
+            Provider::WebhookUrl(url, timeout_ms) => ("webhook", json!({ "url": url, "timeout_ms": timeout_ms }), None),
         };
         let integration = app.create_integration_with(&agent, channel, kind, config).await;
         let id = integration["id"].as_str().expect("integration id").to_owned();
@@ -203,6 +206,9 @@ impl Harness {
         for page in 0.. {
             let (status, body) = self.get(&format!("/campaigns/{id}/{route}?pageSize=100&pageIndex={page}")).await;
             assert_eq!(status, StatusCode::OK, "{body}");
+            if route == "calls" {
+                assert_matches_altur("CampaignCallsResponse", &body);
+            }
             out.extend(body[key].as_array().expect("attempts").iter().cloned());
             if body["pagination"]["has_next"] != true {
                 break;
@@ -225,7 +231,6 @@ impl Harness {
     }
 
     /// Posts a signed event that must answer `200 {"success": true}`.
-    #[track_caller]
     pub async fn event_ok(&self, attempt_id: &str, status: &str, extra: Value) {
         let (code, body) = self.event(attempt_id, status, extra).await;
         assert_eq!((code, &body), (StatusCode::OK, &json!({ "success": true })), "event {status} on {attempt_id}");

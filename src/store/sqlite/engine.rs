@@ -284,6 +284,8 @@ struct AttemptState {
     contact_id: i64,
     channel: Channel,
     integration_id: String,
+    /// A late event on a finished campaign's attempt retries nothing (nothing would dispatch it).
+    campaign_finished: bool,
     voicemail_retries: i64,
     status: AttemptStatus,
     open: bool,
@@ -339,7 +341,7 @@ async fn load_attempts(conn: &mut SqliteConnection, ids: &[&str]) -> StoreResult
         let mut query = QueryBuilder::<Sqlite>::new(
             "SELECT a.id, a.campaign_id, a.contact_id, a.status, a.open, a.answered_by, a.converted, a.started_at, a.ended_at, \
              a.sent_at, a.delivered_at, a.read_at, a.duration, a.billed_duration, a.ended_by, a.ended_reason, a.extracted_data, a.tags, \
-             c.channel, c.integration_id, json_extract(c.settings, '$.retries') AS voicemail_retries \
+             c.channel, c.integration_id, c.status AS campaign_status, json_extract(c.settings, '$.retries') AS voicemail_retries \
              FROM attempts a JOIN campaigns c ON c.id = a.campaign_id WHERE a.id IN (",
         );
         let mut list = query.separated(", ");
@@ -358,6 +360,7 @@ async fn load_attempts(conn: &mut SqliteConnection, ids: &[&str]) -> StoreResult
                     contact_id: row.try_get("contact_id")?,
                     channel: parse_channel(row.try_get("channel")?)?,
                     integration_id: row.try_get("integration_id")?,
+                    campaign_finished: row.try_get::<String, _>("campaign_status")? == CampaignStatus::Finished.as_str(),
                     voicemail_retries: row.try_get("voicemail_retries")?,
                     status: AttemptStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("bad attempt status {status:?}")))?,
                     open: row.try_get("open")?,
@@ -522,7 +525,12 @@ pub(super) async fn apply_events(
                 delta.contacts_answered += 1;
             }
         }
-        if let Some(next) = progress_contact(attempt.channel, contact.progress, event, attempt.voicemail_retries, retry, at) {
+        let (voicemail_retries, retry) = if attempt.campaign_finished {
+            (0, RetrySettings { failed_retry_limit: 0, ..retry })
+        } else {
+            (attempt.voicemail_retries, retry)
+        };
+        if let Some(next) = progress_contact(attempt.channel, contact.progress, event, voicemail_retries, retry, at) {
             *delta.statuses.entry(contact.progress.status).or_default() -= 1;
             *delta.statuses.entry(next.status).or_default() += 1;
             contact.progress = next;
