@@ -312,9 +312,14 @@ struct ContactState {
     processed: bool,
     answered: bool,
     billed_duration: i64,
+    /// Read (and written back) only when some event of the batch carries data or tags.
+    data: Option<ContactData>,
+    changed: bool,
+}
+
+struct ContactData {
     extracted_data: Map<String, Value>,
     tags: Vec<String>,
-    changed: bool,
 }
 
 /// Counter changes of one campaign.
@@ -385,13 +390,13 @@ async fn load_attempts(conn: &mut SqliteConnection, ids: &[&str]) -> StoreResult
     Ok(attempts)
 }
 
-async fn load_contacts(conn: &mut SqliteConnection, ids: &[i64]) -> StoreResult<HashMap<i64, ContactState>> {
+async fn load_contacts(conn: &mut SqliteConnection, ids: &[i64], with_data: bool) -> StoreResult<HashMap<i64, ContactState>> {
     let mut contacts = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT id, status, retries, failed_retries, next_attempt_at, last_attempt_id, processed, answered, billed_duration, \
-             extracted_data, tags FROM contacts WHERE id IN (",
+            "SELECT id, status, retries, failed_retries, next_attempt_at, last_attempt_id, processed, answered, billed_duration",
         );
+        query.push(if with_data { ", extracted_data, tags FROM contacts WHERE id IN (" } else { " FROM contacts WHERE id IN (" });
         let mut list = query.separated(", ");
         for id in chunk {
             list.push_bind(*id);
@@ -411,8 +416,13 @@ async fn load_contacts(conn: &mut SqliteConnection, ids: &[i64]) -> StoreResult<
                     processed: row.try_get("processed")?,
                     answered: row.try_get("answered")?,
                     billed_duration: row.try_get("billed_duration")?,
-                    extracted_data: serde_json::from_str(row.try_get("extracted_data")?)?,
-                    tags: serde_json::from_str(row.try_get("tags")?)?,
+                    data: match with_data {
+                        true => Some(ContactData {
+                            extracted_data: serde_json::from_str(row.try_get("extracted_data")?)?,
+                            tags: serde_json::from_str(row.try_get("tags")?)?,
+                        }),
+                        false => None,
+                    },
                     changed: false,
                 },
             );
@@ -439,7 +449,8 @@ pub(super) async fn apply_events(
     let ids: Vec<&str> = events.iter().map(|e| e.attempt_id.as_str()).collect();
     let mut attempts = load_attempts(conn, &ids).await?;
     let contact_ids: Vec<i64> = attempts.values().map(|a| a.contact_id).collect();
-    let mut contacts = load_contacts(conn, &contact_ids).await?;
+    let with_data = events.iter().any(|e| e.extracted_data.is_some() || e.tags.is_some());
+    let mut contacts = load_contacts(conn, &contact_ids, with_data).await?;
     let mut deltas: HashMap<i64, CampaignDelta> = HashMap::new();
     let now = to_millis(at);
     let mut outcomes = Vec::with_capacity(events.len());
@@ -501,17 +512,17 @@ pub(super) async fn apply_events(
         else {
             continue;
         };
-        if let Some(data) = &event.extracted_data {
-            contact.extracted_data.extend(data.clone());
-            contact.changed = true;
-        }
-        if let Some(tags) = &event.tags {
-            for tag in tags {
-                if !contact.tags.contains(tag) {
-                    contact.tags.push(tag.clone());
-                }
+        if let Some(data) = contact.data.as_mut() {
+            if let Some(extracted) = &event.extracted_data {
+                data.extracted_data.extend(extracted.clone());
+                contact.changed = true;
             }
-            contact.changed = true;
+            for tag in event.tags.iter().flatten() {
+                if !data.tags.contains(tag) {
+                    data.tags.push(tag.clone());
+                }
+                contact.changed = true;
+            }
         }
         if closing && attempt.channel == Channel::PhoneCall {
             contact.billed_duration += event.billed_duration.unwrap_or(0).max(0);
@@ -587,15 +598,21 @@ async fn write_attempts(conn: &mut SqliteConnection, attempts: &HashMap<String, 
 async fn write_contacts(conn: &mut SqliteConnection, contacts: &HashMap<i64, ContactState>) -> StoreResult<()> {
     let changed: Vec<(&i64, &ContactState)> = contacts.iter().filter(|(_, c)| c.changed).collect();
     for chunk in changed.chunks(ROWS_PER_STATEMENT) {
+        let with_data = chunk.iter().any(|(_, c)| c.data.is_some());
         let mut update = QueryBuilder::<Sqlite>::new(
             "UPDATE contacts SET status = v.column2, retries = v.column3, failed_retries = v.column4, next_attempt_at = v.column5, \
-             processed = v.column6, answered = v.column7, billed_duration = v.column8, extracted_data = v.column9, tags = v.column10 FROM (",
+             processed = v.column6, answered = v.column7, billed_duration = v.column8",
         );
+        update.push(if with_data { ", extracted_data = v.column9, tags = v.column10 FROM (" } else { " FROM (" });
         let mut rows = Vec::with_capacity(chunk.len());
         for (id, c) in chunk {
-            rows.push((**id, *c, serde_json::to_string(&c.extracted_data)?, serde_json::to_string(&c.tags)?));
+            let data = c
+                .data
+                .as_ref()
+                .map(|d| Ok::<_, serde_json::Error>((serde_json::to_string(&d.extracted_data)?, serde_json::to_string(&d.tags)?)));
+            rows.push((**id, *c, data.transpose()?));
         }
-        update.push_values(rows, |mut row, (id, c, data, tags)| {
+        update.push_values(rows, |mut row, (id, c, data)| {
             row.push_bind(id)
                 .push_bind(c.progress.status.as_str())
                 .push_bind(c.progress.retries)
@@ -603,9 +620,10 @@ async fn write_contacts(conn: &mut SqliteConnection, contacts: &HashMap<i64, Con
                 .push_bind(c.progress.next_attempt_at.map(to_millis))
                 .push_bind(c.processed)
                 .push_bind(c.answered)
-                .push_bind(c.billed_duration)
-                .push_bind(data)
-                .push_bind(tags);
+                .push_bind(c.billed_duration);
+            if let Some((extracted, tags)) = data {
+                row.push_bind(extracted).push_bind(tags);
+            }
         });
         update.push(") AS v WHERE contacts.id = v.column1");
         update.build().execute(&mut *conn).await?;
