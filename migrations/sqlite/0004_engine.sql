@@ -11,11 +11,12 @@ CREATE TABLE attempts (
     status TEXT NOT NULL DEFAULT 'queued',
     -- 1 while the contact is `sending` on this attempt (it counts against concurrency_limit).
     open INTEGER NOT NULL DEFAULT 1,
-    -- 1 once the provider has the attempt; until then it is (re-)sent when handoff_at is reached.
+    -- 1 once the provider has the attempt; until then it is (re-)sent when due_at is reached.
     handed_off INTEGER NOT NULL DEFAULT 0,
     handoff_tries INTEGER NOT NULL DEFAULT 0,
-    -- The lease: whoever sends holds the attempt until then; past it, a re-send may happen.
-    handoff_at INTEGER,
+    -- When the engine next looks at this open attempt: before the handoff is confirmed, the end
+    -- of the sender's lease (or of a provider's back-off), when it may be re-sent; after, deadline.
+    due_at INTEGER NOT NULL,
     -- Closed as failed when no final event came by then (OUTBOUND_ATTEMPT_TIMEOUT).
     deadline INTEGER NOT NULL,
     template TEXT,
@@ -36,9 +37,8 @@ CREATE TABLE attempts (
 );
 -- /calls and /messages in creation order.
 CREATE INDEX attempts_by_campaign ON attempts (campaign_id, created_at);
--- Timeouts and due re-sends: only open attempts are indexed.
-CREATE INDEX attempts_open_by_deadline ON attempts (deadline) WHERE open = 1;
-CREATE INDEX attempts_due_handoff ON attempts (handoff_at) WHERE open = 1 AND handed_off = 0;
+-- Re-sends and timeouts: only open attempts are indexed.
+CREATE INDEX attempts_due ON attempts (due_at) WHERE open = 1;
 
 -- Attempts started per campaign and minute: message_limit's rolling 24 hours sums at most 1,440
 -- rows, whatever the campaign's size.

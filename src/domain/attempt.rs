@@ -1,6 +1,9 @@
 //! Attempts (calls and messages) and what their events do to a contact (contract §5.4, §5.5).
 //! Pure: the store applies these rules inside the transaction that records the event.
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -12,13 +15,28 @@ use super::ids::random_base62;
 use super::integration::SimulatorConfig;
 
 /// `cll_…` for calls, `msg_…` for WhatsApp messages: created once, before the provider sees it,
-/// and sent as the provider's idempotency key on every re-send.
+/// and sent as the provider's idempotency key on every re-send. Twenty base62 characters: a
+/// per-process sequence (from a random start) then randomness, so that ids are unique and new
+/// ones land next to each other in the attempts index instead of at random pages.
 pub fn new_attempt_id(channel: Channel) -> String {
+    static SEQUENCE: OnceLock<AtomicU64> = OnceLock::new();
+    let sequence = SEQUENCE.get_or_init(|| AtomicU64::new(rand::random::<u64>() >> 4)).fetch_add(1, Ordering::Relaxed);
     let marker = match channel {
         Channel::PhoneCall => "cll_",
         Channel::Whatsapp => "msg_",
     };
-    format!("{marker}{}", random_base62(20))
+    format!("{marker}{}{}", base62_fixed(sequence, 11), random_base62(9))
+}
+
+/// `value` in base62, most significant digit first, padded to `width` characters.
+fn base62_fixed(mut value: u64, width: usize) -> String {
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = vec![b'0'; width];
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(value % 62) as usize];
+        value /= 62;
+    }
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Who answered a call.
@@ -470,6 +488,16 @@ mod tests {
             progress_contact(Channel::Whatsapp, contact(ContactStatus::Read), &converted, 0, settings, at()).map(|c| c.status),
             Some(ContactStatus::Converted)
         );
+    }
+
+    #[test]
+    fn attempt_ids_have_the_contract_shape_and_follow_each_other() {
+        let (first, second) = (new_attempt_id(Channel::PhoneCall), new_attempt_id(Channel::PhoneCall));
+        assert!(first.starts_with("cll_") && first.len() == 24 && first[4..].bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert!(first[4..15] < second[4..15], "{first} then {second}");
+        assert!(new_attempt_id(Channel::Whatsapp).starts_with("msg_"));
+        assert_eq!(base62_fixed(61, 3), "00z");
+        assert_eq!(base62_fixed(62, 3), "010");
     }
 
     #[test]

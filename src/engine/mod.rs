@@ -42,9 +42,11 @@ impl Default for EngineSettings {
     }
 }
 
-/// Most attempts one tick starts over all campaigns: bounds memory and the size of a commit;
-/// campaigns share it evenly.
+/// Most attempts one tick starts over all campaigns: bounds memory and the size of a commit.
 const MAX_CLAIMS_PER_TICK: u32 = 8192;
+/// Campaigns served per tick, taken in turn, so that each claim is large enough to carry its fixed
+/// cost (a handful of statements) whatever the number of campaigns; they share the tick evenly.
+const MAX_CAMPAIGNS_PER_TICK: usize = 16;
 /// Re-sends, timeouts handled per tick.
 const MAX_DUE_PER_TICK: u32 = 2048;
 /// How often an idle engine looks for work.
@@ -70,16 +72,19 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     settings: EngineSettings,
     providers: provider::Providers,
+    /// Where the next tick starts among campaigns waiting to dispatch.
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 impl Engine {
     pub fn new(store: DynStore, clock: Arc<dyn Clock>, settings: EngineSettings) -> Engine {
         let providers = provider::Providers::new(&settings);
-        Engine { store, clock, settings, providers }
+        Engine { store, clock, settings, providers, turn: Default::default() }
     }
 
     /// Runs ticks until `stop` resolves. Handoffs left unconfirmed by an earlier run of this
-    /// process are made due at once: their leases died with it.
+    /// process are made due at once: their leases died with it. A tick's handoff (provider calls
+    /// and outcomes) runs while the next tick claims, so the store's writer is never idle.
     pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         match self.store.release_leases(self.clock.now()).await {
             Ok(0) => {}
@@ -87,9 +92,25 @@ impl Engine {
             Err(err) => tracing::error!(error = %err, "could not release earlier leases"),
         }
         tokio::pin!(stop);
+        let mut handing_off: Option<tokio::task::JoinHandle<StoreResult<()>>> = None;
         loop {
-            let idle = match self.tick().await {
-                Ok(report) => report.is_idle(),
+            let prepared = self.prepare().await;
+            let busy = handing_off.is_some();
+            if let Some(previous) = handing_off.take() {
+                match previous.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => tracing::error!(error = %err, "engine handoff failed"),
+                    Err(err) => tracing::error!(error = %err, "engine handoff panicked"),
+                }
+            }
+            let idle = match prepared {
+                Ok((report, handoff)) => {
+                    if !handoff.is_empty() {
+                        let engine = self.clone();
+                        handing_off = Some(tokio::spawn(async move { engine.hand_off(handoff).await }));
+                    }
+                    report.is_idle() && !busy
+                }
                 Err(err) => {
                     tracing::error!(error = %err, "engine tick failed");
                     true
@@ -100,6 +121,9 @@ impl Engine {
                 () = &mut stop => break,
                 () = tokio::time::sleep(pause) => {}
             }
+        }
+        if let Some(last) = handing_off {
+            let _ = last.await;
         }
     }
 
@@ -119,8 +143,16 @@ impl Engine {
         }
     }
 
-    /// One pass over everything due at the clock's current instant.
+    /// One pass over everything due at the clock's current instant, handoffs included.
     pub async fn tick(&self) -> StoreResult<TickReport> {
+        let (report, handoff) = self.prepare().await?;
+        self.hand_off(handoff).await?;
+        Ok(report)
+    }
+
+    /// Closes timed-out attempts, moves iterations, claims contacts and takes due re-sends; returns
+    /// the attempts to hand to providers.
+    async fn prepare(&self) -> StoreResult<(TickReport, Handoff)> {
         let now = self.clock.now();
         let mut report = TickReport::default();
 
@@ -132,10 +164,6 @@ impl Engine {
         }
 
         let campaigns = self.store.running_campaigns().await?;
-        let mut by_id: HashMap<i64, RunningCampaign> = HashMap::with_capacity(campaigns.len());
-        let mut claims = Vec::new();
-        let dispatching: Vec<&RunningCampaign> = campaigns.iter().filter(|c| wants_to_dispatch(c, now)).collect();
-        let share = (MAX_CLAIMS_PER_TICK / u32::try_from(dispatching.len().max(1)).unwrap_or(u32::MAX)).max(1);
         for running in &campaigns {
             let campaign = &running.campaign;
             let iteration_due = match campaign.status {
@@ -146,40 +174,45 @@ impl Engine {
                 report.iterations += 1;
             }
         }
-        for running in dispatching {
-            let mut limit = share;
-            if let Some(concurrency) = running.campaign.settings.concurrency_limit {
-                limit = limit.min(u32::try_from(concurrency - running.in_flight).unwrap_or(0));
-            }
-            if limit > 0 {
-                claims.push(self.store.claim_attempts(ClaimRequest {
+        let mut dispatching: Vec<&RunningCampaign> = campaigns.iter().filter(|c| wants_to_dispatch(c, now)).collect();
+        if dispatching.len() > MAX_CAMPAIGNS_PER_TICK {
+            let turn = self.turn.fetch_add(MAX_CAMPAIGNS_PER_TICK, std::sync::atomic::Ordering::Relaxed) % dispatching.len();
+            dispatching.rotate_left(turn);
+            dispatching.truncate(MAX_CAMPAIGNS_PER_TICK);
+        }
+        let share = (MAX_CLAIMS_PER_TICK / u32::try_from(dispatching.len().max(1)).unwrap_or(u32::MAX)).max(1);
+        let lease_until = now.saturating_add(self.settings.lease).unwrap_or(now);
+        let claims: Vec<ClaimRequest> = dispatching
+            .iter()
+            .filter_map(|running| {
+                let room = running
+                    .campaign
+                    .settings
+                    .concurrency_limit
+                    .map_or(share, |concurrency| u32::try_from(concurrency - running.in_flight).unwrap_or(0).min(share));
+                (room > 0).then(|| ClaimRequest {
                     campaign_id: running.campaign.id,
-                    limit,
+                    limit: room,
                     at: now,
-                    lease_until: now.saturating_add(self.settings.lease).unwrap_or(now),
+                    lease_until,
                     deadline: now.saturating_add(self.settings.attempt_timeout).unwrap_or(now),
-                }));
-            }
-        }
-        let mut dispatches: Vec<Dispatch> = Vec::new();
-        for claimed in join_all(claims).await {
-            dispatches.extend(claimed?);
-        }
+                })
+            })
+            .collect();
+        let mut dispatches = if claims.is_empty() { Vec::new() } else { self.store.claim_attempts(claims).await? };
         report.claimed = dispatches.len();
 
-        let due = self.store.take_due_handoffs(now, now.saturating_add(self.settings.lease).unwrap_or(now), MAX_DUE_PER_TICK).await?;
+        let due = self.store.take_due_handoffs(now, lease_until, MAX_DUE_PER_TICK).await?;
         report.resent = due.len();
         dispatches.extend(due);
-
-        for running in campaigns {
-            by_id.insert(running.campaign.id, running);
-        }
-        self.hand_off(dispatches, &mut by_id, now).await?;
-        Ok(report)
+        let campaigns = campaigns.into_iter().map(|running| (running.campaign.id, running)).collect();
+        Ok((report, Handoff { dispatches, campaigns, now }))
     }
 
-    /// Gives each attempt to its campaign's provider and records what came back.
-    async fn hand_off(&self, dispatches: Vec<Dispatch>, campaigns: &mut HashMap<i64, RunningCampaign>, now: Timestamp) -> StoreResult<()> {
+    /// Gives each attempt to its campaign's provider and records what came back. The simulator's
+    /// outcomes of every campaign go to the store together.
+    async fn hand_off(&self, handoff: Handoff) -> StoreResult<()> {
+        let Handoff { dispatches, mut campaigns, now } = handoff;
         let mut per_campaign: HashMap<i64, Vec<Dispatch>> = HashMap::new();
         for dispatch in dispatches {
             per_campaign.entry(dispatch.campaign_id).or_default().push(dispatch);
@@ -192,13 +225,35 @@ impl Engine {
                 campaigns.insert(*campaign_id, running);
             }
         }
-        let batches: Vec<(&RunningCampaign, Vec<Dispatch>)> =
-            per_campaign.into_iter().filter_map(|(campaign_id, batch)| Some((campaigns.get(&campaign_id)?, batch))).collect();
-        let sends = batches.into_iter().map(|(running, batch)| self.providers.send(&self.store, running, batch, now, self.settings.retry));
-        for sent in join_all(sends).await {
-            sent?;
+        let mut simulated = Vec::new();
+        let mut sends = Vec::new();
+        for (campaign_id, batch) in per_campaign {
+            let Some(running) = campaigns.get(&campaign_id) else { continue };
+            match provider::simulate_now(running, &batch, now) {
+                Some(events) => simulated.extend(events),
+                None => sends.push(self.providers.send(&self.store, running, batch, now, self.settings.retry)),
+            }
         }
-        Ok(())
+        let retry = self.settings.retry;
+        let store = &self.store;
+        let outcomes =
+            async move { if simulated.is_empty() { Ok(()) } else { store.apply_events(None, simulated, now, retry).await.map(drop) } };
+        let (outcomes, sent) = tokio::join!(outcomes, join_all(sends));
+        outcomes?;
+        sent.into_iter().collect()
+    }
+}
+
+/// Attempts claimed in one tick, on their way to providers.
+struct Handoff {
+    dispatches: Vec<Dispatch>,
+    campaigns: HashMap<i64, RunningCampaign>,
+    now: Timestamp,
+}
+
+impl Handoff {
+    fn is_empty(&self) -> bool {
+        self.dispatches.is_empty()
     }
 }
 

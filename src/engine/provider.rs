@@ -60,6 +60,18 @@ enum Handoff {
     Unavailable,
 }
 
+/// The simulator's outcomes of a batch, when the campaign's provider is a simulator with no
+/// latency (they are then applied together with other campaigns'); `None` otherwise.
+pub(super) fn simulate_now(running: &RunningCampaign, batch: &[Dispatch], now: Timestamp) -> Option<Vec<AttemptEvent>> {
+    match &running.provider {
+        ProviderConfig::Simulator(config) if config.latency_ms == 0 => {
+            let channel = running.campaign.integration.channel;
+            Some(batch.iter().flat_map(|d| simulate(&d.attempt_id, channel, config, now)).collect())
+        }
+        _ => None,
+    }
+}
+
 impl Providers {
     pub(super) fn new(settings: &EngineSettings) -> Providers {
         Providers { http: reqwest::Client::new(), public_url: settings.public_url.trim_end_matches('/').to_owned() }

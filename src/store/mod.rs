@@ -224,9 +224,9 @@ pub trait Store: Send + Sync + 'static {
     async fn running_campaigns(&self) -> StoreResult<Vec<RunningCampaign>>;
     /// One campaign as the engine sees it, whatever its status (re-sends of a paused campaign).
     async fn running_campaign(&self, campaign_id: i64) -> StoreResult<Option<RunningCampaign>>;
-    /// Claims the next contacts of a campaign and records an attempt for each, in one
-    /// transaction that re-checks the campaign's status and budgets.
-    async fn claim_attempts(&self, claim: ClaimRequest) -> StoreResult<Vec<Dispatch>>;
+    /// Claims the next contacts of each campaign named and records an attempt for each, in one
+    /// transaction that re-checks every campaign's status and budgets.
+    async fn claim_attempts(&self, claims: Vec<ClaimRequest>) -> StoreResult<Vec<Dispatch>>;
     /// Takes the lease on attempts whose handoff is due (a re-send after a crash or a provider
     /// error) and returns them, with the same attempt ids.
     async fn take_due_handoffs(&self, at: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Dispatch>>;

@@ -146,7 +146,7 @@ pub(super) async fn claim_attempts(conn: &mut SqliteConnection, claim: ClaimRequ
     }
     for chunk in claimed.chunks(ROWS_PER_STATEMENT) {
         let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO attempts (id, campaign_id, contact_id, iteration, handoff_at, deadline, template, created_at) ",
+            "INSERT INTO attempts (id, campaign_id, contact_id, iteration, due_at, deadline, template, created_at) ",
         );
         insert.push_values(chunk, |mut row, (contact_id, attempt_id, template)| {
             row.push_bind(attempt_id.as_str())
@@ -190,11 +190,14 @@ pub(super) async fn claim_attempts(conn: &mut SqliteConnection, claim: ClaimRequ
     .bind(taken)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM campaign_starts WHERE campaign_id = ? AND minute < ?")
-        .bind(claim.campaign_id)
-        .bind(minute - MINUTES_PER_DAY)
-        .execute(&mut *conn)
-        .await?;
+    // Minutes older than a day no longer count; clear them out now and then.
+    if minute % 10 == 0 {
+        sqlx::query("DELETE FROM campaign_starts WHERE campaign_id = ? AND minute < ?")
+            .bind(claim.campaign_id)
+            .bind(minute - MINUTES_PER_DAY)
+            .execute(&mut *conn)
+            .await?;
+    }
     let ids: Vec<&str> = claimed.iter().map(|(_, id, _)| id.as_str()).collect();
     dispatches(conn, &ids).await
 }
@@ -231,8 +234,9 @@ pub(super) async fn take_due_handoffs(
     limit: u32,
 ) -> StoreResult<Vec<Dispatch>> {
     let ids: Vec<String> = sqlx::query_scalar(
-        "UPDATE attempts SET handoff_at = ? WHERE id IN (\
-           SELECT id FROM attempts WHERE open = 1 AND handed_off = 0 AND handoff_at <= ? ORDER BY handoff_at LIMIT ?) RETURNING id",
+        "UPDATE attempts SET due_at = ?1 WHERE id IN (\
+           SELECT id FROM attempts WHERE open = 1 AND due_at <= ?2 AND handed_off = 0 AND deadline > ?2 ORDER BY due_at LIMIT ?3) \
+         RETURNING id",
     )
     .bind(to_millis(lease_until))
     .bind(to_millis(at))
@@ -247,10 +251,10 @@ pub(super) async fn record_handoffs(conn: &mut SqliteConnection, results: Vec<Ha
     for result in results {
         match result {
             HandoffResult::Accepted(id) => {
-                sqlx::query("UPDATE attempts SET handed_off = 1 WHERE id = ?").bind(id).execute(&mut *conn).await?;
+                sqlx::query("UPDATE attempts SET handed_off = 1, due_at = deadline WHERE id = ?").bind(id).execute(&mut *conn).await?;
             }
             HandoffResult::RetryAt { attempt_id, at } => {
-                sqlx::query("UPDATE attempts SET handoff_tries = handoff_tries + 1, handoff_at = ? WHERE id = ? AND handed_off = 0")
+                sqlx::query("UPDATE attempts SET handoff_tries = handoff_tries + 1, due_at = ? WHERE id = ? AND handed_off = 0")
                     .bind(to_millis(at))
                     .bind(attempt_id)
                     .execute(&mut *conn)
@@ -262,7 +266,7 @@ pub(super) async fn record_handoffs(conn: &mut SqliteConnection, results: Vec<Ha
 }
 
 pub(super) async fn expired_attempts(conn: &mut SqliteConnection, at: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
-    Ok(sqlx::query_scalar("SELECT id FROM attempts WHERE open = 1 AND deadline <= ? ORDER BY deadline LIMIT ?")
+    Ok(sqlx::query_scalar("SELECT id FROM attempts WHERE open = 1 AND due_at <= ?1 AND deadline <= ?1 ORDER BY due_at LIMIT ?2")
         .bind(to_millis(at))
         .bind(i64::from(limit))
         .fetch_all(&mut *conn)
@@ -270,8 +274,7 @@ pub(super) async fn expired_attempts(conn: &mut SqliteConnection, at: Timestamp,
 }
 
 pub(super) async fn release_leases(conn: &mut SqliteConnection, at: Timestamp) -> StoreResult<u64> {
-    let done = sqlx::query("UPDATE attempts SET handoff_at = ? WHERE open = 1 AND handed_off = 0 AND handoff_at > ?")
-        .bind(to_millis(at))
+    let done = sqlx::query("UPDATE attempts SET due_at = ?1 WHERE open = 1 AND handed_off = 0 AND due_at > ?1")
         .bind(to_millis(at))
         .execute(&mut *conn)
         .await?;
@@ -560,7 +563,7 @@ async fn write_attempts(conn: &mut SqliteConnection, attempts: &HashMap<String, 
     let changed: Vec<(&String, &AttemptState)> = attempts.iter().filter(|(_, a)| a.changed).collect();
     for chunk in changed.chunks(ROWS_PER_STATEMENT) {
         let mut update = QueryBuilder::<Sqlite>::new(
-            "UPDATE attempts SET status = v.column2, open = v.column3, handed_off = 1, answered_by = v.column4, converted = v.column5, \
+            "UPDATE attempts SET status = v.column2, open = v.column3, handed_off = 1, due_at = deadline, answered_by = v.column4, converted = v.column5, \
              started_at = v.column6, ended_at = v.column7, sent_at = v.column8, delivered_at = v.column9, read_at = v.column10, \
              duration = v.column11, billed_duration = v.column12, ended_by = v.column13, ended_reason = v.column14, \
              extracted_data = v.column15, tags = v.column16 FROM (",
@@ -652,19 +655,18 @@ async fn write_delta(conn: &mut SqliteConnection, campaign_id: i64, delta: Campa
     add_counts(conn, campaign_id, &statuses).await
 }
 
-/// Adds to the per-status contact counts of a campaign.
+/// Adds to the per-status contact counts of a campaign (one statement).
 pub(super) async fn add_counts(conn: &mut SqliteConnection, campaign_id: i64, deltas: &[(ContactStatus, i64)]) -> StoreResult<()> {
-    for (status, delta) in deltas.iter().filter(|(_, d)| *d != 0) {
-        sqlx::query(
-            "INSERT INTO campaign_contact_counts (campaign_id, status, count) VALUES (?, ?, ?) \
-             ON CONFLICT (campaign_id, status) DO UPDATE SET count = count + excluded.count",
-        )
-        .bind(campaign_id)
-        .bind(status.as_str())
-        .bind(delta)
-        .execute(&mut *conn)
-        .await?;
+    let deltas: Vec<&(ContactStatus, i64)> = deltas.iter().filter(|(_, d)| *d != 0).collect();
+    if deltas.is_empty() {
+        return Ok(());
     }
+    let mut upsert = QueryBuilder::<Sqlite>::new("INSERT INTO campaign_contact_counts (campaign_id, status, count) ");
+    upsert.push_values(deltas, |mut row, (status, delta)| {
+        row.push_bind(campaign_id).push_bind(status.as_str()).push_bind(*delta);
+    });
+    upsert.push(" ON CONFLICT (campaign_id, status) DO UPDATE SET count = count + excluded.count");
+    upsert.build().execute(&mut *conn).await?;
     Ok(())
 }
 

@@ -58,8 +58,12 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let mut writer = SqliteConnection::connect_with(&options).await?;
+            .busy_timeout(Duration::from_secs(10))
+            // Savepoints (one per writer job) keep their undo pages here: memory, not a temp file.
+            .pragma("temp_store", "MEMORY");
+        // The writer touches contacts, attempts and their indexes on every claim and outcome: a
+        // larger page cache than the default 2 MiB keeps their hot pages (bounded: 16 MiB).
+        let mut writer = SqliteConnection::connect_with(&options.clone().pragma("cache_size", "-16384")).await?;
         MIGRATOR.run(&mut writer).await?;
         // No ping before each use: a broken connection fails its query and is replaced anyway, and the
         // ping is a second thread round trip on every read.
@@ -653,8 +657,17 @@ impl Store for SqliteStore {
         engine::running_campaign(&mut *self.reads.acquire().await?, campaign_id).await
     }
 
-    async fn claim_attempts(&self, claim: ClaimRequest) -> StoreResult<Vec<Dispatch>> {
-        self.write(move |conn| Box::pin(engine::claim_attempts(conn, claim))).await
+    async fn claim_attempts(&self, claims: Vec<ClaimRequest>) -> StoreResult<Vec<Dispatch>> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut dispatches = Vec::new();
+                for claim in claims {
+                    dispatches.extend(engine::claim_attempts(conn, claim).await?);
+                }
+                Ok(dispatches)
+            })
+        })
+        .await
     }
 
     async fn take_due_handoffs(&self, at: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Dispatch>> {

@@ -1,0 +1,811 @@
+//! Crash test (issue "Engine"): one command, `cargo bench --bench crash`.
+//!
+//! A mock provider (an axum server inside this harness) records every attempt the engine POSTs to
+//! it, answers 200, then reports the call's outcome by POSTing a signed event to the attempt's
+//! `callback_url`, retrying until it gets a 2xx or a 404 (the server may be down). The outcome is a
+//! pure function of the attempt id (60% answered by a human, 20% by a machine, 20% no answer), so a
+//! re-sent attempt gets the same outcome again.
+//!
+//! The real `outbound serve` binary runs as its own process on a SQLite file with
+//! `--rate-limit-rps 0 --retry-interval 1s --lease 5s`. The harness creates a phone integration
+//! with the webhook provider pointed at the mock, `CRASH_CAMPAIGNS` campaigns of `CRASH_CONTACTS`
+//! contacts (window always open in UTC, `concurrency_limit` 100, `message_limit` 10000, `retries`
+//! 1; the server's failed-retry limit is its default, 1), activates them all, and while they run
+//! kills the server with SIGKILL `CRASH_KILLS` times at random points of progress (counted in
+//! distinct attempts the mock has seen), restarting it each time on the same database and port.
+//! Once every campaign is `finished` it checks:
+//! - every POST carried an attempt id the server created (all appear in `/calls`), a re-send
+//!   (an id seen before) carried the same contact, campaign and iteration, a valid signature and
+//!   `Idempotency-Key` = attempt id; no outcome event was answered 404;
+//! - per contact: at least one attempt (none lost), and exactly as many distinct attempts as the
+//!   rules demand given the outcomes the mock returned (a machine answer allows one more while the
+//!   contact's voicemail retries < 1, a no-answer one more while its failed retries < 1: at most 3);
+//!   the contact's status, `call_count`, `retries` and `failed_retries` as the server reports them
+//!   agree with that replay;
+//! - per campaign: `/calls` `total_count` = distinct attempt ids the mock saw, every call ended with
+//!   the outcome the mock reported, and the analytics agree (`contacts` and `contactsProcessed` =
+//!   contacts, `calls`, answered-by counts, `contactsAnswered`, `contactsVoicemail`,
+//!   `contactsFailed`).
+//!
+//! Any violation: the list of problems on stderr and exit status 1.
+//!
+//! Defaults: 30 campaigns × 3,333 contacts (99,990 contacts). Not 10 × 10,000: a contact may take
+//! up to 3 attempts and `message_limit` (at most 10,000) caps the attempts a campaign starts in
+//! any 24 h, so a 10,000-contact campaign would stall on its budget before it finishes. The harness
+//! refuses `CRASH_CONTACTS` × 3 > 10,000.
+//!
+//! Knobs (environment): `CRASH_CAMPAIGNS` (30), `CRASH_CONTACTS` (3333 per campaign),
+//! `CRASH_KILLS` (4), `CRASH_SEED` (random; printed, so a run can be repeated),
+//! `CRASH_CALL_MS` (50: the mock waits 0..this before reporting an outcome), `CRASH_DOWNTIME_MS`
+//! (2000: the server stays down 0..this after a kill), `CRASH_TIMEOUT_SECS` (1800),
+//! `CRASH_KEEP` (1: keep the temp dir with the database and the server's log).
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use outbound::domain::ids::{sign, verify_signature};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use support::{Api, Server, env_or};
+
+const KNOBS: [&str; 8] = [
+    "CRASH_CAMPAIGNS",
+    "CRASH_CONTACTS",
+    "CRASH_KILLS",
+    "CRASH_SEED",
+    "CRASH_CALL_MS",
+    "CRASH_DOWNTIME_MS",
+    "CRASH_TIMEOUT_SECS",
+    "CRASH_KEEP",
+];
+/// The campaigns' `retries` (voicemail retries).
+const VOICEMAIL_RETRIES: u32 = 1;
+/// The server's `--failed-retry-limit` (its default).
+const FAILED_RETRY_LIMIT: u32 = 1;
+const MESSAGE_LIMIT: usize = 10_000;
+const CONCURRENCY_LIMIT: usize = 100;
+/// Shares of the mock's outcomes.
+const HUMAN: f64 = 0.6;
+const MACHINE: f64 = 0.2;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Outcome {
+    Human,
+    Machine,
+    NoAnswer,
+}
+
+fn digest_u32(attempt_id: &str, word: usize) -> u32 {
+    let digest = Sha256::digest(attempt_id.as_bytes());
+    u32::from_le_bytes([digest[4 * word], digest[4 * word + 1], digest[4 * word + 2], digest[4 * word + 3]])
+}
+
+/// The outcome of an attempt: a pure function of its id.
+fn outcome(attempt_id: &str) -> Outcome {
+    let draw = f64::from(digest_u32(attempt_id, 0)) / (f64::from(u32::MAX) + 1.0);
+    if draw < HUMAN {
+        Outcome::Human
+    } else if draw < HUMAN + MACHINE {
+        Outcome::Machine
+    } else {
+        Outcome::NoAnswer
+    }
+}
+
+/// The event body the mock posts for an attempt (the same bytes on every report).
+fn event_body(attempt_id: &str, outcome: Outcome) -> Vec<u8> {
+    let event = match outcome {
+        Outcome::Human => json!({
+            "attempt_id": attempt_id, "status": "ended", "answered_by": "human", "duration": 60, "billed_duration": 60,
+            "ended_by": "user", "ended_reason": "user_hangup", "converted": false,
+        }),
+        Outcome::Machine => json!({
+            "attempt_id": attempt_id, "status": "ended", "answered_by": "machine", "duration": 20, "billed_duration": 20,
+            "ended_by": "agent", "ended_reason": "voicemail", "converted": false,
+        }),
+        Outcome::NoAnswer => json!({
+            "attempt_id": attempt_id, "status": "no-answer", "answered_by": null, "duration": 0, "billed_duration": 0,
+            "ended_reason": "no_answer", "converted": false,
+        }),
+    };
+    serde_json::to_vec(&event).expect("JSON")
+}
+
+/// What the rules demand of a contact given the outcomes of its attempts, in order.
+struct Replay {
+    /// Attempts the rules demand; `None` when the last outcome allowed one more that never came.
+    demanded: Option<usize>,
+    status: &'static str,
+    retries: u32,
+    failed_retries: u32,
+}
+
+fn replay(outcomes: &[Outcome]) -> Replay {
+    let (mut retries, mut failed_retries) = (0, 0);
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let (retry, status) = match outcome {
+            Outcome::Human => (false, "answered"),
+            Outcome::Machine if retries < VOICEMAIL_RETRIES => {
+                retries += 1;
+                (true, "retrying")
+            }
+            Outcome::Machine => (false, "voicemail"),
+            Outcome::NoAnswer if failed_retries < FAILED_RETRY_LIMIT => {
+                failed_retries += 1;
+                (true, "retrying")
+            }
+            Outcome::NoAnswer => (false, "failed"),
+        };
+        if !retry {
+            return Replay { demanded: Some(i + 1), status, retries, failed_retries };
+        }
+    }
+    Replay { demanded: None, status: "retrying", retries, failed_retries }
+}
+
+/// The expected number of attempts per contact under the rules and the mock's shares.
+fn expected_attempts(retries: u32, failed_retries: u32) -> f64 {
+    let machine = if retries < VOICEMAIL_RETRIES { expected_attempts(retries + 1, failed_retries) } else { 0.0 };
+    let no_answer = if failed_retries < FAILED_RETRY_LIMIT { expected_attempts(retries, failed_retries + 1) } else { 0.0 };
+    1.0 + MACHINE * machine + (1.0 - HUMAN - MACHINE) * no_answer
+}
+
+/// An attempt as the mock saw it.
+struct Seen {
+    campaign: i64,
+    contact: i64,
+    iteration: i64,
+    outcome: Outcome,
+    posts: u32,
+}
+
+#[derive(Default)]
+struct Record {
+    attempts: HashMap<String, Seen>,
+    /// Contact id → its attempt ids in the order the mock first saw them.
+    by_contact: HashMap<i64, Vec<String>>,
+    resends: u64,
+    problems: Vec<String>,
+}
+
+/// The mock provider.
+struct Mock {
+    secret: OnceLock<String>,
+    record: Mutex<Record>,
+    posts: AtomicU64,
+    distinct: AtomicU64,
+    /// Outcome reports not yet answered 2xx or 404.
+    pending: AtomicI64,
+    delivered: AtomicU64,
+    not_found: AtomicU64,
+    connection_errors: AtomicU64,
+    other_statuses: Mutex<BTreeMap<u16, u64>>,
+    client: reqwest::Client,
+    max_call_ms: u64,
+}
+
+impl Mock {
+    fn problem(&self, problem: String) {
+        self.record.lock().expect("record").problems.push(problem);
+    }
+}
+
+/// `POST /attempts`: an attempt handed over by the engine.
+async fn receive(State(mock): State<Arc<Mock>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    mock.posts.fetch_add(1, Ordering::Relaxed);
+    let signature = headers.get("x-outbound-signature").and_then(|v| v.to_str().ok());
+    let signed = matches!((mock.secret.get(), signature), (Some(secret), Some(signature)) if verify_signature(secret, &body, signature));
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(payload) => payload,
+        Err(err) => {
+            mock.problem(format!("an attempt POST is not JSON ({err}): {}", String::from_utf8_lossy(&body)));
+            return StatusCode::BAD_REQUEST;
+        }
+    };
+    let (Some(attempt_id), Some(campaign), Some(contact), Some(iteration), Some(callback)) = (
+        payload["attempt_id"].as_str(),
+        payload["campaign"]["id"].as_i64(),
+        payload["contact"]["id"].as_i64(),
+        payload["iteration"].as_i64(),
+        payload["callback_url"].as_str(),
+    ) else {
+        mock.problem(format!("an attempt POST lacks attempt_id, campaign.id, contact.id, iteration or callback_url: {payload}"));
+        return StatusCode::BAD_REQUEST;
+    };
+    if !signed {
+        mock.problem(format!("attempt {attempt_id}: X-Outbound-Signature missing or wrong"));
+    }
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    if key != Some(attempt_id) {
+        mock.problem(format!("attempt {attempt_id}: Idempotency-Key is {key:?}"));
+    }
+    let outcome = outcome(attempt_id);
+    {
+        let mut guard = mock.record.lock().expect("record");
+        let record = &mut *guard;
+        match record.attempts.get_mut(attempt_id) {
+            Some(seen) => {
+                seen.posts += 1;
+                record.resends += 1;
+                if (seen.campaign, seen.contact, seen.iteration) != (campaign, contact, iteration) {
+                    record.problems.push(format!(
+                        "attempt {attempt_id} re-sent for campaign {campaign} contact {contact} iteration {iteration}, first sent for \
+                         campaign {} contact {} iteration {}",
+                        seen.campaign, seen.contact, seen.iteration
+                    ));
+                }
+            }
+            None => {
+                record.attempts.insert(attempt_id.to_owned(), Seen { campaign, contact, iteration, outcome, posts: 1 });
+                record.by_contact.entry(contact).or_default().push(attempt_id.to_owned());
+                mock.distinct.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    mock.pending.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(report(mock.clone(), attempt_id.to_owned(), callback.to_owned(), outcome));
+    StatusCode::OK
+}
+
+/// Reports an attempt's outcome to the server, until it answers 2xx or 404.
+async fn report(mock: Arc<Mock>, attempt_id: String, url: String, outcome: Outcome) {
+    let delay = u64::from(digest_u32(&attempt_id, 1)) % (mock.max_call_ms + 1);
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+    let body = event_body(&attempt_id, outcome);
+    let secret = mock.secret.get().expect("secret set before activation");
+    let signature = sign(secret, &body).expect("a base64 secret");
+    let started = Instant::now();
+    loop {
+        let sent = mock
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-outbound-signature", &signature)
+            .body(body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => {
+                mock.delivered.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            Ok(response) if response.status() == StatusCode::NOT_FOUND => {
+                mock.not_found.fetch_add(1, Ordering::Relaxed);
+                mock.problem(format!("the outcome of attempt {attempt_id} was answered 404 (unknown attempt)"));
+                break;
+            }
+            Ok(response) => *mock.other_statuses.lock().expect("statuses").entry(response.status().as_u16()).or_default() += 1,
+            Err(_) => {
+                mock.connection_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            mock.problem(format!("gave up reporting the outcome of attempt {attempt_id} after 300 s"));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    mock.pending.fetch_sub(1, Ordering::Relaxed);
+}
+
+struct Kill {
+    at_distinct: u64,
+    at_posts: u64,
+    at: Duration,
+    down: Duration,
+    restart: Duration,
+}
+
+/// Starts the server, retrying while the port is not yet free again.
+async fn start_server(args: &[String], log: &std::path::Path) -> Server {
+    let mut tries = 0;
+    loop {
+        let (args, log) = (args.to_vec(), log.to_owned());
+        match tokio::task::spawn_blocking(move || Server::start(&args, Some(&log))).await.expect("start") {
+            Ok(server) => return server,
+            Err(err) if tries < 40 => {
+                tries += 1;
+                eprintln!("  server did not start ({err}); retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(err) => panic!("{err}"),
+        }
+    }
+}
+
+fn log_tail(log: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Pages through a list endpoint (`pageSize` 100) and returns the items under `field`.
+async fn all_pages(api: &Api, path: &str, field: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    for page in 0.. {
+        let mut reply = api.get(&format!("{path}?pageSize=100&pageIndex={page}")).await;
+        let batch = reply[field].as_array_mut().map(std::mem::take).unwrap_or_default();
+        let done = batch.len() < 100 || !reply["pagination"]["has_next"].as_bool().unwrap_or(false);
+        items.extend(batch);
+        if done {
+            break;
+        }
+    }
+    items
+}
+
+/// Problems by kind, with the first few examples of each.
+#[derive(Default)]
+struct Violations {
+    by_kind: BTreeMap<String, (usize, Vec<String>)>,
+}
+
+impl Violations {
+    fn add(&mut self, kind: &str, example: String) {
+        let entry = self.by_kind.entry(kind.to_owned()).or_default();
+        entry.0 += 1;
+        if entry.1.len() < 5 {
+            entry.1.push(example);
+        }
+    }
+
+    fn count(&self, kind: &str) -> usize {
+        self.by_kind.get(kind).map_or(0, |e| e.0)
+    }
+}
+
+fn ok(count: usize) -> String {
+    if count == 0 { "OK".to_owned() } else { format!("VIOLATED ×{count}") }
+}
+
+fn main() {
+    let campaigns: usize = env_or("CRASH_CAMPAIGNS", 30);
+    let contacts: usize = env_or("CRASH_CONTACTS", 3333);
+    let kills: usize = env_or("CRASH_KILLS", 4);
+    let seed: u64 = env_or("CRASH_SEED", rand::rng().random());
+    let max_call_ms: u64 = env_or("CRASH_CALL_MS", 50);
+    let max_down_ms: u64 = env_or("CRASH_DOWNTIME_MS", 2000);
+    let timeout = Duration::from_secs(env_or("CRASH_TIMEOUT_SECS", 1800));
+    let keep = env_or("CRASH_KEEP", 0) == 1;
+    let max_attempts = 1 + VOICEMAIL_RETRIES as usize + FAILED_RETRY_LIMIT as usize;
+    if contacts * max_attempts > MESSAGE_LIMIT {
+        eprintln!(
+            "CRASH_CONTACTS={contacts}: a contact may take {max_attempts} attempts and message_limit caps a campaign at {MESSAGE_LIMIT} \
+             attempts per 24 h, so such a campaign can stall on its budget; use at most {} contacts per campaign (more campaigns instead)",
+            MESSAGE_LIMIT / max_attempts
+        );
+        std::process::exit(2);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("server.log");
+    let database = format!("sqlite://{}", dir.path().join("crash.db").display());
+    let port = support::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args: Vec<String> = [
+        "--listen",
+        &listen,
+        "--public-url",
+        &format!("http://{listen}"),
+        "--database",
+        &database,
+        "--rate-limit-rps",
+        "0",
+        "--retry-interval",
+        "1s",
+        "--lease",
+        "5s",
+    ]
+    .map(str::to_owned)
+    .into();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut violations = Violations::default();
+    println!("Crash test: `{}` (seed {seed})", support::command_line("crash", &KNOBS));
+    println!("Machine: {}", support::machine());
+
+    runtime.block_on(async {
+        // The mock provider.
+        let mock = Arc::new(Mock {
+            secret: OnceLock::new(),
+            record: Mutex::new(Record::default()),
+            posts: AtomicU64::new(0),
+            distinct: AtomicU64::new(0),
+            pending: AtomicI64::new(0),
+            delivered: AtomicU64::new(0),
+            not_found: AtomicU64::new(0),
+            connection_errors: AtomicU64::new(0),
+            other_statuses: Mutex::new(BTreeMap::new()),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client"),
+            max_call_ms,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("mock listens");
+        let mock_url = format!("http://{}/attempts", listener.local_addr().expect("address"));
+        let app = Router::new().route("/attempts", post(receive)).with_state(mock.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("mock serves") });
+
+        // The server and the campaigns.
+        let mut server = start_server(&args, &log).await;
+        let api = Api::new(&server.address, server.key.as_deref().expect("bootstrap key on a fresh database"));
+        let agent = api.create_agent("Crash test").await;
+        let (integration, secret) = api.create_integration(&agent, "webhook", json!({ "url": mock_url, "timeout_ms": 5000 })).await;
+        mock.secret.set(secret).expect("secret set once");
+        let settings = json!({ "retries": VOICEMAIL_RETRIES, "concurrency_limit": CONCURRENCY_LIMIT, "message_limit": MESSAGE_LIMIT });
+        let mut ids = Vec::with_capacity(campaigns);
+        for i in 0..campaigns {
+            ids.push(api.create_campaign(&format!("crash {i}"), &agent, &integration, settings.clone()).await);
+        }
+        eprintln!("loading {campaigns} × {contacts} contacts …");
+        api.load_contacts(&ids, contacts).await;
+
+        // Kill points, in distinct attempts seen by the mock.
+        let expected_total = (campaigns * contacts) as f64 * expected_attempts(0, 0);
+        let mut points: Vec<u64> = (0..kills).map(|_| (expected_total * rng.random_range(0.05..0.9)) as u64).collect();
+        points.sort_unstable();
+
+        let started = Instant::now();
+        for id in &ids {
+            api.post(&format!("/campaigns/{id}/activate"), &json!({})).await;
+        }
+        eprintln!("activated; about {expected_total:.0} attempts expected; kills at {points:?} distinct attempts");
+        let mut kill_log = Vec::new();
+        let mut self_exits = Vec::new();
+        for point in points {
+            let mut last = (mock.distinct.load(Ordering::Relaxed), Instant::now());
+            while mock.distinct.load(Ordering::Relaxed) < point {
+                if let Some(status) = server.exited() {
+                    self_exits.push(format!("the server exited by itself ({status}) at {} distinct attempts", mock.distinct.load(Ordering::Relaxed)));
+                    server = start_server(&args, &log).await;
+                }
+                let now = mock.distinct.load(Ordering::Relaxed);
+                if now != last.0 {
+                    last = (now, Instant::now());
+                } else if last.1.elapsed() > Duration::from_secs(120) {
+                    violations.add("progress stalled", format!("no new attempt for 120 s at {now} distinct attempts (kill point {point})"));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let at = started.elapsed();
+            let (at_distinct, at_posts) = (mock.distinct.load(Ordering::Relaxed), mock.posts.load(Ordering::Relaxed));
+            server.kill();
+            let down = Duration::from_millis(rng.random_range(0..=max_down_ms));
+            tokio::time::sleep(down).await;
+            let restarting = Instant::now();
+            server = start_server(&args, &log).await;
+            let restart = restarting.elapsed();
+            eprintln!("  killed at {at_distinct} distinct attempts ({:.1} s), down {} ms, back in {} ms", at.as_secs_f64(), down.as_millis(), restart.as_millis());
+            kill_log.push(Kill { at_distinct, at_posts, at, down, restart });
+        }
+
+        // Wait until every campaign is finished.
+        let mut next = 0;
+        let mut last_report = Instant::now();
+        while next < ids.len() {
+            if let Some(status) = server.exited() {
+                self_exits.push(format!("the server exited by itself ({status}) at {} distinct attempts", mock.distinct.load(Ordering::Relaxed)));
+                server = start_server(&args, &log).await;
+            }
+            let campaign = api.campaign(ids[next]).await;
+            if campaign["status"] == "finished" {
+                next += 1;
+                continue;
+            }
+            if started.elapsed() > timeout {
+                violations.add(
+                    "campaign not finished",
+                    format!("campaign {} still {} after {} s: analytics {}", ids[next], campaign["status"], timeout.as_secs(), campaign["analytics"]),
+                );
+                break;
+            }
+            if last_report.elapsed() > Duration::from_secs(5) {
+                eprintln!(
+                    "  … {:.0} s: {next}/{} campaigns finished; {} distinct attempts, {} POSTs",
+                    started.elapsed().as_secs_f64(),
+                    ids.len(),
+                    mock.distinct.load(Ordering::Relaxed),
+                    mock.posts.load(Ordering::Relaxed)
+                );
+                last_report = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let run_time = started.elapsed();
+        let posts_at_finish = mock.posts.load(Ordering::Relaxed);
+        let waiting = Instant::now();
+        while mock.pending.load(Ordering::Relaxed) > 0 && waiting.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Anything still due to be re-sent would come within a lease.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let posts_after_finish = mock.posts.load(Ordering::Relaxed) - posts_at_finish;
+        for exit in self_exits {
+            violations.add("server exited by itself", exit);
+        }
+        if mock.pending.load(Ordering::Relaxed) > 0 {
+            violations.add("outcome reports still pending", format!("{} reports still not accepted", mock.pending.load(Ordering::Relaxed)));
+        }
+
+        // The server's view.
+        eprintln!("reading the server's view (calls, contacts, analytics) …");
+        let mut server_calls: HashMap<String, (i64, Value)> = HashMap::new();
+        let mut server_contacts: Vec<(i64, Value)> = Vec::new();
+        let mut analytics = Vec::new();
+        for id in &ids {
+            let campaign = api.campaign(*id).await;
+            let calls_total = api.get(&format!("/campaigns/{id}/calls?pageSize=1")).await["total_count"].as_i64().unwrap_or(-1);
+            for call in all_pages(&api, &format!("/campaigns/{id}/calls"), "calls").await {
+                let call_id = call["id"].as_str().unwrap_or_default().to_owned();
+                if server_calls.insert(call_id.clone(), (*id, call)).is_some() {
+                    violations.add("call listed twice", format!("call {call_id} in campaign {id}"));
+                }
+            }
+            server_contacts.extend(all_pages(&api, &format!("/campaigns/{id}/contacts"), "contacts").await.into_iter().map(|c| (*id, c)));
+            analytics.push((*id, campaign["status"].clone(), calls_total, campaign["analytics"].clone()));
+        }
+        drop(server);
+
+        // Checks.
+        let record = mock.record.lock().expect("record");
+        for problem in &record.problems {
+            violations.add("mock provider saw a bad request or report", problem.clone());
+        }
+        for (status, count) in mock.other_statuses.lock().expect("statuses").iter() {
+            if *status != 503 && *status != 502 {
+                violations.add("outcome report answered other than 2xx/404", format!("{count} reports answered {status}"));
+            }
+        }
+        let mut resent_ids = 0;
+        for (attempt_id, seen) in &record.attempts {
+            if seen.posts > 1 {
+                resent_ids += 1;
+            }
+            match server_calls.get(attempt_id) {
+                None => violations.add(
+                    "attempt id not created by the server",
+                    format!("attempt {attempt_id} (campaign {}, contact {}) is not in /calls", seen.campaign, seen.contact),
+                ),
+                Some((campaign, call)) => {
+                    if *campaign != seen.campaign || call["contact"]["id"].as_i64() != Some(seen.contact) {
+                        violations.add(
+                            "call differs from what the provider got",
+                            format!("call {attempt_id}: server says campaign {campaign} contact {}, mock got campaign {} contact {}", call["contact"]["id"], seen.campaign, seen.contact),
+                        );
+                    }
+                    let (status, answered_by) = match seen.outcome {
+                        Outcome::Human => ("ended", json!("human")),
+                        Outcome::Machine => ("ended", json!("machine")),
+                        Outcome::NoAnswer => ("no-answer", Value::Null),
+                    };
+                    if call["status"] != status || call["answered_by"] != answered_by {
+                        violations.add(
+                            "call outcome differs from the report",
+                            format!("call {attempt_id}: status {} answered_by {}, reported {status} {answered_by}", call["status"], call["answered_by"]),
+                        );
+                    }
+                }
+            }
+        }
+        for (call_id, (campaign, _)) in &server_calls {
+            if !record.attempts.contains_key(call_id) {
+                violations.add("call never reached the provider", format!("call {call_id} of campaign {campaign}"));
+            }
+        }
+
+        // Per contact.
+        let mut attempts_histogram = [0usize; 4];
+        let mut max_seen = 0;
+        let mut expected_by_campaign: HashMap<i64, [i64; 3]> = HashMap::new(); // answered, voicemail, failed
+        let mut known_contacts = HashSet::new();
+        for (campaign, contact) in &server_contacts {
+            let Some(contact_id) = contact["id"].as_i64() else {
+                violations.add("contact without id", contact.to_string());
+                continue;
+            };
+            known_contacts.insert(contact_id);
+            let attempt_ids = record.by_contact.get(&contact_id).map(Vec::as_slice).unwrap_or_default();
+            let outcomes: Vec<Outcome> = attempt_ids.iter().map(|id| record.attempts[id].outcome).collect();
+            max_seen = max_seen.max(outcomes.len());
+            attempts_histogram[outcomes.len().min(3)] += 1;
+            if outcomes.is_empty() {
+                violations.add("contact lost (never attempted)", format!("contact {contact_id} of campaign {campaign}: {contact}"));
+                continue;
+            }
+            if outcomes.len() > max_attempts {
+                violations.add("more attempts than the rules allow", format!("contact {contact_id}: {} attempts {attempt_ids:?} {outcomes:?}", outcomes.len()));
+            }
+            let replayed = replay(&outcomes);
+            match replayed.demanded {
+                Some(n) if n < outcomes.len() => violations.add(
+                    "attempt the rules did not allow",
+                    format!("contact {contact_id}: {} attempts {attempt_ids:?} with outcomes {outcomes:?}; the rules allow {n}", outcomes.len()),
+                ),
+                None => violations.add(
+                    "retry the rules demand was not made",
+                    format!("contact {contact_id}: attempts {attempt_ids:?} with outcomes {outcomes:?}; the last allows a retry"),
+                ),
+                _ => {}
+            }
+            let expect = expected_by_campaign.entry(*campaign).or_default();
+            match replayed.status {
+                "answered" => expect[0] += 1,
+                "voicemail" => expect[1] += 1,
+                "failed" => expect[2] += 1,
+                _ => {}
+            }
+            let server_view = (
+                contact["status"].as_str().unwrap_or_default(),
+                contact["call_count"].as_u64(),
+                contact["retries"].as_u64(),
+                contact["failed_retries"].as_u64(),
+            );
+            let replay_view =
+                (replayed.status, Some(outcomes.len() as u64), Some(u64::from(replayed.retries)), Some(u64::from(replayed.failed_retries)));
+            if server_view != replay_view {
+                violations.add(
+                    "contact state differs from the replay",
+                    format!(
+                        "contact {contact_id}: server (status, call_count, retries, failed_retries) = {server_view:?}, replay of {outcomes:?} = {replay_view:?}"
+                    ),
+                );
+            }
+            for id in attempt_ids {
+                if record.attempts[id].campaign != *campaign {
+                    violations.add("attempt for another campaign's contact", format!("attempt {id} of contact {contact_id}"));
+                }
+            }
+        }
+        for contact_id in record.by_contact.keys() {
+            if !known_contacts.contains(contact_id) {
+                violations.add("attempt for an unknown contact", format!("contact {contact_id}"));
+            }
+        }
+        if server_contacts.len() != campaigns * contacts {
+            violations.add("contacts listed", format!("{} contacts listed, {} loaded", server_contacts.len(), campaigns * contacts));
+        }
+
+        // Per campaign.
+        let mut per_campaign: HashMap<i64, [i64; 4]> = HashMap::new(); // distinct, human, machine, no answer
+        for seen in record.attempts.values() {
+            let counts = per_campaign.entry(seen.campaign).or_default();
+            counts[0] += 1;
+            counts[match seen.outcome {
+                Outcome::Human => 1,
+                Outcome::Machine => 2,
+                Outcome::NoAnswer => 3,
+            }] += 1;
+        }
+        let mut rows = Vec::new();
+        for (id, status, calls_total, analytics) in &analytics {
+            let mock_counts = per_campaign.get(id).copied().unwrap_or_default();
+            let expect = expected_by_campaign.get(id).copied().unwrap_or_default();
+            if status != "finished" {
+                violations.add("campaign not finished", format!("campaign {id}: {status}"));
+            }
+            if *calls_total != mock_counts[0] {
+                violations.add(
+                    "/calls total_count ≠ distinct attempts the provider saw",
+                    format!("campaign {id}: /calls total_count {calls_total}, provider saw {}", mock_counts[0]),
+                );
+            }
+            let checks = [
+                ("contacts", contacts as i64),
+                ("contactsProcessed", contacts as i64),
+                ("calls", mock_counts[0]),
+                ("callsAnsweredByHuman", mock_counts[1]),
+                ("callsAnsweredByMachine", mock_counts[2]),
+                ("callsAnsweredByUnknown", 0),
+                ("contactsAnswered", expect[0]),
+                ("contactsVoicemail", expect[1]),
+                ("contactsFailed", expect[2]),
+                ("contactsConverted", 0),
+            ];
+            for (field, want) in checks {
+                if analytics[field].as_i64() != Some(want) {
+                    violations.add(
+                        "analytics differ from what happened",
+                        format!("campaign {id}: analytics.{field} = {}, expected {want}", analytics[field]),
+                    );
+                }
+            }
+            rows.push(format!(
+                "| {id} | {} | {} | {calls_total} | {} | {} | {} / {} / {} | {} / {} / {} |",
+                status.as_str().unwrap_or_default(),
+                mock_counts[0],
+                analytics["calls"],
+                analytics["contactsProcessed"],
+                mock_counts[1],
+                mock_counts[2],
+                mock_counts[3],
+                analytics["contactsAnswered"],
+                analytics["contactsVoicemail"],
+                analytics["contactsFailed"],
+            ));
+        }
+
+        // Summary.
+        let posts = mock.posts.load(Ordering::Relaxed);
+        let distinct = record.attempts.len();
+        println!("\nRun: {campaigns} campaigns × {contacts} contacts, webhook provider (mock), {} SIGKILLs, all finished in {:.1} s", kill_log.len(), run_time.as_secs_f64());
+        println!("\n| kill | at distinct attempts | at POSTs | at | down | back listening after |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for (i, kill) in kill_log.iter().enumerate() {
+            println!(
+                "| {} | {} | {} | {:.1} s | {} ms | {} ms |",
+                i + 1,
+                kill.at_distinct,
+                kill.at_posts,
+                kill.at.as_secs_f64(),
+                kill.down.as_millis(),
+                kill.restart.as_millis()
+            );
+        }
+        println!("\n| check | result |");
+        println!("|---|---|");
+        println!("| POSTs received by the provider | {posts} ({posts_after_finish} after every campaign was finished) |");
+        println!("| distinct attempt ids | {distinct} (expected about {expected_total:.0}) |");
+        println!("| re-sends (POSTs of an id seen before) | {} re-sends of {resent_ids} ids |", record.resends);
+        println!(
+            "| every POSTed id was created by the server (in /calls), re-sends unchanged | {} |",
+            ok(violations.count("attempt id not created by the server") + violations.count("call differs from what the provider got"))
+        );
+        println!("| every /calls id reached the provider | {} |", ok(violations.count("call never reached the provider")));
+        println!(
+            "| outcome reports: accepted / 404 / connection errors (server down) / other statuses | {} / {} / {} / {:?} |",
+            mock.delivered.load(Ordering::Relaxed),
+            mock.not_found.load(Ordering::Relaxed),
+            mock.connection_errors.load(Ordering::Relaxed),
+            mock.other_statuses.lock().expect("statuses")
+        );
+        println!(
+            "| contacts with 0 / 1 / 2 / 3 attempts | {} / {} / {} / {} (max {max_seen}, rules allow {max_attempts}) |",
+            attempts_histogram[0], attempts_histogram[1], attempts_histogram[2], attempts_histogram[3]
+        );
+        println!("| no contact lost | {} |", ok(violations.count("contact lost (never attempted)")));
+        println!(
+            "| attempts per contact = what the rules demand given the outcomes | {} |",
+            ok(violations.count("attempt the rules did not allow")
+                + violations.count("retry the rules demand was not made")
+                + violations.count("more attempts than the rules allow"))
+        );
+        println!("| contact status, call_count, retries, failed_retries agree | {} |", ok(violations.count("contact state differs from the replay")));
+        println!("| calls ended with the reported outcome | {} |", ok(violations.count("call outcome differs from the report")));
+        println!(
+            "| per campaign: /calls total_count and analytics agree | {} |",
+            ok(violations.count("/calls total_count ≠ distinct attempts the provider saw") + violations.count("analytics differ from what happened"))
+        );
+        println!("\n| campaign | status | distinct ids (provider) | /calls total | analytics calls | contactsProcessed | human / machine / no-answer calls | contacts answered / voicemail / failed |");
+        println!("|---|---|---:|---:|---:|---:|---|---|");
+        for row in rows {
+            println!("{row}");
+        }
+    });
+
+    if violations.by_kind.is_empty() {
+        println!("\nPASSED: no violation.");
+        if keep {
+            println!("kept {}", dir.keep().display());
+        }
+        return;
+    }
+    eprintln!("\nFAILED: {} kind(s) of violation:", violations.by_kind.len());
+    for (kind, (count, examples)) in &violations.by_kind {
+        eprintln!("- {kind}: {count}");
+        for example in examples {
+            eprintln!("    {example}");
+        }
+    }
+    eprintln!("\nlast lines of the server's log ({}):\n{}", log.display(), log_tail(&log, 20));
+    eprintln!("kept {} (database crash.db, server.log)", dir.keep().display());
+    std::process::exit(1);
+}
