@@ -9,7 +9,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::contacts::parse_offset_paging;
+use super::campaigns::parse_time_param;
+use super::contacts::{OffsetPagination, parse_offset_paging};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{QueryParams, Tenant, parse_id, parse_json};
 use super::views::format_time;
@@ -183,42 +184,21 @@ fn attempt_query(query: &QueryParams, channel: Channel) -> ApiResult<AttemptQuer
                 .ok_or_else(|| ApiError::invalid("answeredBy", format!("answeredBy must be human, machine or unknown, got {raw:?}")))
         })
         .transpose()?;
-    let date = |name: &str| {
-        query
-            .get(name)
-            .map(|raw| {
-                parse_instant(raw).ok_or_else(|| {
-                    ApiError::invalid(
-                        name,
-                        format!("{name} must be an ISO 8601 date (2026-06-08) or date-time (2026-06-08T18:00:00Z), got {raw:?}"),
-                    )
-                })
-            })
-            .transpose()
-    };
+    let date = |name: &str| query.get(name).map(|raw| parse_time_param(name, raw)).transpose();
     let (start, end) = (date("startDate")?, date("endDate")?);
     let (page_size, page_index) = parse_offset_paging(query)?;
     Ok(AttemptQuery { channel: Some(channel), status, answered_by, start, end, page_size, page_index })
 }
 
-/// An ISO 8601 instant, or a date (its start, in UTC).
-fn parse_instant(raw: &str) -> Option<jiff::Timestamp> {
-    raw.parse::<jiff::Timestamp>()
-        .ok()
-        .or_else(|| raw.parse::<jiff::civil::Date>().ok().and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok()).map(|z| z.timestamp()))
-}
-
 fn position(page: &AttemptPage, query: &AttemptQuery) -> PagePosition {
-    let shown_until = u64::from(query.page_index + 1) * u64::from(query.page_size);
-    let has_next = (shown_until as i128) < i128::from(page.total_count);
-    let has_previous = query.page_index > 0;
+    let links = OffsetPagination::new(page.total_count, query.page_size, query.page_index);
     PagePosition {
         page_index: query.page_index,
         page_size: query.page_size,
-        has_next,
-        has_previous,
-        next_page: has_next.then_some(query.page_index + 1),
-        previous_page: has_previous.then(|| query.page_index - 1),
+        has_next: links.has_next,
+        has_previous: links.has_previous,
+        next_page: links.next_page,
+        previous_page: links.previous_page,
     }
 }
 

@@ -158,10 +158,25 @@ fn batch_reply(outcome: &AddContactsOutcome) -> Reply {
 
 #[derive(Serialize, ToSchema)]
 pub struct OffsetPagination {
-    has_next: bool,
-    has_previous: bool,
-    next_page: Option<u32>,
-    previous_page: Option<u32>,
+    pub(super) has_next: bool,
+    pub(super) has_previous: bool,
+    pub(super) next_page: Option<u32>,
+    pub(super) previous_page: Option<u32>,
+}
+
+impl OffsetPagination {
+    /// Where page `page_index` of `page_size` items stands among `total` items.
+    pub(super) fn new(total: i64, page_size: u32, page_index: u32) -> Self {
+        let shown_until = u64::from(page_index + 1) * u64::from(page_size);
+        let has_next = i128::from(shown_until) < i128::from(total);
+        let has_previous = page_index > 0;
+        OffsetPagination {
+            has_next,
+            has_previous,
+            next_page: has_next.then_some(page_index + 1),
+            previous_page: has_previous.then(|| page_index - 1),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -209,19 +224,11 @@ pub async fn list_contacts(
     let (page_size, page_index) = parse_offset_paging(&query)?;
     let page =
         app.store.list_contacts(tenant.org_id, id, status, page_size, page_index).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
-    let shown_until = u64::from(page_index + 1) * u64::from(page_size);
-    let has_next = (shown_until as i128) < i128::from(page.total_count);
-    let has_previous = page_index > 0;
     let timezone = page.timezone;
     Ok(Json(ContactListResponse {
         total_count: page.total_count,
+        pagination: OffsetPagination::new(page.total_count, page_size, page_index),
         contacts: page.contacts.into_iter().map(|c| ContactView::new(c, &timezone)).collect(),
-        pagination: OffsetPagination {
-            has_next,
-            has_previous,
-            next_page: has_next.then_some(page_index + 1),
-            previous_page: has_previous.then(|| page_index - 1),
-        },
     }))
 }
 
