@@ -2,6 +2,8 @@
 //! same API and run the same tests. Every tenant-owned read or write takes the organization first:
 //! there is no un-scoped way to reach a campaign, agent or integration.
 
+pub mod postgres;
+mod shared;
 pub mod sqlite;
 
 use std::panic::Location;
@@ -30,7 +32,7 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the transaction could not be committed")]
     CommitFailed,
-    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DATABASE")]
     UnsupportedUrl(String),
     #[error("the store is shutting down")]
     Unavailable,
@@ -458,6 +460,8 @@ pub type DynStore = Arc<dyn Store>;
 pub async fn open(url: &str) -> StoreResult<DynStore> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PostgresStore::open(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use jiff::Timestamp;
-use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
@@ -13,13 +12,16 @@ use super::super::{
     Attempt, AttemptContact, AttemptPage, AttemptQuery, ClaimRequest, Dispatch, DispatchContact, EventOutcome, HandoffResult, OrgId,
     RunningCampaign, StoreError, StoreResult, from_millis, to_millis, to_seconds,
 };
-use super::{campaign_from_row, parse_channel, provider_config, select_campaigns, update_campaign};
-use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, ContactProgress, RetrySettings, new_attempt_id, progress_contact};
+use super::super::shared::{
+    AttemptState, CampaignDelta, ContactData, ContactState, MINUTES_PER_DAY, apply_to_states, claim_template, minute_of, parse_channel,
+    parse_contact_status, provider_config, stored_statuses,
+};
+use super::{campaign_from_row, select_campaigns, update_campaign};
+use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, ContactProgress, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, Channel, ContactStatus};
 
 /// Rows per multi-row statement (at most 16 bound values each, well under SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 500;
-const MINUTES_PER_DAY: i64 = 24 * 60;
 
 macro_rules! select_running {
     () => {
@@ -57,10 +59,6 @@ pub(super) async fn running_campaigns(conn: &mut SqliteConnection) -> StoreResul
 pub(super) async fn running_campaign(conn: &mut SqliteConnection, campaign_id: i64) -> StoreResult<Option<RunningCampaign>> {
     let row = sqlx::query(concat!(select_running!(), " WHERE c.id = ?")).bind(campaign_id).fetch_optional(&mut *conn).await?;
     row.as_ref().map(running_from_row).transpose()
-}
-
-fn minute_of(at: Timestamp) -> i64 {
-    at.as_second().div_euclid(60)
 }
 
 /// Attempts started in the rolling 24 hours before `at`. The oldest minute is counted whole, so
@@ -136,12 +134,7 @@ pub(super) async fn claim_attempts(conn: &mut SqliteConnection, claim: ClaimRequ
         } else {
             from_retrying += 1;
         }
-        // A WhatsApp retry after a failed send uses `template_alt` when there is one (§5.5).
-        let template = match channel {
-            Channel::PhoneCall => None,
-            Channel::Whatsapp if failed_retries > 0 && settings.template_alt.is_some() => settings.template_alt.clone(),
-            Channel::Whatsapp => settings.template.clone(),
-        };
+        let template = claim_template(channel, &settings, failed_retries);
         claimed.push((contact_id, new_attempt_id(channel), template));
     }
     for chunk in claimed.chunks(ROWS_PER_STATEMENT) {
@@ -281,68 +274,6 @@ pub(super) async fn release_leases(conn: &mut SqliteConnection, at: Timestamp) -
     Ok(done.rows_affected())
 }
 
-/// An attempt as events change it.
-struct AttemptState {
-    campaign_id: i64,
-    contact_id: i64,
-    channel: Channel,
-    integration_id: String,
-    /// A late event on a finished campaign's attempt retries nothing (nothing would dispatch it).
-    campaign_finished: bool,
-    voicemail_retries: i64,
-    status: AttemptStatus,
-    open: bool,
-    changed: bool,
-    answered_by: Option<AnsweredBy>,
-    converted: bool,
-    started_at: Option<i64>,
-    ended_at: Option<i64>,
-    sent_at: Option<i64>,
-    delivered_at: Option<i64>,
-    read_at: Option<i64>,
-    duration: Option<i64>,
-    billed_duration: Option<i64>,
-    ended_by: Option<String>,
-    ended_reason: Option<String>,
-    extracted_data: Option<Map<String, Value>>,
-    tags: Option<Vec<String>>,
-}
-
-/// A contact as events change it.
-struct ContactState {
-    progress: ContactProgress,
-    last_attempt_id: Option<String>,
-    processed: bool,
-    answered: bool,
-    billed_duration: i64,
-    /// Read (and written back) only when some event of the batch carries data or tags.
-    data: Option<ContactData>,
-    changed: bool,
-}
-
-struct ContactData {
-    extracted_data: Map<String, Value>,
-    tags: Vec<String>,
-}
-
-/// Counter changes of one campaign.
-#[derive(Default)]
-struct CampaignDelta {
-    in_flight: i64,
-    calls: i64,
-    calls_human: i64,
-    calls_machine: i64,
-    calls_unknown: i64,
-    messages: i64,
-    contacts_processed: i64,
-    contacts_answered: i64,
-    statuses: HashMap<ContactStatus, i64>,
-}
-
-fn parse_contact_status(text: &str) -> StoreResult<ContactStatus> {
-    ContactStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad contact status {text:?}")))
-}
-
 async fn load_attempts(conn: &mut SqliteConnection, ids: &[&str]) -> StoreResult<HashMap<String, AttemptState>> {
     let mut attempts = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
@@ -434,14 +365,6 @@ async fn load_contacts(conn: &mut SqliteConnection, ids: &[i64], with_data: bool
     Ok(contacts)
 }
 
-/// Whether the attempt stops holding its contact in `sending` with this status.
-fn closes(channel: Channel, status: AttemptStatus) -> bool {
-    match channel {
-        Channel::PhoneCall => status.is_final_call(),
-        Channel::Whatsapp => status != AttemptStatus::Queued,
-    }
-}
-
 pub(super) async fn apply_events(
     conn: &mut SqliteConnection,
     integration_id: Option<&str>,
@@ -454,103 +377,7 @@ pub(super) async fn apply_events(
     let contact_ids: Vec<i64> = attempts.values().map(|a| a.contact_id).collect();
     let with_data = events.iter().any(|e| e.extracted_data.is_some() || e.tags.is_some());
     let mut contacts = load_contacts(conn, &contact_ids, with_data).await?;
-    let mut deltas: HashMap<i64, CampaignDelta> = HashMap::new();
-    let now = to_millis(at);
-    let mut outcomes = Vec::with_capacity(events.len());
-    for event in events {
-        let Some(attempt) = attempts.get_mut(&event.attempt_id).filter(|a| integration_id.is_none_or(|id| id == a.integration_id)) else {
-            outcomes.push(EventOutcome::UnknownAttempt);
-            continue;
-        };
-        if !attempt.status.accepts(event.status) {
-            outcomes.push(EventOutcome::Ignored);
-            continue;
-        }
-        outcomes.push(EventOutcome::Applied);
-        attempt.status = event.status;
-        attempt.changed = true;
-        let millis = |t: Option<Timestamp>| t.map(to_millis);
-        attempt.answered_by = event.answered_by.or(attempt.answered_by);
-        attempt.converted |= event.converted;
-        attempt.started_at = millis(event.started_at).or(attempt.started_at);
-        attempt.ended_at = millis(event.ended_at).or(attempt.ended_at);
-        attempt.duration = event.duration.or(attempt.duration);
-        attempt.billed_duration = event.billed_duration.or(attempt.billed_duration);
-        attempt.ended_by = event.ended_by.clone().or(attempt.ended_by.take());
-        attempt.ended_reason = event.ended_reason.clone().or(attempt.ended_reason.take());
-        match event.status {
-            AttemptStatus::Sent => attempt.sent_at = attempt.sent_at.or(Some(now)),
-            AttemptStatus::Delivered => attempt.delivered_at = attempt.delivered_at.or(Some(now)),
-            AttemptStatus::Read | AttemptStatus::Accepted | AttemptStatus::Rejected => attempt.read_at = attempt.read_at.or(Some(now)),
-            _ => {}
-        }
-        if let Some(data) = &event.extracted_data {
-            attempt.extracted_data.get_or_insert_with(Map::new).extend(data.clone());
-        }
-        if let Some(tags) = &event.tags {
-            let mine = attempt.tags.get_or_insert_with(Vec::new);
-            mine.extend(tags.iter().filter(|t| !mine.contains(t)).cloned().collect::<Vec<_>>());
-        }
-        let delta = deltas.entry(attempt.campaign_id).or_default();
-        let closing = attempt.open && closes(attempt.channel, event.status);
-        if closing {
-            attempt.open = false;
-            delta.in_flight -= 1;
-            match attempt.channel {
-                Channel::PhoneCall => {
-                    delta.calls += 1;
-                    match event.answered_by {
-                        Some(AnsweredBy::Human) => delta.calls_human += 1,
-                        Some(AnsweredBy::Machine) => delta.calls_machine += 1,
-                        Some(AnsweredBy::Unknown) => delta.calls_unknown += 1,
-                        None => {}
-                    }
-                }
-                Channel::Whatsapp => delta.messages += 1,
-            }
-        }
-        // Only the contact's current attempt moves it (a late event of an earlier iteration does not).
-        let Some(contact) =
-            contacts.get_mut(&attempt.contact_id).filter(|c| c.last_attempt_id.as_deref() == Some(event.attempt_id.as_str()))
-        else {
-            continue;
-        };
-        if let Some(data) = contact.data.as_mut() {
-            if let Some(extracted) = &event.extracted_data {
-                data.extracted_data.extend(extracted.clone());
-                contact.changed = true;
-            }
-            for tag in event.tags.iter().flatten() {
-                if !data.tags.contains(tag) {
-                    data.tags.push(tag.clone());
-                }
-                contact.changed = true;
-            }
-        }
-        if closing && attempt.channel == Channel::PhoneCall {
-            contact.billed_duration += event.billed_duration.unwrap_or(0).max(0);
-            contact.changed = true;
-            if !contact.processed {
-                contact.processed = true;
-                delta.contacts_processed += 1;
-            }
-            if event.answered_by == Some(AnsweredBy::Human) && !contact.answered {
-                contact.answered = true;
-                delta.contacts_answered += 1;
-            }
-        }
-        let (voicemail_retries, retry) = if attempt.campaign_finished {
-            (0, RetrySettings { failed_retry_limit: 0, ..retry })
-        } else {
-            (attempt.voicemail_retries, retry)
-        };
-        if let Some(next) = progress_contact(attempt.channel, contact.progress, event, voicemail_retries, retry, at) {
-            *delta.statuses.entry(contact.progress.status).or_default() -= 1;
-            *delta.statuses.entry(next.status).or_default() += 1;
-            contact.progress = next;
-            contact.changed = true;
-        }
-    }
+    let (outcomes, deltas) = apply_to_states(&mut attempts, &mut contacts, integration_id, events, at, retry);
     write_attempts(conn, &attempts).await?;
     write_contacts(conn, &contacts).await?;
     for (campaign_id, delta) in deltas {
@@ -744,24 +571,6 @@ pub(super) async fn advance_iteration(conn: &mut SqliteConnection, campaign_id: 
 pub(super) async fn integration_secret(conn: &mut SqliteConnection, integration_id: &str) -> StoreResult<Option<(Channel, String)>> {
     let row = sqlx::query("SELECT channel, secret FROM integrations WHERE id = ?").bind(integration_id).fetch_optional(&mut *conn).await?;
     row.map(|row| Ok((parse_channel(row.try_get("channel")?)?, row.try_get("secret")?))).transpose()
-}
-
-/// The stored statuses a `/calls` or `/messages` status filter stands for.
-fn stored_statuses(status: AttemptStatus) -> &'static [&'static str] {
-    match status {
-        AttemptStatus::InProgress => &["queued", "ringing", "in-progress"],
-        AttemptStatus::Read => &["read", "accepted", "rejected"],
-        AttemptStatus::Queued => &["queued"],
-        AttemptStatus::Ended => &["ended"],
-        AttemptStatus::Busy => &["busy"],
-        AttemptStatus::NoAnswer => &["no-answer"],
-        AttemptStatus::Failed => &["failed"],
-        AttemptStatus::Sent => &["sent"],
-        AttemptStatus::Delivered => &["delivered"],
-        AttemptStatus::Ringing => &["ringing"],
-        AttemptStatus::Accepted => &["accepted"],
-        AttemptStatus::Rejected => &["rejected"],
-    }
 }
 
 fn push_attempt_filters(query: &mut QueryBuilder<Sqlite>, campaign_id: i64, filter: &AttemptQuery) {

@@ -6,7 +6,6 @@
 //! caller hears back only after the shared COMMIT is durable. Reads use a pool of read-only
 //! connections that WAL lets run beside the writer.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -31,8 +30,9 @@ use crate::domain::analytics::CampaignCounters;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
 use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, ContactStatus, IntegrationRef, NewCampaign};
 use crate::domain::contact::IfDuplicate;
+use super::shared::{config_json, opt_to_seconds, parse_campaign_status, parse_channel, parse_uuid, provider_config, with_status_counts};
 use crate::domain::ids::{NewApiKey, new_integration_id, new_signing_secret};
-use crate::domain::integration::{Integration, NewIntegration, Provider, ProviderConfig};
+use crate::domain::integration::{Integration, NewIntegration};
 
 mod contacts;
 mod engine;
@@ -169,14 +169,6 @@ pub(super) fn opt_seconds(row: &SqliteRow, column: &str) -> StoreResult<Option<T
     row.try_get::<Option<i64>, _>(column)?.map(from_seconds).transpose()
 }
 
-fn parse_uuid(text: &str) -> StoreResult<Uuid> {
-    Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("bad uuid {text:?}: {e}")))
-}
-
-pub(super) fn parse_channel(text: &str) -> StoreResult<Channel> {
-    Channel::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad channel {text:?}")))
-}
-
 pub(super) fn campaign_from_row(row: &SqliteRow) -> StoreResult<Campaign> {
     let status: String = row.try_get("status")?;
     let settings: String = row.try_get("settings")?;
@@ -184,7 +176,7 @@ pub(super) fn campaign_from_row(row: &SqliteRow) -> StoreResult<Campaign> {
         id: row.try_get("id")?,
         agent: AgentRef { id: parse_uuid(row.try_get("agent_id")?)?, name: row.try_get("agent_name")? },
         integration: IntegrationRef { id: row.try_get("integration_id")?, channel: parse_channel(row.try_get("channel")?)? },
-        status: CampaignStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("bad status {status:?}")))?,
+        status: parse_campaign_status(&status)?,
         archived: row.try_get("archived")?,
         created_at: from_seconds(row.try_get("created_at")?)?,
         started_at: opt_seconds(row, "started_at")?,
@@ -200,8 +192,7 @@ pub(super) fn campaign_from_row(row: &SqliteRow) -> StoreResult<Campaign> {
 
 fn counters_from_row(row: &SqliteRow) -> StoreResult<CampaignCounters> {
     let status_counts: Option<String> = row.try_get("status_counts")?;
-    let status_counts: HashMap<String, i64> = status_counts.map(|json| serde_json::from_str(&json)).transpose()?.unwrap_or_default();
-    let mut counters = CampaignCounters {
+    let counters = CampaignCounters {
         contacts: row.try_get("contact_count")?,
         calls: row.try_get("calls")?,
         calls_human: row.try_get("calls_human")?,
@@ -212,21 +203,11 @@ fn counters_from_row(row: &SqliteRow) -> StoreResult<CampaignCounters> {
         contacts_answered: row.try_get("contacts_answered")?,
         ..CampaignCounters::default()
     };
-    counters.set_status_counts(|status| status_counts.get(status.as_str()).copied().unwrap_or(0));
-    Ok(counters)
+    with_status_counts(counters, status_counts.as_deref())
 }
 
 fn agent_from_row(row: &SqliteRow) -> StoreResult<Agent> {
     Ok(Agent { id: parse_uuid(row.try_get("id")?)?, name: row.try_get("name")?, created_at: from_seconds(row.try_get("created_at")?)? })
-}
-
-pub(super) fn provider_config(provider_name: &str, config: &str) -> StoreResult<(Provider, ProviderConfig)> {
-    let provider = Provider::parse(provider_name).ok_or_else(|| StoreError::Corrupt(format!("bad provider {provider_name:?}")))?;
-    let config = match provider {
-        Provider::Simulator => ProviderConfig::Simulator(serde_json::from_str(config)?),
-        Provider::Webhook => ProviderConfig::Webhook(serde_json::from_str(config)?),
-    };
-    Ok((provider, config))
 }
 
 fn integration_from_row(row: &SqliteRow) -> StoreResult<Integration> {
@@ -240,10 +221,6 @@ fn integration_from_row(row: &SqliteRow) -> StoreResult<Integration> {
         secret: row.try_get("secret")?,
         created_at: from_seconds(row.try_get("created_at")?)?,
     })
-}
-
-fn opt_to_seconds(at: Option<Timestamp>) -> Option<i64> {
-    at.map(to_seconds)
 }
 
 /// Appends the list filters to a query whose FROM clause names the campaigns table `c`.
@@ -436,10 +413,7 @@ impl Store for SqliteStore {
             created_at: from_seconds(to_seconds(at))?,
         };
         let row = integration.clone();
-        let config = match &row.config {
-            ProviderConfig::Simulator(c) => serde_json::to_string(c)?,
-            ProviderConfig::Webhook(c) => serde_json::to_string(c)?,
-        };
+        let config = config_json(&row.config)?;
         self.write(move |conn| {
             Box::pin(async move {
                 sqlx::query(

@@ -1,0 +1,770 @@
+//! The engine's storage on PostgreSQL: claims, attempts, events and iterations. Statements that
+//! touch many rows take arrays (`UNNEST`, `= ANY`), so a tick of thousands of attempts costs a
+//! handful of statements. Claims lock the campaign's row to check its budgets and take contacts
+//! with `FOR UPDATE SKIP LOCKED`, and due handoffs are taken the same way, so that several
+//! processes could share one campaign.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use sqlx::Row;
+use sqlx::postgres::{PgConnection, PgRow};
+
+use super::super::shared::{
+    AttemptState, CampaignDelta, ContactData, ContactState, MINUTES_PER_DAY, apply_to_states, claim_template, minute_of, parse_attempt_status,
+    parse_channel, parse_contact_status, provider_config, stored_statuses,
+};
+use super::super::{
+    Attempt, AttemptContact, AttemptPage, AttemptQuery, ClaimRequest, Dispatch, DispatchContact, EventOutcome, HandoffResult, OrgId,
+    RunningCampaign, StoreResult, from_millis, to_millis, to_seconds,
+};
+use super::{campaign_from_row, select_campaigns, update_campaign};
+use crate::domain::attempt::{AnsweredBy, AttemptEvent, ContactProgress, RetrySettings, new_attempt_id};
+use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, Channel, ContactStatus};
+
+macro_rules! select_running {
+    () => {
+        concat!(
+            select_campaigns!(
+                "i.provider, i.config, i.secret, c.in_flight, \
+                 (SELECT COALESCE(SUM(count), 0)::bigint FROM campaign_contact_counts \
+                    WHERE campaign_id = c.id AND status IN ('queue', 'sending', 'retrying')) AS unfinished, \
+                 (SELECT COALESCE(SUM(count), 0)::bigint FROM campaign_contact_counts WHERE campaign_id = c.id AND status = 'queue') AS queued, \
+                 (SELECT MIN(next_attempt_at) FROM contacts WHERE campaign_id = c.id AND status = 'retrying') AS next_retry_at"
+            ),
+            " JOIN integrations i ON i.id = c.integration_id"
+        )
+    };
+}
+
+fn running_from_row(row: &PgRow) -> StoreResult<RunningCampaign> {
+    let (_, provider) = provider_config(row.try_get("provider")?, row.try_get("config")?)?;
+    Ok(RunningCampaign {
+        campaign: campaign_from_row(row)?,
+        provider,
+        secret: row.try_get("secret")?,
+        in_flight: row.try_get("in_flight")?,
+        unfinished: row.try_get("unfinished")?,
+        queued: row.try_get("queued")?,
+        next_retry_at: row.try_get::<Option<i64>, _>("next_retry_at")?.map(from_millis).transpose()?,
+    })
+}
+
+pub(super) async fn running_campaigns(conn: &mut PgConnection) -> StoreResult<Vec<RunningCampaign>> {
+    let query = concat!(select_running!(), " WHERE c.status IN ('active', 'cooldown') AND NOT c.archived ORDER BY c.id");
+    sqlx::query(query).fetch_all(&mut *conn).await?.iter().map(running_from_row).collect()
+}
+
+pub(super) async fn running_campaign(conn: &mut PgConnection, campaign_id: i64) -> StoreResult<Option<RunningCampaign>> {
+    let row = sqlx::query(concat!(select_running!(), " WHERE c.id = $1")).bind(campaign_id).fetch_optional(&mut *conn).await?;
+    row.as_ref().map(running_from_row).transpose()
+}
+
+/// Locks the campaigns' rows (ids ascending) until the transaction ends.
+pub(super) async fn lock_campaigns(conn: &mut PgConnection, ids: &[i64]) -> StoreResult<()> {
+    if !ids.is_empty() {
+        sqlx::query("SELECT id FROM campaigns WHERE id = ANY($1) ORDER BY id FOR UPDATE").bind(ids).fetch_all(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Attempts started in the rolling 24 hours before `at`. The oldest minute is counted whole, so
+/// the limit is never exceeded (an attempt may wait up to a minute longer than strictly needed).
+async fn started_last_day(conn: &mut PgConnection, campaign_id: i64, at: Timestamp) -> StoreResult<i64> {
+    Ok(sqlx::query_scalar("SELECT COALESCE(SUM(count), 0)::bigint FROM campaign_starts WHERE campaign_id = $1 AND minute >= $2")
+        .bind(campaign_id)
+        .bind(minute_of(at) - MINUTES_PER_DAY)
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
+
+
+fn dispatch_contact(row: &PgRow) -> StoreResult<DispatchContact> {
+    Ok(DispatchContact {
+        id: row.try_get("contact_id")?,
+        f_id: row.try_get("f_id")?,
+        name: row.try_get("name")?,
+        contact: row.try_get("phone")?,
+        context: row.try_get("context")?,
+        extracted_data: serde_json::from_str(row.try_get("extracted_data")?)?,
+        tags: serde_json::from_str(row.try_get("tags")?)?,
+    })
+}
+
+/// Claims for one campaign, whose row the caller has locked.
+pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest) -> StoreResult<Vec<Dispatch>> {
+    let row = sqlx::query("SELECT status, archived, channel, settings, current_iteration, in_flight FROM campaigns WHERE id = $1 FOR UPDATE")
+        .bind(claim.campaign_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(Vec::new()) };
+    let archived: bool = row.try_get("archived")?;
+    if archived || row.try_get::<String, _>("status")? != CampaignStatus::Active.as_str() {
+        return Ok(Vec::new());
+    }
+    let settings: CampaignSettings = serde_json::from_str(row.try_get("settings")?)?;
+    let channel = parse_channel(row.try_get("channel")?)?;
+    let iteration: i64 = row.try_get("current_iteration")?;
+    // The budgets, checked under the campaign's lock (§5.1, §5.2); the window is checked by the
+    // engine with the same instant just before.
+    let mut room = i64::from(claim.limit).min(settings.message_limit - started_last_day(conn, claim.campaign_id, claim.at).await?);
+    if let Some(concurrency) = settings.concurrency_limit {
+        room = room.min(concurrency - row.try_get::<i64, _>("in_flight")?);
+    }
+    if room <= 0 {
+        return Ok(Vec::new());
+    }
+    // Queued and due retrying contacts, in the order they were added; contacts another
+    // transaction holds are left to it.
+    let candidates = sqlx::query(
+        "WITH queued AS (\
+           SELECT id, status, failed_retries FROM contacts WHERE campaign_id = $1 AND status = 'queue' \
+           ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED), \
+         retrying AS (\
+           SELECT id, status, failed_retries FROM contacts WHERE campaign_id = $1 AND status = 'retrying' AND next_attempt_at <= $2 \
+           ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+         SELECT id, status, failed_retries FROM (SELECT * FROM queued UNION ALL SELECT * FROM retrying) AS candidates \
+         ORDER BY id LIMIT $3",
+    )
+    .bind(claim.campaign_id)
+    .bind(to_millis(claim.at))
+    .bind(room)
+    .fetch_all(&mut *conn)
+    .await?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut contact_ids = Vec::with_capacity(candidates.len());
+    let mut attempt_ids = Vec::with_capacity(candidates.len());
+    let mut templates = Vec::with_capacity(candidates.len());
+    let (mut from_queue, mut from_retrying) = (0_i64, 0_i64);
+    for row in &candidates {
+        let failed_retries: i64 = row.try_get("failed_retries")?;
+        if row.try_get::<String, _>("status")? == ContactStatus::Queue.as_str() {
+            from_queue += 1;
+        } else {
+            from_retrying += 1;
+        }
+        contact_ids.push(row.try_get::<i64, _>("id")?);
+        attempt_ids.push(new_attempt_id(channel));
+        templates.push(claim_template(channel, &settings, failed_retries));
+    }
+    sqlx::query(
+        "INSERT INTO attempts (id, campaign_id, contact_id, iteration, due_at, deadline, template, created_at) \
+         SELECT v.id, $1, v.contact_id, $2, $3, $4, v.template, $5 \
+         FROM UNNEST($6::text[], $7::bigint[], $8::text[]) WITH ORDINALITY AS v(id, contact_id, template, n) ORDER BY v.n",
+    )
+    .bind(claim.campaign_id)
+    .bind(iteration)
+    .bind(to_millis(claim.lease_until))
+    .bind(to_millis(claim.deadline))
+    .bind(to_millis(claim.at))
+    .bind(&attempt_ids)
+    .bind(&contact_ids)
+    .bind(&templates)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE contacts SET status = 'sending', call_count = call_count + 1, last_call_at = $1, next_attempt_at = NULL, \
+         last_attempt_id = v.attempt_id FROM UNNEST($2::bigint[], $3::text[]) AS v(id, attempt_id) WHERE contacts.id = v.id",
+    )
+    .bind(to_seconds(claim.at))
+    .bind(&contact_ids)
+    .bind(&attempt_ids)
+    .execute(&mut *conn)
+    .await?;
+    let taken = from_queue + from_retrying;
+    add_counts(
+        conn,
+        claim.campaign_id,
+        &[(ContactStatus::Queue, -from_queue), (ContactStatus::Retrying, -from_retrying), (ContactStatus::Sending, taken)],
+    )
+    .await?;
+    sqlx::query("UPDATE campaigns SET in_flight = in_flight + $1 WHERE id = $2")
+        .bind(taken)
+        .bind(claim.campaign_id)
+        .execute(&mut *conn)
+        .await?;
+    let minute = minute_of(claim.at);
+    sqlx::query(
+        "INSERT INTO campaign_starts (campaign_id, minute, count) VALUES ($1, $2, $3) \
+         ON CONFLICT (campaign_id, minute) DO UPDATE SET count = campaign_starts.count + excluded.count",
+    )
+    .bind(claim.campaign_id)
+    .bind(minute)
+    .bind(taken)
+    .execute(&mut *conn)
+    .await?;
+    // Minutes older than a day no longer count; clear them out now and then.
+    if minute % 10 == 0 {
+        sqlx::query("DELETE FROM campaign_starts WHERE campaign_id = $1 AND minute < $2")
+            .bind(claim.campaign_id)
+            .bind(minute - MINUTES_PER_DAY)
+            .execute(&mut *conn)
+            .await?;
+    }
+    dispatches(conn, &attempt_ids).await
+}
+
+/// The attempts named, with their contacts, as providers receive them.
+async fn dispatches(conn: &mut PgConnection, attempt_ids: &[String]) -> StoreResult<Vec<Dispatch>> {
+    if attempt_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT a.id AS attempt_id, a.campaign_id, a.iteration, a.handoff_tries, a.template, \
+         ct.id AS contact_id, ct.f_id, ct.name, ct.phone, ct.context, ct.extracted_data, ct.tags \
+         FROM attempts a JOIN contacts ct ON ct.id = a.contact_id WHERE a.id = ANY($1) ORDER BY ct.id",
+    ).bind(attempt_ids).fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Dispatch {
+                attempt_id: row.try_get("attempt_id")?,
+                campaign_id: row.try_get("campaign_id")?,
+                iteration: row.try_get("iteration")?,
+                tries: row.try_get("handoff_tries")?,
+                template: row.try_get("template")?,
+                contact: dispatch_contact(row)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn take_due_handoffs(conn: &mut PgConnection, at: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Dispatch>> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "UPDATE attempts SET due_at = $1 WHERE id IN (\
+           SELECT id FROM attempts WHERE open AND due_at <= $2 AND NOT handed_off AND deadline > $2 ORDER BY due_at LIMIT $3 \
+           FOR UPDATE SKIP LOCKED) \
+         RETURNING id",
+    )
+    .bind(to_millis(lease_until))
+    .bind(to_millis(at))
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    dispatches(conn, &ids).await
+}
+
+/// What a batch of handoff results does to one attempt, applied in the batch's order.
+#[derive(Default)]
+struct Handoff {
+    /// Re-sends asked for before the attempt was accepted.
+    retries: i64,
+    due_at: i64,
+    accepted: bool,
+}
+
+pub(super) async fn record_handoffs(conn: &mut PgConnection, results: Vec<HandoffResult>) -> StoreResult<()> {
+    let mut handoffs: HashMap<String, Handoff> = HashMap::with_capacity(results.len());
+    for result in results {
+        match result {
+            HandoffResult::Accepted(id) => handoffs.entry(id).or_default().accepted = true,
+            HandoffResult::RetryAt { attempt_id, at } => {
+                let handoff = handoffs.entry(attempt_id).or_default();
+                // Once accepted in this batch, a later re-send changes nothing (as on the row).
+                if !handoff.accepted {
+                    handoff.retries += 1;
+                    handoff.due_at = to_millis(at);
+                }
+            }
+        }
+    }
+    if handoffs.is_empty() {
+        return Ok(());
+    }
+    let mut ids: Vec<String> = handoffs.keys().cloned().collect();
+    ids.sort_unstable();
+    // Attempts are locked in id order, as every other writer of several attempts does.
+    sqlx::query("SELECT id FROM attempts WHERE id = ANY($1) ORDER BY id FOR UPDATE").bind(&ids).fetch_all(&mut *conn).await?;
+    let mut retries = Vec::with_capacity(ids.len());
+    let mut due = Vec::with_capacity(ids.len());
+    let mut accepted = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let handoff = &handoffs[id];
+        retries.push(handoff.retries);
+        due.push(handoff.due_at);
+        accepted.push(handoff.accepted);
+    }
+    // A re-send counts only while the provider does not have the attempt; acceptance sets the
+    // deadline as the next look.
+    sqlx::query(
+        "UPDATE attempts SET \
+           handoff_tries = handoff_tries + CASE WHEN attempts.handed_off THEN 0 ELSE v.retries END, \
+           due_at = CASE WHEN v.accepted THEN attempts.deadline WHEN attempts.handed_off OR v.retries = 0 THEN attempts.due_at \
+                    ELSE v.due_at END, \
+           handed_off = attempts.handed_off OR v.accepted \
+         FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::boolean[]) AS v(id, retries, due_at, accepted) \
+         WHERE attempts.id = v.id",
+    )
+    .bind(&ids)
+    .bind(&retries)
+    .bind(&due)
+    .bind(&accepted)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn expired_attempts(conn: &mut PgConnection, at: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar("SELECT id FROM attempts WHERE open AND due_at <= $1 AND deadline <= $1 ORDER BY due_at LIMIT $2")
+        .bind(to_millis(at))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?)
+}
+
+pub(super) async fn release_leases(conn: &mut PgConnection, at: Timestamp) -> StoreResult<u64> {
+    let done = sqlx::query("UPDATE attempts SET due_at = $1 WHERE open AND NOT handed_off AND due_at > $1")
+        .bind(to_millis(at))
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+async fn load_attempts(conn: &mut PgConnection, ids: &[&str]) -> StoreResult<HashMap<String, AttemptState>> {
+    let rows = sqlx::query(
+        "SELECT a.id, a.campaign_id, a.contact_id, a.status, a.open, a.answered_by, a.converted, a.started_at, a.ended_at, \
+         a.sent_at, a.delivered_at, a.read_at, a.duration, a.billed_duration, a.ended_by, a.ended_reason, a.extracted_data, a.tags, \
+         c.channel, c.integration_id, c.status AS campaign_status, (c.settings::jsonb ->> 'retries')::bigint AS voicemail_retries \
+         FROM attempts a JOIN campaigns c ON c.id = a.campaign_id WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE OF a",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut attempts = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let answered_by: Option<String> = row.try_get("answered_by")?;
+        let json = |column: &str| -> StoreResult<Option<String>> { Ok(row.try_get(column)?) };
+        attempts.insert(
+            row.try_get("id")?,
+            AttemptState {
+                campaign_id: row.try_get("campaign_id")?,
+                contact_id: row.try_get("contact_id")?,
+                channel: parse_channel(row.try_get("channel")?)?,
+                integration_id: row.try_get("integration_id")?,
+                campaign_finished: row.try_get::<String, _>("campaign_status")? == CampaignStatus::Finished.as_str(),
+                voicemail_retries: row.try_get("voicemail_retries")?,
+                status: parse_attempt_status(row.try_get("status")?)?,
+                open: row.try_get("open")?,
+                changed: false,
+                answered_by: answered_by.as_deref().and_then(AnsweredBy::parse),
+                converted: row.try_get("converted")?,
+                started_at: row.try_get("started_at")?,
+                ended_at: row.try_get("ended_at")?,
+                sent_at: row.try_get("sent_at")?,
+                delivered_at: row.try_get("delivered_at")?,
+                read_at: row.try_get("read_at")?,
+                duration: row.try_get("duration")?,
+                billed_duration: row.try_get("billed_duration")?,
+                ended_by: row.try_get("ended_by")?,
+                ended_reason: row.try_get("ended_reason")?,
+                extracted_data: json("extracted_data")?.map(|j| serde_json::from_str(&j)).transpose()?,
+                tags: json("tags")?.map(|j| serde_json::from_str(&j)).transpose()?,
+            },
+        );
+    }
+    Ok(attempts)
+}
+
+async fn load_contacts(conn: &mut PgConnection, ids: &[i64], with_data: bool) -> StoreResult<HashMap<i64, ContactState>> {
+    macro_rules! load {
+        ($($data:literal)?) => {
+            concat!(
+                "SELECT id, status, retries, failed_retries, next_attempt_at, last_attempt_id, processed, answered, billed_duration",
+                $($data,)?
+                " FROM contacts WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+            )
+        };
+    }
+    let query = if with_data { load!(", extracted_data, tags") } else { load!() };
+    let rows = sqlx::query(query).bind(ids).fetch_all(&mut *conn).await?;
+    let mut contacts = HashMap::with_capacity(rows.len());
+    for row in rows {
+        contacts.insert(
+            row.try_get("id")?,
+            ContactState {
+                progress: ContactProgress {
+                    status: parse_contact_status(row.try_get("status")?)?,
+                    retries: row.try_get("retries")?,
+                    failed_retries: row.try_get("failed_retries")?,
+                    next_attempt_at: row.try_get::<Option<i64>, _>("next_attempt_at")?.map(from_millis).transpose()?,
+                },
+                last_attempt_id: row.try_get("last_attempt_id")?,
+                processed: row.try_get("processed")?,
+                answered: row.try_get("answered")?,
+                billed_duration: row.try_get("billed_duration")?,
+                data: match with_data {
+                    true => Some(ContactData {
+                        extracted_data: serde_json::from_str(row.try_get("extracted_data")?)?,
+                        tags: serde_json::from_str(row.try_get("tags")?)?,
+                    }),
+                    false => None,
+                },
+                changed: false,
+            },
+        );
+    }
+    Ok(contacts)
+}
+
+pub(super) async fn apply_events(
+    conn: &mut PgConnection,
+    integration_id: Option<&str>,
+    events: &[AttemptEvent],
+    at: Timestamp,
+    retry: RetrySettings,
+) -> StoreResult<Vec<EventOutcome>> {
+    let mut ids: Vec<&str> = events.iter().map(|e| e.attempt_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // Lock order: the attempts' campaigns first (an attempt never changes campaign), then the
+    // attempts, then their contacts.
+    let mut campaign_ids: Vec<i64> =
+        sqlx::query_scalar("SELECT DISTINCT campaign_id FROM attempts WHERE id = ANY($1)").bind(&ids).fetch_all(&mut *conn).await?;
+    campaign_ids.sort_unstable();
+    lock_campaigns(conn, &campaign_ids).await?;
+    let mut attempts = load_attempts(conn, &ids).await?;
+    let mut contact_ids: Vec<i64> = attempts.values().map(|a| a.contact_id).collect();
+    contact_ids.sort_unstable();
+    contact_ids.dedup();
+    let with_data = events.iter().any(|e| e.extracted_data.is_some() || e.tags.is_some());
+    let mut contacts = load_contacts(conn, &contact_ids, with_data).await?;
+    let (outcomes, deltas) = apply_to_states(&mut attempts, &mut contacts, integration_id, events, at, retry);
+    write_attempts(conn, &attempts).await?;
+    write_contacts(conn, &contacts).await?;
+    let mut deltas: Vec<_> = deltas.into_iter().collect();
+    deltas.sort_unstable_by_key(|(campaign_id, _)| *campaign_id);
+    for (campaign_id, delta) in deltas {
+        write_delta(conn, campaign_id, delta).await?;
+    }
+    Ok(outcomes)
+}
+
+async fn write_attempts(conn: &mut PgConnection, attempts: &HashMap<String, AttemptState>) -> StoreResult<()> {
+    let changed: Vec<(&String, &AttemptState)> = attempts.iter().filter(|(_, a)| a.changed).collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let n = changed.len();
+    let (mut ids, mut statuses, mut open, mut answered_by, mut converted) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut started, mut ended, mut sent, mut delivered, mut read) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut duration, mut billed, mut ended_by, mut ended_reason, mut data, mut tags) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (id, a) in changed {
+        ids.push(id.as_str());
+        statuses.push(a.status.as_str());
+        open.push(a.open);
+        answered_by.push(a.answered_by.map(AnsweredBy::as_str));
+        converted.push(a.converted);
+        started.push(a.started_at);
+        ended.push(a.ended_at);
+        sent.push(a.sent_at);
+        delivered.push(a.delivered_at);
+        read.push(a.read_at);
+        duration.push(a.duration);
+        billed.push(a.billed_duration);
+        ended_by.push(a.ended_by.as_deref());
+        ended_reason.push(a.ended_reason.as_deref());
+        data.push(a.extracted_data.as_ref().map(serde_json::to_string).transpose()?);
+        tags.push(a.tags.as_ref().map(serde_json::to_string).transpose()?);
+    }
+    sqlx::query(
+        "UPDATE attempts SET status = v.status, open = v.open, handed_off = TRUE, due_at = deadline, answered_by = v.answered_by, \
+         converted = v.converted, started_at = v.started_at, ended_at = v.ended_at, sent_at = v.sent_at, \
+         delivered_at = v.delivered_at, read_at = v.read_at, duration = v.duration, billed_duration = v.billed_duration, \
+         ended_by = v.ended_by, ended_reason = v.ended_reason, extracted_data = v.extracted_data, tags = v.tags \
+         FROM UNNEST($1::text[], $2::text[], $3::boolean[], $4::text[], $5::boolean[], $6::bigint[], $7::bigint[], $8::bigint[], \
+                     $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::text[], $16::text[]) \
+           AS v(id, status, open, answered_by, converted, started_at, ended_at, sent_at, delivered_at, read_at, duration, \
+                billed_duration, ended_by, ended_reason, extracted_data, tags) \
+         WHERE attempts.id = v.id",
+    )
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&open)
+    .bind(&answered_by)
+    .bind(&converted)
+    .bind(&started)
+    .bind(&ended)
+    .bind(&sent)
+    .bind(&delivered)
+    .bind(&read)
+    .bind(&duration)
+    .bind(&billed)
+    .bind(&ended_by)
+    .bind(&ended_reason)
+    .bind(&data)
+    .bind(&tags)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn write_contacts(conn: &mut PgConnection, contacts: &HashMap<i64, ContactState>) -> StoreResult<()> {
+    let changed: Vec<(&i64, &ContactState)> = contacts.iter().filter(|(_, c)| c.changed).collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let n = changed.len();
+    let (mut ids, mut statuses, mut retries, mut failed_retries, mut next_attempt_at) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut processed, mut answered, mut billed, mut data, mut tags) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for (id, c) in changed {
+        ids.push(*id);
+        statuses.push(c.progress.status.as_str());
+        retries.push(c.progress.retries);
+        failed_retries.push(c.progress.failed_retries);
+        next_attempt_at.push(c.progress.next_attempt_at.map(to_millis));
+        processed.push(c.processed);
+        answered.push(c.answered);
+        billed.push(c.billed_duration);
+        // Data and tags are written only when they were read (NULL keeps the stored ones).
+        data.push(c.data.as_ref().map(|d| serde_json::to_string(&d.extracted_data)).transpose()?);
+        tags.push(c.data.as_ref().map(|d| serde_json::to_string(&d.tags)).transpose()?);
+    }
+    sqlx::query(
+        "UPDATE contacts SET status = v.status, retries = v.retries, failed_retries = v.failed_retries, \
+         next_attempt_at = v.next_attempt_at, processed = v.processed, answered = v.answered, billed_duration = v.billed_duration, \
+         extracted_data = COALESCE(v.extracted_data, contacts.extracted_data), tags = COALESCE(v.tags, contacts.tags) \
+         FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::boolean[], $7::boolean[], \
+                     $8::bigint[], $9::text[], $10::text[]) \
+           AS v(id, status, retries, failed_retries, next_attempt_at, processed, answered, billed_duration, extracted_data, tags) \
+         WHERE contacts.id = v.id",
+    )
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&retries)
+    .bind(&failed_retries)
+    .bind(&next_attempt_at)
+    .bind(&processed)
+    .bind(&answered)
+    .bind(&billed)
+    .bind(&data)
+    .bind(&tags)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn write_delta(conn: &mut PgConnection, campaign_id: i64, delta: CampaignDelta) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE campaigns SET in_flight = in_flight + $1, calls = calls + $2, calls_human = calls_human + $3, \
+         calls_machine = calls_machine + $4, calls_unknown = calls_unknown + $5, messages = messages + $6, \
+         contacts_processed = contacts_processed + $7, contacts_answered = contacts_answered + $8 WHERE id = $9",
+    )
+    .bind(delta.in_flight)
+    .bind(delta.calls)
+    .bind(delta.calls_human)
+    .bind(delta.calls_machine)
+    .bind(delta.calls_unknown)
+    .bind(delta.messages)
+    .bind(delta.contacts_processed)
+    .bind(delta.contacts_answered)
+    .bind(campaign_id)
+    .execute(&mut *conn)
+    .await?;
+    let statuses: Vec<(ContactStatus, i64)> = delta.statuses.into_iter().filter(|(_, d)| *d != 0).collect();
+    add_counts(conn, campaign_id, &statuses).await
+}
+
+/// Adds to the per-status contact counts of a campaign (one statement; statuses distinct).
+pub(super) async fn add_counts(conn: &mut PgConnection, campaign_id: i64, deltas: &[(ContactStatus, i64)]) -> StoreResult<()> {
+    let (statuses, counts): (Vec<&str>, Vec<i64>) = deltas.iter().filter(|(_, d)| *d != 0).map(|(s, d)| (s.as_str(), *d)).unzip();
+    if statuses.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO campaign_contact_counts (campaign_id, status, count) \
+         SELECT $1, v.status, v.count FROM UNNEST($2::text[], $3::bigint[]) AS v(status, count) \
+         ON CONFLICT (campaign_id, status) DO UPDATE SET count = campaign_contact_counts.count + excluded.count",
+    )
+    .bind(campaign_id)
+    .bind(&statuses)
+    .bind(&counts)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// `WHERE` condition of the contacts a new iteration takes (§5.5): not converted, not in flight,
+/// status not in `filter_statuses`, no tag in `filter_tags`. Binds `$1` (campaign), `$2`
+/// (statuses) and `$3` (tags).
+macro_rules! eligible {
+    () => {
+        " WHERE campaign_id = $1 AND status <> ALL($2) \
+     AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(contacts.tags::jsonb) AS t(tag) WHERE t.tag = ANY($3))"
+    };
+}
+
+fn eligible_binds(campaign: &Campaign) -> (Vec<&str>, Vec<&str>) {
+    let cycles = &campaign.settings.cycles;
+    let mut statuses = vec![ContactStatus::Converted.as_str(), ContactStatus::Sending.as_str()];
+    statuses.extend(cycles.filter_statuses.iter().map(|s| s.as_str()));
+    (statuses, cycles.filter_tags.iter().map(String::as_str).collect())
+}
+
+/// Starts an iteration's contacts: every eligible one back to `queue` with its retry counters
+/// reset. Once per iteration, so it may scan the campaign's contacts; the counts are rebuilt.
+/// The caller holds the campaign's row.
+pub(super) async fn queue_eligible_contacts(conn: &mut PgConnection, campaign: &Campaign) -> StoreResult<()> {
+    let (statuses, tags) = eligible_binds(campaign);
+    let update = concat!("UPDATE contacts SET status = 'queue', retries = 0, failed_retries = 0, next_attempt_at = NULL", eligible!());
+    sqlx::query(update).bind(campaign.id).bind(&statuses).bind(&tags).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM campaign_contact_counts WHERE campaign_id = $1").bind(campaign.id).execute(&mut *conn).await?;
+    sqlx::query(
+        "INSERT INTO campaign_contact_counts (campaign_id, status, count) \
+         SELECT campaign_id, status, COUNT(*) FROM contacts WHERE campaign_id = $1 GROUP BY campaign_id, status",
+    )
+    .bind(campaign.id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn any_eligible(conn: &mut PgConnection, campaign: &Campaign) -> StoreResult<bool> {
+    let (statuses, tags) = eligible_binds(campaign);
+    let query = concat!("SELECT EXISTS (SELECT 1 FROM contacts", eligible!(), ")");
+    Ok(sqlx::query_scalar(query).bind(campaign.id).bind(&statuses).bind(&tags).fetch_one(&mut *conn).await?)
+}
+
+pub(super) async fn advance_iteration(conn: &mut PgConnection, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>> {
+    let row = sqlx::query(concat!(select_campaigns!(), " WHERE c.id = $1 FOR UPDATE OF c"))
+        .bind(campaign_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let mut campaign = campaign_from_row(&row)?;
+    if campaign.begin_due_iteration(at) {
+        queue_eligible_contacts(conn, &campaign).await?;
+        update_campaign(conn, &campaign).await?;
+        return Ok(Some(campaign.status));
+    }
+    if campaign.status != CampaignStatus::Active || campaign.archived || campaign.counters.contacts == 0 {
+        return Ok(None);
+    }
+    let unfinished: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(count), 0)::bigint FROM campaign_contact_counts \
+         WHERE campaign_id = $1 AND status IN ('queue', 'sending', 'retrying')",
+    )
+    .bind(campaign_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    if unfinished > 0 {
+        return Ok(None);
+    }
+    let eligible = any_eligible(conn, &campaign).await?;
+    campaign.end_iteration(at, eligible);
+    update_campaign(conn, &campaign).await?;
+    Ok(Some(campaign.status))
+}
+
+pub(super) async fn integration_secret(conn: &mut PgConnection, integration_id: &str) -> StoreResult<Option<(Channel, String)>> {
+    let row =
+        sqlx::query("SELECT channel, secret FROM integrations WHERE id = $1").bind(integration_id).fetch_optional(&mut *conn).await?;
+    row.map(|row| Ok((parse_channel(row.try_get("channel")?)?, row.try_get("secret")?))).transpose()
+}
+
+/// `WHERE` of a `/calls` or `/messages` page: binds `$1` (campaign) to `$5`.
+macro_rules! attempt_filters {
+    () => {
+        " WHERE a.campaign_id = $1 AND ($2::text[] IS NULL OR a.status = ANY($2)) \
+     AND ($3::text IS NULL OR a.answered_by = $3) AND ($4::bigint IS NULL OR a.created_at >= $4) \
+     AND ($5::bigint IS NULL OR a.created_at <= $5)"
+    };
+}
+
+pub(super) async fn list_attempts(
+    conn: &mut PgConnection,
+    org: OrgId,
+    campaign_id: i64,
+    filter: &AttemptQuery,
+) -> StoreResult<Option<AttemptPage>> {
+    let channel: Option<String> = sqlx::query_scalar("SELECT channel FROM campaigns WHERE org_id = $1 AND id = $2")
+        .bind(org)
+        .bind(campaign_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(channel) = channel else { return Ok(None) };
+    if filter.channel.is_some_and(|wanted| wanted != parse_channel(&channel).unwrap_or(wanted)) {
+        return Ok(Some(AttemptPage { total_count: 0, attempts: Vec::new() }));
+    }
+    let statuses: Option<Vec<&str>> = filter.status.map(|status| stored_statuses(status).to_vec());
+    let answered_by = filter.answered_by.map(AnsweredBy::as_str);
+    let (start, end) = (filter.start.map(to_millis), filter.end.map(to_millis));
+    let count = concat!("SELECT COUNT(*) FROM attempts a", attempt_filters!());
+    let total_count: i64 = sqlx::query_scalar(count)
+        .bind(campaign_id)
+        .bind(&statuses)
+        .bind(answered_by)
+        .bind(start)
+        .bind(end)
+        .fetch_one(&mut *conn)
+        .await?;
+    let page = concat!(
+        "SELECT a.id, a.status, a.answered_by, a.template, a.created_at, a.started_at, a.ended_at, a.sent_at, a.delivered_at, \
+         a.read_at, a.ended_by, a.ended_reason, a.duration, a.billed_duration, a.extracted_data, a.tags, \
+         ct.id AS contact_id, ct.f_id, ct.name, ct.phone, ct.status AS contact_status \
+         FROM attempts a LEFT JOIN contacts ct ON ct.id = a.contact_id",
+        attempt_filters!(),
+        " ORDER BY a.created_at, a.seq LIMIT $6 OFFSET $7"
+    );
+    let offset = i64::from(filter.page_size) * i64::from(filter.page_index);
+    let rows = sqlx::query(page)
+        .bind(campaign_id)
+        .bind(&statuses)
+        .bind(answered_by)
+        .bind(start)
+        .bind(end)
+        .bind(i64::from(filter.page_size))
+        .bind(offset)
+        .fetch_all(&mut *conn)
+        .await?;
+    let attempts = rows.iter().map(attempt_from_row).collect::<StoreResult<Vec<_>>>()?;
+    Ok(Some(AttemptPage { total_count, attempts }))
+}
+
+fn attempt_from_row(row: &PgRow) -> StoreResult<Attempt> {
+    let millis = |column: &str| -> StoreResult<Option<Timestamp>> { row.try_get::<Option<i64>, _>(column)?.map(from_millis).transpose() };
+    let answered_by: Option<String> = row.try_get("answered_by")?;
+    let extracted: Option<String> = row.try_get("extracted_data")?;
+    let tags: Option<String> = row.try_get("tags")?;
+    let contact = match row.try_get::<Option<i64>, _>("contact_id")? {
+        Some(id) => Some(AttemptContact {
+            id,
+            f_id: row.try_get("f_id")?,
+            name: row.try_get("name")?,
+            phone: row.try_get("phone")?,
+            status: parse_contact_status(row.try_get("contact_status")?)?,
+        }),
+        None => None,
+    };
+    Ok(Attempt {
+        id: row.try_get("id")?,
+        status: parse_attempt_status(row.try_get("status")?)?,
+        answered_by: answered_by.as_deref().and_then(AnsweredBy::parse),
+        template: row.try_get("template")?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+        started_at: millis("started_at")?,
+        ended_at: millis("ended_at")?,
+        sent_at: millis("sent_at")?,
+        delivered_at: millis("delivered_at")?,
+        read_at: millis("read_at")?,
+        ended_by: row.try_get("ended_by")?,
+        ended_reason: row.try_get("ended_reason")?,
+        duration: row.try_get("duration")?,
+        billed_duration: row.try_get("billed_duration")?,
+        extracted_data: extracted.map(|j| serde_json::from_str(&j)).transpose()?.unwrap_or_default(),
+        tags: tags.map(|j| serde_json::from_str(&j)).transpose()?.unwrap_or_default(),
+        contact,
+    })
+}

@@ -1,0 +1,723 @@
+//! PostgreSQL store: every write is its own transaction on a connection of a `PgPool`.
+//!
+//! Transactions that read and then write a campaign (its status, budgets or counters) lock its
+//! row first (`SELECT … FOR UPDATE`), so that concurrent writers see each other's counters; rows
+//! that change together are always locked in the same order (campaigns, then attempts, then
+//! contacts, each by id) so that two transactions never wait on each other.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::shared::{config_json, opt_to_seconds, parse_campaign_status, parse_channel, parse_uuid, provider_config, with_status_counts};
+use super::{
+    AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, AttemptPage, AttemptQuery, BatchItem, CampaignChange, CampaignCursor, CampaignFilter,
+    CampaignPage, ClaimRequest, ContactLookup, ContactPage, CreateCampaignOutcome, DeleteOutcome, Dispatch, EventOutcome, HandoffResult,
+    IdempotencyClaim, IdempotencyRecord, Modified, OrgId, PageDirection, ResponseRecorder, RunningCampaign, Store, StoreError, StoreResult,
+    StoredResponse, from_seconds, to_seconds,
+};
+use crate::domain::agent::Agent;
+use crate::domain::analytics::CampaignCounters;
+use crate::domain::attempt::{AttemptEvent, RetrySettings};
+use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, ContactStatus, IntegrationRef, NewCampaign};
+use crate::domain::contact::IfDuplicate;
+use crate::domain::ids::{NewApiKey, new_integration_id, new_signing_secret};
+use crate::domain::integration::{Integration, NewIntegration};
+
+mod contacts;
+mod engine;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+const MAX_CONNECTIONS: u32 = 16;
+/// Serializes `bootstrap_organization` across processes (any constant shared by all of them).
+const BOOTSTRAP_LOCK: i64 = 0x6f75_7462_6f75_6e64;
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects (creating the database when it does not exist yet) and runs the migrations.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        // Creating needs the right to; a database that exists but cannot be checked is reported by
+        // the connection below.
+        if let Ok(false) = Postgres::database_exists(url).await {
+            Postgres::create_database(url).await?;
+        }
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+/// `SELECT <campaign columns>[, extra columns] FROM campaigns c JOIN agents a`: every campaign read.
+macro_rules! select_campaigns {
+    ($($extra:literal)?) => {
+        concat!(
+            "SELECT c.id, c.agent_id, a.name AS agent_name, c.integration_id, c.channel, c.status, c.archived, \
+             c.created_at, c.started_at, c.ended_at, c.settings, c.current_iteration, c.last_iteration_at, c.next_cycle_at, \
+             c.paused_in_cooldown, c.contact_count, c.calls, c.calls_human, c.calls_machine, c.calls_unknown, c.messages, \
+             c.contacts_processed, c.contacts_answered, \
+             (SELECT json_object_agg(status, count)::text FROM campaign_contact_counts WHERE campaign_id = c.id) AS status_counts",
+            $(", ", $extra,)?
+            " FROM campaigns c JOIN agents a ON a.id = c.agent_id"
+        )
+    };
+}
+pub(super) use select_campaigns;
+const CAMPAIGN_COLUMNS: &str = select_campaigns!();
+const CAMPAIGN_BY_ID: &str = concat!(select_campaigns!(), " WHERE c.org_id = $1 AND c.id = $2");
+
+pub(super) fn opt_seconds(row: &PgRow, column: &str) -> StoreResult<Option<Timestamp>> {
+    row.try_get::<Option<i64>, _>(column)?.map(from_seconds).transpose()
+}
+
+pub(super) fn campaign_from_row(row: &PgRow) -> StoreResult<Campaign> {
+    let status: String = row.try_get("status")?;
+    let settings: String = row.try_get("settings")?;
+    Ok(Campaign {
+        id: row.try_get("id")?,
+        agent: AgentRef { id: parse_uuid(row.try_get("agent_id")?)?, name: row.try_get("agent_name")? },
+        integration: IntegrationRef { id: row.try_get("integration_id")?, channel: parse_channel(row.try_get("channel")?)? },
+        status: parse_campaign_status(&status)?,
+        archived: row.try_get("archived")?,
+        created_at: from_seconds(row.try_get("created_at")?)?,
+        started_at: opt_seconds(row, "started_at")?,
+        ended_at: opt_seconds(row, "ended_at")?,
+        settings: serde_json::from_str(&settings)?,
+        current_iteration: row.try_get("current_iteration")?,
+        last_iteration_at: opt_seconds(row, "last_iteration_at")?,
+        next_cycle_at: opt_seconds(row, "next_cycle_at")?,
+        paused_in_cooldown: row.try_get("paused_in_cooldown")?,
+        counters: counters_from_row(row)?,
+    })
+}
+
+fn counters_from_row(row: &PgRow) -> StoreResult<CampaignCounters> {
+    let status_counts: Option<String> = row.try_get("status_counts")?;
+    let counters = CampaignCounters {
+        contacts: row.try_get("contact_count")?,
+        calls: row.try_get("calls")?,
+        calls_human: row.try_get("calls_human")?,
+        calls_machine: row.try_get("calls_machine")?,
+        calls_unknown: row.try_get("calls_unknown")?,
+        messages: row.try_get("messages")?,
+        contacts_processed: row.try_get("contacts_processed")?,
+        contacts_answered: row.try_get("contacts_answered")?,
+        ..CampaignCounters::default()
+    };
+    with_status_counts(counters, status_counts.as_deref())
+}
+
+fn agent_from_row(row: &PgRow) -> StoreResult<Agent> {
+    Ok(Agent { id: parse_uuid(row.try_get("id")?)?, name: row.try_get("name")?, created_at: from_seconds(row.try_get("created_at")?)? })
+}
+
+fn integration_from_row(row: &PgRow) -> StoreResult<Integration> {
+    let (provider, config) = provider_config(row.try_get("provider")?, row.try_get("config")?)?;
+    Ok(Integration {
+        id: row.try_get("id")?,
+        agent_id: parse_uuid(row.try_get("agent_id")?)?,
+        channel: parse_channel(row.try_get("channel")?)?,
+        provider,
+        config,
+        secret: row.try_get("secret")?,
+        created_at: from_seconds(row.try_get("created_at")?)?,
+    })
+}
+
+/// Appends the list filters to a query whose FROM clause names the campaigns table `c`.
+fn push_filters(query: &mut QueryBuilder<Postgres>, org: OrgId, filter: &CampaignFilter) {
+    query.push(" WHERE c.org_id = ").push_bind(org);
+    if !filter.include_archived {
+        query.push(" AND NOT c.archived");
+    }
+    if let Some(agent) = filter.agent_id {
+        query.push(" AND c.agent_id = ").push_bind(agent.to_string());
+    }
+    if let Some(status) = filter.status {
+        query.push(" AND c.status = ").push_bind(status.as_str());
+    }
+    if let Some(channel) = filter.channel {
+        query.push(" AND c.channel = ").push_bind(channel.as_str());
+    }
+    let bounds = [
+        ("c.created_at >= ", filter.created_after),
+        ("c.created_at <= ", filter.created_before),
+        ("c.started_at >= ", filter.started_after),
+        ("c.started_at <= ", filter.started_before),
+        ("c.ended_at >= ", filter.ended_after),
+        ("c.ended_at <= ", filter.ended_before),
+    ];
+    for (clause, bound) in bounds {
+        if let Some(at) = bound {
+            query.push(" AND ").push(clause).push_bind(to_seconds(at));
+        }
+    }
+}
+
+impl PostgresStore {
+    async fn campaigns_exist_beyond(&self, org: OrgId, filter: &CampaignFilter, edge: (i64, i64), older: bool) -> StoreResult<bool> {
+        let mut query = QueryBuilder::<Postgres>::new("SELECT EXISTS (SELECT 1 FROM campaigns c");
+        push_filters(&mut query, org, filter);
+        query.push(if older { " AND (c.created_at, c.id) < (" } else { " AND (c.created_at, c.id) > (" });
+        query.push_bind(edge.0).push(", ").push_bind(edge.1).push("))");
+        Ok(query.build_query_scalar::<bool>().fetch_one(&self.pool).await?)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let row = sqlx::query("SELECT id, org_id, key_hash, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE prefix = $1")
+            .bind(prefix)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(ApiKeyRecord {
+                id: row.try_get("id")?,
+                org_id: row.try_get("org_id")?,
+                hash: row.try_get("key_hash")?,
+                revoked: row.try_get("revoked")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn touch_api_key(&self, key_id: i64, at: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2").bind(to_seconds(at)).bind(key_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_api_key(&self, organization: &str, key: &NewApiKey, at: Timestamp) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_key(&mut tx, organization, &key.prefix, &key.hash, at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn bootstrap_organization(&self, organization: &str, key: &NewApiKey, at: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(BOOTSTRAP_LOCK).execute(&mut *tx).await?;
+        let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations)").fetch_one(&mut *tx).await?;
+        if any {
+            return Ok(false);
+        }
+        insert_key(&mut tx, organization, &key.prefix, &key.hash, at).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_api_keys(&self, organization: Option<&str>) -> StoreResult<Vec<ApiKeyInfo>> {
+        let rows = sqlx::query(
+            "SELECT k.prefix, o.name, k.created_at, k.last_used_at, k.revoked_at FROM api_keys k \
+             JOIN organizations o ON o.id = k.org_id WHERE $1::text IS NULL OR o.name = $1 ORDER BY o.name, k.created_at, k.id",
+        )
+        .bind(organization)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApiKeyInfo {
+                    prefix: row.try_get("prefix")?,
+                    organization: row.try_get("name")?,
+                    created_at: from_seconds(row.try_get("created_at")?)?,
+                    last_used_at: opt_seconds(row, "last_used_at")?,
+                    revoked_at: opt_seconds(row, "revoked_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_api_key(&self, prefix: &str, at: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE prefix = $1)").bind(prefix).fetch_one(&mut *tx).await?;
+        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE prefix = $2 AND revoked_at IS NULL")
+            .bind(to_seconds(at))
+            .bind(prefix)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(exists)
+    }
+
+    async fn create_agent(&self, org: OrgId, name: &str, at: Timestamp, record: Option<ResponseRecorder<Agent>>) -> StoreResult<Agent> {
+        let agent = Agent { id: Uuid::new_v4(), name: name.to_owned(), created_at: from_seconds(to_seconds(at))? };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO agents (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(agent.id.to_string())
+            .bind(org)
+            .bind(&agent.name)
+            .bind(to_seconds(agent.created_at))
+            .execute(&mut *tx)
+            .await?;
+        record_response(&mut tx, record, &agent).await?;
+        tx.commit().await?;
+        Ok(agent)
+    }
+
+    async fn get_agent(&self, org: OrgId, id: Uuid) -> StoreResult<Option<Agent>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM agents WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    async fn list_agents(&self, org: OrgId) -> StoreResult<Vec<Agent>> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM agents WHERE org_id = $1 ORDER BY created_at, seq")
+            .bind(org)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(agent_from_row).collect()
+    }
+
+    async fn create_integration(
+        &self,
+        org: OrgId,
+        new: NewIntegration,
+        at: Timestamp,
+        record: Option<ResponseRecorder<Integration>>,
+    ) -> StoreResult<Integration> {
+        let integration = Integration {
+            id: new_integration_id(new.channel),
+            agent_id: new.agent_id,
+            channel: new.channel,
+            provider: new.provider,
+            config: new.config,
+            secret: new_signing_secret(),
+            created_at: from_seconds(to_seconds(at))?,
+        };
+        let config = config_json(&integration.config)?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO integrations (id, org_id, agent_id, channel, provider, config, secret, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&integration.id)
+        .bind(org)
+        .bind(integration.agent_id.to_string())
+        .bind(integration.channel.as_str())
+        .bind(integration.provider.as_str())
+        .bind(config)
+        .bind(&integration.secret)
+        .bind(to_seconds(integration.created_at))
+        .execute(&mut *tx)
+        .await?;
+        record_response(&mut tx, record, &integration).await?;
+        tx.commit().await?;
+        Ok(integration)
+    }
+
+    async fn get_integration(&self, org: OrgId, id: &str) -> StoreResult<Option<Integration>> {
+        let row = sqlx::query("SELECT * FROM integrations WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(integration_from_row).transpose()
+    }
+
+    async fn list_integrations(&self, org: OrgId) -> StoreResult<Vec<Integration>> {
+        let rows =
+            sqlx::query("SELECT * FROM integrations WHERE org_id = $1 ORDER BY created_at, seq").bind(org).fetch_all(&self.pool).await?;
+        rows.iter().map(integration_from_row).collect()
+    }
+
+    async fn create_campaign(
+        &self,
+        org: OrgId,
+        new: NewCampaign,
+        at: Timestamp,
+        record: Option<ResponseRecorder<CreateCampaignOutcome>>,
+    ) -> StoreResult<CreateCampaignOutcome> {
+        let settings_json = serde_json::to_string(&new.settings)?;
+        let created_at = from_seconds(to_seconds(at))?;
+        let mut tx = self.pool.begin().await?;
+        let outcome = insert_campaign(&mut tx, org, new, settings_json, created_at).await?;
+        record_response(&mut tx, record, &outcome).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn get_campaign(&self, org: OrgId, id: i64) -> StoreResult<Option<Campaign>> {
+        let row = sqlx::query(CAMPAIGN_BY_ID).bind(org).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(campaign_from_row).transpose()
+    }
+
+    async fn list_campaigns(
+        &self,
+        org: OrgId,
+        filter: &CampaignFilter,
+        cursor: Option<CampaignCursor>,
+        page_size: u32,
+    ) -> StoreResult<CampaignPage> {
+        let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM campaigns c");
+        push_filters(&mut count, org, filter);
+        let total_count: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+
+        let backwards = matches!(cursor, Some(CampaignCursor { direction: PageDirection::Before, .. }));
+        let mut page = QueryBuilder::<Postgres>::new(CAMPAIGN_COLUMNS);
+        push_filters(&mut page, org, filter);
+        if let Some(cursor) = cursor {
+            page.push(if backwards { " AND (c.created_at, c.id) > (" } else { " AND (c.created_at, c.id) < (" });
+            page.push_bind(cursor.created_at).push(", ").push_bind(cursor.id).push(")");
+        }
+        page.push(if backwards { " ORDER BY c.created_at ASC, c.id ASC" } else { " ORDER BY c.created_at DESC, c.id DESC" });
+        page.push(" LIMIT ").push_bind(i64::from(page_size) + 1);
+        let rows = page.build().fetch_all(&self.pool).await?;
+        let more_in_direction = rows.len() > page_size as usize;
+        let mut campaigns = rows.iter().take(page_size as usize).map(campaign_from_row).collect::<StoreResult<Vec<_>>>()?;
+        if backwards {
+            campaigns.reverse();
+        }
+        let key = |c: &Campaign| (to_seconds(c.created_at), c.id);
+        let (has_next, has_previous) = match (campaigns.first(), campaigns.last()) {
+            (Some(_), Some(last)) if backwards => (self.campaigns_exist_beyond(org, filter, key(last), true).await?, more_in_direction),
+            (Some(first), Some(_)) if cursor.is_some() => {
+                (more_in_direction, self.campaigns_exist_beyond(org, filter, key(first), false).await?)
+            }
+            (Some(_), Some(_)) => (more_in_direction, false),
+            // An empty page (an empty list, or a cursor past the end) has nowhere to go.
+            _ => (false, false),
+        };
+        Ok(CampaignPage { total_count, campaigns, has_next, has_previous })
+    }
+
+    async fn modify_campaign(
+        &self,
+        org: OrgId,
+        id: i64,
+        change: CampaignChange,
+        record: Option<ResponseRecorder<Modified>>,
+    ) -> StoreResult<Modified> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(concat!(select_campaigns!(), " WHERE c.org_id = $1 AND c.id = $2 FOR UPDATE OF c"))
+            .bind(org)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let outcome = match row {
+            None => Modified::NotFound,
+            Some(row) => {
+                let mut campaign = campaign_from_row(&row)?;
+                let iteration = campaign.current_iteration;
+                match change(&mut campaign) {
+                    Err(refusal) => Modified::Refused(refusal),
+                    Ok(()) => {
+                        // Activating or resuming out of a cooldown starts the next iteration.
+                        if iteration >= 1 && campaign.current_iteration > iteration {
+                            engine::queue_eligible_contacts(&mut tx, &campaign).await?;
+                            campaign = reload_campaign(&mut tx, campaign).await?;
+                        }
+                        update_campaign(&mut tx, &campaign).await?;
+                        Modified::Done(Box::new(campaign))
+                    }
+                }
+            }
+        };
+        record_response(&mut tx, record, &outcome).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn add_contacts(
+        &self,
+        org: OrgId,
+        campaign_id: i64,
+        items: Vec<BatchItem>,
+        if_duplicate: IfDuplicate,
+        at: Timestamp,
+        record: Option<ResponseRecorder<AddContactsOutcome>>,
+    ) -> StoreResult<AddContactsOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let outcome = contacts::add_contacts(&mut tx, org, campaign_id, items, if_duplicate, at).await?;
+        record_response(&mut tx, record, &outcome).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn list_contacts(
+        &self,
+        org: OrgId,
+        campaign_id: i64,
+        status: Option<ContactStatus>,
+        page_size: u32,
+        page_index: u32,
+    ) -> StoreResult<Option<ContactPage>> {
+        // One snapshot for the count and the page.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        let page = contacts::list_contacts(&mut tx, org, campaign_id, status, page_size, page_index).await?;
+        tx.commit().await?;
+        Ok(page)
+    }
+
+    async fn get_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<ContactLookup> {
+        let mut conn = self.pool.acquire().await?;
+        contacts::get_contact(&mut conn, org, campaign_id, contact_id).await
+    }
+
+    async fn delete_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<DeleteOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let outcome = contacts::delete_contact(&mut tx, org, campaign_id, contact_id).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn find_idempotency_record(&self, org: OrgId, key: &str, expired_before: Timestamp) -> StoreResult<Option<IdempotencyRecord>> {
+        let row =
+            sqlx::query("SELECT fingerprint, status, body FROM idempotency_keys WHERE org_id = $1 AND key = $2 AND created_at >= $3")
+                .bind(org)
+                .bind(key)
+                .bind(to_seconds(expired_before))
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|row| {
+            let status: i64 = row.try_get("status")?;
+            let status = u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("bad status {status}")))?;
+            Ok(IdempotencyRecord {
+                fingerprint: row.try_get("fingerprint")?,
+                response: StoredResponse { status, body: row.try_get("body")? },
+            })
+        })
+        .transpose()
+    }
+
+    async fn complete_idempotency_key(&self, claim: &IdempotencyClaim, response: StoredResponse) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await?;
+        insert_record(&mut conn, claim, &response).await
+    }
+
+    async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64> {
+        let done =
+            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1").bind(to_seconds(created_before)).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn running_campaigns(&self) -> StoreResult<Vec<RunningCampaign>> {
+        engine::running_campaigns(&mut *self.pool.acquire().await?).await
+    }
+
+    async fn running_campaign(&self, campaign_id: i64) -> StoreResult<Option<RunningCampaign>> {
+        engine::running_campaign(&mut *self.pool.acquire().await?, campaign_id).await
+    }
+
+    async fn claim_attempts(&self, claims: Vec<ClaimRequest>) -> StoreResult<Vec<Dispatch>> {
+        let mut tx = self.pool.begin().await?;
+        // Every campaign's row is locked up front, in id order (see the module's comment).
+        let mut ids: Vec<i64> = claims.iter().map(|c| c.campaign_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        engine::lock_campaigns(&mut tx, &ids).await?;
+        let mut dispatches = Vec::new();
+        for claim in claims {
+            dispatches.extend(engine::claim_attempts(&mut tx, claim).await?);
+        }
+        tx.commit().await?;
+        Ok(dispatches)
+    }
+
+    async fn take_due_handoffs(&self, at: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Dispatch>> {
+        let mut tx = self.pool.begin().await?;
+        let dispatches = engine::take_due_handoffs(&mut tx, at, lease_until, limit).await?;
+        tx.commit().await?;
+        Ok(dispatches)
+    }
+
+    async fn record_handoffs(&self, results: Vec<HandoffResult>) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        engine::record_handoffs(&mut tx, results).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn apply_events(
+        &self,
+        integration_id: Option<String>,
+        events: Vec<AttemptEvent>,
+        at: Timestamp,
+        retry: RetrySettings,
+    ) -> StoreResult<Vec<EventOutcome>> {
+        let mut tx = self.pool.begin().await?;
+        let outcomes = engine::apply_events(&mut tx, integration_id.as_deref(), &events, at, retry).await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn expired_attempts(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
+        engine::expired_attempts(&mut *self.pool.acquire().await?, at, limit).await
+    }
+
+    async fn advance_iteration(&self, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>> {
+        let mut tx = self.pool.begin().await?;
+        let status = engine::advance_iteration(&mut tx, campaign_id, at).await?;
+        tx.commit().await?;
+        Ok(status)
+    }
+
+    async fn release_leases(&self, at: Timestamp) -> StoreResult<u64> {
+        engine::release_leases(&mut *self.pool.acquire().await?, at).await
+    }
+
+    async fn integration_secret(&self, integration_id: &str) -> StoreResult<Option<(Channel, String)>> {
+        engine::integration_secret(&mut *self.pool.acquire().await?, integration_id).await
+    }
+
+    async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        let page = engine::list_attempts(&mut tx, org, campaign_id, query).await?;
+        tx.commit().await?;
+        Ok(page)
+    }
+}
+
+/// Looks up the agent and its integration (one query) and inserts the campaign.
+async fn insert_campaign(
+    conn: &mut PgConnection,
+    org: OrgId,
+    new: NewCampaign,
+    settings_json: String,
+    created_at: Timestamp,
+) -> StoreResult<CreateCampaignOutcome> {
+    let row = sqlx::query(
+        "SELECT a.name AS agent_name, i.channel, i.agent_id AS integration_agent FROM agents a \
+         LEFT JOIN integrations i ON i.id = $1 AND i.org_id = a.org_id WHERE a.org_id = $2 AND a.id = $3",
+    )
+    .bind(&new.integration_id)
+    .bind(org)
+    .bind(new.agent_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(CreateCampaignOutcome::AgentNotFound) };
+    let agent_id = new.agent_id.to_string();
+    let (Some(channel), Some(owner)) =
+        (row.try_get::<Option<String>, _>("channel")?, row.try_get::<Option<String>, _>("integration_agent")?)
+    else {
+        return Ok(CreateCampaignOutcome::IntegrationNotFound);
+    };
+    if owner != agent_id {
+        return Ok(CreateCampaignOutcome::IntegrationNotFound);
+    }
+    let channel = parse_channel(&channel)?;
+    if channel != new.channel {
+        return Ok(CreateCampaignOutcome::WrongIntegrationType(channel));
+    }
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO campaigns (org_id, agent_id, integration_id, channel, status, created_at, settings) \
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6) RETURNING id",
+    )
+    .bind(org)
+    .bind(&agent_id)
+    .bind(&new.integration_id)
+    .bind(channel.as_str())
+    .bind(to_seconds(created_at))
+    .bind(settings_json)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(CreateCampaignOutcome::Created(Box::new(Campaign {
+        id,
+        agent: AgentRef { id: new.agent_id, name: row.try_get("agent_name")? },
+        integration: IntegrationRef { id: new.integration_id, channel },
+        status: CampaignStatus::Pending,
+        archived: false,
+        created_at,
+        started_at: None,
+        ended_at: None,
+        settings: new.settings,
+        current_iteration: 0,
+        last_iteration_at: None,
+        next_cycle_at: None,
+        paused_in_cooldown: false,
+        counters: CampaignCounters::default(),
+    })))
+}
+
+pub(super) async fn update_campaign(conn: &mut PgConnection, campaign: &Campaign) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE campaigns SET status = $1, archived = $2, started_at = $3, ended_at = $4, settings = $5, current_iteration = $6, \
+         last_iteration_at = $7, next_cycle_at = $8, paused_in_cooldown = $9 WHERE id = $10",
+    )
+    .bind(campaign.status.as_str())
+    .bind(campaign.archived)
+    .bind(opt_to_seconds(campaign.started_at))
+    .bind(opt_to_seconds(campaign.ended_at))
+    .bind(serde_json::to_string(&campaign.settings)?)
+    .bind(campaign.current_iteration)
+    .bind(opt_to_seconds(campaign.last_iteration_at))
+    .bind(opt_to_seconds(campaign.next_cycle_at))
+    .bind(campaign.paused_in_cooldown)
+    .bind(campaign.id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The campaign with its counters read again (after a change to its contacts), keeping the
+/// changes made to `campaign` in memory.
+async fn reload_campaign(conn: &mut PgConnection, campaign: Campaign) -> StoreResult<Campaign> {
+    let row = sqlx::query(concat!(select_campaigns!(), " WHERE c.id = $1")).bind(campaign.id).fetch_one(&mut *conn).await?;
+    Ok(Campaign { counters: campaign_from_row(&row)?.counters, ..campaign })
+}
+
+/// Stores the rendered response under its key, inside the caller's transaction.
+async fn record_response<T>(conn: &mut PgConnection, record: Option<ResponseRecorder<T>>, value: &T) -> StoreResult<()> {
+    let Some(recorder) = record else { return Ok(()) };
+    match (recorder.render)(value) {
+        Some(response) => insert_record(conn, &recorder.claim, &response).await,
+        None => Ok(()),
+    }
+}
+
+/// Replaces an expired record with the same key, if any (live ones were answered before).
+async fn insert_record(conn: &mut PgConnection, claim: &IdempotencyClaim, response: &StoredResponse) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (org_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, created_at = excluded.created_at, \
+         status = excluded.status, body = excluded.body",
+    )
+    .bind(claim.org_id)
+    .bind(&claim.key)
+    .bind(claim.fingerprint.as_slice())
+    .bind(to_seconds(claim.at))
+    .bind(i64::from(response.status))
+    .bind(response.body.as_slice())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_key(conn: &mut PgConnection, organization: &str, prefix: &str, hash: &str, at: Timestamp) -> StoreResult<()> {
+    sqlx::query("INSERT INTO organizations (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+        .bind(organization)
+        .bind(to_seconds(at))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO api_keys (org_id, prefix, key_hash, created_at) SELECT id, $1, $2, $3 FROM organizations WHERE name = $4")
+        .bind(prefix)
+        .bind(hash)
+        .bind(to_seconds(at))
+        .bind(organization)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

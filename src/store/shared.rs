@@ -1,0 +1,273 @@
+//! Backend-independent pieces of the stores: parsing stored text into the domain, and the
+//! decisions of the engine's writes (which template a claim uses, how events change attempts,
+//! contacts and counters). Each backend reads rows and writes the results in its own SQL.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{EventOutcome, StoreError, StoreResult, to_millis, to_seconds};
+use crate::domain::analytics::CampaignCounters;
+use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, ContactProgress, RetrySettings, progress_contact};
+use crate::domain::campaign::{CampaignSettings, CampaignStatus, Channel, ContactStatus};
+use crate::domain::integration::{Provider, ProviderConfig};
+
+pub(crate) const MINUTES_PER_DAY: i64 = 24 * 60;
+
+pub(crate) fn parse_uuid(text: &str) -> StoreResult<Uuid> {
+    Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("bad uuid {text:?}: {e}")))
+}
+
+pub(crate) fn parse_channel(text: &str) -> StoreResult<Channel> {
+    Channel::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad channel {text:?}")))
+}
+
+pub(crate) fn parse_campaign_status(text: &str) -> StoreResult<CampaignStatus> {
+    CampaignStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad status {text:?}")))
+}
+
+pub(crate) fn parse_contact_status(text: &str) -> StoreResult<ContactStatus> {
+    ContactStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad contact status {text:?}")))
+}
+
+pub(crate) fn parse_attempt_status(text: &str) -> StoreResult<AttemptStatus> {
+    AttemptStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad attempt status {text:?}")))
+}
+
+pub(crate) fn provider_config(provider_name: &str, config: &str) -> StoreResult<(Provider, ProviderConfig)> {
+    let provider = Provider::parse(provider_name).ok_or_else(|| StoreError::Corrupt(format!("bad provider {provider_name:?}")))?;
+    let config = match provider {
+        Provider::Simulator => ProviderConfig::Simulator(serde_json::from_str(config)?),
+        Provider::Webhook => ProviderConfig::Webhook(serde_json::from_str(config)?),
+    };
+    Ok((provider, config))
+}
+
+/// An integration's provider config as stored.
+pub(crate) fn config_json(config: &ProviderConfig) -> StoreResult<String> {
+    Ok(match config {
+        ProviderConfig::Simulator(c) => serde_json::to_string(c)?,
+        ProviderConfig::Webhook(c) => serde_json::to_string(c)?,
+    })
+}
+
+pub(crate) fn opt_to_seconds(at: Option<Timestamp>) -> Option<i64> {
+    at.map(to_seconds)
+}
+
+/// The counters read from a campaign row, with the per-status counts stored as a JSON object.
+pub(crate) fn with_status_counts(mut counters: CampaignCounters, status_counts: Option<&str>) -> StoreResult<CampaignCounters> {
+    let status_counts: HashMap<String, i64> = status_counts.map(serde_json::from_str).transpose()?.unwrap_or_default();
+    counters.set_status_counts(|status| status_counts.get(status.as_str()).copied().unwrap_or(0));
+    Ok(counters)
+}
+
+pub(crate) fn minute_of(at: Timestamp) -> i64 {
+    at.as_second().div_euclid(60)
+}
+
+/// The template of a claimed attempt: a WhatsApp retry after a failed send uses `template_alt`
+/// when there is one (§5.5).
+pub(crate) fn claim_template(channel: Channel, settings: &CampaignSettings, failed_retries: i64) -> Option<String> {
+    match channel {
+        Channel::PhoneCall => None,
+        Channel::Whatsapp if failed_retries > 0 && settings.template_alt.is_some() => settings.template_alt.clone(),
+        Channel::Whatsapp => settings.template.clone(),
+    }
+}
+
+/// The stored statuses a `/calls` or `/messages` status filter stands for.
+pub(crate) fn stored_statuses(status: AttemptStatus) -> &'static [&'static str] {
+    match status {
+        AttemptStatus::InProgress => &["queued", "ringing", "in-progress"],
+        AttemptStatus::Read => &["read", "accepted", "rejected"],
+        AttemptStatus::Queued => &["queued"],
+        AttemptStatus::Ended => &["ended"],
+        AttemptStatus::Busy => &["busy"],
+        AttemptStatus::NoAnswer => &["no-answer"],
+        AttemptStatus::Failed => &["failed"],
+        AttemptStatus::Sent => &["sent"],
+        AttemptStatus::Delivered => &["delivered"],
+        AttemptStatus::Ringing => &["ringing"],
+        AttemptStatus::Accepted => &["accepted"],
+        AttemptStatus::Rejected => &["rejected"],
+    }
+}
+
+/// An attempt as events change it.
+pub(crate) struct AttemptState {
+    pub campaign_id: i64,
+    pub contact_id: i64,
+    pub channel: Channel,
+    pub integration_id: String,
+    /// A late event on a finished campaign's attempt retries nothing (nothing would dispatch it).
+    pub campaign_finished: bool,
+    pub voicemail_retries: i64,
+    pub status: AttemptStatus,
+    pub open: bool,
+    pub changed: bool,
+    pub answered_by: Option<AnsweredBy>,
+    pub converted: bool,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub sent_at: Option<i64>,
+    pub delivered_at: Option<i64>,
+    pub read_at: Option<i64>,
+    pub duration: Option<i64>,
+    pub billed_duration: Option<i64>,
+    pub ended_by: Option<String>,
+    pub ended_reason: Option<String>,
+    pub extracted_data: Option<Map<String, Value>>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// A contact as events change it.
+pub(crate) struct ContactState {
+    pub progress: ContactProgress,
+    pub last_attempt_id: Option<String>,
+    pub processed: bool,
+    pub answered: bool,
+    pub billed_duration: i64,
+    /// Read (and written back) only when some event of the batch carries data or tags.
+    pub data: Option<ContactData>,
+    pub changed: bool,
+}
+
+pub(crate) struct ContactData {
+    pub extracted_data: Map<String, Value>,
+    pub tags: Vec<String>,
+}
+
+/// Counter changes of one campaign.
+#[derive(Default)]
+pub(crate) struct CampaignDelta {
+    pub in_flight: i64,
+    pub calls: i64,
+    pub calls_human: i64,
+    pub calls_machine: i64,
+    pub calls_unknown: i64,
+    pub messages: i64,
+    pub contacts_processed: i64,
+    pub contacts_answered: i64,
+    pub statuses: HashMap<ContactStatus, i64>,
+}
+
+/// Whether the attempt stops holding its contact in `sending` with this status.
+fn closes(channel: Channel, status: AttemptStatus) -> bool {
+    match channel {
+        Channel::PhoneCall => status.is_final_call(),
+        Channel::Whatsapp => status != AttemptStatus::Queued,
+    }
+}
+
+/// Applies `events` in order to the attempts and contacts loaded for them; returns each event's
+/// outcome and the counter changes per campaign. The caller writes back what `changed`.
+pub(crate) fn apply_to_states(
+    attempts: &mut HashMap<String, AttemptState>,
+    contacts: &mut HashMap<i64, ContactState>,
+    integration_id: Option<&str>,
+    events: &[AttemptEvent],
+    at: Timestamp,
+    retry: RetrySettings,
+) -> (Vec<EventOutcome>, HashMap<i64, CampaignDelta>) {
+    let mut deltas: HashMap<i64, CampaignDelta> = HashMap::new();
+    let now = to_millis(at);
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        let Some(attempt) = attempts.get_mut(&event.attempt_id).filter(|a| integration_id.is_none_or(|id| id == a.integration_id)) else {
+            outcomes.push(EventOutcome::UnknownAttempt);
+            continue;
+        };
+        if !attempt.status.accepts(event.status) {
+            outcomes.push(EventOutcome::Ignored);
+            continue;
+        }
+        outcomes.push(EventOutcome::Applied);
+        attempt.status = event.status;
+        attempt.changed = true;
+        let millis = |t: Option<Timestamp>| t.map(to_millis);
+        attempt.answered_by = event.answered_by.or(attempt.answered_by);
+        attempt.converted |= event.converted;
+        attempt.started_at = millis(event.started_at).or(attempt.started_at);
+        attempt.ended_at = millis(event.ended_at).or(attempt.ended_at);
+        attempt.duration = event.duration.or(attempt.duration);
+        attempt.billed_duration = event.billed_duration.or(attempt.billed_duration);
+        attempt.ended_by = event.ended_by.clone().or(attempt.ended_by.take());
+        attempt.ended_reason = event.ended_reason.clone().or(attempt.ended_reason.take());
+        match event.status {
+            AttemptStatus::Sent => attempt.sent_at = attempt.sent_at.or(Some(now)),
+            AttemptStatus::Delivered => attempt.delivered_at = attempt.delivered_at.or(Some(now)),
+            AttemptStatus::Read | AttemptStatus::Accepted | AttemptStatus::Rejected => attempt.read_at = attempt.read_at.or(Some(now)),
+            _ => {}
+        }
+        if let Some(data) = &event.extracted_data {
+            attempt.extracted_data.get_or_insert_with(Map::new).extend(data.clone());
+        }
+        if let Some(tags) = &event.tags {
+            let mine = attempt.tags.get_or_insert_with(Vec::new);
+            mine.extend(tags.iter().filter(|t| !mine.contains(t)).cloned().collect::<Vec<_>>());
+        }
+        let delta = deltas.entry(attempt.campaign_id).or_default();
+        let closing = attempt.open && closes(attempt.channel, event.status);
+        if closing {
+            attempt.open = false;
+            delta.in_flight -= 1;
+            match attempt.channel {
+                Channel::PhoneCall => {
+                    delta.calls += 1;
+                    match event.answered_by {
+                        Some(AnsweredBy::Human) => delta.calls_human += 1,
+                        Some(AnsweredBy::Machine) => delta.calls_machine += 1,
+                        Some(AnsweredBy::Unknown) => delta.calls_unknown += 1,
+                        None => {}
+                    }
+                }
+                Channel::Whatsapp => delta.messages += 1,
+            }
+        }
+        // Only the contact's current attempt moves it (a late event of an earlier iteration does not).
+        let Some(contact) =
+            contacts.get_mut(&attempt.contact_id).filter(|c| c.last_attempt_id.as_deref() == Some(event.attempt_id.as_str()))
+        else {
+            continue;
+        };
+        if let Some(data) = contact.data.as_mut() {
+            if let Some(extracted) = &event.extracted_data {
+                data.extracted_data.extend(extracted.clone());
+                contact.changed = true;
+            }
+            for tag in event.tags.iter().flatten() {
+                if !data.tags.contains(tag) {
+                    data.tags.push(tag.clone());
+                }
+                contact.changed = true;
+            }
+        }
+        if closing && attempt.channel == Channel::PhoneCall {
+            contact.billed_duration += event.billed_duration.unwrap_or(0).max(0);
+            contact.changed = true;
+            if !contact.processed {
+                contact.processed = true;
+                delta.contacts_processed += 1;
+            }
+            if event.answered_by == Some(AnsweredBy::Human) && !contact.answered {
+                contact.answered = true;
+                delta.contacts_answered += 1;
+            }
+        }
+        let (voicemail_retries, retry) = if attempt.campaign_finished {
+            (0, RetrySettings { failed_retry_limit: 0, ..retry })
+        } else {
+            (attempt.voicemail_retries, retry)
+        };
+        if let Some(next) = progress_contact(attempt.channel, contact.progress, event, voicemail_retries, retry, at) {
+            *delta.statuses.entry(contact.progress.status).or_default() -= 1;
+            *delta.statuses.entry(next.status).or_default() += 1;
+            contact.progress = next;
+            contact.changed = true;
+        }
+    }
+    (outcomes, deltas)
+}
