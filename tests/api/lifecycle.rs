@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error, assert_matches_altur};
+use super::helpers::{TestApp, assert_error, assert_matches_altur};
 
 async fn act(app: &TestApp, id: i64, action: &str) -> (StatusCode, Value) {
     let (status, body) = app.post(&format!("/campaigns/{id}/{action}"), json!({})).await;
@@ -22,7 +22,7 @@ fn assert_conflict(status: StatusCode, body: &Value, current: &str, valid: &[&st
 
 #[tokio::test]
 async fn activation_starts_the_first_iteration_and_analytics() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let campaign = app.create_campaign(setup.phone(json!({}))).await;
     let id = campaign["id"].as_i64().expect("id");
@@ -46,7 +46,7 @@ async fn activation_starts_the_first_iteration_and_analytics() {
 
 #[tokio::test]
 async fn every_transition_allowed_and_refused() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = app.create_campaign(setup.phone(json!({}))).await["id"].as_i64().expect("id");
 
@@ -92,7 +92,7 @@ async fn every_transition_allowed_and_refused() {
 
 #[tokio::test]
 async fn archive_from_pending_and_archived_campaigns_stay_readable_and_patchable() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = app.create_campaign(setup.phone(json!({}))).await["id"].as_i64().expect("id");
     let (status, body) = act(&app, id, "archive").await;
@@ -108,7 +108,7 @@ async fn archive_from_pending_and_archived_campaigns_stay_readable_and_patchable
 
 #[tokio::test]
 async fn unknown_action_and_unknown_campaign() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let id = app.create_campaign(setup.phone(json!({}))).await["id"].as_i64().expect("id");
     let (status, body) = act(&app, id, "launch").await;
@@ -119,7 +119,7 @@ async fn unknown_action_and_unknown_campaign() {
 
 #[tokio::test]
 async fn whatsapp_activation_needs_a_template() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let setup = app.setup().await;
     let mut body = setup.whatsapp(json!({}));
     body.as_object_mut().expect("object").remove("template");

@@ -1,25 +1,13 @@
-//! HTTP-level tests: each starts the real server on port 0 and speaks HTTP to it.
+//! HTTP-level tests: each starts the real server on port 0 and speaks HTTP to it. Every test
+//! runs on SQLite (`sqlite::…`) and on PostgreSQL (`postgres::…`, skipped with a notice when
+//! PostgreSQL is not reachable, unless `CI` or `OUTBOUND_REQUIRE_POSTGRES=1` is set); the CLI
+//! tests, which run the binary on a database file, only on SQLite.
+
+// Every test file is compiled once per backend, on purpose.
+#![allow(clippy::duplicate_mod)]
 
 mod helpers;
 
-mod idempotency;
-mod rate_limit;
-
-mod agents_integrations;
-mod auth;
-mod campaign_create;
-mod campaign_list;
-mod campaign_update;
 mod cli;
-mod contacts;
-mod engine;
-mod engine_cycles;
-mod engine_dispatch;
-mod engine_events;
-mod engine_lists;
-mod engine_outcomes;
-mod engine_webhook;
-mod engine_whatsapp;
-mod errors;
-mod lifecycle;
-mod openapi;
+mod postgres;
+mod sqlite;

@@ -4,11 +4,11 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::TestApp;
+use super::helpers::TestApp;
 
 #[tokio::test]
 async fn openapi_document_is_served_without_a_key_and_matches_the_snapshot() {
-    let app = TestApp::spawn().await;
+    let Some(app) = TestApp::spawn().await else { return };
     let response = app.client.get(app.url("/api/v1.0/openapi.json")).send().await.expect("sent");
     assert_eq!(response.status(), StatusCode::OK);
     let document: Value = response.json().await.expect("json");
@@ -27,5 +27,8 @@ async fn openapi_document_is_served_without_a_key_and_matches_the_snapshot() {
             assert!(paths.get(path).and_then(|p| p.get(*method)).is_some(), "{method} {path} is not documented");
         }
     }
-    insta::assert_json_snapshot!("openapi", document);
+    // One snapshot for every backend (the document does not depend on the database).
+    insta::with_settings!({ prepend_module_to_snapshot => false }, {
+        insta::assert_json_snapshot!("openapi", document);
+    });
 }

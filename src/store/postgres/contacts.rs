@@ -238,13 +238,12 @@ pub(super) async fn list_contacts(
     page_size: u32,
     page_index: u32,
 ) -> StoreResult<Option<ContactPage>> {
-    let campaign = sqlx::query(
-        "SELECT contact_count, settings::jsonb ->> 'timezone' AS timezone FROM campaigns WHERE org_id = $1 AND id = $2",
-    )
-    .bind(org)
-    .bind(campaign_id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let campaign =
+        sqlx::query("SELECT contact_count, settings::jsonb ->> 'timezone' AS timezone FROM campaigns WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(campaign_id)
+            .fetch_optional(&mut *conn)
+            .await?;
     let Some(campaign) = campaign else { return Ok(None) };
     let total_count: i64 = match status {
         None => campaign.try_get("contact_count")?,
@@ -273,12 +272,11 @@ pub(super) async fn list_contacts(
 }
 
 pub(super) async fn get_contact(conn: &mut PgConnection, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<ContactLookup> {
-    let timezone: Option<String> =
-        sqlx::query_scalar("SELECT settings::jsonb ->> 'timezone' FROM campaigns WHERE org_id = $1 AND id = $2")
-            .bind(org)
-            .bind(campaign_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let timezone: Option<String> = sqlx::query_scalar("SELECT settings::jsonb ->> 'timezone' FROM campaigns WHERE org_id = $1 AND id = $2")
+        .bind(org)
+        .bind(campaign_id)
+        .fetch_optional(&mut *conn)
+        .await?;
     let Some(timezone) = timezone else { return Ok(ContactLookup::CampaignNotFound) };
     let query = concat!("SELECT ", contact_columns!(), " FROM contacts WHERE campaign_id = $1 AND id = $2");
     match sqlx::query(query).bind(campaign_id).bind(contact_id).fetch_optional(&mut *conn).await? {

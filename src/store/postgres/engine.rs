@@ -11,8 +11,8 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
 use super::super::shared::{
-    AttemptState, CampaignDelta, ContactData, ContactState, MINUTES_PER_DAY, apply_to_states, claim_template, minute_of, parse_attempt_status,
-    parse_channel, parse_contact_status, provider_config, stored_statuses,
+    AttemptState, CampaignDelta, ContactData, ContactState, MINUTES_PER_DAY, apply_to_states, claim_template, minute_of,
+    parse_attempt_status, parse_channel, parse_contact_status, provider_config, stored_statuses,
 };
 use super::super::{
     Attempt, AttemptContact, AttemptPage, AttemptQuery, ClaimRequest, Dispatch, DispatchContact, EventOutcome, HandoffResult, OrgId,
@@ -78,8 +78,6 @@ async fn started_last_day(conn: &mut PgConnection, campaign_id: i64, at: Timesta
         .await?)
 }
 
-
-
 fn dispatch_contact(row: &PgRow) -> StoreResult<DispatchContact> {
     Ok(DispatchContact {
         id: row.try_get("contact_id")?,
@@ -94,10 +92,11 @@ fn dispatch_contact(row: &PgRow) -> StoreResult<DispatchContact> {
 
 /// Claims for one campaign, whose row the caller has locked.
 pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest) -> StoreResult<Vec<Dispatch>> {
-    let row = sqlx::query("SELECT status, archived, channel, settings, current_iteration, in_flight FROM campaigns WHERE id = $1 FOR UPDATE")
-        .bind(claim.campaign_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row =
+        sqlx::query("SELECT status, archived, channel, settings, current_iteration, in_flight FROM campaigns WHERE id = $1 FOR UPDATE")
+            .bind(claim.campaign_id)
+            .fetch_optional(&mut *conn)
+            .await?;
     let Some(row) = row else { return Ok(Vec::new()) };
     let archived: bool = row.try_get("archived")?;
     if archived || row.try_get::<String, _>("status")? != CampaignStatus::Active.as_str() {
@@ -216,7 +215,10 @@ async fn dispatches(conn: &mut PgConnection, attempt_ids: &[String]) -> StoreRes
         "SELECT a.id AS attempt_id, a.campaign_id, a.iteration, a.handoff_tries, a.template, \
          ct.id AS contact_id, ct.f_id, ct.name, ct.phone, ct.context, ct.extracted_data, ct.tags \
          FROM attempts a JOIN contacts ct ON ct.id = a.contact_id WHERE a.id = ANY($1) ORDER BY ct.id",
-    ).bind(attempt_ids).fetch_all(&mut *conn).await?;
+    )
+    .bind(attempt_ids)
+    .fetch_all(&mut *conn)
+    .await?;
     rows.iter()
         .map(|row| {
             Ok(Dispatch {
@@ -231,7 +233,12 @@ async fn dispatches(conn: &mut PgConnection, attempt_ids: &[String]) -> StoreRes
         .collect()
 }
 
-pub(super) async fn take_due_handoffs(conn: &mut PgConnection, at: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Dispatch>> {
+pub(super) async fn take_due_handoffs(
+    conn: &mut PgConnection,
+    at: Timestamp,
+    lease_until: Timestamp,
+    limit: u32,
+) -> StoreResult<Vec<Dispatch>> {
     let ids: Vec<String> = sqlx::query_scalar(
         "UPDATE attempts SET due_at = $1 WHERE id IN (\
            SELECT id FROM attempts WHERE open AND due_at <= $2 AND NOT handed_off AND deadline > $2 ORDER BY due_at LIMIT $3 \
@@ -638,10 +645,8 @@ async fn any_eligible(conn: &mut PgConnection, campaign: &Campaign) -> StoreResu
 }
 
 pub(super) async fn advance_iteration(conn: &mut PgConnection, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>> {
-    let row = sqlx::query(concat!(select_campaigns!(), " WHERE c.id = $1 FOR UPDATE OF c"))
-        .bind(campaign_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row =
+        sqlx::query(concat!(select_campaigns!(), " WHERE c.id = $1 FOR UPDATE OF c")).bind(campaign_id).fetch_optional(&mut *conn).await?;
     let Some(row) = row else { return Ok(None) };
     let mut campaign = campaign_from_row(&row)?;
     if campaign.begin_due_iteration(at) {
@@ -669,8 +674,7 @@ pub(super) async fn advance_iteration(conn: &mut PgConnection, campaign_id: i64,
 }
 
 pub(super) async fn integration_secret(conn: &mut PgConnection, integration_id: &str) -> StoreResult<Option<(Channel, String)>> {
-    let row =
-        sqlx::query("SELECT channel, secret FROM integrations WHERE id = $1").bind(integration_id).fetch_optional(&mut *conn).await?;
+    let row = sqlx::query("SELECT channel, secret FROM integrations WHERE id = $1").bind(integration_id).fetch_optional(&mut *conn).await?;
     row.map(|row| Ok((parse_channel(row.try_get("channel")?)?, row.try_get("secret")?))).transpose()
 }
 
@@ -702,14 +706,8 @@ pub(super) async fn list_attempts(
     let answered_by = filter.answered_by.map(AnsweredBy::as_str);
     let (start, end) = (filter.start.map(to_millis), filter.end.map(to_millis));
     let count = concat!("SELECT COUNT(*) FROM attempts a", attempt_filters!());
-    let total_count: i64 = sqlx::query_scalar(count)
-        .bind(campaign_id)
-        .bind(&statuses)
-        .bind(answered_by)
-        .bind(start)
-        .bind(end)
-        .fetch_one(&mut *conn)
-        .await?;
+    let total_count: i64 =
+        sqlx::query_scalar(count).bind(campaign_id).bind(&statuses).bind(answered_by).bind(start).bind(end).fetch_one(&mut *conn).await?;
     let page = concat!(
         "SELECT a.id, a.status, a.answered_by, a.template, a.created_at, a.started_at, a.ended_at, a.sent_at, a.delivered_at, \
          a.read_at, a.ended_by, a.ended_reason, a.duration, a.billed_duration, a.extracted_data, a.tags, \

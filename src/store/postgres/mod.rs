@@ -51,11 +51,8 @@ impl PostgresStore {
             Postgres::create_database(url).await?;
         }
         let options: PgConnectOptions = url.parse()?;
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
+        let pool =
+            PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(Duration::from_secs(10)).connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
         Ok(PostgresStore { pool })
     }
@@ -328,11 +325,8 @@ impl Store for PostgresStore {
     }
 
     async fn get_integration(&self, org: OrgId, id: &str) -> StoreResult<Option<Integration>> {
-        let row = sqlx::query("SELECT * FROM integrations WHERE org_id = $1 AND id = $2")
-            .bind(org)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT * FROM integrations WHERE org_id = $1 AND id = $2").bind(org).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(integration_from_row).transpose()
     }
 
@@ -484,13 +478,12 @@ impl Store for PostgresStore {
     }
 
     async fn find_idempotency_record(&self, org: OrgId, key: &str, expired_before: Timestamp) -> StoreResult<Option<IdempotencyRecord>> {
-        let row =
-            sqlx::query("SELECT fingerprint, status, body FROM idempotency_keys WHERE org_id = $1 AND key = $2 AND created_at >= $3")
-                .bind(org)
-                .bind(key)
-                .bind(to_seconds(expired_before))
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query("SELECT fingerprint, status, body FROM idempotency_keys WHERE org_id = $1 AND key = $2 AND created_at >= $3")
+            .bind(org)
+            .bind(key)
+            .bind(to_seconds(expired_before))
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|row| {
             let status: i64 = row.try_get("status")?;
             let status = u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("bad status {status}")))?;

@@ -8,13 +8,13 @@ use jiff::Timestamp;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::super::{
-    Attempt, AttemptContact, AttemptPage, AttemptQuery, ClaimRequest, Dispatch, DispatchContact, EventOutcome, HandoffResult, OrgId,
-    RunningCampaign, StoreError, StoreResult, from_millis, to_millis, to_seconds,
-};
 use super::super::shared::{
     AttemptState, CampaignDelta, ContactData, ContactState, MINUTES_PER_DAY, apply_to_states, claim_template, minute_of, parse_channel,
     parse_contact_status, provider_config, stored_statuses,
+};
+use super::super::{
+    Attempt, AttemptContact, AttemptPage, AttemptQuery, ClaimRequest, Dispatch, DispatchContact, EventOutcome, HandoffResult, OrgId,
+    RunningCampaign, StoreError, StoreResult, from_millis, to_millis, to_seconds,
 };
 use super::{campaign_from_row, select_campaigns, update_campaign};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, ContactProgress, RetrySettings, new_attempt_id};

@@ -19,6 +19,7 @@ use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::shared::{config_json, opt_to_seconds, parse_campaign_status, parse_channel, parse_uuid, provider_config, with_status_counts};
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, BatchItem, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ContactLookup,
     ContactPage, CreateCampaignOutcome, DeleteOutcome, DynStore, IdempotencyClaim, IdempotencyRecord, Modified, OrgId, PageDirection,
@@ -30,7 +31,6 @@ use crate::domain::analytics::CampaignCounters;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
 use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, ContactStatus, IntegrationRef, NewCampaign};
 use crate::domain::contact::IfDuplicate;
-use super::shared::{config_json, opt_to_seconds, parse_campaign_status, parse_channel, parse_uuid, provider_config, with_status_counts};
 use crate::domain::ids::{NewApiKey, new_integration_id, new_signing_secret};
 use crate::domain::integration::{Integration, NewIntegration};
 

@@ -1,0 +1,46 @@
+//! The HTTP tests on SQLite: the same files as every backend, with `helpers::TestApp` on this one.
+
+mod helpers {
+    pub use crate::helpers::*;
+
+    pub type TestApp = crate::helpers::TestAppOn<crate::helpers::OnSqlite>;
+}
+
+#[path = "../agents_integrations.rs"]
+mod agents_integrations;
+#[path = "../auth.rs"]
+mod auth;
+#[path = "../campaign_create.rs"]
+mod campaign_create;
+#[path = "../campaign_list.rs"]
+mod campaign_list;
+#[path = "../campaign_update.rs"]
+mod campaign_update;
+#[path = "../contacts.rs"]
+mod contacts;
+#[path = "../engine.rs"]
+mod engine;
+#[path = "../engine_cycles.rs"]
+mod engine_cycles;
+#[path = "../engine_dispatch.rs"]
+mod engine_dispatch;
+#[path = "../engine_events.rs"]
+mod engine_events;
+#[path = "../engine_lists.rs"]
+mod engine_lists;
+#[path = "../engine_outcomes.rs"]
+mod engine_outcomes;
+#[path = "../engine_webhook.rs"]
+mod engine_webhook;
+#[path = "../engine_whatsapp.rs"]
+mod engine_whatsapp;
+#[path = "../errors.rs"]
+mod errors;
+#[path = "../idempotency.rs"]
+mod idempotency;
+#[path = "../lifecycle.rs"]
+mod lifecycle;
+#[path = "../openapi.rs"]
+mod openapi;
+#[path = "../rate_limit.rs"]
+mod rate_limit;
