@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct DatabaseArg {
-    /// sqlite://PATH (created when missing)
+    /// sqlite://PATH or postgres://USER@HOST/DATABASE (created and migrated when missing)
     #[arg(long = "database", env = "OUTBOUND_DATABASE_URL", default_value = "sqlite://outbound.db")]
     url: String,
 }
