@@ -1,5 +1,6 @@
-//! `TestApp`: a real server on port 0 over a throwaway SQLite database, a controlled clock and
-//! request helpers; plus the check of response bodies against Altur's OpenAPI document.
+//! `TestAppOn<Backend>`: a real server on port 0 over a throwaway database (SQLite in a temporary
+//! directory, or a PostgreSQL database of its own), a controlled clock and request helpers; plus
+//! the check of response bodies against Altur's OpenAPI document.
 
 use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
@@ -42,6 +43,8 @@ pub struct TestAppOn<B> {
     pub store: DynStore,
     /// The engine over the same store and clock; tests drive it with `settle()`.
     pub engine: Arc<Engine>,
+    /// The store's URL, for a second store on the same database (another process).
+    pub database_url: String,
     _server: RunningServer,
     /// Dropped last: the database goes once the server and the store are gone.
     _database: TestDatabase,
@@ -126,6 +129,7 @@ impl<B: Backend> TestAppOn<B> {
     pub async fn spawn_with(settings: ApiSettings) -> Option<Self> {
         let (database, url) = TestDatabase::create(B::NAME).await?;
         let store = store::open(&url).await.expect("open store");
+        let database_url = url;
         let clock = Arc::new(ManualClock::new(start_time()));
         let server = RunningServer::start("127.0.0.1:0", store.clone(), clock.clone(), settings).await.expect("start server");
         let base = format!("http://{}", server.addr);
@@ -138,6 +142,7 @@ impl<B: Backend> TestAppOn<B> {
             client: reqwest::Client::new(),
             clock,
             store,
+            database_url,
             _server: server,
             _database: database,
             _backend: PhantomData,

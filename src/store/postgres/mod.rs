@@ -50,7 +50,8 @@ impl PostgresStore {
         if let Ok(false) = Postgres::database_exists(url).await {
             Postgres::create_database(url).await?;
         }
-        let options: PgConnectOptions = url.parse()?;
+        // Notices ("relation … already exists, skipping" on every start) are not worth a log line.
+        let options = url.parse::<PgConnectOptions>()?.options([("client_min_messages", "warning")]);
         let pool =
             PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(Duration::from_secs(10)).connect_with(options).await?;
         MIGRATOR.run(&pool).await?;

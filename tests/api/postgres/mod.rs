@@ -44,3 +44,6 @@ mod lifecycle;
 mod openapi;
 #[path = "../rate_limit.rs"]
 mod rate_limit;
+// PostgreSQL only: several processes on one database.
+#[path = "../shared_database.rs"]
+mod shared_database;

@@ -1,0 +1,87 @@
+//! Two stores on one PostgreSQL database, as two processes would be: claims of the same
+//! campaign take turns on its row and never take a contact twice or exceed its budgets.
+
+use std::collections::HashSet;
+
+use jiff::SignedDuration;
+use outbound::store::{self, ClaimRequest, Dispatch};
+use serde_json::json;
+
+use super::engine::Harness;
+
+fn claim(campaign_id: i64, at: jiff::Timestamp, limit: u32) -> ClaimRequest {
+    ClaimRequest { campaign_id, limit, at, lease_until: at + SignedDuration::from_mins(2), deadline: at + SignedDuration::from_hours(2) }
+}
+
+/// Claims from both stores at once, `rounds` times; returns every dispatch.
+async fn claim_from_both(h: &Harness, campaign_id: i64, limit: u32, rounds: usize) -> Vec<Dispatch> {
+    let other = store::open(&h.database_url).await.expect("second store");
+    let at = outbound::clock::Clock::now(&*h.clock);
+    let mut all = Vec::new();
+    for _ in 0..rounds {
+        let (mine, theirs) = tokio::join!(
+            h.store.claim_attempts(vec![claim(campaign_id, at, limit)]),
+            other.claim_attempts(vec![claim(campaign_id, at, limit)])
+        );
+        all.extend(mine.expect("claims"));
+        all.extend(theirs.expect("claims"));
+    }
+    all
+}
+
+fn assert_distinct_contacts(dispatches: &[Dispatch]) {
+    let contacts: HashSet<i64> = dispatches.iter().map(|d| d.contact.id).collect();
+    assert_eq!(contacts.len(), dispatches.len(), "a contact was claimed twice: {dispatches:#?}");
+}
+
+#[tokio::test]
+async fn concurrent_claims_of_two_processes_respect_concurrency_limit() {
+    let Some(h) = Harness::webhook("phone_call").await else { return };
+    let (id, _) = h.start(json!({ "concurrency_limit": 7 }), 40).await;
+    let dispatches = claim_from_both(&h, id, 3, 5).await;
+    assert_eq!(dispatches.len(), 7, "{dispatches:#?}");
+    assert_distinct_contacts(&dispatches);
+    assert_eq!(h.detail(id).await["status"], "active");
+}
+
+#[tokio::test]
+async fn concurrent_claims_of_two_processes_respect_message_limit() {
+    let Some(h) = Harness::webhook("phone_call").await else { return };
+    let (id, _) = h.start(json!({ "message_limit": 9 }), 40).await;
+    let dispatches = claim_from_both(&h, id, 4, 4).await;
+    assert_eq!(dispatches.len(), 9, "{dispatches:#?}");
+    assert_distinct_contacts(&dispatches);
+}
+
+#[tokio::test]
+async fn concurrent_claims_of_two_processes_take_every_contact_once() {
+    let Some(h) = Harness::webhook("phone_call").await else { return };
+    let (id, contacts) = h.start(json!({ "concurrency_limit": 1000 }), 60).await;
+    let dispatches = claim_from_both(&h, id, 7, 6).await;
+    assert_eq!(dispatches.len(), contacts.len());
+    assert_distinct_contacts(&dispatches);
+    let statuses = h.statuses(id).await;
+    assert!(statuses.iter().all(|s| s == "sending"), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn due_handoffs_are_taken_by_one_process_each() {
+    let Some(h) = Harness::webhook("phone_call").await else { return };
+    let (id, contacts) = h.start(json!({ "concurrency_limit": 1000 }), 30).await;
+    let at = outbound::clock::Clock::now(&*h.clock);
+    // Claimed but never handed off: every lease runs out.
+    let claimed = h.store.claim_attempts(vec![claim(id, at, 100)]).await.expect("claims");
+    assert_eq!(claimed.len(), contacts.len());
+    let other = store::open(&h.database_url).await.expect("second store");
+    let later = at + SignedDuration::from_mins(5);
+    let lease = later + SignedDuration::from_mins(2);
+    let (mine, theirs) = tokio::join!(h.store.take_due_handoffs(later, lease, 20), other.take_due_handoffs(later, lease, 20));
+    let (mine, theirs) = (mine.expect("handoffs"), theirs.expect("handoffs"));
+    let mut taken: Vec<&str> = mine.iter().chain(&theirs).map(|d| d.attempt_id.as_str()).collect();
+    taken.sort_unstable();
+    taken.dedup();
+    assert_eq!(taken.len(), mine.len() + theirs.len(), "an attempt was taken twice");
+    assert_eq!(taken.len(), contacts.len().min(40));
+    // Taken again only when the new lease runs out.
+    assert!(other.take_due_handoffs(later, lease, 100).await.expect("handoffs").is_empty());
+}
