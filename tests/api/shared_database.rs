@@ -85,3 +85,33 @@ async fn due_handoffs_are_taken_by_one_process_each() {
     // Taken again only when the new lease runs out.
     assert!(other.take_due_handoffs(later, lease, 100).await.expect("handoffs").is_empty());
 }
+
+#[tokio::test]
+async fn events_and_claims_of_two_processes_on_two_campaigns_keep_the_counters() {
+    let Some(h) = Harness::webhook("phone_call").await else { return };
+    let (first, _) = h.start(json!({ "concurrency_limit": 1000 }), 50).await;
+    let (second, _) = h.start(json!({ "concurrency_limit": 1000 }), 50).await;
+    let other = store::open(&h.database_url).await.expect("second store");
+    let at = outbound::clock::Clock::now(&*h.clock);
+    let retry = outbound::domain::attempt::RetrySettings::default();
+    let mut open: Vec<Dispatch> = h.store.claim_attempts(vec![claim(second, at, 10), claim(first, at, 10)]).await.expect("claims");
+    let mut closed = 0;
+    for _ in 0..4 {
+        // Events for both campaigns, the second campaign's first, while the same campaigns are claimed.
+        let events: Vec<_> =
+            open.iter().rev().map(|d| outbound::domain::attempt::AttemptEvent::failed(d.attempt_id.clone(), "test")).collect();
+        closed += events.len();
+        let (claimed, applied) = tokio::join!(
+            h.store.claim_attempts(vec![claim(second, at, 10), claim(first, at, 10)]),
+            other.apply_events(None, events, at, retry),
+        );
+        let applied = applied.expect("events applied");
+        assert!(applied.iter().all(|o| *o == outbound::store::EventOutcome::Applied), "{applied:?}");
+        open = claimed.expect("claims");
+    }
+    for id in [first, second] {
+        let running = h.store.running_campaign(id).await.expect("read").expect("campaign");
+        assert_eq!(running.in_flight, 10, "campaign {id}");
+    }
+    assert_eq!(closed, 80);
+}
