@@ -8,11 +8,12 @@ use jiff::Timestamp;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{EventOutcome, StoreError, StoreResult, to_millis, to_seconds};
+use super::{EventOutcome, StoreError, StoreResult, from_seconds, to_millis, to_seconds};
+use crate::domain::agent::Agent;
 use crate::domain::analytics::CampaignCounters;
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, ContactProgress, RetrySettings, progress_contact};
-use crate::domain::campaign::{CampaignSettings, CampaignStatus, Channel, ContactStatus};
-use crate::domain::integration::{Provider, ProviderConfig};
+use crate::domain::campaign::{AgentRef, Campaign, CampaignSettings, CampaignStatus, Channel, ContactStatus, IntegrationRef};
+use crate::domain::integration::{Integration, Provider, ProviderConfig};
 
 pub(crate) const MINUTES_PER_DAY: i64 = 24 * 60;
 
@@ -62,6 +63,91 @@ pub(crate) fn with_status_counts(mut counters: CampaignCounters, status_counts: 
     let status_counts: HashMap<String, i64> = status_counts.map(serde_json::from_str).transpose()?.unwrap_or_default();
     counters.set_status_counts(|status| status_counts.get(status.as_str()).copied().unwrap_or(0));
     Ok(counters)
+}
+
+/// A row of either backend, read by column name into the few types both store alike (integers,
+/// text, flags), so that rows become domain values in one place.
+pub(crate) trait StoredRow {
+    fn int(&self, column: &str) -> StoreResult<i64>;
+    fn opt_int(&self, column: &str) -> StoreResult<Option<i64>>;
+    fn text(&self, column: &str) -> StoreResult<String>;
+    fn opt_text(&self, column: &str) -> StoreResult<Option<String>>;
+    fn flag(&self, column: &str) -> StoreResult<bool>;
+}
+
+macro_rules! stored_row {
+    ($($row:ty),*) => {$(
+        impl StoredRow for $row {
+            fn int(&self, column: &str) -> StoreResult<i64> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn opt_int(&self, column: &str) -> StoreResult<Option<i64>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn text(&self, column: &str) -> StoreResult<String> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn flag(&self, column: &str) -> StoreResult<bool> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+        }
+    )*};
+}
+stored_row!(sqlx::sqlite::SqliteRow, sqlx::postgres::PgRow);
+
+pub(crate) fn opt_seconds(row: &impl StoredRow, column: &str) -> StoreResult<Option<Timestamp>> {
+    row.opt_int(column)?.map(from_seconds).transpose()
+}
+
+/// A campaign read with the columns of each backend's `select_campaigns!`.
+pub(crate) fn campaign_from_row(row: &impl StoredRow) -> StoreResult<Campaign> {
+    let counters = CampaignCounters {
+        contacts: row.int("contact_count")?,
+        calls: row.int("calls")?,
+        calls_human: row.int("calls_human")?,
+        calls_machine: row.int("calls_machine")?,
+        calls_unknown: row.int("calls_unknown")?,
+        messages: row.int("messages")?,
+        contacts_processed: row.int("contacts_processed")?,
+        contacts_answered: row.int("contacts_answered")?,
+        ..CampaignCounters::default()
+    };
+    Ok(Campaign {
+        id: row.int("id")?,
+        agent: AgentRef { id: parse_uuid(&row.text("agent_id")?)?, name: row.text("agent_name")? },
+        integration: IntegrationRef { id: row.text("integration_id")?, channel: parse_channel(&row.text("channel")?)? },
+        status: parse_campaign_status(&row.text("status")?)?,
+        archived: row.flag("archived")?,
+        created_at: from_seconds(row.int("created_at")?)?,
+        started_at: opt_seconds(row, "started_at")?,
+        ended_at: opt_seconds(row, "ended_at")?,
+        settings: serde_json::from_str(&row.text("settings")?)?,
+        current_iteration: row.int("current_iteration")?,
+        last_iteration_at: opt_seconds(row, "last_iteration_at")?,
+        next_cycle_at: opt_seconds(row, "next_cycle_at")?,
+        paused_in_cooldown: row.flag("paused_in_cooldown")?,
+        counters: with_status_counts(counters, row.opt_text("status_counts")?.as_deref())?,
+    })
+}
+
+pub(crate) fn agent_from_row(row: &impl StoredRow) -> StoreResult<Agent> {
+    Ok(Agent { id: parse_uuid(&row.text("id")?)?, name: row.text("name")?, created_at: from_seconds(row.int("created_at")?)? })
+}
+
+pub(crate) fn integration_from_row(row: &impl StoredRow) -> StoreResult<Integration> {
+    let (provider, config) = provider_config(&row.text("provider")?, &row.text("config")?)?;
+    Ok(Integration {
+        id: row.text("id")?,
+        agent_id: parse_uuid(&row.text("agent_id")?)?,
+        channel: parse_channel(&row.text("channel")?)?,
+        provider,
+        config,
+        secret: row.text("secret")?,
+        created_at: from_seconds(row.int("created_at")?)?,
+    })
 }
 
 pub(crate) fn minute_of(at: Timestamp) -> i64 {

@@ -12,14 +12,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use jiff::Timestamp;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::shared::{config_json, opt_to_seconds, parse_campaign_status, parse_channel, parse_uuid, provider_config, with_status_counts};
+use super::shared::{agent_from_row, campaign_from_row, config_json, integration_from_row, opt_seconds, opt_to_seconds, parse_channel};
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, BatchItem, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ContactLookup,
     ContactPage, CreateCampaignOutcome, DeleteOutcome, DynStore, IdempotencyClaim, IdempotencyRecord, Modified, OrgId, PageDirection,
@@ -164,64 +162,6 @@ macro_rules! select_campaigns {
 pub(super) use select_campaigns;
 const CAMPAIGN_COLUMNS: &str = select_campaigns!();
 const CAMPAIGN_BY_ID: &str = concat!(select_campaigns!(), " WHERE c.org_id = ? AND c.id = ?");
-
-pub(super) fn opt_seconds(row: &SqliteRow, column: &str) -> StoreResult<Option<Timestamp>> {
-    row.try_get::<Option<i64>, _>(column)?.map(from_seconds).transpose()
-}
-
-pub(super) fn campaign_from_row(row: &SqliteRow) -> StoreResult<Campaign> {
-    let status: String = row.try_get("status")?;
-    let settings: String = row.try_get("settings")?;
-    Ok(Campaign {
-        id: row.try_get("id")?,
-        agent: AgentRef { id: parse_uuid(row.try_get("agent_id")?)?, name: row.try_get("agent_name")? },
-        integration: IntegrationRef { id: row.try_get("integration_id")?, channel: parse_channel(row.try_get("channel")?)? },
-        status: parse_campaign_status(&status)?,
-        archived: row.try_get("archived")?,
-        created_at: from_seconds(row.try_get("created_at")?)?,
-        started_at: opt_seconds(row, "started_at")?,
-        ended_at: opt_seconds(row, "ended_at")?,
-        settings: serde_json::from_str(&settings)?,
-        current_iteration: row.try_get("current_iteration")?,
-        last_iteration_at: opt_seconds(row, "last_iteration_at")?,
-        next_cycle_at: opt_seconds(row, "next_cycle_at")?,
-        paused_in_cooldown: row.try_get("paused_in_cooldown")?,
-        counters: counters_from_row(row)?,
-    })
-}
-
-fn counters_from_row(row: &SqliteRow) -> StoreResult<CampaignCounters> {
-    let status_counts: Option<String> = row.try_get("status_counts")?;
-    let counters = CampaignCounters {
-        contacts: row.try_get("contact_count")?,
-        calls: row.try_get("calls")?,
-        calls_human: row.try_get("calls_human")?,
-        calls_machine: row.try_get("calls_machine")?,
-        calls_unknown: row.try_get("calls_unknown")?,
-        messages: row.try_get("messages")?,
-        contacts_processed: row.try_get("contacts_processed")?,
-        contacts_answered: row.try_get("contacts_answered")?,
-        ..CampaignCounters::default()
-    };
-    with_status_counts(counters, status_counts.as_deref())
-}
-
-fn agent_from_row(row: &SqliteRow) -> StoreResult<Agent> {
-    Ok(Agent { id: parse_uuid(row.try_get("id")?)?, name: row.try_get("name")?, created_at: from_seconds(row.try_get("created_at")?)? })
-}
-
-fn integration_from_row(row: &SqliteRow) -> StoreResult<Integration> {
-    let (provider, config) = provider_config(row.try_get("provider")?, row.try_get("config")?)?;
-    Ok(Integration {
-        id: row.try_get("id")?,
-        agent_id: parse_uuid(row.try_get("agent_id")?)?,
-        channel: parse_channel(row.try_get("channel")?)?,
-        provider,
-        config,
-        secret: row.try_get("secret")?,
-        created_at: from_seconds(row.try_get("created_at")?)?,
-    })
-}
 
 /// Appends the list filters to a query whose FROM clause names the campaigns table `c`.
 fn push_filters(query: &mut QueryBuilder<Sqlite>, org: OrgId, filter: &CampaignFilter) {
