@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use jiff::SignedDuration;
 
 use crate::api::ApiSettings;
+use crate::api::rate_limit::RateLimitConfig;
 use crate::clock::{Clock, SystemClock};
 use crate::domain::attempt::RetrySettings;
 use crate::domain::contact::IfDuplicate;
@@ -43,6 +44,10 @@ enum Command {
         /// Requests per second per API key (burst equals it); 0 turns the limit off.
         #[arg(long, env = "OUTBOUND_RATE_LIMIT_RPS", default_value_t = 12)]
         rate_limit_rps: u32,
+        /// Keep the per-key rate limit in this Redis (shared by every server using it), e.g.
+        /// redis://127.0.0.1:6379; without it, PostgreSQL keeps it, or this process on SQLite.
+        #[arg(long, env = "OUTBOUND_REDIS_URL")]
+        redis_url: Option<String>,
         /// How long Idempotency-Key records are kept, e.g. 24h, 30m.
         #[arg(long, env = "OUTBOUND_IDEMPOTENCY_TTL", default_value = "24h", value_parser = parse_duration)]
         idempotency_ttl: SignedDuration,
@@ -178,7 +183,7 @@ fn init_logging() {
 async fn run(command: Command) -> anyhow::Result<()> {
     let clock = SystemClock;
     match command {
-        Command::Serve { listen, database, rate_limit_rps, idempotency_ttl, engine } => {
+        Command::Serve { listen, database, rate_limit_rps, redis_url, idempotency_ttl, engine } => {
             let retry = RetrySettings { retry_interval: engine.retry_interval, failed_retry_limit: i64::from(engine.failed_retry_limit) };
             let settings = ApiSettings { rate_limit_rps: NonZeroU32::new(rate_limit_rps), idempotency_ttl, retry };
             if settings.rate_limit_rps.is_none() {
@@ -210,7 +215,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 let address = listener.local_addr()?;
                 println!("outbound listening on http://{address}");
                 tracing::info!(%address, database = %database.url, "outbound is serving");
-                server::serve(listener, store, clock, settings, stop.wait()).await?;
+                server::serve(listener, store, clock, settings, RateLimitConfig { redis_url, ..RateLimitConfig::default() }, stop.wait())
+                    .await?;
             }
             if let Some(task) = engine_task {
                 task.await.context("the engine stopped abnormally")?;

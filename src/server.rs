@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
+use crate::api::rate_limit::{KeyRateLimiter, RateLimitConfig};
 use crate::api::{self, ApiSettings, AppState};
 use crate::clock::Clock;
 use crate::store::DynStore;
@@ -43,9 +44,14 @@ pub async fn serve(
     store: DynStore,
     clock: Arc<dyn Clock>,
     settings: ApiSettings,
+    limits: RateLimitConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = AppState::new(store, clock, metrics_handle(), settings);
+    let rate_limiter = match settings.rate_limit_rps {
+        Some(rate) => Some(KeyRateLimiter::select(rate, clock.clone(), &store, &limits).await.map_err(std::io::Error::other)?),
+        None => None,
+    };
+    let state = AppState::with_rate_limiter(store, clock, metrics_handle(), settings, rate_limiter);
     let maintenance = tokio::spawn(maintain(state.clone()));
     let served = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await;
     maintenance.abort();
@@ -68,7 +74,7 @@ async fn maintain(state: AppState) {
             Err(err) => tracing::warn!(error = %err, "could not remove expired idempotency keys"),
         }
         if let Some(limiter) = &state.rate_limiter {
-            limiter.forget_idle_keys();
+            limiter.forget_idle_keys().await;
         }
     }
 }
@@ -81,11 +87,22 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// A server whose rate limit lives where [`KeyRateLimiter::select`] puts it without Redis.
     pub async fn start(listen: &str, store: DynStore, clock: Arc<dyn Clock>, settings: ApiSettings) -> std::io::Result<RunningServer> {
+        Self::start_with(listen, store, clock, settings, RateLimitConfig::default()).await
+    }
+
+    pub async fn start_with(
+        listen: &str,
+        store: DynStore,
+        clock: Arc<dyn Clock>,
+        settings: ApiSettings,
+        limits: RateLimitConfig,
+    ) -> std::io::Result<RunningServer> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, store, clock, settings, async move {
+        let task = tokio::spawn(serve(listener, store, clock, settings, limits, async move {
             let _ = stopped.await;
         }));
         Ok(RunningServer { addr, stop: Some(stop), task })

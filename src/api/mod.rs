@@ -87,8 +87,20 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    /// State with the rate limit (when on) kept in this process.
     pub fn new(store: DynStore, clock: Arc<dyn Clock>, metrics: Option<PrometheusHandle>, settings: ApiSettings) -> Self {
         let rate_limiter = settings.rate_limit_rps.map(|rate| rate_limit::KeyRateLimiter::new(rate, clock.clone()));
+        Self::with_rate_limiter(store, clock, metrics, settings, rate_limiter)
+    }
+
+    /// State with a given rate limiter (see [`rate_limit::KeyRateLimiter::select`]).
+    pub fn with_rate_limiter(
+        store: DynStore,
+        clock: Arc<dyn Clock>,
+        metrics: Option<PrometheusHandle>,
+        settings: ApiSettings,
+        rate_limiter: Option<rate_limit::KeyRateLimiter>,
+    ) -> Self {
         AppState(Arc::new(AppContext {
             store,
             clock,

@@ -36,6 +36,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("the store is shutting down")]
     Unavailable,
+    #[error("this store does not support {0}")]
+    Unsupported(&'static str),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -254,6 +256,33 @@ pub trait Store: Send + Sync + 'static {
     async fn integration_secret(&self, integration_id: &str) -> StoreResult<Option<(Channel, String)>>;
     /// A page of a campaign's attempts, oldest first; `None` when the campaign is not found.
     async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>>;
+
+    /// Whether this store keeps a rate limit shared by every process on its database (contract
+    /// §6). SQLite does not: one process owns a SQLite file, so its limit stays in that process.
+    fn keeps_rate_limits(&self) -> bool {
+        false
+    }
+    /// One GCRA step for a rate-limit key, atomically: with `now`, the emission `interval` and the
+    /// `tolerance` (all nanoseconds), admits the request and stores the new theoretical arrival
+    /// time, or refuses it and leaves the stored one. Keys are API key ids, not tenant data.
+    async fn take_rate_limit(&self, _key: &str, _now: i64, _interval: i64, _tolerance: i64) -> StoreResult<RateLimitStep> {
+        Err(StoreError::Unsupported("a shared rate limit"))
+    }
+    /// Deletes rate-limit keys that are full again (theoretical arrival time before `now`, in
+    /// unix nanoseconds). Returns how many.
+    async fn purge_rate_limits(&self, _now: i64) -> StoreResult<u64> {
+        Ok(0)
+    }
+}
+
+/// What one GCRA step of [`Store::take_rate_limit`] did, with the theoretical arrival time (unix
+/// nanoseconds) it leaves behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitStep {
+    /// Admitted; the key's new theoretical arrival time.
+    Admitted(i64),
+    /// Refused; the key's unchanged theoretical arrival time.
+    Refused(i64),
 }
 
 /// A campaign the engine dispatches for.

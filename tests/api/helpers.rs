@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use outbound::api::ApiSettings;
+use outbound::api::rate_limit::RateLimitConfig;
 use outbound::clock::ManualClock;
 use outbound::domain::ids::NewApiKey;
 use outbound::engine::{Engine, EngineSettings, TickReport};
@@ -53,6 +54,33 @@ pub struct TestAppOn<B> {
 
 pub fn start_time() -> Timestamp {
     "2026-06-08T18:00:00Z".parse().expect("valid timestamp")
+}
+
+/// Where Redis tests keep their keys (each under a prefix of its own).
+pub fn redis_url() -> String {
+    std::env::var("OUTBOUND_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A rate-limit configuration on the test Redis with a key prefix of its own; `None` when Redis
+/// is not reachable and not required (`CI` or `OUTBOUND_REQUIRE_REDIS=1` fail instead).
+pub async fn redis_limits() -> Option<RateLimitConfig> {
+    let url = redis_url();
+    let required = std::env::var_os("CI").is_some() || std::env::var("OUTBOUND_REQUIRE_REDIS").is_ok_and(|v| v == "1");
+    let reached = async {
+        let client = redis::Client::open(url.as_str())?;
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut connection).await
+    };
+    match tokio::time::timeout(Duration::from_secs(3), reached).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) if required => panic!("Redis not reachable at {url}: {err}"),
+        Err(_) if required => panic!("Redis not reachable at {url}: timed out"),
+        _ => {
+            eprintln!("SKIPPED: Redis not reachable at {url}");
+            return None;
+        }
+    }
+    Some(RateLimitConfig { redis_url: Some(url), key_prefix: format!("outbound-test:{}:", uuid::Uuid::new_v4().simple()) })
 }
 
 /// Where PostgreSQL tests create their databases.
@@ -127,11 +155,16 @@ impl<B: Backend> TestAppOn<B> {
     }
 
     pub async fn spawn_with(settings: ApiSettings) -> Option<Self> {
+        Self::spawn_with_limits(settings, RateLimitConfig::default()).await
+    }
+
+    /// A server whose rate limiter is chosen from `limits` (Redis when it has a URL).
+    pub async fn spawn_with_limits(settings: ApiSettings, limits: RateLimitConfig) -> Option<Self> {
         let (database, url) = TestDatabase::create(B::NAME).await?;
         let store = store::open(&url).await.expect("open store");
         let database_url = url;
         let clock = Arc::new(ManualClock::new(start_time()));
-        let server = RunningServer::start("127.0.0.1:0", store.clone(), clock.clone(), settings).await.expect("start server");
+        let server = RunningServer::start_with("127.0.0.1:0", store.clone(), clock.clone(), settings, limits).await.expect("start server");
         let base = format!("http://{}", server.addr);
         let engine_settings = EngineSettings { retry: settings.retry, public_url: base.clone(), ..EngineSettings::default() };
         let engine = Arc::new(Engine::new(store.clone(), clock.clone(), engine_settings));

@@ -18,8 +18,8 @@ use super::shared::{agent_from_row, campaign_from_row, config_json, integration_
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, AttemptPage, AttemptQuery, BatchItem, CampaignChange, CampaignCursor, CampaignFilter,
     CampaignPage, ClaimRequest, ContactLookup, ContactPage, CreateCampaignOutcome, DeleteOutcome, Dispatch, EventOutcome, HandoffResult,
-    IdempotencyClaim, IdempotencyRecord, Modified, OrgId, PageDirection, ResponseRecorder, RunningCampaign, Store, StoreError, StoreResult,
-    StoredResponse, from_seconds, to_seconds,
+    IdempotencyClaim, IdempotencyRecord, Modified, OrgId, PageDirection, RateLimitStep, ResponseRecorder, RunningCampaign, Store,
+    StoreError, StoreResult, StoredResponse, from_seconds, to_seconds,
 };
 use crate::domain::agent::Agent;
 use crate::domain::analytics::CampaignCounters;
@@ -446,6 +446,45 @@ impl Store for PostgresStore {
     async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64> {
         let done =
             sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1").bind(to_seconds(created_before)).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    fn keeps_rate_limits(&self) -> bool {
+        true
+    }
+
+    async fn take_rate_limit(&self, key: &str, now: i64, interval: i64, tolerance: i64) -> StoreResult<RateLimitStep> {
+        // One statement: the upsert admits when the stored time minus the tolerance is not after
+        // now (a missing row counts as now), and the outer select sees the row as it was before,
+        // which is what a refusal reports.
+        let row = sqlx::query(
+            "WITH step AS (
+                 INSERT INTO rate_limits (key, tat) VALUES ($1, $2 + $3)
+                 ON CONFLICT (key) DO UPDATE SET tat = GREATEST(rate_limits.tat, $2) + $3
+                 WHERE rate_limits.tat - $4 <= $2
+                 RETURNING tat
+             )
+             SELECT (SELECT tat FROM step) AS admitted, (SELECT tat FROM rate_limits WHERE key = $1) AS current",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(interval)
+        .bind(tolerance)
+        .fetch_one(&self.pool)
+        .await?;
+        let admitted: Option<i64> = row.try_get("admitted")?;
+        let current: Option<i64> = row.try_get("current")?;
+        match (admitted, current) {
+            (Some(tat), _) => Ok(RateLimitStep::Admitted(tat)),
+            (None, Some(tat)) => Ok(RateLimitStep::Refused(tat)),
+            // Refused by a row another process inserted after this statement's snapshot was taken:
+            // that row is at most one interval past the tolerance.
+            (None, None) => Ok(RateLimitStep::Refused(now + tolerance + interval)),
+        }
+    }
+
+    async fn purge_rate_limits(&self, now: i64) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM rate_limits WHERE tat < $1").bind(now).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 

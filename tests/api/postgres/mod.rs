@@ -47,3 +47,6 @@ mod rate_limit;
 // PostgreSQL only: several processes on one database.
 #[path = "../shared_database.rs"]
 mod shared_database;
+// PostgreSQL only: one rate limit shared by several servers.
+#[path = "../shared_rate_limit.rs"]
+mod shared_rate_limit;
