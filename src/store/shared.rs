@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{EventOutcome, StoreError, StoreResult, from_seconds, to_millis, to_seconds};
+use super::{CampaignFilter, EventOutcome, OrgId, StoreError, StoreResult, from_seconds, to_millis, to_seconds};
 use crate::domain::agent::Agent;
 use crate::domain::analytics::CampaignCounters;
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, ContactProgress, RetrySettings, progress_contact};
@@ -148,6 +148,41 @@ pub(crate) fn integration_from_row(row: &impl StoredRow) -> StoreResult<Integrat
         secret: row.text("secret")?,
         created_at: from_seconds(row.int("created_at")?)?,
     })
+}
+
+/// Appends the campaign list's filters to a query whose FROM clause names the campaigns table `c`.
+pub(crate) fn push_campaign_filters<DB: sqlx::Database>(query: &mut sqlx::QueryBuilder<DB>, org: OrgId, filter: &CampaignFilter)
+where
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> &'static str: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    query.push(" WHERE c.org_id = ").push_bind(org);
+    if !filter.include_archived {
+        query.push(" AND c.archived = FALSE");
+    }
+    if let Some(agent) = filter.agent_id {
+        query.push(" AND c.agent_id = ").push_bind(agent.to_string());
+    }
+    if let Some(status) = filter.status {
+        query.push(" AND c.status = ").push_bind(status.as_str());
+    }
+    if let Some(channel) = filter.channel {
+        query.push(" AND c.channel = ").push_bind(channel.as_str());
+    }
+    let bounds = [
+        ("c.created_at >= ", filter.created_after),
+        ("c.created_at <= ", filter.created_before),
+        ("c.started_at >= ", filter.started_after),
+        ("c.started_at <= ", filter.started_before),
+        ("c.ended_at >= ", filter.ended_after),
+        ("c.ended_at <= ", filter.ended_before),
+    ];
+    for (clause, bound) in bounds {
+        if let Some(at) = bound {
+            query.push(" AND ").push(clause).push_bind(to_seconds(at));
+        }
+    }
 }
 
 pub(crate) fn minute_of(at: Timestamp) -> i64 {

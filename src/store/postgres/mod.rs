@@ -14,7 +14,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::shared::{agent_from_row, campaign_from_row, config_json, integration_from_row, opt_seconds, opt_to_seconds, parse_channel};
+use super::shared::{
+    agent_from_row, campaign_from_row, config_json, integration_from_row, opt_seconds, opt_to_seconds, parse_channel, push_campaign_filters,
+};
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, AttemptPage, AttemptQuery, BatchItem, CampaignChange, CampaignCursor, CampaignFilter,
     CampaignPage, ClaimRequest, ContactLookup, ContactPage, CreateCampaignOutcome, DeleteOutcome, Dispatch, EventOutcome, HandoffResult,
@@ -77,40 +79,10 @@ pub(super) use select_campaigns;
 const CAMPAIGN_COLUMNS: &str = select_campaigns!();
 const CAMPAIGN_BY_ID: &str = concat!(select_campaigns!(), " WHERE c.org_id = $1 AND c.id = $2");
 
-/// Appends the list filters to a query whose FROM clause names the campaigns table `c`.
-fn push_filters(query: &mut QueryBuilder<Postgres>, org: OrgId, filter: &CampaignFilter) {
-    query.push(" WHERE c.org_id = ").push_bind(org);
-    if !filter.include_archived {
-        query.push(" AND NOT c.archived");
-    }
-    if let Some(agent) = filter.agent_id {
-        query.push(" AND c.agent_id = ").push_bind(agent.to_string());
-    }
-    if let Some(status) = filter.status {
-        query.push(" AND c.status = ").push_bind(status.as_str());
-    }
-    if let Some(channel) = filter.channel {
-        query.push(" AND c.channel = ").push_bind(channel.as_str());
-    }
-    let bounds = [
-        ("c.created_at >= ", filter.created_after),
-        ("c.created_at <= ", filter.created_before),
-        ("c.started_at >= ", filter.started_after),
-        ("c.started_at <= ", filter.started_before),
-        ("c.ended_at >= ", filter.ended_after),
-        ("c.ended_at <= ", filter.ended_before),
-    ];
-    for (clause, bound) in bounds {
-        if let Some(at) = bound {
-            query.push(" AND ").push(clause).push_bind(to_seconds(at));
-        }
-    }
-}
-
 impl PostgresStore {
     async fn campaigns_exist_beyond(&self, org: OrgId, filter: &CampaignFilter, edge: (i64, i64), older: bool) -> StoreResult<bool> {
         let mut query = QueryBuilder::<Postgres>::new("SELECT EXISTS (SELECT 1 FROM campaigns c");
-        push_filters(&mut query, org, filter);
+        push_campaign_filters(&mut query, org, filter);
         query.push(if older { " AND (c.created_at, c.id) < (" } else { " AND (c.created_at, c.id) > (" });
         query.push_bind(edge.0).push(", ").push_bind(edge.1).push("))");
         Ok(query.build_query_scalar::<bool>().fetch_one(&self.pool).await?)
@@ -308,12 +280,12 @@ impl Store for PostgresStore {
         page_size: u32,
     ) -> StoreResult<CampaignPage> {
         let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM campaigns c");
-        push_filters(&mut count, org, filter);
+        push_campaign_filters(&mut count, org, filter);
         let total_count: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
 
         let backwards = matches!(cursor, Some(CampaignCursor { direction: PageDirection::Before, .. }));
         let mut page = QueryBuilder::<Postgres>::new(CAMPAIGN_COLUMNS);
-        push_filters(&mut page, org, filter);
+        push_campaign_filters(&mut page, org, filter);
         if let Some(cursor) = cursor {
             page.push(if backwards { " AND (c.created_at, c.id) > (" } else { " AND (c.created_at, c.id) < (" });
             page.push_bind(cursor.created_at).push(", ").push_bind(cursor.id).push(")");

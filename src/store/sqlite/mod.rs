@@ -17,7 +17,9 @@ use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::shared::{agent_from_row, campaign_from_row, config_json, integration_from_row, opt_seconds, opt_to_seconds, parse_channel};
+use super::shared::{
+    agent_from_row, campaign_from_row, config_json, integration_from_row, opt_seconds, opt_to_seconds, parse_channel, push_campaign_filters,
+};
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, BatchItem, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ContactLookup,
     ContactPage, CreateCampaignOutcome, DeleteOutcome, DynStore, IdempotencyClaim, IdempotencyRecord, Modified, OrgId, PageDirection,
@@ -163,40 +165,10 @@ pub(super) use select_campaigns;
 const CAMPAIGN_COLUMNS: &str = select_campaigns!();
 const CAMPAIGN_BY_ID: &str = concat!(select_campaigns!(), " WHERE c.org_id = ? AND c.id = ?");
 
-/// Appends the list filters to a query whose FROM clause names the campaigns table `c`.
-fn push_filters(query: &mut QueryBuilder<Sqlite>, org: OrgId, filter: &CampaignFilter) {
-    query.push(" WHERE c.org_id = ").push_bind(org);
-    if !filter.include_archived {
-        query.push(" AND c.archived = 0");
-    }
-    if let Some(agent) = filter.agent_id {
-        query.push(" AND c.agent_id = ").push_bind(agent.to_string());
-    }
-    if let Some(status) = filter.status {
-        query.push(" AND c.status = ").push_bind(status.as_str());
-    }
-    if let Some(channel) = filter.channel {
-        query.push(" AND c.channel = ").push_bind(channel.as_str());
-    }
-    let bounds = [
-        ("c.created_at >= ", filter.created_after),
-        ("c.created_at <= ", filter.created_before),
-        ("c.started_at >= ", filter.started_after),
-        ("c.started_at <= ", filter.started_before),
-        ("c.ended_at >= ", filter.ended_after),
-        ("c.ended_at <= ", filter.ended_before),
-    ];
-    for (clause, bound) in bounds {
-        if let Some(at) = bound {
-            query.push(" AND ").push(clause).push_bind(to_seconds(at));
-        }
-    }
-}
-
 impl SqliteStore {
     async fn campaigns_exist_beyond(&self, org: OrgId, filter: &CampaignFilter, edge: (i64, i64), older: bool) -> StoreResult<bool> {
         let mut query = QueryBuilder::<Sqlite>::new("SELECT EXISTS (SELECT 1 FROM campaigns c");
-        push_filters(&mut query, org, filter);
+        push_campaign_filters(&mut query, org, filter);
         query.push(if older { " AND (c.created_at, c.id) < (" } else { " AND (c.created_at, c.id) > (" });
         query.push_bind(edge.0).push(", ").push_bind(edge.1).push("))");
         Ok(query.build_query_scalar::<bool>().fetch_one(&self.reads).await?)
@@ -420,12 +392,12 @@ impl Store for SqliteStore {
         page_size: u32,
     ) -> StoreResult<CampaignPage> {
         let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM campaigns c");
-        push_filters(&mut count, org, filter);
+        push_campaign_filters(&mut count, org, filter);
         let total_count: i64 = count.build_query_scalar().fetch_one(&self.reads).await?;
 
         let backwards = matches!(cursor, Some(CampaignCursor { direction: PageDirection::Before, .. }));
         let mut page = QueryBuilder::<Sqlite>::new(CAMPAIGN_COLUMNS);
-        push_filters(&mut page, org, filter);
+        push_campaign_filters(&mut page, org, filter);
         if let Some(cursor) = cursor {
             page.push(if backwards { " AND (c.created_at, c.id) > (" } else { " AND (c.created_at, c.id) < (" });
             page.push_bind(cursor.created_at).push(", ").push_bind(cursor.id).push(")");
