@@ -2,7 +2,7 @@
 
 use std::panic::Location;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -89,6 +89,12 @@ impl ApiError {
         )
     }
 
+    /// `409 IDEMPOTENCY_KEY_IN_USE`; its response carries `Retry-After: 1` and the [`KeyInUse`]
+    /// marker, by which the Idempotency-Key layer answers a late duplicate with the winner's record.
+    pub fn key_in_use() -> Self {
+        Self::new(StatusCode::CONFLICT, KEY_IN_USE, "a request with this Idempotency-Key is still being processed; retry shortly")
+    }
+
     pub fn not_found(what: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
     }
@@ -104,7 +110,10 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     #[track_caller]
     fn from(err: StoreError) -> Self {
-        ApiError::internal(err)
+        match err {
+            StoreError::IdempotencyKeyTaken => ApiError::key_in_use(),
+            err => ApiError::internal(err),
+        }
     }
 }
 
@@ -173,9 +182,21 @@ impl ApiError {
     }
 }
 
+const KEY_IN_USE: &str = "IDEMPOTENCY_KEY_IN_USE";
+
+/// Marks the response of [`ApiError::key_in_use`].
+#[derive(Clone, Copy)]
+pub struct KeyInUse;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(*self.body)).into_response()
+        let in_use = self.body.error == KEY_IN_USE;
+        let mut response = (self.status, axum::Json(*self.body)).into_response();
+        if in_use {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.extensions_mut().insert(KeyInUse);
+        }
+        response
     }
 }
 

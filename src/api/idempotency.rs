@@ -1,11 +1,14 @@
 //! `Idempotency-Key` on POST requests (contract §7).
 //!
-//! While a request runs, its key is held in memory (one process owns a SQLite database), so a
-//! concurrent duplicate gets 409 and a crash frees every key at once. The handler records its
-//! response in the same database transaction as its own writes (`ResponseRecorder`): a crash can
-//! never leave writes without their stored response, nor a stored response without its writes,
-//! and holding a key costs no extra commit. Responses of requests that wrote nothing are recorded
-//! by the layer afterwards; 400s and 5xx are not kept, so the key can be used again.
+//! While a request runs, its key is held in this process's memory, so a concurrent duplicate on
+//! the same process gets 409 and a crash frees every key at once. The handler records its response
+//! in the same database transaction as its own writes (`ResponseRecorder`): a crash can never
+//! leave writes without their stored response, nor a stored response without its writes, and
+//! holding a key costs no extra commit. Across processes (PostgreSQL) the record's unique key
+//! decides: a duplicate that ran on another process at the same time finds a live record when it
+//! writes its own, rolls back everything it wrote, and answers with the winner's response.
+//! Responses of requests that wrote nothing are recorded by the layer afterwards; 400s and 5xx are
+//! not kept, so the key can be used again.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -19,9 +22,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, KeyInUse};
 use super::extract::{BODY_LIMIT_BYTES, Tenant, payload_too_large};
-use crate::store::{IdempotencyClaim, OrgId, ResponseRecorder, StoredResponse};
+use crate::store::{IdempotencyClaim, IdempotencyRecord, OrgId, ResponseRecorder, StoreError, StoredResponse};
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -47,6 +50,10 @@ pub async fn idempotency(State(app): State<AppState>, request: Request, next: Ne
         Ok(Begun::Run(running)) => {
             let (request, claim, _held) = *running;
             let response = next.run(request).await;
+            if response.extensions().get::<KeyInUse>().is_some() {
+                // A duplicate on another process committed first and this one rolled back.
+                return answer_late_duplicate(&app, &claim, response).await;
+            }
             settle(&app, &claim, response).await
         }
         Ok(Begun::Answered(response)) => response,
@@ -92,34 +99,42 @@ async fn begin(app: &AppState, request: Request) -> Result<Begun, ApiError> {
     let uri = parts.extensions.get::<OriginalUri>().map_or(&parts.uri, |original| &original.0);
     let fingerprint = fingerprint(&parts.method, uri.path_and_query().map_or("", |p| p.as_str()), &bytes);
     let Some(held) = RunningKeys::hold(app, tenant.org_id, &key) else {
-        let mut response = ApiError::new(
-            StatusCode::CONFLICT,
-            "IDEMPOTENCY_KEY_IN_USE",
-            "a request with this Idempotency-Key is still being processed; retry shortly",
-        )
-        .into_response();
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return Ok(Begun::Answered(response));
+        return Ok(Begun::Answered(ApiError::key_in_use().into_response()));
     };
     let now = app.clock.now();
     let expired_before = now.saturating_sub(app.settings.idempotency_ttl).unwrap_or(now);
     match app.store.find_idempotency_record(tenant.org_id, &key, expired_before).await? {
-        Some(record) if record.fingerprint == fingerprint => Ok(Begun::Answered(replay(record.response))),
-        Some(_) => Ok(Begun::Answered(
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "IDEMPOTENCY_KEY_REUSED",
-                "this Idempotency-Key was already used for a different request (method, path or body); use a new key",
-            )
-            .with_field("Idempotency-Key")
-            .into_response(),
-        )),
+        Some(record) => Ok(Begun::Answered(answer_recorded(record, &fingerprint))),
         None => {
-            let claim = IdempotencyClaim { org_id: tenant.org_id, key, fingerprint, at: now };
+            let claim = IdempotencyClaim { org_id: tenant.org_id, key, fingerprint, at: now, expired_before };
             let mut request = Request::from_parts(parts, Body::from(bytes));
             request.extensions_mut().insert(claim.clone());
             Ok(Begun::Run(Box::new((request, claim, held))))
         }
+    }
+}
+
+/// The answer to a repeat of a recorded request: its response again, or 422 for another request.
+fn answer_recorded(record: IdempotencyRecord, fingerprint: &[u8; 32]) -> Response {
+    if record.fingerprint == fingerprint {
+        return replay(record.response);
+    }
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "IDEMPOTENCY_KEY_REUSED",
+        "this Idempotency-Key was already used for a different request (method, path or body); use a new key",
+    )
+    .with_field("Idempotency-Key")
+    .into_response()
+}
+
+/// The answer to a request whose key was recorded by a concurrent duplicate while it ran: that
+/// record's response when it can be read, else the 409 (retrying then replays).
+async fn answer_late_duplicate(app: &AppState, claim: &IdempotencyClaim, in_use: Response) -> Response {
+    match app.store.find_idempotency_record(claim.org_id, &claim.key, claim.expired_before).await {
+        Ok(Some(record)) => answer_recorded(record, &claim.fingerprint),
+        Ok(None) => in_use,
+        Err(err) => ApiError::from(err).into_response(),
     }
 }
 
@@ -163,8 +178,10 @@ async fn settle(app: &AppState, claim: &IdempotencyClaim, response: Response) ->
         Err(err) => return ApiError::internal(format!("response body could not be buffered: {err}")).into_response(),
     };
     let stored = StoredResponse { status: status.as_u16(), body: bytes.to_vec() };
-    if let Err(err) = app.store.complete_idempotency_key(claim, stored).await {
-        tracing::warn!(error = %err, "could not record a response for its idempotency key");
+    match app.store.complete_idempotency_key(claim, stored).await {
+        Ok(()) => {}
+        Err(StoreError::IdempotencyKeyTaken) => return answer_late_duplicate(app, claim, ApiError::key_in_use().into_response()).await,
+        Err(err) => tracing::warn!(error = %err, "could not record a response for its idempotency key"),
     }
     Response::from_parts(parts, Body::from(bytes))
 }

@@ -83,8 +83,9 @@ impl Engine {
     }
 
     /// Runs ticks until `stop` resolves. Handoffs left unconfirmed by an earlier run of this
-    /// process are made due at once: their leases died with it. A tick's handoff (provider calls
-    /// and outcomes) runs while the next tick claims, so the store's writer is never idle.
+    /// process are made due at once where the store can tell them apart (SQLite; on PostgreSQL
+    /// they wait for their leases to run out). A tick's handoff (provider calls and outcomes)
+    /// runs while the next tick claims, so the store's writer is never idle.
     pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         match self.store.release_leases(self.clock.now()).await {
             Ok(0) => {}

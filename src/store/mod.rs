@@ -38,6 +38,10 @@ pub enum StoreError {
     Unavailable,
     #[error("this store does not support {0}")]
     Unsupported(&'static str),
+    /// A live record already holds the request's Idempotency-Key: a concurrent duplicate (on
+    /// another process) committed first, and this request's writes were rolled back.
+    #[error("the Idempotency-Key was taken by a concurrent request")]
+    IdempotencyKeyTaken,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -249,8 +253,8 @@ pub trait Store: Send + Sync + 'static {
     /// Ends the campaign's iteration when no contact is left to attempt, or starts the next one
     /// when its time has come. Returns the campaign's status afterwards when it changed.
     async fn advance_iteration(&self, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>>;
-    /// Makes every unsent handoff due now: on start-up, the leases of a previous run of this
-    /// process are void. Returns how many.
+    /// On start-up, makes due now the unconfirmed handoffs whose leases died with a previous run
+    /// of this process, where the store can tell them apart from live ones. Returns how many.
     async fn release_leases(&self, at: Timestamp) -> StoreResult<u64>;
     /// The channel and signing secret of an integration (events carry no API key).
     async fn integration_secret(&self, integration_id: &str) -> StoreResult<Option<(Channel, String)>>;
@@ -412,6 +416,8 @@ pub struct IdempotencyClaim {
     pub key: String,
     pub fingerprint: [u8; 32],
     pub at: Timestamp,
+    /// Records created before this have expired and may be replaced.
+    pub expired_before: Timestamp,
 }
 
 /// A completed request kept under its key.

@@ -197,7 +197,7 @@ async fn the_response_is_recorded_in_the_same_transaction_as_the_writes() {
     let new =
         || outbound::domain::campaign::parse_new_campaign(&serde_json::from_value(setup.phone(json!({}))).expect("input")).expect("valid");
     let recorder = |org_id| ResponseRecorder::<CreateCampaignOutcome> {
-        claim: IdempotencyClaim { org_id, key: "atomic".to_owned(), fingerprint: [7; 32], at: now },
+        claim: IdempotencyClaim { org_id, key: "atomic".to_owned(), fingerprint: [7; 32], at: now, expired_before: now },
         render: Box::new(|_| Some(StoredResponse { status: 201, body: b"{}".to_vec() })),
     };
     // The record cannot be written (no such organization): the campaign is rolled back with it.
@@ -213,6 +213,43 @@ async fn the_response_is_recorded_in_the_same_transaction_as_the_writes() {
     assert_eq!(campaign_count(&app, &app.key).await, 1);
     let record = app.store.find_idempotency_record(org, "atomic", expired_before).await.expect("read").expect("record kept");
     assert_eq!(record.response, StoredResponse { status: 201, body: b"{}".to_vec() });
+}
+
+/// A duplicate that ran beside the first one (on another process, past the in-memory hold) finds
+/// a live record when it writes its own: it is refused and its campaign rolled back. An expired
+/// record is replaced.
+#[tokio::test]
+async fn a_live_record_refuses_a_concurrent_duplicate_and_rolls_its_writes_back() {
+    let Some(app) = TestApp::spawn().await else { return };
+    let setup = setup(&app).await;
+    let org = app.store.find_api_key(&app.key[3..11]).await.expect("lookup").expect("key").org_id;
+    let now = outbound::clock::Clock::now(app.clock.as_ref());
+    let new =
+        || outbound::domain::campaign::parse_new_campaign(&serde_json::from_value(setup.phone(json!({}))).expect("input")).expect("valid");
+    let recorder = |at: jiff::Timestamp, status: u16| ResponseRecorder::<CreateCampaignOutcome> {
+        claim: IdempotencyClaim {
+            org_id: org,
+            key: "raced".to_owned(),
+            fingerprint: [7; 32],
+            at,
+            expired_before: at - SignedDuration::from_hours(24),
+        },
+        render: Box::new(move |_| Some(StoredResponse { status, body: b"{}".to_vec() })),
+    };
+    let first = app.store.create_campaign(org, new(), now, Some(recorder(now, 201))).await.expect("first");
+    assert!(matches!(first, CreateCampaignOutcome::Created(_)));
+    let duplicate = app.store.create_campaign(org, new(), now, Some(recorder(now, 201))).await;
+    assert!(matches!(duplicate, Err(StoreError::IdempotencyKeyTaken)), "{duplicate:?}");
+    assert_eq!(campaign_count(&app, &app.key).await, 1, "the duplicate's campaign was rolled back");
+    let kept = app.store.find_idempotency_record(org, "raced", now - SignedDuration::from_hours(24)).await.expect("read");
+    assert_eq!(kept.map(|r| r.response.status), Some(201), "the first record stays");
+
+    // 24 hours and a second later the record has expired: a new request replaces it.
+    let later = now + SignedDuration::from_secs(24 * 3600 + 1);
+    let again = app.store.create_campaign(org, new(), later, Some(recorder(later, 202))).await.expect("after expiry");
+    assert!(matches!(again, CreateCampaignOutcome::Created(_)));
+    let kept = app.store.find_idempotency_record(org, "raced", later - SignedDuration::from_hours(24)).await.expect("read");
+    assert_eq!(kept.map(|r| r.response.status), Some(202));
 }
 
 #[tokio::test]

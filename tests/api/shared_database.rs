@@ -1,13 +1,19 @@
-//! Two stores on one PostgreSQL database, as two processes would be: claims of the same
-//! campaign take turns on its row and never take a contact twice or exceed its budgets.
+//! Several stores and servers on one PostgreSQL database, as several processes would be: claims
+//! of the same campaign take turns on its row and never take a contact twice or exceed its
+//! budgets; concurrent duplicates under one Idempotency-Key write once.
 
 use std::collections::HashSet;
 
 use jiff::SignedDuration;
+use outbound::api::ApiSettings;
+use outbound::api::rate_limit::RateLimitConfig;
+use outbound::server::RunningServer;
 use outbound::store::{self, ClaimRequest, Dispatch};
+use reqwest::StatusCode;
 use serde_json::json;
 
 use super::engine::Harness;
+use super::helpers::TestApp;
 
 fn claim(campaign_id: i64, at: jiff::Timestamp, limit: u32) -> ClaimRequest {
     ClaimRequest { campaign_id, limit, at, lease_until: at + SignedDuration::from_mins(2), deadline: at + SignedDuration::from_hours(2) }
@@ -114,4 +120,58 @@ async fn events_and_claims_of_two_processes_on_two_campaigns_keep_the_counters()
         assert_eq!(running.in_flight, 10, "campaign {id}");
     }
     assert_eq!(closed, 80);
+}
+
+/// 50 identical POSTs under one Idempotency-Key, spread over three servers (as three processes:
+/// each holds its running keys in its own memory) on one database, create one campaign; every
+/// other answer is the replay of its response or a 409 to retry.
+#[tokio::test]
+async fn fifty_identical_posts_over_three_processes_create_one_campaign() {
+    let Some(app) = TestApp::spawn().await else { return };
+    let setup = app.setup().await;
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let store = store::open(&app.database_url).await.expect("another store");
+        let settings = ApiSettings { rate_limit_rps: None, ..ApiSettings::default() };
+        let server = RunningServer::start_with("127.0.0.1:0", store, app.clock.clone(), settings, RateLimitConfig::default())
+            .await
+            .expect("another server");
+        others.push(server);
+    }
+    let bases: Vec<String> = std::iter::once(app.base.clone()).chain(others.iter().map(|s| format!("http://{}", s.addr))).collect();
+    let body = setup.phone(json!({ "name": "Spread" }));
+    let sends = (0..50).map(|i| {
+        app.client
+            .post(format!("{}/api/v1.0/campaigns", bases[i % bases.len()]))
+            .header("Authorization", format!("api-key {}", app.key))
+            .header("Idempotency-Key", "spread-key")
+            .json(&body)
+            .send()
+    });
+    let mut created = Vec::new();
+    let mut replays = Vec::new();
+    for response in futures::future::join_all(sends).await {
+        let response = response.expect("sent");
+        let status = response.status();
+        let replayed = response.headers().get("idempotent-replayed").is_some();
+        let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let bytes = response.bytes().await.expect("body");
+        match (status, replayed) {
+            (StatusCode::CREATED, false) => created.push(bytes),
+            (StatusCode::CREATED, true) => replays.push(bytes),
+            (StatusCode::CONFLICT, false) => {
+                let error: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+                assert_eq!(error["error"], "IDEMPOTENCY_KEY_IN_USE");
+                assert_eq!(retry_after.as_deref(), Some("1"));
+            }
+            other => panic!("unexpected answer {other:?}: {}", String::from_utf8_lossy(&bytes)),
+        }
+    }
+    assert_eq!(created.len(), 1, "exactly one request's writes were kept");
+    assert!(replays.iter().all(|r| *r == created[0]), "replays are byte-identical");
+    let (_, list) = app.get("/campaigns?archived=true").await;
+    assert_eq!(list["total_count"], 1);
+    for server in others {
+        server.shutdown().await.expect("server stops");
+    }
 }

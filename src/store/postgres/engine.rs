@@ -321,14 +321,6 @@ pub(super) async fn expired_attempts(conn: &mut PgConnection, at: Timestamp, lim
         .await?)
 }
 
-pub(super) async fn release_leases(conn: &mut PgConnection, at: Timestamp) -> StoreResult<u64> {
-    let done = sqlx::query("UPDATE attempts SET due_at = $1 WHERE open AND NOT handed_off AND due_at > $1")
-        .bind(to_millis(at))
-        .execute(&mut *conn)
-        .await?;
-    Ok(done.rows_affected())
-}
-
 async fn load_attempts(conn: &mut PgConnection, ids: &[&str]) -> StoreResult<HashMap<String, AttemptState>> {
     let rows = sqlx::query(
         "SELECT a.id, a.campaign_id, a.contact_id, a.status, a.open, a.answered_by, a.converted, a.started_at, a.ended_at, \

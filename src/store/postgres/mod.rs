@@ -521,8 +521,11 @@ impl Store for PostgresStore {
         Ok(status)
     }
 
-    async fn release_leases(&self, at: Timestamp) -> StoreResult<u64> {
-        engine::release_leases(&mut *self.pool.acquire().await?, at).await
+    /// Nothing: other live processes hold leases on this database too, and voiding theirs would
+    /// send their handoffs twice. A dead process's leases run out (`--lease`) and are then taken
+    /// over by whichever process takes due handoffs first.
+    async fn release_leases(&self, _at: Timestamp) -> StoreResult<u64> {
+        Ok(0)
     }
 
     async fn integration_secret(&self, integration_id: &str) -> StoreResult<Option<(Channel, String)>> {
@@ -635,12 +638,14 @@ async fn record_response<T>(conn: &mut PgConnection, record: Option<ResponseReco
     }
 }
 
-/// Replaces an expired record with the same key, if any (live ones were answered before).
+/// Stores a response under its key, replacing an expired record with the same key. A live record
+/// means a concurrent duplicate committed first (it ran on another process): the caller's
+/// transaction must roll back, so that its writes are never kept twice.
 async fn insert_record(conn: &mut PgConnection, claim: &IdempotencyClaim, response: &StoredResponse) -> StoreResult<()> {
-    sqlx::query(
+    let done = sqlx::query(
         "INSERT INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (org_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, created_at = excluded.created_at, \
-         status = excluded.status, body = excluded.body",
+         status = excluded.status, body = excluded.body WHERE idempotency_keys.created_at < $7",
     )
     .bind(claim.org_id)
     .bind(&claim.key)
@@ -648,8 +653,12 @@ async fn insert_record(conn: &mut PgConnection, claim: &IdempotencyClaim, respon
     .bind(to_seconds(claim.at))
     .bind(i64::from(response.status))
     .bind(response.body.as_slice())
+    .bind(to_seconds(claim.expired_before))
     .execute(&mut *conn)
     .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::IdempotencyKeyTaken);
+    }
     Ok(())
 }
 

@@ -692,17 +692,27 @@ async fn record_response<T>(conn: &mut SqliteConnection, record: Option<Response
     }
 }
 
-/// Replaces an expired record with the same key, if any (live ones were answered before).
+/// Stores a response under its key, replacing an expired record with the same key. A live record
+/// means a concurrent duplicate committed first (it ran on another process): the caller's
+/// transaction must roll back, so that its writes are never kept twice.
 async fn insert_record(conn: &mut SqliteConnection, claim: &IdempotencyClaim, response: &StoredResponse) -> StoreResult<()> {
-    sqlx::query("INSERT OR REPLACE INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(claim.org_id)
-        .bind(&claim.key)
-        .bind(claim.fingerprint.as_slice())
-        .bind(to_seconds(claim.at))
-        .bind(i64::from(response.status))
-        .bind(response.body.as_slice())
-        .execute(&mut *conn)
-        .await?;
+    let done = sqlx::query(
+        "INSERT INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (org_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, created_at = excluded.created_at, \
+         status = excluded.status, body = excluded.body WHERE idempotency_keys.created_at < ?",
+    )
+    .bind(claim.org_id)
+    .bind(&claim.key)
+    .bind(claim.fingerprint.as_slice())
+    .bind(to_seconds(claim.at))
+    .bind(i64::from(response.status))
+    .bind(response.body.as_slice())
+    .bind(to_seconds(claim.expired_before))
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::IdempotencyKeyTaken);
+    }
     Ok(())
 }
 
