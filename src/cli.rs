@@ -209,6 +209,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 tokio::spawn(engine.run(stop.wait()))
             });
             if engine.mode == EngineMode::Only {
+                if engine.public_url.is_none() {
+                    tracing::warn!(
+                        "--engine only without --public-url: providers are told to post events to http://{listen}, which this process does not serve"
+                    );
+                }
                 println!("outbound engine running (no API)");
             } else {
                 let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
