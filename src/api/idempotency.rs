@@ -4,14 +4,16 @@
 //! the same process gets 409 and a crash frees every key at once. The handler records its response
 //! in the same database transaction as its own writes (`ResponseRecorder`): a crash can never
 //! leave writes without their stored response, nor a stored response without its writes, and
-//! holding a key costs no extra commit. Across processes (PostgreSQL) the record's unique key
-//! decides: a duplicate that ran on another process at the same time finds a live record when it
-//! writes its own, rolls back everything it wrote, and answers with the winner's response.
+//! holding a key costs no extra commit. The record's unique key decides whether a request is new:
+//! a repeat (or a duplicate that ran at the same time on another process) finds a live record when
+//! it writes its own, rolls back everything it wrote, and answers with the stored response (or
+//! 422 when the stored request differs). No lookup precedes a new request, which is the common
+//! case; a repeat pays for running its handler once more, inside a transaction that is undone.
 //! Responses of requests that wrote nothing are recorded by the layer afterwards; 400s and 5xx are
 //! not kept, so the key can be used again.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{OriginalUri, Request, State};
@@ -51,8 +53,8 @@ pub async fn idempotency(State(app): State<AppState>, request: Request, next: Ne
             let (request, claim, _held) = *running;
             let response = next.run(request).await;
             if response.extensions().get::<KeyInUse>().is_some() {
-                // A duplicate on another process committed first and this one rolled back.
-                return answer_late_duplicate(&app, &claim, response).await;
+                // The key has a live record: everything this request wrote was rolled back.
+                return answer_repeat(&app, &claim, response).await;
             }
             settle(&app, &claim, response).await
         }
@@ -103,15 +105,10 @@ async fn begin(app: &AppState, request: Request) -> Result<Begun, ApiError> {
     };
     let now = app.clock.now();
     let expired_before = now.saturating_sub(app.settings.idempotency_ttl).unwrap_or(now);
-    match app.store.find_idempotency_record(tenant.org_id, &key, expired_before).await? {
-        Some(record) => Ok(Begun::Answered(answer_recorded(record, &fingerprint))),
-        None => {
-            let claim = IdempotencyClaim { org_id: tenant.org_id, key, fingerprint, at: now, expired_before };
-            let mut request = Request::from_parts(parts, Body::from(bytes));
-            request.extensions_mut().insert(claim.clone());
-            Ok(Begun::Run(Box::new((request, claim, held))))
-        }
-    }
+    let claim = IdempotencyClaim { org_id: tenant.org_id, key, fingerprint, at: now, expired_before };
+    let mut request = Request::from_parts(parts, Body::from(bytes));
+    request.extensions_mut().insert(claim.clone());
+    Ok(Begun::Run(Box::new((request, claim, held))))
 }
 
 /// The answer to a repeat of a recorded request: its response again, or 422 for another request.
@@ -128,9 +125,10 @@ fn answer_recorded(record: IdempotencyRecord, fingerprint: &[u8; 32]) -> Respons
     .into_response()
 }
 
-/// The answer to a request whose key was recorded by a concurrent duplicate while it ran: that
-/// record's response when it can be read, else the 409 (retrying then replays).
-async fn answer_late_duplicate(app: &AppState, claim: &IdempotencyClaim, in_use: Response) -> Response {
+/// The answer to a request whose key holds a live record (a repeat, or a duplicate that ran at the
+/// same time on another process and committed first): that record's response, or 422 for another
+/// request; the 409 when the record cannot be read (retrying then replays).
+async fn answer_repeat(app: &AppState, claim: &IdempotencyClaim, in_use: Response) -> Response {
     match app.store.find_idempotency_record(claim.org_id, &claim.key, claim.expired_before).await {
         Ok(Some(record)) => answer_recorded(record, &claim.fingerprint),
         Ok(None) => in_use,
@@ -180,7 +178,7 @@ async fn settle(app: &AppState, claim: &IdempotencyClaim, response: Response) ->
     let stored = StoredResponse { status: status.as_u16(), body: bytes.to_vec() };
     match app.store.complete_idempotency_key(claim, stored).await {
         Ok(()) => {}
-        Err(StoreError::IdempotencyKeyTaken) => return answer_late_duplicate(app, claim, ApiError::key_in_use().into_response()).await,
+        Err(StoreError::IdempotencyKeyTaken) => return answer_repeat(app, claim, ApiError::key_in_use().into_response()).await,
         Err(err) => tracing::warn!(error = %err, "could not record a response for its idempotency key"),
     }
     Response::from_parts(parts, Body::from(bytes))
@@ -220,33 +218,39 @@ impl IntoResponse for Reply {
 }
 
 /// Lets a handler record its reply with its writes. `render` must be the function that makes the
-/// reply the handler then sends.
+/// reply the handler then sends; the reply rendered for the record is the one sent (rendered once).
 pub struct Recording {
     claim: Option<IdempotencyClaim>,
+    rendered: Arc<Mutex<Option<Reply>>>,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Recording {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Recording { claim: parts.extensions.get::<IdempotencyClaim>().cloned() })
+        Ok(Recording { claim: parts.extensions.get::<IdempotencyClaim>().cloned(), rendered: Arc::default() })
     }
 }
 
 impl Recording {
     pub fn recorder<T: 'static>(&self, render: fn(&T) -> Reply) -> Option<ResponseRecorder<T>> {
+        let rendered = self.rendered.clone();
         self.claim.clone().map(|claim| ResponseRecorder {
             claim,
             render: Box::new(move |value: &T| {
                 let reply = render(value);
-                is_kept(reply.status).then(|| reply.stored())
+                let stored = is_kept(reply.status).then(|| reply.stored());
+                *rendered.lock().unwrap_or_else(|p| p.into_inner()) = Some(reply);
+                stored
             }),
         })
     }
 
-    /// The reply for `value`, marked as already recorded when it was.
+    /// The reply for `value` (the one rendered for the record, if any), marked as already
+    /// recorded when it was.
     pub fn reply<T>(&self, render: fn(&T) -> Reply, value: &T) -> Reply {
-        let mut reply = render(value);
+        let kept = self.rendered.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut reply = kept.unwrap_or_else(|| render(value));
         reply.recorded = self.claim.is_some() && is_kept(reply.status);
         reply
     }

@@ -116,6 +116,13 @@ async fn a_different_request_under_the_same_key_is_422() {
     let other_path = post_with_key(&app, "k1", &app.key, "/agents", &json!({ "name": "x" })).await;
     assert_eq!(other_path.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(campaign_count(&app, &app.key).await, 1);
+    // Input validation comes first (§7: only a request that passed it is matched to a record).
+    let invalid = post_with_key(&app, "k1", &app.key, "/campaigns", &setup.phone(json!({ "retries": 6 }))).await;
+    assert_error(invalid.status, &invalid.json(), 400, "INVALID_REQUEST", Some("retries"));
+    let (_, agents) = app.get("/agents").await;
+    assert_eq!(agents["total_count"], 1, "the 422 for /agents created no agent");
+    let again = post_with_key(&app, "k1", &app.key, "/campaigns", &setup.phone(json!({}))).await;
+    assert_eq!((again.status, again.replayed, &again.body), (StatusCode::CREATED, true, &first.body));
 }
 
 #[tokio::test]
