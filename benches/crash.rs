@@ -1,6 +1,6 @@
 //! Crash test (issue "Engine"): one command, `cargo bench --bench crash`.
 //!
-//! A mock provider (an axum server inside this harness) records every attempt the engine POSTs to
+//! A mock provider (an axum server inside this harness, `benches/support/mock.rs`) records every attempt the engine POSTs to
 //! it, answers 200, then reports the call's outcome by POSTing a signed event to the attempt's
 //! `callback_url`, retrying until it gets a 2xx or a 404 (the server may be down). The outcome is a
 //! pure function of the attempt id (60% answered by a human, 20% by a machine, 20% no answer), so a
@@ -42,22 +42,15 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use outbound::domain::ids::{sign, verify_signature};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use support::{Api, Server, env_or};
+use support::mock::{self, HUMAN, MACHINE, Mock, Outcome};
+use support::{Api, Violations, all_pages, env_or, log_tail, ok, start_server};
 
 const KNOBS: [&str; 8] = [
     "CRASH_CAMPAIGNS",
@@ -75,53 +68,6 @@ const VOICEMAIL_RETRIES: u32 = 1;
 const FAILED_RETRY_LIMIT: u32 = 1;
 const MESSAGE_LIMIT: usize = 10_000;
 const CONCURRENCY_LIMIT: usize = 100;
-/// Shares of the mock's outcomes.
-const HUMAN: f64 = 0.6;
-const MACHINE: f64 = 0.2;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Outcome {
-    Human,
-    Machine,
-    NoAnswer,
-}
-
-fn digest_u32(attempt_id: &str, word: usize) -> u32 {
-    let digest = Sha256::digest(attempt_id.as_bytes());
-    u32::from_le_bytes([digest[4 * word], digest[4 * word + 1], digest[4 * word + 2], digest[4 * word + 3]])
-}
-
-/// The outcome of an attempt: a pure function of its id.
-fn outcome(attempt_id: &str) -> Outcome {
-    let draw = f64::from(digest_u32(attempt_id, 0)) / (f64::from(u32::MAX) + 1.0);
-    if draw < HUMAN {
-        Outcome::Human
-    } else if draw < HUMAN + MACHINE {
-        Outcome::Machine
-    } else {
-        Outcome::NoAnswer
-    }
-}
-
-/// The event body the mock posts for an attempt (the same bytes on every report).
-fn event_body(attempt_id: &str, outcome: Outcome) -> Vec<u8> {
-    let event = match outcome {
-        Outcome::Human => json!({
-            "attempt_id": attempt_id, "status": "ended", "answered_by": "human", "duration": 60, "billed_duration": 60,
-            "ended_by": "user", "ended_reason": "user_hangup", "converted": false,
-        }),
-        Outcome::Machine => json!({
-            "attempt_id": attempt_id, "status": "ended", "answered_by": "machine", "duration": 20, "billed_duration": 20,
-            "ended_by": "agent", "ended_reason": "voicemail", "converted": false,
-        }),
-        Outcome::NoAnswer => json!({
-            "attempt_id": attempt_id, "status": "no-answer", "answered_by": null, "duration": 0, "billed_duration": 0,
-            "ended_reason": "no_answer", "converted": false,
-        }),
-    };
-    serde_json::to_vec(&event).expect("JSON")
-}
-
 /// What the rules demand of a contact given the outcomes of its attempts, in order.
 struct Replay {
     /// Attempts the rules demand; `None` when the last outcome allowed one more that never came.
@@ -161,212 +107,12 @@ fn expected_attempts(retries: u32, failed_retries: u32) -> f64 {
     1.0 + MACHINE * machine + (1.0 - HUMAN - MACHINE) * no_answer
 }
 
-/// An attempt as the mock saw it.
-struct Seen {
-    campaign: i64,
-    contact: i64,
-    iteration: i64,
-    outcome: Outcome,
-    posts: u32,
-}
-
-#[derive(Default)]
-struct Record {
-    attempts: HashMap<String, Seen>,
-    /// Contact id → its attempt ids in the order the mock first saw them.
-    by_contact: HashMap<i64, Vec<String>>,
-    resends: u64,
-    problems: Vec<String>,
-}
-
-/// The mock provider.
-struct Mock {
-    secret: OnceLock<String>,
-    record: Mutex<Record>,
-    posts: AtomicU64,
-    distinct: AtomicU64,
-    /// Outcome reports not yet answered 2xx or 404.
-    pending: AtomicI64,
-    delivered: AtomicU64,
-    not_found: AtomicU64,
-    connection_errors: AtomicU64,
-    other_statuses: Mutex<BTreeMap<u16, u64>>,
-    client: reqwest::Client,
-    max_call_ms: u64,
-}
-
-impl Mock {
-    fn problem(&self, problem: String) {
-        self.record.lock().expect("record").problems.push(problem);
-    }
-}
-
-/// `POST /attempts`: an attempt handed over by the engine.
-async fn receive(State(mock): State<Arc<Mock>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    mock.posts.fetch_add(1, Ordering::Relaxed);
-    let signature = headers.get("x-outbound-signature").and_then(|v| v.to_str().ok());
-    let signed = matches!((mock.secret.get(), signature), (Some(secret), Some(signature)) if verify_signature(secret, &body, signature));
-    let payload: Value = match serde_json::from_slice(&body) {
-        Ok(payload) => payload,
-        Err(err) => {
-            mock.problem(format!("an attempt POST is not JSON ({err}): {}", String::from_utf8_lossy(&body)));
-            return StatusCode::BAD_REQUEST;
-        }
-    };
-    let (Some(attempt_id), Some(campaign), Some(contact), Some(iteration), Some(callback)) = (
-        payload["attempt_id"].as_str(),
-        payload["campaign"]["id"].as_i64(),
-        payload["contact"]["id"].as_i64(),
-        payload["iteration"].as_i64(),
-        payload["callback_url"].as_str(),
-    ) else {
-        mock.problem(format!("an attempt POST lacks attempt_id, campaign.id, contact.id, iteration or callback_url: {payload}"));
-        return StatusCode::BAD_REQUEST;
-    };
-    if !signed {
-        mock.problem(format!("attempt {attempt_id}: X-Outbound-Signature missing or wrong"));
-    }
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
-    if key != Some(attempt_id) {
-        mock.problem(format!("attempt {attempt_id}: Idempotency-Key is {key:?}"));
-    }
-    let outcome = outcome(attempt_id);
-    {
-        let mut guard = mock.record.lock().expect("record");
-        let record = &mut *guard;
-        match record.attempts.get_mut(attempt_id) {
-            Some(seen) => {
-                seen.posts += 1;
-                record.resends += 1;
-                if (seen.campaign, seen.contact, seen.iteration) != (campaign, contact, iteration) {
-                    record.problems.push(format!(
-                        "attempt {attempt_id} re-sent for campaign {campaign} contact {contact} iteration {iteration}, first sent for \
-                         campaign {} contact {} iteration {}",
-                        seen.campaign, seen.contact, seen.iteration
-                    ));
-                }
-            }
-            None => {
-                record.attempts.insert(attempt_id.to_owned(), Seen { campaign, contact, iteration, outcome, posts: 1 });
-                record.by_contact.entry(contact).or_default().push(attempt_id.to_owned());
-                mock.distinct.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-    mock.pending.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(report(mock.clone(), attempt_id.to_owned(), callback.to_owned(), outcome));
-    StatusCode::OK
-}
-
-/// Reports an attempt's outcome to the server, until it answers 2xx or 404.
-async fn report(mock: Arc<Mock>, attempt_id: String, url: String, outcome: Outcome) {
-    let delay = u64::from(digest_u32(&attempt_id, 1)) % (mock.max_call_ms + 1);
-    tokio::time::sleep(Duration::from_millis(delay)).await;
-    let body = event_body(&attempt_id, outcome);
-    let secret = mock.secret.get().expect("secret set before activation");
-    let signature = sign(secret, &body).expect("a base64 secret");
-    let started = Instant::now();
-    loop {
-        let sent = mock
-            .client
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("x-outbound-signature", &signature)
-            .body(body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(response) if response.status().is_success() => {
-                mock.delivered.fetch_add(1, Ordering::Relaxed);
-                break;
-            }
-            Ok(response) if response.status() == StatusCode::NOT_FOUND => {
-                mock.not_found.fetch_add(1, Ordering::Relaxed);
-                mock.problem(format!("the outcome of attempt {attempt_id} was answered 404 (unknown attempt)"));
-                break;
-            }
-            Ok(response) => *mock.other_statuses.lock().expect("statuses").entry(response.status().as_u16()).or_default() += 1,
-            Err(_) => {
-                mock.connection_errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        if started.elapsed() > Duration::from_secs(300) {
-            mock.problem(format!("gave up reporting the outcome of attempt {attempt_id} after 300 s"));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    mock.pending.fetch_sub(1, Ordering::Relaxed);
-}
-
 struct Kill {
     at_distinct: u64,
     at_posts: u64,
     at: Duration,
     down: Duration,
     restart: Duration,
-}
-
-/// Starts the server, retrying while the port is not yet free again.
-async fn start_server(args: &[String], log: &std::path::Path) -> Server {
-    let mut tries = 0;
-    loop {
-        let (args, log) = (args.to_vec(), log.to_owned());
-        match tokio::task::spawn_blocking(move || Server::start(&args, Some(&log))).await.expect("start") {
-            Ok(server) => return server,
-            Err(err) if tries < 40 => {
-                tries += 1;
-                eprintln!("  server did not start ({err}); retrying");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(err) => panic!("{err}"),
-        }
-    }
-}
-
-fn log_tail(log: &std::path::Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// Pages through a list endpoint (`pageSize` 100) and returns the items under `field`.
-async fn all_pages(api: &Api, path: &str, field: &str) -> Vec<Value> {
-    let mut items = Vec::new();
-    for page in 0.. {
-        let mut reply = api.get(&format!("{path}?pageSize=100&pageIndex={page}")).await;
-        let batch = reply[field].as_array_mut().map(std::mem::take).unwrap_or_default();
-        let done = batch.len() < 100 || !reply["pagination"]["has_next"].as_bool().unwrap_or(false);
-        items.extend(batch);
-        if done {
-            break;
-        }
-    }
-    items
-}
-
-/// Problems by kind, with the first few examples of each.
-#[derive(Default)]
-struct Violations {
-    by_kind: BTreeMap<String, (usize, Vec<String>)>,
-}
-
-impl Violations {
-    fn add(&mut self, kind: &str, example: String) {
-        let entry = self.by_kind.entry(kind.to_owned()).or_default();
-        entry.0 += 1;
-        if entry.1.len() < 5 {
-            entry.1.push(example);
-        }
-    }
-
-    fn count(&self, kind: &str) -> usize {
-        self.by_kind.get(kind).map_or(0, |e| e.0)
-    }
-}
-
-fn ok(count: usize) -> String {
-    if count == 0 { "OK".to_owned() } else { format!("VIOLATED ×{count}") }
 }
 
 fn main() {
@@ -416,23 +162,8 @@ fn main() {
 
     runtime.block_on(async {
         // The mock provider.
-        let mock = Arc::new(Mock {
-            secret: OnceLock::new(),
-            record: Mutex::new(Record::default()),
-            posts: AtomicU64::new(0),
-            distinct: AtomicU64::new(0),
-            pending: AtomicI64::new(0),
-            delivered: AtomicU64::new(0),
-            not_found: AtomicU64::new(0),
-            connection_errors: AtomicU64::new(0),
-            other_statuses: Mutex::new(BTreeMap::new()),
-            client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client"),
-            max_call_ms,
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("mock listens");
-        let mock_url = format!("http://{}/attempts", listener.local_addr().expect("address"));
-        let app = Router::new().route("/attempts", post(receive)).with_state(mock.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("mock serves") });
+        let mock = Mock::new(0, max_call_ms);
+        let mock_url = mock.serve().await;
 
         // The server and the campaigns.
         let mut server = start_server(&args, &log).await;
@@ -582,11 +313,7 @@ fn main() {
                             format!("call {attempt_id}: server says campaign {campaign} contact {}, mock got campaign {} contact {}", call["contact"]["id"], seen.campaign, seen.contact),
                         );
                     }
-                    let (status, answered_by) = match seen.outcome {
-                        Outcome::Human => ("ended", json!("human")),
-                        Outcome::Machine => ("ended", json!("machine")),
-                        Outcome::NoAnswer => ("no-answer", Value::Null),
-                    };
+                    let (status, answered_by) = mock::call_fields(seen.outcome);
                     if call["status"] != status || call["answered_by"] != answered_by {
                         violations.add(
                             "call outcome differs from the report",
@@ -798,13 +525,7 @@ fn main() {
         }
         return;
     }
-    eprintln!("\nFAILED: {} kind(s) of violation:", violations.by_kind.len());
-    for (kind, (count, examples)) in &violations.by_kind {
-        eprintln!("- {kind}: {count}");
-        for example in examples {
-            eprintln!("    {example}");
-        }
-    }
+    violations.print();
     eprintln!("\nlast lines of the server's log ({}):\n{}", log.display(), log_tail(&log, 20));
     eprintln!("kept {} (database crash.db, server.log)", dir.keep().display());
     std::process::exit(1);

@@ -20,7 +20,11 @@
 //! campaign ends with `calls` = `contactsProcessed` = `contacts`) and exits with status 1 if not,
 //! or if a run does not finish within `ENGINE_TIMEOUT_SECS`. A missed target does not fail it.
 //!
-//! Knobs (environment): `ENGINE_CAMPAIGNS` (100), `ENGINE_CONTACTS` (10000 per campaign),
+//! With `ENGINE_POSTGRES_URL=postgres://USER@HOST:PORT` it measures instead step 1 on PostgreSQL
+//! (a throwaway database per run), first with one `outbound serve` process, then with two over
+//! the same database (both dispatch), and prints the ratio.
+//!
+//! Knobs (environment): `ENGINE_POSTGRES_URL` (unset: SQLite), `ENGINE_CAMPAIGNS` (100), `ENGINE_CONTACTS` (10000 per campaign),
 //! `ENGINE_SMALL_CAMPAIGNS` (10), `ENGINE_FIRST_CONTACTS` (1000), `ENGINE_FIRST_TRIALS` (5),
 //! `ENGINE_ANALYTICS_CONTACTS` (1000000; 0 skips step 5), `ENGINE_ANALYTICS_REQUESTS` (500),
 //! `ENGINE_POLL_MS` (20), `ENGINE_TIMEOUT_SECS` (1800), `BENCH_SERVER_LOG` (the server's RUST_LOG,
@@ -31,12 +35,14 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::postgres::ThrowawayDatabase;
 use support::{Api, MemoryWatch, Server, env_or, machine, mib, quantile_ms};
 
 /// The campaigns' `message_limit` (the contract's maximum): attempts started per rolling 24 h.
 const MESSAGE_LIMIT: usize = 10_000;
 
-const KNOBS: [&str; 9] = [
+const KNOBS: [&str; 10] = [
+    "ENGINE_POSTGRES_URL",
     "ENGINE_CAMPAIGNS",
     "ENGINE_CONTACTS",
     "ENGINE_SMALL_CAMPAIGNS",
@@ -60,31 +66,68 @@ struct Knobs {
     timeout: Duration,
 }
 
-/// One server process over a fresh database, with an agent and a simulator integration.
-/// Fields drop in order: the server is killed before its database directory is removed.
+/// One server process over a fresh database, with an agent and a simulator integration; on
+/// PostgreSQL, optionally more processes over the same database that dispatch beside it.
+/// Fields drop in order: the servers are killed before their database is removed.
 struct Bench {
     server: Server,
+    /// Other engine processes over the same database (PostgreSQL scale-out runs).
+    _others: Vec<Server>,
     watch: MemoryWatch,
     api: Api,
     agent: String,
     integration: String,
-    _dir: tempfile::TempDir,
+    database: Database,
+}
+
+/// Where a bench run keeps its data.
+enum Database {
+    Sqlite { _dir: tempfile::TempDir },
+    Postgres(ThrowawayDatabase),
 }
 
 impl Bench {
+    /// A server on a fresh SQLite file.
     async fn start() -> Bench {
         let dir = tempfile::tempdir().expect("temp dir");
-        let database = format!("sqlite://{}", dir.path().join("engine.db").display());
-        let args: Vec<String> = ["--listen", "127.0.0.1:0", "--database", &database, "--rate-limit-rps", "0", "--failed-retry-limit", "0"]
-            .map(str::to_owned)
-            .into();
-        let server =
-            tokio::task::spawn_blocking(move || Server::start(&args, None)).await.expect("start").unwrap_or_else(|e| panic!("{e}"));
+        let url = format!("sqlite://{}", dir.path().join("engine.db").display());
+        Bench::start_on(url, Database::Sqlite { _dir: dir }, 1).await
+    }
+
+    /// `processes` servers, each with its engine, on a fresh PostgreSQL database.
+    async fn start_postgres(server_url: &str, processes: usize) -> Bench {
+        let database = ThrowawayDatabase::new(server_url, "outbound_engine_bench").await.unwrap_or_else(|e| panic!("{e}"));
+        Bench::start_on(database.url.clone(), Database::Postgres(database), processes).await
+    }
+
+    async fn start_on(url: String, database: Database, processes: usize) -> Bench {
+        let args: Vec<String> =
+            ["--listen", "127.0.0.1:0", "--database", &url, "--rate-limit-rps", "0", "--failed-retry-limit", "0"].map(str::to_owned).into();
+        let start = |args: Vec<String>| async move {
+            tokio::task::spawn_blocking(move || Server::start(&args, None)).await.expect("start").unwrap_or_else(|e| panic!("{e}"))
+        };
+        // The first creates and migrates the database; the others start once it is ready.
+        let server = start(args.clone()).await;
+        let mut others = Vec::new();
+        for _ in 1..processes {
+            others.push(start(args.clone()).await);
+        }
         let watch = MemoryWatch::new(server.pid);
         let api = Api::new(&server.address, server.key.as_deref().expect("bootstrap key on a fresh database"));
         let agent = api.create_agent("Engine bench").await;
         let (integration, _) = api.create_integration(&agent, "simulator", json!({ "latency_ms": 0 })).await;
-        Bench { server, watch, api, agent, integration, _dir: dir }
+        Bench { server, _others: others, watch, api, agent, integration, database }
+    }
+
+    /// Stops the servers and drops a PostgreSQL database.
+    async fn finish(self) {
+        let Bench { server, _others, database, .. } = self;
+        drop((server, _others));
+        if let Database::Postgres(database) = database
+            && let Err(err) = database.drop_database().await
+        {
+            eprintln!("could not drop the bench database: {err}");
+        }
     }
 
     async fn campaign(&self, name: &str) -> i64 {
@@ -322,13 +365,16 @@ fn main() {
         std::process::exit(2);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    if let Ok(server_url) = std::env::var("ENGINE_POSTGRES_URL") {
+        return postgres_scale_out(&runtime, &server_url, &knobs);
+    }
     let mut problems = Vec::new();
 
     let (small, large, first, analytics) = runtime.block_on(async {
         let bench = Bench::start().await;
         let label = format!("{} × {}", knobs.small_campaigns, knobs.contacts);
         let small = throughput(&bench, &label, knobs.small_campaigns, knobs.contacts, &knobs, &mut problems).await;
-        drop(bench);
+        bench.finish().await;
 
         let bench = Bench::start().await;
         let label = format!("{} × {}", knobs.campaigns, knobs.contacts);
@@ -417,6 +463,47 @@ fn main() {
     }
     if let Some(a) = &analytics {
         println!("- 1 × {}: {:.0} contacts/s ({:.1} s)", a.contacts, a.contacts as f64 / a.load.as_secs_f64(), a.load.as_secs_f64());
+    }
+    if !problems.is_empty() {
+        eprintln!("\nFAILED: {} problem(s):", problems.len());
+        for problem in problems.iter().take(50) {
+            eprintln!("- {problem}");
+        }
+        std::process::exit(1);
+    }
+}
+
+/// `ENGINE_POSTGRES_URL` set: the throughput run on PostgreSQL, with one engine process and then
+/// with two over one database (each run on a fresh database), and the ratio between them.
+fn postgres_scale_out(runtime: &tokio::runtime::Runtime, server_url: &str, knobs: &Knobs) {
+    let mut problems = Vec::new();
+    let runs: Vec<Run> = runtime.block_on(async {
+        let mut runs = Vec::new();
+        for processes in [1, 2] {
+            let bench = Bench::start_postgres(server_url, processes).await;
+            let label = format!("PostgreSQL, {processes} process(es), {} × {}", knobs.campaigns, knobs.contacts);
+            runs.push(throughput(&bench, &label, knobs.campaigns, knobs.contacts, knobs, &mut problems).await);
+            bench.finish().await;
+        }
+        runs
+    });
+    println!("\nEngine benchmark on PostgreSQL: `{}`", support::command_line("engine", &KNOBS));
+    println!("Machine: {}", machine());
+    println!(
+        "Servers: `outbound serve` processes (API and engine each) over one fresh PostgreSQL database per run, \
+         `--rate-limit-rps 0 --failed-retry-limit 0`; campaigns as in the SQLite run (simulator, latency 0, window always open, \
+         concurrency_limit 1000, message_limit 10000, retries 0); the bench talks to the first process only."
+    );
+    println!(
+        "\n| engine processes | {} × {} contacts, activate → all finished | first process's peak RSS |",
+        knobs.campaigns, knobs.contacts
+    );
+    println!("|---|---|---|");
+    for (processes, run) in [1, 2].iter().zip(&runs) {
+        println!("| {processes} | {:.0} contacts/s ({:.1} s) | {:.0} MiB |", run.rate(), run.elapsed.as_secs_f64(), mib(run.peak_run_kib));
+    }
+    if let [one, two] = runs.as_slice() {
+        println!("\nTwo processes vs one: {:.2}×", two.rate() / one.rate());
     }
     if !problems.is_empty() {
         eprintln!("\nFAILED: {} problem(s):", problems.len());

@@ -13,7 +13,14 @@
 //! 3. Outbound GET, open loop at a fixed rate: requests are scheduled at fixed intervals whatever
 //!    the answers do, and latency counts from the scheduled time (no coordinated omission);
 //! 4. Outbound `POST /api/v1.0/campaigns`, closed loop; every answer must be 201, and the number
-//!    of campaigns the API then lists must equal the number of 201s.
+//!    of campaigns the API then lists must equal the number of 201s (phases 4 and 5);
+//! 5. the same with a fresh `Idempotency-Key` on each request (4 and 5 alternate for
+//!    `BENCH_ROUNDS` rounds, pooled);
+//! 6. and 7. `GET` spread over 64 API keys with the rate limiter on, then off (alternating).
+//!
+//! With `BENCH_POSTGRES_URL=postgres://USER@HOST:PORT` it measures instead the API over PostgreSQL
+//! (a throwaway database): GET and POST closed loops against one `outbound serve` process, then
+//! against two processes over the same database, and the ratio (see `api_scale_out`).
 //!
 //! Settings (environment variables, all optional):
 //! `BENCH_SECONDS` (measured seconds per phase, default 5), `BENCH_WARMUP_SECONDS` (default 1),
@@ -51,6 +58,8 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::{Mutex, mpsc};
+
+mod support;
 
 const GET_THROUGHPUT_RATIO_TARGET: f64 = 0.30;
 const GET_P99_TARGET_MICROS: u64 = 5_000;
@@ -613,6 +622,9 @@ fn verdict(met: bool) -> &'static str {
 
 fn main() {
     let settings = Settings::from_env();
+    if let Ok(server_url) = std::env::var("BENCH_POSTGRES_URL") {
+        return api_scale_out(&settings, &server_url);
+    }
     // Outbound logs as the binary does (JSON, `info` unless RUST_LOG says otherwise).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().json().with_current_span(true).with_env_filter(filter).with_writer(std::io::stderr).try_init();
@@ -718,28 +730,44 @@ fn main() {
         .await;
         open.check();
 
-        let before = commit_batches(outbound_addr).await;
+        // Issue "Idempotency-Key and rate limiting": what a key costs, in this same run. Plain and
+        // keyed POSTs alternate, as GET and the ceiling do, so that drift (the table grows, the
+        // machine's speed changes) weighs on both alike.
         let post_target =
-            Target::new(outbound_addr, Method::POST, "/api/v1.0/campaigns", Some(&key), Some(&post_body), StatusCode::CREATED);
-        println!("phase 4/7: Outbound POST /campaigns, closed loop, {} connections …", settings.post_connections);
-        let post = closed_loop("Outbound POST", Arc::new(post_target), settings.post_connections, settings.warmup, settings.measure).await;
-        post.check();
-        let after = commit_batches(outbound_addr).await;
-        let batches = before.zip(after).map(|((sum0, count0), (sum1, count1))| (sum1 - sum0, count1 - count0));
+            Arc::new(Target::new(outbound_addr, Method::POST, "/api/v1.0/campaigns", Some(&key), Some(&post_body), StatusCode::CREATED));
+        let mut keyed = Target::new(outbound_addr, Method::POST, "/api/v1.0/campaigns", Some(&key), Some(&post_body), StatusCode::CREATED);
+        keyed.idempotency_keys = true;
+        let keyed = Arc::new(keyed);
+        let (mut post, mut post_keyed, mut batches): (Option<PhaseResult>, Option<PhaseResult>, Option<(f64, f64)>) = (None, None, None);
+        for round in 1..=settings.rounds {
+            let before = commit_batches(outbound_addr).await;
+            println!("phase 4/7: Outbound POST /campaigns, closed loop, {} connections (round {round}) …", settings.post_connections);
+            let phase =
+                closed_loop("Outbound POST", post_target.clone(), settings.post_connections, settings.warmup, settings.measure).await;
+            phase.check();
+            let after = commit_batches(outbound_addr).await;
+            if let Some(((sum0, count0), (sum1, count1))) = before.zip(after) {
+                let (sum, count) = batches.unwrap_or_default();
+                batches = Some((sum + sum1 - sum0, count + count1 - count0));
+            }
+            post = Some(PhaseResult::combine(post, phase));
+            println!(
+                "phase 5/7: Outbound POST /campaigns with a fresh Idempotency-Key each, {} connections (round {round}) …",
+                settings.post_connections
+            );
+            let phase =
+                closed_loop("Outbound POST + Idempotency-Key", keyed.clone(), settings.post_connections, settings.warmup, settings.measure)
+                    .await;
+            phase.check();
+            post_keyed = Some(PhaseResult::combine(post_keyed, phase));
+        }
+        let (post, post_keyed) = (post.expect("one round"), post_keyed.expect("one round"));
 
         let listed = call_json(outbound_addr, Method::GET, "/api/v1.0/campaigns?pageSize=1", &key, None, StatusCode::OK).await;
         let listed = listed["total_count"].as_u64().expect("total_count in the campaign list");
-        // The setup campaign plus every 201 of phase 4 (warm-up included).
-        let created = 1 + post.tally.succeeded;
+        // The setup campaign plus every 201 of phases 4 and 5 (warm-ups included).
+        let created = 1 + post.tally.succeeded + post_keyed.tally.succeeded;
 
-        // Issue "Idempotency-Key and rate limiting": what the two layers cost, in this same run.
-        let mut keyed = Target::new(outbound_addr, Method::POST, "/api/v1.0/campaigns", Some(&key), Some(&post_body), StatusCode::CREATED);
-        keyed.idempotency_keys = true;
-        println!("phase 5/7: Outbound POST /campaigns with a fresh Idempotency-Key each, {} connections …", settings.post_connections);
-        let post_keyed =
-            closed_loop("Outbound POST + Idempotency-Key", Arc::new(keyed), settings.post_connections, settings.warmup, settings.measure)
-                .await;
-        post_keyed.check();
         let spread = |addr: SocketAddr| {
             let mut target = Target::new(addr, Method::GET, &campaign_path, None, None, StatusCode::OK);
             target.rotating_authorization =
@@ -812,14 +840,14 @@ fn main() {
     );
     if let Some((jobs, commits)) = batches.filter(|(_, commits)| *commits > 0.0) {
         println!(
-            "POST phase: {commits:.0} durable commits ({:.0}/s incl. warm-up), {:.1} writes per commit on average",
-            commits / (settings.warmup + settings.measure).as_secs_f64(),
+            "plain POST phases: {commits:.0} durable commits ({:.0}/s incl. warm-up), {:.1} writes per commit on average",
+            commits / ((settings.warmup + settings.measure).as_secs_f64() * settings.rounds as f64),
             jobs / commits
         );
     }
     println!(
-        "POST phase: {} × 201 (warm-up included), 0 other answers; campaigns listed afterwards: {listed} (expected {created})",
-        post.tally.succeeded
+        "POST phases: {} × 201 (warm-up included), 0 other answers; campaigns listed afterwards: {listed} (expected {created})",
+        post.tally.succeeded + post_keyed.tally.succeeded
     );
 
     let ratio = get.throughput() / ceiling.throughput();
@@ -890,5 +918,110 @@ fn main() {
     if listed != created {
         eprintln!("\nBENCHMARK FAILED: the API lists {listed} campaigns but {created} were created (201)");
         std::process::exit(1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `BENCH_POSTGRES_URL` set: API throughput of one versus two `outbound serve` processes.
+
+/// Two phases run at once against two servers, reported as one: requests and histograms add up
+/// over the same window.
+fn side_by_side(mut a: PhaseResult, b: PhaseResult) -> PhaseResult {
+    a.tally.merge(b.tally);
+    a.connections += b.connections;
+    a
+}
+
+/// GET and POST throughput against one API process over PostgreSQL, then against two over the
+/// same database with the connections split between them, in one run.
+fn api_scale_out(settings: &Settings, server_url: &str) {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(settings.client_threads).enable_all().build().expect("client runtime");
+    let database =
+        runtime.block_on(support::postgres::ThrowawayDatabase::new(server_url, "outbound_http_bench")).unwrap_or_else(|e| panic!("{e}"));
+    let args: Vec<String> =
+        ["--listen", "127.0.0.1:0", "--database", &database.url, "--rate-limit-rps", "0", "--engine", "off"].map(str::to_owned).into();
+    let start = || support::Server::start(&args, None).unwrap_or_else(|e| panic!("{e}"));
+    let first = start();
+    let key = first.key.clone().expect("bootstrap key on a fresh database");
+    let address =
+        |server: &support::Server| -> SocketAddr { server.address.trim_start_matches("http://").parse().expect("a socket address") };
+    let one = address(&first);
+    let (campaign_path, post_body) = runtime.block_on(async {
+        let agent =
+            call_json(one, Method::POST, "/api/v1.0/agents", &key, Some(&json!({ "name": "Bench agent" })), StatusCode::CREATED).await;
+        let agent_id = agent["agent"]["id"].as_str().expect("agent id").to_owned();
+        let integration_body = json!({ "agent_id": agent_id, "type": "phone_call", "provider": "simulator" });
+        let integration = call_json(one, Method::POST, "/api/v1.0/integrations", &key, Some(&integration_body), StatusCode::CREATED).await;
+        let integration_id = integration["integration"]["id"].as_str().expect("integration id").to_owned();
+        let post_body =
+            json!({ "name": "Bench campaign", "agent_id": agent_id, "integration_id": integration_id, "integration_type": "phone_call" });
+        let campaign = call_json(one, Method::POST, "/api/v1.0/campaigns", &key, Some(&post_body), StatusCode::CREATED).await;
+        (format!("/api/v1.0/campaigns/{}", campaign["campaign"]["id"]), post_body)
+    });
+    let targets = |addr: SocketAddr| {
+        (
+            Arc::new(Target::new(addr, Method::GET, &campaign_path, Some(&key), None, StatusCode::OK)),
+            Arc::new(Target::new(addr, Method::POST, "/api/v1.0/campaigns", Some(&key), Some(&post_body), StatusCode::CREATED)),
+        )
+    };
+    let (warmup, measure) = (settings.warmup, settings.measure);
+    let (get_connections, post_connections) = (settings.get_connections, settings.post_connections);
+
+    println!("API processes over one PostgreSQL database: `BENCH_POSTGRES_URL={server_url} cargo bench --bench http`");
+    println!(
+        "Each `outbound serve --engine off --rate-limit-rps 0` is its own process; the load generator (this process, {} threads) \
+         keeps {get_connections} GET / {post_connections} POST connections, split evenly between the processes; {:.1} s warm-up + \
+         {:.1} s measured per phase.",
+        settings.client_threads,
+        warmup.as_secs_f64(),
+        measure.as_secs_f64()
+    );
+    let (get_one, post_one) = targets(one);
+    let (single_get, single_post) = runtime.block_on(async {
+        println!("1 process: GET /campaigns/{{id}} …");
+        let get = closed_loop("GET, 1 process", get_one.clone(), get_connections, warmup, measure).await;
+        get.check();
+        println!("1 process: POST /campaigns …");
+        let post = closed_loop("POST, 1 process", post_one.clone(), post_connections, warmup, measure).await;
+        post.check();
+        (get, post)
+    });
+    let second = start();
+    let (get_two, post_two) = targets(address(&second));
+    let (double_get, double_post) = runtime.block_on(async {
+        println!("2 processes: GET /campaigns/{{id}} …");
+        let (a, b) = tokio::join!(
+            closed_loop("GET, 2 processes", get_one.clone(), get_connections / 2, warmup, measure),
+            closed_loop("GET, 2 processes", get_two.clone(), get_connections - get_connections / 2, warmup, measure)
+        );
+        let get = side_by_side(a, b);
+        get.check();
+        println!("2 processes: POST /campaigns …");
+        let (a, b) = tokio::join!(
+            closed_loop("POST, 2 processes", post_one.clone(), post_connections / 2, warmup, measure),
+            closed_loop("POST, 2 processes", post_two.clone(), post_connections - post_connections / 2, warmup, measure)
+        );
+        let post = side_by_side(a, b);
+        post.check();
+        (get, post)
+    });
+    drop((first, second));
+    if let Err(err) = runtime.block_on(database.drop_database()) {
+        eprintln!("could not drop the bench database: {err}");
+    }
+    println!("\n| request | 1 process (req/s, p50 / p99 ms) | 2 processes (req/s, p50 / p99 ms) | 2 vs 1 |");
+    println!("|---|---|---|---|");
+    for (name, single, double) in [("GET /campaigns/{id}", &single_get, &double_get), ("POST /campaigns", &single_post, &double_post)] {
+        println!(
+            "| {name} | {:.0}, {} / {} | {:.0}, {} / {} | {:.2}× |",
+            single.throughput(),
+            ms(single.p(0.5)),
+            ms(single.p(0.99)),
+            double.throughput(),
+            ms(double.p(0.5)),
+            ms(double.p(0.99)),
+            double.throughput() / single.throughput()
+        );
     }
 }

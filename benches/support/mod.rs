@@ -1,8 +1,14 @@
-//! Shared by `benches/engine.rs` and `benches/crash.rs`: start the real `outbound serve` binary as
-//! its own process (as `benches/contacts.rs` does), talk to its API, load contacts, watch its memory.
+//! Shared by `benches/engine.rs`, `benches/crash.rs` and `benches/scaleout.rs`: start the real
+//! `outbound serve` binary as its own process (as `benches/contacts.rs` does), talk to its API, load
+//! contacts, watch its memory, collect violations; [`mock`] is the mock webhook provider.
 
 // Each bench uses a different part of this module.
 #![allow(dead_code)]
+
+pub mod mock;
+pub mod postgres;
+
+use std::collections::BTreeMap;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -304,4 +310,79 @@ pub fn command_line(bench: &str, knobs: &[&str]) -> String {
     let set: Vec<String> = knobs.iter().filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}"))).collect();
     let prefix = if set.is_empty() { String::new() } else { format!("{} ", set.join(" ")) };
     format!("{prefix}cargo bench --bench {bench}")
+}
+
+/// Starts a server without blocking the runtime, retrying while its port is not yet free again.
+pub async fn start_server(args: &[String], log: &Path) -> Server {
+    let mut tries = 0;
+    loop {
+        let (args, log) = (args.to_vec(), log.to_owned());
+        match tokio::task::spawn_blocking(move || Server::start(&args, Some(&log))).await.expect("start") {
+            Ok(server) => return server,
+            Err(err) if tries < 40 => {
+                tries += 1;
+                eprintln!("  server did not start ({err}); retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(err) => panic!("{err}"),
+        }
+    }
+}
+
+/// The last `lines` lines of a log file.
+pub fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Pages through a list endpoint (`pageSize` 100) and returns the items under `field`.
+pub async fn all_pages(api: &Api, path: &str, field: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    for page in 0.. {
+        let mut reply = api.get(&format!("{path}?pageSize=100&pageIndex={page}")).await;
+        let batch = reply[field].as_array_mut().map(std::mem::take).unwrap_or_default();
+        let done = batch.len() < 100 || !reply["pagination"]["has_next"].as_bool().unwrap_or(false);
+        items.extend(batch);
+        if done {
+            break;
+        }
+    }
+    items
+}
+
+/// Problems by kind, with the first few examples of each.
+#[derive(Default)]
+pub struct Violations {
+    pub by_kind: BTreeMap<String, (usize, Vec<String>)>,
+}
+
+impl Violations {
+    pub fn add(&mut self, kind: &str, example: String) {
+        let entry = self.by_kind.entry(kind.to_owned()).or_default();
+        entry.0 += 1;
+        if entry.1.len() < 5 {
+            entry.1.push(example);
+        }
+    }
+
+    pub fn count(&self, kind: &str) -> usize {
+        self.by_kind.get(kind).map_or(0, |e| e.0)
+    }
+
+    /// Prints every kind with its count and examples on stderr.
+    pub fn print(&self) {
+        eprintln!("\nFAILED: {} kind(s) of violation:", self.by_kind.len());
+        for (kind, (count, examples)) in &self.by_kind {
+            eprintln!("- {kind}: {count}");
+            for example in examples {
+                eprintln!("    {example}");
+            }
+        }
+    }
+}
+
+/// `OK`, or `VIOLATED ×count`.
+pub fn ok(count: usize) -> String {
+    if count == 0 { "OK".to_owned() } else { format!("VIOLATED ×{count}") }
 }
