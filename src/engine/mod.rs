@@ -71,21 +71,24 @@ pub struct Engine {
     store: DynStore,
     clock: Arc<dyn Clock>,
     settings: EngineSettings,
-    providers: provider::Providers,
+    providers: Arc<provider::Providers>,
     /// Where the next tick starts among campaigns waiting to dispatch.
     turn: std::sync::atomic::AtomicUsize,
+    /// Provider sends running beside the ticks (`run` only).
+    detached: std::sync::Mutex<tokio::task::JoinSet<StoreResult<()>>>,
 }
 
 impl Engine {
     pub fn new(store: DynStore, clock: Arc<dyn Clock>, settings: EngineSettings) -> Engine {
-        let providers = provider::Providers::new(&settings);
-        Engine { store, clock, settings, providers, turn: Default::default() }
+        let providers = Arc::new(provider::Providers::new(&settings));
+        Engine { store, clock, settings, providers, turn: Default::default(), detached: Default::default() }
     }
 
     /// Runs ticks until `stop` resolves. Handoffs left unconfirmed by an earlier run of this
     /// process are made due at once where the store can tell them apart (SQLite; on PostgreSQL
-    /// they wait for their leases to run out). A tick's handoff (provider calls and outcomes)
-    /// runs while the next tick claims, so the store's writer is never idle.
+    /// they wait for their leases to run out). A tick's handoff (simulator outcomes) runs while
+    /// the next tick claims, so the store's writer is never idle; sends to outside providers run
+    /// beside the ticks, each campaign's on its own.
     pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         match self.store.release_leases(self.clock.now()).await {
             Ok(0) => {}
@@ -108,8 +111,9 @@ impl Engine {
                 Ok((report, handoff)) => {
                     if !handoff.is_empty() {
                         let engine = self.clone();
-                        handing_off = Some(tokio::spawn(async move { engine.hand_off(handoff).await }));
+                        handing_off = Some(tokio::spawn(async move { engine.hand_off(handoff, true).await }));
                     }
+                    self.reap_detached();
                     report.is_idle() && !busy
                 }
                 Err(err) => {
@@ -126,6 +130,7 @@ impl Engine {
         if let Some(last) = handing_off {
             let _ = last.await;
         }
+        self.finish_detached().await;
     }
 
     /// Ticks until a tick finds nothing to do at the clock's current instant (tests move the
@@ -147,7 +152,7 @@ impl Engine {
     /// One pass over everything due at the clock's current instant, handoffs included.
     pub async fn tick(&self) -> StoreResult<TickReport> {
         let (report, handoff) = self.prepare().await?;
-        self.hand_off(handoff).await?;
+        self.hand_off(handoff, false).await?;
         Ok(report)
     }
 
@@ -211,8 +216,10 @@ impl Engine {
     }
 
     /// Gives each attempt to its campaign's provider and records what came back. The simulator's
-    /// outcomes of every campaign go to the store together.
-    async fn hand_off(&self, handoff: Handoff) -> StoreResult<()> {
+    /// outcomes of every campaign go to the store together. Other providers' sends are awaited,
+    /// or with `detach` left to run beside the next ticks (in `detached`), so that one slow
+    /// provider endpoint never holds up the dispatch of other campaigns.
+    async fn hand_off(&self, handoff: Handoff, detach: bool) -> StoreResult<()> {
         let Handoff { dispatches, mut campaigns, now } = handoff;
         let mut per_campaign: HashMap<i64, Vec<Dispatch>> = HashMap::new();
         for dispatch in dispatches {
@@ -226,22 +233,52 @@ impl Engine {
                 campaigns.insert(*campaign_id, running);
             }
         }
+        let retry = self.settings.retry;
         let mut simulated = Vec::new();
         let mut sends = Vec::new();
         for (campaign_id, batch) in per_campaign {
-            let Some(running) = campaigns.get(&campaign_id) else { continue };
-            match provider::simulate_now(running, &batch, now) {
+            let Some(running) = campaigns.remove(&campaign_id) else { continue };
+            match provider::simulate_now(&running, &batch, now) {
                 Some(events) => simulated.extend(events),
-                None => sends.push(self.providers.send(&self.store, running, batch, now, self.settings.retry)),
+                None => sends.push(self.providers.clone().send(self.store.clone(), Arc::new(running), batch, now, retry)),
             }
         }
-        let retry = self.settings.retry;
+        if detach {
+            let mut detached = self.detached.lock().unwrap_or_else(|p| p.into_inner());
+            for send in sends.drain(..) {
+                detached.spawn(send);
+            }
+        }
         let store = &self.store;
         let outcomes =
             async move { if simulated.is_empty() { Ok(()) } else { store.apply_events(None, simulated, now, retry).await.map(drop) } };
         let (outcomes, sent) = tokio::join!(outcomes, join_all(sends));
         outcomes?;
         sent.into_iter().collect()
+    }
+
+    /// Logs the detached sends that have ended.
+    fn reap_detached(&self) {
+        let mut detached = self.detached.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(ended) = detached.try_join_next() {
+            log_send(ended);
+        }
+    }
+
+    /// Waits for every detached send (on shutdown: what they confirm need not be re-sent).
+    async fn finish_detached(&self) {
+        let mut detached = std::mem::take(&mut *self.detached.lock().unwrap_or_else(|p| p.into_inner()));
+        while let Some(ended) = detached.join_next().await {
+            log_send(ended);
+        }
+    }
+}
+
+fn log_send(ended: Result<StoreResult<()>, tokio::task::JoinError>) {
+    match ended {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!(error = %err, "provider handoff failed"),
+        Err(err) => tracing::error!(error = %err, "provider handoff panicked"),
     }
 }
 

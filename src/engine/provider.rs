@@ -2,6 +2,7 @@
 //! through the store's event path like a real provider's. The webhook provider POSTs each
 //! attempt, signed, with the attempt id as `Idempotency-Key`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
@@ -77,14 +78,17 @@ impl Providers {
         Providers { http: reqwest::Client::new(), public_url: settings.public_url.trim_end_matches('/').to_owned() }
     }
 
+    /// Hands a campaign's batch to its provider and records what came back. Owns what it needs,
+    /// so that the engine may run it beside its next ticks.
     pub(super) async fn send(
-        &self,
-        store: &DynStore,
-        running: &RunningCampaign,
+        self: Arc<Self>,
+        store: DynStore,
+        running: Arc<RunningCampaign>,
         batch: Vec<Dispatch>,
         now: Timestamp,
         retry: RetrySettings,
     ) -> StoreResult<()> {
+        let (providers, running) = (&*self, &*running);
         let channel = running.campaign.integration.channel;
         match &running.provider {
             ProviderConfig::Simulator(config) => {
@@ -97,7 +101,7 @@ impl Providers {
             ProviderConfig::Webhook(config) => {
                 let answers: Vec<(Dispatch, Handoff)> = stream::iter(batch)
                     .map(|dispatch| async move {
-                        let answer = self.post(config, running, &dispatch).await;
+                        let answer = providers.post(config, running, &dispatch).await;
                         (dispatch, answer)
                     })
                     .buffer_unordered(WEBHOOK_PARALLELISM)

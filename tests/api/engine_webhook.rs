@@ -2,6 +2,7 @@
 //! the same attempt after a 5xx, a timeout or a refused connection (1 s, 2 s, 4 s, 8 s, 16 s),
 //! a 4xx failing the attempt, and six 5xx answers failing it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::SignedDuration;
@@ -245,4 +246,66 @@ async fn an_event_before_the_handoff_is_confirmed_stops_the_resends() {
     let call = h.calls(id, "").await["calls"][0].clone();
     assert_eq!((&call["status"], &call["answered_by"]), (&json!("ended"), &json!("human")));
     assert_eq!(h.contact(id, c[0]).await["status"], "answered");
+}
+
+/// A provider that takes each attempt and answers only once the test lets it.
+async fn blocking_provider(release: Arc<tokio::sync::Notify>, received: Arc<tokio::sync::Notify>) -> String {
+    let app = axum::Router::new().route(
+        "/send",
+        axum::routing::post(move || {
+            let (release, received) = (release.clone(), received.clone());
+            async move {
+                received.notify_one();
+                release.notified().await;
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}/send")
+}
+
+/// In `outbound serve` the engine runs on its own: a provider that holds its answer holds up
+/// only its own campaign's attempts, while another campaign calls all of its contacts.
+#[tokio::test]
+async fn a_provider_that_does_not_answer_holds_up_no_other_campaign() {
+    let (release, received) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+    let url = blocking_provider(release.clone(), received.clone()).await;
+    let Some(h) = Harness::new(retry_settings(30, 1), "phone_call", Provider::WebhookUrl(url, 60_000)).await else { return };
+    let simulator = h.create_integration_with(&h.agent, "phone_call", "simulator", json!({})).await;
+    let (held, held_contacts) = h.start(json!({}), 1).await;
+    let running = h.campaign(json!({ "integration_id": simulator["id"] })).await;
+    let contacts = h.add(running, (0..20).map(|i| json!({ "contact": format!("+52552100{i:04}") })).collect()).await;
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let engine = {
+        let stop = stop.clone();
+        tokio::spawn(h.engine.clone().run(async move { stop.notified().await }))
+    };
+    received.notified().await;
+    h.action(running, "activate").await;
+
+    // Waits for a state, not for time: with the provider's answer held, the other campaign's
+    // contacts can only all be called if its dispatch does not wait for that answer.
+    let processed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let (_, body) = h.get(&format!("/campaigns/{running}")).await;
+            if body["campaign"]["analytics"]["contactsProcessed"] == contacts.len() {
+                return body;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the simulator's campaign called every contact while the webhook held its answer");
+    assert_eq!(processed["campaign"]["analytics"]["calls"], contacts.len());
+    assert_eq!(h.contact(held, held_contacts[0]).await["status"], "sending");
+
+    // Stopping waits for the held send: its answer is recorded, nothing is re-sent later.
+    release.notify_one();
+    stop.notify_one();
+    engine.await.expect("the engine stops");
+    h.clock.advance(SignedDuration::from_mins(5));
+    assert_eq!(h.settle().await.resent, 0, "the handoff was confirmed before the engine stopped");
 }
