@@ -437,14 +437,7 @@ fn main() {
                 ("contactsFailed", expect[2]),
                 ("contactsConverted", 0),
             ];
-            for (field, want) in checks {
-                if analytics[field].as_i64() != Some(want) {
-                    violations.add(
-                        "analytics differ from what happened",
-                        format!("campaign {id}: analytics.{field} = {}, expected {want}", analytics[field]),
-                    );
-                }
-            }
+            violations.check_analytics(*id, analytics, &checks);
             rows.push(format!(
                 "| {id} | {} | {} | {calls_total} | {} | {} | {} / {} / {} | {} / {} / {} |",
                 status.as_str().unwrap_or_default(),

@@ -935,14 +935,7 @@ fn check_dispatch(settings: &Settings, mock: &Mock, views: &[CampaignView], viol
             ("contactsFailed", mock_counts[3]),
             ("contactsConverted", 0),
         ];
-        for (field, want) in checks {
-            if analytics[field].as_i64() != Some(want) {
-                violations.add(
-                    "analytics differ from what happened",
-                    format!("campaign {id}: analytics.{field} = {}, expected {want}", analytics[field]),
-                );
-            }
-        }
+        violations.check_analytics(id, analytics, &checks);
         let limit = view.campaign["concurrency_limit"].as_u64().map_or(settings.concurrency, |l| l as usize);
         let peak = peaks_sent.get(&id).copied().unwrap_or(0);
         let peak_answered = peaks_answered.get(&id).copied().unwrap_or(0);

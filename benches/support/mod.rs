@@ -366,6 +366,18 @@ impl Violations {
         }
     }
 
+    /// A campaign's analytics against the `(field, expected)` pairs that follow from what happened.
+    pub fn check_analytics(&mut self, id: i64, analytics: &Value, checks: &[(&str, i64)]) {
+        for (field, want) in checks {
+            if analytics[*field].as_i64() != Some(*want) {
+                self.add(
+                    "analytics differ from what happened",
+                    format!("campaign {id}: analytics.{field} = {}, expected {want}", analytics[*field]),
+                );
+            }
+        }
+    }
+
     pub fn count(&self, kind: &str) -> usize {
         self.by_kind.get(kind).map_or(0, |e| e.0)
     }

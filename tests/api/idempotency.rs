@@ -49,6 +49,15 @@ async fn setup(app: &TestApp) -> Setup {
     app.setup().await
 }
 
+/// The organization of the app's key, for tests that call the store directly.
+async fn org_of_key(app: &TestApp) -> i64 {
+    app.store.find_api_key(&app.key[3..11]).await.expect("lookup").expect("key").org_id
+}
+
+fn new_campaign(setup: &Setup) -> outbound::domain::campaign::NewCampaign {
+    outbound::domain::campaign::parse_new_campaign(&serde_json::from_value(setup.phone(json!({}))).expect("input")).expect("valid")
+}
+
 #[tokio::test]
 async fn a_replay_returns_the_same_bytes_and_creates_nothing() {
     let Some(app) = TestApp::spawn().await else { return };
@@ -199,10 +208,9 @@ async fn keys_expire_after_the_ttl() {
 async fn the_response_is_recorded_in_the_same_transaction_as_the_writes() {
     let Some(app) = TestApp::spawn().await else { return };
     let setup = setup(&app).await;
-    let org = app.store.find_api_key(&app.key[3..11]).await.expect("lookup").expect("key").org_id;
+    let org = org_of_key(&app).await;
     let now = outbound::clock::Clock::now(app.clock.as_ref());
-    let new =
-        || outbound::domain::campaign::parse_new_campaign(&serde_json::from_value(setup.phone(json!({}))).expect("input")).expect("valid");
+    let new = || new_campaign(&setup);
     let recorder = |org_id| ResponseRecorder::<CreateCampaignOutcome> {
         claim: IdempotencyClaim { org_id, key: "atomic".to_owned(), fingerprint: [7; 32], at: now, expired_before: now },
         render: Box::new(|_| Some(StoredResponse { status: 201, body: b"{}".to_vec() })),
@@ -229,10 +237,9 @@ async fn the_response_is_recorded_in_the_same_transaction_as_the_writes() {
 async fn a_live_record_refuses_a_concurrent_duplicate_and_rolls_its_writes_back() {
     let Some(app) = TestApp::spawn().await else { return };
     let setup = setup(&app).await;
-    let org = app.store.find_api_key(&app.key[3..11]).await.expect("lookup").expect("key").org_id;
+    let org = org_of_key(&app).await;
     let now = outbound::clock::Clock::now(app.clock.as_ref());
-    let new =
-        || outbound::domain::campaign::parse_new_campaign(&serde_json::from_value(setup.phone(json!({}))).expect("input")).expect("valid");
+    let new = || new_campaign(&setup);
     let recorder = |at: jiff::Timestamp, status: u16| ResponseRecorder::<CreateCampaignOutcome> {
         claim: IdempotencyClaim {
             org_id: org,
