@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use support::mock::{self, HUMAN, MACHINE, Mock, Outcome};
+use support::mock::{HUMAN, MACHINE, Mock, Outcome};
 use support::{Api, Violations, all_pages, env_or, log_tail, ok, start_server};
 
 const KNOBS: [&str; 8] = [
@@ -68,6 +68,8 @@ const VOICEMAIL_RETRIES: u32 = 1;
 const FAILED_RETRY_LIMIT: u32 = 1;
 const MESSAGE_LIMIT: usize = 10_000;
 const CONCURRENCY_LIMIT: usize = 100;
+/// The server's `--lease`: an unconfirmed handoff is re-sent after it.
+const LEASE: Duration = Duration::from_secs(5);
 /// What the rules demand of a contact given the outcomes of its attempts, in order.
 struct Replay {
     /// Attempts the rules demand; `None` when the last outcome allowed one more that never came.
@@ -150,7 +152,7 @@ fn main() {
         "--retry-interval",
         "1s",
         "--lease",
-        "5s",
+        &format!("{}s", LEASE.as_secs()),
     ]
     .map(str::to_owned)
     .into();
@@ -252,19 +254,9 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let run_time = started.elapsed();
-        let posts_at_finish = mock.posts.load(Ordering::Relaxed);
-        let waiting = Instant::now();
-        while mock.pending.load(Ordering::Relaxed) > 0 && waiting.elapsed() < Duration::from_secs(60) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        // Anything still due to be re-sent would come within a lease.
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        let posts_after_finish = mock.posts.load(Ordering::Relaxed) - posts_at_finish;
+        let posts_after_finish = mock.drain(LEASE, &mut violations).await;
         for exit in self_exits {
             violations.add("server exited by itself", exit);
-        }
-        if mock.pending.load(Ordering::Relaxed) > 0 {
-            violations.add("outcome reports still pending", format!("{} reports still not accepted", mock.pending.load(Ordering::Relaxed)));
         }
 
         // The server's view.
@@ -296,38 +288,8 @@ fn main() {
                 violations.add("outcome report answered other than 2xx/404", format!("{count} reports answered {status}"));
             }
         }
-        let mut resent_ids = 0;
-        for (attempt_id, seen) in &record.attempts {
-            if seen.posts > 1 {
-                resent_ids += 1;
-            }
-            match server_calls.get(attempt_id) {
-                None => violations.add(
-                    "attempt id not created by the server",
-                    format!("attempt {attempt_id} (campaign {}, contact {}) is not in /calls", seen.campaign, seen.contact),
-                ),
-                Some((campaign, call)) => {
-                    if *campaign != seen.campaign || call["contact"]["id"].as_i64() != Some(seen.contact) {
-                        violations.add(
-                            "call differs from what the provider got",
-                            format!("call {attempt_id}: server says campaign {campaign} contact {}, mock got campaign {} contact {}", call["contact"]["id"], seen.campaign, seen.contact),
-                        );
-                    }
-                    let (status, answered_by) = mock::call_fields(seen.outcome);
-                    if call["status"] != status || call["answered_by"] != answered_by {
-                        violations.add(
-                            "call outcome differs from the report",
-                            format!("call {attempt_id}: status {} answered_by {}, reported {status} {answered_by}", call["status"], call["answered_by"]),
-                        );
-                    }
-                }
-            }
-        }
-        for (call_id, (campaign, _)) in &server_calls {
-            if !record.attempts.contains_key(call_id) {
-                violations.add("call never reached the provider", format!("call {call_id} of campaign {campaign}"));
-            }
-        }
+        let resent_ids = record.attempts.values().filter(|seen| seen.posts > 1).count();
+        record.check_calls(&server_calls, &mut violations);
 
         // Per contact.
         let mut attempts_histogram = [0usize; 4];
@@ -402,16 +364,7 @@ fn main() {
         }
 
         // Per campaign.
-        let mut per_campaign: HashMap<i64, [i64; 4]> = HashMap::new(); // distinct, human, machine, no answer
-        for seen in record.attempts.values() {
-            let counts = per_campaign.entry(seen.campaign).or_default();
-            counts[0] += 1;
-            counts[match seen.outcome {
-                Outcome::Human => 1,
-                Outcome::Machine => 2,
-                Outcome::NoAnswer => 3,
-            }] += 1;
-        }
+        let per_campaign = record.counts_by_campaign();
         let mut rows = Vec::new();
         for (id, status, calls_total, analytics) in &analytics {
             let mock_counts = per_campaign.get(id).copied().unwrap_or_default();

@@ -464,13 +464,7 @@ fn main() {
     if let Some(a) = &analytics {
         println!("- 1 × {}: {:.0} contacts/s ({:.1} s)", a.contacts, a.contacts as f64 / a.load.as_secs_f64(), a.load.as_secs_f64());
     }
-    if !problems.is_empty() {
-        eprintln!("\nFAILED: {} problem(s):", problems.len());
-        for problem in problems.iter().take(50) {
-            eprintln!("- {problem}");
-        }
-        std::process::exit(1);
-    }
+    exit_on_problems(&problems);
 }
 
 /// `ENGINE_POSTGRES_URL` set: the throughput run on PostgreSQL, with one engine process and then
@@ -505,6 +499,11 @@ fn postgres_scale_out(runtime: &tokio::runtime::Runtime, server_url: &str, knobs
     if let [one, two] = runs.as_slice() {
         println!("\nTwo processes vs one: {:.2}×", two.rate() / one.rate());
     }
+    exit_on_problems(&problems);
+}
+
+/// Lists the problems found (at most 50) and exits with status 1, if there are any.
+fn exit_on_problems(problems: &[String]) {
     if !problems.is_empty() {
         eprintln!("\nFAILED: {} problem(s):", problems.len());
         for problem in problems.iter().take(50) {

@@ -79,7 +79,7 @@ use futures::{StreamExt, stream};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use support::mock::{self, Mock, Outcome};
+use support::mock::{Mock, Outcome};
 use support::postgres::ThrowawayDatabase;
 use support::{Api, Server, Violations, always_open, env_or, log_tail, ok};
 
@@ -499,17 +499,7 @@ async fn run(settings: &Settings, database: &str, dir: &Path) -> Violations {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let run_time = started.elapsed();
-    let posts_at_finish = mock.posts.load(Ordering::Relaxed);
-    let waiting = Instant::now();
-    while mock.pending.load(Ordering::Relaxed) > 0 && waiting.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // A late re-send would come within a lease.
-    tokio::time::sleep(LEASE + Duration::from_secs(1)).await;
-    let posts_after_finish = mock.posts.load(Ordering::Relaxed) - posts_at_finish;
-    if mock.pending.load(Ordering::Relaxed) > 0 {
-        violations.add("outcome reports still pending", format!("{} reports still not accepted", mock.pending.load(Ordering::Relaxed)));
-    }
+    let posts_after_finish = mock.drain(LEASE, &mut violations).await;
     fleet.check_exits(&mut violations, "after the run");
 
     // The servers' view, read through the live processes.
@@ -791,40 +781,7 @@ fn check_dispatch(settings: &Settings, mock: &Mock, views: &[CampaignView], viol
             }
         }
     }
-    for (attempt_id, seen) in &record.attempts {
-        match server_calls.get(attempt_id) {
-            None => violations.add(
-                "attempt id not created by the server",
-                format!("attempt {attempt_id} (campaign {}, contact {}) is not in /calls", seen.campaign, seen.contact),
-            ),
-            Some((campaign, call)) => {
-                if *campaign != seen.campaign || call["contact"]["id"].as_i64() != Some(seen.contact) {
-                    violations.add(
-                        "call differs from what the provider got",
-                        format!(
-                            "call {attempt_id}: server says campaign {campaign} contact {}, mock got campaign {} contact {}",
-                            call["contact"]["id"], seen.campaign, seen.contact
-                        ),
-                    );
-                }
-                let (status, answered_by) = mock::call_fields(seen.outcome);
-                if call["status"] != status || call["answered_by"] != answered_by {
-                    violations.add(
-                        "call outcome differs from the report",
-                        format!(
-                            "call {attempt_id}: status {} answered_by {}, reported {status} {answered_by}",
-                            call["status"], call["answered_by"]
-                        ),
-                    );
-                }
-            }
-        }
-    }
-    for (call_id, (campaign, _)) in &server_calls {
-        if !record.attempts.contains_key(call_id) {
-            violations.add("call never reached the provider", format!("call {call_id} of campaign {campaign}"));
-        }
-    }
+    record.check_calls(&server_calls, violations);
 
     // Contacts.
     let mut histogram = [0; 3];
@@ -892,16 +849,7 @@ fn check_dispatch(settings: &Settings, mock: &Mock, views: &[CampaignView], viol
     }
 
     // Campaigns.
-    let mut per_campaign: HashMap<i64, [i64; 4]> = HashMap::new(); // distinct, human, machine, no answer
-    for seen in record.attempts.values() {
-        let counts = per_campaign.entry(seen.campaign).or_default();
-        counts[0] += 1;
-        counts[match seen.outcome {
-            Outcome::Human => 1,
-            Outcome::Machine => 2,
-            Outcome::NoAnswer => 3,
-        }] += 1;
-    }
+    let per_campaign = record.counts_by_campaign();
     let contacts = settings.contacts as i64;
     let mut peaks = Vec::new();
     let mut rows = Vec::new();

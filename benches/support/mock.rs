@@ -147,6 +147,62 @@ pub struct Record {
     pub problems: Vec<String>,
 }
 
+impl Record {
+    /// Per campaign: distinct attempt ids, and of them answered by a human, by a machine, not answered.
+    pub fn counts_by_campaign(&self) -> HashMap<i64, [i64; 4]> {
+        let mut per_campaign: HashMap<i64, [i64; 4]> = HashMap::new();
+        for seen in self.attempts.values() {
+            let counts = per_campaign.entry(seen.campaign).or_default();
+            counts[0] += 1;
+            counts[match seen.outcome {
+                Outcome::Human => 1,
+                Outcome::Machine => 2,
+                Outcome::NoAnswer => 3,
+            }] += 1;
+        }
+        per_campaign
+    }
+
+    /// The server's calls (id → campaign, call) against what the provider got: every attempt id
+    /// is a call of the same campaign and contact with the reported outcome, every call reached
+    /// the provider.
+    pub fn check_calls<V: std::borrow::Borrow<Value>>(&self, server_calls: &HashMap<String, (i64, V)>, violations: &mut super::Violations) {
+        for (attempt_id, seen) in &self.attempts {
+            let Some((campaign, call)) = server_calls.get(attempt_id).map(|(campaign, call)| (campaign, call.borrow())) else {
+                violations.add(
+                    "attempt id not created by the server",
+                    format!("attempt {attempt_id} (campaign {}, contact {}) is not in /calls", seen.campaign, seen.contact),
+                );
+                continue;
+            };
+            if *campaign != seen.campaign || call["contact"]["id"].as_i64() != Some(seen.contact) {
+                violations.add(
+                    "call differs from what the provider got",
+                    format!(
+                        "call {attempt_id}: server says campaign {campaign} contact {}, mock got campaign {} contact {}",
+                        call["contact"]["id"], seen.campaign, seen.contact
+                    ),
+                );
+            }
+            let (status, answered_by) = call_fields(seen.outcome);
+            if call["status"] != status || call["answered_by"] != answered_by {
+                violations.add(
+                    "call outcome differs from the report",
+                    format!(
+                        "call {attempt_id}: status {} answered_by {}, reported {status} {answered_by}",
+                        call["status"], call["answered_by"]
+                    ),
+                );
+            }
+        }
+        for (call_id, (campaign, _)) in server_calls {
+            if !self.attempts.contains_key(call_id) {
+                violations.add("call never reached the provider", format!("call {call_id} of campaign {campaign}"));
+            }
+        }
+    }
+}
+
 /// The mock provider.
 pub struct Mock {
     pub secret: OnceLock<String>,
@@ -194,6 +250,23 @@ impl Mock {
             min_call_ms,
             max_call_ms,
         })
+    }
+
+    /// Once every campaign is finished: waits (60 s at most) for the outcome reports still on their
+    /// way, then one lease and a second for late re-sends; returns how many POSTs came meanwhile
+    /// and records the reports never accepted.
+    pub async fn drain(&self, lease: Duration, violations: &mut super::Violations) -> u64 {
+        let posts_at_finish = self.posts.load(Ordering::Relaxed);
+        let waiting = Instant::now();
+        while self.pending.load(Ordering::Relaxed) > 0 && waiting.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(lease + Duration::from_secs(1)).await;
+        let pending = self.pending.load(Ordering::Relaxed);
+        if pending > 0 {
+            violations.add("outcome reports still pending", format!("{pending} reports still not accepted"));
+        }
+        self.posts.load(Ordering::Relaxed) - posts_at_finish
     }
 
     /// Listens on a free port of 127.0.0.1; returns the URL to configure as the webhook's `url`.

@@ -90,7 +90,7 @@ impl ApiError {
     }
 
     /// `409 IDEMPOTENCY_KEY_IN_USE`; its response carries `Retry-After: 1` and the [`KeyInUse`]
-    /// marker, by which the Idempotency-Key layer answers a late duplicate with the winner's record.
+    /// marker, by which the Idempotency-Key layer answers a repeat with the stored response.
     pub fn key_in_use() -> Self {
         Self::new(StatusCode::CONFLICT, KEY_IN_USE, "a request with this Idempotency-Key is still being processed; retry shortly")
     }

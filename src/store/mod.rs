@@ -38,8 +38,9 @@ pub enum StoreError {
     Unavailable,
     #[error("this store does not support {0}")]
     Unsupported(&'static str),
-    /// A live record already holds the request's Idempotency-Key: a concurrent duplicate (on
-    /// another process) committed first, and this request's writes were rolled back.
+    /// A live record already holds the request's Idempotency-Key (the request is a repeat, or a
+    /// duplicate that ran at the same time on another process committed first): this request's
+    /// writes were rolled back.
     #[error("the Idempotency-Key was taken by a concurrent request")]
     IdempotencyKeyTaken,
 }

@@ -639,8 +639,8 @@ async fn record_response<T>(conn: &mut PgConnection, record: Option<ResponseReco
 }
 
 /// Stores a response under its key, replacing an expired record with the same key. A live record
-/// means a concurrent duplicate committed first (it ran on another process): the caller's
-/// transaction must roll back, so that its writes are never kept twice.
+/// means the request is a repeat (or a duplicate on another process committed first): the
+/// caller's transaction must roll back, so that its writes are never kept twice.
 async fn insert_record(conn: &mut PgConnection, claim: &IdempotencyClaim, response: &StoredResponse) -> StoreResult<()> {
     let done = sqlx::query(
         "INSERT INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) VALUES ($1, $2, $3, $4, $5, $6) \

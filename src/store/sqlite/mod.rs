@@ -693,8 +693,8 @@ async fn record_response<T>(conn: &mut SqliteConnection, record: Option<Response
 }
 
 /// Stores a response under its key, replacing an expired record with the same key. A live record
-/// means a concurrent duplicate committed first (it ran on another process): the caller's
-/// transaction must roll back, so that its writes are never kept twice.
+/// means the request is a repeat (or a duplicate on another process committed first): the
+/// caller's transaction must roll back, so that its writes are never kept twice.
 async fn insert_record(conn: &mut SqliteConnection, claim: &IdempotencyClaim, response: &StoredResponse) -> StoreResult<()> {
     let done = sqlx::query(
         "INSERT INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) VALUES (?, ?, ?, ?, ?, ?) \
