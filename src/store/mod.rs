@@ -26,6 +26,8 @@ pub type OrgId = i64;
 pub enum StoreError {
     #[error("database error at {location}: {source}")]
     Database { source: sqlx::Error, location: &'static Location<'static> },
+    #[error("database error at {location}: {source}")]
+    Sqlite { source: rusqlite::Error, location: &'static Location<'static> },
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored data could not be read: {0}")]
@@ -49,6 +51,13 @@ impl From<sqlx::Error> for StoreError {
     #[track_caller]
     fn from(source: sqlx::Error) -> Self {
         StoreError::Database { source, location: Location::caller() }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    #[track_caller]
+    fn from(source: rusqlite::Error) -> Self {
+        StoreError::Sqlite { source, location: Location::caller() }
     }
 }
 

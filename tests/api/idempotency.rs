@@ -216,8 +216,9 @@ async fn the_response_is_recorded_in_the_same_transaction_as_the_writes() {
         render: Box::new(|_| Some(StoredResponse { status: 201, body: b"{}".to_vec() })),
     };
     // The record cannot be written (no such organization): the campaign is rolled back with it.
+    // (PostgreSQL's insert fails; SQLite inserts a batch's records with its COMMIT, which fails.)
     let outcome = app.store.create_campaign(org, new(), now, Some(recorder(999_999))).await;
-    assert!(matches!(outcome, Err(StoreError::Database { .. })), "{outcome:?}");
+    assert!(matches!(outcome, Err(StoreError::Database { .. } | StoreError::CommitFailed)), "{outcome:?}");
     assert_eq!(campaign_count(&app, &app.key).await, 0, "the write was rolled back with the record");
     let expired_before = now - SignedDuration::from_hours(24);
     assert_eq!(app.store.find_idempotency_record(org, "atomic", expired_before).await.expect("read"), None);
@@ -264,6 +265,36 @@ async fn a_live_record_refuses_a_concurrent_duplicate_and_rolls_its_writes_back(
     assert!(matches!(again, CreateCampaignOutcome::Created(_)));
     let kept = app.store.find_idempotency_record(org, "raced", later - SignedDuration::from_hours(24)).await.expect("read");
     assert_eq!(kept.map(|r| r.response.status), Some(202));
+}
+
+#[tokio::test]
+async fn duplicates_sent_to_the_store_at_once_keep_one_campaign_and_one_record() {
+    let Some(app) = TestApp::spawn().await else { return };
+    let setup = setup(&app).await;
+    let org = org_of_key(&app).await;
+    let now = outbound::clock::Clock::now(app.clock.as_ref());
+    // Sent together, these usually share one commit of the SQLite writer, where the second must
+    // see the first one's record before that record is in the database.
+    let attempts = (0..8).map(|n| {
+        let recorder = ResponseRecorder::<CreateCampaignOutcome> {
+            claim: IdempotencyClaim {
+                org_id: org,
+                key: "together".to_owned(),
+                fingerprint: [3; 32],
+                at: now,
+                expired_before: now - SignedDuration::from_hours(24),
+            },
+            render: Box::new(move |_| Some(StoredResponse { status: 201, body: format!("{{\"n\":{n}}}").into_bytes() })),
+        };
+        app.store.create_campaign(org, new_campaign(&setup), now, Some(recorder))
+    });
+    let outcomes = futures::future::join_all(attempts).await;
+    let created = outcomes.iter().filter(|o| matches!(o, Ok(CreateCampaignOutcome::Created(_)))).count();
+    let taken = outcomes.iter().filter(|o| matches!(o, Err(StoreError::IdempotencyKeyTaken))).count();
+    assert_eq!((created, taken), (1, 7), "{outcomes:?}");
+    assert_eq!(campaign_count(&app, &app.key).await, 1);
+    let kept = app.store.find_idempotency_record(org, "together", now - SignedDuration::from_hours(24)).await.expect("read");
+    assert_eq!(kept.map(|r| r.response.status), Some(201));
 }
 
 #[tokio::test]

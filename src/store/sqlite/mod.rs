@@ -3,8 +3,9 @@
 //! SQLite has one writer at a time and every commit pays an fsync. All writes therefore go through
 //! a single writer task that groups the jobs waiting in its queue into one transaction (group
 //! commit): each job runs in its own savepoint, so one refused job never undoes another, and every
-//! caller hears back only after the shared COMMIT is durable. Reads use a pool of read-only
-//! connections that WAL lets run beside the writer.
+//! caller hears back only after the shared COMMIT is durable. Reads use read-only connections that
+//! WAL lets run beside the writer: a pool for most, and for the reads on every request's path
+//! (API key, campaign by id) connections used on the caller's own thread (`point_reads`).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -18,7 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::shared::{
-    agent_from_row, campaign_from_row, config_json, integration_from_row, opt_seconds, opt_to_seconds, parse_channel, push_campaign_filters,
+    StoredRow, agent_from_row, campaign_from_row, config_json, integration_from_row, opt_seconds, opt_to_seconds, parse_channel,
+    push_campaign_filters,
 };
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, BatchItem, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ContactLookup,
@@ -36,6 +38,7 @@ use crate::domain::integration::{Integration, NewIntegration};
 
 mod contacts;
 mod engine;
+mod point_reads;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -44,10 +47,41 @@ const MAX_JOBS_PER_COMMIT: usize = 512;
 const READ_CONNECTIONS: u32 = 8;
 
 type Completion = Box<dyn FnOnce(bool) + Send>;
-type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Completion> + Send>;
+type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection, &'c mut Batch) -> BoxFuture<'c, Completion> + Send>;
+
+/// Opens a job's savepoint: the batch's first, or releasing the previous job's in the same round trip.
+const OPEN_SAVEPOINT: [&str; 2] = ["SAVEPOINT job", "RELEASE job; SAVEPOINT job"];
+/// The same, then looks for a live record under an Idempotency-Key.
+const OPEN_SAVEPOINT_AND_FIND_KEY: [&str; 2] = [
+    "SAVEPOINT job; SELECT 1 FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at >= ?",
+    "RELEASE job; SAVEPOINT job; SELECT 1 FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at >= ?",
+];
+
+/// What one transaction of the writer carries besides its jobs' own statements.
+#[derive(Default)]
+struct Batch {
+    /// The last job's savepoint, released when the next job opens its own (or by `COMMIT`).
+    savepoint_open: bool,
+    /// Responses to store under their Idempotency-Keys, inserted together when the batch commits.
+    records: Vec<(IdempotencyClaim, StoredResponse)>,
+}
+
+impl Batch {
+    /// Which of `statements` ([`OPEN_SAVEPOINT`] or [`OPEN_SAVEPOINT_AND_FIND_KEY`]) opens the
+    /// next job's savepoint.
+    fn open_savepoint(&mut self, statements: [&'static str; 2]) -> &'static str {
+        let [first, after_another] = statements;
+        if std::mem::replace(&mut self.savepoint_open, true) { after_another } else { first }
+    }
+
+    fn holds_key(&self, claim: &IdempotencyClaim) -> bool {
+        self.records.iter().any(|(held, _)| held.org_id == claim.org_id && held.key == claim.key)
+    }
+}
 
 pub struct SqliteStore {
     reads: SqlitePool,
+    point_reads: point_reads::PointReads,
     jobs: mpsc::Sender<Job>,
 }
 
@@ -67,6 +101,7 @@ impl SqliteStore {
         MIGRATOR.run(&mut writer).await?;
         // No ping before each use: a broken connection fails its query and is replaced anyway, and the
         // ping is a second thread round trip on every read.
+        let point_reads = point_reads::PointReads::new(options.get_filename());
         let reads = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .test_before_acquire(false)
@@ -74,7 +109,7 @@ impl SqliteStore {
             .await?;
         let (jobs, queue) = mpsc::channel(MAX_JOBS_PER_COMMIT * 4);
         tokio::spawn(run_writer(writer, queue));
-        Ok(SqliteStore { reads, jobs })
+        Ok(SqliteStore { reads, point_reads, jobs })
     }
 
     pub async fn open_dyn(url: &str) -> StoreResult<DynStore> {
@@ -87,10 +122,20 @@ impl SqliteStore {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
     {
+        self.write_recorded(None, work).await
+    }
+
+    /// [`Self::write`], storing the response `record` renders under its Idempotency-Key in the
+    /// same transaction as the writes of `work`.
+    async fn write_recorded<T, F>(&self, record: Option<ResponseRecorder<T>>, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
+        let job: Job = Box::new(move |conn, batch| {
             Box::pin(async move {
-                let outcome = in_savepoint(conn, work).await;
+                let outcome = in_savepoint(conn, batch, record, work).await;
                 Box::new(move |committed: bool| {
                     let _ = reply.send(if committed { outcome } else { Err(StoreError::CommitFailed) });
                 }) as Completion
@@ -101,16 +146,47 @@ impl SqliteStore {
     }
 }
 
-async fn in_savepoint<T, F>(conn: &mut SqliteConnection, work: F) -> StoreResult<T>
+/// Runs one job in a savepoint of the writer's transaction, so that a refused job undoes only its
+/// own writes, and adds its recorded response to the batch, to be committed with them.
+///
+/// Each statement is a round trip to the connection's thread, which costs more than most of these
+/// statements, so a job makes as few as it can: opening its savepoint releases the previous job's
+/// (and `COMMIT` the last one's); an Idempotency-Key's look-up rides with `SAVEPOINT` and its
+/// record is inserted with the batch's `COMMIT`, so a keyed job makes as many round trips as one
+/// without a key. The look-up (in the database, then among the batch's records) decides: the
+/// writer holds the database's write lock for its whole transaction, so no other connection can
+/// add a record meanwhile.
+async fn in_savepoint<T, F>(conn: &mut SqliteConnection, batch: &mut Batch, record: Option<ResponseRecorder<T>>, work: F) -> StoreResult<T>
 where
     F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>>,
 {
-    sqlx::query("SAVEPOINT job").execute(&mut *conn).await?;
+    let opened = match &record {
+        Some(ResponseRecorder { claim, .. }) => sqlx::query(batch.open_savepoint(OPEN_SAVEPOINT_AND_FIND_KEY))
+            .bind(claim.org_id)
+            .bind(&claim.key)
+            .bind(to_seconds(claim.expired_before))
+            .fetch_optional(&mut *conn)
+            .await
+            .map(|live| live.is_some() || batch.holds_key(claim)),
+        None => sqlx::query(batch.open_savepoint(OPEN_SAVEPOINT)).execute(&mut *conn).await.map(|_| false),
+    };
+    match opened {
+        // Which savepoint is open is unknown: the next job opens its own without a release.
+        Err(err) => {
+            batch.savepoint_open = false;
+            return Err(err.into());
+        }
+        Ok(true) => return Err(StoreError::IdempotencyKeyTaken),
+        Ok(false) => {}
+    }
     let outcome = work(&mut *conn).await;
     if outcome.is_err() {
         sqlx::query("ROLLBACK TO job").execute(&mut *conn).await?;
+    } else if let (Ok(value), Some(recorder)) = (&outcome, record)
+        && let Some(response) = (recorder.render)(value)
+    {
+        batch.records.push((recorder.claim, response));
     }
-    sqlx::query("RELEASE job").execute(&mut *conn).await?;
     outcome
 }
 
@@ -118,16 +194,17 @@ async fn run_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Job>) 
     let mut batch = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
     while queue.recv_many(&mut batch, MAX_JOBS_PER_COMMIT).await > 0 {
         let mut completions = Vec::with_capacity(batch.len());
+        let mut carried = Batch::default();
         let began = sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await;
         if let Err(err) = &began {
             tracing::error!(error = %err, "sqlite writer could not begin a transaction");
         }
         for job in batch.drain(..) {
             if began.is_ok() {
-                completions.push(job(&mut conn).await);
+                completions.push(job(&mut conn, &mut carried).await);
             }
         }
-        let committed = began.is_ok() && commit(&mut conn).await;
+        let committed = began.is_ok() && commit(&mut conn, &carried).await;
         metrics::histogram!("outbound_store_commit_batch_size").record(completions.len() as f64);
         for completion in completions {
             completion(committed);
@@ -136,8 +213,27 @@ async fn run_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Job>) 
     let _ = conn.close().await;
 }
 
-async fn commit(conn: &mut SqliteConnection) -> bool {
-    match sqlx::query("COMMIT").execute(&mut *conn).await {
+/// Inserts the batch's Idempotency-Key records (replacing expired ones: [`in_savepoint`] has
+/// checked that no live one holds their keys) and commits, in one round trip.
+async fn commit(conn: &mut SqliteConnection, batch: &Batch) -> bool {
+    let mut statement = QueryBuilder::<Sqlite>::new("");
+    if !batch.records.is_empty() {
+        statement.push("INSERT INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) ");
+        statement.push_values(&batch.records, |mut row, (claim, response)| {
+            row.push_bind(claim.org_id)
+                .push_bind(claim.key.as_str())
+                .push_bind(claim.fingerprint.as_slice())
+                .push_bind(to_seconds(claim.at))
+                .push_bind(i64::from(response.status))
+                .push_bind(response.body.as_slice());
+        });
+        statement.push(
+            " ON CONFLICT (org_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, created_at = excluded.created_at, \
+             status = excluded.status, body = excluded.body; ",
+        );
+    }
+    statement.push("COMMIT");
+    match statement.build().persistent(false).execute(&mut *conn).await {
         Ok(_) => true,
         Err(err) => {
             tracing::error!(error = %err, "sqlite commit failed; rolling back the batch");
@@ -183,19 +279,10 @@ impl Store for SqliteStore {
     }
 
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let row = sqlx::query("SELECT id, org_id, key_hash, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE prefix = ?")
-            .bind(prefix)
-            .fetch_optional(&self.reads)
-            .await?;
-        row.map(|row| {
-            Ok(ApiKeyRecord {
-                id: row.try_get("id")?,
-                org_id: row.try_get("org_id")?,
-                hash: row.try_get("key_hash")?,
-                revoked: row.try_get("revoked")?,
-            })
+        let sql = "SELECT id, org_id, key_hash, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE prefix = ?";
+        self.point_reads.row(sql, [prefix], |row| {
+            Ok(ApiKeyRecord { id: row.int("id")?, org_id: row.int("org_id")?, hash: row.text("key_hash")?, revoked: row.flag("revoked")? })
         })
-        .transpose()
     }
 
     async fn touch_api_key(&self, key_id: i64, at: Timestamp) -> StoreResult<()> {
@@ -274,21 +361,19 @@ impl Store for SqliteStore {
 
     async fn create_agent(&self, org: OrgId, name: &str, at: Timestamp, record: Option<ResponseRecorder<Agent>>) -> StoreResult<Agent> {
         let agent = Agent { id: Uuid::new_v4(), name: name.to_owned(), created_at: from_seconds(to_seconds(at))? };
-        let row = agent.clone();
-        self.write(move |conn| {
+        self.write_recorded(record, move |conn| {
             Box::pin(async move {
                 sqlx::query("INSERT INTO agents (id, org_id, name, created_at) VALUES (?, ?, ?, ?)")
-                    .bind(row.id.to_string())
+                    .bind(agent.id.to_string())
                     .bind(org)
-                    .bind(&row.name)
-                    .bind(to_seconds(row.created_at))
+                    .bind(&agent.name)
+                    .bind(to_seconds(agent.created_at))
                     .execute(&mut *conn)
                     .await?;
-                record_response(conn, record, &row).await
+                Ok(agent)
             })
         })
-        .await?;
-        Ok(agent)
+        .await
     }
 
     async fn get_agent(&self, org: OrgId, id: Uuid) -> StoreResult<Option<Agent>> {
@@ -324,28 +409,26 @@ impl Store for SqliteStore {
             secret: new_signing_secret(),
             created_at: from_seconds(to_seconds(at))?,
         };
-        let row = integration.clone();
-        let config = config_json(&row.config)?;
-        self.write(move |conn| {
+        let config = config_json(&integration.config)?;
+        self.write_recorded(record, move |conn| {
             Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO integrations (id, org_id, agent_id, channel, provider, config, secret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 )
-                .bind(&row.id)
+                .bind(&integration.id)
                 .bind(org)
-                .bind(row.agent_id.to_string())
-                .bind(row.channel.as_str())
-                .bind(row.provider.as_str())
+                .bind(integration.agent_id.to_string())
+                .bind(integration.channel.as_str())
+                .bind(integration.provider.as_str())
                 .bind(config)
-                .bind(&row.secret)
-                .bind(to_seconds(row.created_at))
+                .bind(&integration.secret)
+                .bind(to_seconds(integration.created_at))
                 .execute(&mut *conn)
                 .await?;
-                record_response(conn, record, &row).await
+                Ok(integration)
             })
         })
-        .await?;
-        Ok(integration)
+        .await
     }
 
     async fn get_integration(&self, org: OrgId, id: &str) -> StoreResult<Option<Integration>> {
@@ -369,19 +452,11 @@ impl Store for SqliteStore {
     ) -> StoreResult<CreateCampaignOutcome> {
         let settings_json = serde_json::to_string(&new.settings)?;
         let created_at = from_seconds(to_seconds(at))?;
-        self.write(move |conn| {
-            Box::pin(async move {
-                let outcome = insert_campaign(conn, org, new, settings_json, created_at).await?;
-                record_response(conn, record, &outcome).await?;
-                Ok(outcome)
-            })
-        })
-        .await
+        self.write_recorded(record, move |conn| Box::pin(insert_campaign(conn, org, new, settings_json, created_at))).await
     }
 
     async fn get_campaign(&self, org: OrgId, id: i64) -> StoreResult<Option<Campaign>> {
-        let row = sqlx::query(CAMPAIGN_BY_ID).bind(org).bind(id).fetch_optional(&self.reads).await?;
-        row.as_ref().map(campaign_from_row).transpose()
+        self.point_reads.row(CAMPAIGN_BY_ID, [org, id], |row| campaign_from_row(row))
     }
 
     async fn list_campaigns(
@@ -430,7 +505,7 @@ impl Store for SqliteStore {
         change: CampaignChange,
         record: Option<ResponseRecorder<Modified>>,
     ) -> StoreResult<Modified> {
-        self.write(move |conn| {
+        self.write_recorded(record, move |conn| {
             Box::pin(async move {
                 let row = sqlx::query(CAMPAIGN_BY_ID).bind(org).bind(id).fetch_optional(&mut *conn).await?;
                 let outcome = match row {
@@ -452,7 +527,6 @@ impl Store for SqliteStore {
                         }
                     }
                 };
-                record_response(conn, record, &outcome).await?;
                 Ok(outcome)
             })
         })
@@ -468,14 +542,7 @@ impl Store for SqliteStore {
         at: Timestamp,
         record: Option<ResponseRecorder<AddContactsOutcome>>,
     ) -> StoreResult<AddContactsOutcome> {
-        self.write(move |conn| {
-            Box::pin(async move {
-                let outcome = contacts::add_contacts(conn, org, campaign_id, items, if_duplicate, at).await?;
-                record_response(conn, record, &outcome).await?;
-                Ok(outcome)
-            })
-        })
-        .await
+        self.write_recorded(record, move |conn| Box::pin(contacts::add_contacts(conn, org, campaign_id, items, if_duplicate, at))).await
     }
 
     async fn list_contacts(
@@ -518,8 +585,8 @@ impl Store for SqliteStore {
     }
 
     async fn complete_idempotency_key(&self, claim: &IdempotencyClaim, response: StoredResponse) -> StoreResult<()> {
-        let claim = claim.clone();
-        self.write(move |conn| Box::pin(async move { insert_record(conn, &claim, &response).await })).await
+        let record = ResponseRecorder { claim: claim.clone(), render: Box::new(move |_: &()| Some(response)) };
+        self.write_recorded(Some(record), |_| Box::pin(async { Ok(()) })).await
     }
 
     async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64> {
@@ -684,38 +751,6 @@ async fn reload_campaign(conn: &mut SqliteConnection, campaign: Campaign) -> Sto
 }
 
 /// Stores the rendered response under its key, inside the caller's transaction.
-async fn record_response<T>(conn: &mut SqliteConnection, record: Option<ResponseRecorder<T>>, value: &T) -> StoreResult<()> {
-    let Some(recorder) = record else { return Ok(()) };
-    match (recorder.render)(value) {
-        Some(response) => insert_record(conn, &recorder.claim, &response).await,
-        None => Ok(()),
-    }
-}
-
-/// Stores a response under its key, replacing an expired record with the same key. A live record
-/// means the request is a repeat (or a duplicate on another process committed first): the
-/// caller's transaction must roll back, so that its writes are never kept twice.
-async fn insert_record(conn: &mut SqliteConnection, claim: &IdempotencyClaim, response: &StoredResponse) -> StoreResult<()> {
-    let done = sqlx::query(
-        "INSERT INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) VALUES (?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (org_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, created_at = excluded.created_at, \
-         status = excluded.status, body = excluded.body WHERE idempotency_keys.created_at < ?",
-    )
-    .bind(claim.org_id)
-    .bind(&claim.key)
-    .bind(claim.fingerprint.as_slice())
-    .bind(to_seconds(claim.at))
-    .bind(i64::from(response.status))
-    .bind(response.body.as_slice())
-    .bind(to_seconds(claim.expired_before))
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::IdempotencyKeyTaken);
-    }
-    Ok(())
-}
-
 async fn insert_key(conn: &mut SqliteConnection, organization: &str, prefix: &str, hash: &str, at: Timestamp) -> StoreResult<()> {
     sqlx::query("INSERT INTO organizations (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
         .bind(organization)
