@@ -54,6 +54,21 @@ async fn org_of_key(app: &TestApp) -> i64 {
     app.store.find_api_key(&app.key[3..11]).await.expect("lookup").expect("key").org_id
 }
 
+/// A recorder for a create-campaign store call under `key`, made at `at` (records older than a
+/// day before it have expired), that keeps `status` and an empty JSON body.
+fn recorder(org_id: i64, key: &str, at: jiff::Timestamp, status: u16) -> ResponseRecorder<CreateCampaignOutcome> {
+    ResponseRecorder {
+        claim: IdempotencyClaim {
+            org_id,
+            key: key.to_owned(),
+            fingerprint: [7; 32],
+            at,
+            expired_before: at - SignedDuration::from_hours(24),
+        },
+        render: Box::new(move |_| Some(StoredResponse { status, body: b"{}".to_vec() })),
+    }
+}
+
 fn new_campaign(setup: &Setup) -> outbound::domain::campaign::NewCampaign {
     outbound::domain::campaign::parse_new_campaign(&serde_json::from_value(setup.phone(json!({}))).expect("input")).expect("valid")
 }
@@ -211,20 +226,16 @@ async fn the_response_is_recorded_in_the_same_transaction_as_the_writes() {
     let org = org_of_key(&app).await;
     let now = outbound::clock::Clock::now(app.clock.as_ref());
     let new = || new_campaign(&setup);
-    let recorder = |org_id| ResponseRecorder::<CreateCampaignOutcome> {
-        claim: IdempotencyClaim { org_id, key: "atomic".to_owned(), fingerprint: [7; 32], at: now, expired_before: now },
-        render: Box::new(|_| Some(StoredResponse { status: 201, body: b"{}".to_vec() })),
-    };
     // The record cannot be written (no such organization): the campaign is rolled back with it.
     // (PostgreSQL's insert fails; SQLite inserts a batch's records with its COMMIT, which fails.)
-    let outcome = app.store.create_campaign(org, new(), now, Some(recorder(999_999))).await;
+    let outcome = app.store.create_campaign(org, new(), now, Some(recorder(999_999, "atomic", now, 201))).await;
     assert!(matches!(outcome, Err(StoreError::Database { .. } | StoreError::CommitFailed)), "{outcome:?}");
     assert_eq!(campaign_count(&app, &app.key).await, 0, "the write was rolled back with the record");
     let expired_before = now - SignedDuration::from_hours(24);
     assert_eq!(app.store.find_idempotency_record(org, "atomic", expired_before).await.expect("read"), None);
 
     // Both are written together.
-    let outcome = app.store.create_campaign(org, new(), now, Some(recorder(org))).await.expect("created");
+    let outcome = app.store.create_campaign(org, new(), now, Some(recorder(org, "atomic", now, 201))).await.expect("created");
     assert!(matches!(outcome, CreateCampaignOutcome::Created(_)));
     assert_eq!(campaign_count(&app, &app.key).await, 1);
     let record = app.store.find_idempotency_record(org, "atomic", expired_before).await.expect("read").expect("record kept");
@@ -241,19 +252,9 @@ async fn a_live_record_refuses_a_concurrent_duplicate_and_rolls_its_writes_back(
     let org = org_of_key(&app).await;
     let now = outbound::clock::Clock::now(app.clock.as_ref());
     let new = || new_campaign(&setup);
-    let recorder = |at: jiff::Timestamp, status: u16| ResponseRecorder::<CreateCampaignOutcome> {
-        claim: IdempotencyClaim {
-            org_id: org,
-            key: "raced".to_owned(),
-            fingerprint: [7; 32],
-            at,
-            expired_before: at - SignedDuration::from_hours(24),
-        },
-        render: Box::new(move |_| Some(StoredResponse { status, body: b"{}".to_vec() })),
-    };
-    let first = app.store.create_campaign(org, new(), now, Some(recorder(now, 201))).await.expect("first");
+    let first = app.store.create_campaign(org, new(), now, Some(recorder(org, "raced", now, 201))).await.expect("first");
     assert!(matches!(first, CreateCampaignOutcome::Created(_)));
-    let duplicate = app.store.create_campaign(org, new(), now, Some(recorder(now, 201))).await;
+    let duplicate = app.store.create_campaign(org, new(), now, Some(recorder(org, "raced", now, 201))).await;
     assert!(matches!(duplicate, Err(StoreError::IdempotencyKeyTaken)), "{duplicate:?}");
     assert_eq!(campaign_count(&app, &app.key).await, 1, "the duplicate's campaign was rolled back");
     let kept = app.store.find_idempotency_record(org, "raced", now - SignedDuration::from_hours(24)).await.expect("read");
@@ -261,7 +262,7 @@ async fn a_live_record_refuses_a_concurrent_duplicate_and_rolls_its_writes_back(
 
     // 24 hours and a second later the record has expired: a new request replaces it.
     let later = now + SignedDuration::from_secs(24 * 3600 + 1);
-    let again = app.store.create_campaign(org, new(), later, Some(recorder(later, 202))).await.expect("after expiry");
+    let again = app.store.create_campaign(org, new(), later, Some(recorder(org, "raced", later, 202))).await.expect("after expiry");
     assert!(matches!(again, CreateCampaignOutcome::Created(_)));
     let kept = app.store.find_idempotency_record(org, "raced", later - SignedDuration::from_hours(24)).await.expect("read");
     assert_eq!(kept.map(|r| r.response.status), Some(202));
@@ -275,19 +276,7 @@ async fn duplicates_sent_to_the_store_at_once_keep_one_campaign_and_one_record()
     let now = outbound::clock::Clock::now(app.clock.as_ref());
     // Sent together, these usually share one commit of the SQLite writer, where the second must
     // see the first one's record before that record is in the database.
-    let attempts = (0..8).map(|n| {
-        let recorder = ResponseRecorder::<CreateCampaignOutcome> {
-            claim: IdempotencyClaim {
-                org_id: org,
-                key: "together".to_owned(),
-                fingerprint: [3; 32],
-                at: now,
-                expired_before: now - SignedDuration::from_hours(24),
-            },
-            render: Box::new(move |_| Some(StoredResponse { status: 201, body: format!("{{\"n\":{n}}}").into_bytes() })),
-        };
-        app.store.create_campaign(org, new_campaign(&setup), now, Some(recorder))
-    });
+    let attempts = (0..8).map(|_| app.store.create_campaign(org, new_campaign(&setup), now, Some(recorder(org, "together", now, 201))));
     let outcomes = futures::future::join_all(attempts).await;
     let created = outcomes.iter().filter(|o| matches!(o, Ok(CreateCampaignOutcome::Created(_)))).count();
     let taken = outcomes.iter().filter(|o| matches!(o, Err(StoreError::IdempotencyKeyTaken))).count();
