@@ -926,9 +926,16 @@ fn main() {
 
 /// Two phases run at once against two servers, reported as one: requests and histograms add up
 /// over the same window.
-fn side_by_side(mut a: PhaseResult, b: PhaseResult) -> PhaseResult {
+/// One closed loop whose connections are split evenly between two processes, pooled.
+async fn over_two(name: &str, targets: [Arc<Target>; 2], connections: usize, warmup: Duration, measure: Duration) -> PhaseResult {
+    let [first, second] = targets;
+    let (mut a, b) = tokio::join!(
+        closed_loop(name, first, connections / 2, warmup, measure),
+        closed_loop(name, second, connections - connections / 2, warmup, measure)
+    );
     a.tally.merge(b.tally);
     a.connections += b.connections;
+    a.check();
     a
 }
 
@@ -991,19 +998,9 @@ fn api_scale_out(settings: &Settings, server_url: &str) {
     let (get_two, post_two) = targets(address(&second));
     let (double_get, double_post) = runtime.block_on(async {
         println!("2 processes: GET /campaigns/{{id}} …");
-        let (a, b) = tokio::join!(
-            closed_loop("GET, 2 processes", get_one.clone(), get_connections / 2, warmup, measure),
-            closed_loop("GET, 2 processes", get_two.clone(), get_connections - get_connections / 2, warmup, measure)
-        );
-        let get = side_by_side(a, b);
-        get.check();
+        let get = over_two("GET, 2 processes", [get_one.clone(), get_two], get_connections, warmup, measure).await;
         println!("2 processes: POST /campaigns …");
-        let (a, b) = tokio::join!(
-            closed_loop("POST, 2 processes", post_one.clone(), post_connections / 2, warmup, measure),
-            closed_loop("POST, 2 processes", post_two.clone(), post_connections - post_connections / 2, warmup, measure)
-        );
-        let post = side_by_side(a, b);
-        post.check();
+        let post = over_two("POST, 2 processes", [post_one.clone(), post_two], post_connections, warmup, measure).await;
         (get, post)
     });
     drop((first, second));

@@ -54,6 +54,16 @@ async fn org_of_key(app: &TestApp) -> i64 {
     app.store.find_api_key(&app.key[3..11]).await.expect("lookup").expect("key").org_id
 }
 
+/// A server with an agent and integration, its key's organization and the time, for tests that
+/// call the store directly.
+async fn store_case() -> Option<(TestApp, Setup, i64, jiff::Timestamp)> {
+    let app = TestApp::spawn().await?;
+    let setup = setup(&app).await;
+    let org = org_of_key(&app).await;
+    let now = outbound::clock::Clock::now(app.clock.as_ref());
+    Some((app, setup, org, now))
+}
+
 /// A recorder for a create-campaign store call under `key`, made at `at` (records older than a
 /// day before it have expired), that keeps `status` and an empty JSON body.
 fn recorder(org_id: i64, key: &str, at: jiff::Timestamp, status: u16) -> ResponseRecorder<CreateCampaignOutcome> {
@@ -221,10 +231,7 @@ async fn keys_expire_after_the_ttl() {
 
 #[tokio::test]
 async fn the_response_is_recorded_in_the_same_transaction_as_the_writes() {
-    let Some(app) = TestApp::spawn().await else { return };
-    let setup = setup(&app).await;
-    let org = org_of_key(&app).await;
-    let now = outbound::clock::Clock::now(app.clock.as_ref());
+    let Some((app, setup, org, now)) = store_case().await else { return };
     let new = || new_campaign(&setup);
     // The record cannot be written (no such organization): the campaign is rolled back with it.
     // (PostgreSQL's insert fails; SQLite inserts a batch's records with its COMMIT, which fails.)
@@ -247,10 +254,7 @@ async fn the_response_is_recorded_in_the_same_transaction_as_the_writes() {
 /// record is replaced.
 #[tokio::test]
 async fn a_live_record_refuses_a_concurrent_duplicate_and_rolls_its_writes_back() {
-    let Some(app) = TestApp::spawn().await else { return };
-    let setup = setup(&app).await;
-    let org = org_of_key(&app).await;
-    let now = outbound::clock::Clock::now(app.clock.as_ref());
+    let Some((app, setup, org, now)) = store_case().await else { return };
     let new = || new_campaign(&setup);
     let first = app.store.create_campaign(org, new(), now, Some(recorder(org, "raced", now, 201))).await.expect("first");
     assert!(matches!(first, CreateCampaignOutcome::Created(_)));
@@ -270,10 +274,7 @@ async fn a_live_record_refuses_a_concurrent_duplicate_and_rolls_its_writes_back(
 
 #[tokio::test]
 async fn duplicates_sent_to_the_store_at_once_keep_one_campaign_and_one_record() {
-    let Some(app) = TestApp::spawn().await else { return };
-    let setup = setup(&app).await;
-    let org = org_of_key(&app).await;
-    let now = outbound::clock::Clock::now(app.clock.as_ref());
+    let Some((app, setup, org, now)) = store_case().await else { return };
     // Sent together, these usually share one commit of the SQLite writer, where the second must
     // see the first one's record before that record is in the database.
     let attempts = (0..8).map(|_| app.store.create_campaign(org, new_campaign(&setup), now, Some(recorder(org, "together", now, 201))));

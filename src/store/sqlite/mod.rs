@@ -216,9 +216,12 @@ async fn run_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Job>) 
 /// Inserts the batch's Idempotency-Key records (replacing expired ones: [`in_savepoint`] has
 /// checked that no live one holds their keys) and commits, in one round trip.
 async fn commit(conn: &mut SqliteConnection, batch: &Batch) -> bool {
-    let mut statement = QueryBuilder::<Sqlite>::new("");
-    if !batch.records.is_empty() {
-        statement.push("INSERT INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) ");
+    let committed = if batch.records.is_empty() {
+        sqlx::query("COMMIT").execute(&mut *conn).await
+    } else {
+        // At most MAX_JOBS_PER_COMMIT rows of 6 values: well under SQLite's 32,766 bound values.
+        let mut statement =
+            QueryBuilder::<Sqlite>::new("INSERT INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) ");
         statement.push_values(&batch.records, |mut row, (claim, response)| {
             row.push_bind(claim.org_id)
                 .push_bind(claim.key.as_str())
@@ -229,11 +232,12 @@ async fn commit(conn: &mut SqliteConnection, batch: &Batch) -> bool {
         });
         statement.push(
             " ON CONFLICT (org_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, created_at = excluded.created_at, \
-             status = excluded.status, body = excluded.body; ",
+             status = excluded.status, body = excluded.body; COMMIT",
         );
-    }
-    statement.push("COMMIT");
-    match statement.build().persistent(false).execute(&mut *conn).await {
+        // Its text changes with the number of rows: not worth keeping prepared.
+        statement.build().persistent(false).execute(&mut *conn).await
+    };
+    match committed {
         Ok(_) => true,
         Err(err) => {
             tracing::error!(error = %err, "sqlite commit failed; rolling back the batch");
