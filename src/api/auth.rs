@@ -1,7 +1,7 @@
 //! `Authorization: api-key <KEY>` on every `/api/v1.0` route that takes a key.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
@@ -34,20 +34,32 @@ async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Tenant, Api
     }
     let key = key.trim();
     let prefix = api_key_prefix(key).ok_or_else(ApiError::unauthorized)?;
-    let record = app.store.find_api_key(prefix).await?.ok_or_else(ApiError::unauthorized)?;
+    // Read before the key: whatever this request reads may be taken from the read cache only if
+    // it was read under this very version.
+    let data_version = app.store.data_version().ok().flatten();
+    let record = match data_version.and_then(|version| app.read_cache.key(version, prefix)) {
+        Some(record) => record,
+        None => {
+            let record = Arc::new(app.store.find_api_key(prefix).await?.ok_or_else(ApiError::unauthorized)?);
+            if let Some(version) = data_version {
+                app.read_cache.keep_key(version, prefix, record.clone());
+            }
+            record
+        }
+    };
     if record.revoked || !constant_time_eq(record.hash.as_bytes(), hash_api_key(key).as_bytes()) {
         return Err(ApiError::unauthorized());
     }
     let now = app.clock.now();
     if app.key_touches.due(record.id, now.as_second()) {
-        let store = app.store.clone();
+        let (store, key_id) = (app.store.clone(), record.id);
         tokio::spawn(async move {
-            if let Err(err) = store.touch_api_key(record.id, now).await {
+            if let Err(err) = store.touch_api_key(key_id, now).await {
                 tracing::warn!(error = %err, "could not record API key use");
             }
         });
     }
-    Ok(Tenant { org_id: record.org_id, key_id: record.id })
+    Ok(Tenant { org_id: record.org_id, key_id: record.id, data_version })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -1,8 +1,10 @@
 //! Campaign endpoints (contract §2): create, retrieve, list, update, lifecycle actions.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use jiff::Timestamp;
 use serde::Serialize;
@@ -182,10 +184,24 @@ fn created_reply(outcome: &CreateCampaignOutcome) -> Reply {
         (status = 200, description = "Campaign detail", body = CampaignDetailResponse),
         (status = 404, description = "Not found", body = ErrorBody),
     ))]
-pub async fn get_campaign(State(app): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<Json<CampaignDetailResponse>> {
+pub async fn get_campaign(State(app): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<Response> {
     let id = parse_id("id", &id)?;
-    let campaign = app.store.get_campaign(tenant.org_id, id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
-    Ok(Json(detail(&campaign)))
+    let cached = tenant.data_version.and_then(|version| app.read_cache.campaign(version, tenant.org_id, id));
+    let body = match cached {
+        Some(body) => body,
+        None => {
+            let campaign = app.store.get_campaign(tenant.org_id, id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
+            let body = Bytes::from(
+                serde_json::to_vec(&detail(&campaign))
+                    .map_err(|err| ApiError::internal(format!("response could not be serialized: {err}")))?,
+            );
+            if let Some(version) = tenant.data_version {
+                app.read_cache.keep_campaign(version, tenant.org_id, id, body.clone());
+            }
+            body
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Update a campaign.

@@ -108,6 +108,8 @@ pub fn parse_id(name: &str, raw: &str) -> Result<i64, ApiError> {
 pub struct Tenant {
     pub org_id: OrgId,
     pub key_id: i64,
+    /// The store's data version read as the request was authenticated (see `read_cache`).
+    pub data_version: Option<u64>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Tenant {

@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod integrations;
 pub mod ops;
 pub mod rate_limit;
+pub mod read_cache;
 pub mod views;
 
 use std::num::NonZeroU32;
@@ -76,6 +77,7 @@ pub struct AppContext {
     pub rate_limiter: Option<rate_limit::KeyRateLimiter>,
     key_touches: auth::KeyTouches,
     running_keys: idempotency::RunningKeys,
+    read_cache: read_cache::ReadCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -109,6 +111,7 @@ impl AppState {
             rate_limiter,
             key_touches: auth::KeyTouches::default(),
             running_keys: Default::default(),
+            read_cache: Default::default(),
         }))
     }
 }

@@ -158,6 +158,14 @@ pub trait Store: Send + Sync + 'static {
     /// Answers once the database can serve requests.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// A number that stays the same until something is committed to the database, by this
+    /// process or any other, so that what was read under it may be served again while it holds.
+    /// `None` when the store cannot tell without a round trip (PostgreSQL): then nothing read is
+    /// reused.
+    fn data_version(&self) -> StoreResult<Option<u64>> {
+        Ok(None)
+    }
+
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>>;
     async fn touch_api_key(&self, key_id: i64, at: Timestamp) -> StoreResult<()>;
     /// Creates the organization when it is new, then the key.

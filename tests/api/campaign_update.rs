@@ -436,3 +436,39 @@ async fn unknown_foreign_and_archived_campaigns() {
     assert_eq!(campaign, merge(created, json!({ "name": "Archived but renamed", "retries": 4, "archived": true })));
     refused(&app, &id, json!({ "retries": 6 }), 400, "INVALID_REQUEST", "retries").await;
 }
+
+/// `GET /campaigns/{id}` and the key check may be answered from memory (on SQLite, while the
+/// database is unchanged): a change made through the API, or committed by another process on the
+/// same database, shows in the very next request.
+#[tokio::test]
+async fn reads_after_a_change_by_this_or_another_process_see_it() {
+    let Some(app) = TestApp::spawn().await else { return };
+    let setup = app.setup().await;
+    let created = app.create_campaign(setup.phone(json!({ "name": "First" }))).await;
+    let id = created["id"].clone();
+    for _ in 0..2 {
+        assert_eq!(fetch(&app, &id).await["name"], "First");
+    }
+    patched(&app, &id, json!({ "name": "Second" })).await;
+    assert_eq!(fetch(&app, &id).await["name"], "Second");
+
+    // Another process: a second store on the same database renames the campaign, then revokes
+    // a key this server has just accepted.
+    let other = outbound::store::open(&app.database_url).await.expect("second store on the same database");
+    let org = other.find_api_key(&app.key[3..11]).await.expect("key lookup").expect("the app's key").org_id;
+    let campaign_id = id.as_i64().expect("campaign id");
+    let rename = Box::new(|campaign: &mut outbound::domain::campaign::Campaign| {
+        campaign.settings.name = "Third".to_owned();
+        Ok(())
+    });
+    assert!(matches!(other.modify_campaign(org, campaign_id, rename, None).await.expect("rename"), outbound::store::Modified::Done(_)));
+    assert_eq!(fetch(&app, &id).await["name"], "Third");
+
+    let second_key = app.new_key("acme-second").await;
+    let (status, _) = app.call_with_key(Method::GET, &path(&id), None, Some(&second_key)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another organization's key is accepted, the campaign is not theirs");
+    assert!(other.revoke_api_key(&second_key[3..11], jiff::Timestamp::now()).await.expect("revoke"));
+    let (status, body) = app.call_with_key(Method::GET, &path(&id), None, Some(&second_key)).await;
+    assert_error(status, &body, 401, "UNAUTHORIZED", None);
+    assert_eq!(fetch(&app, &id).await["name"], "Third", "the first key still works");
+}

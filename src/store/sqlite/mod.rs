@@ -282,6 +282,10 @@ impl Store for SqliteStore {
         self.write(|_| Box::pin(async { Ok(()) })).await
     }
 
+    fn data_version(&self) -> StoreResult<Option<u64>> {
+        self.point_reads.data_version().map(Some)
+    }
+
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let sql = "SELECT id, org_id, key_hash, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE prefix = ?";
         self.point_reads.row(sql, [prefix], |row| {
