@@ -8,24 +8,26 @@
 //! Phases:
 //! 1. ceiling GET, closed loop (fixed number of keep-alive connections, each sending its next
 //!    request as soon as the previous answer arrived);
-//! 2. Outbound `GET /api/v1.0/campaigns/{id}`, closed loop, same connections (phases 1 and 2
-//!    alternate for `BENCH_ROUNDS` rounds and each side's figures are pooled);
+//! 2. Outbound `GET /api/v1.0/campaigns/{id}`, closed loop, same connections;
 //! 3. Outbound GET, open loop at a fixed rate: requests are scheduled at fixed intervals whatever
 //!    the answers do, and latency counts from the scheduled time (no coordinated omission);
 //! 4. Outbound `POST /api/v1.0/campaigns`, closed loop; every answer must be 201, and the number
 //!    of campaigns the API then lists must equal the number of 201s (phases 4 and 5);
-//! 5. the same with a fresh `Idempotency-Key` on each request (4 and 5 alternate for
-//!    `BENCH_ROUNDS` rounds, pooled);
-//! 6. and 7. `GET` spread over 64 API keys with the rate limiter on, then off (alternating).
+//! 5. the same with a fresh `Idempotency-Key` on each request;
+//! 6. and 7. `GET` spread over 64 API keys with the rate limiter on, then off.
+//!
+//! The phases of each pair compared in a ratio (1 and 2, 4 and 5, 6 and 7) run `BENCH_ROUNDS`
+//! times each in ABBA order (1 2, 2 1, 1 2, …), and each side's rounds are pooled: a drift of the
+//! machine's speed during the run weighs on both sides alike.
 //!
 //! With `BENCH_POSTGRES_URL=postgres://USER@HOST:PORT` it measures instead the API over PostgreSQL
 //! (a throwaway database): GET and POST closed loops against one `outbound serve` process, then
 //! against two processes over the same database, and the ratio (see `api_scale_out`).
 //!
 //! Settings (environment variables, all optional):
-//! `BENCH_SECONDS` (measured seconds per phase, default 5), `BENCH_WARMUP_SECONDS` (default 1),
+//! `BENCH_SECONDS` (measured seconds per phase, default 3), `BENCH_WARMUP_SECONDS` (default 1),
 //! `BENCH_GET_CONNECTIONS` (default 32), `BENCH_POST_CONNECTIONS` (default 64),
-//! `BENCH_ROUNDS` (how many times phases 1 and 2 alternate, default 2; their figures are pooled),
+//! `BENCH_ROUNDS` (rounds of each compared pair, default 6),
 //! `BENCH_OPEN_LOOP_RATE` (requests/s, default 1000), `BENCH_OPEN_LOOP_CONNECTIONS` (default 32),
 //! `BENCH_SERVER_THREADS` (default 2), `BENCH_CLIENT_THREADS` (default 2),
 //! `BENCH_RATE_LIMIT_RPS` (Outbound's per-key rate limit; default 1000000, so that the limiter's
@@ -100,7 +102,7 @@ fn seconds(name: &str, default: f64) -> Duration {
 impl Settings {
     fn from_env() -> Settings {
         let settings = Settings {
-            measure: seconds("BENCH_SECONDS", 5.0),
+            measure: seconds("BENCH_SECONDS", 3.0),
             warmup: seconds("BENCH_WARMUP_SECONDS", 1.0),
             get_connections: env_or("BENCH_GET_CONNECTIONS", 32),
             post_connections: env_or("BENCH_POST_CONNECTIONS", 64),
@@ -108,7 +110,7 @@ impl Settings {
             open_loop_connections: env_or("BENCH_OPEN_LOOP_CONNECTIONS", 32),
             server_threads: env_or("BENCH_SERVER_THREADS", 2),
             client_threads: env_or("BENCH_CLIENT_THREADS", 2),
-            rounds: env_or("BENCH_ROUNDS", 2),
+            rounds: env_or("BENCH_ROUNDS", 6),
             rate_limit_rps: NonZeroU32::new(env_or("BENCH_RATE_LIMIT_RPS", 1_000_000)),
             db_dir: std::env::var_os("BENCH_DB_DIR").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from),
         };
@@ -398,6 +400,25 @@ async fn collect(name: &str, workers: Vec<tokio::task::JoinHandle<Tally>>, deadl
 
 /// Every connection sends its next request as soon as its previous answer is in. Requests sent
 /// during the warm-up, or answered after the end of the window, are checked but not measured.
+/// Measures phases `a` and `b` `rounds` times each in ABBA order (a b, b a, a b, …), so that a
+/// drift during the run (the machine's speed, other tenants of the host, tables growing) weighs
+/// on both sides alike; each side's rounds are pooled. Every phase must have gone right.
+async fn alternate(
+    rounds: usize,
+    mut a: impl AsyncFnMut(usize) -> PhaseResult,
+    mut b: impl AsyncFnMut(usize) -> PhaseResult,
+) -> (PhaseResult, PhaseResult) {
+    let (mut pooled_a, mut pooled_b) = (None, None);
+    for round in 1..=rounds {
+        for run_a in if round % 2 == 1 { [true, false] } else { [false, true] } {
+            let (phase, pooled) = if run_a { (a(round).await, &mut pooled_a) } else { (b(round).await, &mut pooled_b) };
+            phase.check();
+            *pooled = Some(PhaseResult::combine(pooled.take(), phase));
+        }
+    }
+    (pooled_a.expect("at least one round"), pooled_b.expect("at least one round"))
+}
+
 async fn closed_loop(name: &str, target: Arc<Target>, connections: usize, warmup: Duration, measure: Duration) -> PhaseResult {
     let senders = connect_all(target.addr, connections).await;
     let measure_from = Instant::now() + warmup;
@@ -683,7 +704,7 @@ fn main() {
     );
     println!(
         "setup: server runtime {} worker threads, load generator runtime {} worker threads (same cores); \
-         {:.1} s warm-up + {:.1} s measured per phase, phases 1 and 2 alternating {} times; GET body {body_len} bytes; Outbound rate limit {}",
+         {:.1} s warm-up + {:.1} s measured per phase, each compared pair of phases {} rounds in ABBA order; GET body {body_len} bytes; Outbound rate limit {}",
         settings.server_threads,
         settings.client_threads,
         settings.warmup.as_secs_f64(),
@@ -699,24 +720,24 @@ fn main() {
         let mut get_target = Target::new(outbound_addr, Method::GET, &campaign_path, Some(&key), None, StatusCode::OK);
         get_target.expected_len = Some(body_len);
         let get_target = Arc::new(get_target);
-        // Ceiling and Outbound alternate, so that a drift of the machine's speed during the run
-        // (other tenants of the host, frequency) weighs on both sides of the ratio alike.
-        let (mut ceiling, mut get): (Option<PhaseResult>, Option<PhaseResult>) = (None, None);
-        for round in 1..=settings.rounds {
-            println!("phase 1/7: ceiling GET, closed loop, {} connections (round {round}/{}) …", settings.get_connections, settings.rounds);
-            let phase =
-                closed_loop("ceiling GET", ceiling_target.clone(), settings.get_connections, settings.warmup, settings.measure).await;
-            phase.check();
-            ceiling = Some(PhaseResult::combine(ceiling, phase));
-            println!(
-                "phase 2/7: Outbound GET /campaigns/{{id}}, closed loop, {} connections (round {round}/{}) …",
-                settings.get_connections, settings.rounds
-            );
-            let phase = closed_loop("Outbound GET", get_target.clone(), settings.get_connections, settings.warmup, settings.measure).await;
-            phase.check();
-            get = Some(PhaseResult::combine(get, phase));
-        }
-        let (ceiling, get) = (ceiling.expect("at least one round"), get.expect("at least one round"));
+        let (ceiling, get) = alternate(
+            settings.rounds,
+            async |round| {
+                println!(
+                    "phase 1/7: ceiling GET, closed loop, {} connections (round {round}/{}) …",
+                    settings.get_connections, settings.rounds
+                );
+                closed_loop("ceiling GET", ceiling_target.clone(), settings.get_connections, settings.warmup, settings.measure).await
+            },
+            async |round| {
+                println!(
+                    "phase 2/7: Outbound GET /campaigns/{{id}}, closed loop, {} connections (round {round}/{}) …",
+                    settings.get_connections, settings.rounds
+                );
+                closed_loop("Outbound GET", get_target.clone(), settings.get_connections, settings.warmup, settings.measure).await
+            },
+        )
+        .await;
 
         println!("phase 3/7: Outbound GET /campaigns/{{id}}, open loop at {} requests/s …", settings.open_loop_rate);
         let open = open_loop(
@@ -730,38 +751,37 @@ fn main() {
         .await;
         open.check();
 
-        // Issue "Idempotency-Key and rate limiting": what a key costs, in this same run. Plain and
-        // keyed POSTs alternate, as GET and the ceiling do, so that drift (the table grows, the
-        // machine's speed changes) weighs on both alike.
+        // Issue "Idempotency-Key and rate limiting": what a key costs, in this same run.
         let post_target =
             Arc::new(Target::new(outbound_addr, Method::POST, "/api/v1.0/campaigns", Some(&key), Some(&post_body), StatusCode::CREATED));
         let mut keyed = Target::new(outbound_addr, Method::POST, "/api/v1.0/campaigns", Some(&key), Some(&post_body), StatusCode::CREATED);
         keyed.idempotency_keys = true;
         let keyed = Arc::new(keyed);
-        let (mut post, mut post_keyed, mut batches): (Option<PhaseResult>, Option<PhaseResult>, Option<(f64, f64)>) = (None, None, None);
-        for round in 1..=settings.rounds {
-            let before = commit_batches(outbound_addr).await;
-            println!("phase 4/7: Outbound POST /campaigns, closed loop, {} connections (round {round}) …", settings.post_connections);
-            let phase =
-                closed_loop("Outbound POST", post_target.clone(), settings.post_connections, settings.warmup, settings.measure).await;
-            phase.check();
-            let after = commit_batches(outbound_addr).await;
-            if let Some(((sum0, count0), (sum1, count1))) = before.zip(after) {
-                let (sum, count) = batches.unwrap_or_default();
-                batches = Some((sum + sum1 - sum0, count + count1 - count0));
-            }
-            post = Some(PhaseResult::combine(post, phase));
-            println!(
-                "phase 5/7: Outbound POST /campaigns with a fresh Idempotency-Key each, {} connections (round {round}) …",
-                settings.post_connections
-            );
-            let phase =
+        let mut batches: Option<(f64, f64)> = None;
+        let (post, post_keyed) = alternate(
+            settings.rounds,
+            async |round| {
+                let before = commit_batches(outbound_addr).await;
+                println!("phase 4/7: Outbound POST /campaigns, closed loop, {} connections (round {round}) …", settings.post_connections);
+                let phase =
+                    closed_loop("Outbound POST", post_target.clone(), settings.post_connections, settings.warmup, settings.measure).await;
+                let after = commit_batches(outbound_addr).await;
+                if let Some(((sum0, count0), (sum1, count1))) = before.zip(after) {
+                    let (sum, count) = batches.unwrap_or_default();
+                    batches = Some((sum + sum1 - sum0, count + count1 - count0));
+                }
+                phase
+            },
+            async |round| {
+                println!(
+                    "phase 5/7: Outbound POST /campaigns with a fresh Idempotency-Key each, {} connections (round {round}) …",
+                    settings.post_connections
+                );
                 closed_loop("Outbound POST + Idempotency-Key", keyed.clone(), settings.post_connections, settings.warmup, settings.measure)
-                    .await;
-            phase.check();
-            post_keyed = Some(PhaseResult::combine(post_keyed, phase));
-        }
-        let (post, post_keyed) = (post.expect("one round"), post_keyed.expect("one round"));
+                    .await
+            },
+        )
+        .await;
 
         let listed = call_json(outbound_addr, Method::GET, "/api/v1.0/campaigns?pageSize=1", &key, None, StatusCode::OK).await;
         let listed = listed["total_count"].as_u64().expect("total_count in the campaign list");
@@ -775,32 +795,33 @@ fn main() {
             target.expected_len = None;
             Arc::new(target)
         };
-        let (mut limited, mut free): (Option<PhaseResult>, Option<PhaseResult>) = (None, None);
-        for round in 1..=settings.rounds {
-            println!("phase 6/7: GET over {MANY_KEYS} keys, rate limiter on (round {round}) …");
-            let phase = closed_loop(
-                "Outbound GET, limiter on, 64 keys",
-                spread(outbound_addr),
-                settings.get_connections,
-                settings.warmup,
-                settings.measure,
-            )
-            .await;
-            phase.check();
-            limited = Some(PhaseResult::combine(limited, phase));
-            println!("phase 7/7: GET over {MANY_KEYS} keys, rate limiter off (round {round}) …");
-            let phase = closed_loop(
-                "Outbound GET, limiter off, 64 keys",
-                spread(unlimited_addr),
-                settings.get_connections,
-                settings.warmup,
-                settings.measure,
-            )
-            .await;
-            phase.check();
-            free = Some(PhaseResult::combine(free, phase));
-        }
-        let layers = (post_keyed, limited.expect("one round"), free.expect("one round"));
+        let (limited, free) = alternate(
+            settings.rounds,
+            async |round| {
+                println!("phase 6/7: GET over {MANY_KEYS} keys, rate limiter on (round {round}) …");
+                closed_loop(
+                    "Outbound GET, limiter on, 64 keys",
+                    spread(outbound_addr),
+                    settings.get_connections,
+                    settings.warmup,
+                    settings.measure,
+                )
+                .await
+            },
+            async |round| {
+                println!("phase 7/7: GET over {MANY_KEYS} keys, rate limiter off (round {round}) …");
+                closed_loop(
+                    "Outbound GET, limiter off, 64 keys",
+                    spread(unlimited_addr),
+                    settings.get_connections,
+                    settings.warmup,
+                    settings.measure,
+                )
+                .await
+            },
+        )
+        .await;
+        let layers = (post_keyed, limited, free);
         (ceiling, get, open, post, created, listed, batches, layers)
     });
     let (post_keyed, get_limited, get_free) = layers;

@@ -17,8 +17,9 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
@@ -32,6 +33,8 @@ use crate::clock::Clock;
 use crate::store::{DynStore, RateLimitStep};
 
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Governor reads time from the injected clock, so tests drive the limiter without sleeping.
 #[derive(Clone)]
@@ -163,6 +166,8 @@ pub struct KeyRateLimiter {
     clock: InjectedClock,
     rate: NonZeroU32,
     gcra: Gcra,
+    /// The `RateLimit-Policy` field, the same on every response.
+    policy: HeaderValue,
     shared: Shared,
     key_prefix: String,
     last_warning: Mutex<Option<Instant>>,
@@ -180,7 +185,8 @@ impl KeyRateLimiter {
         let limiter = RateLimiter::<_, _, _, NoOpMiddleware<Duration>>::new(quota, DashMapStateStore::default(), clock.clone())
             .with_middleware::<StateInformationMiddleware>();
         let key_prefix = if key_prefix.is_empty() { "outbound:rl:".to_owned() } else { key_prefix };
-        KeyRateLimiter { limiter, clock, rate, gcra: Gcra::new(rate), shared, key_prefix, last_warning: Mutex::new(None) }
+        let policy = HeaderValue::from_str(&format!("\"default\";q={rate};w=1")).unwrap_or(HeaderValue::from_static("\"default\""));
+        KeyRateLimiter { limiter, clock, rate, gcra: Gcra::new(rate), policy, shared, key_prefix, last_warning: Mutex::new(None) }
     }
 
     /// The limiter a server uses: Redis when a URL is configured, else the store's database when
@@ -294,12 +300,11 @@ impl KeyRateLimiter {
     }
 
     fn set_headers(&self, headers: &mut HeaderMap, remaining: u32, reset_seconds: u64) {
-        let policy = format!("\"default\";q={};w=1", self.rate);
+        headers.insert(RATELIMIT_POLICY, self.policy.clone());
         let state = format!("\"default\";r={remaining};t={reset_seconds}");
-        for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(name, value);
-            }
+        // Handing the String over as Bytes spares a copy; it is ASCII, so it always converts.
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(state)) {
+            headers.insert(RATELIMIT, value);
         }
     }
 }
