@@ -35,7 +35,8 @@ async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Tenant, Api
     let key = key.trim();
     let prefix = api_key_prefix(key).ok_or_else(ApiError::unauthorized)?;
     // Read before the key: whatever this request reads may be taken from the read cache only if
-    // it was read under this very version.
+    // it was read under this very version. Without a version (PostgreSQL, or SQLite could not
+    // tell) everything is read from the database, which reports its own errors.
     let data_version = app.store.data_version().ok().flatten();
     let record = match data_version.and_then(|version| app.read_cache.key(version, prefix)) {
         Some(record) => record,
