@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{JsonBody, QueryParams, Tenant, parse_id};
-use super::idempotency::{Recording, Reply};
+use super::idempotency::{Recording, Reply, json_body};
 use super::views::{AgentRefView, IntegrationRefView, format_time};
 use crate::domain::analytics::Analytics;
 use crate::domain::campaign::{
@@ -191,10 +191,7 @@ pub async fn get_campaign(State(app): State<AppState>, tenant: Tenant, Path(id):
         Some(body) => body,
         None => {
             let campaign = app.store.get_campaign(tenant.org_id, id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
-            let body = Bytes::from(
-                serde_json::to_vec(&detail(&campaign))
-                    .map_err(|err| ApiError::internal(format!("response could not be serialized: {err}")))?,
-            );
+            let body = Bytes::from(json_body(&detail(&campaign))?);
             if let Some(version) = tenant.data_version {
                 app.read_cache.keep_campaign(version, tenant.org_id, id, body.clone());
             }

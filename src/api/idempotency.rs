@@ -191,14 +191,16 @@ pub struct Reply {
     recorded: bool,
 }
 
+/// A response body as JSON bytes; a value that cannot be serialized is a server error.
+pub fn json_body(value: &impl Serialize) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|err| ApiError::internal(format!("response could not be serialized: {err}")))
+}
+
 impl Reply {
     pub fn json(status: StatusCode, value: &impl Serialize) -> Reply {
-        match serde_json::to_vec(value) {
+        match json_body(value) {
             Ok(body) => Reply { status, body, recorded: false },
-            Err(err) => {
-                let error = ApiError::internal(format!("response could not be serialized: {err}"));
-                Reply { status: error.status, body: serde_json::to_vec(&*error.body).unwrap_or_default(), recorded: false }
-            }
+            Err(error) => Reply { status: error.status, body: serde_json::to_vec(&*error.body).unwrap_or_default(), recorded: false },
         }
     }
 

@@ -758,7 +758,7 @@ async fn reload_campaign(conn: &mut SqliteConnection, campaign: Campaign) -> Sto
     Ok(Campaign { counters: campaign_from_row(&row)?.counters, ..campaign })
 }
 
-/// Stores the rendered response under its key, inside the caller's transaction.
+/// Creates the organization when it is new, then the key.
 async fn insert_key(conn: &mut SqliteConnection, organization: &str, prefix: &str, hash: &str, at: Timestamp) -> StoreResult<()> {
     sqlx::query("INSERT INTO organizations (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
         .bind(organization)
