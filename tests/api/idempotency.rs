@@ -234,9 +234,8 @@ async fn the_response_is_recorded_in_the_same_transaction_as_the_writes() {
     let Some((app, setup, org, now)) = store_case().await else { return };
     let new = || new_campaign(&setup);
     // The record cannot be written (no such organization): the campaign is rolled back with it.
-    // (PostgreSQL's insert fails; SQLite inserts a batch's records with its COMMIT, which fails.)
     let outcome = app.store.create_campaign(org, new(), now, Some(recorder(999_999, "atomic", now, 201))).await;
-    assert!(matches!(outcome, Err(StoreError::Database { .. } | StoreError::CommitFailed)), "{outcome:?}");
+    assert!(matches!(outcome, Err(StoreError::Database { .. } | StoreError::Sqlite { .. })), "{outcome:?}");
     assert_eq!(campaign_count(&app, &app.key).await, 0, "the write was rolled back with the record");
     let expired_before = now - SignedDuration::from_hours(24);
     assert_eq!(app.store.find_idempotency_record(org, "atomic", expired_before).await.expect("read"), None);

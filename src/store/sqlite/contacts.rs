@@ -1,21 +1,18 @@
-//! Contacts on SQLite: batches written with multi-row statements inside the writer's
-//! transaction, counts kept per status so that totals never scan the table.
+//! Contacts on SQLite: batches written inside the writer's transaction with statements kept
+//! prepared, counts kept per status so that totals never scan the table.
 
 use std::collections::HashMap;
 
+use rusqlite::{Connection, OptionalExtension, params};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::super::{AddContactsOutcome, BatchItem, ContactLookup, DeleteOutcome, ItemResult, ItemStatus, OrgId, StoreError, StoreResult};
 use super::engine::add_counts;
-use super::{opt_seconds, to_seconds};
+use super::{first_row, opt_seconds, to_seconds};
 use crate::domain::campaign::ContactStatus;
 use crate::domain::contact::{Contact, IfDuplicate, NewContact};
-
-/// Rows per INSERT statement: 9 bound columns each stays well under SQLite's variable limit.
-const ROWS_PER_INSERT: usize = 500;
-/// Numbers per `IN (…)` lookup.
-const PHONES_PER_LOOKUP: usize = 500;
+use crate::store::shared::StoredRow;
 
 pub(super) const CONTACT_COLUMNS: &str = "id, phone, name, context, extracted_data, f_id, tags, status, retries, failed_retries, \
      has_follow_up, call_count, billed_duration, last_call_at";
@@ -43,29 +40,25 @@ pub(super) fn contact_from_row(row: &SqliteRow) -> StoreResult<Contact> {
 }
 
 /// The campaign's status, when it belongs to `org`.
-async fn campaign_status(conn: &mut SqliteConnection, org: OrgId, campaign_id: i64) -> StoreResult<Option<String>> {
-    Ok(sqlx::query_scalar("SELECT status FROM campaigns WHERE org_id = ? AND id = ?")
-        .bind(org)
-        .bind(campaign_id)
-        .fetch_optional(&mut *conn)
-        .await?)
+fn campaign_status(conn: &Connection, org: OrgId, campaign_id: i64) -> StoreResult<Option<String>> {
+    first_row(conn, "SELECT status FROM campaigns WHERE org_id = ? AND id = ?", [org, campaign_id], |row| row.text("status"))
 }
 
-pub(super) async fn add_contacts(
-    conn: &mut SqliteConnection,
+pub(super) fn add_contacts(
+    conn: &Connection,
     org: OrgId,
     campaign_id: i64,
     items: Vec<BatchItem>,
     if_duplicate: IfDuplicate,
     at: jiff::Timestamp,
 ) -> StoreResult<AddContactsOutcome> {
-    match campaign_status(conn, org, campaign_id).await?.as_deref() {
+    match campaign_status(conn, org, campaign_id)?.as_deref() {
         None => return Ok(AddContactsOutcome::CampaignNotFound),
         Some("finished") => return Ok(AddContactsOutcome::CampaignFinished),
         Some(_) => {}
     }
     let phones: Vec<&str> = items.iter().filter_map(|item| item.as_ref().ok()).map(|c| c.phone.as_str()).collect();
-    let mut ids = existing_ids(conn, campaign_id, &phones).await?;
+    let mut ids = existing_ids(conn, campaign_id, &phones)?;
 
     // The first item with a number not yet in the campaign creates it; later ones are duplicates.
     let mut results: Vec<Option<ItemResult>> = vec![None; items.len()];
@@ -87,11 +80,7 @@ pub(super) async fn add_contacts(
             }
         }
     }
-    for chunk in to_insert.chunks(ROWS_PER_INSERT) {
-        insert_contacts(conn, campaign_id, chunk, at).await?;
-    }
-    let inserted: Vec<&str> = to_insert.iter().map(|c| c.phone.as_str()).collect();
-    ids.extend(existing_ids(conn, campaign_id, &inserted).await?);
+    ids.extend(insert_contacts(conn, campaign_id, &to_insert, at)?);
     for (phone, index) in &new_phones {
         results[*index] = Some(ItemResult {
             index: *index,
@@ -105,7 +94,7 @@ pub(super) async fn add_contacts(
         let id = ids.get(&contact.phone).copied();
         let status = match (if_duplicate, id) {
             (IfDuplicate::Update, Some(id)) => {
-                overwrite_contact(conn, id, contact).await?;
+                overwrite_contact(conn, id, contact)?;
                 ItemStatus::Updated
             }
             _ => ItemStatus::SkippedDuplicate,
@@ -114,68 +103,62 @@ pub(super) async fn add_contacts(
     }
     let created = i64::try_from(to_insert.len()).unwrap_or(i64::MAX);
     if created > 0 {
-        add_counts(conn, campaign_id, &[(ContactStatus::Queue, created)]).await?;
-        sqlx::query(
+        add_counts(conn, campaign_id, &[(ContactStatus::Queue, created)])?;
+        conn.prepare_cached(
             "UPDATE campaigns SET contact_count = contact_count + ?, \
              status = CASE WHEN status = 'pending' THEN 'ready' ELSE status END WHERE id = ?",
-        )
-        .bind(created)
-        .bind(campaign_id)
-        .execute(&mut *conn)
-        .await?;
+        )?
+        .execute([created, campaign_id])?;
     }
     Ok(AddContactsOutcome::Added(results.into_iter().flatten().collect()))
 }
 
-async fn existing_ids(conn: &mut SqliteConnection, campaign_id: i64, phones: &[&str]) -> StoreResult<HashMap<String, i64>> {
+/// The ids of the campaign's contacts with these numbers.
+fn existing_ids(conn: &Connection, campaign_id: i64, phones: &[&str]) -> StoreResult<HashMap<String, i64>> {
+    let mut lookup = conn.prepare_cached("SELECT id FROM contacts WHERE campaign_id = ? AND phone = ?")?;
     let mut ids = HashMap::with_capacity(phones.len());
-    for chunk in phones.chunks(PHONES_PER_LOOKUP) {
-        let mut query = QueryBuilder::<Sqlite>::new("SELECT id, phone FROM contacts WHERE campaign_id = ");
-        query.push_bind(campaign_id).push(" AND phone IN (");
-        let mut list = query.separated(", ");
-        for phone in chunk {
-            list.push_bind(*phone);
-        }
-        query.push(")");
-        for row in query.build().fetch_all(&mut *conn).await? {
-            ids.insert(row.try_get("phone")?, row.try_get("id")?);
+    for phone in phones {
+        if let Some(id) = lookup.query_row(params![campaign_id, phone], |row| row.get(0)).optional()? {
+            ids.insert((*phone).to_owned(), id);
         }
     }
     Ok(ids)
 }
 
-async fn insert_contacts(conn: &mut SqliteConnection, campaign_id: i64, contacts: &[&NewContact], at: jiff::Timestamp) -> StoreResult<()> {
-    let mut query =
-        QueryBuilder::<Sqlite>::new("INSERT INTO contacts (campaign_id, phone, name, context, extracted_data, f_id, tags, created_at) ");
-    let mut rows = Vec::with_capacity(contacts.len());
+/// Inserts the contacts and returns their ids by number.
+fn insert_contacts(conn: &Connection, campaign_id: i64, contacts: &[&NewContact], at: jiff::Timestamp) -> StoreResult<Vec<(String, i64)>> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO contacts (campaign_id, phone, name, context, extracted_data, f_id, tags, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )?;
+    let mut ids = Vec::with_capacity(contacts.len());
     for contact in contacts {
-        rows.push((contact, serde_json::to_string(&contact.extracted_data)?, serde_json::to_string(&contact.tags)?));
+        insert.execute(params![
+            campaign_id,
+            contact.phone,
+            contact.name,
+            contact.context,
+            serde_json::to_string(&contact.extracted_data)?,
+            contact.f_id,
+            serde_json::to_string(&contact.tags)?,
+            to_seconds(at),
+        ])?;
+        ids.push((contact.phone.clone(), conn.last_insert_rowid()));
     }
-    query.push_values(rows, |mut row, (contact, extracted, tags)| {
-        row.push_bind(campaign_id)
-            .push_bind(contact.phone.clone())
-            .push_bind(contact.name.clone())
-            .push_bind(contact.context.clone())
-            .push_bind(extracted)
-            .push_bind(contact.f_id.clone())
-            .push_bind(tags)
-            .push_bind(to_seconds(at));
-    });
-    query.build().execute(&mut *conn).await?;
-    Ok(())
+    Ok(ids)
 }
 
 /// `if_duplicate: update` replaces the five client fields with the item's (absent ones clear).
-async fn overwrite_contact(conn: &mut SqliteConnection, id: i64, contact: &NewContact) -> StoreResult<()> {
-    sqlx::query("UPDATE contacts SET name = ?, context = ?, extracted_data = ?, f_id = ?, tags = ? WHERE id = ?")
-        .bind(&contact.name)
-        .bind(&contact.context)
-        .bind(serde_json::to_string(&contact.extracted_data)?)
-        .bind(&contact.f_id)
-        .bind(serde_json::to_string(&contact.tags)?)
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+fn overwrite_contact(conn: &Connection, id: i64, contact: &NewContact) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE contacts SET name = ?, context = ?, extracted_data = ?, f_id = ?, tags = ? WHERE id = ?")?.execute(
+        params![
+            contact.name,
+            contact.context,
+            serde_json::to_string(&contact.extracted_data)?,
+            contact.f_id,
+            serde_json::to_string(&contact.tags)?,
+            id,
+        ],
+    )?;
     Ok(())
 }
 
@@ -232,37 +215,28 @@ pub(super) async fn get_contact(conn: &mut SqliteConnection, org: OrgId, campaig
     }
 }
 
-pub(super) async fn delete_contact(
-    conn: &mut SqliteConnection,
-    org: OrgId,
-    campaign_id: i64,
-    contact_id: i64,
-) -> StoreResult<DeleteOutcome> {
-    if campaign_status(conn, org, campaign_id).await?.is_none() {
+pub(super) fn delete_contact(conn: &Connection, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<DeleteOutcome> {
+    if campaign_status(conn, org, campaign_id)?.is_none() {
         return Ok(DeleteOutcome::CampaignNotFound);
     }
-    let row = sqlx::query("SELECT status, processed, answered FROM contacts WHERE campaign_id = ? AND id = ?")
-        .bind(campaign_id)
-        .bind(contact_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(row) = row else { return Ok(DeleteOutcome::ContactNotFound) };
-    let status: String = row.try_get("status")?;
+    let found = first_row(
+        conn,
+        "SELECT status, processed, answered FROM contacts WHERE campaign_id = ? AND id = ?",
+        [campaign_id, contact_id],
+        |row| Ok((row.text("status")?, row.int("processed")?, row.int("answered")?)),
+    )?;
+    let Some((status, processed, answered)) = found else { return Ok(DeleteOutcome::ContactNotFound) };
     let status = ContactStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("bad contact status {status:?}")))?;
     if !status.is_deletable() {
         return Ok(DeleteOutcome::NotDeletable(status));
     }
-    sqlx::query("DELETE FROM contacts WHERE id = ?").bind(contact_id).execute(&mut *conn).await?;
-    add_counts(conn, campaign_id, &[(status, -1)]).await?;
+    conn.prepare_cached("DELETE FROM contacts WHERE id = ?")?.execute([contact_id])?;
+    add_counts(conn, campaign_id, &[(status, -1)])?;
     // The analytics that count contacts ever processed or answered count only contacts still there.
-    sqlx::query(
+    conn.prepare_cached(
         "UPDATE campaigns SET contact_count = contact_count - 1, contacts_processed = contacts_processed - ?, \
          contacts_answered = contacts_answered - ? WHERE id = ?",
-    )
-    .bind(row.try_get::<i64, _>("processed")?)
-    .bind(row.try_get::<i64, _>("answered")?)
-    .bind(campaign_id)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute([processed, answered, campaign_id])?;
     Ok(DeleteOutcome::Deleted)
 }

@@ -1,10 +1,17 @@
-//! The engine's storage on SQLite: claims, attempts, events and iterations. Statements that touch
-//! many contacts are multi-row statements, so that a tick of thousands of attempts costs a
-//! handful of statements inside the writer's shared transaction.
+//! The engine's storage on SQLite: claims, attempts, events and iterations.
+//!
+//! The writes run on the writer's thread, synchronously on its rusqlite connection inside the
+//! open transaction, so a statement costs a call into SQLite and no hand-off between threads.
+//! Statements that touch many contacts are therefore a cached single-row statement run once per
+//! row, or one set-based statement where SQL can say it (`WHERE campaign_id = ?`, `INSERT …
+//! SELECT`). The reads (running campaigns, expired attempts, the attempt list) run on the read
+//! pool through sqlx.
 
 use std::collections::HashMap;
 
 use jiff::Timestamp;
+use rusqlite::types::Value;
+use rusqlite::{Connection, params, params_from_iter};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
@@ -16,12 +23,9 @@ use super::super::{
     Attempt, AttemptContact, AttemptPage, AttemptQuery, ClaimRequest, Dispatch, DispatchContact, EventOutcome, HandoffResult, OrgId,
     RunningCampaign, StoreError, StoreResult, from_millis, to_millis, to_seconds,
 };
-use super::{campaign_from_row, select_campaigns, update_campaign};
+use super::{campaign_from_row, first_row, select_campaigns, update_campaign};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, ContactProgress, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, Channel, ContactStatus};
-
-/// Rows per multi-row statement (at most 16 bound values each, well under SQLite's limit).
-const ROWS_PER_STATEMENT: usize = 500;
 
 macro_rules! select_running {
     () => {
@@ -63,202 +67,184 @@ pub(super) async fn running_campaign(conn: &mut SqliteConnection, campaign_id: i
 
 /// Attempts started in the rolling 24 hours before `at`. The oldest minute is counted whole, so
 /// the limit is never exceeded (an attempt may wait up to a minute longer than strictly needed).
-async fn started_last_day(conn: &mut SqliteConnection, campaign_id: i64, at: Timestamp) -> StoreResult<i64> {
-    Ok(sqlx::query_scalar("SELECT COALESCE(SUM(count), 0) FROM campaign_starts WHERE campaign_id = ? AND minute >= ?")
-        .bind(campaign_id)
-        .bind(minute_of(at) - MINUTES_PER_DAY)
-        .fetch_one(&mut *conn)
-        .await?)
+fn started_last_day(conn: &Connection, campaign_id: i64, at: Timestamp) -> StoreResult<i64> {
+    Ok(conn
+        .prepare_cached("SELECT COALESCE(SUM(count), 0) FROM campaign_starts WHERE campaign_id = ? AND minute >= ?")?
+        .query_row(params![campaign_id, minute_of(at) - MINUTES_PER_DAY], |row| row.get(0))?)
 }
 
-const DISPATCH_CONTACT_COLUMNS: &str = "ct.id AS contact_id, ct.f_id, ct.name, ct.phone, ct.context, ct.extracted_data, ct.tags";
+/// The columns [`dispatch_contact`] reads, of the contacts table as `ct`.
+macro_rules! dispatch_contact_columns {
+    () => {
+        "ct.id AS contact_id, ct.f_id, ct.name, ct.phone, ct.context, ct.extracted_data, ct.tags"
+    };
+}
 
-fn dispatch_contact(row: &SqliteRow) -> StoreResult<DispatchContact> {
+fn dispatch_contact(row: &rusqlite::Row<'_>) -> StoreResult<DispatchContact> {
     Ok(DispatchContact {
-        id: row.try_get("contact_id")?,
-        f_id: row.try_get("f_id")?,
-        name: row.try_get("name")?,
-        contact: row.try_get("phone")?,
-        context: row.try_get("context")?,
-        extracted_data: serde_json::from_str(row.try_get("extracted_data")?)?,
-        tags: serde_json::from_str(row.try_get("tags")?)?,
+        id: row.get("contact_id")?,
+        f_id: row.get("f_id")?,
+        name: row.get("name")?,
+        contact: row.get("phone")?,
+        context: row.get("context")?,
+        extracted_data: serde_json::from_str(&row.get::<_, String>("extracted_data")?)?,
+        tags: serde_json::from_str(&row.get::<_, String>("tags")?)?,
     })
 }
 
-pub(super) async fn claim_attempts(conn: &mut SqliteConnection, claim: ClaimRequest) -> StoreResult<Vec<Dispatch>> {
-    let row = sqlx::query("SELECT status, archived, channel, settings, current_iteration, in_flight FROM campaigns WHERE id = ?")
-        .bind(claim.campaign_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(row) = row else { return Ok(Vec::new()) };
-    let archived: bool = row.try_get("archived")?;
-    if archived || row.try_get::<String, _>("status")? != CampaignStatus::Active.as_str() {
+pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreResult<Vec<Dispatch>> {
+    let found = first_row(
+        conn,
+        "SELECT status, archived, channel, settings, current_iteration, in_flight FROM campaigns WHERE id = ?",
+        [claim.campaign_id],
+        |row| {
+            Ok((
+                row.get::<_, String>("status")?,
+                row.get::<_, bool>("archived")?,
+                row.get::<_, String>("channel")?,
+                row.get::<_, String>("settings")?,
+                row.get::<_, i64>("current_iteration")?,
+                row.get::<_, i64>("in_flight")?,
+            ))
+        },
+    )?;
+    let Some((status, archived, channel, settings, iteration, in_flight)) = found else { return Ok(Vec::new()) };
+    if archived || status != CampaignStatus::Active.as_str() {
         return Ok(Vec::new());
     }
-    let settings: CampaignSettings = serde_json::from_str(row.try_get("settings")?)?;
-    let channel = parse_channel(row.try_get("channel")?)?;
-    let iteration: i64 = row.try_get("current_iteration")?;
+    let settings: CampaignSettings = serde_json::from_str(&settings)?;
+    let channel = parse_channel(&channel)?;
     // The budgets, checked in the transaction that claims (§5.1, §5.2); the window is checked by
     // the engine with the same instant just before.
-    let mut room = i64::from(claim.limit).min(settings.message_limit - started_last_day(conn, claim.campaign_id, claim.at).await?);
+    let mut room = i64::from(claim.limit).min(settings.message_limit - started_last_day(conn, claim.campaign_id, claim.at)?);
     if let Some(concurrency) = settings.concurrency_limit {
-        room = room.min(concurrency - row.try_get::<i64, _>("in_flight")?);
+        room = room.min(concurrency - in_flight);
     }
     if room <= 0 {
         return Ok(Vec::new());
     }
-    // Queued and due retrying contacts, in the order they were added.
-    // With what providers receive of each contact, so that the claim needs no second read.
-    let candidates = sqlx::query(
-        "SELECT ct.status, ct.failed_retries, ct.id AS contact_id, ct.f_id, ct.name, ct.phone, ct.context, ct.extracted_data, ct.tags \
-         FROM (\
-           SELECT id FROM (SELECT id FROM contacts WHERE campaign_id = ?1 AND status = 'queue' ORDER BY id LIMIT ?3) \
-           UNION ALL SELECT id FROM (SELECT id FROM contacts WHERE campaign_id = ?1 AND status = 'retrying' AND next_attempt_at <= ?2 \
-             ORDER BY id LIMIT ?3) \
-           ORDER BY id LIMIT ?3) AS picked JOIN contacts ct ON ct.id = picked.id ORDER BY ct.id",
-    )
-    .bind(claim.campaign_id)
-    .bind(to_millis(claim.at))
-    .bind(room)
-    .fetch_all(&mut *conn)
-    .await?;
-    if candidates.is_empty() {
+    let mut claimed = Vec::new();
+    let (mut from_queue, mut from_retrying) = (0_i64, 0_i64);
+    {
+        // Queued and due retrying contacts, in the order they were added.
+        // With what providers receive of each contact, so that the claim needs no second read.
+        let mut candidates = conn.prepare_cached(concat!(
+            "SELECT ct.status, ct.failed_retries, ",
+            dispatch_contact_columns!(),
+            " FROM (\
+               SELECT id FROM (SELECT id FROM contacts WHERE campaign_id = ?1 AND status = 'queue' ORDER BY id LIMIT ?3) \
+               UNION ALL SELECT id FROM (SELECT id FROM contacts WHERE campaign_id = ?1 AND status = 'retrying' AND next_attempt_at <= ?2 \
+                 ORDER BY id LIMIT ?3) \
+               ORDER BY id LIMIT ?3) AS picked JOIN contacts ct ON ct.id = picked.id ORDER BY ct.id"
+        ))?;
+        let mut rows = candidates.query(params![claim.campaign_id, to_millis(claim.at), room])?;
+        while let Some(row) = rows.next()? {
+            let failed_retries: i64 = row.get("failed_retries")?;
+            if row.get::<_, String>("status")? == ContactStatus::Queue.as_str() {
+                from_queue += 1;
+            } else {
+                from_retrying += 1;
+            }
+            claimed.push(Dispatch {
+                attempt_id: new_attempt_id(channel),
+                campaign_id: claim.campaign_id,
+                iteration,
+                tries: 0,
+                template: claim_template(channel, &settings, failed_retries),
+                contact: dispatch_contact(row)?,
+            });
+        }
+    }
+    if claimed.is_empty() {
         return Ok(Vec::new());
     }
-    let mut claimed = Vec::with_capacity(candidates.len());
-    let (mut from_queue, mut from_retrying) = (0_i64, 0_i64);
-    for row in &candidates {
-        let failed_retries: i64 = row.try_get("failed_retries")?;
-        if row.try_get::<String, _>("status")? == ContactStatus::Queue.as_str() {
-            from_queue += 1;
-        } else {
-            from_retrying += 1;
-        }
-        claimed.push(Dispatch {
-            attempt_id: new_attempt_id(channel),
-            campaign_id: claim.campaign_id,
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO attempts (id, campaign_id, contact_id, iteration, due_at, deadline, template, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )?;
+    let mut take = conn.prepare_cached(
+        "UPDATE contacts SET status = 'sending', call_count = call_count + 1, last_call_at = ?, next_attempt_at = NULL, \
+         last_attempt_id = ? WHERE id = ?",
+    )?;
+    for dispatch in &claimed {
+        insert.execute(params![
+            dispatch.attempt_id,
+            claim.campaign_id,
+            dispatch.contact.id,
             iteration,
-            tries: 0,
-            template: claim_template(channel, &settings, failed_retries),
-            contact: dispatch_contact(row)?,
-        });
-    }
-    for chunk in claimed.chunks(ROWS_PER_STATEMENT) {
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO attempts (id, campaign_id, contact_id, iteration, due_at, deadline, template, created_at) ",
-        );
-        insert.push_values(chunk, |mut row, dispatch| {
-            row.push_bind(dispatch.attempt_id.as_str())
-                .push_bind(claim.campaign_id)
-                .push_bind(dispatch.contact.id)
-                .push_bind(iteration)
-                .push_bind(to_millis(claim.lease_until))
-                .push_bind(to_millis(claim.deadline))
-                .push_bind(dispatch.template.as_deref())
-                .push_bind(to_millis(claim.at));
-        });
-        insert.build().execute(&mut *conn).await?;
-        let mut update =
-            QueryBuilder::<Sqlite>::new("UPDATE contacts SET status = 'sending', call_count = call_count + 1, last_call_at = ");
-        update.push_bind(to_seconds(claim.at)).push(", next_attempt_at = NULL, last_attempt_id = v.column2 FROM (");
-        update.push_values(chunk, |mut row, dispatch| {
-            row.push_bind(dispatch.contact.id).push_bind(dispatch.attempt_id.as_str());
-        });
-        update.push(") AS v WHERE contacts.id = v.column1");
-        update.build().execute(&mut *conn).await?;
+            to_millis(claim.lease_until),
+            to_millis(claim.deadline),
+            dispatch.template,
+            to_millis(claim.at),
+        ])?;
+        take.execute(params![to_seconds(claim.at), dispatch.attempt_id, dispatch.contact.id])?;
     }
     let taken = from_queue + from_retrying;
     add_counts(
         conn,
         claim.campaign_id,
         &[(ContactStatus::Queue, -from_queue), (ContactStatus::Retrying, -from_retrying), (ContactStatus::Sending, taken)],
-    )
-    .await?;
-    sqlx::query("UPDATE campaigns SET in_flight = in_flight + ? WHERE id = ?")
-        .bind(taken)
-        .bind(claim.campaign_id)
-        .execute(&mut *conn)
-        .await?;
+    )?;
+    conn.prepare_cached("UPDATE campaigns SET in_flight = in_flight + ? WHERE id = ?")?.execute(params![taken, claim.campaign_id])?;
     let minute = minute_of(claim.at);
-    sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO campaign_starts (campaign_id, minute, count) VALUES (?, ?, ?) \
          ON CONFLICT (campaign_id, minute) DO UPDATE SET count = count + excluded.count",
-    )
-    .bind(claim.campaign_id)
-    .bind(minute)
-    .bind(taken)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute(params![claim.campaign_id, minute, taken])?;
     // Minutes older than a day no longer count; clear them out now and then.
     if minute % 10 == 0 {
-        sqlx::query("DELETE FROM campaign_starts WHERE campaign_id = ? AND minute < ?")
-            .bind(claim.campaign_id)
-            .bind(minute - MINUTES_PER_DAY)
-            .execute(&mut *conn)
-            .await?;
+        conn.prepare_cached("DELETE FROM campaign_starts WHERE campaign_id = ? AND minute < ?")?
+            .execute(params![claim.campaign_id, minute - MINUTES_PER_DAY])?;
     }
     Ok(claimed)
 }
 
-/// The attempts named, with their contacts, as providers receive them.
-async fn dispatches(conn: &mut SqliteConnection, attempt_ids: &[&str]) -> StoreResult<Vec<Dispatch>> {
+/// The attempts named, with their contacts, as providers receive them, in the order of their
+/// contacts. An attempt whose contact was deleted is left out (there is nothing to send).
+fn dispatches(conn: &Connection, attempt_ids: &[String]) -> StoreResult<Vec<Dispatch>> {
+    let mut select = conn.prepare_cached(concat!(
+        "SELECT a.id AS attempt_id, a.campaign_id, a.iteration, a.handoff_tries, a.template, ",
+        dispatch_contact_columns!(),
+        " FROM attempts a JOIN contacts ct ON ct.id = a.contact_id WHERE a.id = ?"
+    ))?;
     let mut out = Vec::with_capacity(attempt_ids.len());
-    for chunk in attempt_ids.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new("SELECT a.id AS attempt_id, a.campaign_id, a.iteration, a.handoff_tries, a.template, ");
-        query.push(DISPATCH_CONTACT_COLUMNS).push(" FROM attempts a JOIN contacts ct ON ct.id = a.contact_id WHERE a.id IN (");
-        let mut list = query.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        query.push(") ORDER BY ct.id");
-        for row in query.build().fetch_all(&mut *conn).await? {
-            out.push(Dispatch {
-                attempt_id: row.try_get("attempt_id")?,
-                campaign_id: row.try_get("campaign_id")?,
-                iteration: row.try_get("iteration")?,
-                tries: row.try_get("handoff_tries")?,
-                template: row.try_get("template")?,
-                contact: dispatch_contact(&row)?,
-            });
-        }
+    for id in attempt_ids {
+        let mut rows = select.query([id])?;
+        let Some(row) = rows.next()? else { continue };
+        out.push(Dispatch {
+            attempt_id: row.get("attempt_id")?,
+            campaign_id: row.get("campaign_id")?,
+            iteration: row.get("iteration")?,
+            tries: row.get("handoff_tries")?,
+            template: row.get("template")?,
+            contact: dispatch_contact(row)?,
+        });
     }
+    out.sort_by_key(|dispatch| dispatch.contact.id);
     Ok(out)
 }
 
-pub(super) async fn take_due_handoffs(
-    conn: &mut SqliteConnection,
-    at: Timestamp,
-    lease_until: Timestamp,
-    limit: u32,
-) -> StoreResult<Vec<Dispatch>> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "UPDATE attempts SET due_at = ?1 WHERE id IN (\
-           SELECT id FROM attempts WHERE open = 1 AND due_at <= ?2 AND handed_off = 0 AND deadline > ?2 ORDER BY due_at LIMIT ?3) \
-         RETURNING id",
-    )
-    .bind(to_millis(lease_until))
-    .bind(to_millis(at))
-    .bind(i64::from(limit))
-    .fetch_all(&mut *conn)
-    .await?;
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    dispatches(conn, &ids).await
+pub(super) fn take_due_handoffs(conn: &Connection, at: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Dispatch>> {
+    let ids = conn
+        .prepare_cached(
+            "UPDATE attempts SET due_at = ?1 WHERE id IN (\
+               SELECT id FROM attempts WHERE open = 1 AND due_at <= ?2 AND handed_off = 0 AND deadline > ?2 ORDER BY due_at LIMIT ?3) \
+             RETURNING id",
+        )?
+        .query_map(params![to_millis(lease_until), to_millis(at), i64::from(limit)], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    dispatches(conn, &ids)
 }
 
-pub(super) async fn record_handoffs(conn: &mut SqliteConnection, results: Vec<HandoffResult>) -> StoreResult<()> {
+pub(super) fn record_handoffs(conn: &Connection, results: Vec<HandoffResult>) -> StoreResult<()> {
+    let mut accepted = conn.prepare_cached("UPDATE attempts SET handed_off = 1, due_at = deadline WHERE id = ?")?;
+    let mut retry =
+        conn.prepare_cached("UPDATE attempts SET handoff_tries = handoff_tries + 1, due_at = ? WHERE id = ? AND handed_off = 0")?;
     for result in results {
         match result {
-            HandoffResult::Accepted(id) => {
-                sqlx::query("UPDATE attempts SET handed_off = 1, due_at = deadline WHERE id = ?").bind(id).execute(&mut *conn).await?;
-            }
-            HandoffResult::RetryAt { attempt_id, at } => {
-                sqlx::query("UPDATE attempts SET handoff_tries = handoff_tries + 1, due_at = ? WHERE id = ? AND handed_off = 0")
-                    .bind(to_millis(at))
-                    .bind(attempt_id)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
+            HandoffResult::Accepted(id) => accepted.execute([id])?,
+            HandoffResult::RetryAt { attempt_id, at } => retry.execute(params![to_millis(at), attempt_id])?,
+        };
     }
     Ok(())
 }
@@ -271,305 +257,303 @@ pub(super) async fn expired_attempts(conn: &mut SqliteConnection, at: Timestamp,
         .await?)
 }
 
-pub(super) async fn release_leases(conn: &mut SqliteConnection, at: Timestamp) -> StoreResult<u64> {
-    let done = sqlx::query("UPDATE attempts SET due_at = ?1 WHERE open = 1 AND handed_off = 0 AND due_at > ?1")
-        .bind(to_millis(at))
-        .execute(&mut *conn)
-        .await?;
-    Ok(done.rows_affected())
+pub(super) fn release_leases(conn: &Connection, at: Timestamp) -> StoreResult<u64> {
+    let released = conn
+        .prepare_cached("UPDATE attempts SET due_at = ?1 WHERE open = 1 AND handed_off = 0 AND due_at > ?1")?
+        .execute([to_millis(at)])?;
+    Ok(released as u64)
 }
 
-async fn load_attempts(conn: &mut SqliteConnection, ids: &[&str]) -> StoreResult<HashMap<String, AttemptState>> {
+/// The attempts named that exist, by id.
+fn load_attempts(conn: &Connection, ids: &[&str]) -> StoreResult<HashMap<String, AttemptState>> {
+    let mut select = conn.prepare_cached(
+        "SELECT a.campaign_id, a.contact_id, a.status, a.open, a.answered_by, a.converted, a.started_at, a.ended_at, \
+         a.sent_at, a.delivered_at, a.read_at, a.duration, a.billed_duration, a.ended_by, a.ended_reason, a.extracted_data, a.tags, \
+         c.channel, c.integration_id, c.status AS campaign_status, json_extract(c.settings, '$.retries') AS voicemail_retries \
+         FROM attempts a JOIN campaigns c ON c.id = a.campaign_id WHERE a.id = ?",
+    )?;
     let mut attempts = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT a.id, a.campaign_id, a.contact_id, a.status, a.open, a.answered_by, a.converted, a.started_at, a.ended_at, \
-             a.sent_at, a.delivered_at, a.read_at, a.duration, a.billed_duration, a.ended_by, a.ended_reason, a.extracted_data, a.tags, \
-             c.channel, c.integration_id, c.status AS campaign_status, json_extract(c.settings, '$.retries') AS voicemail_retries \
-             FROM attempts a JOIN campaigns c ON c.id = a.campaign_id WHERE a.id IN (",
-        );
-        let mut list = query.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
+    for &id in ids {
+        // A batch may carry several events of one attempt.
+        if attempts.contains_key(id) {
+            continue;
         }
-        query.push(")");
-        for row in query.build().fetch_all(&mut *conn).await? {
-            let status: String = row.try_get("status")?;
-            let answered_by: Option<String> = row.try_get("answered_by")?;
-            let json = |column: &str| -> StoreResult<Option<String>> { Ok(row.try_get(column)?) };
-            attempts.insert(
-                row.try_get("id")?,
-                AttemptState {
-                    campaign_id: row.try_get("campaign_id")?,
-                    contact_id: row.try_get("contact_id")?,
-                    channel: parse_channel(row.try_get("channel")?)?,
-                    integration_id: row.try_get("integration_id")?,
-                    campaign_finished: row.try_get::<String, _>("campaign_status")? == CampaignStatus::Finished.as_str(),
-                    voicemail_retries: row.try_get("voicemail_retries")?,
-                    status: AttemptStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("bad attempt status {status:?}")))?,
-                    open: row.try_get("open")?,
-                    changed: false,
-                    answered_by: answered_by.as_deref().and_then(AnsweredBy::parse),
-                    converted: row.try_get("converted")?,
-                    started_at: row.try_get("started_at")?,
-                    ended_at: row.try_get("ended_at")?,
-                    sent_at: row.try_get("sent_at")?,
-                    delivered_at: row.try_get("delivered_at")?,
-                    read_at: row.try_get("read_at")?,
-                    duration: row.try_get("duration")?,
-                    billed_duration: row.try_get("billed_duration")?,
-                    ended_by: row.try_get("ended_by")?,
-                    ended_reason: row.try_get("ended_reason")?,
-                    extracted_data: json("extracted_data")?.map(|j| serde_json::from_str(&j)).transpose()?,
-                    tags: json("tags")?.map(|j| serde_json::from_str(&j)).transpose()?,
-                },
-            );
-        }
+        let mut rows = select.query([id])?;
+        let Some(row) = rows.next()? else { continue };
+        let status: String = row.get("status")?;
+        let answered_by: Option<String> = row.get("answered_by")?;
+        let json = |column: &str| -> StoreResult<Option<String>> { Ok(row.get(column)?) };
+        let attempt = AttemptState {
+            campaign_id: row.get("campaign_id")?,
+            contact_id: row.get("contact_id")?,
+            channel: parse_channel(&row.get::<_, String>("channel")?)?,
+            integration_id: row.get("integration_id")?,
+            campaign_finished: row.get::<_, String>("campaign_status")? == CampaignStatus::Finished.as_str(),
+            voicemail_retries: row.get("voicemail_retries")?,
+            status: AttemptStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("bad attempt status {status:?}")))?,
+            open: row.get("open")?,
+            changed: false,
+            answered_by: answered_by.as_deref().and_then(AnsweredBy::parse),
+            converted: row.get("converted")?,
+            started_at: row.get("started_at")?,
+            ended_at: row.get("ended_at")?,
+            sent_at: row.get("sent_at")?,
+            delivered_at: row.get("delivered_at")?,
+            read_at: row.get("read_at")?,
+            duration: row.get("duration")?,
+            billed_duration: row.get("billed_duration")?,
+            ended_by: row.get("ended_by")?,
+            ended_reason: row.get("ended_reason")?,
+            extracted_data: json("extracted_data")?.map(|j| serde_json::from_str(&j)).transpose()?,
+            tags: json("tags")?.map(|j| serde_json::from_str(&j)).transpose()?,
+        };
+        attempts.insert(id.to_owned(), attempt);
     }
     Ok(attempts)
 }
 
-async fn load_contacts(conn: &mut SqliteConnection, ids: &[i64], with_data: bool) -> StoreResult<HashMap<i64, ContactState>> {
+/// The contacts named that exist, by id; with their data and tags when `with_data`.
+fn load_contacts(conn: &Connection, ids: &[i64], with_data: bool) -> StoreResult<HashMap<i64, ContactState>> {
+    let mut select = conn.prepare_cached(if with_data {
+        "SELECT status, retries, failed_retries, next_attempt_at, last_attempt_id, processed, answered, billed_duration, \
+         extracted_data, tags FROM contacts WHERE id = ?"
+    } else {
+        "SELECT status, retries, failed_retries, next_attempt_at, last_attempt_id, processed, answered, billed_duration \
+         FROM contacts WHERE id = ?"
+    })?;
     let mut contacts = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT id, status, retries, failed_retries, next_attempt_at, last_attempt_id, processed, answered, billed_duration",
-        );
-        query.push(if with_data { ", extracted_data, tags FROM contacts WHERE id IN (" } else { " FROM contacts WHERE id IN (" });
-        let mut list = query.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
+    for &id in ids {
+        // Several attempts of a batch may share a contact.
+        if contacts.contains_key(&id) {
+            continue;
         }
-        query.push(")");
-        for row in query.build().fetch_all(&mut *conn).await? {
-            contacts.insert(
-                row.try_get("id")?,
-                ContactState {
-                    progress: ContactProgress {
-                        status: parse_contact_status(row.try_get("status")?)?,
-                        retries: row.try_get("retries")?,
-                        failed_retries: row.try_get("failed_retries")?,
-                        next_attempt_at: row.try_get::<Option<i64>, _>("next_attempt_at")?.map(from_millis).transpose()?,
-                    },
-                    last_attempt_id: row.try_get("last_attempt_id")?,
-                    processed: row.try_get("processed")?,
-                    answered: row.try_get("answered")?,
-                    billed_duration: row.try_get("billed_duration")?,
-                    data: match with_data {
-                        true => Some(ContactData {
-                            extracted_data: serde_json::from_str(row.try_get("extracted_data")?)?,
-                            tags: serde_json::from_str(row.try_get("tags")?)?,
-                        }),
-                        false => None,
-                    },
-                    changed: false,
-                },
-            );
-        }
+        let mut rows = select.query([id])?;
+        let Some(row) = rows.next()? else { continue };
+        let contact = ContactState {
+            progress: ContactProgress {
+                status: parse_contact_status(&row.get::<_, String>("status")?)?,
+                retries: row.get("retries")?,
+                failed_retries: row.get("failed_retries")?,
+                next_attempt_at: row.get::<_, Option<i64>>("next_attempt_at")?.map(from_millis).transpose()?,
+            },
+            last_attempt_id: row.get("last_attempt_id")?,
+            processed: row.get("processed")?,
+            answered: row.get("answered")?,
+            billed_duration: row.get("billed_duration")?,
+            data: match with_data {
+                true => Some(ContactData {
+                    extracted_data: serde_json::from_str(&row.get::<_, String>("extracted_data")?)?,
+                    tags: serde_json::from_str(&row.get::<_, String>("tags")?)?,
+                }),
+                false => None,
+            },
+            changed: false,
+        };
+        contacts.insert(id, contact);
     }
     Ok(contacts)
 }
 
-pub(super) async fn apply_events(
-    conn: &mut SqliteConnection,
+pub(super) fn apply_events(
+    conn: &Connection,
     integration_id: Option<&str>,
     events: &[AttemptEvent],
     at: Timestamp,
     retry: RetrySettings,
 ) -> StoreResult<Vec<EventOutcome>> {
     let ids: Vec<&str> = events.iter().map(|e| e.attempt_id.as_str()).collect();
-    let mut attempts = load_attempts(conn, &ids).await?;
+    let mut attempts = load_attempts(conn, &ids)?;
     let contact_ids: Vec<i64> = attempts.values().map(|a| a.contact_id).collect();
     let with_data = events.iter().any(|e| e.extracted_data.is_some() || e.tags.is_some());
-    let mut contacts = load_contacts(conn, &contact_ids, with_data).await?;
+    let mut contacts = load_contacts(conn, &contact_ids, with_data)?;
     let (outcomes, deltas) = apply_to_states(&mut attempts, &mut contacts, integration_id, events, at, retry);
-    write_attempts(conn, &attempts).await?;
-    write_contacts(conn, &contacts).await?;
+    write_attempts(conn, &attempts)?;
+    write_contacts(conn, &contacts)?;
     for (campaign_id, delta) in deltas {
-        write_delta(conn, campaign_id, delta).await?;
+        write_delta(conn, campaign_id, delta)?;
     }
     Ok(outcomes)
 }
 
-async fn write_attempts(conn: &mut SqliteConnection, attempts: &HashMap<String, AttemptState>) -> StoreResult<()> {
-    let changed: Vec<(&String, &AttemptState)> = attempts.iter().filter(|(_, a)| a.changed).collect();
-    for chunk in changed.chunks(ROWS_PER_STATEMENT) {
-        let mut update = QueryBuilder::<Sqlite>::new(
-            "UPDATE attempts SET status = v.column2, open = v.column3, handed_off = 1, due_at = deadline, answered_by = v.column4, converted = v.column5, \
-             started_at = v.column6, ended_at = v.column7, sent_at = v.column8, delivered_at = v.column9, read_at = v.column10, \
-             duration = v.column11, billed_duration = v.column12, ended_by = v.column13, ended_reason = v.column14, \
-             extracted_data = v.column15, tags = v.column16 FROM (",
-        );
-        let mut rows = Vec::with_capacity(chunk.len());
-        for (id, a) in chunk {
-            let data = a.extracted_data.as_ref().map(serde_json::to_string).transpose()?;
-            let tags = a.tags.as_ref().map(serde_json::to_string).transpose()?;
-            rows.push((*id, *a, data, tags));
-        }
-        update.push_values(rows, |mut row, (id, a, data, tags)| {
-            row.push_bind(id.as_str())
-                .push_bind(a.status.as_str())
-                .push_bind(a.open)
-                .push_bind(a.answered_by.map(AnsweredBy::as_str))
-                .push_bind(a.converted)
-                .push_bind(a.started_at)
-                .push_bind(a.ended_at)
-                .push_bind(a.sent_at)
-                .push_bind(a.delivered_at)
-                .push_bind(a.read_at)
-                .push_bind(a.duration)
-                .push_bind(a.billed_duration)
-                .push_bind(a.ended_by.as_deref())
-                .push_bind(a.ended_reason.as_deref())
-                .push_bind(data)
-                .push_bind(tags);
-        });
-        update.push(") AS v WHERE attempts.id = v.column1");
-        update.build().execute(&mut *conn).await?;
+fn write_attempts(conn: &Connection, attempts: &HashMap<String, AttemptState>) -> StoreResult<()> {
+    let mut update = conn.prepare_cached(
+        "UPDATE attempts SET status = ?, open = ?, handed_off = 1, due_at = deadline, answered_by = ?, converted = ?, started_at = ?, \
+         ended_at = ?, sent_at = ?, delivered_at = ?, read_at = ?, duration = ?, billed_duration = ?, ended_by = ?, ended_reason = ?, \
+         extracted_data = ?, tags = ? WHERE id = ?",
+    )?;
+    for (id, a) in attempts.iter().filter(|(_, a)| a.changed) {
+        let data = a.extracted_data.as_ref().map(serde_json::to_string).transpose()?;
+        let tags = a.tags.as_ref().map(serde_json::to_string).transpose()?;
+        update.execute(params![
+            a.status.as_str(),
+            a.open,
+            a.answered_by.map(AnsweredBy::as_str),
+            a.converted,
+            a.started_at,
+            a.ended_at,
+            a.sent_at,
+            a.delivered_at,
+            a.read_at,
+            a.duration,
+            a.billed_duration,
+            a.ended_by,
+            a.ended_reason,
+            data,
+            tags,
+            id,
+        ])?;
     }
     Ok(())
 }
 
-async fn write_contacts(conn: &mut SqliteConnection, contacts: &HashMap<i64, ContactState>) -> StoreResult<()> {
-    let changed: Vec<(&i64, &ContactState)> = contacts.iter().filter(|(_, c)| c.changed).collect();
-    for chunk in changed.chunks(ROWS_PER_STATEMENT) {
-        let with_data = chunk.iter().any(|(_, c)| c.data.is_some());
-        let mut update = QueryBuilder::<Sqlite>::new(
-            "UPDATE contacts SET status = v.column2, retries = v.column3, failed_retries = v.column4, next_attempt_at = v.column5, \
-             processed = v.column6, answered = v.column7, billed_duration = v.column8",
-        );
-        update.push(if with_data { ", extracted_data = v.column9, tags = v.column10 FROM (" } else { " FROM (" });
-        let mut rows = Vec::with_capacity(chunk.len());
-        for (id, c) in chunk {
-            let data = c
-                .data
-                .as_ref()
-                .map(|d| Ok::<_, serde_json::Error>((serde_json::to_string(&d.extracted_data)?, serde_json::to_string(&d.tags)?)));
-            rows.push((**id, *c, data.transpose()?));
-        }
-        update.push_values(rows, |mut row, (id, c, data)| {
-            row.push_bind(id)
-                .push_bind(c.progress.status.as_str())
-                .push_bind(c.progress.retries)
-                .push_bind(c.progress.failed_retries)
-                .push_bind(c.progress.next_attempt_at.map(to_millis))
-                .push_bind(c.processed)
-                .push_bind(c.answered)
-                .push_bind(c.billed_duration);
-            if let Some((extracted, tags)) = data {
-                row.push_bind(extracted).push_bind(tags);
+fn write_contacts(conn: &Connection, contacts: &HashMap<i64, ContactState>) -> StoreResult<()> {
+    let mut progress = conn.prepare_cached(
+        "UPDATE contacts SET status = ?, retries = ?, failed_retries = ?, next_attempt_at = ?, processed = ?, answered = ?, \
+         billed_duration = ? WHERE id = ?",
+    )?;
+    // Data and tags are written back only when they were read (`ContactState::data`).
+    let mut with_data = conn.prepare_cached(
+        "UPDATE contacts SET status = ?, retries = ?, failed_retries = ?, next_attempt_at = ?, processed = ?, answered = ?, \
+         billed_duration = ?, extracted_data = ?, tags = ? WHERE id = ?",
+    )?;
+    for (id, c) in contacts.iter().filter(|(_, c)| c.changed) {
+        let p = &c.progress;
+        let next_attempt_at = p.next_attempt_at.map(to_millis);
+        match &c.data {
+            None => progress.execute(params![
+                p.status.as_str(),
+                p.retries,
+                p.failed_retries,
+                next_attempt_at,
+                c.processed,
+                c.answered,
+                c.billed_duration,
+                id,
+            ])?,
+            Some(data) => {
+                let extracted = serde_json::to_string(&data.extracted_data)?;
+                let tags = serde_json::to_string(&data.tags)?;
+                with_data.execute(params![
+                    p.status.as_str(),
+                    p.retries,
+                    p.failed_retries,
+                    next_attempt_at,
+                    c.processed,
+                    c.answered,
+                    c.billed_duration,
+                    extracted,
+                    tags,
+                    id,
+                ])?
             }
-        });
-        update.push(") AS v WHERE contacts.id = v.column1");
-        update.build().execute(&mut *conn).await?;
+        };
     }
     Ok(())
 }
 
-async fn write_delta(conn: &mut SqliteConnection, campaign_id: i64, delta: CampaignDelta) -> StoreResult<()> {
-    sqlx::query(
+fn write_delta(conn: &Connection, campaign_id: i64, delta: CampaignDelta) -> StoreResult<()> {
+    conn.prepare_cached(
         "UPDATE campaigns SET in_flight = in_flight + ?, calls = calls + ?, calls_human = calls_human + ?, \
          calls_machine = calls_machine + ?, calls_unknown = calls_unknown + ?, messages = messages + ?, \
          contacts_processed = contacts_processed + ?, contacts_answered = contacts_answered + ? WHERE id = ?",
-    )
-    .bind(delta.in_flight)
-    .bind(delta.calls)
-    .bind(delta.calls_human)
-    .bind(delta.calls_machine)
-    .bind(delta.calls_unknown)
-    .bind(delta.messages)
-    .bind(delta.contacts_processed)
-    .bind(delta.contacts_answered)
-    .bind(campaign_id)
-    .execute(&mut *conn)
-    .await?;
-    let statuses: Vec<(ContactStatus, i64)> = delta.statuses.into_iter().filter(|(_, d)| *d != 0).collect();
-    add_counts(conn, campaign_id, &statuses).await
+    )?
+    .execute(params![
+        delta.in_flight,
+        delta.calls,
+        delta.calls_human,
+        delta.calls_machine,
+        delta.calls_unknown,
+        delta.messages,
+        delta.contacts_processed,
+        delta.contacts_answered,
+        campaign_id,
+    ])?;
+    let statuses: Vec<(ContactStatus, i64)> = delta.statuses.into_iter().collect();
+    add_counts(conn, campaign_id, &statuses)
 }
 
-/// Adds to the per-status contact counts of a campaign (one statement).
-pub(super) async fn add_counts(conn: &mut SqliteConnection, campaign_id: i64, deltas: &[(ContactStatus, i64)]) -> StoreResult<()> {
-    let deltas: Vec<&(ContactStatus, i64)> = deltas.iter().filter(|(_, d)| *d != 0).collect();
-    if deltas.is_empty() {
-        return Ok(());
+/// Adds to the per-status contact counts of a campaign (statuses whose delta is 0 are left alone).
+pub(super) fn add_counts(conn: &Connection, campaign_id: i64, deltas: &[(ContactStatus, i64)]) -> StoreResult<()> {
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO campaign_contact_counts (campaign_id, status, count) VALUES (?, ?, ?) \
+         ON CONFLICT (campaign_id, status) DO UPDATE SET count = count + excluded.count",
+    )?;
+    for (status, delta) in deltas.iter().filter(|(_, d)| *d != 0) {
+        upsert.execute(params![campaign_id, status.as_str(), delta])?;
     }
-    let mut upsert = QueryBuilder::<Sqlite>::new("INSERT INTO campaign_contact_counts (campaign_id, status, count) ");
-    upsert.push_values(deltas, |mut row, (status, delta)| {
-        row.push_bind(campaign_id).push_bind(status.as_str()).push_bind(*delta);
-    });
-    upsert.push(" ON CONFLICT (campaign_id, status) DO UPDATE SET count = count + excluded.count");
-    upsert.build().execute(&mut *conn).await?;
     Ok(())
 }
 
-/// `WHERE` condition of the contacts a new iteration takes (§5.5): not converted, not in flight,
-/// status not in `filter_statuses`, no tag in `filter_tags`.
-fn push_eligible(query: &mut QueryBuilder<Sqlite>, campaign: &Campaign) {
+/// Appends to `sql` the `WHERE` condition of the contacts a new iteration takes (§5.5), and its
+/// parameters to `params`: not converted, not in flight, status not in `filter_statuses`, no tag
+/// in `filter_tags`.
+fn push_eligible(sql: &mut String, params: &mut Vec<Value>, campaign: &Campaign) {
     let cycles = &campaign.settings.cycles;
-    query.push(" WHERE campaign_id = ").push_bind(campaign.id).push(" AND status NOT IN ('converted', 'sending'");
+    sql.push_str(" WHERE campaign_id = ? AND status NOT IN ('converted', 'sending'");
+    params.push(Value::Integer(campaign.id));
     for status in &cycles.filter_statuses {
-        query.push(", ").push_bind(status.as_str());
+        sql.push_str(", ?");
+        params.push(Value::Text(status.as_str().to_owned()));
     }
-    query.push(")");
+    sql.push(')');
     if !cycles.filter_tags.is_empty() {
-        query.push(" AND NOT EXISTS (SELECT 1 FROM json_each(contacts.tags) WHERE value IN (");
-        let mut list = query.separated(", ");
-        for tag in &cycles.filter_tags {
-            list.push_bind(tag.clone());
+        sql.push_str(" AND NOT EXISTS (SELECT 1 FROM json_each(contacts.tags) WHERE value IN (");
+        for (i, tag) in cycles.filter_tags.iter().enumerate() {
+            sql.push_str(if i == 0 { "?" } else { ", ?" });
+            params.push(Value::Text(tag.clone()));
         }
-        query.push("))");
+        sql.push_str("))");
     }
 }
 
 /// Starts an iteration's contacts: every eligible one back to `queue` with its retry counters
 /// reset. Once per iteration, so it may scan the campaign's contacts; the counts are rebuilt.
-pub(super) async fn queue_eligible_contacts(conn: &mut SqliteConnection, campaign: &Campaign) -> StoreResult<()> {
-    let mut update =
-        QueryBuilder::<Sqlite>::new("UPDATE contacts SET status = 'queue', retries = 0, failed_retries = 0, next_attempt_at = NULL");
-    push_eligible(&mut update, campaign);
-    update.build().execute(&mut *conn).await?;
-    sqlx::query("DELETE FROM campaign_contact_counts WHERE campaign_id = ?").bind(campaign.id).execute(&mut *conn).await?;
-    sqlx::query(
+pub(super) fn queue_eligible_contacts(conn: &Connection, campaign: &Campaign) -> StoreResult<()> {
+    let mut sql = String::from("UPDATE contacts SET status = 'queue', retries = 0, failed_retries = 0, next_attempt_at = NULL");
+    let mut params = Vec::new();
+    push_eligible(&mut sql, &mut params, campaign);
+    // The filters vary per campaign and this runs once per iteration: not worth a cache slot.
+    conn.execute(&sql, params_from_iter(params))?;
+    conn.prepare_cached("DELETE FROM campaign_contact_counts WHERE campaign_id = ?")?.execute([campaign.id])?;
+    conn.prepare_cached(
         "INSERT INTO campaign_contact_counts (campaign_id, status, count) \
          SELECT campaign_id, status, COUNT(*) FROM contacts WHERE campaign_id = ? GROUP BY status",
-    )
-    .bind(campaign.id)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute([campaign.id])?;
     Ok(())
 }
 
-async fn any_eligible(conn: &mut SqliteConnection, campaign: &Campaign) -> StoreResult<bool> {
-    let mut query = QueryBuilder::<Sqlite>::new("SELECT EXISTS (SELECT 1 FROM contacts");
-    push_eligible(&mut query, campaign);
-    query.push(")");
-    Ok(query.build_query_scalar::<bool>().fetch_one(&mut *conn).await?)
+fn any_eligible(conn: &Connection, campaign: &Campaign) -> StoreResult<bool> {
+    let mut sql = String::from("SELECT EXISTS (SELECT 1 FROM contacts");
+    let mut params = Vec::new();
+    push_eligible(&mut sql, &mut params, campaign);
+    sql.push(')');
+    Ok(conn.query_row(&sql, params_from_iter(params), |row| row.get(0))?)
 }
 
-pub(super) async fn advance_iteration(conn: &mut SqliteConnection, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>> {
-    let row = sqlx::query(concat!(select_campaigns!(), " WHERE c.id = ?")).bind(campaign_id).fetch_optional(&mut *conn).await?;
-    let Some(row) = row else { return Ok(None) };
-    let mut campaign = campaign_from_row(&row)?;
+pub(super) fn advance_iteration(conn: &Connection, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>> {
+    let found = first_row(conn, concat!(select_campaigns!(), " WHERE c.id = ?"), [campaign_id], |row| campaign_from_row(row))?;
+    let Some(mut campaign) = found else { return Ok(None) };
     if campaign.begin_due_iteration(at) {
-        queue_eligible_contacts(conn, &campaign).await?;
-        update_campaign(conn, &campaign).await?;
+        queue_eligible_contacts(conn, &campaign)?;
+        update_campaign(conn, &campaign)?;
         return Ok(Some(campaign.status));
     }
     if campaign.status != CampaignStatus::Active || campaign.archived || campaign.counters.contacts == 0 {
         return Ok(None);
     }
-    let unfinished: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(count), 0) FROM campaign_contact_counts WHERE campaign_id = ? AND status IN ('queue', 'sending', 'retrying')",
-    )
-    .bind(campaign_id)
-    .fetch_one(&mut *conn)
-    .await?;
+    let unfinished: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(count), 0) FROM campaign_contact_counts \
+             WHERE campaign_id = ? AND status IN ('queue', 'sending', 'retrying')",
+        )?
+        .query_row([campaign_id], |row| row.get(0))?;
     if unfinished > 0 {
         return Ok(None);
     }
-    let eligible = any_eligible(conn, &campaign).await?;
+    let eligible = any_eligible(conn, &campaign)?;
     campaign.end_iteration(at, eligible);
-    update_campaign(conn, &campaign).await?;
+    update_campaign(conn, &campaign)?;
     Ok(Some(campaign.status))
 }
 

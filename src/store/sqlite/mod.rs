@@ -1,20 +1,21 @@
 //! SQLite store: WAL with `synchronous=FULL`, so a 2xx means the write survives a power cut.
 //!
 //! SQLite has one writer at a time and every commit pays an fsync. All writes therefore go through
-//! a single writer task that groups the jobs waiting in its queue into one transaction (group
+//! a single writer thread that groups the jobs waiting in its queue into one transaction (group
 //! commit): each job runs in its own savepoint, so one refused job never undoes another, and every
 //! caller hears back only after the shared COMMIT is durable. Reads use read-only connections that
 //! WAL lets run beside the writer: a pool for most, and for the reads on every request's path
 //! (API key, campaign by id) connections used on the caller's own thread (`point_reads`).
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::future::BoxFuture;
 use jiff::Timestamp;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+use sqlx::{Connection as _, QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -45,38 +46,26 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// Most jobs one transaction takes; bounds the latency a batch adds to its first job.
 const MAX_JOBS_PER_COMMIT: usize = 512;
 const READ_CONNECTIONS: u32 = 8;
+/// Distinct statements the writer keeps prepared (the engine's and the API's together).
+const WRITER_STATEMENTS: usize = 256;
 
 type Completion = Box<dyn FnOnce(bool) + Send>;
-type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection, &'c mut Batch) -> BoxFuture<'c, Completion> + Send>;
+/// A write, run on the writer's thread inside its open transaction; says how to answer once the
+/// transaction has committed (`true`) or not.
+type Job = Box<dyn FnOnce(&Connection, &mut Batch) -> Completion + Send>;
 
-/// Opens a job's savepoint: the batch's first, or releasing the previous job's in the same round trip.
-const OPEN_SAVEPOINT: [&str; 2] = ["SAVEPOINT job", "RELEASE job; SAVEPOINT job"];
-/// The same, then looks for a live record under an Idempotency-Key.
-const OPEN_SAVEPOINT_AND_FIND_KEY: [&str; 2] = [
-    "SAVEPOINT job; SELECT 1 FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at >= ?",
-    "RELEASE job; SAVEPOINT job; SELECT 1 FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at >= ?",
-];
+const FIND_LIVE_KEY: &str = "SELECT 1 FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at >= ?";
+/// Replaces an expired record: [`in_savepoint`] has checked that no live one holds the key.
+const INSERT_RECORD: &str = "INSERT INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) VALUES (?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (org_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, created_at = excluded.created_at, \
+     status = excluded.status, body = excluded.body";
 
-/// What one transaction of the writer carries besides its jobs' own statements.
+/// The state of the writer's current transaction.
 #[derive(Default)]
 struct Batch {
-    /// The last job's savepoint, released when the next job opens its own (or by `COMMIT`).
-    savepoint_open: bool,
-    /// Responses to store under their Idempotency-Keys, inserted together when the batch commits.
-    records: Vec<(IdempotencyClaim, StoredResponse)>,
-}
-
-impl Batch {
-    /// Which of `statements` ([`OPEN_SAVEPOINT`] or [`OPEN_SAVEPOINT_AND_FIND_KEY`]) opens the
-    /// next job's savepoint.
-    fn open_savepoint(&mut self, statements: [&'static str; 2]) -> &'static str {
-        let [first, after_another] = statements;
-        if std::mem::replace(&mut self.savepoint_open, true) { after_another } else { first }
-    }
-
-    fn holds_key(&self, claim: &IdempotencyClaim) -> bool {
-        self.records.iter().any(|(held, _)| held.org_id == claim.org_id && held.key == claim.key)
-    }
+    /// A job's savepoint could not be closed, or the transaction ended under it: its writes may be
+    /// partly in, so the batch must not commit.
+    broken: bool,
 }
 
 pub struct SqliteStore {
@@ -92,13 +81,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            // Savepoints (one per writer job) keep their undo pages here: memory, not a temp file.
-            .pragma("temp_store", "MEMORY");
-        // The writer touches contacts, attempts and their indexes on every claim and outcome: a
-        // larger page cache than the default 2 MiB keeps their hot pages (bounded: 16 MiB).
-        let mut writer = SqliteConnection::connect_with(&options.clone().pragma("cache_size", "-16384")).await?;
-        MIGRATOR.run(&mut writer).await?;
+            .busy_timeout(Duration::from_secs(10));
+        let mut migrations = SqliteConnection::connect_with(&options).await?;
+        MIGRATOR.run(&mut migrations).await?;
+        migrations.close().await?;
+        let writer = open_writer(options.get_filename())?;
         // No ping before each use: a broken connection fails its query and is replaced anyway, and the
         // ping is a second thread round trip on every read.
         let point_reads = point_reads::PointReads::new(options.get_filename());
@@ -108,7 +95,10 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await?;
         let (jobs, queue) = mpsc::channel(MAX_JOBS_PER_COMMIT * 4);
-        tokio::spawn(run_writer(writer, queue));
+        std::thread::Builder::new()
+            .name("sqlite-writer".to_owned())
+            .spawn(move || run_writer(writer, queue))
+            .map_err(|_| StoreError::Unavailable)?;
         Ok(SqliteStore { reads, point_reads, jobs })
     }
 
@@ -120,7 +110,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         self.write_recorded(None, work).await
     }
@@ -130,15 +120,13 @@ impl SqliteStore {
     async fn write_recorded<T, F>(&self, record: Option<ResponseRecorder<T>>, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |conn, batch| {
-            Box::pin(async move {
-                let outcome = in_savepoint(conn, batch, record, work).await;
-                Box::new(move |committed: bool| {
-                    let _ = reply.send(if committed { outcome } else { Err(StoreError::CommitFailed) });
-                }) as Completion
+            let outcome = in_savepoint(conn, batch, record, work);
+            Box::new(move |committed: bool| {
+                let _ = reply.send(if committed { outcome } else { Err(StoreError::CommitFailed) });
             })
         });
         self.jobs.send(job).await.map_err(|_| StoreError::Unavailable)?;
@@ -146,102 +134,116 @@ impl SqliteStore {
     }
 }
 
+/// The writer's connection: WAL with `synchronous=FULL`, so that a commit survives a power cut.
+fn open_writer(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Savepoints (one per job) keep their undo pages here: memory, not a temp file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // The writer touches contacts, attempts and their indexes on every claim and outcome: a
+    // larger page cache than the default 2 MiB keeps their hot pages (bounded: 16 MiB).
+    conn.pragma_update(None, "cache_size", -16384)?;
+    conn.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
+    Ok(conn)
+}
+
+/// Runs one statement of fixed text, kept prepared.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// Runs one job in a savepoint of the writer's transaction, so that a refused job undoes only its
-/// own writes, and adds its recorded response to the batch, to be committed with them.
-///
-/// Each statement is a round trip to the connection's thread, which costs more than most of these
-/// statements, so a job makes as few as it can: opening its savepoint releases the previous job's
-/// (and `COMMIT` the last one's); an Idempotency-Key's look-up rides with `SAVEPOINT` and its
-/// record is inserted with the batch's `COMMIT`, so a keyed job makes as many round trips as one
-/// without a key. The look-up (in the database, then among the batch's records) decides: the
-/// writer holds the database's write lock for its whole transaction, so no other connection can
-/// add a record meanwhile.
-async fn in_savepoint<T, F>(conn: &mut SqliteConnection, batch: &mut Batch, record: Option<ResponseRecorder<T>>, work: F) -> StoreResult<T>
-where
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>>,
-{
-    let opened = match &record {
-        Some(ResponseRecorder { claim, .. }) => sqlx::query(batch.open_savepoint(OPEN_SAVEPOINT_AND_FIND_KEY))
-            .bind(claim.org_id)
-            .bind(&claim.key)
-            .bind(to_seconds(claim.expired_before))
-            .fetch_optional(&mut *conn)
-            .await
-            .map(|live| live.is_some() || batch.holds_key(claim)),
-        None => sqlx::query(batch.open_savepoint(OPEN_SAVEPOINT)).execute(&mut *conn).await.map(|_| false),
-    };
-    match opened {
-        // Which savepoint is open is unknown: the next job opens its own without a release.
-        Err(err) => {
-            batch.savepoint_open = false;
-            return Err(err.into());
-        }
-        Ok(true) => return Err(StoreError::IdempotencyKeyTaken),
-        Ok(false) => {}
+/// own writes, and stores its recorded response with them. The look-up for a live record under
+/// the job's Idempotency-Key decides whether it runs: the writer holds the database's write lock
+/// for its whole transaction, so no other connection can add a record meanwhile, and an earlier
+/// job of the same transaction has already written its own.
+fn in_savepoint<T>(
+    conn: &Connection,
+    batch: &mut Batch,
+    record: Option<ResponseRecorder<T>>,
+    work: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    // Outside a transaction, a savepoint would commit on its release: nothing more may run.
+    if batch.broken || conn.is_autocommit() {
+        batch.broken = true;
+        return Err(StoreError::CommitFailed);
     }
-    let outcome = work(&mut *conn).await;
-    if outcome.is_err() {
-        sqlx::query("ROLLBACK TO job").execute(&mut *conn).await?;
-    } else if let (Ok(value), Some(recorder)) = (&outcome, record)
-        && let Some(response) = (recorder.render)(value)
-    {
-        batch.records.push((recorder.claim, response));
+    run(conn, "SAVEPOINT job")?;
+    let outcome = recorded(conn, record, work);
+    let closed = match outcome {
+        Ok(_) => run(conn, "RELEASE job"),
+        Err(_) => run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job")),
+    };
+    if let Err(err) = closed {
+        batch.broken = true;
+        return Err(err.into());
     }
     outcome
 }
 
-async fn run_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Job>) {
-    let mut batch = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
-    while queue.recv_many(&mut batch, MAX_JOBS_PER_COMMIT).await > 0 {
-        let mut completions = Vec::with_capacity(batch.len());
-        let mut carried = Batch::default();
-        let began = sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await;
+fn recorded<T>(conn: &Connection, record: Option<ResponseRecorder<T>>, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    if let Some(ResponseRecorder { claim, .. }) = &record
+        && conn.prepare_cached(FIND_LIVE_KEY)?.exists(params![claim.org_id, claim.key, to_seconds(claim.expired_before)])?
+    {
+        return Err(StoreError::IdempotencyKeyTaken);
+    }
+    let value = work(conn)?;
+    if let Some(ResponseRecorder { claim, render }) = record
+        && let Some(response) = render(&value)
+    {
+        conn.prepare_cached(INSERT_RECORD)?.execute(params![
+            claim.org_id,
+            claim.key,
+            claim.fingerprint.as_slice(),
+            to_seconds(claim.at),
+            i64::from(response.status),
+            response.body,
+        ])?;
+    }
+    Ok(value)
+}
+
+/// Takes the jobs waiting in the queue (at most [`MAX_JOBS_PER_COMMIT`]) into one transaction
+/// (group commit) and answers each once it has committed. It runs on a thread of its own, with
+/// the statements on that thread too: handing each statement to another thread and back would
+/// cost more than most of them.
+fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
+    while let Some(first) = queue.blocking_recv() {
+        jobs.push(first);
+        while jobs.len() < MAX_JOBS_PER_COMMIT
+            && let Ok(job) = queue.try_recv()
+        {
+            jobs.push(job);
+        }
+        let mut batch = Batch::default();
+        let began = run(&conn, "BEGIN IMMEDIATE");
         if let Err(err) = &began {
             tracing::error!(error = %err, "sqlite writer could not begin a transaction");
         }
-        for job in batch.drain(..) {
-            if began.is_ok() {
-                completions.push(job(&mut conn, &mut carried).await);
-            }
-        }
-        let committed = began.is_ok() && commit(&mut conn, &carried).await;
+        // Without a transaction the jobs are dropped unrun: their callers hear that the store failed.
+        let completions: Vec<Completion> = jobs.drain(..).filter(|_| began.is_ok()).map(|job| job(&conn, &mut batch)).collect();
+        let committed = began.is_ok() && commit(&conn, &batch);
         metrics::histogram!("outbound_store_commit_batch_size").record(completions.len() as f64);
         for completion in completions {
             completion(committed);
         }
     }
-    let _ = conn.close().await;
 }
 
-/// Inserts the batch's Idempotency-Key records (replacing expired ones: [`in_savepoint`] has
-/// checked that no live one holds their keys) and commits, in one round trip.
-async fn commit(conn: &mut SqliteConnection, batch: &Batch) -> bool {
-    let committed = if batch.records.is_empty() {
-        sqlx::query("COMMIT").execute(&mut *conn).await
+fn commit(conn: &Connection, batch: &Batch) -> bool {
+    let committed = if batch.broken {
+        Err("a job's savepoint could not be closed".to_owned())
     } else {
-        // At most MAX_JOBS_PER_COMMIT rows of 6 values: well under SQLite's 32,766 bound values.
-        let mut statement =
-            QueryBuilder::<Sqlite>::new("INSERT INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) ");
-        statement.push_values(&batch.records, |mut row, (claim, response)| {
-            row.push_bind(claim.org_id)
-                .push_bind(claim.key.as_str())
-                .push_bind(claim.fingerprint.as_slice())
-                .push_bind(to_seconds(claim.at))
-                .push_bind(i64::from(response.status))
-                .push_bind(response.body.as_slice());
-        });
-        statement.push(
-            " ON CONFLICT (org_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, created_at = excluded.created_at, \
-             status = excluded.status, body = excluded.body; COMMIT",
-        );
-        // Its text changes with the number of rows: not worth keeping prepared.
-        statement.build().persistent(false).execute(&mut *conn).await
+        run(conn, "COMMIT").map_err(|err| err.to_string())
     };
     match committed {
-        Ok(_) => true,
+        Ok(()) => true,
         Err(err) => {
             tracing::error!(error = %err, "sqlite commit failed; rolling back the batch");
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            let _ = run(conn, "ROLLBACK");
             false
         }
     }
@@ -279,7 +281,7 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reads).await?;
-        self.write(|_| Box::pin(async { Ok(()) })).await
+        self.write(|_| Ok(())).await
     }
 
     fn data_version(&self) -> StoreResult<Option<u64>> {
@@ -295,34 +297,25 @@ impl Store for SqliteStore {
 
     async fn touch_api_key(&self, key_id: i64, at: Timestamp) -> StoreResult<()> {
         self.write(move |conn| {
-            Box::pin(async move {
-                sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
-                    .bind(to_seconds(at))
-                    .bind(key_id)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
-            })
+            conn.prepare_cached("UPDATE api_keys SET last_used_at = ? WHERE id = ?")?.execute(params![to_seconds(at), key_id])?;
+            Ok(())
         })
         .await
     }
 
     async fn create_api_key(&self, organization: &str, key: &NewApiKey, at: Timestamp) -> StoreResult<()> {
         let (organization, prefix, hash) = (organization.to_owned(), key.prefix.clone(), key.hash.clone());
-        self.write(move |conn| Box::pin(async move { insert_key(conn, &organization, &prefix, &hash, at).await })).await
+        self.write(move |conn| insert_key(conn, &organization, &prefix, &hash, at)).await
     }
 
     async fn bootstrap_organization(&self, organization: &str, key: &NewApiKey, at: Timestamp) -> StoreResult<bool> {
         let (organization, prefix, hash) = (organization.to_owned(), key.prefix.clone(), key.hash.clone());
         self.write(move |conn| {
-            Box::pin(async move {
-                let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations)").fetch_one(&mut *conn).await?;
-                if any {
-                    return Ok(false);
-                }
-                insert_key(conn, &organization, &prefix, &hash, at).await?;
-                Ok(true)
-            })
+            if conn.prepare_cached("SELECT 1 FROM organizations")?.exists([])? {
+                return Ok(false);
+            }
+            insert_key(conn, &organization, &prefix, &hash, at)?;
+            Ok(true)
         })
         .await
     }
@@ -351,18 +344,10 @@ impl Store for SqliteStore {
     async fn revoke_api_key(&self, prefix: &str, at: Timestamp) -> StoreResult<bool> {
         let prefix = prefix.to_owned();
         self.write(move |conn| {
-            Box::pin(async move {
-                let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE prefix = ?)")
-                    .bind(&prefix)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE prefix = ? AND revoked_at IS NULL")
-                    .bind(to_seconds(at))
-                    .bind(&prefix)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(exists)
-            })
+            let exists = conn.prepare_cached("SELECT 1 FROM api_keys WHERE prefix = ?")?.exists([&prefix])?;
+            conn.prepare_cached("UPDATE api_keys SET revoked_at = ? WHERE prefix = ? AND revoked_at IS NULL")?
+                .execute(params![to_seconds(at), prefix])?;
+            Ok(exists)
         })
         .await
     }
@@ -370,16 +355,13 @@ impl Store for SqliteStore {
     async fn create_agent(&self, org: OrgId, name: &str, at: Timestamp, record: Option<ResponseRecorder<Agent>>) -> StoreResult<Agent> {
         let agent = Agent { id: Uuid::new_v4(), name: name.to_owned(), created_at: from_seconds(to_seconds(at))? };
         self.write_recorded(record, move |conn| {
-            Box::pin(async move {
-                sqlx::query("INSERT INTO agents (id, org_id, name, created_at) VALUES (?, ?, ?, ?)")
-                    .bind(agent.id.to_string())
-                    .bind(org)
-                    .bind(&agent.name)
-                    .bind(to_seconds(agent.created_at))
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(agent)
-            })
+            conn.prepare_cached("INSERT INTO agents (id, org_id, name, created_at) VALUES (?, ?, ?, ?)")?.execute(params![
+                agent.id.to_string(),
+                org,
+                agent.name,
+                to_seconds(agent.created_at)
+            ])?;
+            Ok(agent)
         })
         .await
     }
@@ -419,22 +401,20 @@ impl Store for SqliteStore {
         };
         let config = config_json(&integration.config)?;
         self.write_recorded(record, move |conn| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO integrations (id, org_id, agent_id, channel, provider, config, secret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&integration.id)
-                .bind(org)
-                .bind(integration.agent_id.to_string())
-                .bind(integration.channel.as_str())
-                .bind(integration.provider.as_str())
-                .bind(config)
-                .bind(&integration.secret)
-                .bind(to_seconds(integration.created_at))
-                .execute(&mut *conn)
-                .await?;
-                Ok(integration)
-            })
+            conn.prepare_cached(
+                "INSERT INTO integrations (id, org_id, agent_id, channel, provider, config, secret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![
+                integration.id,
+                org,
+                integration.agent_id.to_string(),
+                integration.channel.as_str(),
+                integration.provider.as_str(),
+                config,
+                integration.secret,
+                to_seconds(integration.created_at),
+            ])?;
+            Ok(integration)
         })
         .await
     }
@@ -460,7 +440,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<CreateCampaignOutcome> {
         let settings_json = serde_json::to_string(&new.settings)?;
         let created_at = from_seconds(to_seconds(at))?;
-        self.write_recorded(record, move |conn| Box::pin(insert_campaign(conn, org, new, settings_json, created_at))).await
+        self.write_recorded(record, move |conn| insert_campaign(conn, org, new, settings_json, created_at)).await
     }
 
     async fn get_campaign(&self, org: OrgId, id: i64) -> StoreResult<Option<Campaign>> {
@@ -514,29 +494,20 @@ impl Store for SqliteStore {
         record: Option<ResponseRecorder<Modified>>,
     ) -> StoreResult<Modified> {
         self.write_recorded(record, move |conn| {
-            Box::pin(async move {
-                let row = sqlx::query(CAMPAIGN_BY_ID).bind(org).bind(id).fetch_optional(&mut *conn).await?;
-                let outcome = match row {
-                    None => Modified::NotFound,
-                    Some(row) => {
-                        let mut campaign = campaign_from_row(&row)?;
-                        let iteration = campaign.current_iteration;
-                        match change(&mut campaign) {
-                            Err(refusal) => Modified::Refused(refusal),
-                            Ok(()) => {
-                                // Activating or resuming out of a cooldown starts the next iteration.
-                                if iteration >= 1 && campaign.current_iteration > iteration {
-                                    engine::queue_eligible_contacts(conn, &campaign).await?;
-                                    campaign = reload_campaign(conn, campaign).await?;
-                                }
-                                update_campaign(conn, &campaign).await?;
-                                Modified::Done(Box::new(campaign))
-                            }
-                        }
-                    }
-                };
-                Ok(outcome)
-            })
+            let Some(mut campaign) = first_row(conn, CAMPAIGN_BY_ID, [org, id], |row| campaign_from_row(row))? else {
+                return Ok(Modified::NotFound);
+            };
+            let iteration = campaign.current_iteration;
+            if let Err(refusal) = change(&mut campaign) {
+                return Ok(Modified::Refused(refusal));
+            }
+            // Activating or resuming out of a cooldown starts the next iteration.
+            if iteration >= 1 && campaign.current_iteration > iteration {
+                engine::queue_eligible_contacts(conn, &campaign)?;
+                campaign = reload_campaign(conn, campaign)?;
+            }
+            update_campaign(conn, &campaign)?;
+            Ok(Modified::Done(Box::new(campaign)))
         })
         .await
     }
@@ -550,7 +521,7 @@ impl Store for SqliteStore {
         at: Timestamp,
         record: Option<ResponseRecorder<AddContactsOutcome>>,
     ) -> StoreResult<AddContactsOutcome> {
-        self.write_recorded(record, move |conn| Box::pin(contacts::add_contacts(conn, org, campaign_id, items, if_duplicate, at))).await
+        self.write_recorded(record, move |conn| contacts::add_contacts(conn, org, campaign_id, items, if_duplicate, at)).await
     }
 
     async fn list_contacts(
@@ -571,7 +542,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<DeleteOutcome> {
-        self.write(move |conn| Box::pin(async move { contacts::delete_contact(conn, org, campaign_id, contact_id).await })).await
+        self.write(move |conn| contacts::delete_contact(conn, org, campaign_id, contact_id)).await
     }
 
     async fn find_idempotency_record(&self, org: OrgId, key: &str, expired_before: Timestamp) -> StoreResult<Option<IdempotencyRecord>> {
@@ -594,18 +565,14 @@ impl Store for SqliteStore {
 
     async fn complete_idempotency_key(&self, claim: &IdempotencyClaim, response: StoredResponse) -> StoreResult<()> {
         let record = ResponseRecorder { claim: claim.clone(), render: Box::new(move |_: &()| Some(response)) };
-        self.write_recorded(Some(record), |_| Box::pin(async { Ok(()) })).await
+        self.write_recorded(Some(record), |_| Ok(())).await
     }
 
     async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64> {
         self.write(move |conn| {
-            Box::pin(async move {
-                let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
-                    .bind(to_seconds(created_before))
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(done.rows_affected())
-            })
+            let deleted =
+                conn.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?")?.execute([to_seconds(created_before)])?;
+            Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
         })
         .await
     }
@@ -620,23 +587,21 @@ impl Store for SqliteStore {
 
     async fn claim_attempts(&self, claims: Vec<ClaimRequest>) -> StoreResult<Vec<Dispatch>> {
         self.write(move |conn| {
-            Box::pin(async move {
-                let mut dispatches = Vec::new();
-                for claim in claims {
-                    dispatches.extend(engine::claim_attempts(conn, claim).await?);
-                }
-                Ok(dispatches)
-            })
+            let mut dispatches = Vec::new();
+            for claim in claims {
+                dispatches.extend(engine::claim_attempts(conn, claim)?);
+            }
+            Ok(dispatches)
         })
         .await
     }
 
     async fn take_due_handoffs(&self, at: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Dispatch>> {
-        self.write(move |conn| Box::pin(engine::take_due_handoffs(conn, at, lease_until, limit))).await
+        self.write(move |conn| engine::take_due_handoffs(conn, at, lease_until, limit)).await
     }
 
     async fn record_handoffs(&self, results: Vec<HandoffResult>) -> StoreResult<()> {
-        self.write(move |conn| Box::pin(engine::record_handoffs(conn, results))).await
+        self.write(move |conn| engine::record_handoffs(conn, results)).await
     }
 
     async fn apply_events(
@@ -646,8 +611,7 @@ impl Store for SqliteStore {
         at: Timestamp,
         retry: RetrySettings,
     ) -> StoreResult<Vec<EventOutcome>> {
-        self.write(move |conn| Box::pin(async move { engine::apply_events(conn, integration_id.as_deref(), &events, at, retry).await }))
-            .await
+        self.write(move |conn| engine::apply_events(conn, integration_id.as_deref(), &events, at, retry)).await
     }
 
     async fn expired_attempts(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
@@ -655,11 +619,11 @@ impl Store for SqliteStore {
     }
 
     async fn advance_iteration(&self, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>> {
-        self.write(move |conn| Box::pin(engine::advance_iteration(conn, campaign_id, at))).await
+        self.write(move |conn| engine::advance_iteration(conn, campaign_id, at)).await
     }
 
     async fn release_leases(&self, at: Timestamp) -> StoreResult<u64> {
-        self.write(move |conn| Box::pin(engine::release_leases(conn, at))).await
+        self.write(move |conn| engine::release_leases(conn, at)).await
     }
 
     async fn integration_secret(&self, integration_id: &str) -> StoreResult<Option<(Channel, String)>> {
@@ -671,28 +635,34 @@ impl Store for SqliteStore {
     }
 }
 
+/// The first row `sql` returns for `params`, made into a value by `read`.
+pub(super) fn first_row<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    read: impl FnOnce(&rusqlite::Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    conn.prepare_cached(sql)?.query_row(params, |row| Ok(read(row))).optional()?.transpose()
+}
+
 /// Looks up the agent and its integration (one query) and inserts the campaign.
-async fn insert_campaign(
-    conn: &mut SqliteConnection,
+fn insert_campaign(
+    conn: &Connection,
     org: OrgId,
     new: NewCampaign,
     settings_json: String,
     created_at: Timestamp,
 ) -> StoreResult<CreateCampaignOutcome> {
-    let row = sqlx::query(
+    let agent_id = new.agent_id.to_string();
+    let found = first_row(
+        conn,
         "SELECT a.name AS agent_name, i.channel, i.agent_id AS integration_agent FROM agents a \
          LEFT JOIN integrations i ON i.id = ? AND i.org_id = a.org_id WHERE a.org_id = ? AND a.id = ?",
-    )
-    .bind(&new.integration_id)
-    .bind(org)
-    .bind(new.agent_id.to_string())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else { return Ok(CreateCampaignOutcome::AgentNotFound) };
-    let agent_id = new.agent_id.to_string();
-    let (Some(channel), Some(owner)) =
-        (row.try_get::<Option<String>, _>("channel")?, row.try_get::<Option<String>, _>("integration_agent")?)
-    else {
+        params![new.integration_id, org, agent_id],
+        |row| Ok((row.text("agent_name")?, row.opt_text("channel")?, row.opt_text("integration_agent")?)),
+    )?;
+    let Some((agent_name, channel, owner)) = found else { return Ok(CreateCampaignOutcome::AgentNotFound) };
+    let (Some(channel), Some(owner)) = (channel, owner) else {
         return Ok(CreateCampaignOutcome::IntegrationNotFound);
     };
     if owner != agent_id {
@@ -702,20 +672,13 @@ async fn insert_campaign(
     if channel != new.channel {
         return Ok(CreateCampaignOutcome::WrongIntegrationType(channel));
     }
-    let done = sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO campaigns (org_id, agent_id, integration_id, channel, status, created_at, settings) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-    )
-    .bind(org)
-    .bind(&agent_id)
-    .bind(&new.integration_id)
-    .bind(channel.as_str())
-    .bind(to_seconds(created_at))
-    .bind(settings_json)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute(params![org, agent_id, new.integration_id, channel.as_str(), to_seconds(created_at), settings_json])?;
     Ok(CreateCampaignOutcome::Created(Box::new(Campaign {
-        id: done.last_insert_rowid(),
-        agent: AgentRef { id: new.agent_id, name: row.try_get("agent_name")? },
+        id: conn.last_insert_rowid(),
+        agent: AgentRef { id: new.agent_id, name: agent_name },
         integration: IntegrationRef { id: new.integration_id, channel },
         status: CampaignStatus::Pending,
         archived: false,
@@ -731,46 +694,41 @@ async fn insert_campaign(
     })))
 }
 
-pub(super) async fn update_campaign(conn: &mut SqliteConnection, campaign: &Campaign) -> StoreResult<()> {
-    sqlx::query(
+pub(super) fn update_campaign(conn: &Connection, campaign: &Campaign) -> StoreResult<()> {
+    conn.prepare_cached(
         "UPDATE campaigns SET status = ?, archived = ?, started_at = ?, ended_at = ?, settings = ?, current_iteration = ?, \
          last_iteration_at = ?, next_cycle_at = ?, paused_in_cooldown = ? WHERE id = ?",
-    )
-    .bind(campaign.status.as_str())
-    .bind(campaign.archived)
-    .bind(opt_to_seconds(campaign.started_at))
-    .bind(opt_to_seconds(campaign.ended_at))
-    .bind(serde_json::to_string(&campaign.settings)?)
-    .bind(campaign.current_iteration)
-    .bind(opt_to_seconds(campaign.last_iteration_at))
-    .bind(opt_to_seconds(campaign.next_cycle_at))
-    .bind(campaign.paused_in_cooldown)
-    .bind(campaign.id)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute(params![
+        campaign.status.as_str(),
+        campaign.archived,
+        opt_to_seconds(campaign.started_at),
+        opt_to_seconds(campaign.ended_at),
+        serde_json::to_string(&campaign.settings)?,
+        campaign.current_iteration,
+        opt_to_seconds(campaign.last_iteration_at),
+        opt_to_seconds(campaign.next_cycle_at),
+        campaign.paused_in_cooldown,
+        campaign.id,
+    ])?;
     Ok(())
 }
 
 /// The campaign with its counters read again (after a change to its contacts), keeping the
 /// changes made to `campaign` in memory.
-async fn reload_campaign(conn: &mut SqliteConnection, campaign: Campaign) -> StoreResult<Campaign> {
-    let row = sqlx::query(concat!(select_campaigns!(), " WHERE c.id = ?")).bind(campaign.id).fetch_one(&mut *conn).await?;
-    Ok(Campaign { counters: campaign_from_row(&row)?.counters, ..campaign })
+fn reload_campaign(conn: &Connection, campaign: Campaign) -> StoreResult<Campaign> {
+    let read = first_row(conn, concat!(select_campaigns!(), " WHERE c.id = ?"), [campaign.id], |row| campaign_from_row(row))?;
+    let counters = read.ok_or_else(|| StoreError::Corrupt(format!("campaign {} vanished while changed", campaign.id)))?.counters;
+    Ok(Campaign { counters, ..campaign })
 }
 
 /// Creates the organization when it is new, then the key.
-async fn insert_key(conn: &mut SqliteConnection, organization: &str, prefix: &str, hash: &str, at: Timestamp) -> StoreResult<()> {
-    sqlx::query("INSERT INTO organizations (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
-        .bind(organization)
-        .bind(to_seconds(at))
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("INSERT INTO api_keys (org_id, prefix, key_hash, created_at) SELECT id, ?, ?, ? FROM organizations WHERE name = ?")
-        .bind(prefix)
-        .bind(hash)
-        .bind(to_seconds(at))
-        .bind(organization)
-        .execute(&mut *conn)
-        .await?;
+fn insert_key(conn: &Connection, organization: &str, prefix: &str, hash: &str, at: Timestamp) -> StoreResult<()> {
+    conn.prepare_cached("INSERT INTO organizations (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")?
+        .execute(params![organization, to_seconds(at)])?;
+    conn.prepare_cached(
+        "INSERT INTO api_keys (org_id, prefix, key_hash, created_at) SELECT id, ?, ?, ? FROM organizations WHERE name = ?",
+    )?
+    .execute(params![prefix, hash, to_seconds(at), organization])?;
     Ok(())
 }

@@ -16,10 +16,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 
+use crate::store::StoreResult;
 use crate::store::shared::StoredRow;
-use crate::store::{StoreError, StoreResult};
 
 /// Idle connections kept; one per thread that reads at once is enough (no read awaits).
 const MAX_IDLE: usize = 16;
@@ -78,13 +78,9 @@ impl PointReads {
         read: impl FnOnce(&rusqlite::Row<'_>) -> StoreResult<T>,
     ) -> StoreResult<Option<T>> {
         let reader = self.take()?;
-        let found = reader
-            .conn
-            .prepare_cached(sql)
-            .and_then(|mut statement| statement.query_row(params, |row| Ok(read(row))).optional())
-            .map_err(StoreError::from);
+        let found = super::first_row(&reader.conn, sql, params, read);
         self.give_back(reader);
-        found?.transpose()
+        found
     }
 
     fn take(&self) -> StoreResult<Reader> {
