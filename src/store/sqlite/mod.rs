@@ -9,6 +9,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -48,6 +49,12 @@ const MAX_JOBS_PER_COMMIT: usize = 512;
 const READ_CONNECTIONS: u32 = 8;
 /// Distinct statements the writer keeps prepared (the engine's and the API's together).
 const WRITER_STATEMENTS: usize = 256;
+/// Least time between two checkpoints by [`run_checkpointer`]: each one syncs the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+/// WAL pages after which the writer checkpoints by itself (16 MiB), should [`run_checkpointer`]
+/// fall behind; that checkpoint then has little left to copy, and the WAL restarts from its
+/// beginning.
+const WRITER_CHECKPOINT_PAGES: i64 = 4000;
 
 type Completion = Box<dyn FnOnce(bool) + Send>;
 /// A write, run on the writer's thread inside its open transaction; says how to answer once the
@@ -86,6 +93,8 @@ impl SqliteStore {
         MIGRATOR.run(&mut migrations).await?;
         migrations.close().await?;
         let writer = open_writer(options.get_filename())?;
+        let checkpointer =
+            Connection::open_with_flags(options.get_filename(), OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         // No ping before each use: a broken connection fails its query and is replaced anyway, and the
         // ping is a second thread round trip on every read.
         let point_reads = point_reads::PointReads::new(options.get_filename());
@@ -95,9 +104,14 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await?;
         let (jobs, queue) = mpsc::channel(MAX_JOBS_PER_COMMIT * 4);
+        let (checkpoint_due, due) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
-            .spawn(move || run_writer(writer, queue))
+            .spawn(move || run_writer(writer, queue, checkpoint_due))
+            .map_err(|_| StoreError::Unavailable)?;
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".to_owned())
+            .spawn(move || run_checkpointer(checkpointer, due))
             .map_err(|_| StoreError::Unavailable)?;
         Ok(SqliteStore { reads, point_reads, jobs })
     }
@@ -145,6 +159,7 @@ fn open_writer(path: &Path) -> StoreResult<Connection> {
     // The writer touches contacts, attempts and their indexes on every claim and outcome: a
     // larger page cache than the default 2 MiB keeps their hot pages (bounded: 16 MiB).
     conn.pragma_update(None, "cache_size", -16384)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
     conn.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
     Ok(conn)
 }
@@ -209,7 +224,9 @@ fn recorded<T>(conn: &Connection, record: Option<ResponseRecorder<T>>, work: imp
 /// (group commit) and answers each once it has committed. It runs on a thread of its own, with
 /// the statements on that thread too: handing each statement to another thread and back would
 /// cost more than most of them.
-fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>) {
+///
+/// `checkpoint_due` hears of every commit (coalesced), for [`run_checkpointer`].
+fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>, checkpoint_due: SyncSender<()>) {
     let mut jobs = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
     while let Some(first) = queue.blocking_recv() {
         jobs.push(first);
@@ -230,6 +247,21 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>) {
         for completion in completions {
             completion(committed);
         }
+        // Full: a checkpoint is due already.
+        let _ = checkpoint_due.try_send(());
+    }
+}
+
+/// Copies committed WAL pages into the database file on a connection and thread of its own, so
+/// that commits do not wait for it as they would for SQLite's automatic checkpoint: a PASSIVE
+/// checkpoint neither waits for nor blocks the writer or the readers. It runs after commits, at
+/// most every [`CHECKPOINT_INTERVAL`], and stops with the writer.
+fn run_checkpointer(conn: Connection, due: Receiver<()>) {
+    while due.recv().is_ok() {
+        if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %err, "sqlite checkpoint failed; the writer's own checkpoint bounds the WAL");
+        }
+        std::thread::sleep(CHECKPOINT_INTERVAL);
     }
 }
 
@@ -731,4 +763,34 @@ fn insert_key(conn: &Connection, organization: &str, prefix: &str, hash: &str, a
     )?
     .execute(params![prefix, hash, to_seconds(at), organization])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pages committed to the WAL reach the database file through the checkpointer alone: the
+    /// writer's own checkpoint is off here.
+    #[test]
+    fn the_checkpointer_copies_committed_pages_into_the_database_file() -> StoreResult<()> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("checkpoint.db");
+        let writer = Connection::open(&path)?;
+        writer.pragma_update(None, "journal_mode", "wal")?;
+        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        writer.execute_batch(
+            "CREATE TABLE t (x BLOB); \
+             WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) INSERT INTO t SELECT zeroblob(4000) FROM n;",
+        )?;
+        let file_size = || std::fs::metadata(&path).map(|m| m.len()).expect("database file");
+        let before = file_size();
+
+        let (due, heard) = std::sync::mpsc::sync_channel(1);
+        due.send(()).expect("the checkpointer listens");
+        drop(due);
+        run_checkpointer(Connection::open(&path)?, heard);
+
+        assert!(file_size() > before + 100 * 4000, "the rows' pages are in the database file: {before} → {}", file_size());
+        Ok(())
+    }
 }
