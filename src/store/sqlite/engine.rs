@@ -407,46 +407,29 @@ fn write_attempts(conn: &Connection, attempts: &HashMap<String, AttemptState>) -
 }
 
 fn write_contacts(conn: &Connection, contacts: &HashMap<i64, ContactState>) -> StoreResult<()> {
-    let mut progress = conn.prepare_cached(
+    // Data and tags are written back only when they were read (`ContactState::data`); NULL keeps them.
+    let mut update = conn.prepare_cached(
         "UPDATE contacts SET status = ?, retries = ?, failed_retries = ?, next_attempt_at = ?, processed = ?, answered = ?, \
-         billed_duration = ? WHERE id = ?",
-    )?;
-    // Data and tags are written back only when they were read (`ContactState::data`).
-    let mut with_data = conn.prepare_cached(
-        "UPDATE contacts SET status = ?, retries = ?, failed_retries = ?, next_attempt_at = ?, processed = ?, answered = ?, \
-         billed_duration = ?, extracted_data = ?, tags = ? WHERE id = ?",
+         billed_duration = ?, extracted_data = COALESCE(?, extracted_data), tags = COALESCE(?, tags) WHERE id = ?",
     )?;
     for (id, c) in contacts.iter().filter(|(_, c)| c.changed) {
         let p = &c.progress;
-        let next_attempt_at = p.next_attempt_at.map(to_millis);
-        match &c.data {
-            None => progress.execute(params![
-                p.status.as_str(),
-                p.retries,
-                p.failed_retries,
-                next_attempt_at,
-                c.processed,
-                c.answered,
-                c.billed_duration,
-                id,
-            ])?,
-            Some(data) => {
-                let extracted = serde_json::to_string(&data.extracted_data)?;
-                let tags = serde_json::to_string(&data.tags)?;
-                with_data.execute(params![
-                    p.status.as_str(),
-                    p.retries,
-                    p.failed_retries,
-                    next_attempt_at,
-                    c.processed,
-                    c.answered,
-                    c.billed_duration,
-                    extracted,
-                    tags,
-                    id,
-                ])?
-            }
+        let (extracted, tags) = match &c.data {
+            Some(data) => (Some(serde_json::to_string(&data.extracted_data)?), Some(serde_json::to_string(&data.tags)?)),
+            None => (None, None),
         };
+        update.execute(params![
+            p.status.as_str(),
+            p.retries,
+            p.failed_retries,
+            p.next_attempt_at.map(to_millis),
+            c.processed,
+            c.answered,
+            c.billed_duration,
+            extracted,
+            tags,
+            id,
+        ])?;
     }
     Ok(())
 }
