@@ -14,7 +14,8 @@
 //! 4. Outbound `POST /api/v1.0/campaigns`, closed loop; every answer must be 201, and the number
 //!    of campaigns the API then lists must equal the number of 201s (phases 4 and 5);
 //! 5. the same with a fresh `Idempotency-Key` on each request;
-//! 6. and 7. `GET` spread over 64 API keys with the rate limiter on, then off.
+//! 6. and 7. `GET` spread over 64 API keys with the rate limiter on, then off, each phase on a
+//!    server of its own started for it (same store; see `on_fresh_server`).
 //!
 //! The phases of each pair compared in a ratio (1 and 2, 4 and 5, 6 and 7) run `BENCH_ROUNDS`
 //! times each in ABBA order (1 2, 2 1, 1 2, …), and each side's rounds are pooled: a drift of the
@@ -56,6 +57,7 @@ use outbound::api::ApiSettings;
 use outbound::clock::{Clock, SystemClock};
 use outbound::domain::ids::NewApiKey;
 use outbound::server::RunningServer;
+use outbound::store::DynStore;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
@@ -524,8 +526,8 @@ async fn open_loop(name: &str, target: Arc<Target>, connections: usize, rate: f6
 
 struct Servers {
     outbound: RunningServer,
-    /// The same store served with the rate limiter off, to price the limiter.
-    unlimited: RunningServer,
+    /// The store `outbound` serves, also served by the servers that price the limiter.
+    store: DynStore,
     ceiling_listener: TcpListener,
     key: String,
     /// Keys of other organizations-to-be, to spread load over many limiter buckets.
@@ -546,15 +548,29 @@ async fn start_outbound(db: &Path, rate_limit_rps: Option<NonZeroU32>) -> Server
         store.create_api_key("bench", &extra, clock.now()).await.expect("create an API key");
         many_keys.push(extra.key);
     }
-    let outbound =
-        RunningServer::start("127.0.0.1:0", store.clone(), clock.clone(), ApiSettings { rate_limit_rps, ..ApiSettings::default() })
-            .await
-            .expect("start Outbound");
-    let unlimited = RunningServer::start("127.0.0.1:0", store, clock, ApiSettings { rate_limit_rps: None, ..ApiSettings::default() })
+    let outbound = RunningServer::start("127.0.0.1:0", store.clone(), clock, ApiSettings { rate_limit_rps, ..ApiSettings::default() })
         .await
-        .expect("start Outbound without a rate limit");
+        .expect("start Outbound");
     let ceiling_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the ceiling listener");
-    Servers { outbound, unlimited, ceiling_listener, key: key.key, many_keys }
+    Servers { outbound, store, ceiling_listener, key: key.key, many_keys }
+}
+
+/// Runs one phase against a server of its own on `store`, started on `runtime` for it (with the
+/// rate limit `rate_limit_rps`, or none) and stopped after it. The limiter's pair of phases runs
+/// so: two long-lived servers with identical code differed by up to 8% (an A/A run), as much as
+/// the limiter was to be priced at; fresh servers in ABBA order spread that over both sides.
+async fn on_fresh_server(
+    runtime: &tokio::runtime::Handle,
+    store: &DynStore,
+    rate_limit_rps: Option<NonZeroU32>,
+    phase: impl AsyncFnOnce(SocketAddr) -> PhaseResult,
+) -> PhaseResult {
+    let settings = ApiSettings { rate_limit_rps, ..ApiSettings::default() };
+    let start = RunningServer::start("127.0.0.1:0", store.clone(), Arc::new(SystemClock), settings);
+    let server = runtime.spawn(start).await.expect("the server runtime runs").expect("start Outbound");
+    let result = phase(server.addr).await;
+    runtime.spawn(server.shutdown()).await.expect("the server runtime runs").expect("stop Outbound");
+    result
 }
 
 /// The ceiling: a minimal axum router answering `path` with `body`, served like Outbound is.
@@ -669,9 +685,8 @@ fn main() {
     let machine = machine(dir.path());
     let started_at = jiff::Timestamp::now();
 
-    let Servers { outbound, unlimited, ceiling_listener, key, many_keys } =
+    let Servers { outbound, store, ceiling_listener, key, many_keys } =
         server_runtime.block_on(start_outbound(&db, settings.rate_limit_rps));
-    let unlimited_addr = unlimited.addr;
     let outbound_addr = outbound.addr;
     let ceiling_addr = ceiling_listener.local_addr().expect("ceiling address");
 
@@ -798,25 +813,19 @@ fn main() {
         let (limited, free) = alternate(
             settings.rounds,
             async |round| {
-                println!("phase 6/7: GET over {MANY_KEYS} keys, rate limiter on (round {round}) …");
-                closed_loop(
-                    "Outbound GET, limiter on, 64 keys",
-                    spread(outbound_addr),
-                    settings.get_connections,
-                    settings.warmup,
-                    settings.measure,
-                )
+                println!("phase 6/7: GET over {MANY_KEYS} keys, rate limiter on, a server started for it (round {round}) …");
+                on_fresh_server(server_runtime.handle(), &store, settings.rate_limit_rps, async |addr| {
+                    let name = "Outbound GET, limiter on, 64 keys";
+                    closed_loop(name, spread(addr), settings.get_connections, settings.warmup, settings.measure).await
+                })
                 .await
             },
             async |round| {
-                println!("phase 7/7: GET over {MANY_KEYS} keys, rate limiter off (round {round}) …");
-                closed_loop(
-                    "Outbound GET, limiter off, 64 keys",
-                    spread(unlimited_addr),
-                    settings.get_connections,
-                    settings.warmup,
-                    settings.measure,
-                )
+                println!("phase 7/7: GET over {MANY_KEYS} keys, rate limiter off, a server started for it (round {round}) …");
+                on_fresh_server(server_runtime.handle(), &store, None, async |addr| {
+                    let name = "Outbound GET, limiter off, 64 keys";
+                    closed_loop(name, spread(addr), settings.get_connections, settings.warmup, settings.measure).await
+                })
                 .await
             },
         )
@@ -917,15 +926,14 @@ fn main() {
     );
 
     // The database really is in WAL mode: bytes 18 and 19 of a WAL database's header are 2.
-    let header = std::fs::read(&db).unwrap_or_default();
-    let wal = header.get(18..20) == Some(&[2, 2][..]);
+    let mut header = [0u8; 20];
+    let wal =
+        std::fs::File::open(&db).and_then(|mut file| std::io::Read::read_exact(&mut file, &mut header)).is_ok() && header[18..20] == [2, 2];
     println!("database journal mode from its file header: {}", if wal { "WAL" } else { "NOT WAL" });
 
     server_runtime.block_on(async {
-        for server in [outbound, unlimited] {
-            if let Err(err) = tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await.unwrap_or(Ok(())) {
-                eprintln!("Outbound did not shut down cleanly: {err}");
-            }
+        if let Err(err) = tokio::time::timeout(Duration::from_secs(5), outbound.shutdown()).await.unwrap_or(Ok(())) {
+            eprintln!("Outbound did not shut down cleanly: {err}");
         }
     });
     server_runtime.shutdown_timeout(Duration::from_secs(2));
