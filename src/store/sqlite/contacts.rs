@@ -103,7 +103,7 @@ pub(super) fn add_contacts(
     }
     let created = i64::try_from(to_insert.len()).unwrap_or(i64::MAX);
     if created > 0 {
-        add_counts(conn, campaign_id, &[(ContactStatus::Queue, created)])?;
+        add_counts(conn, campaign_id, [(ContactStatus::Queue, created)])?;
         conn.prepare_cached(
             "UPDATE campaigns SET contact_count = contact_count + ?, \
              status = CASE WHEN status = 'pending' THEN 'ready' ELSE status END WHERE id = ?",
@@ -231,7 +231,7 @@ pub(super) fn delete_contact(conn: &Connection, org: OrgId, campaign_id: i64, co
         return Ok(DeleteOutcome::NotDeletable(status));
     }
     conn.prepare_cached("DELETE FROM contacts WHERE id = ?")?.execute([contact_id])?;
-    add_counts(conn, campaign_id, &[(status, -1)])?;
+    add_counts(conn, campaign_id, [(status, -1)])?;
     // The analytics that count contacts ever processed or answered count only contacts still there.
     conn.prepare_cached(
         "UPDATE campaigns SET contact_count = contact_count - 1, contacts_processed = contacts_processed - ?, \

@@ -182,7 +182,7 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
     add_counts(
         conn,
         claim.campaign_id,
-        &[(ContactStatus::Queue, -from_queue), (ContactStatus::Retrying, -from_retrying), (ContactStatus::Sending, taken)],
+        [(ContactStatus::Queue, -from_queue), (ContactStatus::Retrying, -from_retrying), (ContactStatus::Sending, taken)],
     )?;
     conn.prepare_cached("UPDATE campaigns SET in_flight = in_flight + ? WHERE id = ?")?.execute(params![taken, claim.campaign_id])?;
     let minute = minute_of(claim.at);
@@ -451,17 +451,16 @@ fn write_delta(conn: &Connection, campaign_id: i64, delta: CampaignDelta) -> Sto
         delta.contacts_answered,
         campaign_id,
     ])?;
-    let statuses: Vec<(ContactStatus, i64)> = delta.statuses.into_iter().collect();
-    add_counts(conn, campaign_id, &statuses)
+    add_counts(conn, campaign_id, delta.statuses)
 }
 
 /// Adds to the per-status contact counts of a campaign (statuses whose delta is 0 are left alone).
-pub(super) fn add_counts(conn: &Connection, campaign_id: i64, deltas: &[(ContactStatus, i64)]) -> StoreResult<()> {
+pub(super) fn add_counts(conn: &Connection, campaign_id: i64, deltas: impl IntoIterator<Item = (ContactStatus, i64)>) -> StoreResult<()> {
     let mut upsert = conn.prepare_cached(
         "INSERT INTO campaign_contact_counts (campaign_id, status, count) VALUES (?, ?, ?) \
          ON CONFLICT (campaign_id, status) DO UPDATE SET count = count + excluded.count",
     )?;
-    for (status, delta) in deltas.iter().filter(|(_, d)| *d != 0) {
+    for (status, delta) in deltas.into_iter().filter(|(_, d)| *d != 0) {
         upsert.execute(params![campaign_id, status.as_str(), delta])?;
     }
     Ok(())

@@ -58,22 +58,15 @@ const WRITER_CHECKPOINT_PAGES: i64 = 4000;
 
 type Completion = Box<dyn FnOnce(bool) + Send>;
 /// A write, run on the writer's thread inside its open transaction; says how to answer once the
-/// transaction has committed (`true`) or not.
-type Job = Box<dyn FnOnce(&Connection, &mut Batch) -> Completion + Send>;
+/// transaction has committed (`true`) or not. It sets the flag it is given when the transaction
+/// must not commit (see [`in_savepoint`]).
+type Job = Box<dyn FnOnce(&Connection, &mut bool) -> Completion + Send>;
 
 const FIND_LIVE_KEY: &str = "SELECT 1 FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at >= ?";
 /// Replaces an expired record: [`in_savepoint`] has checked that no live one holds the key.
 const INSERT_RECORD: &str = "INSERT INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) VALUES (?, ?, ?, ?, ?, ?) \
      ON CONFLICT (org_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, created_at = excluded.created_at, \
      status = excluded.status, body = excluded.body";
-
-/// The state of the writer's current transaction.
-#[derive(Default)]
-struct Batch {
-    /// A job's savepoint could not be closed, or the transaction ended under it: its writes may be
-    /// partly in, so the batch must not commit.
-    broken: bool,
-}
 
 pub struct SqliteStore {
     reads: SqlitePool,
@@ -137,8 +130,8 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |conn, batch| {
-            let outcome = in_savepoint(conn, batch, record, work);
+        let job: Job = Box::new(move |conn, broken| {
+            let outcome = in_savepoint(conn, broken, record, work);
             Box::new(move |committed: bool| {
                 let _ = reply.send(if committed { outcome } else { Err(StoreError::CommitFailed) });
             })
@@ -170,19 +163,21 @@ fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 /// Runs one job in a savepoint of the writer's transaction, so that a refused job undoes only its
-/// own writes, and stores its recorded response with them. The look-up for a live record under
+/// own writes, and stores its recorded response with them. Sets `broken` when the job's savepoint
+/// could not be closed, or the transaction ended under it: its writes may be partly in, so the
+/// batch must not commit. The look-up for a live record under
 /// the job's Idempotency-Key decides whether it runs: the writer holds the database's write lock
 /// for its whole transaction, so no other connection can add a record meanwhile, and an earlier
 /// job of the same transaction has already written its own.
 fn in_savepoint<T>(
     conn: &Connection,
-    batch: &mut Batch,
+    broken: &mut bool,
     record: Option<ResponseRecorder<T>>,
     work: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
     // Outside a transaction, a savepoint would commit on its release: nothing more may run.
-    if batch.broken || conn.is_autocommit() {
-        batch.broken = true;
+    if *broken || conn.is_autocommit() {
+        *broken = true;
         return Err(StoreError::CommitFailed);
     }
     run(conn, "SAVEPOINT job")?;
@@ -192,7 +187,7 @@ fn in_savepoint<T>(
         Err(_) => run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job")),
     };
     if let Err(err) = closed {
-        batch.broken = true;
+        *broken = true;
         return Err(err.into());
     }
     outcome
@@ -235,14 +230,14 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>, checkpoint_due: 
         {
             jobs.push(job);
         }
-        let mut batch = Batch::default();
+        let mut broken = false;
         let began = run(&conn, "BEGIN IMMEDIATE");
         if let Err(err) = &began {
             tracing::error!(error = %err, "sqlite writer could not begin a transaction");
         }
         // Without a transaction the jobs are dropped unrun: their callers hear that the store failed.
-        let completions: Vec<Completion> = jobs.drain(..).filter(|_| began.is_ok()).map(|job| job(&conn, &mut batch)).collect();
-        let committed = began.is_ok() && commit(&conn, &batch);
+        let completions: Vec<Completion> = jobs.drain(..).filter(|_| began.is_ok()).map(|job| job(&conn, &mut broken)).collect();
+        let committed = began.is_ok() && commit(&conn, broken);
         metrics::histogram!("outbound_store_commit_batch_size").record(completions.len() as f64);
         for completion in completions {
             completion(committed);
@@ -265,12 +260,9 @@ fn run_checkpointer(conn: Connection, due: Receiver<()>) {
     }
 }
 
-fn commit(conn: &Connection, batch: &Batch) -> bool {
-    let committed = if batch.broken {
-        Err("a job's savepoint could not be closed".to_owned())
-    } else {
-        run(conn, "COMMIT").map_err(|err| err.to_string())
-    };
+fn commit(conn: &Connection, broken: bool) -> bool {
+    let committed =
+        if broken { Err("a job's savepoint could not be closed".to_owned()) } else { run(conn, "COMMIT").map_err(|err| err.to_string()) };
     match committed {
         Ok(()) => true,
         Err(err) => {
@@ -604,7 +596,7 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let deleted =
                 conn.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?")?.execute([to_seconds(created_before)])?;
-            Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+            Ok(deleted as u64)
         })
         .await
     }
