@@ -260,6 +260,11 @@ async fn a_live_record_refuses_a_concurrent_duplicate_and_rolls_its_writes_back(
     let duplicate = app.store.create_campaign(org, new(), now, Some(recorder(org, "raced", now, 201))).await;
     assert!(matches!(duplicate, Err(StoreError::IdempotencyKeyTaken)), "{duplicate:?}");
     assert_eq!(campaign_count(&app, &app.key).await, 1, "the duplicate's campaign was rolled back");
+    // Also when the repeat's own response would not be kept (an input error now): the first wins.
+    let keeps_nothing = ResponseRecorder { render: Box::new(|_| None), ..recorder(org, "raced", now, 201) };
+    let duplicate = app.store.create_campaign(org, new(), now, Some(keeps_nothing)).await;
+    assert!(matches!(duplicate, Err(StoreError::IdempotencyKeyTaken)), "{duplicate:?}");
+    assert_eq!(campaign_count(&app, &app.key).await, 1);
     let kept = app.store.find_idempotency_record(org, "raced", now - SignedDuration::from_hours(24)).await.expect("read");
     assert_eq!(kept.map(|r| r.response.status), Some(201), "the first record stays");
 
@@ -269,6 +274,30 @@ async fn a_live_record_refuses_a_concurrent_duplicate_and_rolls_its_writes_back(
     assert!(matches!(again, CreateCampaignOutcome::Created(_)));
     let kept = app.store.find_idempotency_record(org, "raced", later - SignedDuration::from_hours(24)).await.expect("read");
     assert_eq!(kept.map(|r| r.response.status), Some(202));
+}
+
+/// The cleanup deletes expired records oldest first: every one of them in the end, also one
+/// written after a younger record (the clock stepped back), which is never served once expired.
+#[tokio::test]
+async fn the_cleanup_removes_every_expired_record_and_nothing_live() {
+    let Some((app, _setup, org, now)) = store_case().await else { return };
+    let at = |seconds: i64| now + SignedDuration::from_secs(seconds);
+    for (key, seconds) in [("first", 0), ("younger", 10), ("written-last-dated-earlier", 5)] {
+        app.store
+            .complete_idempotency_key(&recorder(org, key, at(seconds), 201).claim, StoredResponse { status: 201, body: b"{}".to_vec() })
+            .await
+            .expect("recorded");
+    }
+    assert_eq!(app.store.purge_idempotency_keys(at(0)).await.expect("purge"), 0, "nothing is older than the first");
+    assert_eq!(app.store.purge_idempotency_keys(at(1)).await.expect("purge"), 1);
+    let record = |key: &'static str, expired_before| app.store.find_idempotency_record(org, key, expired_before);
+    assert!(record("younger", at(6)).await.expect("read").is_some());
+    let purged = app.store.purge_idempotency_keys(at(6)).await.expect("purge");
+    assert_eq!(record("written-last-dated-earlier", at(6)).await.expect("read"), None, "an expired record is never served");
+    assert!(record("younger", at(6)).await.expect("read").is_some(), "a live record is kept");
+    let purged = purged + app.store.purge_idempotency_keys(at(11)).await.expect("purge");
+    assert_eq!(purged, 2, "both later records are gone once both have expired");
+    assert_eq!(app.store.purge_idempotency_keys(at(100)).await.expect("purge"), 0, "an empty table purges nothing");
 }
 
 #[tokio::test]

@@ -634,8 +634,20 @@ async fn record_response<T>(conn: &mut PgConnection, record: Option<ResponseReco
     let Some(recorder) = record else { return Ok(()) };
     match (recorder.render)(value) {
         Some(response) => insert_record(conn, &recorder.claim, &response).await,
+        // A repeat whose own response would not be kept still gets the first one's.
+        None if holds_live_record(conn, &recorder.claim).await? => Err(StoreError::IdempotencyKeyTaken),
         None => Ok(()),
     }
+}
+
+async fn holds_live_record(conn: &mut PgConnection, claim: &IdempotencyClaim) -> StoreResult<bool> {
+    let found = sqlx::query("SELECT 1 FROM idempotency_keys WHERE org_id = $1 AND key = $2 AND created_at >= $3")
+        .bind(claim.org_id)
+        .bind(&claim.key)
+        .bind(to_seconds(claim.expired_before))
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(found.is_some())
 }
 
 /// Stores a response under its key, replacing an expired record with the same key. A live record

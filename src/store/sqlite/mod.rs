@@ -63,10 +63,20 @@ type Completion = Box<dyn FnOnce(bool) + Send>;
 type Job = Box<dyn FnOnce(&Connection, &mut bool) -> Completion + Send>;
 
 const FIND_LIVE_KEY: &str = "SELECT 1 FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at >= ?";
-/// Replaces an expired record: [`in_savepoint`] has checked that no live one holds the key.
+/// A record is stored only where its key holds none; an expired one is deleted first
+/// ([`store_record`]), so that a table's rowids follow the order records were written in, which
+/// is the order [`PURGE_RECORDS`] expires them in.
 const INSERT_RECORD: &str = "INSERT INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) VALUES (?, ?, ?, ?, ?, ?) \
-     ON CONFLICT (org_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, created_at = excluded.created_at, \
-     status = excluded.status, body = excluded.body";
+     ON CONFLICT (org_id, key) DO NOTHING";
+const DELETE_EXPIRED_RECORD: &str = "DELETE FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at < ?";
+/// Deletes, oldest first, the records written before the first one still live: a scan in rowid
+/// (write) order that stops there, so it reads little more than it deletes, and no index on the
+/// records' age costs every keyed request a third b-tree insert. A record written later but
+/// dated earlier (the clock stepped back) is kept until the ones before it expire; look-ups
+/// treat it as absent meanwhile.
+const PURGE_RECORDS: &str = "DELETE FROM idempotency_keys WHERE rowid < coalesce(\
+     (SELECT rowid FROM idempotency_keys WHERE created_at >= ? ORDER BY rowid LIMIT 1), \
+     (SELECT max(rowid) + 1 FROM idempotency_keys))";
 
 pub struct SqliteStore {
     reads: SqlitePool,
@@ -165,10 +175,10 @@ fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// Runs one job in a savepoint of the writer's transaction, so that a refused job undoes only its
 /// own writes, and stores its recorded response with them. Sets `broken` when the job's savepoint
 /// could not be closed, or the transaction ended under it: its writes may be partly in, so the
-/// batch must not commit. The look-up for a live record under
-/// the job's Idempotency-Key decides whether it runs: the writer holds the database's write lock
-/// for its whole transaction, so no other connection can add a record meanwhile, and an earlier
-/// job of the same transaction has already written its own.
+/// batch must not commit. Storing the record under the job's Idempotency-Key decides whether the
+/// job's writes stay: the writer holds the database's write lock for its whole transaction, so no
+/// other connection can add a record meanwhile, and an earlier job of the same transaction has
+/// already written its own.
 fn in_savepoint<T>(
     conn: &Connection,
     broken: &mut bool,
@@ -193,26 +203,43 @@ fn in_savepoint<T>(
     outcome
 }
 
+/// Runs `work` and stores the response `record` renders with its writes. Whether the key already
+/// holds a live record is found out by storing this one, so that a new request (the common case)
+/// pays for no look-up; a repeat runs its work to no effect, since its savepoint is rolled back.
+/// When the work fails, or renders nothing to keep, a live record still wins: a repeat gets the
+/// first request's response even if the same request would now fail.
 fn recorded<T>(conn: &Connection, record: Option<ResponseRecorder<T>>, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-    if let Some(ResponseRecorder { claim, .. }) = &record
-        && conn.prepare_cached(FIND_LIVE_KEY)?.exists(params![claim.org_id, claim.key, to_seconds(claim.expired_before)])?
-    {
+    let Some(ResponseRecorder { claim, render }) = record else { return work(conn) };
+    let value = match work(conn) {
+        Ok(value) => value,
+        Err(err) => return Err(if holds_live_record(conn, &claim)? { StoreError::IdempotencyKeyTaken } else { err }),
+    };
+    let stored = match render(&value) {
+        Some(response) => store_record(conn, &claim, response)?,
+        None => !holds_live_record(conn, &claim)?,
+    };
+    if !stored {
         return Err(StoreError::IdempotencyKeyTaken);
     }
-    let value = work(conn)?;
-    if let Some(ResponseRecorder { claim, render }) = record
-        && let Some(response) = render(&value)
-    {
-        conn.prepare_cached(INSERT_RECORD)?.execute(params![
-            claim.org_id,
-            claim.key,
-            claim.fingerprint.as_slice(),
-            to_seconds(claim.at),
-            i64::from(response.status),
-            response.body,
-        ])?;
-    }
     Ok(value)
+}
+
+fn holds_live_record(conn: &Connection, claim: &IdempotencyClaim) -> rusqlite::Result<bool> {
+    conn.prepare_cached(FIND_LIVE_KEY)?.exists(params![claim.org_id, claim.key, to_seconds(claim.expired_before)])
+}
+
+/// Stores `response` under the claim's key, in place of an expired record; `false` when a live
+/// record holds the key.
+fn store_record(conn: &Connection, claim: &IdempotencyClaim, response: StoredResponse) -> rusqlite::Result<bool> {
+    let mut insert = conn.prepare_cached(INSERT_RECORD)?;
+    let row =
+        params![claim.org_id, claim.key, claim.fingerprint.as_slice(), to_seconds(claim.at), i64::from(response.status), response.body];
+    if insert.execute(row)? == 1 {
+        return Ok(true);
+    }
+    let expired =
+        conn.prepare_cached(DELETE_EXPIRED_RECORD)?.execute(params![claim.org_id, claim.key, to_seconds(claim.expired_before)])?;
+    Ok(expired == 1 && insert.execute(row)? == 1)
 }
 
 /// Takes the jobs waiting in the queue (at most [`MAX_JOBS_PER_COMMIT`]) into one transaction
@@ -594,8 +621,7 @@ impl Store for SqliteStore {
 
     async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64> {
         self.write(move |conn| {
-            let deleted =
-                conn.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?")?.execute([to_seconds(created_before)])?;
+            let deleted = conn.prepare_cached(PURGE_RECORDS)?.execute([to_seconds(created_before)])?;
             Ok(deleted as u64)
         })
         .await
