@@ -31,6 +31,8 @@ use crate::store::{IdempotencyClaim, IdempotencyRecord, OrgId, ResponseRecorder,
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 const MAX_KEY_LEN: usize = 255;
+/// Bytes first set aside for a JSON response: a campaign's detail takes about 1,200.
+const JSON_BODY_CAPACITY: usize = 2048;
 
 /// Marks a response whose record was already written with the handler's own transaction.
 #[derive(Clone, Copy)]
@@ -193,7 +195,10 @@ pub struct Reply {
 
 /// A response body as JSON bytes; a value that cannot be serialized is a server error.
 pub fn json_body(value: &impl Serialize) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(value).map_err(|err| ApiError::internal(format!("response could not be serialized: {err}")))
+    // Room for a campaign up front: growing the buffer step by step copies it each time.
+    let mut body = Vec::with_capacity(JSON_BODY_CAPACITY);
+    serde_json::to_writer(&mut body, value).map_err(|err| ApiError::internal(format!("response could not be serialized: {err}")))?;
+    Ok(body)
 }
 
 impl Reply {
