@@ -4,11 +4,11 @@
 //! the same process gets 409 and a crash frees every key at once. The handler records its response
 //! in the same database transaction as its own writes (`ResponseRecorder`): a crash can never
 //! leave writes without their stored response, nor a stored response without its writes, and
-//! holding a key costs no extra commit. The record's unique key decides whether a request is new:
-//! a repeat (or a duplicate that ran at the same time on another process) finds a live record when
-//! it writes its own, rolls back everything it wrote, and answers with the stored response (or
-//! 422 when the stored request differs). No lookup precedes a new request, which is the common
-//! case; a repeat pays for running its handler once more, inside a transaction that is undone.
+//! holding a key costs no extra commit. The record's unique key, checked by the store inside that
+//! transaction, decides whether a request is new: a repeat (or a duplicate that ran at the same
+//! time on another process) finds a live record, keeps none of its writes, and answers with the
+//! stored response (or 422 when the stored request differs). No read precedes the handler on the
+//! server's side: the store's check travels with the writes (README "Retries and limits").
 //! Responses of requests that wrote nothing are recorded by the layer afterwards; 400s and 5xx are
 //! not kept, so the key can be used again.
 
@@ -55,7 +55,7 @@ pub async fn idempotency(State(app): State<AppState>, request: Request, next: Ne
             let (request, claim, _held) = *running;
             let response = next.run(request).await;
             if response.extensions().get::<KeyInUse>().is_some() {
-                // The key has a live record: everything this request wrote was rolled back.
+                // The key has a live record: nothing this request would have written was kept.
                 return answer_repeat(&app, &claim, response).await;
             }
             settle(&app, &claim, response).await

@@ -2,8 +2,9 @@
 //!
 //! SQLite has one writer at a time and every commit pays an fsync. All writes therefore go through
 //! a single writer thread that groups the jobs waiting in its queue into one transaction (group
-//! commit): each job runs in its own savepoint, so one refused job never undoes another, and every
-//! caller hears back only after the shared COMMIT is durable. Reads use read-only connections that
+//! commit): each job runs in its own savepoint, so one refused job never undoes another, the
+//! responses kept under Idempotency-Keys are inserted after the jobs, and every caller hears back
+//! only after the shared COMMIT is durable. Reads use read-only connections that
 //! WAL lets run beside the writer: a pool for most, and for the reads on every request's path
 //! (API key, campaign by id) connections used on the caller's own thread (`point_reads`).
 
@@ -58,9 +59,24 @@ const WRITER_CHECKPOINT_PAGES: i64 = 4000;
 
 type Completion = Box<dyn FnOnce(bool) + Send>;
 /// A write, run on the writer's thread inside its open transaction; says how to answer once the
-/// transaction has committed (`true`) or not. It sets the flag it is given when the transaction
-/// must not commit (see [`in_savepoint`]).
-type Job = Box<dyn FnOnce(&Connection, &mut bool) -> Completion + Send>;
+/// transaction has committed (`true`) or not.
+type Job = Box<dyn FnOnce(&Connection, &mut Batch) -> Completion + Send>;
+
+/// What the jobs of one transaction leave for it.
+#[derive(Default)]
+struct Batch {
+    /// The transaction must not commit (see [`in_savepoint`]).
+    broken: bool,
+    /// Responses to store under their Idempotency-Keys once every job has run (see [`recorded`]).
+    records: Vec<(IdempotencyClaim, StoredResponse)>,
+}
+
+impl Batch {
+    /// Whether a job of this transaction already kept a response under the claim's key.
+    fn holds(&self, claim: &IdempotencyClaim) -> bool {
+        self.records.iter().any(|(kept, _)| kept.org_id == claim.org_id && kept.key == claim.key)
+    }
+}
 
 const FIND_LIVE_KEY: &str = "SELECT 1 FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at >= ?";
 /// A record is stored only where its key holds none; an expired one is deleted first
@@ -140,8 +156,8 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |conn, broken| {
-            let outcome = in_savepoint(conn, broken, record, work);
+        let job: Job = Box::new(move |conn, batch| {
+            let outcome = in_savepoint(conn, batch, record, work);
             Box::new(move |committed: bool| {
                 let _ = reply.send(if committed { outcome } else { Err(StoreError::CommitFailed) });
             })
@@ -173,59 +189,72 @@ fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 /// Runs one job in a savepoint of the writer's transaction, so that a refused job undoes only its
-/// own writes, and stores its recorded response with them. Sets `broken` when the job's savepoint
-/// could not be closed, or the transaction ended under it: its writes may be partly in, so the
-/// batch must not commit. Storing the record under the job's Idempotency-Key decides whether the
-/// job's writes stay: the writer holds the database's write lock for its whole transaction, so no
-/// other connection can add a record meanwhile, and an earlier job of the same transaction has
-/// already written its own.
+/// own writes. Sets `batch.broken` when the job's savepoint could not be closed, or the
+/// transaction ended under it: its writes may be partly in, so the batch must not commit.
 fn in_savepoint<T>(
     conn: &Connection,
-    broken: &mut bool,
+    batch: &mut Batch,
     record: Option<ResponseRecorder<T>>,
     work: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
     // Outside a transaction, a savepoint would commit on its release: nothing more may run.
-    if *broken || conn.is_autocommit() {
-        *broken = true;
+    if batch.broken || conn.is_autocommit() {
+        batch.broken = true;
         return Err(StoreError::CommitFailed);
     }
     run(conn, "SAVEPOINT job")?;
-    let outcome = recorded(conn, record, work);
+    let outcome = recorded(conn, batch, record, work);
     let closed = match outcome {
         Ok(_) => run(conn, "RELEASE job"),
         Err(_) => run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job")),
     };
     if let Err(err) = closed {
-        *broken = true;
+        batch.broken = true;
         return Err(err.into());
     }
     outcome
 }
 
-/// Runs `work` and stores the response `record` renders with its writes. Whether the key already
-/// holds a live record is found out by storing this one, so that a new request (the common case)
-/// pays for no look-up; a repeat runs its work to no effect, since its savepoint is rolled back.
-/// When the work fails, or renders nothing to keep, a live record still wins: a repeat gets the
-/// first request's response even if the same request would now fail.
-fn recorded<T>(conn: &Connection, record: Option<ResponseRecorder<T>>, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+/// Runs `work` unless its Idempotency-Key holds a live record, and leaves the response `record`
+/// renders for [`store_records`] to insert after the batch's jobs, in the same transaction. The
+/// writer holds the database's write lock for the whole transaction, so no other connection can
+/// add a record meanwhile, and a job earlier in the batch has left its own in `batch`. A new key
+/// costs one probe of the key's index, a repeat never runs its work, and the records' inserts
+/// run outside the jobs' savepoints, which would each copy the pages an insert touches.
+fn recorded<T>(
+    conn: &Connection,
+    batch: &mut Batch,
+    record: Option<ResponseRecorder<T>>,
+    work: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
     let Some(ResponseRecorder { claim, render }) = record else { return work(conn) };
-    let value = match work(conn) {
-        Ok(value) => value,
-        Err(err) => return Err(if holds_live_record(conn, &claim)? { StoreError::IdempotencyKeyTaken } else { err }),
-    };
-    let stored = match render(&value) {
-        Some(response) => store_record(conn, &claim, response)?,
-        None => !holds_live_record(conn, &claim)?,
-    };
-    if !stored {
+    if batch.holds(&claim) || holds_live_record(conn, &claim)? {
         return Err(StoreError::IdempotencyKeyTaken);
+    }
+    let value = work(conn)?;
+    if let Some(response) = render(&value) {
+        batch.records.push((claim, response));
     }
     Ok(value)
 }
 
 fn holds_live_record(conn: &Connection, claim: &IdempotencyClaim) -> rusqlite::Result<bool> {
     conn.prepare_cached(FIND_LIVE_KEY)?.exists(params![claim.org_id, claim.key, to_seconds(claim.expired_before)])
+}
+
+/// Inserts the responses the batch's jobs kept. One that cannot be stored breaks the batch: its
+/// job's writes must not commit without it (no job can be undone alone any more).
+fn store_records(conn: &Connection, batch: &mut Batch) {
+    for (claim, response) in std::mem::take(&mut batch.records) {
+        if batch.broken {
+            return;
+        }
+        let stored = store_record(conn, &claim, response);
+        if !matches!(stored, Ok(true)) {
+            tracing::error!(key = %claim.key, outcome = ?stored, "an idempotency record could not be stored: the batch rolls back");
+            batch.broken = true;
+        }
+    }
 }
 
 /// Stores `response` under the claim's key, in place of an expired record; `false` when a live
@@ -257,14 +286,15 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>, checkpoint_due: 
         {
             jobs.push(job);
         }
-        let mut broken = false;
+        let mut batch = Batch::default();
         let began = run(&conn, "BEGIN IMMEDIATE");
         if let Err(err) = &began {
             tracing::error!(error = %err, "sqlite writer could not begin a transaction");
         }
         // Without a transaction the jobs are dropped unrun: their callers hear that the store failed.
-        let completions: Vec<Completion> = jobs.drain(..).filter(|_| began.is_ok()).map(|job| job(&conn, &mut broken)).collect();
-        let committed = began.is_ok() && commit(&conn, broken);
+        let completions: Vec<Completion> = jobs.drain(..).filter(|_| began.is_ok()).map(|job| job(&conn, &mut batch)).collect();
+        store_records(&conn, &mut batch);
+        let committed = began.is_ok() && commit(&conn, batch.broken);
         metrics::histogram!("outbound_store_commit_batch_size").record(completions.len() as f64);
         for completion in completions {
             completion(committed);
@@ -288,8 +318,11 @@ fn run_checkpointer(conn: Connection, due: Receiver<()>) {
 }
 
 fn commit(conn: &Connection, broken: bool) -> bool {
-    let committed =
-        if broken { Err("a job's savepoint could not be closed".to_owned()) } else { run(conn, "COMMIT").map_err(|err| err.to_string()) };
+    let committed = if broken {
+        Err("a job's savepoint could not be closed, or its record stored".to_owned())
+    } else {
+        run(conn, "COMMIT").map_err(|err| err.to_string())
+    };
     match committed {
         Ok(()) => true,
         Err(err) => {
