@@ -15,7 +15,8 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::shared::{
-    agent_from_row, campaign_from_row, config_json, integration_from_row, opt_seconds, opt_to_seconds, parse_channel, push_campaign_filters,
+    agent_from_row, campaign_from_row, config_json, integration_from_row, opt_seconds, opt_to_seconds, pack_body, parse_channel,
+    push_campaign_filters, unpack_body,
 };
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, AttemptPage, AttemptQuery, BatchItem, CampaignChange, CampaignCursor, CampaignFilter,
@@ -404,7 +405,7 @@ impl Store for PostgresStore {
             let status = u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("bad status {status}")))?;
             Ok(IdempotencyRecord {
                 fingerprint: row.try_get("fingerprint")?,
-                response: StoredResponse { status, body: row.try_get("body")? },
+                response: StoredResponse { status, body: unpack_body(row.try_get("body")?)? },
             })
         })
         .transpose()
@@ -664,7 +665,7 @@ async fn insert_record(conn: &mut PgConnection, claim: &IdempotencyClaim, respon
     .bind(claim.fingerprint.as_slice())
     .bind(to_seconds(claim.at))
     .bind(i64::from(response.status))
-    .bind(response.body.as_slice())
+    .bind(pack_body(&response.body))
     .bind(to_seconds(claim.expired_before))
     .execute(&mut *conn)
     .await?;

@@ -3,7 +3,8 @@
 //! SQLite has one writer at a time and every commit pays an fsync. All writes therefore go through
 //! a single writer thread that groups the jobs waiting in its queue into one transaction (group
 //! commit): each job runs in its own savepoint, so one refused job never undoes another, the
-//! responses kept under Idempotency-Keys are inserted after the jobs, and every caller hears back
+//! responses kept under Idempotency-Keys are inserted after the jobs (compressed, several rows per
+//! statement: their bytes are most of what a key costs a commit), and every caller hears back
 //! only after the shared COMMIT is durable. Reads use read-only connections that
 //! WAL lets run beside the writer: a pool for most, and for the reads on every request's path
 //! (API key, campaign by id) connections used on the caller's own thread (`point_reads`).
@@ -22,8 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::shared::{
-    StoredRow, agent_from_row, campaign_from_row, config_json, integration_from_row, opt_seconds, opt_to_seconds, parse_channel,
-    push_campaign_filters,
+    StoredRow, agent_from_row, campaign_from_row, config_json, integration_from_row, opt_seconds, opt_to_seconds, pack_body, parse_channel,
+    push_campaign_filters, unpack_body,
 };
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, BatchItem, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ContactLookup,
@@ -78,13 +79,26 @@ impl Batch {
     }
 }
 
-const FIND_LIVE_KEY: &str = "SELECT 1 FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at >= ?";
-/// A record is stored only where its key holds none; an expired one is deleted first
-/// ([`store_record`]), so that a table's rowids follow the order records were written in, which
-/// is the order [`PURGE_RECORDS`] expires them in.
-const INSERT_RECORD: &str = "INSERT INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) VALUES (?, ?, ?, ?, ?, ?) \
-     ON CONFLICT (org_id, key) DO NOTHING";
-const DELETE_EXPIRED_RECORD: &str = "DELETE FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at < ?";
+const FIND_RECORD_AGE: &str = "SELECT created_at FROM idempotency_keys WHERE org_id = ? AND key = ?";
+/// An expired record is deleted before its key is used again (see [`recorded`]), so that the
+/// table's rowids follow the order records were written in, which is the order [`PURGE_RECORDS`]
+/// expires them in.
+const DELETE_RECORD: &str = "DELETE FROM idempotency_keys WHERE org_id = ? AND key = ?";
+const RECORD_COLUMNS: usize = 6;
+/// Most records one `INSERT` statement stores; a batch's records go in statements of 64, 32, …, 1
+/// rows, so that few statement texts are kept prepared and each statement opens its cursors once.
+const MAX_RECORDS_PER_INSERT: usize = 64;
+
+/// `INSERT INTO idempotency_keys … VALUES (…), (…), …` with `rows` rows.
+fn insert_records_sql(rows: usize) -> String {
+    let row = format!("({})", ["?"; RECORD_COLUMNS].join(", "));
+    format!("INSERT INTO idempotency_keys (org_id, key, fingerprint, created_at, status, body) VALUES {}", vec![row; rows].join(", "))
+}
+
+/// The insert statements' texts, built once: index `i` holds `2^i` rows.
+static INSERT_RECORDS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    std::iter::successors(Some(1), |rows| (rows * 2 <= MAX_RECORDS_PER_INSERT).then_some(rows * 2)).map(insert_records_sql).collect()
+});
 /// Deletes, oldest first, the records written before the first one still live: a scan in rowid
 /// (write) order that stops there, so it reads little more than it deletes, and no index on the
 /// records' age costs every keyed request a third b-tree insert. A record written later but
@@ -228,8 +242,16 @@ fn recorded<T>(
     work: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
     let Some(ResponseRecorder { claim, render }) = record else { return work(conn) };
-    if batch.holds(&claim) || holds_live_record(conn, &claim)? {
+    if batch.holds(&claim) {
         return Err(StoreError::IdempotencyKeyTaken);
+    }
+    let age = conn.prepare_cached(FIND_RECORD_AGE)?.query_row(params![claim.org_id, claim.key], |row| row.get::<_, i64>(0)).optional()?;
+    match age {
+        Some(created) if created >= to_seconds(claim.expired_before) => return Err(StoreError::IdempotencyKeyTaken),
+        Some(_) => {
+            conn.prepare_cached(DELETE_RECORD)?.execute(params![claim.org_id, claim.key])?;
+        }
+        None => {}
     }
     let value = work(conn)?;
     if let Some(response) = render(&value) {
@@ -238,37 +260,39 @@ fn recorded<T>(
     Ok(value)
 }
 
-fn holds_live_record(conn: &Connection, claim: &IdempotencyClaim) -> rusqlite::Result<bool> {
-    conn.prepare_cached(FIND_LIVE_KEY)?.exists(params![claim.org_id, claim.key, to_seconds(claim.expired_before)])
-}
-
 /// Inserts the responses the batch's jobs kept. One that cannot be stored breaks the batch: its
 /// job's writes must not commit without it (no job can be undone alone any more).
 fn store_records(conn: &Connection, batch: &mut Batch) {
-    for (claim, response) in std::mem::take(&mut batch.records) {
-        if batch.broken {
-            return;
-        }
-        let stored = store_record(conn, &claim, response);
-        if !matches!(stored, Ok(true)) {
-            tracing::error!(key = %claim.key, outcome = ?stored, "an idempotency record could not be stored: the batch rolls back");
-            batch.broken = true;
-        }
+    let records = std::mem::take(&mut batch.records);
+    if batch.broken || records.is_empty() {
+        return;
+    }
+    if let Err(err) = insert_records(conn, &records) {
+        tracing::error!(error = %err, records = records.len(), "idempotency records could not be stored: the batch rolls back");
+        batch.broken = true;
     }
 }
 
-/// Stores `response` under the claim's key, in place of an expired record; `false` when a live
-/// record holds the key.
-fn store_record(conn: &Connection, claim: &IdempotencyClaim, response: StoredResponse) -> rusqlite::Result<bool> {
-    let mut insert = conn.prepare_cached(INSERT_RECORD)?;
-    let row =
-        params![claim.org_id, claim.key, claim.fingerprint.as_slice(), to_seconds(claim.at), i64::from(response.status), response.body];
-    if insert.execute(row)? == 1 {
-        return Ok(true);
+/// Inserts `records`, largest statements first: 100 records take 64 + 32 + 4 rows.
+fn insert_records(conn: &Connection, mut records: &[(IdempotencyClaim, StoredResponse)]) -> rusqlite::Result<()> {
+    for (size, sql) in INSERT_RECORDS.iter().enumerate().rev().map(|(power, sql)| (1 << power, sql)) {
+        while records.len() >= size {
+            let (chunk, rest) = records.split_at(size);
+            let mut insert = conn.prepare_cached(sql)?;
+            for (row, (claim, response)) in chunk.iter().enumerate() {
+                let first = row * RECORD_COLUMNS + 1;
+                insert.raw_bind_parameter(first, claim.org_id)?;
+                insert.raw_bind_parameter(first + 1, claim.key.as_str())?;
+                insert.raw_bind_parameter(first + 2, claim.fingerprint.as_slice())?;
+                insert.raw_bind_parameter(first + 3, to_seconds(claim.at))?;
+                insert.raw_bind_parameter(first + 4, i64::from(response.status))?;
+                insert.raw_bind_parameter(first + 5, pack_body(&response.body))?;
+            }
+            insert.raw_execute()?;
+            records = rest;
+        }
     }
-    let expired =
-        conn.prepare_cached(DELETE_EXPIRED_RECORD)?.execute(params![claim.org_id, claim.key, to_seconds(claim.expired_before)])?;
-    Ok(expired == 1 && insert.execute(row)? == 1)
+    Ok(())
 }
 
 /// Takes the jobs waiting in the queue (at most [`MAX_JOBS_PER_COMMIT`]) into one transaction
@@ -641,7 +665,7 @@ impl Store for SqliteStore {
             let status = u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("bad status {status}")))?;
             Ok(IdempotencyRecord {
                 fingerprint: row.try_get("fingerprint")?,
-                response: StoredResponse { status, body: row.try_get("body")? },
+                response: StoredResponse { status, body: unpack_body(row.try_get("body")?)? },
             })
         })
         .transpose()
@@ -842,6 +866,35 @@ mod tests {
         run_checkpointer(Connection::open(&path)?, heard);
 
         assert!(file_size() > before + 100 * 4000, "the rows' pages are in the database file: {before} → {}", file_size());
+        Ok(())
+    }
+
+    /// 100 records take statements of 64, 32 and 4 rows; each reads back as it was given.
+    #[test]
+    fn a_batch_of_records_is_stored_whole_in_a_few_statements() -> StoreResult<()> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(
+            "CREATE TABLE idempotency_keys (org_id INTEGER NOT NULL, key TEXT NOT NULL, fingerprint BLOB NOT NULL, \
+             created_at INTEGER NOT NULL, status INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (org_id, key))",
+        )?;
+        let at = Timestamp::from_second(1_800_000_000).expect("a time");
+        let record = |n: usize| {
+            let claim = IdempotencyClaim { org_id: 1, key: format!("key-{n}"), fingerprint: [n as u8; 32], at, expired_before: at };
+            (claim, StoredResponse { status: 201, body: format!("{{\"n\":{n}}}").into_bytes() })
+        };
+        insert_records(&conn, &(0..100).map(record).collect::<Vec<_>>())?;
+
+        let mut rows = conn.prepare("SELECT key, fingerprint, status, body FROM idempotency_keys ORDER BY rowid")?;
+        let stored: Vec<(String, Vec<u8>, i64, Vec<u8>)> =
+            rows.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?.collect::<Result<_, _>>()?;
+        assert_eq!(stored.len(), 100);
+        for (n, (key, fingerprint, status, body)) in stored.into_iter().enumerate() {
+            let (claim, response) = record(n);
+            assert_eq!((key, fingerprint, status), (claim.key, claim.fingerprint.to_vec(), 201));
+            assert_eq!(unpack_body(body)?, response.body);
+        }
+        // A key stored twice fails the whole statement: the batch then rolls back.
+        assert!(insert_records(&conn, &[record(7)]).is_err());
         Ok(())
     }
 }
