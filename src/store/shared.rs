@@ -8,7 +8,9 @@ use jiff::Timestamp;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{CampaignFilter, EventOutcome, OrgId, StoreError, StoreResult, from_seconds, to_millis, to_seconds};
+use super::{
+    CampaignFilter, EventOutcome, IdempotencyRecord, OrgId, StoreError, StoreResult, StoredResponse, from_seconds, to_millis, to_seconds,
+};
 use crate::domain::agent::Agent;
 use crate::domain::analytics::CampaignCounters;
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, ContactProgress, RetrySettings, progress_contact};
@@ -424,8 +426,14 @@ pub(crate) fn pack_body(body: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A stored record read back from its columns.
+pub(crate) fn idempotency_record(fingerprint: Vec<u8>, status: i64, body: Vec<u8>) -> StoreResult<IdempotencyRecord> {
+    let status = u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("bad status {status}")))?;
+    Ok(IdempotencyRecord { fingerprint, response: StoredResponse { status, body: unpack_body(body)? } })
+}
+
 /// The body [`pack_body`] was given.
-pub(crate) fn unpack_body(stored: Vec<u8>) -> StoreResult<Vec<u8>> {
+fn unpack_body(stored: Vec<u8>) -> StoreResult<Vec<u8>> {
     if stored.first() != Some(&PACKED) {
         return Ok(stored);
     }

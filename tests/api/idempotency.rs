@@ -222,6 +222,8 @@ async fn keys_expire_after_the_ttl() {
     app.clock.advance(SignedDuration::from_secs(2));
     let after = post_with_key(&app, "daily", &app.key, "/campaigns", &setup.phone(json!({ "name": "new" }))).await;
     assert_eq!((after.status, after.replayed), (StatusCode::CREATED, false), "a key older than 24 h is free again");
+    let again = post_with_key(&app, "daily", &app.key, "/campaigns", &setup.phone(json!({ "name": "new" }))).await;
+    assert_eq!((again.status, again.replayed, &again.body), (StatusCode::CREATED, true, &after.body), "the new record replaces the old");
 
     // The periodic cleanup deletes what has expired, and only that.
     let now = outbound::clock::Clock::now(app.clock.as_ref());

@@ -15,8 +15,8 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::shared::{
-    agent_from_row, campaign_from_row, config_json, integration_from_row, opt_seconds, opt_to_seconds, pack_body, parse_channel,
-    push_campaign_filters, unpack_body,
+    agent_from_row, campaign_from_row, config_json, idempotency_record, integration_from_row, opt_seconds, opt_to_seconds, pack_body,
+    parse_channel, push_campaign_filters,
 };
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, AttemptPage, AttemptQuery, BatchItem, CampaignChange, CampaignCursor, CampaignFilter,
@@ -400,15 +400,7 @@ impl Store for PostgresStore {
             .bind(to_seconds(expired_before))
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| {
-            let status: i64 = row.try_get("status")?;
-            let status = u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("bad status {status}")))?;
-            Ok(IdempotencyRecord {
-                fingerprint: row.try_get("fingerprint")?,
-                response: StoredResponse { status, body: unpack_body(row.try_get("body")?)? },
-            })
-        })
-        .transpose()
+        row.map(|row| idempotency_record(row.try_get("fingerprint")?, row.try_get("status")?, row.try_get("body")?)).transpose()
     }
 
     async fn complete_idempotency_key(&self, claim: &IdempotencyClaim, response: StoredResponse) -> StoreResult<()> {

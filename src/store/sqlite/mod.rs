@@ -23,8 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::shared::{
-    StoredRow, agent_from_row, campaign_from_row, config_json, integration_from_row, opt_seconds, opt_to_seconds, pack_body, parse_channel,
-    push_campaign_filters, unpack_body,
+    StoredRow, agent_from_row, campaign_from_row, config_json, idempotency_record, integration_from_row, opt_seconds, opt_to_seconds,
+    pack_body, parse_channel, push_campaign_filters,
 };
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, BatchItem, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ContactLookup,
@@ -233,7 +233,7 @@ fn in_savepoint<T>(
 /// renders for [`store_records`] to insert after the batch's jobs, in the same transaction. The
 /// writer holds the database's write lock for the whole transaction, so no other connection can
 /// add a record meanwhile, and a job earlier in the batch has left its own in `batch`. A new key
-/// costs one probe of the key's index, a repeat never runs its work, and the records' inserts
+/// costs one probe of the key's index (which deletes an expired record), a repeat never runs its work, and the records' inserts
 /// run outside the jobs' savepoints, which would each copy the pages an insert touches.
 fn recorded<T>(
     conn: &Connection,
@@ -660,15 +660,7 @@ impl Store for SqliteStore {
             .bind(to_seconds(expired_before))
             .fetch_optional(&self.reads)
             .await?;
-        row.map(|row| {
-            let status: i64 = row.try_get("status")?;
-            let status = u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("bad status {status}")))?;
-            Ok(IdempotencyRecord {
-                fingerprint: row.try_get("fingerprint")?,
-                response: StoredResponse { status, body: unpack_body(row.try_get("body")?)? },
-            })
-        })
-        .transpose()
+        row.map(|row| idempotency_record(row.try_get("fingerprint")?, row.try_get("status")?, row.try_get("body")?)).transpose()
     }
 
     async fn complete_idempotency_key(&self, claim: &IdempotencyClaim, response: StoredResponse) -> StoreResult<()> {
@@ -891,7 +883,7 @@ mod tests {
         for (n, (key, fingerprint, status, body)) in stored.into_iter().enumerate() {
             let (claim, response) = record(n);
             assert_eq!((key, fingerprint, status), (claim.key, claim.fingerprint.to_vec(), 201));
-            assert_eq!(unpack_body(body)?, response.body);
+            assert_eq!(idempotency_record(Vec::new(), status, body)?.response.body, response.body);
         }
         // A key stored twice fails the whole statement: the batch then rolls back.
         assert!(insert_records(&conn, &[record(7)]).is_err());
