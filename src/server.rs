@@ -48,7 +48,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let rate_limiter = match settings.rate_limit_rps {
-        Some(rate) => Some(KeyRateLimiter::select(rate, clock.clone(), &store, &limits).await.map_err(std::io::Error::other)?),
+        Some(rate) => Some(KeyRateLimiter::select(rate, clock.clone(), store.clone(), &limits).await.map_err(std::io::Error::other)?),
         None => None,
     };
     let state = AppState::with_rate_limiter(store, clock, metrics_handle(), settings, rate_limiter);
@@ -68,7 +68,7 @@ async fn maintain(state: AppState) {
         every.tick().await;
         let now = state.clock.now();
         let expired_before = now.saturating_sub(state.settings.idempotency_ttl).unwrap_or(now);
-        match state.store.purge_idempotency_keys(expired_before).await {
+        match state.idempotency.purge_idempotency_keys(expired_before).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired idempotency keys removed"),
             Err(err) => tracing::warn!(error = %err, "could not remove expired idempotency keys"),

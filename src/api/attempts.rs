@@ -310,7 +310,7 @@ pub async fn post_event(
             "missing or invalid X-Outbound-Signature: base64(HMAC-SHA256(base64-decoded integration secret, raw body))",
         )
     };
-    let (channel, secret) = app.store.integration_secret(&id).await?.ok_or_else(bad_signature)?;
+    let (channel, secret) = app.callbacks.integration_secret(&id).await?.ok_or_else(bad_signature)?;
     if !signature.is_some_and(|s| verify_signature(&secret, &body, s)) {
         return Err(bad_signature());
     }
@@ -323,7 +323,7 @@ pub async fn post_event(
         ));
     }
     let event = parse_event(parse_json::<EventInput>(&body)?, channel)?;
-    let outcome = app.store.apply_events(Some(id), vec![event], app.clock.now(), app.settings.retry).await?;
+    let outcome = app.callbacks.apply_integration_events(&id, vec![event], app.clock.now(), app.settings.retry).await?;
     match outcome.first() {
         Some(EventOutcome::Applied | EventOutcome::Ignored) => Ok(Json(EventAccepted { success: true })),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "attempt not found for this integration")),

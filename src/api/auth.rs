@@ -37,11 +37,11 @@ async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Tenant, Api
     // Read before the key: whatever this request reads may be taken from the read cache only if
     // it was read under this very version. Without a version (PostgreSQL, or SQLite could not
     // tell) everything is read from the database, which reports its own errors.
-    let data_version = app.store.data_version().ok().flatten();
+    let data_version = app.health.data_version().ok().flatten();
     let record = match data_version.and_then(|version| app.read_cache.key(version, prefix)) {
         Some(record) => record,
         None => {
-            let record = Arc::new(app.store.find_api_key(prefix).await?.ok_or_else(ApiError::unauthorized)?);
+            let record = Arc::new(app.keys.find_api_key(prefix).await?.ok_or_else(ApiError::unauthorized)?);
             if let Some(version) = data_version {
                 app.read_cache.keep_key(version, prefix, record.clone());
             }
@@ -53,7 +53,7 @@ async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Tenant, Api
     }
     let now = app.clock.now();
     if app.key_touches.due(record.id, now.as_second()) {
-        let (store, key_id) = (app.store.clone(), record.id);
+        let (store, key_id) = (app.keys.clone(), record.id);
         tokio::spawn(async move {
             if let Err(err) = store.touch_api_key(key_id, now).await {
                 tracing::warn!(error = %err, "could not record API key use");

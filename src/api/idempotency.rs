@@ -131,7 +131,7 @@ fn answer_recorded(record: IdempotencyRecord, fingerprint: &[u8; 32]) -> Respons
 /// same time on another process and committed first): that record's response, or 422 for another
 /// request; the 409 when the record cannot be read (retrying then replays).
 async fn answer_repeat(app: &AppState, claim: &IdempotencyClaim, in_use: Response) -> Response {
-    match app.store.find_idempotency_record(claim.org_id, &claim.key, claim.expired_before).await {
+    match app.idempotency.find_idempotency_record(claim.org_id, &claim.key, claim.expired_before).await {
         Ok(Some(record)) => answer_recorded(record, &claim.fingerprint),
         Ok(None) => in_use,
         Err(err) => ApiError::from(err).into_response(),
@@ -178,7 +178,7 @@ async fn settle(app: &AppState, claim: &IdempotencyClaim, response: Response) ->
         Err(err) => return ApiError::internal(format!("response body could not be buffered: {err}")).into_response(),
     };
     let stored = StoredResponse { status: status.as_u16(), body: bytes.to_vec() };
-    match app.store.complete_idempotency_key(claim, stored).await {
+    match app.idempotency.complete_idempotency_key(claim, stored).await {
         Ok(()) => {}
         Err(StoreError::IdempotencyKeyTaken) => return answer_repeat(app, claim, ApiError::key_in_use().into_response()).await,
         Err(err) => tracing::warn!(error = %err, "could not record a response for its idempotency key"),

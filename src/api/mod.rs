@@ -41,7 +41,7 @@ use utoipa_axum::routes;
 
 use crate::clock::Clock;
 use crate::domain::attempt::RetrySettings;
-use crate::store::DynStore;
+use crate::store::{CallbackStore, DynStore, Health, IdempotencyStore, KeyStore, TenantStore};
 use error::ApiError;
 
 /// Settings of the API layer (contract §5.6).
@@ -69,8 +69,15 @@ impl Default for ApiSettings {
 #[derive(Clone)]
 pub struct AppState(Arc<AppContext>);
 
+/// The store is held in the parts the API may use: the tenant-scoped one for handlers (no
+/// method without an organization), and the few that authentication, Idempotency-Keys and
+/// provider events need. Key administration and the engine's unscoped reads are not here.
 pub struct AppContext {
-    pub store: DynStore,
+    pub store: Arc<dyn TenantStore>,
+    pub keys: Arc<dyn KeyStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub callbacks: Arc<dyn CallbackStore>,
+    pub health: Arc<dyn Health>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Option<PrometheusHandle>,
     pub settings: ApiSettings,
@@ -104,6 +111,10 @@ impl AppState {
         rate_limiter: Option<rate_limit::KeyRateLimiter>,
     ) -> Self {
         AppState(Arc::new(AppContext {
+            keys: store.clone(),
+            idempotency: store.clone(),
+            callbacks: store.clone(),
+            health: store.clone(),
             store,
             clock,
             metrics,

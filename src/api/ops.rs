@@ -18,7 +18,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 /// The process can serve: its database answers reads and commits writes.
 pub async fn readyz(State(app): State<AppState>) -> Response {
-    match app.store.ping().await {
+    match app.health.ping().await {
         Ok(()) => Json(json!({ "status": "ready" })).into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed");

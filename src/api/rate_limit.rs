@@ -30,7 +30,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::Tenant;
 use crate::clock::Clock;
-use crate::store::{DynStore, RateLimitStep};
+use crate::store::{RateLimitStep, RateLimitStore};
 
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -140,7 +140,7 @@ enum Shared {
     /// Only in this process.
     Local,
     /// In the store's database (PostgreSQL).
-    Store(DynStore),
+    Store(Arc<dyn RateLimitStore>),
     /// In Redis.
     Redis { connection: redis::aio::ConnectionManager, script: redis::Script },
 }
@@ -191,7 +191,12 @@ impl KeyRateLimiter {
 
     /// The limiter a server uses: Redis when a URL is configured, else the store's database when
     /// it keeps rate limits (PostgreSQL), else this process.
-    pub async fn select(rate: NonZeroU32, clock: Arc<dyn Clock>, store: &DynStore, config: &RateLimitConfig) -> Result<Self, LimiterError> {
+    pub async fn select(
+        rate: NonZeroU32,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn RateLimitStore>,
+        config: &RateLimitConfig,
+    ) -> Result<Self, LimiterError> {
         let prefix = config.key_prefix.clone();
         let limiter = if let Some(url) = &config.redis_url {
             let client = redis::Client::open(url.as_str())?;
@@ -202,7 +207,7 @@ impl KeyRateLimiter {
             let connection = redis::aio::ConnectionManager::new_with_config(client, manager_config).await?;
             Self::with_shared(rate, clock, Shared::Redis { connection, script: redis::Script::new(REDIS_SCRIPT) }, prefix)
         } else if store.keeps_rate_limits() {
-            Self::with_shared(rate, clock, Shared::Store(store.clone()), prefix)
+            Self::with_shared(rate, clock, Shared::Store(store), prefix)
         } else {
             Self::with_shared(rate, clock, Shared::Local, prefix)
         };

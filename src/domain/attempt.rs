@@ -161,6 +161,26 @@ impl AttemptStatus {
         }
     }
 
+    /// The statuses a `/calls` or `/messages` status filter stands for: `in_progress` covers a
+    /// call not yet ended, `read` a message read whether or not its buttons were pressed.
+    pub fn filter_members(self) -> &'static [AttemptStatus] {
+        use AttemptStatus::*;
+        match self {
+            InProgress => &[Queued, Ringing, InProgress],
+            Read => &[Read, Accepted, Rejected],
+            Queued => &[Queued],
+            Ended => &[Ended],
+            Busy => &[Busy],
+            NoAnswer => &[NoAnswer],
+            Failed => &[Failed],
+            Sent => &[Sent],
+            Delivered => &[Delivered],
+            Ringing => &[Ringing],
+            Accepted => &[Accepted],
+            Rejected => &[Rejected],
+        }
+    }
+
     /// A call is finished by `ended`, `busy`, `no-answer` or `failed` (§5.5).
     pub fn is_final_call(self) -> bool {
         matches!(self, AttemptStatus::Ended | AttemptStatus::Busy | AttemptStatus::NoAnswer | AttemptStatus::Failed)

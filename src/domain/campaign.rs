@@ -220,6 +220,28 @@ pub struct CampaignSettings {
 }
 
 impl CampaignSettings {
+    /// Attempts that may start beside the `in_flight` ones under `concurrency_limit` (§5.2);
+    /// unbounded without one.
+    pub fn concurrency_room(&self, in_flight: i64) -> i64 {
+        self.concurrency_limit.map_or(i64::MAX, |limit| (limit - in_flight).max(0))
+    }
+
+    /// How many contacts one claim may start (§5.1, §5.2): at most `wanted`, within what
+    /// `message_limit` leaves of the rolling 24 hours and within the concurrency room.
+    pub fn claim_room(&self, wanted: i64, started_last_day: i64, in_flight: i64) -> i64 {
+        wanted.min(self.message_limit - started_last_day).min(self.concurrency_room(in_flight)).max(0)
+    }
+
+    /// The template of an attempt on `channel` (§5.5): a WhatsApp retry after a failed send
+    /// uses `template_alt` when there is one; a call has none.
+    pub fn template_for(&self, channel: Channel, failed_retries: i64) -> Option<String> {
+        match channel {
+            Channel::PhoneCall => None,
+            Channel::Whatsapp if failed_retries > 0 && self.template_alt.is_some() => self.template_alt.clone(),
+            Channel::Whatsapp => self.template.clone(),
+        }
+    }
+
     fn defaults(channel: Channel) -> Self {
         CampaignSettings {
             name: String::new(),

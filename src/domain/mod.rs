@@ -7,6 +7,7 @@ pub mod campaign;
 pub mod contact;
 pub mod ids;
 pub mod integration;
+pub mod outcome;
 pub mod schedule;
 pub mod validation;
 pub mod window;

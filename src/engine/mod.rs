@@ -18,7 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::clock::Clock;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
 use crate::domain::campaign::CampaignStatus;
-use crate::store::{ClaimRequest, Dispatch, DynStore, RunningCampaign, StoreResult};
+use crate::store::{ClaimRequest, Dispatch, EngineStore, RunningCampaign, StoreResult};
 
 /// Engine settings (contract §5.6).
 #[derive(Debug, Clone)]
@@ -68,7 +68,7 @@ impl TickReport {
 }
 
 pub struct Engine {
-    store: DynStore,
+    store: Arc<dyn EngineStore>,
     clock: Arc<dyn Clock>,
     settings: EngineSettings,
     providers: Arc<provider::Providers>,
@@ -79,7 +79,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: DynStore, clock: Arc<dyn Clock>, settings: EngineSettings) -> Engine {
+    pub fn new(store: Arc<dyn EngineStore>, clock: Arc<dyn Clock>, settings: EngineSettings) -> Engine {
         let providers = Arc::new(provider::Providers::new(&settings));
         Engine { store, clock, settings, providers, turn: Default::default(), detached: Default::default() }
     }
@@ -166,7 +166,7 @@ impl Engine {
         report.timed_out = expired.len();
         if !expired.is_empty() {
             let events = expired.into_iter().map(|id| AttemptEvent::failed(id, "timeout")).collect();
-            self.store.apply_events(None, events, now, self.settings.retry).await?;
+            self.store.apply_events(events, now, self.settings.retry).await?;
         }
 
         let campaigns = self.store.running_campaigns().await?;
@@ -191,11 +191,7 @@ impl Engine {
         let claims: Vec<ClaimRequest> = dispatching
             .iter()
             .filter_map(|running| {
-                let room = running
-                    .campaign
-                    .settings
-                    .concurrency_limit
-                    .map_or(share, |concurrency| u32::try_from(concurrency - running.in_flight).unwrap_or(0).min(share));
+                let room = u32::try_from(running.campaign.settings.concurrency_room(running.in_flight)).unwrap_or(u32::MAX).min(share);
                 (room > 0).then(|| ClaimRequest {
                     campaign_id: running.campaign.id,
                     limit: room,
@@ -250,8 +246,7 @@ impl Engine {
             }
         }
         let store = &self.store;
-        let outcomes =
-            async move { if simulated.is_empty() { Ok(()) } else { store.apply_events(None, simulated, now, retry).await.map(drop) } };
+        let outcomes = async move { if simulated.is_empty() { Ok(()) } else { store.apply_events(simulated, now, retry).await.map(drop) } };
         let (outcomes, sent) = tokio::join!(outcomes, join_all(sends));
         outcomes?;
         sent.into_iter().collect()
@@ -300,7 +295,7 @@ impl Handoff {
 fn wants_to_dispatch(running: &RunningCampaign, now: Timestamp) -> bool {
     let campaign = &running.campaign;
     let waiting = running.queued > 0 || running.next_retry_at.is_some_and(|at| at <= now);
-    let room = campaign.settings.concurrency_limit.is_none_or(|limit| running.in_flight < limit);
+    let room = campaign.settings.concurrency_room(running.in_flight) > 0;
     campaign.status == CampaignStatus::Active && !campaign.archived && waiting && room && window_open(campaign, now)
 }
 

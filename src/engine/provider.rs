@@ -14,7 +14,7 @@ use crate::domain::attempt::{AttemptEvent, RetrySettings, simulate};
 use crate::domain::campaign::Channel;
 use crate::domain::ids::sign;
 use crate::domain::integration::{ProviderConfig, WebhookConfig};
-use crate::store::{Dispatch, DispatchContact, DynStore, HandoffResult, RunningCampaign, StoreResult};
+use crate::store::{Dispatch, DispatchContact, EngineStore, HandoffResult, RunningCampaign, StoreResult};
 
 /// Re-sends after a 5xx, a timeout or a connection error before the attempt fails (§5.3).
 pub const MAX_RESENDS: i64 = 5;
@@ -82,7 +82,7 @@ impl Providers {
     /// so that the engine may run it beside its next ticks.
     pub(super) async fn send(
         self: Arc<Self>,
-        store: DynStore,
+        store: Arc<dyn EngineStore>,
         running: Arc<RunningCampaign>,
         batch: Vec<Dispatch>,
         now: Timestamp,
@@ -96,7 +96,7 @@ impl Providers {
                     tokio::time::sleep(Duration::from_millis(u64::from(config.latency_ms))).await;
                 }
                 let events = batch.iter().flat_map(|d| simulate(&d.attempt_id, channel, config, now)).collect();
-                store.apply_events(None, events, now, retry).await?;
+                store.apply_events(events, now, retry).await?;
             }
             ProviderConfig::Webhook(config) => {
                 let answers: Vec<(Dispatch, Handoff)> = stream::iter(batch)
@@ -126,7 +126,7 @@ impl Providers {
                     store.record_handoffs(results).await?;
                 }
                 if !failures.is_empty() {
-                    store.apply_events(None, failures, now, retry).await?;
+                    store.apply_events(failures, now, retry).await?;
                 }
             }
         }

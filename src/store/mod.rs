@@ -19,6 +19,7 @@ use crate::domain::campaign::{Campaign, CampaignError, CampaignStatus, Channel, 
 use crate::domain::contact::{Contact, IfDuplicate, ItemError, NewContact};
 use crate::domain::ids::NewApiKey;
 use crate::domain::integration::{Integration, NewIntegration, ProviderConfig};
+pub use crate::domain::outcome::EventOutcome;
 
 pub type OrgId = i64;
 
@@ -153,8 +154,9 @@ pub enum Modified {
     NotFound,
 }
 
+/// The database itself: whether it answers, and whether anything changed since a read.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Health: Send + Sync + 'static {
     /// Answers once the database can serve requests.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -165,9 +167,18 @@ pub trait Store: Send + Sync + 'static {
     fn data_version(&self) -> StoreResult<Option<u64>> {
         Ok(None)
     }
+}
 
+/// What authentication reads and writes of an API key, found by the key's own prefix.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>>;
     async fn touch_api_key(&self, key_id: i64, at: Timestamp) -> StoreResult<()>;
+}
+
+/// Key administration, for the operator's CLI (never reachable from the HTTP API).
+#[async_trait]
+pub trait KeyAdmin: Send + Sync + 'static {
     /// Creates the organization when it is new, then the key.
     async fn create_api_key(&self, organization: &str, key: &NewApiKey, at: Timestamp) -> StoreResult<()>;
     /// Creates organization and key only when the database holds no organization yet.
@@ -175,7 +186,12 @@ pub trait Store: Send + Sync + 'static {
     async fn list_api_keys(&self, organization: Option<&str>) -> StoreResult<Vec<ApiKeyInfo>>;
     /// Returns false when no key has that prefix.
     async fn revoke_api_key(&self, prefix: &str, at: Timestamp) -> StoreResult<bool>;
+}
 
+/// One organization's agents, integrations, campaigns, contacts and attempts: every method takes
+/// the organization first, so a handler holding only this cannot read another tenant's rows.
+#[async_trait]
+pub trait TenantStore: Send + Sync + 'static {
     async fn create_agent(&self, org: OrgId, name: &str, at: Timestamp, record: Option<ResponseRecorder<Agent>>) -> StoreResult<Agent>;
     async fn get_agent(&self, org: OrgId, id: Uuid) -> StoreResult<Option<Agent>>;
     async fn list_agents(&self, org: OrgId) -> StoreResult<Vec<Agent>>;
@@ -237,15 +253,24 @@ pub trait Store: Send + Sync + 'static {
     async fn get_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<ContactLookup>;
     async fn delete_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<DeleteOutcome>;
 
+    /// A page of a campaign's attempts, oldest first; `None` when the campaign is not found.
+    async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>>;
+}
+
+/// Responses kept under Idempotency-Keys (contract §7); each record belongs to its organization.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync + 'static {
     /// The response kept under `key`, unless there is none or it was created before `expired_before`.
     async fn find_idempotency_record(&self, org: OrgId, key: &str, expired_before: Timestamp) -> StoreResult<Option<IdempotencyRecord>>;
     /// Keeps the response of a request that wrote nothing else.
     async fn complete_idempotency_key(&self, claim: &IdempotencyClaim, response: StoredResponse) -> StoreResult<()>;
     /// Deletes keys created before `created_before`; returns how many.
     async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64>;
+}
 
-    // The engine (contract §5).
-
+/// What the engine reads and writes (contract §5): every organization's running campaigns.
+#[async_trait]
+pub trait EngineStore: Send + Sync + 'static {
     /// Campaigns that are `active` or in `cooldown` and not archived, with what dispatch needs.
     async fn running_campaigns(&self) -> StoreResult<Vec<RunningCampaign>>;
     /// One campaign as the engine sees it, whatever its status (re-sends of a paused campaign).
@@ -258,14 +283,9 @@ pub trait Store: Send + Sync + 'static {
     async fn take_due_handoffs(&self, at: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Dispatch>>;
     /// Records what providers said to handoffs: accepted, or to be re-sent later.
     async fn record_handoffs(&self, results: Vec<HandoffResult>) -> StoreResult<()>;
-    /// Applies provider events, each idempotently; `integration_id` (when given) must own the attempt.
-    async fn apply_events(
-        &self,
-        integration_id: Option<String>,
-        events: Vec<AttemptEvent>,
-        at: Timestamp,
-        retry: RetrySettings,
-    ) -> StoreResult<Vec<EventOutcome>>;
+    /// Applies events the engine itself decided (timeouts, refused handoffs, the simulator's
+    /// outcomes), each idempotently.
+    async fn apply_events(&self, events: Vec<AttemptEvent>, at: Timestamp, retry: RetrySettings) -> StoreResult<Vec<EventOutcome>>;
     /// Open attempts whose deadline has passed.
     async fn expired_attempts(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<String>>;
     /// Ends the campaign's iteration when no contact is left to attempt, or starts the next one
@@ -274,13 +294,30 @@ pub trait Store: Send + Sync + 'static {
     /// On start-up, makes due now the unconfirmed handoffs whose leases died with a previous run
     /// of this process, where the store can tell them apart from live ones. Returns how many.
     async fn release_leases(&self, at: Timestamp) -> StoreResult<u64>;
-    /// The channel and signing secret of an integration (events carry no API key).
-    async fn integration_secret(&self, integration_id: &str) -> StoreResult<Option<(Channel, String)>>;
-    /// A page of a campaign's attempts, oldest first; `None` when the campaign is not found.
-    async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>>;
+}
 
-    /// Whether this store keeps a rate limit shared by every process on its database (contract
-    /// §6). SQLite does not: one process owns a SQLite file, so its limit stays in that process.
+/// Provider events, which carry no API key: they are scoped by the integration whose secret
+/// signs them, and touch only that integration's attempts.
+#[async_trait]
+pub trait CallbackStore: Send + Sync + 'static {
+    /// The channel and signing secret of an integration.
+    async fn integration_secret(&self, integration_id: &str) -> StoreResult<Option<(Channel, String)>>;
+    /// Applies events of the integration's attempts, each idempotently; an attempt of another
+    /// integration is [`EventOutcome::UnknownAttempt`].
+    async fn apply_integration_events(
+        &self,
+        integration_id: &str,
+        events: Vec<AttemptEvent>,
+        at: Timestamp,
+        retry: RetrySettings,
+    ) -> StoreResult<Vec<EventOutcome>>;
+}
+
+/// A rate limit shared by every process on the database (contract §6).
+#[async_trait]
+pub trait RateLimitStore: Send + Sync + 'static {
+    /// Whether this store keeps a rate limit shared by every process on its database. SQLite
+    /// does not: one process owns a SQLite file, so its limit stays in that process.
     fn keeps_rate_limits(&self) -> bool {
         false
     }
@@ -297,7 +334,13 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
-/// What one GCRA step of [`Store::take_rate_limit`] did, with the theoretical arrival time (unix
+/// Every part of a store, for the code that wires the process together (`server`, `cli`, the
+/// engine's constructor); each consumer keeps only the part it needs.
+pub trait Store: Health + KeyStore + KeyAdmin + TenantStore + IdempotencyStore + EngineStore + CallbackStore + RateLimitStore {}
+
+impl<T> Store for T where T: Health + KeyStore + KeyAdmin + TenantStore + IdempotencyStore + EngineStore + CallbackStore + RateLimitStore {}
+
+/// What one GCRA step of [`RateLimitStore::take_rate_limit`] did, with the theoretical arrival time (unix
 /// nanoseconds) it leaves behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateLimitStep {
@@ -362,14 +405,6 @@ pub struct Dispatch {
 pub enum HandoffResult {
     Accepted(String),
     RetryAt { attempt_id: String, at: Timestamp },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventOutcome {
-    Applied,
-    /// A repeat, or a status the attempt has already passed: nothing changed.
-    Ignored,
-    UnknownAttempt,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -107,10 +107,8 @@ async fn events_and_claims_of_two_processes_on_two_campaigns_keep_the_counters()
         let events: Vec<_> =
             open.iter().rev().map(|d| outbound::domain::attempt::AttemptEvent::failed(d.attempt_id.clone(), "test")).collect();
         closed += events.len();
-        let (claimed, applied) = tokio::join!(
-            h.store.claim_attempts(vec![claim(second, at, 10), claim(first, at, 10)]),
-            other.apply_events(None, events, at, retry),
-        );
+        let (claimed, applied) =
+            tokio::join!(h.store.claim_attempts(vec![claim(second, at, 10), claim(first, at, 10)]), other.apply_events(events, at, retry),);
         let applied = applied.expect("events applied");
         assert!(applied.iter().all(|o| *o == outbound::store::EventOutcome::Applied), "{applied:?}");
         open = claimed.expect("claims");

@@ -91,15 +91,19 @@ async fn rate_limit_postgres_and_redis_decide_as_the_in_process_limiter() {
         let shared: Arc<dyn Clock> = clock.clone();
         let local = KeyRateLimiter::new(rate, shared.clone());
         let prefix = format!("rate-{rate}:");
-        let postgres =
-            KeyRateLimiter::select(rate, shared.clone(), &app.store, &RateLimitConfig { redis_url: None, key_prefix: prefix.clone() })
-                .await
-                .expect("postgres limiter");
+        let postgres = KeyRateLimiter::select(
+            rate,
+            shared.clone(),
+            app.store.clone(),
+            &RateLimitConfig { redis_url: None, key_prefix: prefix.clone() },
+        )
+        .await
+        .expect("postgres limiter");
         assert_eq!(postgres.kind(), "postgres");
         let mut limiters = vec![postgres];
         if let Some(limits) = &redis {
             let config = RateLimitConfig { redis_url: limits.redis_url.clone(), key_prefix: format!("{}{prefix}", limits.key_prefix) };
-            let limiter = KeyRateLimiter::select(rate, shared.clone(), &app.store, &config).await.expect("redis limiter");
+            let limiter = KeyRateLimiter::select(rate, shared.clone(), app.store.clone(), &config).await.expect("redis limiter");
             assert_eq!(limiter.kind(), "redis");
             limiters.push(limiter);
         }

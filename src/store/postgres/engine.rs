@@ -10,10 +10,7 @@ use jiff::Timestamp;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 
-use super::super::shared::{
-    AttemptState, CampaignDelta, ContactData, ContactState, MINUTES_PER_DAY, apply_to_states, claim_template, minute_of,
-    parse_attempt_status, parse_channel, parse_contact_status, provider_config, stored_statuses,
-};
+use super::super::shared::{MINUTES_PER_DAY, minute_of, parse_attempt_status, parse_channel, parse_contact_status, provider_config};
 use super::super::{
     Attempt, AttemptContact, AttemptPage, AttemptQuery, ClaimRequest, Dispatch, DispatchContact, EventOutcome, HandoffResult, OrgId,
     RunningCampaign, StoreResult, from_millis, to_millis, to_seconds,
@@ -21,6 +18,7 @@ use super::super::{
 use super::{campaign_from_row, select_campaigns, update_campaign};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, ContactProgress, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, Channel, ContactStatus};
+use crate::domain::outcome::{AttemptState, CampaignDelta, ContactData, ContactState, apply_events as apply_outcomes};
 
 macro_rules! select_running {
     () => {
@@ -107,11 +105,9 @@ pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest)
     let iteration: i64 = row.try_get("current_iteration")?;
     // The budgets, checked under the campaign's lock (§5.1, §5.2); the window is checked by the
     // engine with the same instant just before.
-    let mut room = i64::from(claim.limit).min(settings.message_limit - started_last_day(conn, claim.campaign_id, claim.at).await?);
-    if let Some(concurrency) = settings.concurrency_limit {
-        room = room.min(concurrency - row.try_get::<i64, _>("in_flight")?);
-    }
-    if room <= 0 {
+    let started = started_last_day(conn, claim.campaign_id, claim.at).await?;
+    let room = settings.claim_room(i64::from(claim.limit), started, row.try_get("in_flight")?);
+    if room == 0 {
         return Ok(Vec::new());
     }
     // Queued and due retrying contacts, in the order they were added; contacts another
@@ -147,7 +143,7 @@ pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest)
         }
         contact_ids.push(row.try_get::<i64, _>("id")?);
         attempt_ids.push(new_attempt_id(channel));
-        templates.push(claim_template(channel, &settings, failed_retries));
+        templates.push(settings.template_for(channel, failed_retries));
     }
     sqlx::query(
         "INSERT INTO attempts (id, campaign_id, contact_id, iteration, due_at, deadline, template, created_at) \
@@ -429,7 +425,7 @@ pub(super) async fn apply_events(
     contact_ids.dedup();
     let with_data = events.iter().any(|e| e.extracted_data.is_some() || e.tags.is_some());
     let mut contacts = load_contacts(conn, &contact_ids, with_data).await?;
-    let (outcomes, deltas) = apply_to_states(&mut attempts, &mut contacts, integration_id, events, at, retry);
+    let (outcomes, deltas) = apply_outcomes(&mut attempts, &mut contacts, integration_id, events, at, retry);
     write_attempts(conn, &attempts).await?;
     write_contacts(conn, &contacts).await?;
     let mut deltas: Vec<_> = deltas.into_iter().collect();
@@ -694,7 +690,7 @@ pub(super) async fn list_attempts(
     if filter.channel.is_some_and(|wanted| wanted != parse_channel(&channel).unwrap_or(wanted)) {
         return Ok(Some(AttemptPage { total_count: 0, attempts: Vec::new() }));
     }
-    let statuses: Option<Vec<&str>> = filter.status.map(|status| stored_statuses(status).to_vec());
+    let statuses: Option<Vec<&str>> = filter.status.map(|status| status.filter_members().iter().map(|s| s.as_str()).collect());
     let answered_by = filter.answered_by.map(AnsweredBy::as_str);
     let (start, end) = (filter.start.map(to_millis), filter.end.map(to_millis));
     let count = concat!("SELECT COUNT(*) FROM attempts a", attempt_filters!());

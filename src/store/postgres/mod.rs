@@ -21,9 +21,10 @@ use super::shared::{
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, AttemptPage, AttemptQuery, BatchItem, CampaignChange, CampaignCursor, CampaignFilter,
     CampaignPage, ClaimRequest, ContactLookup, ContactPage, CreateCampaignOutcome, DeleteOutcome, Dispatch, EventOutcome, HandoffResult,
-    IdempotencyClaim, IdempotencyRecord, Modified, OrgId, PageDirection, RateLimitStep, ResponseRecorder, RunningCampaign, Store,
-    StoreError, StoreResult, StoredResponse, from_seconds, to_seconds,
+    IdempotencyClaim, IdempotencyRecord, Modified, OrgId, PageDirection, RateLimitStep, ResponseRecorder, RunningCampaign, StoreError,
+    StoreResult, StoredResponse, from_seconds, to_seconds,
 };
+use super::{CallbackStore, EngineStore, Health, IdempotencyStore, KeyAdmin, KeyStore, RateLimitStore, TenantStore};
 use crate::domain::agent::Agent;
 use crate::domain::analytics::CampaignCounters;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
@@ -90,13 +91,32 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Applies provider events, each idempotently; `integration_id` (when given) must own the attempt.
+    async fn apply_events_of(
+        &self,
+        integration_id: Option<String>,
+        events: Vec<AttemptEvent>,
+        at: Timestamp,
+        retry: RetrySettings,
+    ) -> StoreResult<Vec<EventOutcome>> {
+        let mut tx = self.pool.begin().await?;
+        let outcomes = engine::apply_events(&mut tx, integration_id.as_deref(), &events, at, retry).await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
 #[async_trait]
-impl Store for PostgresStore {
+impl Health for PostgresStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl KeyStore for PostgresStore {
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let row = sqlx::query("SELECT id, org_id, key_hash, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE prefix = $1")
             .bind(prefix)
@@ -117,7 +137,10 @@ impl Store for PostgresStore {
         sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2").bind(to_seconds(at)).bind(key_id).execute(&self.pool).await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl KeyAdmin for PostgresStore {
     async fn create_api_key(&self, organization: &str, key: &NewApiKey, at: Timestamp) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         insert_key(&mut tx, organization, &key.prefix, &key.hash, at).await?;
@@ -170,7 +193,10 @@ impl Store for PostgresStore {
         tx.commit().await?;
         Ok(exists)
     }
+}
 
+#[async_trait]
+impl TenantStore for PostgresStore {
     async fn create_agent(&self, org: OrgId, name: &str, at: Timestamp, record: Option<ResponseRecorder<Agent>>) -> StoreResult<Agent> {
         let agent = Agent { id: Uuid::new_v4(), name: name.to_owned(), created_at: from_seconds(to_seconds(at))? };
         let mut tx = self.pool.begin().await?;
@@ -393,6 +419,17 @@ impl Store for PostgresStore {
         Ok(outcome)
     }
 
+    async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        let page = engine::list_attempts(&mut tx, org, campaign_id, query).await?;
+        tx.commit().await?;
+        Ok(page)
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for PostgresStore {
     async fn find_idempotency_record(&self, org: OrgId, key: &str, expired_before: Timestamp) -> StoreResult<Option<IdempotencyRecord>> {
         let row = sqlx::query("SELECT fingerprint, status, body FROM idempotency_keys WHERE org_id = $1 AND key = $2 AND created_at >= $3")
             .bind(org)
@@ -413,46 +450,10 @@ impl Store for PostgresStore {
             sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1").bind(to_seconds(created_before)).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
+}
 
-    fn keeps_rate_limits(&self) -> bool {
-        true
-    }
-
-    async fn take_rate_limit(&self, key: &str, now: i64, interval: i64, tolerance: i64) -> StoreResult<RateLimitStep> {
-        // One statement: the upsert admits when the stored time minus the tolerance is not after
-        // now (a missing row counts as now), and the outer select sees the row as it was before,
-        // which is what a refusal reports.
-        let row = sqlx::query(
-            "WITH step AS (
-                 INSERT INTO rate_limits (key, tat) VALUES ($1, $2 + $3)
-                 ON CONFLICT (key) DO UPDATE SET tat = GREATEST(rate_limits.tat, $2) + $3
-                 WHERE rate_limits.tat - $4 <= $2
-                 RETURNING tat
-             )
-             SELECT (SELECT tat FROM step) AS admitted, (SELECT tat FROM rate_limits WHERE key = $1) AS current",
-        )
-        .bind(key)
-        .bind(now)
-        .bind(interval)
-        .bind(tolerance)
-        .fetch_one(&self.pool)
-        .await?;
-        let admitted: Option<i64> = row.try_get("admitted")?;
-        let current: Option<i64> = row.try_get("current")?;
-        match (admitted, current) {
-            (Some(tat), _) => Ok(RateLimitStep::Admitted(tat)),
-            (None, Some(tat)) => Ok(RateLimitStep::Refused(tat)),
-            // Refused by a row another process inserted after this statement's snapshot was taken:
-            // that row is at most one interval past the tolerance.
-            (None, None) => Ok(RateLimitStep::Refused(now + tolerance + interval)),
-        }
-    }
-
-    async fn purge_rate_limits(&self, now: i64) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM rate_limits WHERE tat < $1").bind(now).execute(&self.pool).await?;
-        Ok(done.rows_affected())
-    }
-
+#[async_trait]
+impl EngineStore for PostgresStore {
     async fn running_campaigns(&self) -> StoreResult<Vec<RunningCampaign>> {
         engine::running_campaigns(&mut *self.pool.acquire().await?).await
     }
@@ -490,17 +491,8 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn apply_events(
-        &self,
-        integration_id: Option<String>,
-        events: Vec<AttemptEvent>,
-        at: Timestamp,
-        retry: RetrySettings,
-    ) -> StoreResult<Vec<EventOutcome>> {
-        let mut tx = self.pool.begin().await?;
-        let outcomes = engine::apply_events(&mut tx, integration_id.as_deref(), &events, at, retry).await?;
-        tx.commit().await?;
-        Ok(outcomes)
+    async fn apply_events(&self, events: Vec<AttemptEvent>, at: Timestamp, retry: RetrySettings) -> StoreResult<Vec<EventOutcome>> {
+        self.apply_events_of(None, events, at, retry).await
     }
 
     async fn expired_attempts(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
@@ -520,17 +512,64 @@ impl Store for PostgresStore {
     async fn release_leases(&self, _at: Timestamp) -> StoreResult<u64> {
         Ok(0)
     }
+}
+
+#[async_trait]
+impl CallbackStore for PostgresStore {
+    async fn apply_integration_events(
+        &self,
+        integration_id: &str,
+        events: Vec<AttemptEvent>,
+        at: Timestamp,
+        retry: RetrySettings,
+    ) -> StoreResult<Vec<EventOutcome>> {
+        self.apply_events_of(Some(integration_id.to_owned()), events, at, retry).await
+    }
 
     async fn integration_secret(&self, integration_id: &str) -> StoreResult<Option<(Channel, String)>> {
         engine::integration_secret(&mut *self.pool.acquire().await?, integration_id).await
     }
+}
 
-    async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-        let page = engine::list_attempts(&mut tx, org, campaign_id, query).await?;
-        tx.commit().await?;
-        Ok(page)
+#[async_trait]
+impl RateLimitStore for PostgresStore {
+    fn keeps_rate_limits(&self) -> bool {
+        true
+    }
+
+    async fn take_rate_limit(&self, key: &str, now: i64, interval: i64, tolerance: i64) -> StoreResult<RateLimitStep> {
+        // One statement: the upsert admits when the stored time minus the tolerance is not after
+        // now (a missing row counts as now), and the outer select sees the row as it was before,
+        // which is what a refusal reports.
+        let row = sqlx::query(
+            "WITH step AS (
+                 INSERT INTO rate_limits (key, tat) VALUES ($1, $2 + $3)
+                 ON CONFLICT (key) DO UPDATE SET tat = GREATEST(rate_limits.tat, $2) + $3
+                 WHERE rate_limits.tat - $4 <= $2
+                 RETURNING tat
+             )
+             SELECT (SELECT tat FROM step) AS admitted, (SELECT tat FROM rate_limits WHERE key = $1) AS current",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(interval)
+        .bind(tolerance)
+        .fetch_one(&self.pool)
+        .await?;
+        let admitted: Option<i64> = row.try_get("admitted")?;
+        let current: Option<i64> = row.try_get("current")?;
+        match (admitted, current) {
+            (Some(tat), _) => Ok(RateLimitStep::Admitted(tat)),
+            (None, Some(tat)) => Ok(RateLimitStep::Refused(tat)),
+            // Refused by a row another process inserted after this statement's snapshot was taken:
+            // that row is at most one interval past the tolerance.
+            (None, None) => Ok(RateLimitStep::Refused(now + tolerance + interval)),
+        }
+    }
+
+    async fn purge_rate_limits(&self, now: i64) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM rate_limits WHERE tat < $1").bind(now).execute(&self.pool).await?;
+        Ok(done.rows_affected())
     }
 }
 

@@ -15,10 +15,7 @@ use rusqlite::{Connection, params, params_from_iter};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::super::shared::{
-    AttemptState, CampaignDelta, ContactData, ContactState, MINUTES_PER_DAY, apply_to_states, claim_template, minute_of, parse_channel,
-    parse_contact_status, provider_config, stored_statuses,
-};
+use super::super::shared::{MINUTES_PER_DAY, minute_of, parse_channel, parse_contact_status, provider_config};
 use super::super::{
     Attempt, AttemptContact, AttemptPage, AttemptQuery, ClaimRequest, Dispatch, DispatchContact, EventOutcome, HandoffResult, OrgId,
     RunningCampaign, StoreError, StoreResult, from_millis, to_millis, to_seconds,
@@ -26,6 +23,7 @@ use super::super::{
 use super::{campaign_from_row, first_row, select_campaigns, update_campaign};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, ContactProgress, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, Channel, ContactStatus};
+use crate::domain::outcome::{AttemptState, CampaignDelta, ContactData, ContactState, apply_events as apply_outcomes};
 
 macro_rules! select_running {
     () => {
@@ -116,11 +114,8 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
     let channel = parse_channel(&channel)?;
     // The budgets, checked in the transaction that claims (§5.1, §5.2); the window is checked by
     // the engine with the same instant just before.
-    let mut room = i64::from(claim.limit).min(settings.message_limit - started_last_day(conn, claim.campaign_id, claim.at)?);
-    if let Some(concurrency) = settings.concurrency_limit {
-        room = room.min(concurrency - in_flight);
-    }
-    if room <= 0 {
+    let room = settings.claim_room(i64::from(claim.limit), started_last_day(conn, claim.campaign_id, claim.at)?, in_flight);
+    if room == 0 {
         return Ok(Vec::new());
     }
     let mut claimed = Vec::new();
@@ -150,7 +145,7 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
                 campaign_id: claim.campaign_id,
                 iteration,
                 tries: 0,
-                template: claim_template(channel, &settings, failed_retries),
+                template: settings.template_for(channel, failed_retries),
                 contact: dispatch_contact(row)?,
             });
         }
@@ -366,7 +361,7 @@ pub(super) fn apply_events(
     let contact_ids: Vec<i64> = attempts.values().map(|a| a.contact_id).collect();
     let with_data = events.iter().any(|e| e.extracted_data.is_some() || e.tags.is_some());
     let mut contacts = load_contacts(conn, &contact_ids, with_data)?;
-    let (outcomes, deltas) = apply_to_states(&mut attempts, &mut contacts, integration_id, events, at, retry);
+    let (outcomes, deltas) = apply_outcomes(&mut attempts, &mut contacts, integration_id, events, at, retry);
     write_attempts(conn, &attempts)?;
     write_contacts(conn, &contacts)?;
     for (campaign_id, delta) in deltas {
@@ -549,8 +544,8 @@ fn push_attempt_filters(query: &mut QueryBuilder<Sqlite>, campaign_id: i64, filt
     if let Some(status) = filter.status {
         query.push(" AND a.status IN (");
         let mut list = query.separated(", ");
-        for stored in stored_statuses(status) {
-            list.push_bind(*stored);
+        for stored in status.filter_members() {
+            list.push_bind(stored.as_str());
         }
         query.push(")");
     }

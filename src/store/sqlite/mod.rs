@@ -28,10 +28,11 @@ use super::shared::{
 };
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, BatchItem, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ContactLookup,
-    ContactPage, CreateCampaignOutcome, DeleteOutcome, DynStore, IdempotencyClaim, IdempotencyRecord, Modified, OrgId, PageDirection,
-    ResponseRecorder, Store, StoreError, StoreResult, StoredResponse, from_seconds, to_seconds,
+    ContactPage, CreateCampaignOutcome, DeleteOutcome, IdempotencyClaim, IdempotencyRecord, Modified, OrgId, PageDirection,
+    ResponseRecorder, StoreError, StoreResult, StoredResponse, from_seconds, to_seconds,
 };
 use super::{AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, RunningCampaign};
+use super::{CallbackStore, EngineStore, Health, IdempotencyStore, KeyAdmin, KeyStore, RateLimitStore, TenantStore};
 use crate::domain::agent::Agent;
 use crate::domain::analytics::CampaignCounters;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
@@ -147,10 +148,6 @@ impl SqliteStore {
             .spawn(move || run_checkpointer(checkpointer, due))
             .map_err(|_| StoreError::Unavailable)?;
         Ok(SqliteStore { reads, point_reads, jobs })
-    }
-
-    pub async fn open_dyn(url: &str) -> StoreResult<DynStore> {
-        Ok(std::sync::Arc::new(Self::open(url).await?))
     }
 
     /// Runs `work` inside the writer's next transaction and returns its result once committed.
@@ -385,8 +382,21 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Applies provider events, each idempotently; `integration_id` (when given) must own the attempt.
+    async fn apply_events_of(
+        &self,
+        integration_id: Option<String>,
+        events: Vec<AttemptEvent>,
+        at: Timestamp,
+        retry: RetrySettings,
+    ) -> StoreResult<Vec<EventOutcome>> {
+        self.write(move |conn| engine::apply_events(conn, integration_id.as_deref(), &events, at, retry)).await
+    }
+}
+
 #[async_trait]
-impl Store for SqliteStore {
+impl Health for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reads).await?;
         self.write(|_| Ok(())).await
@@ -395,7 +405,10 @@ impl Store for SqliteStore {
     fn data_version(&self) -> StoreResult<Option<u64>> {
         self.point_reads.data_version().map(Some)
     }
+}
 
+#[async_trait]
+impl KeyStore for SqliteStore {
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let sql = "SELECT id, org_id, key_hash, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE prefix = ?";
         self.point_reads.row(sql, [prefix], |row| {
@@ -410,7 +423,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl KeyAdmin for SqliteStore {
     async fn create_api_key(&self, organization: &str, key: &NewApiKey, at: Timestamp) -> StoreResult<()> {
         let (organization, prefix, hash) = (organization.to_owned(), key.prefix.clone(), key.hash.clone());
         self.write(move |conn| insert_key(conn, &organization, &prefix, &hash, at)).await
@@ -459,7 +475,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl TenantStore for SqliteStore {
     async fn create_agent(&self, org: OrgId, name: &str, at: Timestamp, record: Option<ResponseRecorder<Agent>>) -> StoreResult<Agent> {
         let agent = Agent { id: Uuid::new_v4(), name: name.to_owned(), created_at: from_seconds(to_seconds(at))? };
         self.write_recorded(record, move |conn| {
@@ -653,6 +672,13 @@ impl Store for SqliteStore {
         self.write(move |conn| contacts::delete_contact(conn, org, campaign_id, contact_id)).await
     }
 
+    async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>> {
+        engine::list_attempts(&mut *self.reads.acquire().await?, org, campaign_id, query).await
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for SqliteStore {
     async fn find_idempotency_record(&self, org: OrgId, key: &str, expired_before: Timestamp) -> StoreResult<Option<IdempotencyRecord>> {
         let row = sqlx::query("SELECT fingerprint, status, body FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at >= ?")
             .bind(org)
@@ -675,7 +701,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl EngineStore for SqliteStore {
     async fn running_campaigns(&self) -> StoreResult<Vec<RunningCampaign>> {
         engine::running_campaigns(&mut *self.reads.acquire().await?).await
     }
@@ -703,14 +732,8 @@ impl Store for SqliteStore {
         self.write(move |conn| engine::record_handoffs(conn, results)).await
     }
 
-    async fn apply_events(
-        &self,
-        integration_id: Option<String>,
-        events: Vec<AttemptEvent>,
-        at: Timestamp,
-        retry: RetrySettings,
-    ) -> StoreResult<Vec<EventOutcome>> {
-        self.write(move |conn| engine::apply_events(conn, integration_id.as_deref(), &events, at, retry)).await
+    async fn apply_events(&self, events: Vec<AttemptEvent>, at: Timestamp, retry: RetrySettings) -> StoreResult<Vec<EventOutcome>> {
+        self.apply_events_of(None, events, at, retry).await
     }
 
     async fn expired_attempts(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
@@ -724,13 +747,24 @@ impl Store for SqliteStore {
     async fn release_leases(&self, at: Timestamp) -> StoreResult<u64> {
         self.write(move |conn| engine::release_leases(conn, at)).await
     }
+}
+
+impl RateLimitStore for SqliteStore {}
+
+#[async_trait]
+impl CallbackStore for SqliteStore {
+    async fn apply_integration_events(
+        &self,
+        integration_id: &str,
+        events: Vec<AttemptEvent>,
+        at: Timestamp,
+        retry: RetrySettings,
+    ) -> StoreResult<Vec<EventOutcome>> {
+        self.apply_events_of(Some(integration_id.to_owned()), events, at, retry).await
+    }
 
     async fn integration_secret(&self, integration_id: &str) -> StoreResult<Option<(Channel, String)>> {
         engine::integration_secret(&mut *self.reads.acquire().await?, integration_id).await
-    }
-
-    async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>> {
-        engine::list_attempts(&mut *self.reads.acquire().await?, org, campaign_id, query).await
     }
 }
 

@@ -1,0 +1,196 @@
+//! What provider events do to attempts, contacts and a campaign's counters (contract §5.4):
+//! each store loads the rows an event batch names, lets [`apply_events`] decide, and writes back
+//! what changed in its own SQL.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+
+use super::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, ContactProgress, RetrySettings, progress_contact};
+use super::campaign::{Channel, ContactStatus};
+
+/// What became of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    Applied,
+    /// A repeat, or a status the attempt has already passed: nothing changed.
+    Ignored,
+    UnknownAttempt,
+}
+
+/// An attempt as events change it. Times are unix milliseconds, as stored.
+pub struct AttemptState {
+    pub campaign_id: i64,
+    pub contact_id: i64,
+    pub channel: Channel,
+    pub integration_id: String,
+    /// A late event on a finished campaign's attempt retries nothing (nothing would dispatch it).
+    pub campaign_finished: bool,
+    pub voicemail_retries: i64,
+    pub status: AttemptStatus,
+    pub open: bool,
+    pub changed: bool,
+    pub answered_by: Option<AnsweredBy>,
+    pub converted: bool,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub sent_at: Option<i64>,
+    pub delivered_at: Option<i64>,
+    pub read_at: Option<i64>,
+    pub duration: Option<i64>,
+    pub billed_duration: Option<i64>,
+    pub ended_by: Option<String>,
+    pub ended_reason: Option<String>,
+    pub extracted_data: Option<Map<String, Value>>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// A contact as events change it.
+pub struct ContactState {
+    pub progress: ContactProgress,
+    pub last_attempt_id: Option<String>,
+    pub processed: bool,
+    pub answered: bool,
+    pub billed_duration: i64,
+    /// Read (and written back) only when some event of the batch carries data or tags.
+    pub data: Option<ContactData>,
+    pub changed: bool,
+}
+
+pub struct ContactData {
+    pub extracted_data: Map<String, Value>,
+    pub tags: Vec<String>,
+}
+
+/// Counter changes of one campaign.
+#[derive(Default)]
+pub struct CampaignDelta {
+    pub in_flight: i64,
+    pub calls: i64,
+    pub calls_human: i64,
+    pub calls_machine: i64,
+    pub calls_unknown: i64,
+    pub messages: i64,
+    pub contacts_processed: i64,
+    pub contacts_answered: i64,
+    pub statuses: HashMap<ContactStatus, i64>,
+}
+
+/// Whether the attempt stops holding its contact in `sending` with this status.
+fn closes(channel: Channel, status: AttemptStatus) -> bool {
+    match channel {
+        Channel::PhoneCall => status.is_final_call(),
+        Channel::Whatsapp => status != AttemptStatus::Queued,
+    }
+}
+
+/// Applies `events` in order to the attempts and contacts loaded for them; returns each event's
+/// outcome and the counter changes per campaign. The caller writes back what `changed`.
+pub fn apply_events(
+    attempts: &mut HashMap<String, AttemptState>,
+    contacts: &mut HashMap<i64, ContactState>,
+    integration_id: Option<&str>,
+    events: &[AttemptEvent],
+    at: Timestamp,
+    retry: RetrySettings,
+) -> (Vec<EventOutcome>, HashMap<i64, CampaignDelta>) {
+    let mut deltas: HashMap<i64, CampaignDelta> = HashMap::new();
+    let now = at.as_millisecond();
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        let Some(attempt) = attempts.get_mut(&event.attempt_id).filter(|a| integration_id.is_none_or(|id| id == a.integration_id)) else {
+            outcomes.push(EventOutcome::UnknownAttempt);
+            continue;
+        };
+        if !attempt.status.accepts(event.status) {
+            outcomes.push(EventOutcome::Ignored);
+            continue;
+        }
+        outcomes.push(EventOutcome::Applied);
+        attempt.status = event.status;
+        attempt.changed = true;
+        let millis = |t: Option<Timestamp>| t.map(Timestamp::as_millisecond);
+        attempt.answered_by = event.answered_by.or(attempt.answered_by);
+        attempt.converted |= event.converted;
+        attempt.started_at = millis(event.started_at).or(attempt.started_at);
+        attempt.ended_at = millis(event.ended_at).or(attempt.ended_at);
+        attempt.duration = event.duration.or(attempt.duration);
+        attempt.billed_duration = event.billed_duration.or(attempt.billed_duration);
+        attempt.ended_by = event.ended_by.clone().or(attempt.ended_by.take());
+        attempt.ended_reason = event.ended_reason.clone().or(attempt.ended_reason.take());
+        match event.status {
+            AttemptStatus::Sent => attempt.sent_at = attempt.sent_at.or(Some(now)),
+            AttemptStatus::Delivered => attempt.delivered_at = attempt.delivered_at.or(Some(now)),
+            AttemptStatus::Read | AttemptStatus::Accepted | AttemptStatus::Rejected => attempt.read_at = attempt.read_at.or(Some(now)),
+            _ => {}
+        }
+        if let Some(data) = &event.extracted_data {
+            attempt.extracted_data.get_or_insert_with(Map::new).extend(data.clone());
+        }
+        if let Some(tags) = &event.tags {
+            let mine = attempt.tags.get_or_insert_with(Vec::new);
+            mine.extend(tags.iter().filter(|t| !mine.contains(t)).cloned().collect::<Vec<_>>());
+        }
+        let delta = deltas.entry(attempt.campaign_id).or_default();
+        let closing = attempt.open && closes(attempt.channel, event.status);
+        if closing {
+            attempt.open = false;
+            delta.in_flight -= 1;
+            match attempt.channel {
+                Channel::PhoneCall => {
+                    delta.calls += 1;
+                    match event.answered_by {
+                        Some(AnsweredBy::Human) => delta.calls_human += 1,
+                        Some(AnsweredBy::Machine) => delta.calls_machine += 1,
+                        Some(AnsweredBy::Unknown) => delta.calls_unknown += 1,
+                        None => {}
+                    }
+                }
+                Channel::Whatsapp => delta.messages += 1,
+            }
+        }
+        // Only the contact's current attempt moves it (a late event of an earlier iteration does not).
+        let Some(contact) =
+            contacts.get_mut(&attempt.contact_id).filter(|c| c.last_attempt_id.as_deref() == Some(event.attempt_id.as_str()))
+        else {
+            continue;
+        };
+        if let Some(data) = contact.data.as_mut() {
+            if let Some(extracted) = &event.extracted_data {
+                data.extracted_data.extend(extracted.clone());
+                contact.changed = true;
+            }
+            for tag in event.tags.iter().flatten() {
+                if !data.tags.contains(tag) {
+                    data.tags.push(tag.clone());
+                }
+                contact.changed = true;
+            }
+        }
+        if closing && attempt.channel == Channel::PhoneCall {
+            contact.billed_duration += event.billed_duration.unwrap_or(0).max(0);
+            contact.changed = true;
+            if !contact.processed {
+                contact.processed = true;
+                delta.contacts_processed += 1;
+            }
+            if event.answered_by == Some(AnsweredBy::Human) && !contact.answered {
+                contact.answered = true;
+                delta.contacts_answered += 1;
+            }
+        }
+        let (voicemail_retries, retry) = if attempt.campaign_finished {
+            (0, RetrySettings { failed_retry_limit: 0, ..retry })
+        } else {
+            (attempt.voicemail_retries, retry)
+        };
+        if let Some(next) = progress_contact(attempt.channel, contact.progress, event, voicemail_retries, retry, at) {
+            *delta.statuses.entry(contact.progress.status).or_default() -= 1;
+            *delta.statuses.entry(next.status).or_default() += 1;
+            contact.progress = next;
+            contact.changed = true;
+        }
+    }
+    (outcomes, deltas)
+}
