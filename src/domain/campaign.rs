@@ -76,6 +76,22 @@ impl CampaignStatus {
     pub fn parse(text: &str) -> Option<CampaignStatus> {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
+
+    /// The statuses the engine runs a campaign in: dispatching, or waiting for its next cycle.
+    pub const RUNNING: [CampaignStatus; 2] = [CampaignStatus::Active, CampaignStatus::Cooldown];
+
+    /// Whether contacts may still be added (§3.1): a finished campaign takes no more.
+    pub fn accepts_contacts(self) -> bool {
+        self != CampaignStatus::Finished
+    }
+
+    /// The status once contacts were added (§2.9): a `pending` campaign becomes `ready`.
+    pub fn with_contacts(self) -> CampaignStatus {
+        match self {
+            CampaignStatus::Pending => CampaignStatus::Ready,
+            other => other,
+        }
+    }
 }
 
 /// Contact statuses (§3.5); campaigns name them in `cycles.filter_statuses`.
@@ -133,6 +149,13 @@ impl ContactStatus {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
+    /// The contacts an iteration has yet to finish: waiting, in flight, or waiting to retry. The
+    /// iteration ends when none is left (§5.5).
+    pub const UNFINISHED: [ContactStatus; 3] = [ContactStatus::Queue, ContactStatus::Sending, ContactStatus::Retrying];
+
+    /// Contacts a new iteration never takes back (§5.5): converted, or still in flight.
+    pub const KEPT_BY_NEW_ITERATIONS: [ContactStatus; 2] = [ContactStatus::Converted, ContactStatus::Sending];
+
     /// Only contacts not yet in flight nor done may be deleted (§3.4).
     pub fn is_deletable(self) -> bool {
         matches!(self, ContactStatus::Queue | ContactStatus::Failed)
@@ -185,6 +208,16 @@ pub struct CyclesConfig {
     pub schedule: Option<WeekSchedule>,
     pub schedule_start_date: Option<jiff::civil::Date>,
     pub schedule_end_date: Option<jiff::civil::Date>,
+}
+
+impl CyclesConfig {
+    /// The statuses whose contacts a new iteration leaves as they are (§5.5): converted or in
+    /// flight, and those `filter_statuses` names.
+    pub fn statuses_left_alone(&self) -> Vec<ContactStatus> {
+        let mut statuses = ContactStatus::KEPT_BY_NEW_ITERATIONS.to_vec();
+        statuses.extend(self.filter_statuses.iter().filter(|s| !statuses.contains(s)).collect::<Vec<_>>());
+        statuses
+    }
 }
 
 impl Default for CyclesConfig {

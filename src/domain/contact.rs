@@ -94,6 +94,84 @@ pub enum ItemError {
     InvalidPhoneNumber,
 }
 
+/// One item of an add-contacts batch after validation: a contact to store, or why not (with
+/// the text sent, empty when there was none).
+pub type BatchItem = Result<NewContact, (ItemError, String)>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemStatus {
+    Created,
+    Updated,
+    SkippedDuplicate,
+    Failed,
+}
+
+/// What became of one item of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemResult {
+    pub index: usize,
+    pub status: ItemStatus,
+    pub id: Option<i64>,
+    /// The E.164 number stored, or the text sent when it could not be read.
+    pub contact: Option<String>,
+    pub error: Option<ItemError>,
+}
+
+/// What a batch does to a campaign's contacts (§3.1). The first item with a number the campaign
+/// does not have creates the contact; the later items with that number, and items whose number
+/// the campaign has, are duplicates: updated or skipped, as `if_duplicate` says.
+pub struct BatchPlan<'a> {
+    items: &'a [BatchItem],
+    /// The contacts to create, in the order of their items.
+    pub new: Vec<&'a NewContact>,
+}
+
+impl<'a> BatchPlan<'a> {
+    /// `exists` tells whether the campaign already has a contact with a number.
+    pub fn new(items: &'a [BatchItem], exists: impl Fn(&str) -> bool) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        let new = items
+            .iter()
+            .filter_map(|item| item.as_ref().ok())
+            .filter(|contact| !exists(&contact.phone) && seen.insert(contact.phone.as_str()))
+            .collect();
+        BatchPlan { items, new }
+    }
+
+    /// Once the new contacts are stored, with `ids` the id of every number of the batch (those
+    /// the campaign had and those just created): the contacts to overwrite (with their ids) and
+    /// each item's result, in the items' order.
+    pub fn resolve(self, ids: &HashMap<String, i64>, if_duplicate: IfDuplicate) -> (Vec<(i64, &'a NewContact)>, Vec<ItemResult>) {
+        let mut created: std::collections::HashSet<&str> = self.new.iter().map(|c| c.phone.as_str()).collect();
+        let mut updates = Vec::new();
+        let results = self
+            .items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| match item {
+                Err((error, raw)) => {
+                    let contact = (!raw.is_empty()).then(|| raw.clone());
+                    ItemResult { index, status: ItemStatus::Failed, id: None, contact, error: Some(*error) }
+                }
+                Ok(contact) => {
+                    let id = ids.get(&contact.phone).copied();
+                    let status = match (created.remove(contact.phone.as_str()), if_duplicate, id) {
+                        (true, _, _) => ItemStatus::Created,
+                        (false, IfDuplicate::Update, Some(id)) => {
+                            updates.push((id, contact));
+                            ItemStatus::Updated
+                        }
+                        (false, _, _) => ItemStatus::SkippedDuplicate,
+                    };
+                    ItemResult { index, status, id, contact: Some(contact.phone.clone()), error: None }
+                }
+            })
+            .collect();
+        (updates, results)
+    }
+}
+
 /// A structural fault inside an item rejects the whole batch (contract §3.1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchError {

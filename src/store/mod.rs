@@ -16,7 +16,8 @@ use uuid::Uuid;
 use crate::domain::agent::Agent;
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, RetrySettings};
 use crate::domain::campaign::{Campaign, CampaignError, CampaignStatus, Channel, ContactStatus, LifecycleError, NewCampaign};
-use crate::domain::contact::{Contact, IfDuplicate, ItemError, NewContact};
+pub use crate::domain::contact::{BatchItem, ItemResult, ItemStatus};
+use crate::domain::contact::{Contact, IfDuplicate};
 use crate::domain::ids::NewApiKey;
 use crate::domain::integration::{Integration, NewIntegration, ProviderConfig};
 pub use crate::domain::outcome::EventOutcome;
@@ -30,7 +31,7 @@ pub enum StoreError {
     #[error("database error at {location}: {source}")]
     Sqlite { source: rusqlite::Error, location: &'static Location<'static> },
     #[error("database migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    Migration(String),
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
     #[error("the transaction could not be committed")]
@@ -489,28 +490,6 @@ pub struct ResponseRecorder<T> {
 }
 
 pub type RenderResponse<T> = Box<dyn FnOnce(&T) -> Option<StoredResponse> + Send>;
-
-/// One item of an add-contacts batch after validation: a contact to store, or why not.
-pub type BatchItem = Result<NewContact, (ItemError, String)>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ItemStatus {
-    Created,
-    Updated,
-    SkippedDuplicate,
-    Failed,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ItemResult {
-    pub index: usize,
-    pub status: ItemStatus,
-    pub id: Option<i64>,
-    /// The E.164 number stored, or the text sent when it could not be read.
-    pub contact: Option<String>,
-    pub error: Option<ItemError>,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AddContactsOutcome {

@@ -7,12 +7,17 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 use uuid::Uuid;
 
-use super::{CampaignFilter, IdempotencyRecord, OrgId, StoreError, StoreResult, StoredResponse, from_seconds, to_seconds};
+use super::{
+    Attempt, AttemptContact, CampaignCursor, CampaignFilter, Dispatch, DispatchContact, IdempotencyRecord, OrgId, PageDirection,
+    RunningCampaign, StoreError, StoreResult, StoredResponse, from_millis, from_seconds, to_seconds,
+};
 use crate::domain::agent::Agent;
 use crate::domain::analytics::CampaignCounters;
-use crate::domain::attempt::AttemptStatus;
+use crate::domain::attempt::{AnsweredBy, AttemptStatus, ContactProgress};
 use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, ContactStatus, IntegrationRef};
+use crate::domain::contact::Contact;
 use crate::domain::integration::{Integration, Provider, ProviderConfig};
+use crate::domain::outcome::{AttemptState, ContactData, ContactState};
 
 pub(crate) const MINUTES_PER_DAY: i64 = 24 * 60;
 
@@ -75,27 +80,27 @@ pub(crate) trait StoredRow {
 }
 
 macro_rules! stored_row {
-    ($($row:ty),*) => {$(
+    ($($row:ty => $get:path),*) => {$(
         impl StoredRow for $row {
             fn int(&self, column: &str) -> StoreResult<i64> {
-                Ok(sqlx::Row::try_get(self, column)?)
+                Ok($get(self, column)?)
             }
             fn opt_int(&self, column: &str) -> StoreResult<Option<i64>> {
-                Ok(sqlx::Row::try_get(self, column)?)
+                Ok($get(self, column)?)
             }
             fn text(&self, column: &str) -> StoreResult<String> {
-                Ok(sqlx::Row::try_get(self, column)?)
+                Ok($get(self, column)?)
             }
             fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
-                Ok(sqlx::Row::try_get(self, column)?)
+                Ok($get(self, column)?)
             }
             fn flag(&self, column: &str) -> StoreResult<bool> {
-                Ok(sqlx::Row::try_get(self, column)?)
+                Ok($get(self, column)?)
             }
         }
     )*};
 }
-stored_row!(sqlx::sqlite::SqliteRow, sqlx::postgres::PgRow);
+stored_row!(sqlx::postgres::PgRow => sqlx::Row::try_get, rusqlite::Row<'_> => rusqlite::Row::get);
 
 pub(crate) fn opt_seconds(row: &impl StoredRow, column: &str) -> StoreResult<Option<Timestamp>> {
     row.opt_int(column)?.map(from_seconds).transpose()
@@ -149,25 +154,215 @@ pub(crate) fn integration_from_row(row: &impl StoredRow) -> StoreResult<Integrat
     })
 }
 
-/// Appends the campaign list's filters to a query whose FROM clause names the campaigns table `c`.
-pub(crate) fn push_campaign_filters<DB: sqlx::Database>(query: &mut sqlx::QueryBuilder<DB>, org: OrgId, filter: &CampaignFilter)
-where
-    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    for<'t> &'static str: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-{
-    query.push(" WHERE c.org_id = ").push_bind(org);
+pub(crate) fn opt_millis(row: &impl StoredRow, column: &str) -> StoreResult<Option<Timestamp>> {
+    row.opt_int(column)?.map(from_millis).transpose()
+}
+
+/// A JSON column read into its type; `None` when the column is NULL.
+fn opt_json<T: serde::de::DeserializeOwned>(row: &impl StoredRow, column: &str) -> StoreResult<Option<T>> {
+    Ok(row.opt_text(column)?.map(|text| serde_json::from_str(&text)).transpose()?)
+}
+
+fn json<T: serde::de::DeserializeOwned>(row: &impl StoredRow, column: &str) -> StoreResult<T> {
+    Ok(serde_json::from_str(&row.text(column)?)?)
+}
+
+fn answered_by(row: &impl StoredRow) -> StoreResult<Option<AnsweredBy>> {
+    Ok(row.opt_text("answered_by")?.as_deref().and_then(AnsweredBy::parse))
+}
+
+/// The keys of the settings JSON that SQL reads by name. Renaming a settings field changes its
+/// key; `settings_keys_name_the_serialized_fields` fails then, not the SQL silently.
+pub(crate) const SETTINGS_RETRIES: &str = "retries";
+pub(crate) const SETTINGS_TIMEZONE: &str = "timezone";
+
+/// A running campaign read with the columns of each backend's running-campaign query.
+pub(crate) fn running_from_row(row: &impl StoredRow) -> StoreResult<RunningCampaign> {
+    let (_, provider) = provider_config(&row.text("provider")?, &row.text("config")?)?;
+    Ok(RunningCampaign {
+        campaign: campaign_from_row(row)?,
+        provider,
+        secret: row.text("secret")?,
+        in_flight: row.int("in_flight")?,
+        unfinished: row.int("unfinished")?,
+        queued: row.int("queued")?,
+        next_retry_at: opt_millis(row, "next_retry_at")?,
+    })
+}
+
+/// The columns [`dispatch_contact_from_row`] reads, of the contacts table as `ct`.
+macro_rules! dispatch_contact_columns {
+    () => {
+        "ct.id AS contact_id, ct.f_id, ct.name, ct.phone, ct.context, ct.extracted_data, ct.tags"
+    };
+}
+pub(crate) use dispatch_contact_columns;
+
+pub(crate) fn dispatch_contact_from_row(row: &impl StoredRow) -> StoreResult<DispatchContact> {
+    Ok(DispatchContact {
+        id: row.int("contact_id")?,
+        f_id: row.opt_text("f_id")?,
+        name: row.opt_text("name")?,
+        contact: row.text("phone")?,
+        context: row.opt_text("context")?,
+        extracted_data: json(row, "extracted_data")?,
+        tags: json(row, "tags")?,
+    })
+}
+
+/// An attempt to hand off, read with `attempt_id`, `campaign_id`, `iteration`, `handoff_tries`,
+/// `template` and the contact's [`dispatch_contact_columns`].
+pub(crate) fn dispatch_from_row(row: &impl StoredRow) -> StoreResult<Dispatch> {
+    Ok(Dispatch {
+        attempt_id: row.text("attempt_id")?,
+        campaign_id: row.int("campaign_id")?,
+        iteration: row.int("iteration")?,
+        tries: row.int("handoff_tries")?,
+        template: row.opt_text("template")?,
+        contact: dispatch_contact_from_row(row)?,
+    })
+}
+
+/// The columns [`contact_from_row`] reads: a contact as the API shows it.
+macro_rules! contact_columns {
+    () => {
+        "id, phone, name, context, extracted_data, f_id, tags, status, retries, failed_retries, \
+         has_follow_up, call_count, billed_duration, last_call_at"
+    };
+}
+pub(crate) use contact_columns;
+
+pub(crate) fn contact_from_row(row: &impl StoredRow) -> StoreResult<Contact> {
+    Ok(Contact {
+        id: row.int("id")?,
+        phone: row.text("phone")?,
+        name: row.opt_text("name")?,
+        context: row.opt_text("context")?,
+        extracted_data: json(row, "extracted_data")?,
+        f_id: row.opt_text("f_id")?,
+        tags: json(row, "tags")?,
+        status: parse_contact_status(&row.text("status")?)?,
+        retries: row.int("retries")?,
+        failed_retries: row.int("failed_retries")?,
+        has_follow_up: row.flag("has_follow_up")?,
+        call_count: row.int("call_count")?,
+        billed_duration: row.int("billed_duration")?,
+        last_call_at: opt_seconds(row, "last_call_at")?,
+    })
+}
+
+/// The columns of an attempt with its contact, as `/calls` and `/messages` show it (attempts as
+/// `a`, contacts as `ct`).
+pub(crate) const ATTEMPT_COLUMNS: &str = "a.id, a.status, a.answered_by, a.template, a.created_at, a.started_at, a.ended_at, \
+     a.sent_at, a.delivered_at, a.read_at, a.ended_by, a.ended_reason, a.duration, a.billed_duration, a.extracted_data, a.tags, \
+     ct.id AS contact_id, ct.f_id, ct.name, ct.phone, ct.status AS contact_status";
+
+pub(crate) fn attempt_from_row(row: &impl StoredRow) -> StoreResult<Attempt> {
+    let contact = match row.opt_int("contact_id")? {
+        Some(id) => Some(AttemptContact {
+            id,
+            f_id: row.opt_text("f_id")?,
+            name: row.opt_text("name")?,
+            phone: row.text("phone")?,
+            status: parse_contact_status(&row.text("contact_status")?)?,
+        }),
+        None => None,
+    };
+    Ok(Attempt {
+        id: row.text("id")?,
+        status: parse_attempt_status(&row.text("status")?)?,
+        answered_by: answered_by(row)?,
+        template: row.opt_text("template")?,
+        created_at: from_millis(row.int("created_at")?)?,
+        started_at: opt_millis(row, "started_at")?,
+        ended_at: opt_millis(row, "ended_at")?,
+        sent_at: opt_millis(row, "sent_at")?,
+        delivered_at: opt_millis(row, "delivered_at")?,
+        read_at: opt_millis(row, "read_at")?,
+        ended_by: row.opt_text("ended_by")?,
+        ended_reason: row.opt_text("ended_reason")?,
+        duration: row.opt_int("duration")?,
+        billed_duration: row.opt_int("billed_duration")?,
+        extracted_data: opt_json(row, "extracted_data")?.unwrap_or_default(),
+        tags: opt_json(row, "tags")?.unwrap_or_default(),
+        contact,
+    })
+}
+
+/// An attempt as events change it, read with its campaign's channel, integration, status and
+/// voicemail retries (`voicemail_retries`, the settings' `retries`).
+pub(crate) fn attempt_state_from_row(row: &impl StoredRow) -> StoreResult<AttemptState> {
+    Ok(AttemptState {
+        campaign_id: row.int("campaign_id")?,
+        contact_id: row.int("contact_id")?,
+        channel: parse_channel(&row.text("channel")?)?,
+        integration_id: row.text("integration_id")?,
+        campaign_finished: parse_campaign_status(&row.text("campaign_status")?)? == CampaignStatus::Finished,
+        voicemail_retries: row.int("voicemail_retries")?,
+        status: parse_attempt_status(&row.text("status")?)?,
+        open: row.flag("open")?,
+        changed: false,
+        answered_by: answered_by(row)?,
+        converted: row.flag("converted")?,
+        started_at: row.opt_int("started_at")?,
+        ended_at: row.opt_int("ended_at")?,
+        sent_at: row.opt_int("sent_at")?,
+        delivered_at: row.opt_int("delivered_at")?,
+        read_at: row.opt_int("read_at")?,
+        duration: row.opt_int("duration")?,
+        billed_duration: row.opt_int("billed_duration")?,
+        ended_by: row.opt_text("ended_by")?,
+        ended_reason: row.opt_text("ended_reason")?,
+        extracted_data: opt_json(row, "extracted_data")?,
+        tags: opt_json(row, "tags")?,
+    })
+}
+
+/// A contact as events change it; with its data and tags when `with_data` (the columns
+/// `extracted_data` and `tags` are then read too).
+pub(crate) fn contact_state_from_row(row: &impl StoredRow, with_data: bool) -> StoreResult<ContactState> {
+    Ok(ContactState {
+        progress: ContactProgress {
+            status: parse_contact_status(&row.text("status")?)?,
+            retries: row.int("retries")?,
+            failed_retries: row.int("failed_retries")?,
+            next_attempt_at: opt_millis(row, "next_attempt_at")?,
+        },
+        last_attempt_id: row.opt_text("last_attempt_id")?,
+        processed: row.flag("processed")?,
+        answered: row.flag("answered")?,
+        billed_duration: row.int("billed_duration")?,
+        data: match with_data {
+            true => Some(ContactData { extracted_data: json(row, "extracted_data")?, tags: json(row, "tags")? }),
+            false => None,
+        },
+        changed: false,
+    })
+}
+
+/// A value bound to a statement's parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SqlValue {
+    Int(i64),
+    Text(String),
+}
+
+/// The campaign list's conditions on the campaigns table `c`, in order: each clause is followed
+/// by its parameter when it has one (`"c.org_id = "`, `Int(org)`); each backend writes them with
+/// its own placeholders.
+pub(crate) fn campaign_conditions(org: OrgId, filter: &CampaignFilter) -> Vec<(&'static str, Option<SqlValue>)> {
+    let mut conditions = vec![("c.org_id = ", Some(SqlValue::Int(org)))];
     if !filter.include_archived {
-        query.push(" AND c.archived = FALSE");
+        conditions.push(("c.archived = FALSE", None));
     }
     if let Some(agent) = filter.agent_id {
-        query.push(" AND c.agent_id = ").push_bind(agent.to_string());
+        conditions.push(("c.agent_id = ", Some(SqlValue::Text(agent.to_string()))));
     }
     if let Some(status) = filter.status {
-        query.push(" AND c.status = ").push_bind(status.as_str());
+        conditions.push(("c.status = ", Some(SqlValue::Text(status.as_str().to_owned()))));
     }
     if let Some(channel) = filter.channel {
-        query.push(" AND c.channel = ").push_bind(channel.as_str());
+        conditions.push(("c.channel = ", Some(SqlValue::Text(channel.as_str().to_owned()))));
     }
     let bounds = [
         ("c.created_at >= ", filter.created_after),
@@ -179,9 +374,85 @@ where
     ];
     for (clause, bound) in bounds {
         if let Some(at) = bound {
-            query.push(" AND ").push(clause).push_bind(to_seconds(at));
+            conditions.push((clause, Some(SqlValue::Int(to_seconds(at)))));
         }
     }
+    conditions
+}
+
+/// How one page of the newest-first campaign list is read, whichever way its cursor points: the
+/// backends write the SQL, this decides its clauses and what the rows read mean.
+pub(crate) struct CampaignPaging {
+    cursor: Option<CampaignCursor>,
+    page_size: usize,
+}
+
+/// Whether the list goes on past a page: known from its rows, or to be asked of the database
+/// beyond an edge `(created_at, id)`.
+pub(crate) enum Neighbours {
+    Known {
+        has_next: bool,
+        has_previous: bool,
+    },
+    /// `has_next` is whether a campaign older than `edge` exists.
+    AskOlder {
+        edge: (i64, i64),
+        has_previous: bool,
+    },
+    /// `has_previous` is whether a campaign newer than `edge` exists.
+    AskNewer {
+        edge: (i64, i64),
+        has_next: bool,
+    },
+}
+
+impl CampaignPaging {
+    pub(crate) fn new(cursor: Option<CampaignCursor>, page_size: u32) -> Self {
+        CampaignPaging { cursor, page_size: page_size as usize }
+    }
+
+    fn backwards(&self) -> bool {
+        matches!(self.cursor, Some(CampaignCursor { direction: PageDirection::Before, .. }))
+    }
+
+    /// The condition after the cursor (` AND (c.created_at, c.id) < (` with its two values), if any.
+    pub(crate) fn after_cursor(&self) -> Option<(&'static str, i64, i64)> {
+        let clause = if self.backwards() { " AND (c.created_at, c.id) > (" } else { " AND (c.created_at, c.id) < (" };
+        self.cursor.map(|cursor| (clause, cursor.created_at, cursor.id))
+    }
+
+    pub(crate) fn order(&self) -> &'static str {
+        if self.backwards() { " ORDER BY c.created_at ASC, c.id ASC" } else { " ORDER BY c.created_at DESC, c.id DESC" }
+    }
+
+    /// One row more than the page, to tell whether the list goes on in the cursor's direction.
+    pub(crate) fn limit(&self) -> i64 {
+        i64::try_from(self.page_size).unwrap_or(i64::MAX).saturating_add(1)
+    }
+
+    /// The page, newest first, from the rows the query returned, and what is known beyond it.
+    pub(crate) fn page(&self, mut rows: Vec<Campaign>) -> (Vec<Campaign>, Neighbours) {
+        let more_in_direction = rows.len() > self.page_size;
+        rows.truncate(self.page_size);
+        if self.backwards() {
+            rows.reverse();
+        }
+        let edge = |c: &Campaign| (to_seconds(c.created_at), c.id);
+        let neighbours = match (rows.first(), rows.last()) {
+            (Some(_), Some(last)) if self.backwards() => Neighbours::AskOlder { edge: edge(last), has_previous: more_in_direction },
+            (Some(first), Some(_)) if self.cursor.is_some() => Neighbours::AskNewer { edge: edge(first), has_next: more_in_direction },
+            (Some(_), Some(_)) => Neighbours::Known { has_next: more_in_direction, has_previous: false },
+            // An empty page (an empty list, or a cursor past the end) has nowhere to go.
+            _ => Neighbours::Known { has_next: false, has_previous: false },
+        };
+        (rows, neighbours)
+    }
+}
+
+/// A set of statuses as an SQL list of literals (`'queue', 'sending'`): status sets are named
+/// once, in `domain`, and queries are built from them.
+pub(crate) fn sql_list(statuses: impl IntoIterator<Item = &'static str>) -> String {
+    statuses.into_iter().map(|status| format!("'{status}'")).collect::<Vec<_>>().join(", ")
 }
 
 pub(crate) fn minute_of(at: Timestamp) -> i64 {
@@ -249,6 +520,16 @@ fn unpack_body(stored: Vec<u8>) -> StoreResult<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_keys_name_the_serialized_fields() {
+        let input = serde_json::json!({"name": "n", "agent_id": uuid::Uuid::nil(), "integration_id": "i", "integration_type": "phone_call",
+            "timezone": "Europe/Madrid", "retries": 3});
+        let new = crate::domain::campaign::parse_new_campaign(&serde_json::from_value(input).expect("input")).expect("valid");
+        let stored = serde_json::to_value(&new.settings).expect("serializes");
+        assert_eq!(stored[SETTINGS_RETRIES], 3);
+        assert_eq!(stored[SETTINGS_TIMEZONE], "Europe/Madrid");
+    }
 
     const CAMPAIGN: &[u8] = br#"{"success":true,"campaign":{"id":42,"name":"Winter collections","description":"second notice","status":"pending","archived":false,"integration":{"id":"iph_Qk3vB8dLmW2xZt9sRy1a","type":"phone_call"},"agent":{"id":"5f0b7c1e-8a43-4d9e-b2a1-7c6d5e4f3a21","name":"Collections bot"},"created_at":"2026-12-01T08:30:00Z","started_at":null,"ended_at":null,"timezone":"Europe/Madrid","retries":2,"message_limit":500,"concurrency_limit":5,"first_message":"Hola {name}","template":null,"template_alt":null,"scheduling":{"mon":{"startTime":"10:00","stopTime":"19:00","active":true},"tue":{"startTime":"10:00","stopTime":"19:00","active":true},"wed":{"startTime":"10:00","stopTime":"19:00","active":true},"thu":{"startTime":"10:00","stopTime":"19:00","active":true},"fri":{"startTime":"10:00","stopTime":"14:00","active":true},"sat":{"startTime":"09:00","stopTime":"18:00","active":false},"sun":{"startTime":"09:00","stopTime":"18:00","active":false}},"cycles":{"enabled":true,"mode":"cooldown","max_iterations":3,"cooldown_minutes":120,"filter_statuses":["converted"],"schedule":null,"schedule_start_date":null,"schedule_end_date":null,"current_iteration":0,"last_iteration_at":null,"next_cycle_at":null},"analytics":null}}"#;
 

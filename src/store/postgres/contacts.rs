@@ -4,51 +4,24 @@
 use std::collections::HashMap;
 
 use sqlx::Row;
-use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::postgres::PgConnection;
 
-use super::super::shared::parse_contact_status;
-use super::super::{AddContactsOutcome, BatchItem, ContactLookup, ContactPage, DeleteOutcome, ItemResult, ItemStatus, OrgId, StoreResult};
+use super::super::shared::{SETTINGS_TIMEZONE, contact_columns, contact_from_row, parse_campaign_status, parse_contact_status};
+use super::super::{AddContactsOutcome, BatchItem, ContactLookup, ContactPage, DeleteOutcome, OrgId, StoreResult};
 use super::engine::add_counts;
-use super::{opt_seconds, to_seconds};
-use crate::domain::campaign::ContactStatus;
-use crate::domain::contact::{Contact, IfDuplicate, NewContact};
-
-macro_rules! contact_columns {
-    () => {
-        "id, phone, name, context, extracted_data, f_id, tags, status, retries, failed_retries, \
-         has_follow_up, call_count, billed_duration, last_call_at"
-    };
-}
-
-fn contact_from_row(row: &PgRow) -> StoreResult<Contact> {
-    let extracted: String = row.try_get("extracted_data")?;
-    let tags: String = row.try_get("tags")?;
-    Ok(Contact {
-        id: row.try_get("id")?,
-        phone: row.try_get("phone")?,
-        name: row.try_get("name")?,
-        context: row.try_get("context")?,
-        extracted_data: serde_json::from_str(&extracted)?,
-        f_id: row.try_get("f_id")?,
-        tags: serde_json::from_str(&tags)?,
-        status: parse_contact_status(row.try_get("status")?)?,
-        retries: row.try_get("retries")?,
-        failed_retries: row.try_get("failed_retries")?,
-        has_follow_up: row.try_get("has_follow_up")?,
-        call_count: row.try_get("call_count")?,
-        billed_duration: row.try_get("billed_duration")?,
-        last_call_at: opt_seconds(row, "last_call_at")?,
-    })
-}
+use super::to_seconds;
+use crate::domain::campaign::{CampaignStatus, ContactStatus};
+use crate::domain::contact::{BatchPlan, IfDuplicate, NewContact};
 
 /// The campaign's status, when it belongs to `org`, with its row locked for the transaction:
 /// writes to a campaign's contacts and counters take turns.
-async fn lock_campaign(conn: &mut PgConnection, org: OrgId, campaign_id: i64) -> StoreResult<Option<String>> {
-    Ok(sqlx::query_scalar("SELECT status FROM campaigns WHERE org_id = $1 AND id = $2 FOR UPDATE")
+async fn lock_campaign(conn: &mut PgConnection, org: OrgId, campaign_id: i64) -> StoreResult<Option<CampaignStatus>> {
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM campaigns WHERE org_id = $1 AND id = $2 FOR UPDATE")
         .bind(org)
         .bind(campaign_id)
         .fetch_optional(&mut *conn)
-        .await?)
+        .await?;
+    status.as_deref().map(parse_campaign_status).transpose()
 }
 
 pub(super) async fn add_contacts(
@@ -59,70 +32,27 @@ pub(super) async fn add_contacts(
     if_duplicate: IfDuplicate,
     at: jiff::Timestamp,
 ) -> StoreResult<AddContactsOutcome> {
-    match lock_campaign(conn, org, campaign_id).await?.as_deref() {
-        None => return Ok(AddContactsOutcome::CampaignNotFound),
-        Some("finished") => return Ok(AddContactsOutcome::CampaignFinished),
-        Some(_) => {}
+    let Some(status) = lock_campaign(conn, org, campaign_id).await? else { return Ok(AddContactsOutcome::CampaignNotFound) };
+    if !status.accepts_contacts() {
+        return Ok(AddContactsOutcome::CampaignFinished);
     }
     let phones: Vec<&str> = items.iter().filter_map(|item| item.as_ref().ok()).map(|c| c.phone.as_str()).collect();
     let mut ids = existing_ids(conn, campaign_id, &phones).await?;
-
-    // The first item with a number not yet in the campaign creates it; later ones are duplicates.
-    let mut results: Vec<Option<ItemResult>> = vec![None; items.len()];
-    let mut new_phones: HashMap<&str, usize> = HashMap::new();
-    let mut to_insert: Vec<&NewContact> = Vec::new();
-    let mut duplicates: Vec<(usize, &NewContact)> = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        match item {
-            Err((error, raw)) => {
-                let contact = (!raw.is_empty()).then(|| raw.clone());
-                results[index] = Some(ItemResult { index, status: ItemStatus::Failed, id: None, contact, error: Some(*error) });
-            }
-            Ok(contact) if ids.contains_key(&contact.phone) || new_phones.contains_key(contact.phone.as_str()) => {
-                duplicates.push((index, contact));
-            }
-            Ok(contact) => {
-                new_phones.insert(&contact.phone, index);
-                to_insert.push(contact);
-            }
-        }
-    }
-    ids.extend(insert_contacts(conn, campaign_id, &to_insert, at).await?);
-    for (phone, index) in &new_phones {
-        results[*index] = Some(ItemResult {
-            index: *index,
-            status: ItemStatus::Created,
-            id: ids.get(*phone).copied(),
-            contact: Some((*phone).to_owned()),
-            error: None,
-        });
-    }
-    let mut updates: Vec<(i64, &NewContact)> = Vec::new();
-    for (index, contact) in duplicates {
-        let id = ids.get(&contact.phone).copied();
-        let status = match (if_duplicate, id) {
-            (IfDuplicate::Update, Some(id)) => {
-                updates.push((id, contact));
-                ItemStatus::Updated
-            }
-            _ => ItemStatus::SkippedDuplicate,
-        };
-        results[index] = Some(ItemResult { index, status, id, contact: Some(contact.phone.clone()), error: None });
-    }
+    let plan = BatchPlan::new(&items, |phone| ids.contains_key(phone));
+    let created = i64::try_from(plan.new.len()).unwrap_or(i64::MAX);
+    ids.extend(insert_contacts(conn, campaign_id, &plan.new, at).await?);
+    let (updates, results) = plan.resolve(&ids, if_duplicate);
     overwrite_contacts(conn, &updates).await?;
-    let created = i64::try_from(to_insert.len()).unwrap_or(i64::MAX);
     if created > 0 {
         add_counts(conn, campaign_id, &[(ContactStatus::Queue, created)]).await?;
-        sqlx::query(
-            "UPDATE campaigns SET contact_count = contact_count + $1, \
-             status = CASE WHEN status = 'pending' THEN 'ready' ELSE status END WHERE id = $2",
-        )
-        .bind(created)
-        .bind(campaign_id)
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query("UPDATE campaigns SET contact_count = contact_count + $1, status = $2 WHERE id = $3")
+            .bind(created)
+            .bind(status.with_contacts().as_str())
+            .bind(campaign_id)
+            .execute(&mut *conn)
+            .await?;
     }
-    Ok(AddContactsOutcome::Added(results.into_iter().flatten().collect()))
+    Ok(AddContactsOutcome::Added(results))
 }
 
 async fn existing_ids(conn: &mut PgConnection, campaign_id: i64, phones: &[&str]) -> StoreResult<HashMap<String, i64>> {
@@ -238,12 +168,12 @@ pub(super) async fn list_contacts(
     page_size: u32,
     page_index: u32,
 ) -> StoreResult<Option<ContactPage>> {
-    let campaign =
-        sqlx::query("SELECT contact_count, settings::jsonb ->> 'timezone' AS timezone FROM campaigns WHERE org_id = $1 AND id = $2")
-            .bind(org)
-            .bind(campaign_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let campaign = sqlx::query("SELECT contact_count, settings::jsonb ->> $3 AS timezone FROM campaigns WHERE org_id = $1 AND id = $2")
+        .bind(org)
+        .bind(campaign_id)
+        .bind(SETTINGS_TIMEZONE)
+        .fetch_optional(&mut *conn)
+        .await?;
     let Some(campaign) = campaign else { return Ok(None) };
     let total_count: i64 = match status {
         None => campaign.try_get("contact_count")?,
@@ -272,9 +202,10 @@ pub(super) async fn list_contacts(
 }
 
 pub(super) async fn get_contact(conn: &mut PgConnection, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<ContactLookup> {
-    let timezone: Option<String> = sqlx::query_scalar("SELECT settings::jsonb ->> 'timezone' FROM campaigns WHERE org_id = $1 AND id = $2")
+    let timezone: Option<String> = sqlx::query_scalar("SELECT settings::jsonb ->> $3 FROM campaigns WHERE org_id = $1 AND id = $2")
         .bind(org)
         .bind(campaign_id)
+        .bind(SETTINGS_TIMEZONE)
         .fetch_optional(&mut *conn)
         .await?;
     let Some(timezone) = timezone else { return Ok(ContactLookup::CampaignNotFound) };

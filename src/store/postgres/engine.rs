@@ -5,56 +5,52 @@
 //! processes could share one campaign.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use jiff::Timestamp;
-use sqlx::Row;
-use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Row};
 
-use super::super::shared::{MINUTES_PER_DAY, minute_of, parse_attempt_status, parse_channel, parse_contact_status, provider_config};
-use super::super::{
-    Attempt, AttemptContact, AttemptPage, AttemptQuery, ClaimRequest, Dispatch, DispatchContact, EventOutcome, HandoffResult, OrgId,
-    RunningCampaign, StoreResult, from_millis, to_millis, to_seconds,
+use super::super::shared::{
+    ATTEMPT_COLUMNS, MINUTES_PER_DAY, SETTINGS_RETRIES, attempt_from_row, attempt_state_from_row, contact_state_from_row,
+    dispatch_contact_columns, dispatch_from_row, minute_of, parse_channel, running_from_row, sql_list,
 };
-use super::{campaign_from_row, select_campaigns, update_campaign};
-use crate::domain::attempt::{AnsweredBy, AttemptEvent, ContactProgress, RetrySettings, new_attempt_id};
-use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, Channel, ContactStatus};
-use crate::domain::outcome::{AttemptState, CampaignDelta, ContactData, ContactState, apply_events as apply_outcomes};
+use super::super::{
+    AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, OrgId, RunningCampaign, StoreResult, to_millis,
+    to_seconds,
+};
+use super::{campaign_columns, campaign_from_row, select_campaigns, update_campaign};
+use crate::domain::attempt::{AnsweredBy, AttemptEvent, RetrySettings, new_attempt_id};
+use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, ContactStatus};
+use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, apply_events as apply_outcomes};
 
-macro_rules! select_running {
-    () => {
-        concat!(
-            select_campaigns!(
-                "i.provider, i.config, i.secret, c.in_flight, \
-                 (SELECT COALESCE(SUM(count), 0)::bigint FROM campaign_contact_counts \
-                    WHERE campaign_id = c.id AND status IN ('queue', 'sending', 'retrying')) AS unfinished, \
-                 (SELECT COALESCE(SUM(count), 0)::bigint FROM campaign_contact_counts WHERE campaign_id = c.id AND status = 'queue') AS queued, \
-                 (SELECT MIN(next_attempt_at) FROM contacts WHERE campaign_id = c.id AND status = 'retrying') AS next_retry_at"
-            ),
-            " JOIN integrations i ON i.id = c.integration_id"
-        )
-    };
-}
-
-fn running_from_row(row: &PgRow) -> StoreResult<RunningCampaign> {
-    let (_, provider) = provider_config(row.try_get("provider")?, row.try_get("config")?)?;
-    Ok(RunningCampaign {
-        campaign: campaign_from_row(row)?,
-        provider,
-        secret: row.try_get("secret")?,
-        in_flight: row.try_get("in_flight")?,
-        unfinished: row.try_get("unfinished")?,
-        queued: row.try_get("queued")?,
-        next_retry_at: row.try_get::<Option<i64>, _>("next_retry_at")?.map(from_millis).transpose()?,
-    })
-}
+/// A campaign with what the engine needs to dispatch for it (see [`running_from_row`]).
+static SELECT_RUNNING: LazyLock<String> = LazyLock::new(|| {
+    let unfinished = sql_list(ContactStatus::UNFINISHED.map(ContactStatus::as_str));
+    format!(
+        "SELECT {}, i.provider, i.config, i.secret, c.in_flight, \
+         (SELECT COALESCE(SUM(count), 0)::bigint FROM campaign_contact_counts WHERE campaign_id = c.id AND status IN ({unfinished})) AS unfinished, \
+         (SELECT COALESCE(SUM(count), 0)::bigint FROM campaign_contact_counts WHERE campaign_id = c.id AND status = 'queue') AS queued, \
+         (SELECT MIN(next_attempt_at) FROM contacts WHERE campaign_id = c.id AND status = 'retrying') AS next_retry_at \
+         FROM campaigns c JOIN agents a ON a.id = c.agent_id JOIN integrations i ON i.id = c.integration_id",
+        campaign_columns!()
+    )
+});
+static RUNNING_CAMPAIGNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} WHERE c.status IN ({}) AND NOT c.archived ORDER BY c.id",
+        *SELECT_RUNNING,
+        sql_list(CampaignStatus::RUNNING.map(CampaignStatus::as_str))
+    )
+});
+static RUNNING_CAMPAIGN: LazyLock<String> = LazyLock::new(|| format!("{} WHERE c.id = $1", *SELECT_RUNNING));
 
 pub(super) async fn running_campaigns(conn: &mut PgConnection) -> StoreResult<Vec<RunningCampaign>> {
-    let query = concat!(select_running!(), " WHERE c.status IN ('active', 'cooldown') AND NOT c.archived ORDER BY c.id");
-    sqlx::query(query).fetch_all(&mut *conn).await?.iter().map(running_from_row).collect()
+    sqlx::query(AssertSqlSafe(RUNNING_CAMPAIGNS.as_str())).fetch_all(&mut *conn).await?.iter().map(running_from_row).collect()
 }
 
 pub(super) async fn running_campaign(conn: &mut PgConnection, campaign_id: i64) -> StoreResult<Option<RunningCampaign>> {
-    let row = sqlx::query(concat!(select_running!(), " WHERE c.id = $1")).bind(campaign_id).fetch_optional(&mut *conn).await?;
+    let row = sqlx::query(AssertSqlSafe(RUNNING_CAMPAIGN.as_str())).bind(campaign_id).fetch_optional(&mut *conn).await?;
     row.as_ref().map(running_from_row).transpose()
 }
 
@@ -74,18 +70,6 @@ async fn started_last_day(conn: &mut PgConnection, campaign_id: i64, at: Timesta
         .bind(minute_of(at) - MINUTES_PER_DAY)
         .fetch_one(&mut *conn)
         .await?)
-}
-
-fn dispatch_contact(row: &PgRow) -> StoreResult<DispatchContact> {
-    Ok(DispatchContact {
-        id: row.try_get("contact_id")?,
-        f_id: row.try_get("f_id")?,
-        name: row.try_get("name")?,
-        contact: row.try_get("phone")?,
-        context: row.try_get("context")?,
-        extracted_data: serde_json::from_str(row.try_get("extracted_data")?)?,
-        tags: serde_json::from_str(row.try_get("tags")?)?,
-    })
 }
 
 /// Claims for one campaign, whose row the caller has locked.
@@ -207,26 +191,15 @@ async fn dispatches(conn: &mut PgConnection, attempt_ids: &[String]) -> StoreRes
     if attempt_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(
-        "SELECT a.id AS attempt_id, a.campaign_id, a.iteration, a.handoff_tries, a.template, \
-         ct.id AS contact_id, ct.f_id, ct.name, ct.phone, ct.context, ct.extracted_data, ct.tags \
-         FROM attempts a JOIN contacts ct ON ct.id = a.contact_id WHERE a.id = ANY($1) ORDER BY ct.id",
-    )
+    let rows = sqlx::query(concat!(
+        "SELECT a.id AS attempt_id, a.campaign_id, a.iteration, a.handoff_tries, a.template, ",
+        dispatch_contact_columns!(),
+        " FROM attempts a JOIN contacts ct ON ct.id = a.contact_id WHERE a.id = ANY($1) ORDER BY ct.id"
+    ))
     .bind(attempt_ids)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Dispatch {
-                attempt_id: row.try_get("attempt_id")?,
-                campaign_id: row.try_get("campaign_id")?,
-                iteration: row.try_get("iteration")?,
-                tries: row.try_get("handoff_tries")?,
-                template: row.try_get("template")?,
-                contact: dispatch_contact(row)?,
-            })
-        })
-        .collect()
+    rows.iter().map(dispatch_from_row).collect()
 }
 
 pub(super) async fn take_due_handoffs(
@@ -317,49 +290,20 @@ pub(super) async fn expired_attempts(conn: &mut PgConnection, at: Timestamp, lim
         .await?)
 }
 
-async fn load_attempts(conn: &mut PgConnection, ids: &[&str]) -> StoreResult<HashMap<String, AttemptState>> {
-    let rows = sqlx::query(
+/// The attempts named, with what their events need of their campaigns (see
+/// [`attempt_state_from_row`]), locked in id order.
+static LOAD_ATTEMPTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "SELECT a.id, a.campaign_id, a.contact_id, a.status, a.open, a.answered_by, a.converted, a.started_at, a.ended_at, \
          a.sent_at, a.delivered_at, a.read_at, a.duration, a.billed_duration, a.ended_by, a.ended_reason, a.extracted_data, a.tags, \
-         c.channel, c.integration_id, c.status AS campaign_status, (c.settings::jsonb ->> 'retries')::bigint AS voicemail_retries \
-         FROM attempts a JOIN campaigns c ON c.id = a.campaign_id WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE OF a",
+         c.channel, c.integration_id, c.status AS campaign_status, (c.settings::jsonb ->> '{SETTINGS_RETRIES}')::bigint AS voicemail_retries \
+         FROM attempts a JOIN campaigns c ON c.id = a.campaign_id WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE OF a"
     )
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut attempts = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let answered_by: Option<String> = row.try_get("answered_by")?;
-        let json = |column: &str| -> StoreResult<Option<String>> { Ok(row.try_get(column)?) };
-        attempts.insert(
-            row.try_get("id")?,
-            AttemptState {
-                campaign_id: row.try_get("campaign_id")?,
-                contact_id: row.try_get("contact_id")?,
-                channel: parse_channel(row.try_get("channel")?)?,
-                integration_id: row.try_get("integration_id")?,
-                campaign_finished: row.try_get::<String, _>("campaign_status")? == CampaignStatus::Finished.as_str(),
-                voicemail_retries: row.try_get("voicemail_retries")?,
-                status: parse_attempt_status(row.try_get("status")?)?,
-                open: row.try_get("open")?,
-                changed: false,
-                answered_by: answered_by.as_deref().and_then(AnsweredBy::parse),
-                converted: row.try_get("converted")?,
-                started_at: row.try_get("started_at")?,
-                ended_at: row.try_get("ended_at")?,
-                sent_at: row.try_get("sent_at")?,
-                delivered_at: row.try_get("delivered_at")?,
-                read_at: row.try_get("read_at")?,
-                duration: row.try_get("duration")?,
-                billed_duration: row.try_get("billed_duration")?,
-                ended_by: row.try_get("ended_by")?,
-                ended_reason: row.try_get("ended_reason")?,
-                extracted_data: json("extracted_data")?.map(|j| serde_json::from_str(&j)).transpose()?,
-                tags: json("tags")?.map(|j| serde_json::from_str(&j)).transpose()?,
-            },
-        );
-    }
-    Ok(attempts)
+});
+
+async fn load_attempts(conn: &mut PgConnection, ids: &[&str]) -> StoreResult<HashMap<String, AttemptState>> {
+    let rows = sqlx::query(AssertSqlSafe(LOAD_ATTEMPTS.as_str())).bind(ids).fetch_all(&mut *conn).await?;
+    rows.iter().map(|row| Ok((row.try_get("id")?, attempt_state_from_row(row)?))).collect()
 }
 
 async fn load_contacts(conn: &mut PgConnection, ids: &[i64], with_data: bool) -> StoreResult<HashMap<i64, ContactState>> {
@@ -374,33 +318,7 @@ async fn load_contacts(conn: &mut PgConnection, ids: &[i64], with_data: bool) ->
     }
     let query = if with_data { load!(", extracted_data, tags") } else { load!() };
     let rows = sqlx::query(query).bind(ids).fetch_all(&mut *conn).await?;
-    let mut contacts = HashMap::with_capacity(rows.len());
-    for row in rows {
-        contacts.insert(
-            row.try_get("id")?,
-            ContactState {
-                progress: ContactProgress {
-                    status: parse_contact_status(row.try_get("status")?)?,
-                    retries: row.try_get("retries")?,
-                    failed_retries: row.try_get("failed_retries")?,
-                    next_attempt_at: row.try_get::<Option<i64>, _>("next_attempt_at")?.map(from_millis).transpose()?,
-                },
-                last_attempt_id: row.try_get("last_attempt_id")?,
-                processed: row.try_get("processed")?,
-                answered: row.try_get("answered")?,
-                billed_duration: row.try_get("billed_duration")?,
-                data: match with_data {
-                    true => Some(ContactData {
-                        extracted_data: serde_json::from_str(row.try_get("extracted_data")?)?,
-                        tags: serde_json::from_str(row.try_get("tags")?)?,
-                    }),
-                    false => None,
-                },
-                changed: false,
-            },
-        );
-    }
-    Ok(contacts)
+    rows.iter().map(|row| Ok((row.try_get("id")?, contact_state_from_row(row, with_data)?))).collect()
 }
 
 pub(super) async fn apply_events(
@@ -603,8 +521,7 @@ macro_rules! eligible {
 
 fn eligible_binds(campaign: &Campaign) -> (Vec<&str>, Vec<&str>) {
     let cycles = &campaign.settings.cycles;
-    let mut statuses = vec![ContactStatus::Converted.as_str(), ContactStatus::Sending.as_str()];
-    statuses.extend(cycles.filter_statuses.iter().map(|s| s.as_str()));
+    let statuses = cycles.statuses_left_alone().into_iter().map(ContactStatus::as_str).collect();
     (statuses, cycles.filter_tags.iter().map(String::as_str).collect())
 }
 
@@ -646,10 +563,10 @@ pub(super) async fn advance_iteration(conn: &mut PgConnection, campaign_id: i64,
         return Ok(None);
     }
     let unfinished: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(count), 0)::bigint FROM campaign_contact_counts \
-         WHERE campaign_id = $1 AND status IN ('queue', 'sending', 'retrying')",
+        "SELECT COALESCE(SUM(count), 0)::bigint FROM campaign_contact_counts WHERE campaign_id = $1 AND status = ANY($2)",
     )
     .bind(campaign_id)
+    .bind(ContactStatus::UNFINISHED.map(ContactStatus::as_str))
     .fetch_one(&mut *conn)
     .await?;
     if unfinished > 0 {
@@ -661,11 +578,6 @@ pub(super) async fn advance_iteration(conn: &mut PgConnection, campaign_id: i64,
     Ok(Some(campaign.status))
 }
 
-pub(super) async fn integration_secret(conn: &mut PgConnection, integration_id: &str) -> StoreResult<Option<(Channel, String)>> {
-    let row = sqlx::query("SELECT channel, secret FROM integrations WHERE id = $1").bind(integration_id).fetch_optional(&mut *conn).await?;
-    row.map(|row| Ok((parse_channel(row.try_get("channel")?)?, row.try_get("secret")?))).transpose()
-}
-
 /// `WHERE` of a `/calls` or `/messages` page: binds `$1` (campaign) to `$5`.
 macro_rules! attempt_filters {
     () => {
@@ -674,6 +586,13 @@ macro_rules! attempt_filters {
      AND ($5::bigint IS NULL OR a.created_at <= $5)"
     };
 }
+
+static ATTEMPTS_PAGE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM attempts a LEFT JOIN contacts ct ON ct.id = a.contact_id{} ORDER BY a.created_at, a.seq LIMIT $6 OFFSET $7",
+        attempt_filters!()
+    )
+});
 
 pub(super) async fn list_attempts(
     conn: &mut PgConnection,
@@ -696,16 +615,8 @@ pub(super) async fn list_attempts(
     let count = concat!("SELECT COUNT(*) FROM attempts a", attempt_filters!());
     let total_count: i64 =
         sqlx::query_scalar(count).bind(campaign_id).bind(&statuses).bind(answered_by).bind(start).bind(end).fetch_one(&mut *conn).await?;
-    let page = concat!(
-        "SELECT a.id, a.status, a.answered_by, a.template, a.created_at, a.started_at, a.ended_at, a.sent_at, a.delivered_at, \
-         a.read_at, a.ended_by, a.ended_reason, a.duration, a.billed_duration, a.extracted_data, a.tags, \
-         ct.id AS contact_id, ct.f_id, ct.name, ct.phone, ct.status AS contact_status \
-         FROM attempts a LEFT JOIN contacts ct ON ct.id = a.contact_id",
-        attempt_filters!(),
-        " ORDER BY a.created_at, a.seq LIMIT $6 OFFSET $7"
-    );
     let offset = i64::from(filter.page_size) * i64::from(filter.page_index);
-    let rows = sqlx::query(page)
+    let rows = sqlx::query(AssertSqlSafe(ATTEMPTS_PAGE.as_str()))
         .bind(campaign_id)
         .bind(&statuses)
         .bind(answered_by)
@@ -717,40 +628,4 @@ pub(super) async fn list_attempts(
         .await?;
     let attempts = rows.iter().map(attempt_from_row).collect::<StoreResult<Vec<_>>>()?;
     Ok(Some(AttemptPage { total_count, attempts }))
-}
-
-fn attempt_from_row(row: &PgRow) -> StoreResult<Attempt> {
-    let millis = |column: &str| -> StoreResult<Option<Timestamp>> { row.try_get::<Option<i64>, _>(column)?.map(from_millis).transpose() };
-    let answered_by: Option<String> = row.try_get("answered_by")?;
-    let extracted: Option<String> = row.try_get("extracted_data")?;
-    let tags: Option<String> = row.try_get("tags")?;
-    let contact = match row.try_get::<Option<i64>, _>("contact_id")? {
-        Some(id) => Some(AttemptContact {
-            id,
-            f_id: row.try_get("f_id")?,
-            name: row.try_get("name")?,
-            phone: row.try_get("phone")?,
-            status: parse_contact_status(row.try_get("contact_status")?)?,
-        }),
-        None => None,
-    };
-    Ok(Attempt {
-        id: row.try_get("id")?,
-        status: parse_attempt_status(row.try_get("status")?)?,
-        answered_by: answered_by.as_deref().and_then(AnsweredBy::parse),
-        template: row.try_get("template")?,
-        created_at: from_millis(row.try_get("created_at")?)?,
-        started_at: millis("started_at")?,
-        ended_at: millis("ended_at")?,
-        sent_at: millis("sent_at")?,
-        delivered_at: millis("delivered_at")?,
-        read_at: millis("read_at")?,
-        ended_by: row.try_get("ended_by")?,
-        ended_reason: row.try_get("ended_reason")?,
-        duration: row.try_get("duration")?,
-        billed_duration: row.try_get("billed_duration")?,
-        extracted_data: extracted.map(|j| serde_json::from_str(&j)).transpose()?.unwrap_or_default(),
-        tags: tags.map(|j| serde_json::from_str(&j)).transpose()?.unwrap_or_default(),
-        contact,
-    })
 }

@@ -15,14 +15,14 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::shared::{
-    agent_from_row, campaign_from_row, config_json, idempotency_record, integration_from_row, opt_seconds, opt_to_seconds, pack_body,
-    parse_channel, push_campaign_filters,
+    CampaignPaging, Neighbours, SqlValue, agent_from_row, campaign_conditions, campaign_from_row, config_json, idempotency_record,
+    integration_from_row, opt_seconds, opt_to_seconds, pack_body, parse_channel,
 };
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, AttemptPage, AttemptQuery, BatchItem, CampaignChange, CampaignCursor, CampaignFilter,
     CampaignPage, ClaimRequest, ContactLookup, ContactPage, CreateCampaignOutcome, DeleteOutcome, Dispatch, EventOutcome, HandoffResult,
-    IdempotencyClaim, IdempotencyRecord, Modified, OrgId, PageDirection, RateLimitStep, ResponseRecorder, RunningCampaign, StoreError,
-    StoreResult, StoredResponse, from_seconds, to_seconds,
+    IdempotencyClaim, IdempotencyRecord, Modified, OrgId, RateLimitStep, ResponseRecorder, RunningCampaign, StoreError, StoreResult,
+    StoredResponse, from_seconds, to_seconds,
 };
 use super::{CallbackStore, EngineStore, Health, IdempotencyStore, KeyAdmin, KeyStore, RateLimitStore, TenantStore};
 use crate::domain::agent::Agent;
@@ -58,8 +58,20 @@ impl PostgresStore {
         let options = url.parse::<PgConnectOptions>()?.options([("client_min_messages", "warning")]);
         let pool =
             PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(Duration::from_secs(10)).connect_with(options).await?;
-        MIGRATOR.run(&pool).await?;
+        MIGRATOR.run(&pool).await.map_err(|err| StoreError::Migration(err.to_string()))?;
         Ok(PostgresStore { pool })
+    }
+}
+
+/// Appends the campaign list's conditions as a `WHERE` clause.
+fn push_campaign_filters(query: &mut QueryBuilder<Postgres>, org: OrgId, filter: &CampaignFilter) {
+    for (i, (clause, value)) in campaign_conditions(org, filter).into_iter().enumerate() {
+        query.push(if i == 0 { " WHERE " } else { " AND " }).push(clause);
+        match value {
+            Some(SqlValue::Int(value)) => query.push_bind(value),
+            Some(SqlValue::Text(value)) => query.push_bind(value),
+            None => query,
+        };
     }
 }
 
@@ -67,17 +79,23 @@ impl PostgresStore {
 macro_rules! select_campaigns {
     ($($extra:literal)?) => {
         concat!(
-            "SELECT c.id, c.agent_id, a.name AS agent_name, c.integration_id, c.channel, c.status, c.archived, \
-             c.created_at, c.started_at, c.ended_at, c.settings, c.current_iteration, c.last_iteration_at, c.next_cycle_at, \
-             c.paused_in_cooldown, c.contact_count, c.calls, c.calls_human, c.calls_machine, c.calls_unknown, c.messages, \
-             c.contacts_processed, c.contacts_answered, \
-             (SELECT json_object_agg(status, count)::text FROM campaign_contact_counts WHERE campaign_id = c.id) AS status_counts",
+            "SELECT ", campaign_columns!(),
             $(", ", $extra,)?
             " FROM campaigns c JOIN agents a ON a.id = c.agent_id"
         )
     };
 }
-pub(super) use select_campaigns;
+/// The columns [`campaign_from_row`] reads (campaigns as `c`, agents as `a`).
+macro_rules! campaign_columns {
+    () => {
+        "c.id, c.agent_id, a.name AS agent_name, c.integration_id, c.channel, c.status, c.archived, \
+             c.created_at, c.started_at, c.ended_at, c.settings, c.current_iteration, c.last_iteration_at, c.next_cycle_at, \
+             c.paused_in_cooldown, c.contact_count, c.calls, c.calls_human, c.calls_machine, c.calls_unknown, c.messages, \
+             c.contacts_processed, c.contacts_answered, \
+             (SELECT json_object_agg(status, count)::text FROM campaign_contact_counts WHERE campaign_id = c.id) AS status_counts"
+    };
+}
+pub(super) use {campaign_columns, select_campaigns};
 const CAMPAIGN_COLUMNS: &str = select_campaigns!();
 const CAMPAIGN_BY_ID: &str = concat!(select_campaigns!(), " WHERE c.org_id = $1 AND c.id = $2");
 
@@ -310,30 +328,19 @@ impl TenantStore for PostgresStore {
         push_campaign_filters(&mut count, org, filter);
         let total_count: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
 
-        let backwards = matches!(cursor, Some(CampaignCursor { direction: PageDirection::Before, .. }));
+        let paging = CampaignPaging::new(cursor, page_size);
         let mut page = QueryBuilder::<Postgres>::new(CAMPAIGN_COLUMNS);
         push_campaign_filters(&mut page, org, filter);
-        if let Some(cursor) = cursor {
-            page.push(if backwards { " AND (c.created_at, c.id) > (" } else { " AND (c.created_at, c.id) < (" });
-            page.push_bind(cursor.created_at).push(", ").push_bind(cursor.id).push(")");
+        if let Some((clause, created_at, id)) = paging.after_cursor() {
+            page.push(clause).push_bind(created_at).push(", ").push_bind(id).push(")");
         }
-        page.push(if backwards { " ORDER BY c.created_at ASC, c.id ASC" } else { " ORDER BY c.created_at DESC, c.id DESC" });
-        page.push(" LIMIT ").push_bind(i64::from(page_size) + 1);
+        page.push(paging.order()).push(" LIMIT ").push_bind(paging.limit());
         let rows = page.build().fetch_all(&self.pool).await?;
-        let more_in_direction = rows.len() > page_size as usize;
-        let mut campaigns = rows.iter().take(page_size as usize).map(campaign_from_row).collect::<StoreResult<Vec<_>>>()?;
-        if backwards {
-            campaigns.reverse();
-        }
-        let key = |c: &Campaign| (to_seconds(c.created_at), c.id);
-        let (has_next, has_previous) = match (campaigns.first(), campaigns.last()) {
-            (Some(_), Some(last)) if backwards => (self.campaigns_exist_beyond(org, filter, key(last), true).await?, more_in_direction),
-            (Some(first), Some(_)) if cursor.is_some() => {
-                (more_in_direction, self.campaigns_exist_beyond(org, filter, key(first), false).await?)
-            }
-            (Some(_), Some(_)) => (more_in_direction, false),
-            // An empty page (an empty list, or a cursor past the end) has nowhere to go.
-            _ => (false, false),
+        let (campaigns, neighbours) = paging.page(rows.iter().map(campaign_from_row).collect::<StoreResult<Vec<_>>>()?);
+        let (has_next, has_previous) = match neighbours {
+            Neighbours::Known { has_next, has_previous } => (has_next, has_previous),
+            Neighbours::AskOlder { edge, has_previous } => (self.campaigns_exist_beyond(org, filter, edge, true).await?, has_previous),
+            Neighbours::AskNewer { edge, has_next } => (has_next, self.campaigns_exist_beyond(org, filter, edge, false).await?),
         };
         Ok(CampaignPage { total_count, campaigns, has_next, has_previous })
     }
@@ -527,7 +534,9 @@ impl CallbackStore for PostgresStore {
     }
 
     async fn integration_secret(&self, integration_id: &str) -> StoreResult<Option<(Channel, String)>> {
-        engine::integration_secret(&mut *self.pool.acquire().await?, integration_id).await
+        let row =
+            sqlx::query("SELECT channel, secret FROM integrations WHERE id = $1").bind(integration_id).fetch_optional(&self.pool).await?;
+        row.map(|row| Ok((parse_channel(row.try_get("channel")?)?, row.try_get("secret")?))).transpose()
     }
 }
 

@@ -5,62 +5,55 @@
 //! Statements that touch many contacts are therefore a cached single-row statement run once per
 //! row, or one set-based statement where SQL can say it (`WHERE campaign_id = ?`, `INSERT …
 //! SELECT`). The reads (running campaigns, expired attempts, the attempt list) run on the read
-//! pool through sqlx.
+//! connections of `reads`, on a blocking thread.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use jiff::Timestamp;
 use rusqlite::types::Value;
 use rusqlite::{Connection, params, params_from_iter};
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::super::shared::{MINUTES_PER_DAY, minute_of, parse_channel, parse_contact_status, provider_config};
-use super::super::{
-    Attempt, AttemptContact, AttemptPage, AttemptQuery, ClaimRequest, Dispatch, DispatchContact, EventOutcome, HandoffResult, OrgId,
-    RunningCampaign, StoreError, StoreResult, from_millis, to_millis, to_seconds,
+use super::super::shared::{
+    ATTEMPT_COLUMNS, MINUTES_PER_DAY, SETTINGS_RETRIES, StoredRow, attempt_from_row, attempt_state_from_row, contact_state_from_row,
+    dispatch_contact_columns, dispatch_contact_from_row, dispatch_from_row, minute_of, parse_channel, running_from_row, sql_list,
 };
-use super::{campaign_from_row, first_row, select_campaigns, update_campaign};
-use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, ContactProgress, RetrySettings, new_attempt_id};
-use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, Channel, ContactStatus};
-use crate::domain::outcome::{AttemptState, CampaignDelta, ContactData, ContactState, apply_events as apply_outcomes};
+use super::super::{
+    AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, OrgId, RunningCampaign, StoreResult, to_millis,
+    to_seconds,
+};
+use super::{all_rows, campaign_columns, campaign_from_row, first_row, select_campaigns, update_campaign};
+use crate::domain::attempt::{AnsweredBy, AttemptEvent, RetrySettings, new_attempt_id};
+use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, ContactStatus};
+use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, apply_events as apply_outcomes};
 
-macro_rules! select_running {
-    () => {
-        concat!(
-            select_campaigns!(
-                "i.provider, i.config, i.secret, c.in_flight, \
-                 (SELECT COALESCE(SUM(count), 0) FROM campaign_contact_counts \
-                    WHERE campaign_id = c.id AND status IN ('queue', 'sending', 'retrying')) AS unfinished, \
-                 (SELECT COALESCE(SUM(count), 0) FROM campaign_contact_counts WHERE campaign_id = c.id AND status = 'queue') AS queued, \
-                 (SELECT MIN(next_attempt_at) FROM contacts WHERE campaign_id = c.id AND status = 'retrying') AS next_retry_at"
-            ),
-            " JOIN integrations i ON i.id = c.integration_id"
-        )
-    };
+/// A campaign with what the engine needs to dispatch for it (see [`running_from_row`]).
+static SELECT_RUNNING: LazyLock<String> = LazyLock::new(|| {
+    let unfinished = sql_list(ContactStatus::UNFINISHED.map(ContactStatus::as_str));
+    format!(
+        "SELECT {}, i.provider, i.config, i.secret, c.in_flight, \
+         (SELECT COALESCE(SUM(count), 0) FROM campaign_contact_counts WHERE campaign_id = c.id AND status IN ({unfinished})) AS unfinished, \
+         (SELECT COALESCE(SUM(count), 0) FROM campaign_contact_counts WHERE campaign_id = c.id AND status = 'queue') AS queued, \
+         (SELECT MIN(next_attempt_at) FROM contacts WHERE campaign_id = c.id AND status = 'retrying') AS next_retry_at \
+         FROM campaigns c JOIN agents a ON a.id = c.agent_id JOIN integrations i ON i.id = c.integration_id",
+        campaign_columns!()
+    )
+});
+static RUNNING_CAMPAIGNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} WHERE c.status IN ({}) AND c.archived = 0 ORDER BY c.id",
+        *SELECT_RUNNING,
+        sql_list(CampaignStatus::RUNNING.map(CampaignStatus::as_str))
+    )
+});
+static RUNNING_CAMPAIGN: LazyLock<String> = LazyLock::new(|| format!("{} WHERE c.id = ?", *SELECT_RUNNING));
+
+pub(super) fn running_campaigns(conn: &Connection) -> StoreResult<Vec<RunningCampaign>> {
+    all_rows(conn, &RUNNING_CAMPAIGNS, [], |row| running_from_row(row))
 }
 
-fn running_from_row(row: &SqliteRow) -> StoreResult<RunningCampaign> {
-    let (_, provider) = provider_config(row.try_get("provider")?, row.try_get("config")?)?;
-    Ok(RunningCampaign {
-        campaign: campaign_from_row(row)?,
-        provider,
-        secret: row.try_get("secret")?,
-        in_flight: row.try_get("in_flight")?,
-        unfinished: row.try_get("unfinished")?,
-        queued: row.try_get("queued")?,
-        next_retry_at: row.try_get::<Option<i64>, _>("next_retry_at")?.map(from_millis).transpose()?,
-    })
-}
-
-pub(super) async fn running_campaigns(conn: &mut SqliteConnection) -> StoreResult<Vec<RunningCampaign>> {
-    let query = concat!(select_running!(), " WHERE c.status IN ('active', 'cooldown') AND c.archived = 0 ORDER BY c.id");
-    sqlx::query(query).fetch_all(&mut *conn).await?.iter().map(running_from_row).collect()
-}
-
-pub(super) async fn running_campaign(conn: &mut SqliteConnection, campaign_id: i64) -> StoreResult<Option<RunningCampaign>> {
-    let row = sqlx::query(concat!(select_running!(), " WHERE c.id = ?")).bind(campaign_id).fetch_optional(&mut *conn).await?;
-    row.as_ref().map(running_from_row).transpose()
+pub(super) fn running_campaign(conn: &Connection, campaign_id: i64) -> StoreResult<Option<RunningCampaign>> {
+    first_row(conn, &RUNNING_CAMPAIGN, [campaign_id], |row| running_from_row(row))
 }
 
 /// Attempts started in the rolling 24 hours before `at`. The oldest minute is counted whole, so
@@ -69,25 +62,6 @@ fn started_last_day(conn: &Connection, campaign_id: i64, at: Timestamp) -> Store
     Ok(conn
         .prepare_cached("SELECT COALESCE(SUM(count), 0) FROM campaign_starts WHERE campaign_id = ? AND minute >= ?")?
         .query_row(params![campaign_id, minute_of(at) - MINUTES_PER_DAY], |row| row.get(0))?)
-}
-
-/// The columns [`dispatch_contact`] reads, of the contacts table as `ct`.
-macro_rules! dispatch_contact_columns {
-    () => {
-        "ct.id AS contact_id, ct.f_id, ct.name, ct.phone, ct.context, ct.extracted_data, ct.tags"
-    };
-}
-
-fn dispatch_contact(row: &rusqlite::Row<'_>) -> StoreResult<DispatchContact> {
-    Ok(DispatchContact {
-        id: row.get("contact_id")?,
-        f_id: row.get("f_id")?,
-        name: row.get("name")?,
-        contact: row.get("phone")?,
-        context: row.get("context")?,
-        extracted_data: serde_json::from_str(&row.get::<_, String>("extracted_data")?)?,
-        tags: serde_json::from_str(&row.get::<_, String>("tags")?)?,
-    })
 }
 
 pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreResult<Vec<Dispatch>> {
@@ -146,7 +120,7 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
                 iteration,
                 tries: 0,
                 template: settings.template_for(channel, failed_retries),
-                contact: dispatch_contact(row)?,
+                contact: dispatch_contact_from_row(row)?,
             });
         }
     }
@@ -197,23 +171,14 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
 /// The attempts named, with their contacts, as providers receive them, in the order of their
 /// contacts. An attempt whose contact was deleted is left out (there is nothing to send).
 fn dispatches(conn: &Connection, attempt_ids: &[String]) -> StoreResult<Vec<Dispatch>> {
-    let mut select = conn.prepare_cached(concat!(
+    let sql = concat!(
         "SELECT a.id AS attempt_id, a.campaign_id, a.iteration, a.handoff_tries, a.template, ",
         dispatch_contact_columns!(),
         " FROM attempts a JOIN contacts ct ON ct.id = a.contact_id WHERE a.id = ?"
-    ))?;
+    );
     let mut out = Vec::with_capacity(attempt_ids.len());
     for id in attempt_ids {
-        let mut rows = select.query([id])?;
-        let Some(row) = rows.next()? else { continue };
-        out.push(Dispatch {
-            attempt_id: row.get("attempt_id")?,
-            campaign_id: row.get("campaign_id")?,
-            iteration: row.get("iteration")?,
-            tries: row.get("handoff_tries")?,
-            template: row.get("template")?,
-            contact: dispatch_contact(row)?,
-        });
+        out.extend(first_row(conn, sql, [id], |row| dispatch_from_row(row))?);
     }
     out.sort_by_key(|dispatch| dispatch.contact.id);
     Ok(out)
@@ -244,12 +209,9 @@ pub(super) fn record_handoffs(conn: &Connection, results: Vec<HandoffResult>) ->
     Ok(())
 }
 
-pub(super) async fn expired_attempts(conn: &mut SqliteConnection, at: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
-    Ok(sqlx::query_scalar("SELECT id FROM attempts WHERE open = 1 AND due_at <= ?1 AND deadline <= ?1 ORDER BY due_at LIMIT ?2")
-        .bind(to_millis(at))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await?)
+pub(super) fn expired_attempts(conn: &Connection, at: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
+    let sql = "SELECT id FROM attempts WHERE open = 1 AND due_at <= ?1 AND deadline <= ?1 ORDER BY due_at LIMIT ?2";
+    all_rows(conn, sql, params![to_millis(at), i64::from(limit)], |row| row.text("id"))
 }
 
 pub(super) fn release_leases(conn: &Connection, at: Timestamp) -> StoreResult<u64> {
@@ -259,92 +221,47 @@ pub(super) fn release_leases(conn: &Connection, at: Timestamp) -> StoreResult<u6
     Ok(released as u64)
 }
 
-/// The attempts named that exist, by id.
-fn load_attempts(conn: &Connection, ids: &[&str]) -> StoreResult<HashMap<String, AttemptState>> {
-    let mut select = conn.prepare_cached(
+/// An attempt with what its events need of its campaign (see [`attempt_state_from_row`]).
+static LOAD_ATTEMPT: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "SELECT a.campaign_id, a.contact_id, a.status, a.open, a.answered_by, a.converted, a.started_at, a.ended_at, \
          a.sent_at, a.delivered_at, a.read_at, a.duration, a.billed_duration, a.ended_by, a.ended_reason, a.extracted_data, a.tags, \
-         c.channel, c.integration_id, c.status AS campaign_status, json_extract(c.settings, '$.retries') AS voicemail_retries \
-         FROM attempts a JOIN campaigns c ON c.id = a.campaign_id WHERE a.id = ?",
-    )?;
+         c.channel, c.integration_id, c.status AS campaign_status, json_extract(c.settings, '$.{SETTINGS_RETRIES}') AS voicemail_retries \
+         FROM attempts a JOIN campaigns c ON c.id = a.campaign_id WHERE a.id = ?"
+    )
+});
+
+/// The attempts named that exist, by id.
+fn load_attempts(conn: &Connection, ids: &[&str]) -> StoreResult<HashMap<String, AttemptState>> {
     let mut attempts = HashMap::with_capacity(ids.len());
     for &id in ids {
         // A batch may carry several events of one attempt.
-        if attempts.contains_key(id) {
-            continue;
+        if !attempts.contains_key(id)
+            && let Some(attempt) = first_row(conn, &LOAD_ATTEMPT, [id], |row| attempt_state_from_row(row))?
+        {
+            attempts.insert(id.to_owned(), attempt);
         }
-        let mut rows = select.query([id])?;
-        let Some(row) = rows.next()? else { continue };
-        let status: String = row.get("status")?;
-        let answered_by: Option<String> = row.get("answered_by")?;
-        let json = |column: &str| -> StoreResult<Option<String>> { Ok(row.get(column)?) };
-        let attempt = AttemptState {
-            campaign_id: row.get("campaign_id")?,
-            contact_id: row.get("contact_id")?,
-            channel: parse_channel(&row.get::<_, String>("channel")?)?,
-            integration_id: row.get("integration_id")?,
-            campaign_finished: row.get::<_, String>("campaign_status")? == CampaignStatus::Finished.as_str(),
-            voicemail_retries: row.get("voicemail_retries")?,
-            status: AttemptStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("bad attempt status {status:?}")))?,
-            open: row.get("open")?,
-            changed: false,
-            answered_by: answered_by.as_deref().and_then(AnsweredBy::parse),
-            converted: row.get("converted")?,
-            started_at: row.get("started_at")?,
-            ended_at: row.get("ended_at")?,
-            sent_at: row.get("sent_at")?,
-            delivered_at: row.get("delivered_at")?,
-            read_at: row.get("read_at")?,
-            duration: row.get("duration")?,
-            billed_duration: row.get("billed_duration")?,
-            ended_by: row.get("ended_by")?,
-            ended_reason: row.get("ended_reason")?,
-            extracted_data: json("extracted_data")?.map(|j| serde_json::from_str(&j)).transpose()?,
-            tags: json("tags")?.map(|j| serde_json::from_str(&j)).transpose()?,
-        };
-        attempts.insert(id.to_owned(), attempt);
     }
     Ok(attempts)
 }
 
 /// The contacts named that exist, by id; with their data and tags when `with_data`.
 fn load_contacts(conn: &Connection, ids: &[i64], with_data: bool) -> StoreResult<HashMap<i64, ContactState>> {
-    let mut select = conn.prepare_cached(if with_data {
+    let sql = if with_data {
         "SELECT status, retries, failed_retries, next_attempt_at, last_attempt_id, processed, answered, billed_duration, \
          extracted_data, tags FROM contacts WHERE id = ?"
     } else {
         "SELECT status, retries, failed_retries, next_attempt_at, last_attempt_id, processed, answered, billed_duration \
          FROM contacts WHERE id = ?"
-    })?;
+    };
     let mut contacts = HashMap::with_capacity(ids.len());
     for &id in ids {
         // Several attempts of a batch may share a contact.
-        if contacts.contains_key(&id) {
-            continue;
+        if !contacts.contains_key(&id)
+            && let Some(contact) = first_row(conn, sql, [id], |row| contact_state_from_row(row, with_data))?
+        {
+            contacts.insert(id, contact);
         }
-        let mut rows = select.query([id])?;
-        let Some(row) = rows.next()? else { continue };
-        let contact = ContactState {
-            progress: ContactProgress {
-                status: parse_contact_status(&row.get::<_, String>("status")?)?,
-                retries: row.get("retries")?,
-                failed_retries: row.get("failed_retries")?,
-                next_attempt_at: row.get::<_, Option<i64>>("next_attempt_at")?.map(from_millis).transpose()?,
-            },
-            last_attempt_id: row.get("last_attempt_id")?,
-            processed: row.get("processed")?,
-            answered: row.get("answered")?,
-            billed_duration: row.get("billed_duration")?,
-            data: match with_data {
-                true => Some(ContactData {
-                    extracted_data: serde_json::from_str(&row.get::<_, String>("extracted_data")?)?,
-                    tags: serde_json::from_str(&row.get::<_, String>("tags")?)?,
-                }),
-                false => None,
-            },
-            changed: false,
-        };
-        contacts.insert(id, contact);
     }
     Ok(contacts)
 }
@@ -466,12 +383,11 @@ pub(super) fn add_counts(conn: &Connection, campaign_id: i64, deltas: impl IntoI
 /// in `filter_tags`.
 fn push_eligible(sql: &mut String, params: &mut Vec<Value>, campaign: &Campaign) {
     let cycles = &campaign.settings.cycles;
-    sql.push_str(" WHERE campaign_id = ? AND status NOT IN ('converted', 'sending'");
+    sql.push_str(" WHERE campaign_id = ? AND status NOT IN (");
     params.push(Value::Integer(campaign.id));
-    for status in &cycles.filter_statuses {
-        sql.push_str(", ?");
-        params.push(Value::Text(status.as_str().to_owned()));
-    }
+    let left_alone = cycles.statuses_left_alone();
+    sql.push_str(&vec!["?"; left_alone.len()].join(", "));
+    params.extend(left_alone.into_iter().map(|status| Value::Text(status.as_str().to_owned())));
     sql.push(')');
     if !cycles.filter_tags.is_empty() {
         sql.push_str(" AND NOT EXISTS (SELECT 1 FROM json_each(contacts.tags) WHERE value IN (");
@@ -508,6 +424,13 @@ fn any_eligible(conn: &Connection, campaign: &Campaign) -> StoreResult<bool> {
     Ok(conn.query_row(&sql, params_from_iter(params), |row| row.get(0))?)
 }
 
+static COUNT_UNFINISHED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT COALESCE(SUM(count), 0) FROM campaign_contact_counts WHERE campaign_id = ? AND status IN ({})",
+        sql_list(ContactStatus::UNFINISHED.map(ContactStatus::as_str))
+    )
+});
+
 pub(super) fn advance_iteration(conn: &Connection, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>> {
     let found = first_row(conn, concat!(select_campaigns!(), " WHERE c.id = ?"), [campaign_id], |row| campaign_from_row(row))?;
     let Some(mut campaign) = found else { return Ok(None) };
@@ -519,12 +442,7 @@ pub(super) fn advance_iteration(conn: &Connection, campaign_id: i64, at: Timesta
     if campaign.status != CampaignStatus::Active || campaign.archived || campaign.counters.contacts == 0 {
         return Ok(None);
     }
-    let unfinished: i64 = conn
-        .prepare_cached(
-            "SELECT COALESCE(SUM(count), 0) FROM campaign_contact_counts \
-             WHERE campaign_id = ? AND status IN ('queue', 'sending', 'retrying')",
-        )?
-        .query_row([campaign_id], |row| row.get(0))?;
+    let unfinished: i64 = conn.prepare_cached(&COUNT_UNFINISHED)?.query_row([campaign_id], |row| row.get(0))?;
     if unfinished > 0 {
         return Ok(None);
     }
@@ -534,98 +452,50 @@ pub(super) fn advance_iteration(conn: &Connection, campaign_id: i64, at: Timesta
     Ok(Some(campaign.status))
 }
 
-pub(super) async fn integration_secret(conn: &mut SqliteConnection, integration_id: &str) -> StoreResult<Option<(Channel, String)>> {
-    let row = sqlx::query("SELECT channel, secret FROM integrations WHERE id = ?").bind(integration_id).fetch_optional(&mut *conn).await?;
-    row.map(|row| Ok((parse_channel(row.try_get("channel")?)?, row.try_get("secret")?))).transpose()
-}
-
-fn push_attempt_filters(query: &mut QueryBuilder<Sqlite>, campaign_id: i64, filter: &AttemptQuery) {
-    query.push(" WHERE a.campaign_id = ").push_bind(campaign_id);
+/// Appends the `WHERE` of a `/calls` or `/messages` page to `sql`, and its values to `params`.
+fn push_attempt_filters(sql: &mut String, params: &mut Vec<Value>, campaign_id: i64, filter: &AttemptQuery) {
+    sql.push_str(" WHERE a.campaign_id = ?");
+    params.push(Value::Integer(campaign_id));
     if let Some(status) = filter.status {
-        query.push(" AND a.status IN (");
-        let mut list = query.separated(", ");
-        for stored in status.filter_members() {
-            list.push_bind(stored.as_str());
-        }
-        query.push(")");
+        let members = status.filter_members();
+        sql.push_str(" AND a.status IN (");
+        sql.push_str(&vec!["?"; members.len()].join(", "));
+        sql.push(')');
+        params.extend(members.iter().map(|member| Value::Text(member.as_str().to_owned())));
     }
     if let Some(answered_by) = filter.answered_by {
-        query.push(" AND a.answered_by = ").push_bind(answered_by.as_str());
+        sql.push_str(" AND a.answered_by = ?");
+        params.push(Value::Text(answered_by.as_str().to_owned()));
     }
     if let Some(start) = filter.start {
-        query.push(" AND a.created_at >= ").push_bind(to_millis(start));
+        sql.push_str(" AND a.created_at >= ?");
+        params.push(Value::Integer(to_millis(start)));
     }
     if let Some(end) = filter.end {
-        query.push(" AND a.created_at <= ").push_bind(to_millis(end));
+        sql.push_str(" AND a.created_at <= ?");
+        params.push(Value::Integer(to_millis(end)));
     }
 }
 
-pub(super) async fn list_attempts(
-    conn: &mut SqliteConnection,
-    org: OrgId,
-    campaign_id: i64,
-    filter: &AttemptQuery,
-) -> StoreResult<Option<AttemptPage>> {
-    let channel: Option<String> = sqlx::query_scalar("SELECT channel FROM campaigns WHERE org_id = ? AND id = ?")
-        .bind(org)
-        .bind(campaign_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+pub(super) fn list_attempts(conn: &Connection, org: OrgId, campaign_id: i64, filter: &AttemptQuery) -> StoreResult<Option<AttemptPage>> {
+    let channel =
+        first_row(conn, "SELECT channel FROM campaigns WHERE org_id = ? AND id = ?", [org, campaign_id], |row| row.text("channel"))?;
     let Some(channel) = channel else { return Ok(None) };
     if filter.channel.is_some_and(|wanted| wanted != parse_channel(&channel).unwrap_or(wanted)) {
         return Ok(Some(AttemptPage { total_count: 0, attempts: Vec::new() }));
     }
-    let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM attempts a");
-    push_attempt_filters(&mut count, campaign_id, filter);
-    let total_count: i64 = count.build_query_scalar().fetch_one(&mut *conn).await?;
-    let mut page = QueryBuilder::<Sqlite>::new(
-        "SELECT a.id, a.status, a.answered_by, a.template, a.created_at, a.started_at, a.ended_at, a.sent_at, a.delivered_at, \
-         a.read_at, a.ended_by, a.ended_reason, a.duration, a.billed_duration, a.extracted_data, a.tags, \
-         ct.id AS contact_id, ct.f_id, ct.name, ct.phone, ct.status AS contact_status \
-         FROM attempts a LEFT JOIN contacts ct ON ct.id = a.contact_id WHERE a.rowid IN (SELECT a.rowid FROM attempts a",
+    let (mut count, mut params) = ("SELECT COUNT(*) FROM attempts a".to_owned(), Vec::new());
+    push_attempt_filters(&mut count, &mut params, campaign_id, filter);
+    let total_count: i64 = conn.prepare_cached(&count)?.query_row(params_from_iter(params), |row| row.get(0))?;
+    // The inner query walks only the attempts' index; rows are joined for one page.
+    let mut page = format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM attempts a LEFT JOIN contacts ct ON ct.id = a.contact_id WHERE a.rowid IN (SELECT a.rowid FROM attempts a"
     );
-    push_attempt_filters(&mut page, campaign_id, filter);
-    let offset = i64::from(filter.page_size) * i64::from(filter.page_index);
-    page.push(" ORDER BY a.created_at, a.rowid LIMIT ").push_bind(i64::from(filter.page_size)).push(" OFFSET ").push_bind(offset);
-    page.push(") ORDER BY a.created_at, a.rowid");
-    let rows = page.build().fetch_all(&mut *conn).await?;
-    let attempts = rows.iter().map(attempt_from_row).collect::<StoreResult<Vec<_>>>()?;
+    let mut params = Vec::new();
+    push_attempt_filters(&mut page, &mut params, campaign_id, filter);
+    page.push_str(" ORDER BY a.created_at, a.rowid LIMIT ? OFFSET ?) ORDER BY a.created_at, a.rowid");
+    params
+        .extend([Value::Integer(i64::from(filter.page_size)), Value::Integer(i64::from(filter.page_size) * i64::from(filter.page_index))]);
+    let attempts = all_rows(conn, &page, params_from_iter(params), |row| attempt_from_row(row))?;
     Ok(Some(AttemptPage { total_count, attempts }))
-}
-
-fn attempt_from_row(row: &SqliteRow) -> StoreResult<Attempt> {
-    let millis = |column: &str| -> StoreResult<Option<Timestamp>> { row.try_get::<Option<i64>, _>(column)?.map(from_millis).transpose() };
-    let status: String = row.try_get("status")?;
-    let answered_by: Option<String> = row.try_get("answered_by")?;
-    let extracted: Option<String> = row.try_get("extracted_data")?;
-    let tags: Option<String> = row.try_get("tags")?;
-    let contact = match row.try_get::<Option<i64>, _>("contact_id")? {
-        Some(id) => Some(AttemptContact {
-            id,
-            f_id: row.try_get("f_id")?,
-            name: row.try_get("name")?,
-            phone: row.try_get("phone")?,
-            status: parse_contact_status(row.try_get("contact_status")?)?,
-        }),
-        None => None,
-    };
-    Ok(Attempt {
-        id: row.try_get("id")?,
-        status: AttemptStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("bad attempt status {status:?}")))?,
-        answered_by: answered_by.as_deref().and_then(AnsweredBy::parse),
-        template: row.try_get("template")?,
-        created_at: from_millis(row.try_get("created_at")?)?,
-        started_at: millis("started_at")?,
-        ended_at: millis("ended_at")?,
-        sent_at: millis("sent_at")?,
-        delivered_at: millis("delivered_at")?,
-        read_at: millis("read_at")?,
-        ended_by: row.try_get("ended_by")?,
-        ended_reason: row.try_get("ended_reason")?,
-        duration: row.try_get("duration")?,
-        billed_duration: row.try_get("billed_duration")?,
-        extracted_data: extracted.map(|j| serde_json::from_str(&j)).transpose()?.unwrap_or_default(),
-        tags: tags.map(|j| serde_json::from_str(&j)).transpose()?.unwrap_or_default(),
-        contact,
-    })
 }

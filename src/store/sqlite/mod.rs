@@ -6,30 +6,30 @@
 //! responses kept under Idempotency-Keys are inserted after the jobs (compressed, several rows per
 //! statement: their bytes are most of what a key costs a commit), and every caller hears back
 //! only after the shared COMMIT is durable. Reads use read-only connections that
-//! WAL lets run beside the writer: a pool for most, and for the reads on every request's path
-//! (API key, campaign by id) connections used on the caller's own thread (`point_reads`).
+//! WAL lets run beside the writer (`reads`). One driver, rusqlite, serves all of it, migrations
+//! included (`rusqlite_migration`, counting applied steps in `user_version`).
 
-use std::path::Path;
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection as _, QueryBuilder, Row, Sqlite};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
+use rusqlite_migration::{M, Migrations};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::shared::{
-    StoredRow, agent_from_row, campaign_from_row, config_json, idempotency_record, integration_from_row, opt_seconds, opt_to_seconds,
-    pack_body, parse_channel, push_campaign_filters,
+    CampaignPaging, Neighbours, SqlValue, StoredRow, agent_from_row, campaign_conditions, campaign_from_row, config_json,
+    idempotency_record, integration_from_row, opt_seconds, opt_to_seconds, pack_body, parse_channel,
 };
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, BatchItem, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ContactLookup,
-    ContactPage, CreateCampaignOutcome, DeleteOutcome, IdempotencyClaim, IdempotencyRecord, Modified, OrgId, PageDirection,
-    ResponseRecorder, StoreError, StoreResult, StoredResponse, from_seconds, to_seconds,
+    ContactPage, CreateCampaignOutcome, DeleteOutcome, IdempotencyClaim, IdempotencyRecord, Modified, OrgId, ResponseRecorder, StoreError,
+    StoreResult, StoredResponse, from_seconds, to_seconds,
 };
 use super::{AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, RunningCampaign};
 use super::{CallbackStore, EngineStore, Health, IdempotencyStore, KeyAdmin, KeyStore, RateLimitStore, TenantStore};
@@ -43,13 +43,20 @@ use crate::domain::integration::{Integration, NewIntegration};
 
 mod contacts;
 mod engine;
-mod point_reads;
+mod reads;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The schema, one step per file; the database's `user_version` counts the steps applied.
+const MIGRATION_STEPS: &[M<'static>] = &[
+    M::up(include_str!("../../../migrations/sqlite/0001_init.sql")),
+    M::up(include_str!("../../../migrations/sqlite/0002_idempotency.sql")),
+    M::up(include_str!("../../../migrations/sqlite/0003_contacts.sql")),
+    M::up(include_str!("../../../migrations/sqlite/0004_engine.sql")),
+    M::up(include_str!("../../../migrations/sqlite/0005_idempotency_expiry_by_rowid.sql")),
+];
+const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_STEPS);
 
 /// Most jobs one transaction takes; bounds the latency a batch adds to its first job.
 const MAX_JOBS_PER_COMMIT: usize = 512;
-const READ_CONNECTIONS: u32 = 8;
 /// Distinct statements the writer keeps prepared (the engine's and the API's together).
 const WRITER_STATEMENTS: usize = 256;
 /// Least time between two checkpoints by [`run_checkpointer`]: each one syncs the database file.
@@ -110,33 +117,18 @@ const PURGE_RECORDS: &str = "DELETE FROM idempotency_keys WHERE rowid < coalesce
      (SELECT max(rowid) + 1 FROM idempotency_keys))";
 
 pub struct SqliteStore {
-    reads: SqlitePool,
-    point_reads: point_reads::PointReads,
+    reads: Arc<reads::Reads>,
     jobs: mpsc::Sender<Job>,
 }
 
 impl SqliteStore {
+    /// Opens `sqlite://PATH` (creating the file when missing) and brings its schema up to date.
     pub async fn open(url: &str) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let mut migrations = SqliteConnection::connect_with(&options).await?;
-        MIGRATOR.run(&mut migrations).await?;
-        migrations.close().await?;
-        let writer = open_writer(options.get_filename())?;
-        let checkpointer =
-            Connection::open_with_flags(options.get_filename(), OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-        // No ping before each use: a broken connection fails its query and is replaced anyway, and the
-        // ping is a second thread round trip on every read.
-        let point_reads = point_reads::PointReads::new(options.get_filename());
-        let reads = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .test_before_acquire(false)
-            .connect_with(options.read_only(true))
-            .await?;
+        let path = database_path(url)?;
+        let mut writer = open_writer(&path)?;
+        migrate(&mut writer)?;
+        let checkpointer = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        let reads = Arc::new(reads::Reads::new(&path));
         let (jobs, queue) = mpsc::channel(MAX_JOBS_PER_COMMIT * 4);
         let (checkpoint_due, due) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
@@ -147,7 +139,7 @@ impl SqliteStore {
             .name("sqlite-checkpoint".to_owned())
             .spawn(move || run_checkpointer(checkpointer, due))
             .map_err(|_| StoreError::Unavailable)?;
-        Ok(SqliteStore { reads, point_reads, jobs })
+        Ok(SqliteStore { reads, jobs })
     }
 
     /// Runs `work` inside the writer's next transaction and returns its result once committed.
@@ -178,10 +170,40 @@ impl SqliteStore {
     }
 }
 
+/// The file a `sqlite://PATH` (or `sqlite:PATH`) URL names. Query parameters are not read.
+fn database_path(url: &str) -> StoreResult<PathBuf> {
+    let rest =
+        url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::UnsupportedUrl(url.to_owned()));
+    }
+    if !query.is_empty() {
+        tracing::warn!(parameters = query, "SQLite URL parameters are ignored: the store sets its own (WAL, synchronous=FULL)");
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Applies the migrations the database has not had yet. A database created before the schema's
+/// steps were counted in `user_version` (by sqlx, whose `_sqlx_migrations` table lists the steps
+/// applied) is first marked with that count, so that no step runs twice.
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let from_sqlx = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")?.exists([])?;
+    if version == 0 && from_sqlx {
+        let applied: i64 = conn.query_row("SELECT COUNT(*) FROM _sqlx_migrations WHERE success", [], |row| row.get(0))?;
+        conn.pragma_update(None, "user_version", applied)?;
+    }
+    MIGRATIONS.to_latest(conn).map_err(|err| StoreError::Migration(err.to_string()))
+}
+
 /// The writer's connection: WAL with `synchronous=FULL`, so that a commit survives a power cut.
+/// It creates the database file when there is none.
 fn open_writer(path: &Path) -> StoreResult<Connection> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Savepoints (one per job) keep their undo pages here: memory, not a temp file.
@@ -358,28 +380,78 @@ fn commit(conn: &Connection, broken: bool) -> bool {
 macro_rules! select_campaigns {
     ($($extra:literal)?) => {
         concat!(
-            "SELECT c.id, c.agent_id, a.name AS agent_name, c.integration_id, c.channel, c.status, c.archived, \
-             c.created_at, c.started_at, c.ended_at, c.settings, c.current_iteration, c.last_iteration_at, c.next_cycle_at, \
-             c.paused_in_cooldown, c.contact_count, c.calls, c.calls_human, c.calls_machine, c.calls_unknown, c.messages, \
-             c.contacts_processed, c.contacts_answered, \
-             (SELECT json_group_object(status, count) FROM campaign_contact_counts WHERE campaign_id = c.id) AS status_counts",
+            "SELECT ", campaign_columns!(),
             $(", ", $extra,)?
             " FROM campaigns c JOIN agents a ON a.id = c.agent_id"
         )
     };
 }
-pub(super) use select_campaigns;
+/// The columns [`campaign_from_row`] reads (campaigns as `c`, agents as `a`).
+macro_rules! campaign_columns {
+    () => {
+        "c.id, c.agent_id, a.name AS agent_name, c.integration_id, c.channel, c.status, c.archived, \
+             c.created_at, c.started_at, c.ended_at, c.settings, c.current_iteration, c.last_iteration_at, c.next_cycle_at, \
+             c.paused_in_cooldown, c.contact_count, c.calls, c.calls_human, c.calls_machine, c.calls_unknown, c.messages, \
+             c.contacts_processed, c.contacts_answered, \
+             (SELECT json_group_object(status, count) FROM campaign_contact_counts WHERE campaign_id = c.id) AS status_counts"
+    };
+}
+pub(super) use {campaign_columns, select_campaigns};
 const CAMPAIGN_COLUMNS: &str = select_campaigns!();
 const CAMPAIGN_BY_ID: &str = concat!(select_campaigns!(), " WHERE c.org_id = ? AND c.id = ?");
 
-impl SqliteStore {
-    async fn campaigns_exist_beyond(&self, org: OrgId, filter: &CampaignFilter, edge: (i64, i64), older: bool) -> StoreResult<bool> {
-        let mut query = QueryBuilder::<Sqlite>::new("SELECT EXISTS (SELECT 1 FROM campaigns c");
-        push_campaign_filters(&mut query, org, filter);
-        query.push(if older { " AND (c.created_at, c.id) < (" } else { " AND (c.created_at, c.id) > (" });
-        query.push_bind(edge.0).push(", ").push_bind(edge.1).push("))");
-        Ok(query.build_query_scalar::<bool>().fetch_one(&self.reads).await?)
+/// Appends the campaign list's conditions as a `WHERE` clause, and their values to `params`.
+fn push_campaign_filters(sql: &mut String, params: &mut Vec<Value>, org: OrgId, filter: &CampaignFilter) {
+    for (i, (clause, value)) in campaign_conditions(org, filter).into_iter().enumerate() {
+        sql.push_str(if i == 0 { " WHERE " } else { " AND " });
+        sql.push_str(clause);
+        if let Some(value) = value {
+            sql.push('?');
+            params.push(match value {
+                SqlValue::Int(value) => Value::Integer(value),
+                SqlValue::Text(value) => Value::Text(value),
+            });
+        }
     }
+}
+
+fn campaigns_exist_beyond(conn: &Connection, org: OrgId, filter: &CampaignFilter, edge: (i64, i64), older: bool) -> StoreResult<bool> {
+    let (mut sql, mut params) = ("SELECT EXISTS (SELECT 1 FROM campaigns c".to_owned(), Vec::new());
+    push_campaign_filters(&mut sql, &mut params, org, filter);
+    sql.push_str(if older { " AND (c.created_at, c.id) < (?, ?))" } else { " AND (c.created_at, c.id) > (?, ?))" });
+    params.extend([Value::Integer(edge.0), Value::Integer(edge.1)]);
+    Ok(conn.prepare_cached(&sql)?.query_row(params_from_iter(params), |row| row.get(0))?)
+}
+
+fn list_campaigns(
+    conn: &Connection,
+    org: OrgId,
+    filter: &CampaignFilter,
+    cursor: Option<CampaignCursor>,
+    page_size: u32,
+) -> StoreResult<CampaignPage> {
+    let (mut count, mut params) = ("SELECT COUNT(*) FROM campaigns c".to_owned(), Vec::new());
+    push_campaign_filters(&mut count, &mut params, org, filter);
+    let total_count: i64 = conn.prepare_cached(&count)?.query_row(params_from_iter(params), |row| row.get(0))?;
+
+    let paging = CampaignPaging::new(cursor, page_size);
+    let (mut page, mut params) = (CAMPAIGN_COLUMNS.to_owned(), Vec::new());
+    push_campaign_filters(&mut page, &mut params, org, filter);
+    if let Some((clause, created_at, id)) = paging.after_cursor() {
+        page.push_str(clause);
+        page.push_str("?, ?)");
+        params.extend([Value::Integer(created_at), Value::Integer(id)]);
+    }
+    page.push_str(paging.order());
+    page.push_str(" LIMIT ?");
+    params.push(Value::Integer(paging.limit()));
+    let (campaigns, neighbours) = paging.page(all_rows(conn, &page, params_from_iter(params), |row| campaign_from_row(row))?);
+    let (has_next, has_previous) = match neighbours {
+        Neighbours::Known { has_next, has_previous } => (has_next, has_previous),
+        Neighbours::AskOlder { edge, has_previous } => (campaigns_exist_beyond(conn, org, filter, edge, true)?, has_previous),
+        Neighbours::AskNewer { edge, has_next } => (has_next, campaigns_exist_beyond(conn, org, filter, edge, false)?),
+    };
+    Ok(CampaignPage { total_count, campaigns, has_next, has_previous })
 }
 
 impl SqliteStore {
@@ -398,12 +470,12 @@ impl SqliteStore {
 #[async_trait]
 impl Health for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.reads).await?;
+        self.reads.row("SELECT 1", [], |_| Ok(()))?;
         self.write(|_| Ok(())).await
     }
 
     fn data_version(&self) -> StoreResult<Option<u64>> {
-        self.point_reads.data_version().map(Some)
+        self.reads.data_version().map(Some)
     }
 }
 
@@ -411,7 +483,7 @@ impl Health for SqliteStore {
 impl KeyStore for SqliteStore {
     async fn find_api_key(&self, prefix: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let sql = "SELECT id, org_id, key_hash, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE prefix = ?";
-        self.point_reads.row(sql, [prefix], |row| {
+        self.reads.row(sql, [prefix], |row| {
             Ok(ApiKeyRecord { id: row.int("id")?, org_id: row.int("org_id")?, hash: row.text("key_hash")?, revoked: row.flag("revoked")? })
         })
     }
@@ -445,24 +517,26 @@ impl KeyAdmin for SqliteStore {
     }
 
     async fn list_api_keys(&self, organization: Option<&str>) -> StoreResult<Vec<ApiKeyInfo>> {
-        let rows = sqlx::query(
-            "SELECT k.prefix, o.name, k.created_at, k.last_used_at, k.revoked_at FROM api_keys k \
-             JOIN organizations o ON o.id = k.org_id WHERE ?1 IS NULL OR o.name = ?1 ORDER BY o.name, k.created_at, k.id",
-        )
-        .bind(organization)
-        .fetch_all(&self.reads)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ApiKeyInfo {
-                    prefix: row.try_get("prefix")?,
-                    organization: row.try_get("name")?,
-                    created_at: from_seconds(row.try_get("created_at")?)?,
-                    last_used_at: opt_seconds(row, "last_used_at")?,
-                    revoked_at: opt_seconds(row, "revoked_at")?,
-                })
+        let organization = organization.map(str::to_owned);
+        self.reads
+            .read(move |conn| {
+                all_rows(
+                    conn,
+                    "SELECT k.prefix, o.name, k.created_at, k.last_used_at, k.revoked_at FROM api_keys k \
+                     JOIN organizations o ON o.id = k.org_id WHERE ?1 IS NULL OR o.name = ?1 ORDER BY o.name, k.created_at, k.id",
+                    [organization],
+                    |row| {
+                        Ok(ApiKeyInfo {
+                            prefix: row.text("prefix")?,
+                            organization: row.text("name")?,
+                            created_at: from_seconds(row.int("created_at")?)?,
+                            last_used_at: opt_seconds(row, "last_used_at")?,
+                            revoked_at: opt_seconds(row, "revoked_at")?,
+                        })
+                    },
+                )
             })
-            .collect()
+            .await
     }
 
     async fn revoke_api_key(&self, prefix: &str, at: Timestamp) -> StoreResult<bool> {
@@ -494,20 +568,19 @@ impl TenantStore for SqliteStore {
     }
 
     async fn get_agent(&self, org: OrgId, id: Uuid) -> StoreResult<Option<Agent>> {
-        let row = sqlx::query("SELECT id, name, created_at FROM agents WHERE org_id = ? AND id = ?")
-            .bind(org)
-            .bind(id.to_string())
-            .fetch_optional(&self.reads)
-            .await?;
-        row.as_ref().map(agent_from_row).transpose()
+        self.reads.row("SELECT id, name, created_at FROM agents WHERE org_id = ? AND id = ?", params![org, id.to_string()], |row| {
+            agent_from_row(row)
+        })
     }
 
     async fn list_agents(&self, org: OrgId) -> StoreResult<Vec<Agent>> {
-        let rows = sqlx::query("SELECT id, name, created_at FROM agents WHERE org_id = ? ORDER BY created_at, rowid")
-            .bind(org)
-            .fetch_all(&self.reads)
-            .await?;
-        rows.iter().map(agent_from_row).collect()
+        self.reads
+            .read(move |conn| {
+                all_rows(conn, "SELECT id, name, created_at FROM agents WHERE org_id = ? ORDER BY created_at, rowid", [org], |row| {
+                    agent_from_row(row)
+                })
+            })
+            .await
     }
 
     async fn create_integration(
@@ -547,15 +620,17 @@ impl TenantStore for SqliteStore {
     }
 
     async fn get_integration(&self, org: OrgId, id: &str) -> StoreResult<Option<Integration>> {
-        let row =
-            sqlx::query("SELECT * FROM integrations WHERE org_id = ? AND id = ?").bind(org).bind(id).fetch_optional(&self.reads).await?;
-        row.as_ref().map(integration_from_row).transpose()
+        self.reads.row("SELECT * FROM integrations WHERE org_id = ? AND id = ?", params![org, id], |row| integration_from_row(row))
     }
 
     async fn list_integrations(&self, org: OrgId) -> StoreResult<Vec<Integration>> {
-        let rows =
-            sqlx::query("SELECT * FROM integrations WHERE org_id = ? ORDER BY created_at, rowid").bind(org).fetch_all(&self.reads).await?;
-        rows.iter().map(integration_from_row).collect()
+        self.reads
+            .read(move |conn| {
+                all_rows(conn, "SELECT * FROM integrations WHERE org_id = ? ORDER BY created_at, rowid", [org], |row| {
+                    integration_from_row(row)
+                })
+            })
+            .await
     }
 
     async fn create_campaign(
@@ -571,7 +646,7 @@ impl TenantStore for SqliteStore {
     }
 
     async fn get_campaign(&self, org: OrgId, id: i64) -> StoreResult<Option<Campaign>> {
-        self.point_reads.row(CAMPAIGN_BY_ID, [org, id], |row| campaign_from_row(row))
+        self.reads.row(CAMPAIGN_BY_ID, [org, id], |row| campaign_from_row(row))
     }
 
     async fn list_campaigns(
@@ -581,36 +656,8 @@ impl TenantStore for SqliteStore {
         cursor: Option<CampaignCursor>,
         page_size: u32,
     ) -> StoreResult<CampaignPage> {
-        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM campaigns c");
-        push_campaign_filters(&mut count, org, filter);
-        let total_count: i64 = count.build_query_scalar().fetch_one(&self.reads).await?;
-
-        let backwards = matches!(cursor, Some(CampaignCursor { direction: PageDirection::Before, .. }));
-        let mut page = QueryBuilder::<Sqlite>::new(CAMPAIGN_COLUMNS);
-        push_campaign_filters(&mut page, org, filter);
-        if let Some(cursor) = cursor {
-            page.push(if backwards { " AND (c.created_at, c.id) > (" } else { " AND (c.created_at, c.id) < (" });
-            page.push_bind(cursor.created_at).push(", ").push_bind(cursor.id).push(")");
-        }
-        page.push(if backwards { " ORDER BY c.created_at ASC, c.id ASC" } else { " ORDER BY c.created_at DESC, c.id DESC" });
-        page.push(" LIMIT ").push_bind(i64::from(page_size) + 1);
-        let rows = page.build().fetch_all(&self.reads).await?;
-        let more_in_direction = rows.len() > page_size as usize;
-        let mut campaigns = rows.iter().take(page_size as usize).map(campaign_from_row).collect::<StoreResult<Vec<_>>>()?;
-        if backwards {
-            campaigns.reverse();
-        }
-        let key = |c: &Campaign| (to_seconds(c.created_at), c.id);
-        let (has_next, has_previous) = match (campaigns.first(), campaigns.last()) {
-            (Some(_), Some(last)) if backwards => (self.campaigns_exist_beyond(org, filter, key(last), true).await?, more_in_direction),
-            (Some(first), Some(_)) if cursor.is_some() => {
-                (more_in_direction, self.campaigns_exist_beyond(org, filter, key(first), false).await?)
-            }
-            (Some(_), Some(_)) => (more_in_direction, false),
-            // An empty page (an empty list, or a cursor past the end) has nowhere to go.
-            _ => (false, false),
-        };
-        Ok(CampaignPage { total_count, campaigns, has_next, has_previous })
+        let filter = filter.clone();
+        self.reads.read(move |conn| list_campaigns(conn, org, &filter, cursor, page_size)).await
     }
 
     async fn modify_campaign(
@@ -659,13 +706,11 @@ impl TenantStore for SqliteStore {
         page_size: u32,
         page_index: u32,
     ) -> StoreResult<Option<ContactPage>> {
-        let mut conn = self.reads.acquire().await?;
-        contacts::list_contacts(&mut conn, org, campaign_id, status, page_size, page_index).await
+        self.reads.read(move |conn| contacts::list_contacts(conn, org, campaign_id, status, page_size, page_index)).await
     }
 
     async fn get_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<ContactLookup> {
-        let mut conn = self.reads.acquire().await?;
-        contacts::get_contact(&mut conn, org, campaign_id, contact_id).await
+        self.reads.read(move |conn| contacts::get_contact(conn, org, campaign_id, contact_id)).await
     }
 
     async fn delete_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<DeleteOutcome> {
@@ -673,20 +718,18 @@ impl TenantStore for SqliteStore {
     }
 
     async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>> {
-        engine::list_attempts(&mut *self.reads.acquire().await?, org, campaign_id, query).await
+        let query = query.clone();
+        self.reads.read(move |conn| engine::list_attempts(conn, org, campaign_id, &query)).await
     }
 }
 
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
     async fn find_idempotency_record(&self, org: OrgId, key: &str, expired_before: Timestamp) -> StoreResult<Option<IdempotencyRecord>> {
-        let row = sqlx::query("SELECT fingerprint, status, body FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at >= ?")
-            .bind(org)
-            .bind(key)
-            .bind(to_seconds(expired_before))
-            .fetch_optional(&self.reads)
-            .await?;
-        row.map(|row| idempotency_record(row.try_get("fingerprint")?, row.try_get("status")?, row.try_get("body")?)).transpose()
+        let sql = "SELECT fingerprint, status, body FROM idempotency_keys WHERE org_id = ? AND key = ? AND created_at >= ?";
+        self.reads.row(sql, params![org, key, to_seconds(expired_before)], |row| {
+            idempotency_record(row.get("fingerprint")?, row.get("status")?, row.get("body")?)
+        })
     }
 
     async fn complete_idempotency_key(&self, claim: &IdempotencyClaim, response: StoredResponse) -> StoreResult<()> {
@@ -706,11 +749,11 @@ impl IdempotencyStore for SqliteStore {
 #[async_trait]
 impl EngineStore for SqliteStore {
     async fn running_campaigns(&self) -> StoreResult<Vec<RunningCampaign>> {
-        engine::running_campaigns(&mut *self.reads.acquire().await?).await
+        self.reads.read(engine::running_campaigns).await
     }
 
     async fn running_campaign(&self, campaign_id: i64) -> StoreResult<Option<RunningCampaign>> {
-        engine::running_campaign(&mut *self.reads.acquire().await?, campaign_id).await
+        self.reads.read(move |conn| engine::running_campaign(conn, campaign_id)).await
     }
 
     async fn claim_attempts(&self, claims: Vec<ClaimRequest>) -> StoreResult<Vec<Dispatch>> {
@@ -737,7 +780,7 @@ impl EngineStore for SqliteStore {
     }
 
     async fn expired_attempts(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
-        engine::expired_attempts(&mut *self.reads.acquire().await?, at, limit).await
+        self.reads.read(move |conn| engine::expired_attempts(conn, at, limit)).await
     }
 
     async fn advance_iteration(&self, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>> {
@@ -764,7 +807,9 @@ impl CallbackStore for SqliteStore {
     }
 
     async fn integration_secret(&self, integration_id: &str) -> StoreResult<Option<(Channel, String)>> {
-        engine::integration_secret(&mut *self.reads.acquire().await?, integration_id).await
+        self.reads.row("SELECT channel, secret FROM integrations WHERE id = ?", [integration_id], |row| {
+            Ok((parse_channel(&row.text("channel")?)?, row.text("secret")?))
+        })
     }
 }
 
@@ -776,6 +821,22 @@ pub(super) fn first_row<T>(
     read: impl FnOnce(&rusqlite::Row<'_>) -> StoreResult<T>,
 ) -> StoreResult<Option<T>> {
     conn.prepare_cached(sql)?.query_row(params, |row| Ok(read(row))).optional()?.transpose()
+}
+
+/// Every row `sql` returns for `params`, each made into a value by `read`.
+pub(super) fn all_rows<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    mut read: impl FnMut(&rusqlite::Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(read(row)?);
+    }
+    Ok(out)
 }
 
 /// Looks up the agent and its integration (one query) and inserts the campaign.
@@ -869,6 +930,48 @@ fn insert_key(conn: &Connection, organization: &str, prefix: &str, hash: &str, a
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database that sqlx migrated (steps listed in `_sqlx_migrations`, `user_version` 0) is
+    /// taken as it is: no step runs twice, and a later step would run once.
+    #[test]
+    fn a_database_migrated_by_sqlx_keeps_its_schema_and_counts_its_steps() -> StoreResult<()> {
+        let mut conn = Connection::open_in_memory()?;
+        conn.execute_batch(
+            "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, installed_on TIMESTAMP NOT NULL \
+             DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, checksum BLOB NOT NULL, execution_time BIGINT NOT NULL)",
+        )?;
+        for (step, sql) in [
+            include_str!("../../../migrations/sqlite/0001_init.sql"),
+            include_str!("../../../migrations/sqlite/0002_idempotency.sql"),
+            include_str!("../../../migrations/sqlite/0003_contacts.sql"),
+            include_str!("../../../migrations/sqlite/0004_engine.sql"),
+            include_str!("../../../migrations/sqlite/0005_idempotency_expiry_by_rowid.sql"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            conn.execute_batch(sql)?;
+            conn.execute("INSERT INTO _sqlx_migrations VALUES (?, 'step', 0, TRUE, x'00', 1)", [step as i64 + 1])?;
+        }
+        migrate(&mut conn)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        assert_eq!(version, MIGRATION_STEPS.len() as i64);
+        // A fresh database gets every step.
+        let mut fresh = Connection::open_in_memory()?;
+        migrate(&mut fresh)?;
+        assert!(fresh.prepare("SELECT 1 FROM sqlite_master WHERE name = 'attempts'")?.exists([])?);
+        Ok(())
+    }
+
+    #[test]
+    fn database_urls_name_a_file() {
+        assert_eq!(database_path("sqlite://outbound.db").ok(), Some(PathBuf::from("outbound.db")));
+        assert_eq!(database_path("sqlite:///var/lib/outbound.db?mode=rwc").ok(), Some(PathBuf::from("/var/lib/outbound.db")));
+        assert_eq!(database_path("sqlite:data.db").ok(), Some(PathBuf::from("data.db")));
+        for refused in ["sqlite://", "sqlite::memory:", "postgres://x"] {
+            assert!(matches!(database_path(refused), Err(StoreError::UnsupportedUrl(_))), "{refused}");
+        }
+    }
 
     /// Pages committed to the WAL reach the database file through the checkpointer alone: the
     /// writer's own checkpoint is off here.

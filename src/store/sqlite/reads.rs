@@ -1,25 +1,25 @@
-//! The reads every request makes, run on the calling thread.
+//! Reads, on read-only connections that WAL lets run beside the writer, with statements kept
+//! prepared per connection.
 //!
-//! sqlx runs each SQLite connection on a thread of its own, so each of its queries is two
-//! hand-offs between threads; on a small machine those wake-ups cost more than the query. The
-//! reads on every request's path (its API key, a campaign by id) are primary-key lookups of a few
-//! microseconds that WAL never makes wait for the writer, so they run here instead, synchronously,
-//! on read-only connections of their own with prepared statements kept per connection. Being
+//! The reads on every request's path (its API key, a campaign by id) are primary-key lookups of
+//! a few microseconds that WAL never makes wait for the writer: they run on the calling thread
+//! ([`Reads::row`]), since handing them to another thread and back would cost more than the
+//! query. Reads of many rows (pages, lists, the engine's scans) run on tokio's blocking threads
+//! ([`Reads::read`]), each in one read transaction, so that a page and its count agree. Being
 //! reads of the database itself, they see every commit at once, this process's or another's
 //! (`outbound keys revoke`, for one).
 //!
 //! They also tell, for the API's read cache, whether anything was committed since an earlier
-//! moment ([`PointReads::data_version`]).
+//! moment ([`Reads::data_version`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::store::StoreResult;
-use crate::store::shared::StoredRow;
+use crate::store::{StoreError, StoreResult};
 
 /// Idle connections kept; one per thread that reads at once is enough (no read awaits).
 const MAX_IDLE: usize = 16;
@@ -27,7 +27,7 @@ const MAX_IDLE: usize = 16;
 /// at that; the wait blocks the calling thread, so it is kept short.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub(super) struct PointReads {
+pub(super) struct Reads {
     path: PathBuf,
     idle: Mutex<Vec<Reader>>,
     /// Moves on whenever a reader finds that something was committed since it last looked.
@@ -40,9 +40,9 @@ struct Reader {
     seen_version: Option<i64>,
 }
 
-impl PointReads {
+impl Reads {
     pub(super) fn new(path: &Path) -> Self {
-        PointReads { path: path.to_owned(), idle: Mutex::new(Vec::new()), generation: AtomicU64::new(0) }
+        Reads { path: path.to_owned(), idle: Mutex::new(Vec::new()), generation: AtomicU64::new(0) }
     }
 
     /// A number that stays the same until something is committed to the database, by any
@@ -83,6 +83,27 @@ impl PointReads {
         found
     }
 
+    /// Runs `read` on a blocking thread, in a read transaction of its own.
+    pub(super) async fn read<T, F>(self: &Arc<Self>, read: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let reads = self.clone();
+        let run = move || {
+            let reader = reads.take()?;
+            let outcome = (|| {
+                let snapshot = reader.conn.unchecked_transaction()?;
+                let value = read(&snapshot)?;
+                snapshot.finish()?;
+                Ok(value)
+            })();
+            reads.give_back(reader);
+            outcome
+        };
+        tokio::task::spawn_blocking(run).await.map_err(|_| StoreError::Unavailable)?
+    }
+
     fn take(&self) -> StoreResult<Reader> {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match idle {
@@ -104,24 +125,6 @@ impl PointReads {
     }
 }
 
-impl StoredRow for rusqlite::Row<'_> {
-    fn int(&self, column: &str) -> StoreResult<i64> {
-        Ok(self.get(column)?)
-    }
-    fn opt_int(&self, column: &str) -> StoreResult<Option<i64>> {
-        Ok(self.get(column)?)
-    }
-    fn text(&self, column: &str) -> StoreResult<String> {
-        Ok(self.get(column)?)
-    }
-    fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
-        Ok(self.get(column)?)
-    }
-    fn flag(&self, column: &str) -> StoreResult<bool> {
-        Ok(self.get(column)?)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,7 +136,7 @@ mod tests {
         let writer = Connection::open(&path)?;
         writer.pragma_update(None, "journal_mode", "wal")?;
         writer.execute("CREATE TABLE t (x INTEGER)", [])?;
-        let reads = PointReads::new(&path);
+        let reads = Reads::new(&path);
         let (mut one, mut two) = (reads.take()?, reads.take()?);
 
         // Each connection's first look moves the generation on; after that it holds.
