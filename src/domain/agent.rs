@@ -14,6 +14,13 @@ pub struct Agent {
     pub created_at: Timestamp,
 }
 
+impl Agent {
+    /// A new agent, created at `at` (whole seconds, the precision resources keep).
+    pub fn new(name: String, at: Timestamp) -> Agent {
+        Agent { id: Uuid::new_v4(), name, created_at: super::whole_seconds(at) }
+    }
+}
+
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentInput {

@@ -429,6 +429,16 @@ pub fn simulate(attempt_id: &str, channel: Channel, config: &SimulatorConfig, at
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_status_filter_covers_itself_and_what_it_stands_for() {
+        for status in AttemptStatus::ALL {
+            assert!(status.filter_members().contains(&status), "{status:?}");
+        }
+        assert_eq!(AttemptStatus::InProgress.filter_members(), [AttemptStatus::Queued, AttemptStatus::Ringing, AttemptStatus::InProgress]);
+        assert_eq!(AttemptStatus::Read.filter_members(), [AttemptStatus::Read, AttemptStatus::Accepted, AttemptStatus::Rejected]);
+        assert_eq!(AttemptStatus::Ended.filter_members(), [AttemptStatus::Ended]);
+    }
+
     fn at() -> Timestamp {
         Timestamp::from_second(1_800_000_000).expect("valid")
     }

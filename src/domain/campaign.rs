@@ -334,6 +334,49 @@ pub struct NewCampaign {
     pub settings: CampaignSettings,
 }
 
+/// Why the agent or integration a new campaign names cannot take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferenceError {
+    AgentNotFound,
+    /// Unknown, or owned by another agent.
+    IntegrationNotFound,
+    /// The integration's real channel differs from `integration_type`.
+    WrongIntegrationType(Channel),
+}
+
+impl NewCampaign {
+    /// Checks the agent and integration as found in the organization: `agent` its name when it
+    /// exists, `integration` the integration's owner and channel when it exists.
+    pub fn check_references<'a>(&self, agent: Option<&'a str>, integration: Option<(Uuid, Channel)>) -> Result<&'a str, ReferenceError> {
+        let agent_name = agent.ok_or(ReferenceError::AgentNotFound)?;
+        match integration {
+            Some((owner, channel)) if owner == self.agent_id && channel == self.channel => Ok(agent_name),
+            Some((owner, channel)) if owner == self.agent_id => Err(ReferenceError::WrongIntegrationType(channel)),
+            _ => Err(ReferenceError::IntegrationNotFound),
+        }
+    }
+
+    /// The campaign once stored under `id`, `pending`, created at `at`.
+    pub fn create(self, id: i64, agent_name: String, at: Timestamp) -> Campaign {
+        Campaign {
+            id,
+            agent: AgentRef { id: self.agent_id, name: agent_name },
+            integration: IntegrationRef { id: self.integration_id, channel: self.channel },
+            status: CampaignStatus::Pending,
+            archived: false,
+            created_at: super::whole_seconds(at),
+            started_at: None,
+            ended_at: None,
+            settings: self.settings,
+            current_iteration: 0,
+            last_iteration_at: None,
+            next_cycle_at: None,
+            paused_in_cooldown: false,
+            counters: CampaignCounters::default(),
+        }
+    }
+}
+
 /// Why a create or update request was refused.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CampaignError {
@@ -480,6 +523,12 @@ fn parse_uuid(field: &str, text: &str) -> Result<Uuid, Violation> {
 }
 
 impl Campaign {
+    /// Whether a change made while the campaign was at `iteration_before` started a later
+    /// iteration (activating or resuming out of a cooldown): its contacts must be queued again.
+    pub fn began_iteration_since(&self, iteration_before: i64) -> bool {
+        iteration_before >= 1 && self.current_iteration > iteration_before
+    }
+
     /// Applies an update request (§2.7); on error the campaign is left unchanged.
     pub fn apply_update(&mut self, input: &CampaignInput) -> Result<(), CampaignError> {
         if self.status == CampaignStatus::Finished {
@@ -902,6 +951,76 @@ fn parse_date(field: &str, text: &str) -> Result<jiff::civil::Date, Violation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings(message_limit: i64, concurrency_limit: Option<i64>) -> CampaignSettings {
+        CampaignSettings { message_limit, concurrency_limit, ..CampaignSettings::defaults(Channel::PhoneCall) }
+    }
+
+    proptest::proptest! {
+        /// A claim takes the least of what is asked, what the rolling day leaves and what the
+        /// concurrency leaves, and never less than nothing.
+        #[test]
+        fn claim_room_is_the_tightest_budget(
+            wanted in 0_i64..10_000, limit in 1_i64..10_000, started in 0_i64..12_000,
+            concurrency in proptest::option::of(1_i64..500), in_flight in 0_i64..600,
+        ) {
+            let room = settings(limit, concurrency).claim_room(wanted, started, in_flight);
+            let expected = wanted.min(limit - started).min(concurrency.map_or(i64::MAX, |c| c - in_flight)).max(0);
+            proptest::prop_assert_eq!(room, expected);
+        }
+    }
+
+    #[test]
+    fn claim_room_edges() {
+        assert_eq!(settings(250, Some(10)).claim_room(100, 249, 9), 1, "one left of the day and of the concurrency");
+        assert_eq!(settings(250, Some(10)).claim_room(100, 250, 0), 0, "the day's limit reached");
+        assert_eq!(settings(250, Some(10)).claim_room(100, 0, 12), 0, "more in flight than the limit (lowered meanwhile)");
+        assert_eq!(settings(250, None).claim_room(100, 0, 1_000), 100, "no concurrency limit");
+        assert_eq!(settings(250, None).concurrency_room(5), i64::MAX);
+    }
+
+    #[test]
+    fn a_whatsapp_retry_after_a_failed_send_uses_the_alternative_template() {
+        let mut whatsapp = CampaignSettings::defaults(Channel::Whatsapp);
+        whatsapp.template = Some("first".to_owned());
+        assert_eq!(whatsapp.template_for(Channel::Whatsapp, 1).as_deref(), Some("first"), "no alternative: the same template");
+        whatsapp.template_alt = Some("second".to_owned());
+        assert_eq!(whatsapp.template_for(Channel::Whatsapp, 0).as_deref(), Some("first"));
+        assert_eq!(whatsapp.template_for(Channel::Whatsapp, 1).as_deref(), Some("second"));
+        assert_eq!(whatsapp.template_for(Channel::PhoneCall, 1), None);
+    }
+
+    #[test]
+    fn status_sets_and_transitions_named_once() {
+        assert_eq!(ContactStatus::UNFINISHED, [ContactStatus::Queue, ContactStatus::Sending, ContactStatus::Retrying]);
+        assert!(CampaignStatus::ALL.iter().all(|s| s.accepts_contacts() == (*s != CampaignStatus::Finished)));
+        assert_eq!(CampaignStatus::Pending.with_contacts(), CampaignStatus::Ready);
+        assert_eq!(CampaignStatus::Active.with_contacts(), CampaignStatus::Active);
+        let cycles = CyclesConfig { filter_statuses: vec![ContactStatus::Answered, ContactStatus::Converted], ..CyclesConfig::default() };
+        assert_eq!(cycles.statuses_left_alone(), [ContactStatus::Converted, ContactStatus::Sending, ContactStatus::Answered]);
+    }
+
+    #[test]
+    fn a_new_campaign_needs_its_agent_and_that_agent_s_integration_of_its_channel() {
+        let agent = Uuid::from_u128(1);
+        let new = NewCampaign {
+            agent_id: agent,
+            integration_id: "iph_1".to_owned(),
+            channel: Channel::PhoneCall,
+            settings: CampaignSettings::defaults(Channel::PhoneCall),
+        };
+        assert_eq!(new.check_references(Some("bot"), Some((agent, Channel::PhoneCall))), Ok("bot"));
+        assert_eq!(new.check_references(None, Some((agent, Channel::PhoneCall))), Err(ReferenceError::AgentNotFound));
+        assert_eq!(new.check_references(Some("bot"), None), Err(ReferenceError::IntegrationNotFound));
+        assert_eq!(
+            new.check_references(Some("bot"), Some((Uuid::from_u128(2), Channel::PhoneCall))),
+            Err(ReferenceError::IntegrationNotFound)
+        );
+        assert_eq!(
+            new.check_references(Some("bot"), Some((agent, Channel::Whatsapp))),
+            Err(ReferenceError::WrongIntegrationType(Channel::Whatsapp))
+        );
+    }
     use crate::domain::schedule::{DayWindow, TimeOfDay};
 
     fn campaign(status: CampaignStatus) -> Campaign {

@@ -252,6 +252,67 @@ pub struct Contact {
 mod tests {
     use super::*;
 
+    fn contact(phone: &str) -> BatchItem {
+        Ok(NewContact {
+            phone: phone.to_owned(),
+            name: None,
+            context: None,
+            extracted_data: serde_json::Map::new(),
+            f_id: None,
+            tags: Vec::new(),
+        })
+    }
+
+    /// Stores a plan as a store would: new numbers get ids after the existing ones.
+    fn run(items: &[BatchItem], existing: &[&str], if_duplicate: IfDuplicate) -> (Vec<i64>, Vec<(ItemStatus, Option<i64>)>) {
+        let mut ids: HashMap<String, i64> = existing.iter().enumerate().map(|(i, p)| ((*p).to_owned(), i as i64 + 1)).collect();
+        let plan = BatchPlan::new(items, |phone| ids.contains_key(phone));
+        let first_new = ids.len() as i64 + 1;
+        ids.extend(plan.new.iter().enumerate().map(|(i, c)| (c.phone.clone(), first_new + i as i64)));
+        let (updates, results) = plan.resolve(&ids, if_duplicate);
+        (updates.iter().map(|(id, _)| *id).collect(), results.iter().map(|r| (r.status, r.id)).collect())
+    }
+
+    #[test]
+    fn the_first_item_of_a_new_number_creates_it_and_later_ones_are_duplicates() {
+        let items = [contact("+1"), contact("+2"), contact("+1"), Err((ItemError::InvalidPhoneNumber, "x".to_owned())), contact("+9")];
+        let (updates, results) = run(&items, &["+9"], IfDuplicate::Skip);
+        assert!(updates.is_empty());
+        assert_eq!(
+            results,
+            [
+                (ItemStatus::Created, Some(2)),
+                (ItemStatus::Created, Some(3)),
+                (ItemStatus::SkippedDuplicate, Some(2)),
+                (ItemStatus::Failed, None),
+                (ItemStatus::SkippedDuplicate, Some(1)),
+            ]
+        );
+        let (updates, results) = run(&items, &["+9"], IfDuplicate::Update);
+        assert_eq!(updates, [2, 1], "the batch's own repeat and the existing number are overwritten, in order");
+        assert_eq!(results[2].0, ItemStatus::Updated);
+        assert_eq!(results[4].0, ItemStatus::Updated);
+    }
+
+    proptest::proptest! {
+        /// Every item has one result, in order; each number is created at most once and only
+        /// when the campaign did not have it.
+        #[test]
+        fn a_batch_plan_accounts_for_every_item(phones in proptest::collection::vec(0_u8..6, 0..40), existing in proptest::collection::vec(0_u8..6, 0..4)) {
+            let items: Vec<BatchItem> = phones.iter().map(|p| contact(&format!("+{p}"))).collect();
+            let existing: Vec<String> = existing.iter().map(|p| format!("+{p}")).collect();
+            let existing: Vec<&str> = existing.iter().map(String::as_str).collect();
+            let (_, results) = run(&items, &existing, IfDuplicate::Skip);
+            proptest::prop_assert_eq!(results.len(), items.len());
+            let mut distinct: Vec<&u8> = phones.iter().collect();
+            distinct.sort();
+            distinct.dedup();
+            let new = distinct.iter().filter(|p| !existing.contains(&format!("+{p}").as_str())).count();
+            proptest::prop_assert_eq!(results.iter().filter(|(s, _)| *s == ItemStatus::Created).count(), new);
+            proptest::prop_assert!(results.iter().all(|(_, id)| id.is_some()));
+        }
+    }
+
     #[test]
     fn numbers_without_plus_are_read_in_the_campaign_region() {
         let mx = region_of_timezone("America/Mexico_City");

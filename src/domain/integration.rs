@@ -121,6 +121,21 @@ pub struct NewIntegration {
     pub config: ProviderConfig,
 }
 
+impl NewIntegration {
+    /// The integration, with a new id and signing secret, created at `at`.
+    pub fn create(self, at: jiff::Timestamp) -> Integration {
+        Integration {
+            id: super::ids::new_integration_id(self.channel),
+            agent_id: self.agent_id,
+            channel: self.channel,
+            provider: self.provider,
+            config: self.config,
+            secret: super::ids::new_signing_secret(),
+            created_at: super::whole_seconds(at),
+        }
+    }
+}
+
 pub fn parse_new_integration(input: &IntegrationInput) -> Result<NewIntegration, Vec<Violation>> {
     let mut violations = Violations::default();
     let agent_id =

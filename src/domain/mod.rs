@@ -11,3 +11,9 @@ pub mod outcome;
 pub mod schedule;
 pub mod validation;
 pub mod window;
+
+/// `at` without its fraction of a second: resources keep their times in whole seconds, and a
+/// response must show what a later read will.
+pub fn whole_seconds(at: jiff::Timestamp) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(at.as_second()).unwrap_or(at)
+}

@@ -194,3 +194,115 @@ pub fn apply_events(
     }
     (outcomes, deltas)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).expect("a time")
+    }
+
+    fn call(status: AttemptStatus) -> AttemptState {
+        AttemptState {
+            campaign_id: 7,
+            contact_id: 70,
+            channel: Channel::PhoneCall,
+            integration_id: "iph_1".to_owned(),
+            campaign_finished: false,
+            voicemail_retries: 1,
+            status,
+            open: true,
+            changed: false,
+            answered_by: None,
+            converted: false,
+            started_at: None,
+            ended_at: None,
+            sent_at: None,
+            delivered_at: None,
+            read_at: None,
+            duration: None,
+            billed_duration: None,
+            ended_by: None,
+            ended_reason: None,
+            extracted_data: None,
+            tags: None,
+        }
+    }
+
+    fn sending(current_attempt: &str) -> ContactState {
+        ContactState {
+            progress: ContactProgress { status: ContactStatus::Sending, retries: 0, failed_retries: 0, next_attempt_at: None },
+            last_attempt_id: Some(current_attempt.to_owned()),
+            processed: false,
+            answered: false,
+            billed_duration: 0,
+            data: None,
+            changed: false,
+        }
+    }
+
+    fn ended(attempt_id: &str, by: AnsweredBy) -> AttemptEvent {
+        AttemptEvent {
+            status: AttemptStatus::Ended,
+            answered_by: Some(by),
+            billed_duration: Some(30),
+            ..AttemptEvent::failed(attempt_id.to_owned(), "unused")
+        }
+    }
+
+    #[test]
+    fn a_call_answered_by_a_person_closes_once_and_counts_once() {
+        let mut attempts = HashMap::from([("a1".to_owned(), call(AttemptStatus::Ringing))]);
+        let mut contacts = HashMap::from([(70, sending("a1"))]);
+        let events = [ended("a1", AnsweredBy::Human), ended("a1", AnsweredBy::Human)];
+        let (outcomes, deltas) = apply_events(&mut attempts, &mut contacts, None, &events, at(), RetrySettings::default());
+
+        assert_eq!(outcomes, [EventOutcome::Applied, EventOutcome::Ignored], "a repeated final event changes nothing");
+        let delta = &deltas[&7];
+        assert_eq!((delta.in_flight, delta.calls, delta.calls_human, delta.contacts_processed, delta.contacts_answered), (-1, 1, 1, 1, 1));
+        assert_eq!((delta.statuses[&ContactStatus::Sending], delta.statuses[&ContactStatus::Answered]), (-1, 1));
+        let contact = &contacts[&70];
+        assert_eq!((contact.progress.status, contact.billed_duration, contact.changed), (ContactStatus::Answered, 30, true));
+        assert!(!attempts["a1"].open);
+    }
+
+    #[test]
+    fn events_of_unknown_or_foreign_attempts_change_nothing() {
+        let mut attempts = HashMap::from([("a1".to_owned(), call(AttemptStatus::Queued))]);
+        let mut contacts = HashMap::from([(70, sending("a1"))]);
+        let events = [ended("nope", AnsweredBy::Human), ended("a1", AnsweredBy::Human)];
+        let (outcomes, deltas) = apply_events(&mut attempts, &mut contacts, Some("iph_other"), &events, at(), RetrySettings::default());
+        assert_eq!(outcomes, [EventOutcome::UnknownAttempt, EventOutcome::UnknownAttempt]);
+        assert!(deltas.is_empty());
+        assert!(!attempts["a1"].changed && !contacts[&70].changed);
+    }
+
+    #[test]
+    fn a_late_event_of_an_earlier_attempt_closes_it_but_leaves_the_contact_alone() {
+        let mut attempts = HashMap::from([("old".to_owned(), call(AttemptStatus::InProgress))]);
+        let mut contacts = HashMap::from([(70, sending("new"))]);
+        let (outcomes, deltas) =
+            apply_events(&mut attempts, &mut contacts, None, &[ended("old", AnsweredBy::Machine)], at(), RetrySettings::default());
+        assert_eq!(outcomes, [EventOutcome::Applied]);
+        assert_eq!((deltas[&7].in_flight, deltas[&7].calls_machine), (-1, 1));
+        assert!(deltas[&7].statuses.is_empty(), "the contact's status is its current attempt's");
+        assert_eq!(contacts[&70].progress.status, ContactStatus::Sending);
+    }
+
+    #[test]
+    fn data_and_tags_merge_into_the_attempt_and_the_contact_without_repeats() {
+        let mut attempts = HashMap::from([("a1".to_owned(), call(AttemptStatus::Ringing))]);
+        let mut contact = sending("a1");
+        contact.data = Some(ContactData { extracted_data: Map::new(), tags: vec!["vip".to_owned()] });
+        let mut contacts = HashMap::from([(70, contact)]);
+        let mut event = ended("a1", AnsweredBy::Human);
+        event.tags = Some(vec!["vip".to_owned(), "paid".to_owned()]);
+        event.extracted_data = Some(Map::from_iter([("amount".to_owned(), Value::from(12))]));
+        apply_events(&mut attempts, &mut contacts, None, &[event], at(), RetrySettings::default());
+        let data = contacts[&70].data.as_ref().expect("read with data");
+        assert_eq!(data.tags, ["vip", "paid"]);
+        assert_eq!(data.extracted_data["amount"], 12);
+        assert_eq!(attempts["a1"].tags.as_deref(), Some(&["vip".to_owned(), "paid".to_owned()][..]));
+    }
+}

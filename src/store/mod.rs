@@ -15,7 +15,9 @@ use uuid::Uuid;
 
 use crate::domain::agent::Agent;
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, RetrySettings};
-use crate::domain::campaign::{Campaign, CampaignError, CampaignStatus, Channel, ContactStatus, LifecycleError, NewCampaign};
+use crate::domain::campaign::{
+    Campaign, CampaignError, CampaignStatus, Channel, ContactStatus, LifecycleError, NewCampaign, ReferenceError,
+};
 pub use crate::domain::contact::{BatchItem, ItemResult, ItemStatus};
 use crate::domain::contact::{Contact, IfDuplicate};
 use crate::domain::ids::NewApiKey;
@@ -147,6 +149,16 @@ pub enum CreateCampaignOutcome {
     IntegrationNotFound,
     /// The integration's real channel differs from `integration_type`.
     WrongIntegrationType(Channel),
+}
+
+impl From<ReferenceError> for CreateCampaignOutcome {
+    fn from(error: ReferenceError) -> Self {
+        match error {
+            ReferenceError::AgentNotFound => CreateCampaignOutcome::AgentNotFound,
+            ReferenceError::IntegrationNotFound => CreateCampaignOutcome::IntegrationNotFound,
+            ReferenceError::WrongIntegrationType(channel) => CreateCampaignOutcome::WrongIntegrationType(channel),
+        }
+    }
 }
 
 pub enum Modified {

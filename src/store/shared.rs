@@ -154,6 +154,15 @@ pub(crate) fn integration_from_row(row: &impl StoredRow) -> StoreResult<Integrat
     })
 }
 
+/// The owner and channel of the integration a new campaign names, read as `integration_agent`
+/// and `channel` (NULL when there is no such integration).
+pub(crate) fn integration_ref(row: &impl StoredRow) -> StoreResult<Option<(Uuid, Channel)>> {
+    match (row.opt_text("integration_agent")?, row.opt_text("channel")?) {
+        (Some(owner), Some(channel)) => Ok(Some((parse_uuid(&owner)?, parse_channel(&channel)?))),
+        _ => Ok(None),
+    }
+}
+
 pub(crate) fn opt_millis(row: &impl StoredRow, column: &str) -> StoreResult<Option<Timestamp>> {
     row.opt_int(column)?.map(from_millis).transpose()
 }

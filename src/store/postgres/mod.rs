@@ -15,8 +15,8 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::shared::{
-    CampaignPaging, Neighbours, SqlValue, agent_from_row, campaign_conditions, campaign_from_row, config_json, idempotency_record,
-    integration_from_row, opt_seconds, opt_to_seconds, pack_body, parse_channel,
+    CampaignPaging, Neighbours, SqlValue, StoredRow, agent_from_row, campaign_conditions, campaign_from_row, config_json,
+    idempotency_record, integration_from_row, integration_ref, opt_seconds, opt_to_seconds, pack_body, parse_channel,
 };
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, AttemptPage, AttemptQuery, BatchItem, CampaignChange, CampaignCursor, CampaignFilter,
@@ -26,11 +26,10 @@ use super::{
 };
 use super::{CallbackStore, EngineStore, Health, IdempotencyStore, KeyAdmin, KeyStore, RateLimitStore, TenantStore};
 use crate::domain::agent::Agent;
-use crate::domain::analytics::CampaignCounters;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
-use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, ContactStatus, IntegrationRef, NewCampaign};
+use crate::domain::campaign::{Campaign, CampaignStatus, Channel, ContactStatus, NewCampaign};
 use crate::domain::contact::IfDuplicate;
-use crate::domain::ids::{NewApiKey, new_integration_id, new_signing_secret};
+use crate::domain::ids::NewApiKey;
 use crate::domain::integration::{Integration, NewIntegration};
 
 mod contacts;
@@ -216,7 +215,7 @@ impl KeyAdmin for PostgresStore {
 #[async_trait]
 impl TenantStore for PostgresStore {
     async fn create_agent(&self, org: OrgId, name: &str, at: Timestamp, record: Option<ResponseRecorder<Agent>>) -> StoreResult<Agent> {
-        let agent = Agent { id: Uuid::new_v4(), name: name.to_owned(), created_at: from_seconds(to_seconds(at))? };
+        let agent = Agent::new(name.to_owned(), at);
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO agents (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(agent.id.to_string())
@@ -254,15 +253,7 @@ impl TenantStore for PostgresStore {
         at: Timestamp,
         record: Option<ResponseRecorder<Integration>>,
     ) -> StoreResult<Integration> {
-        let integration = Integration {
-            id: new_integration_id(new.channel),
-            agent_id: new.agent_id,
-            channel: new.channel,
-            provider: new.provider,
-            config: new.config,
-            secret: new_signing_secret(),
-            created_at: from_seconds(to_seconds(at))?,
-        };
+        let integration = new.create(at);
         let config = config_json(&integration.config)?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -304,9 +295,8 @@ impl TenantStore for PostgresStore {
         record: Option<ResponseRecorder<CreateCampaignOutcome>>,
     ) -> StoreResult<CreateCampaignOutcome> {
         let settings_json = serde_json::to_string(&new.settings)?;
-        let created_at = from_seconds(to_seconds(at))?;
         let mut tx = self.pool.begin().await?;
-        let outcome = insert_campaign(&mut tx, org, new, settings_json, created_at).await?;
+        let outcome = insert_campaign(&mut tx, org, new, settings_json, at).await?;
         record_response(&mut tx, record, &outcome).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -366,8 +356,7 @@ impl TenantStore for PostgresStore {
                 match change(&mut campaign) {
                     Err(refusal) => Modified::Refused(refusal),
                     Ok(()) => {
-                        // Activating or resuming out of a cooldown starts the next iteration.
-                        if iteration >= 1 && campaign.current_iteration > iteration {
+                        if campaign.began_iteration_since(iteration) {
                             engine::queue_eligible_contacts(&mut tx, &campaign).await?;
                             campaign = reload_campaign(&mut tx, campaign).await?;
                         }
@@ -588,7 +577,7 @@ async fn insert_campaign(
     org: OrgId,
     new: NewCampaign,
     settings_json: String,
-    created_at: Timestamp,
+    at: Timestamp,
 ) -> StoreResult<CreateCampaignOutcome> {
     let row = sqlx::query(
         "SELECT a.name AS agent_name, i.channel, i.agent_id AS integration_agent FROM agents a \
@@ -599,48 +588,24 @@ async fn insert_campaign(
     .bind(new.agent_id.to_string())
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(row) = row else { return Ok(CreateCampaignOutcome::AgentNotFound) };
-    let agent_id = new.agent_id.to_string();
-    let (Some(channel), Some(owner)) =
-        (row.try_get::<Option<String>, _>("channel")?, row.try_get::<Option<String>, _>("integration_agent")?)
-    else {
-        return Ok(CreateCampaignOutcome::IntegrationNotFound);
+    let found = row.map(|row| Ok::<_, StoreError>((row.text("agent_name")?, integration_ref(&row)?))).transpose()?;
+    let agent_name = match new.check_references(found.as_ref().map(|(name, _)| name.as_str()), found.as_ref().and_then(|(_, i)| *i)) {
+        Ok(name) => name.to_owned(),
+        Err(refused) => return Ok(refused.into()),
     };
-    if owner != agent_id {
-        return Ok(CreateCampaignOutcome::IntegrationNotFound);
-    }
-    let channel = parse_channel(&channel)?;
-    if channel != new.channel {
-        return Ok(CreateCampaignOutcome::WrongIntegrationType(channel));
-    }
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO campaigns (org_id, agent_id, integration_id, channel, status, created_at, settings) \
          VALUES ($1, $2, $3, $4, 'pending', $5, $6) RETURNING id",
     )
     .bind(org)
-    .bind(&agent_id)
+    .bind(new.agent_id.to_string())
     .bind(&new.integration_id)
-    .bind(channel.as_str())
-    .bind(to_seconds(created_at))
+    .bind(new.channel.as_str())
+    .bind(to_seconds(at))
     .bind(settings_json)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(CreateCampaignOutcome::Created(Box::new(Campaign {
-        id,
-        agent: AgentRef { id: new.agent_id, name: row.try_get("agent_name")? },
-        integration: IntegrationRef { id: new.integration_id, channel },
-        status: CampaignStatus::Pending,
-        archived: false,
-        created_at,
-        started_at: None,
-        ended_at: None,
-        settings: new.settings,
-        current_iteration: 0,
-        last_iteration_at: None,
-        next_cycle_at: None,
-        paused_in_cooldown: false,
-        counters: CampaignCounters::default(),
-    })))
+    Ok(CreateCampaignOutcome::Created(Box::new(new.create(id, agent_name, at))))
 }
 
 pub(super) async fn update_campaign(conn: &mut PgConnection, campaign: &Campaign) -> StoreResult<()> {

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::shared::{
     CampaignPaging, Neighbours, SqlValue, StoredRow, agent_from_row, campaign_conditions, campaign_from_row, config_json,
-    idempotency_record, integration_from_row, opt_seconds, opt_to_seconds, pack_body, parse_channel,
+    idempotency_record, integration_from_row, integration_ref, opt_seconds, opt_to_seconds, pack_body, parse_channel,
 };
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, BatchItem, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ContactLookup,
@@ -34,11 +34,10 @@ use super::{
 use super::{AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, RunningCampaign};
 use super::{CallbackStore, EngineStore, Health, IdempotencyStore, KeyAdmin, KeyStore, RateLimitStore, TenantStore};
 use crate::domain::agent::Agent;
-use crate::domain::analytics::CampaignCounters;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
-use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, ContactStatus, IntegrationRef, NewCampaign};
+use crate::domain::campaign::{Campaign, CampaignStatus, Channel, ContactStatus, NewCampaign};
 use crate::domain::contact::IfDuplicate;
-use crate::domain::ids::{NewApiKey, new_integration_id, new_signing_secret};
+use crate::domain::ids::NewApiKey;
 use crate::domain::integration::{Integration, NewIntegration};
 
 mod contacts;
@@ -554,7 +553,7 @@ impl KeyAdmin for SqliteStore {
 #[async_trait]
 impl TenantStore for SqliteStore {
     async fn create_agent(&self, org: OrgId, name: &str, at: Timestamp, record: Option<ResponseRecorder<Agent>>) -> StoreResult<Agent> {
-        let agent = Agent { id: Uuid::new_v4(), name: name.to_owned(), created_at: from_seconds(to_seconds(at))? };
+        let agent = Agent::new(name.to_owned(), at);
         self.write_recorded(record, move |conn| {
             conn.prepare_cached("INSERT INTO agents (id, org_id, name, created_at) VALUES (?, ?, ?, ?)")?.execute(params![
                 agent.id.to_string(),
@@ -590,15 +589,7 @@ impl TenantStore for SqliteStore {
         at: Timestamp,
         record: Option<ResponseRecorder<Integration>>,
     ) -> StoreResult<Integration> {
-        let integration = Integration {
-            id: new_integration_id(new.channel),
-            agent_id: new.agent_id,
-            channel: new.channel,
-            provider: new.provider,
-            config: new.config,
-            secret: new_signing_secret(),
-            created_at: from_seconds(to_seconds(at))?,
-        };
+        let integration = new.create(at);
         let config = config_json(&integration.config)?;
         self.write_recorded(record, move |conn| {
             conn.prepare_cached(
@@ -641,8 +632,7 @@ impl TenantStore for SqliteStore {
         record: Option<ResponseRecorder<CreateCampaignOutcome>>,
     ) -> StoreResult<CreateCampaignOutcome> {
         let settings_json = serde_json::to_string(&new.settings)?;
-        let created_at = from_seconds(to_seconds(at))?;
-        self.write_recorded(record, move |conn| insert_campaign(conn, org, new, settings_json, created_at)).await
+        self.write_recorded(record, move |conn| insert_campaign(conn, org, new, settings_json, at)).await
     }
 
     async fn get_campaign(&self, org: OrgId, id: i64) -> StoreResult<Option<Campaign>> {
@@ -675,8 +665,7 @@ impl TenantStore for SqliteStore {
             if let Err(refusal) = change(&mut campaign) {
                 return Ok(Modified::Refused(refusal));
             }
-            // Activating or resuming out of a cooldown starts the next iteration.
-            if iteration >= 1 && campaign.current_iteration > iteration {
+            if campaign.began_iteration_since(iteration) {
                 engine::queue_eligible_contacts(conn, &campaign)?;
                 campaign = reload_campaign(conn, campaign)?;
             }
@@ -845,47 +834,24 @@ fn insert_campaign(
     org: OrgId,
     new: NewCampaign,
     settings_json: String,
-    created_at: Timestamp,
+    at: Timestamp,
 ) -> StoreResult<CreateCampaignOutcome> {
-    let agent_id = new.agent_id.to_string();
     let found = first_row(
         conn,
         "SELECT a.name AS agent_name, i.channel, i.agent_id AS integration_agent FROM agents a \
          LEFT JOIN integrations i ON i.id = ? AND i.org_id = a.org_id WHERE a.org_id = ? AND a.id = ?",
-        params![new.integration_id, org, agent_id],
-        |row| Ok((row.text("agent_name")?, row.opt_text("channel")?, row.opt_text("integration_agent")?)),
+        params![new.integration_id, org, new.agent_id.to_string()],
+        |row| Ok((row.text("agent_name")?, integration_ref(row)?)),
     )?;
-    let Some((agent_name, channel, owner)) = found else { return Ok(CreateCampaignOutcome::AgentNotFound) };
-    let (Some(channel), Some(owner)) = (channel, owner) else {
-        return Ok(CreateCampaignOutcome::IntegrationNotFound);
+    let agent_name = match new.check_references(found.as_ref().map(|(name, _)| name.as_str()), found.as_ref().and_then(|(_, i)| *i)) {
+        Ok(name) => name.to_owned(),
+        Err(refused) => return Ok(refused.into()),
     };
-    if owner != agent_id {
-        return Ok(CreateCampaignOutcome::IntegrationNotFound);
-    }
-    let channel = parse_channel(&channel)?;
-    if channel != new.channel {
-        return Ok(CreateCampaignOutcome::WrongIntegrationType(channel));
-    }
     conn.prepare_cached(
         "INSERT INTO campaigns (org_id, agent_id, integration_id, channel, status, created_at, settings) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
     )?
-    .execute(params![org, agent_id, new.integration_id, channel.as_str(), to_seconds(created_at), settings_json])?;
-    Ok(CreateCampaignOutcome::Created(Box::new(Campaign {
-        id: conn.last_insert_rowid(),
-        agent: AgentRef { id: new.agent_id, name: agent_name },
-        integration: IntegrationRef { id: new.integration_id, channel },
-        status: CampaignStatus::Pending,
-        archived: false,
-        created_at,
-        started_at: None,
-        ended_at: None,
-        settings: new.settings,
-        current_iteration: 0,
-        last_iteration_at: None,
-        next_cycle_at: None,
-        paused_in_cooldown: false,
-        counters: CampaignCounters::default(),
-    })))
+    .execute(params![org, new.agent_id.to_string(), new.integration_id, new.channel.as_str(), to_seconds(at), settings_json])?;
+    Ok(CreateCampaignOutcome::Created(Box::new(new.create(conn.last_insert_rowid(), agent_name, at))))
 }
 
 pub(super) fn update_campaign(conn: &Connection, campaign: &Campaign) -> StoreResult<()> {
