@@ -51,8 +51,7 @@ pub async fn create_agent(
     JsonBody(input): JsonBody<AgentInput>,
 ) -> ApiResult<Reply> {
     let name = parse_agent_name(&input).map_err(|v| ApiError::violations(vec![v]))?;
-    let agent = app.store.create_agent(tenant.org_id, &name, app.clock.now(), recording.recorder(created_reply)).await?;
-    Ok(recording.reply(created_reply, &agent))
+    recording.respond(created_reply, |record| app.store.create_agent(tenant.org_id, &name, app.clock.now(), record)).await
 }
 
 fn created_reply(agent: &Agent) -> Reply {

@@ -148,8 +148,7 @@ pub async fn create_campaign(
     JsonBody(input): JsonBody<CampaignInput>,
 ) -> ApiResult<Reply> {
     let new = parse_new_campaign(&input)?;
-    let outcome = app.store.create_campaign(tenant.org_id, new, app.clock.now(), recording.recorder(created_reply)).await?;
-    Ok(recording.reply(created_reply, &outcome))
+    recording.respond(created_reply, |record| app.store.create_campaign(tenant.org_id, new, app.clock.now(), record)).await
 }
 
 fn created_reply(outcome: &CreateCampaignOutcome) -> Reply {
@@ -248,8 +247,7 @@ pub async fn campaign_action(
     })?;
     let now = app.clock.now();
     let change = Box::new(move |campaign: &mut Campaign| campaign.apply_action(action, now).map_err(Refusal::Lifecycle));
-    let outcome = app.store.modify_campaign(tenant.org_id, id, change, recording.recorder(modified_reply)).await?;
-    Ok(recording.reply(modified_reply, &outcome))
+    recording.respond(modified_reply, |record| app.store.modify_campaign(tenant.org_id, id, change, record)).await
 }
 
 /// The reply to an update or an action: the campaign, or why it was refused.

@@ -118,9 +118,8 @@ pub async fn add_contacts(
         .enumerate()
         .map(|(index, item)| parse_item(index, item, region).map_err(|e| ApiError::invalid(e.field, e.message)))
         .collect::<ApiResult<Vec<BatchItem>>>()?;
-    let outcome =
-        app.store.add_contacts(tenant.org_id, id, items, input.if_duplicate, app.clock.now(), recording.recorder(batch_reply)).await?;
-    Ok(recording.reply(batch_reply, &outcome))
+    let if_duplicate = input.if_duplicate;
+    recording.respond(batch_reply, |record| app.store.add_contacts(tenant.org_id, id, items, if_duplicate, app.clock.now(), record)).await
 }
 
 fn finished() -> ApiError {

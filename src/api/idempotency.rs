@@ -224,8 +224,9 @@ impl IntoResponse for Reply {
     }
 }
 
-/// Lets a handler record its reply with its writes. `render` must be the function that makes the
-/// reply the handler then sends; the reply rendered for the record is the one sent (rendered once).
+/// A handler's side of an Idempotency-Key: [`Recording::respond`] runs the handler's write with
+/// the recorder that stores its reply in the same transaction (when the request has a key), and
+/// answers with that same reply (rendered once).
 pub struct Recording {
     claim: Option<IdempotencyClaim>,
     rendered: Arc<Mutex<Option<Reply>>>,
@@ -240,7 +241,21 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Recording {
 }
 
 impl Recording {
-    pub fn recorder<T: 'static>(&self, render: fn(&T) -> Reply) -> Option<ResponseRecorder<T>> {
+    /// Runs `write` (a store call given the recorder) and answers with `render` of its outcome.
+    pub async fn respond<T, W>(
+        self,
+        render: fn(&T) -> Reply,
+        write: impl FnOnce(Option<ResponseRecorder<T>>) -> W,
+    ) -> Result<Reply, ApiError>
+    where
+        T: 'static,
+        W: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let outcome = write(self.recorder(render)).await?;
+        Ok(self.reply(render, &outcome))
+    }
+
+    fn recorder<T: 'static>(&self, render: fn(&T) -> Reply) -> Option<ResponseRecorder<T>> {
         let rendered = self.rendered.clone();
         self.claim.clone().map(|claim| ResponseRecorder {
             claim,
@@ -255,7 +270,7 @@ impl Recording {
 
     /// The reply for `value` (the one rendered for the record, if any), marked as already
     /// recorded when it was.
-    pub fn reply<T>(&self, render: fn(&T) -> Reply, value: &T) -> Reply {
+    fn reply<T>(&self, render: fn(&T) -> Reply, value: &T) -> Reply {
         let kept = self.rendered.lock().unwrap_or_else(|p| p.into_inner()).take();
         let mut reply = kept.unwrap_or_else(|| render(value));
         reply.recorded = self.claim.is_some() && is_kept(reply.status);

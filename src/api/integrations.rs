@@ -72,8 +72,7 @@ pub async fn create_integration(
             ApiError::new(StatusCode::NOT_FOUND, "AGENT_NOT_FOUND", format!("agent {} not found", new.agent_id)).with_field("agent_id")
         );
     }
-    let integration = app.store.create_integration(tenant.org_id, new, app.clock.now(), recording.recorder(created_reply)).await?;
-    Ok(recording.reply(created_reply, &integration))
+    recording.respond(created_reply, |record| app.store.create_integration(tenant.org_id, new, app.clock.now(), record)).await
 }
 
 fn created_reply(integration: &Integration) -> Reply {

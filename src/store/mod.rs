@@ -501,6 +501,7 @@ pub struct ResponseRecorder<T> {
     pub render: RenderResponse<T>,
 }
 
+/// Renders the response of a request from what its writes returned; `None` when it is not kept.
 pub type RenderResponse<T> = Box<dyn FnOnce(&T) -> Option<StoredResponse> + Send>;
 
 #[derive(Debug, Clone, PartialEq)]
