@@ -13,6 +13,7 @@ use super::extract::{JsonBody, QueryParams, Tenant, parse_id};
 use super::idempotency::{Recording, Reply};
 use crate::domain::campaign::{CampaignStatus, ContactStatus};
 use crate::domain::contact::{Contact, ContactBatchInput, ItemError, MAX_BATCH, parse_item, region_of_timezone};
+use crate::domain::timezone::TimeZone;
 use crate::store::{AddContactsOutcome, BatchItem, ContactLookup, DeleteOutcome, ItemStatus};
 
 pub const MAX_PAGE_INDEX: u32 = 25_000;
@@ -40,8 +41,8 @@ pub struct ContactView {
 }
 
 impl ContactView {
-    fn new(contact: Contact, timezone: &str) -> Self {
-        let zone = jiff::tz::TimeZone::get(timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    fn new(contact: Contact, timezone: &TimeZone) -> Self {
+        let zone = timezone.zone();
         ContactView {
             id: contact.id,
             f_id: contact.f_id,
@@ -111,7 +112,7 @@ pub async fn add_contacts(
     if campaign.status == CampaignStatus::Finished {
         return Err(finished());
     }
-    let region = region_of_timezone(&campaign.settings.timezone);
+    let region = region_of_timezone(campaign.settings.timezone.name());
     let items = input
         .contacts
         .iter()

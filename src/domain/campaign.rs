@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::analytics::CampaignCounters;
 use super::schedule::{WeekSchedule, WeekScheduleInput};
+use super::timezone::TimeZone;
 use super::validation::{self, Field, Violation, Violations, int_in_range};
 use super::window::DateRange;
 
@@ -241,7 +242,7 @@ impl Default for CyclesConfig {
 pub struct CampaignSettings {
     pub name: String,
     pub description: Option<String>,
-    pub timezone: String,
+    pub timezone: TimeZone,
     pub retries: i64,
     pub message_limit: i64,
     pub concurrency_limit: Option<i64>,
@@ -279,7 +280,7 @@ impl CampaignSettings {
         CampaignSettings {
             name: String::new(),
             description: None,
-            timezone: DEFAULT_TIMEZONE.to_owned(),
+            timezone: TimeZone::parse(DEFAULT_TIMEZONE).unwrap_or_else(|| unreachable!("the default zone is in the bundled database")),
             retries: 1,
             message_limit: 250,
             concurrency_limit: (channel == Channel::PhoneCall).then_some(10),
@@ -655,12 +656,12 @@ impl Campaign {
         match cycles.mode {
             CycleMode::Cooldown => now.saturating_add(jiff::SignedDuration::from_mins(cycles.cooldown_minutes)).ok(),
             CycleMode::Scheduled => {
-                let zone = jiff::tz::TimeZone::get(&self.settings.timezone).ok()?;
+                let zone = self.settings.timezone.zone();
                 let dates = DateRange { first: cycles.schedule_start_date, last: cycles.schedule_end_date };
                 let schedule = cycles.schedule.as_ref()?;
                 // One pass per opening: an iteration that ends inside a window waits for the next one.
-                let after_this_window = schedule.next_closing(&zone, now).unwrap_or(now);
-                schedule.next_opening(&zone, after_this_window, dates)
+                let after_this_window = schedule.next_closing(zone, now).unwrap_or(now);
+                schedule.next_opening(zone, after_this_window, dates)
             }
         }
     }
@@ -795,14 +796,9 @@ fn set_text(target: &mut Option<String>, field: &str, value: &Field<String>, min
     }
 }
 
-fn parse_timezone(name: &str) -> Result<String, Violation> {
-    let invalid = || Violation::new("timezone", format!("timezone must be an IANA zone name such as America/Mexico_City, got {name:?}"));
-    // Fixed offsets and POSIX strings are not zone names; only tz database entries are.
-    if name.is_empty() || name.starts_with(['+', '-']) {
-        return Err(invalid());
-    }
-    let zone = jiff::tz::TimeZone::get(name).map_err(|_| invalid())?;
-    Ok(zone.iana_name().unwrap_or(name).to_owned())
+fn parse_timezone(name: &str) -> Result<TimeZone, Violation> {
+    TimeZone::parse(name)
+        .ok_or_else(|| Violation::new("timezone", format!("timezone must be an IANA zone name such as America/Mexico_City, got {name:?}")))
 }
 
 fn create_cycles(
@@ -1076,7 +1072,7 @@ mod tests {
     #[test]
     fn scheduled_cycles_start_at_the_next_opening_between_their_dates() {
         let mut c = with_cycles(CycleMode::Scheduled);
-        c.settings.timezone = "UTC".into();
+        c.settings.timezone = TimeZone::parse("UTC").expect("a zone");
         let closed = DayWindow {
             start: TimeOfDay::parse("t", "09:00").expect("t"),
             stop: TimeOfDay::parse("t", "10:00").expect("t"),
@@ -1091,7 +1087,7 @@ mod tests {
         assert_eq!(c.next_cycle_at, "2026-05-30T09:00:00Z".parse().ok());
         // No opening left before the end date: finished.
         let mut ended = with_cycles(CycleMode::Scheduled);
-        ended.settings.timezone = "UTC".into();
+        ended.settings.timezone = TimeZone::parse("UTC").expect("a zone");
         ended.settings.cycles.schedule = c.settings.cycles.schedule.clone();
         ended.settings.cycles.schedule_end_date = "2026-05-29".parse().ok();
         ended.end_iteration(later(), true);

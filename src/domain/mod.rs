@@ -9,6 +9,7 @@ pub mod ids;
 pub mod integration;
 pub mod outcome;
 pub mod schedule;
+pub mod timezone;
 pub mod validation;
 pub mod window;
 

@@ -300,8 +300,5 @@ fn wants_to_dispatch(running: &RunningCampaign, now: Timestamp) -> bool {
 }
 
 fn window_open(campaign: &crate::domain::campaign::Campaign, now: Timestamp) -> bool {
-    match jiff::tz::TimeZone::get(&campaign.settings.timezone) {
-        Ok(zone) => campaign.settings.scheduling.is_open_at(&zone, now),
-        Err(_) => false,
-    }
+    campaign.settings.scheduling.is_open_at(campaign.settings.timezone.zone(), now)
 }

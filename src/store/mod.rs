@@ -23,6 +23,7 @@ use crate::domain::contact::{Contact, IfDuplicate};
 use crate::domain::ids::NewApiKey;
 use crate::domain::integration::{Integration, NewIntegration, ProviderConfig};
 pub use crate::domain::outcome::EventOutcome;
+use crate::domain::timezone::TimeZone;
 
 pub type OrgId = i64;
 
@@ -516,12 +517,12 @@ pub struct ContactPage {
     pub total_count: i64,
     pub contacts: Vec<Contact>,
     /// The campaign's timezone, in which `last_call_at` is shown.
-    pub timezone: String,
+    pub timezone: TimeZone,
 }
 
 #[derive(Debug, Clone)]
 pub enum ContactLookup {
-    Found { contact: Box<Contact>, timezone: String },
+    Found { contact: Box<Contact>, timezone: TimeZone },
     ContactNotFound,
     CampaignNotFound,
 }

@@ -18,6 +18,7 @@ use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, Conta
 use crate::domain::contact::Contact;
 use crate::domain::integration::{Integration, Provider, ProviderConfig};
 use crate::domain::outcome::{AttemptState, ContactData, ContactState};
+use crate::domain::timezone::TimeZone;
 
 pub(crate) const MINUTES_PER_DAY: i64 = 24 * 60;
 
@@ -161,6 +162,11 @@ pub(crate) fn integration_ref(row: &impl StoredRow) -> StoreResult<Option<(Uuid,
         (Some(owner), Some(channel)) => Ok(Some((parse_uuid(&owner)?, parse_channel(&channel)?))),
         _ => Ok(None),
     }
+}
+
+/// A time zone name as stored; a name that is not a zone is a corrupt row, never another zone.
+pub(crate) fn timezone_from(name: &str) -> StoreResult<TimeZone> {
+    TimeZone::parse(name).ok_or_else(|| StoreError::Corrupt(format!("bad time zone {name:?}")))
 }
 
 pub(crate) fn opt_millis(row: &impl StoredRow, column: &str) -> StoreResult<Option<Timestamp>> {

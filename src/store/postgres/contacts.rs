@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::postgres::PgConnection;
 
-use super::super::shared::{SETTINGS_TIMEZONE, contact_columns, contact_from_row, parse_campaign_status, parse_contact_status};
+use super::super::shared::{
+    SETTINGS_TIMEZONE, contact_columns, contact_from_row, parse_campaign_status, parse_contact_status, timezone_from,
+};
 use super::super::{AddContactsOutcome, BatchItem, ContactLookup, ContactPage, DeleteOutcome, OrgId, StoreResult};
 use super::engine::add_counts;
 use super::to_seconds;
@@ -198,7 +200,7 @@ pub(super) async fn list_contacts(
         .fetch_all(&mut *conn)
         .await?;
     let contacts = rows.iter().map(contact_from_row).collect::<StoreResult<Vec<_>>>()?;
-    Ok(Some(ContactPage { total_count, contacts, timezone: campaign.try_get("timezone")? }))
+    Ok(Some(ContactPage { total_count, contacts, timezone: timezone_from(campaign.try_get("timezone")?)? }))
 }
 
 pub(super) async fn get_contact(conn: &mut PgConnection, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<ContactLookup> {
@@ -209,6 +211,7 @@ pub(super) async fn get_contact(conn: &mut PgConnection, org: OrgId, campaign_id
         .fetch_optional(&mut *conn)
         .await?;
     let Some(timezone) = timezone else { return Ok(ContactLookup::CampaignNotFound) };
+    let timezone = timezone_from(&timezone)?;
     let query = concat!("SELECT ", contact_columns!(), " FROM contacts WHERE campaign_id = $1 AND id = $2");
     match sqlx::query(query).bind(campaign_id).bind(contact_id).fetch_optional(&mut *conn).await? {
         Some(row) => Ok(ContactLookup::Found { contact: Box::new(contact_from_row(&row)?), timezone }),

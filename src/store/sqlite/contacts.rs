@@ -6,7 +6,9 @@ use std::sync::LazyLock;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::super::shared::{SETTINGS_TIMEZONE, StoredRow, contact_columns, contact_from_row, parse_campaign_status, parse_contact_status};
+use super::super::shared::{
+    SETTINGS_TIMEZONE, StoredRow, contact_columns, contact_from_row, parse_campaign_status, parse_contact_status, timezone_from,
+};
 use super::super::{AddContactsOutcome, BatchItem, ContactLookup, ContactPage, DeleteOutcome, OrgId, StoreResult};
 use super::engine::add_counts;
 use super::{all_rows, first_row, to_seconds};
@@ -127,8 +129,9 @@ pub(super) fn list_contacts(
     page_size: u32,
     page_index: u32,
 ) -> StoreResult<Option<ContactPage>> {
-    let campaign =
-        first_row(conn, &CAMPAIGN_OF_CONTACTS, [org, campaign_id], |row| Ok((row.int("contact_count")?, row.text("timezone")?)))?;
+    let campaign = first_row(conn, &CAMPAIGN_OF_CONTACTS, [org, campaign_id], |row| {
+        Ok((row.int("contact_count")?, timezone_from(&row.text("timezone")?)?))
+    })?;
     let Some((contact_count, timezone)) = campaign else { return Ok(None) };
     let (limit, offset) = (i64::from(page_size), i64::from(page_size) * i64::from(page_index));
     let (total_count, contacts) = match status {
@@ -148,7 +151,7 @@ pub(super) fn list_contacts(
 }
 
 pub(super) fn get_contact(conn: &Connection, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<ContactLookup> {
-    let timezone = first_row(conn, &CAMPAIGN_OF_CONTACTS, [org, campaign_id], |row| row.text("timezone"))?;
+    let timezone = first_row(conn, &CAMPAIGN_OF_CONTACTS, [org, campaign_id], |row| timezone_from(&row.text("timezone")?))?;
     let Some(timezone) = timezone else { return Ok(ContactLookup::CampaignNotFound) };
     match first_row(conn, CONTACT_BY_ID, [campaign_id, contact_id], |row| contact_from_row(row))? {
         Some(contact) => Ok(ContactLookup::Found { contact: Box::new(contact), timezone }),
