@@ -30,7 +30,7 @@ pub struct AttemptContactView {
 
 impl From<AttemptContact> for AttemptContactView {
     fn from(c: AttemptContact) -> Self {
-        AttemptContactView { id: c.id, f_id: c.f_id, name: c.name, phone_number: c.phone, status: c.status }
+        AttemptContactView { id: c.id, f_id: c.f_id, name: c.name, phone_number: c.phone.into(), status: c.status }
     }
 }
 

@@ -47,7 +47,7 @@ impl ContactView {
             id: contact.id,
             f_id: contact.f_id,
             name: contact.name,
-            contact: contact.phone,
+            contact: contact.phone.into(),
             status: contact.status,
             context: contact.context,
             retries: contact.retries,

@@ -24,15 +24,42 @@ pub fn region_of_timezone(timezone: &str) -> Option<phonenumber::country::Id> {
     regions.get(timezone).and_then(|code| code.parse().ok())
 }
 
-/// Parses a phone number to E.164, or `None` when it is not a valid number.
-pub fn normalize_phone(raw: &str, region: Option<phonenumber::country::Id>) -> Option<String> {
-    let text = raw.trim();
-    if text.is_empty() || text.len() > 64 {
-        return None;
+/// A phone number in E.164 (`+525512345678`). Made only where a number comes in: parsed from
+/// what a client wrote ([`PhoneNumber::parse`]) or read back from storage
+/// ([`PhoneNumber::stored`]), so no later code checks one again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    /// A valid number written with `+` and its country code, or in the numbering plan of
+    /// `region`; `None` when it is not a valid number.
+    pub fn parse(raw: &str, region: Option<phonenumber::country::Id>) -> Option<PhoneNumber> {
+        let text = raw.trim();
+        if text.is_empty() || text.len() > 64 {
+            return None;
+        }
+        let region = if text.starts_with('+') { None } else { Some(region?) };
+        let number = phonenumber::parse(region, text).ok()?;
+        number.is_valid().then(|| PhoneNumber(number.format().mode(phonenumber::Mode::E164).to_string()))
     }
-    let region = if text.starts_with('+') { None } else { Some(region?) };
-    let number = phonenumber::parse(region, text).ok()?;
-    number.is_valid().then(|| number.format().mode(phonenumber::Mode::E164).to_string())
+
+    /// A number read back from storage, where only parsed numbers are written: its E.164 shape
+    /// (`+` and 6 to 15 digits) is checked, not its numbering plan again.
+    pub fn stored(text: String) -> Option<PhoneNumber> {
+        let digits = text.strip_prefix('+')?;
+        ((6..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())).then_some(PhoneNumber(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<PhoneNumber> for String {
+    fn from(phone: PhoneNumber) -> String {
+        phone.0
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -78,7 +105,7 @@ pub struct ContactBatchInput {
 /// A contact ready to be stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewContact {
-    pub phone: String,
+    pub phone: PhoneNumber,
     pub name: Option<String>,
     pub context: Option<String>,
     pub extracted_data: serde_json::Map<String, serde_json::Value>,
@@ -134,7 +161,7 @@ impl<'a> BatchPlan<'a> {
         let new = items
             .iter()
             .filter_map(|item| item.as_ref().ok())
-            .filter(|contact| !exists(&contact.phone) && seen.insert(contact.phone.as_str()))
+            .filter(|contact| !exists(contact.phone.as_str()) && seen.insert(contact.phone.as_str()))
             .collect();
         BatchPlan { items, new }
     }
@@ -155,7 +182,7 @@ impl<'a> BatchPlan<'a> {
                     ItemResult { index, status: ItemStatus::Failed, id: None, contact, error: Some(*error) }
                 }
                 Ok(contact) => {
-                    let id = ids.get(&contact.phone).copied();
+                    let id = ids.get(contact.phone.as_str()).copied();
                     let status = match (created.remove(contact.phone.as_str()), if_duplicate, id) {
                         (true, _, _) => ItemStatus::Created,
                         (false, IfDuplicate::Update, Some(id)) => {
@@ -164,7 +191,7 @@ impl<'a> BatchPlan<'a> {
                         }
                         (false, _, _) => ItemStatus::SkippedDuplicate,
                     };
-                    ItemResult { index, status, id, contact: Some(contact.phone.clone()), error: None }
+                    ItemResult { index, status, id, contact: Some(contact.phone.as_str().to_owned()), error: None }
                 }
             })
             .collect();
@@ -223,7 +250,7 @@ pub fn parse_item(
         Field::Value(raw) if !raw.trim().is_empty() => raw,
         _ => return Ok(Err((ItemError::MissingContact, String::new()))),
     };
-    Ok(match normalize_phone(raw, region) {
+    Ok(match PhoneNumber::parse(raw, region) {
         Some(phone) => Ok(NewContact { phone, name, context, extracted_data, f_id, tags }),
         None => Err((ItemError::InvalidPhoneNumber, raw.clone())),
     })
@@ -233,7 +260,7 @@ pub fn parse_item(
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contact {
     pub id: i64,
-    pub phone: String,
+    pub phone: PhoneNumber,
     pub name: Option<String>,
     pub context: Option<String>,
     pub extracted_data: serde_json::Map<String, serde_json::Value>,
@@ -252,9 +279,24 @@ pub struct Contact {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_stored_number_is_taken_only_in_e164_shape() {
+        for kept in ["+123456", "+525512345678", "+123456789012345"] {
+            assert_eq!(PhoneNumber::stored(kept.to_owned()).as_ref().map(PhoneNumber::as_str), Some(kept));
+        }
+        for refused in ["+12345", "+1234567890123456", "525512345678", "+52 55 1234 5678", "+52551234567x", ""] {
+            assert_eq!(PhoneNumber::stored(refused.to_owned()), None, "{refused:?}");
+        }
+    }
+
+    /// A short test number ("+1") as a number of E.164 shape ("+00000001").
+    fn padded(short: &str) -> String {
+        format!("+{:0>8}", short.trim_start_matches('+'))
+    }
+
     fn contact(phone: &str) -> BatchItem {
         Ok(NewContact {
-            phone: phone.to_owned(),
+            phone: PhoneNumber::stored(padded(phone)).expect("E.164"),
             name: None,
             context: None,
             extracted_data: serde_json::Map::new(),
@@ -265,10 +307,10 @@ mod tests {
 
     /// Stores a plan as a store would: new numbers get ids after the existing ones.
     fn run(items: &[BatchItem], existing: &[&str], if_duplicate: IfDuplicate) -> (Vec<i64>, Vec<(ItemStatus, Option<i64>)>) {
-        let mut ids: HashMap<String, i64> = existing.iter().enumerate().map(|(i, p)| ((*p).to_owned(), i as i64 + 1)).collect();
+        let mut ids: HashMap<String, i64> = existing.iter().enumerate().map(|(i, p)| (padded(p), i as i64 + 1)).collect();
         let plan = BatchPlan::new(items, |phone| ids.contains_key(phone));
         let first_new = ids.len() as i64 + 1;
-        ids.extend(plan.new.iter().enumerate().map(|(i, c)| (c.phone.clone(), first_new + i as i64)));
+        ids.extend(plan.new.iter().enumerate().map(|(i, c)| (c.phone.as_str().to_owned(), first_new + i as i64)));
         let (updates, results) = plan.resolve(&ids, if_duplicate);
         (updates.iter().map(|(id, _)| *id).collect(), results.iter().map(|r| (r.status, r.id)).collect())
     }
@@ -317,14 +359,14 @@ mod tests {
     fn numbers_without_plus_are_read_in_the_campaign_region() {
         let mx = region_of_timezone("America/Mexico_City");
         assert_eq!(mx, Some(phonenumber::country::Id::MX));
-        assert_eq!(normalize_phone("55 1234 5678", mx).as_deref(), Some("+525512345678"));
-        assert_eq!(normalize_phone("+52 55 1234 5678", None).as_deref(), Some("+525512345678"));
-        assert_eq!(normalize_phone("+1 (415) 555-2671", mx).as_deref(), Some("+14155552671"));
+        assert_eq!(PhoneNumber::parse("55 1234 5678", mx).as_ref().map(PhoneNumber::as_str), Some("+525512345678"));
+        assert_eq!(PhoneNumber::parse("+52 55 1234 5678", None).as_ref().map(PhoneNumber::as_str), Some("+525512345678"));
+        assert_eq!(PhoneNumber::parse("+1 (415) 555-2671", mx).as_ref().map(PhoneNumber::as_str), Some("+14155552671"));
         let us = region_of_timezone("America/New_York");
-        assert_eq!(normalize_phone("(415) 555-2671", us).as_deref(), Some("+14155552671"));
-        assert_eq!(normalize_phone("12", mx), None);
-        assert_eq!(normalize_phone("not a number", mx), None);
-        assert_eq!(normalize_phone("55 1234 5678", None), None, "no region: a + is needed");
+        assert_eq!(PhoneNumber::parse("(415) 555-2671", us).as_ref().map(PhoneNumber::as_str), Some("+14155552671"));
+        assert_eq!(PhoneNumber::parse("12", mx), None);
+        assert_eq!(PhoneNumber::parse("not a number", mx), None);
+        assert_eq!(PhoneNumber::parse("55 1234 5678", None), None, "no region: a + is needed");
         assert_eq!(region_of_timezone("UTC"), None);
     }
 }

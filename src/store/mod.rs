@@ -19,7 +19,7 @@ use crate::domain::campaign::{
     Campaign, CampaignError, CampaignStatus, Channel, ContactStatus, LifecycleError, NewCampaign, ReferenceError,
 };
 pub use crate::domain::contact::{BatchItem, ItemResult, ItemStatus};
-use crate::domain::contact::{Contact, IfDuplicate};
+use crate::domain::contact::{Contact, IfDuplicate, PhoneNumber};
 use crate::domain::ids::NewApiKey;
 use crate::domain::integration::{Integration, NewIntegration, ProviderConfig};
 pub use crate::domain::outcome::EventOutcome;
@@ -397,7 +397,7 @@ pub struct DispatchContact {
     pub id: i64,
     pub f_id: Option<String>,
     pub name: Option<String>,
-    pub contact: String,
+    pub contact: PhoneNumber,
     pub context: Option<String>,
     pub extracted_data: serde_json::Map<String, serde_json::Value>,
     pub tags: Vec<String>,
@@ -465,7 +465,7 @@ pub struct AttemptContact {
     pub id: i64,
     pub f_id: Option<String>,
     pub name: Option<String>,
-    pub phone: String,
+    pub phone: PhoneNumber,
     pub status: ContactStatus,
 }
 

@@ -15,7 +15,7 @@ use crate::domain::agent::Agent;
 use crate::domain::analytics::CampaignCounters;
 use crate::domain::attempt::{AnsweredBy, AttemptStatus, ContactProgress};
 use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, ContactStatus, IntegrationRef};
-use crate::domain::contact::Contact;
+use crate::domain::contact::{Contact, PhoneNumber};
 use crate::domain::integration::{Integration, Provider, ProviderConfig};
 use crate::domain::outcome::{AttemptState, ContactData, ContactState};
 use crate::domain::timezone::TimeZone;
@@ -169,6 +169,12 @@ pub(crate) fn timezone_from(name: &str) -> StoreResult<TimeZone> {
     TimeZone::parse(name).ok_or_else(|| StoreError::Corrupt(format!("bad time zone {name:?}")))
 }
 
+/// The `phone` column: a number stored in E.164, or a corrupt row.
+fn phone_from(row: &impl StoredRow) -> StoreResult<PhoneNumber> {
+    let text = row.text("phone")?;
+    PhoneNumber::stored(text.clone()).ok_or_else(|| StoreError::Corrupt(format!("bad phone number {text:?}")))
+}
+
 pub(crate) fn opt_millis(row: &impl StoredRow, column: &str) -> StoreResult<Option<Timestamp>> {
     row.opt_int(column)?.map(from_millis).transpose()
 }
@@ -218,7 +224,7 @@ pub(crate) fn dispatch_contact_from_row(row: &impl StoredRow) -> StoreResult<Dis
         id: row.int("contact_id")?,
         f_id: row.opt_text("f_id")?,
         name: row.opt_text("name")?,
-        contact: row.text("phone")?,
+        contact: phone_from(row)?,
         context: row.opt_text("context")?,
         extracted_data: json(row, "extracted_data")?,
         tags: json(row, "tags")?,
@@ -250,7 +256,7 @@ pub(crate) use contact_columns;
 pub(crate) fn contact_from_row(row: &impl StoredRow) -> StoreResult<Contact> {
     Ok(Contact {
         id: row.int("id")?,
-        phone: row.text("phone")?,
+        phone: phone_from(row)?,
         name: row.opt_text("name")?,
         context: row.opt_text("context")?,
         extracted_data: json(row, "extracted_data")?,
@@ -278,7 +284,7 @@ pub(crate) fn attempt_from_row(row: &impl StoredRow) -> StoreResult<Attempt> {
             id,
             f_id: row.opt_text("f_id")?,
             name: row.opt_text("name")?,
-            phone: row.text("phone")?,
+            phone: phone_from(row)?,
             status: parse_contact_status(&row.text("contact_status")?)?,
         }),
         None => None,

@@ -75,7 +75,7 @@ fn insert_contacts(conn: &Connection, campaign_id: i64, contacts: &[&NewContact]
     for contact in contacts {
         insert.execute(params![
             campaign_id,
-            contact.phone,
+            contact.phone.as_str(),
             contact.name,
             contact.context,
             serde_json::to_string(&contact.extracted_data)?,
@@ -83,7 +83,7 @@ fn insert_contacts(conn: &Connection, campaign_id: i64, contacts: &[&NewContact]
             serde_json::to_string(&contact.tags)?,
             to_seconds(at),
         ])?;
-        ids.push((contact.phone.clone(), conn.last_insert_rowid()));
+        ids.push((contact.phone.as_str().to_owned(), conn.last_insert_rowid()));
     }
     Ok(ids)
 }
