@@ -158,7 +158,7 @@ impl Engine {
 
     /// Closes timed-out attempts, moves iterations, claims contacts and takes due re-sends; returns
     /// the attempts to hand to providers.
-    async fn prepare(&self) -> StoreResult<(TickReport, Handoff)> {
+    async fn prepare(&self) -> StoreResult<(TickReport, ClaimedBatch)> {
         let now = self.clock.now();
         let mut report = TickReport::default();
 
@@ -208,15 +208,15 @@ impl Engine {
         report.resent = due.len();
         dispatches.extend(due);
         let campaigns = campaigns.into_iter().map(|running| (running.campaign.id, running)).collect();
-        Ok((report, Handoff { dispatches, campaigns, now }))
+        Ok((report, ClaimedBatch { dispatches, campaigns, now }))
     }
 
     /// Gives each attempt to its campaign's provider and records what came back. The simulator's
     /// outcomes of every campaign go to the store together. Other providers' sends are awaited,
     /// or with `detach` left to run beside the next ticks (in `detached`), so that one slow
     /// provider endpoint never holds up the dispatch of other campaigns.
-    async fn hand_off(&self, handoff: Handoff, detach: bool) -> StoreResult<()> {
-        let Handoff { dispatches, mut campaigns, now } = handoff;
+    async fn hand_off(&self, handoff: ClaimedBatch, detach: bool) -> StoreResult<()> {
+        let ClaimedBatch { dispatches, mut campaigns, now } = handoff;
         let mut per_campaign: HashMap<i64, Vec<Dispatch>> = HashMap::new();
         for dispatch in dispatches {
             per_campaign.entry(dispatch.campaign_id).or_default().push(dispatch);
@@ -278,13 +278,13 @@ fn log_send(ended: Result<StoreResult<()>, tokio::task::JoinError>) {
 }
 
 /// Attempts claimed in one tick, on their way to providers.
-struct Handoff {
+struct ClaimedBatch {
     dispatches: Vec<Dispatch>,
     campaigns: HashMap<i64, RunningCampaign>,
     now: Timestamp,
 }
 
-impl Handoff {
+impl ClaimedBatch {
     fn is_empty(&self) -> bool {
         self.dispatches.is_empty()
     }

@@ -55,7 +55,7 @@ struct WebhookAttempt<'a> {
 }
 
 /// What a webhook said to one handoff.
-enum Handoff {
+enum WebhookAnswer {
     Accepted,
     Rejected(&'static str),
     Unavailable,
@@ -99,7 +99,7 @@ impl Providers {
                 store.apply_events(events, now, retry).await?;
             }
             ProviderConfig::Webhook(config) => {
-                let answers: Vec<(Dispatch, Handoff)> = stream::iter(batch)
+                let answers: Vec<(Dispatch, WebhookAnswer)> = stream::iter(batch)
                     .map(|dispatch| async move {
                         let answer = providers.post(config, running, &dispatch).await;
                         (dispatch, answer)
@@ -111,12 +111,12 @@ impl Providers {
                 let mut failures = Vec::new();
                 for (dispatch, answer) in answers {
                     match answer {
-                        Handoff::Accepted => results.push(HandoffResult::Accepted(dispatch.attempt_id)),
-                        Handoff::Rejected(reason) => failures.push(AttemptEvent::failed(dispatch.attempt_id, reason)),
-                        Handoff::Unavailable if dispatch.tries >= MAX_RESENDS => {
+                        WebhookAnswer::Accepted => results.push(HandoffResult::Accepted(dispatch.attempt_id)),
+                        WebhookAnswer::Rejected(reason) => failures.push(AttemptEvent::failed(dispatch.attempt_id, reason)),
+                        WebhookAnswer::Unavailable if dispatch.tries >= MAX_RESENDS => {
                             failures.push(AttemptEvent::failed(dispatch.attempt_id, "provider_unavailable"));
                         }
-                        Handoff::Unavailable => results.push(HandoffResult::RetryAt {
+                        WebhookAnswer::Unavailable => results.push(HandoffResult::RetryAt {
                             at: now.saturating_add(backoff(dispatch.tries)).unwrap_or(now),
                             attempt_id: dispatch.attempt_id,
                         }),
@@ -133,7 +133,7 @@ impl Providers {
         Ok(())
     }
 
-    async fn post(&self, config: &WebhookConfig, running: &RunningCampaign, dispatch: &Dispatch) -> Handoff {
+    async fn post(&self, config: &WebhookConfig, running: &RunningCampaign, dispatch: &Dispatch) -> WebhookAnswer {
         let campaign = &running.campaign;
         let body = WebhookAttempt {
             attempt_id: &dispatch.attempt_id,
@@ -146,8 +146,8 @@ impl Providers {
             iteration: dispatch.iteration,
             callback_url: format!("{}/api/v1.0/integrations/{}/events", self.public_url, campaign.integration.id),
         };
-        let Ok(body) = serde_json::to_vec(&body) else { return Handoff::Rejected("unserializable_attempt") };
-        let Some(signature) = sign(&running.secret, &body) else { return Handoff::Rejected("bad_integration_secret") };
+        let Ok(body) = serde_json::to_vec(&body) else { return WebhookAnswer::Rejected("unserializable_attempt") };
+        let Some(signature) = sign(&running.secret, &body) else { return WebhookAnswer::Rejected("bad_integration_secret") };
         let sent = self
             .http
             .post(&config.url)
@@ -159,9 +159,9 @@ impl Providers {
             .send()
             .await;
         match sent {
-            Ok(response) if response.status().is_success() => Handoff::Accepted,
-            Ok(response) if response.status().is_client_error() => Handoff::Rejected("provider_rejected"),
-            Ok(_) | Err(_) => Handoff::Unavailable,
+            Ok(response) if response.status().is_success() => WebhookAnswer::Accepted,
+            Ok(response) if response.status().is_client_error() => WebhookAnswer::Rejected("provider_rejected"),
+            Ok(_) | Err(_) => WebhookAnswer::Unavailable,
         }
     }
 }

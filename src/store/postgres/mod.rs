@@ -32,8 +32,8 @@ use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::NewApiKey;
 use crate::domain::integration::{Integration, NewIntegration};
 
+mod attempts;
 mod contacts;
-mod engine;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -118,7 +118,7 @@ impl PostgresStore {
         retry: RetrySettings,
     ) -> StoreResult<Vec<EventOutcome>> {
         let mut tx = self.pool.begin().await?;
-        let outcomes = engine::apply_events(&mut tx, integration_id.as_deref(), &events, at, retry).await?;
+        let outcomes = attempts::apply_events(&mut tx, integration_id.as_deref(), &events, at, retry).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -357,7 +357,7 @@ impl TenantStore for PostgresStore {
                     Err(refusal) => Modified::Refused(refusal),
                     Ok(()) => {
                         if campaign.began_iteration_since(iteration) {
-                            engine::queue_eligible_contacts(&mut tx, &campaign).await?;
+                            attempts::queue_eligible_contacts(&mut tx, &campaign).await?;
                             campaign = reload_campaign(&mut tx, campaign).await?;
                         }
                         update_campaign(&mut tx, &campaign).await?;
@@ -418,7 +418,7 @@ impl TenantStore for PostgresStore {
     async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-        let page = engine::list_attempts(&mut tx, org, campaign_id, query).await?;
+        let page = attempts::list_attempts(&mut tx, org, campaign_id, query).await?;
         tx.commit().await?;
         Ok(page)
     }
@@ -451,11 +451,11 @@ impl IdempotencyStore for PostgresStore {
 #[async_trait]
 impl EngineStore for PostgresStore {
     async fn running_campaigns(&self) -> StoreResult<Vec<RunningCampaign>> {
-        engine::running_campaigns(&mut *self.pool.acquire().await?).await
+        attempts::running_campaigns(&mut *self.pool.acquire().await?).await
     }
 
     async fn running_campaign(&self, campaign_id: i64) -> StoreResult<Option<RunningCampaign>> {
-        engine::running_campaign(&mut *self.pool.acquire().await?, campaign_id).await
+        attempts::running_campaign(&mut *self.pool.acquire().await?, campaign_id).await
     }
 
     async fn claim_attempts(&self, claims: Vec<ClaimRequest>) -> StoreResult<Vec<Dispatch>> {
@@ -464,10 +464,10 @@ impl EngineStore for PostgresStore {
         let mut ids: Vec<i64> = claims.iter().map(|c| c.campaign_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        engine::lock_campaigns(&mut tx, &ids).await?;
+        attempts::lock_campaigns(&mut tx, &ids).await?;
         let mut dispatches = Vec::new();
         for claim in claims {
-            dispatches.extend(engine::claim_attempts(&mut tx, claim).await?);
+            dispatches.extend(attempts::claim_attempts(&mut tx, claim).await?);
         }
         tx.commit().await?;
         Ok(dispatches)
@@ -475,14 +475,14 @@ impl EngineStore for PostgresStore {
 
     async fn take_due_handoffs(&self, at: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Dispatch>> {
         let mut tx = self.pool.begin().await?;
-        let dispatches = engine::take_due_handoffs(&mut tx, at, lease_until, limit).await?;
+        let dispatches = attempts::take_due_handoffs(&mut tx, at, lease_until, limit).await?;
         tx.commit().await?;
         Ok(dispatches)
     }
 
     async fn record_handoffs(&self, results: Vec<HandoffResult>) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        engine::record_handoffs(&mut tx, results).await?;
+        attempts::record_handoffs(&mut tx, results).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -492,12 +492,12 @@ impl EngineStore for PostgresStore {
     }
 
     async fn expired_attempts(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
-        engine::expired_attempts(&mut *self.pool.acquire().await?, at, limit).await
+        attempts::expired_attempts(&mut *self.pool.acquire().await?, at, limit).await
     }
 
     async fn advance_iteration(&self, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>> {
         let mut tx = self.pool.begin().await?;
-        let status = engine::advance_iteration(&mut tx, campaign_id, at).await?;
+        let status = attempts::advance_iteration(&mut tx, campaign_id, at).await?;
         tx.commit().await?;
         Ok(status)
     }

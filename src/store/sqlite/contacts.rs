@@ -10,7 +10,7 @@ use super::super::shared::{
     SETTINGS_TIMEZONE, StoredRow, contact_columns, contact_from_row, parse_campaign_status, parse_contact_status, timezone_from,
 };
 use super::super::{AddContactsOutcome, BatchItem, ContactLookup, ContactPage, DeleteOutcome, OrgId, StoreResult};
-use super::engine::add_counts;
+use super::attempts::add_counts;
 use super::{all_rows, first_row, to_seconds};
 use crate::domain::campaign::{CampaignStatus, ContactStatus};
 use crate::domain::contact::{BatchPlan, IfDuplicate, NewContact};

@@ -40,8 +40,8 @@ use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::NewApiKey;
 use crate::domain::integration::{Integration, NewIntegration};
 
+mod attempts;
 mod contacts;
-mod engine;
 mod reads;
 
 /// The schema, one step per file; the database's `user_version` counts the steps applied.
@@ -462,7 +462,7 @@ impl SqliteStore {
         at: Timestamp,
         retry: RetrySettings,
     ) -> StoreResult<Vec<EventOutcome>> {
-        self.write(move |conn| engine::apply_events(conn, integration_id.as_deref(), &events, at, retry)).await
+        self.write(move |conn| attempts::apply_events(conn, integration_id.as_deref(), &events, at, retry)).await
     }
 }
 
@@ -666,7 +666,7 @@ impl TenantStore for SqliteStore {
                 return Ok(Modified::Refused(refusal));
             }
             if campaign.began_iteration_since(iteration) {
-                engine::queue_eligible_contacts(conn, &campaign)?;
+                attempts::queue_eligible_contacts(conn, &campaign)?;
                 campaign = reload_campaign(conn, campaign)?;
             }
             update_campaign(conn, &campaign)?;
@@ -708,7 +708,7 @@ impl TenantStore for SqliteStore {
 
     async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>> {
         let query = query.clone();
-        self.reads.read(move |conn| engine::list_attempts(conn, org, campaign_id, &query)).await
+        self.reads.read(move |conn| attempts::list_attempts(conn, org, campaign_id, &query)).await
     }
 }
 
@@ -738,18 +738,18 @@ impl IdempotencyStore for SqliteStore {
 #[async_trait]
 impl EngineStore for SqliteStore {
     async fn running_campaigns(&self) -> StoreResult<Vec<RunningCampaign>> {
-        self.reads.read(engine::running_campaigns).await
+        self.reads.read(attempts::running_campaigns).await
     }
 
     async fn running_campaign(&self, campaign_id: i64) -> StoreResult<Option<RunningCampaign>> {
-        self.reads.read(move |conn| engine::running_campaign(conn, campaign_id)).await
+        self.reads.read(move |conn| attempts::running_campaign(conn, campaign_id)).await
     }
 
     async fn claim_attempts(&self, claims: Vec<ClaimRequest>) -> StoreResult<Vec<Dispatch>> {
         self.write(move |conn| {
             let mut dispatches = Vec::new();
             for claim in claims {
-                dispatches.extend(engine::claim_attempts(conn, claim)?);
+                dispatches.extend(attempts::claim_attempts(conn, claim)?);
             }
             Ok(dispatches)
         })
@@ -757,11 +757,11 @@ impl EngineStore for SqliteStore {
     }
 
     async fn take_due_handoffs(&self, at: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Dispatch>> {
-        self.write(move |conn| engine::take_due_handoffs(conn, at, lease_until, limit)).await
+        self.write(move |conn| attempts::take_due_handoffs(conn, at, lease_until, limit)).await
     }
 
     async fn record_handoffs(&self, results: Vec<HandoffResult>) -> StoreResult<()> {
-        self.write(move |conn| engine::record_handoffs(conn, results)).await
+        self.write(move |conn| attempts::record_handoffs(conn, results)).await
     }
 
     async fn apply_events(&self, events: Vec<AttemptEvent>, at: Timestamp, retry: RetrySettings) -> StoreResult<Vec<EventOutcome>> {
@@ -769,15 +769,15 @@ impl EngineStore for SqliteStore {
     }
 
     async fn expired_attempts(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
-        self.reads.read(move |conn| engine::expired_attempts(conn, at, limit)).await
+        self.reads.read(move |conn| attempts::expired_attempts(conn, at, limit)).await
     }
 
     async fn advance_iteration(&self, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>> {
-        self.write(move |conn| engine::advance_iteration(conn, campaign_id, at)).await
+        self.write(move |conn| attempts::advance_iteration(conn, campaign_id, at)).await
     }
 
     async fn release_leases(&self, at: Timestamp) -> StoreResult<u64> {
-        self.write(move |conn| engine::release_leases(conn, at)).await
+        self.write(move |conn| attempts::release_leases(conn, at)).await
     }
 }
 

@@ -224,7 +224,7 @@ pub(super) async fn take_due_handoffs(
 
 /// What a batch of handoff results does to one attempt, applied in the batch's order.
 #[derive(Default)]
-struct Handoff {
+struct HandoffUpdate {
     /// Re-sends asked for before the attempt was accepted.
     retries: i64,
     due_at: i64,
@@ -232,7 +232,7 @@ struct Handoff {
 }
 
 pub(super) async fn record_handoffs(conn: &mut PgConnection, results: Vec<HandoffResult>) -> StoreResult<()> {
-    let mut handoffs: HashMap<String, Handoff> = HashMap::with_capacity(results.len());
+    let mut handoffs: HashMap<String, HandoffUpdate> = HashMap::with_capacity(results.len());
     for result in results {
         match result {
             HandoffResult::Accepted(id) => handoffs.entry(id).or_default().accepted = true,
