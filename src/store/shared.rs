@@ -485,23 +485,29 @@ pub(crate) fn minute_of(at: Timestamp) -> i64 {
 const PACKED: u8 = 0;
 /// A packed body's header: [`PACKED`], the dictionary's version, the body's length (u32, LE).
 const PACKED_HEADER: usize = 6;
-/// Typical response bodies (a campaign's detail, a contacts batch's answer, an error). Bodies
+/// Typical response bodies (a batch's answer, a refused action, a campaign's detail), as the API
+/// sends them (a test in `tests/api/idempotency.rs` holds each to the shape of a live body). Bodies
 /// are LZ4-compressed against them: most of a response's bytes are field names and values that
 /// recur, so a 1.2 KB campaign keeps 170 to 310 bytes. Records packed with a dictionary can only
-/// be read with the same bytes: never edit this file; add a new version beside it instead.
+/// be read with the same bytes: never edit one; add a new version beside it, and keep the old
+/// ones for reading the records packed before.
+const DICTIONARY_V2: &[u8] = include_bytes!("response_dictionary_v2.json");
+/// The first dictionary, with an error body the API did not send; read, never written.
 const DICTIONARY_V1: &[u8] = include_bytes!("response_dictionary_v1.json");
+/// The dictionary new records are packed with.
+const DICTIONARY: (u8, &[u8]) = (2, DICTIONARY_V2);
 /// Larger than any response: a corrupt length must not make a huge allocation.
 const MAX_UNPACKED_BODY: usize = 1 << 28;
 
-/// A response body as the stores keep it: compressed when that is smaller (see [`DICTIONARY_V1`]).
+/// A response body as the stores keep it: compressed when that is smaller (see [`DICTIONARY_V2`]).
 /// Fewer bytes per record means fewer pages written and synced with each commit.
 pub(crate) fn pack_body(body: &[u8]) -> Vec<u8> {
     let Ok(length) = u32::try_from(body.len()) else { return body.to_vec() };
     let mut packed = vec![0; PACKED_HEADER + lz4_flex::block::get_maximum_output_size(body.len())];
     packed[0] = PACKED;
-    packed[1] = 1;
+    packed[1] = DICTIONARY.0;
     packed[2..PACKED_HEADER].copy_from_slice(&length.to_le_bytes());
-    match lz4_flex::block::compress_into_with_dict(body, &mut packed[PACKED_HEADER..], DICTIONARY_V1) {
+    match lz4_flex::block::compress_into_with_dict(body, &mut packed[PACKED_HEADER..], DICTIONARY.1) {
         // A body that starts with the marker is always packed, so that it reads back unchanged.
         Ok(size) if PACKED_HEADER + size < body.len() || body.first() == Some(&PACKED) => {
             packed.truncate(PACKED_HEADER + size);
@@ -525,6 +531,7 @@ fn unpack_body(stored: Vec<u8>) -> StoreResult<Vec<u8>> {
     let corrupt = |why: &str| StoreError::Corrupt(format!("stored response body: {why}"));
     let dictionary = match stored.get(1) {
         Some(1) => DICTIONARY_V1,
+        Some(2) => DICTIONARY_V2,
         _ => return Err(corrupt("unknown dictionary")),
     };
     let length =
@@ -580,10 +587,19 @@ mod tests {
     }
 
     #[test]
+    fn a_body_packed_with_the_first_dictionary_still_reads_back() {
+        let mut packed = vec![PACKED, 1];
+        packed.extend_from_slice(&u32::try_from(CAMPAIGN.len()).expect("small").to_le_bytes());
+        packed.extend(lz4_flex::block::compress_with_dict(CAMPAIGN, DICTIONARY_V1));
+        assert_eq!(unpack_body(packed).expect("unpacks"), CAMPAIGN);
+        assert_eq!(pack_body(CAMPAIGN)[1], 2, "new records use the second");
+    }
+
+    #[test]
     fn a_damaged_packed_body_is_an_error_not_a_wrong_answer() {
         let packed = pack_body(CAMPAIGN);
         let mut unknown_dictionary = packed.clone();
-        unknown_dictionary[1] = 2;
+        unknown_dictionary[1] = 3;
         let mut longer = packed.clone();
         longer[2] = longer[2].wrapping_add(1);
         let mut huge = packed.clone();

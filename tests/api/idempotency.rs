@@ -363,3 +363,45 @@ async fn idempotency_and_the_rate_limit_work_together() {
     let (_, agents) = app.call_with_key(reqwest::Method::GET, "/agents", None, Some(&app.new_key("other").await)).await;
     assert_eq!(agents["total_count"], 0);
 }
+
+/// Every value replaced by its type, so that two bodies compare by shape: keys, their order,
+/// array lengths and the kinds of value.
+fn shape(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Array(map.iter().map(|(key, value)| json!([key, shape(value)])).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(shape).collect()),
+        Value::String(_) => json!("string"),
+        Value::Number(_) => json!("number"),
+        Value::Bool(_) => json!("bool"),
+        Value::Null => Value::Null,
+    }
+}
+
+/// Stored responses are compressed against a dictionary of typical bodies (store/shared.rs): it
+/// pays only while those are what the API sends. Each document of the dictionary has the shape of
+/// a body the server answers now (a campaign created with the defaults, a batch with one contact
+/// created and one failed, a refused action), and the same error code.
+#[tokio::test]
+async fn the_response_dictionary_holds_bodies_the_api_sends() {
+    let Some(app) = TestApp::spawn().await else { return };
+    let setup = setup(&app).await;
+    let created =
+        post_with_key(&app, "dictionary-campaign", &app.key, "/campaigns", &setup.phone(json!({"name": "Q2 Reactivation"}))).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.json()["campaign"]["id"].as_i64().expect("id");
+    let batch = json!({"contacts": [{"contact": "+525512345678"}, {"contact": "bad"}]});
+    let added = post_with_key(&app, "dictionary-batch", &app.key, &format!("/campaigns/{id}/contacts"), &batch).await;
+    let refused = post_with_key(&app, "dictionary-refused", &app.key, &format!("/campaigns/{id}/resume"), &json!({})).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+
+    let dictionary: Vec<Value> = include_str!("../../src/store/response_dictionary_v2.json")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line of the dictionary is a JSON body"))
+        .collect();
+    let live = [added.json(), refused.json(), created.json()];
+    assert_eq!(dictionary.len(), live.len());
+    for (kept, sent) in dictionary.iter().zip(&live) {
+        assert_eq!(shape(kept), shape(sent), "dictionary document {kept}\n  differs in shape from the body sent: {sent}");
+    }
+    assert_eq!(dictionary[1]["error"], live[1]["error"], "the error code is one the API sends");
+}
