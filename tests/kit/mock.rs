@@ -1,5 +1,5 @@
-//! The mock webhook provider shared by `benches/crash.rs` and `benches/scaleout.rs`: an axum server
-//! inside the harness that records every attempt the engine POSTs to it, answers 200, then reports
+//! The mock webhook provider of the crash and scale-out scenarios (`crash.rs`, `scaleout.rs`): an
+//! axum server inside the harness that records every attempt the engine POSTs to it, answers 200, then reports
 //! the call's outcome by POSTing a signed event to the attempt's `callback_url`, retrying until it
 //! gets a 2xx or a 404. The outcome is a pure function of the attempt id (60% answered by a human,
 //! 20% by a machine, 20% no answer), so a re-sent attempt gets the same outcome again.
