@@ -70,7 +70,8 @@ pub struct Size {
     pub max_down_ms: u64,
     /// The overall deadline: every campaign must be finished this long after activation.
     pub timeout: Duration,
-    /// While waiting for a kill point: no new attempt for this long is a violation.
+    /// No new attempt for this long while waiting for a kill point, or no POST nor accepted outcome
+    /// report while campaigns are unfinished after the kills, is a violation.
     pub stall: Duration,
     /// Keep the temp dir (database, server log) even when the run passed.
     pub keep: bool,
@@ -262,6 +263,7 @@ pub fn run(size: &Size) -> Violations {
         // Wait until every campaign is finished.
         let mut next = 0;
         let mut last_report = Instant::now();
+        let mut moved = (mock.progress(), Instant::now());
         while next < ids.len() {
             if let Some(status) = server.exited() {
                 self_exits.push(format!("the server exited by itself ({status}) at {} distinct attempts", mock.distinct.load(Ordering::Relaxed)));
@@ -276,6 +278,21 @@ pub fn run(size: &Size) -> Violations {
                 violations.add(
                     "campaign not finished",
                     format!("campaign {} still {} after {} s: analytics {}", ids[next], campaign["status"], timeout.as_secs(), campaign["analytics"]),
+                );
+                break;
+            }
+            if mock.progress() != moved.0 {
+                moved = (mock.progress(), Instant::now());
+            } else if moved.1.elapsed() > size.stall {
+                violations.add(
+                    "campaign not finished",
+                    format!(
+                        "campaign {} still {} and no POST nor accepted outcome report for {} s (progress stalled): analytics {}",
+                        ids[next],
+                        campaign["status"],
+                        size.stall.as_secs(),
+                        campaign["analytics"]
+                    ),
                 );
                 break;
             }

@@ -269,6 +269,11 @@ impl Mock {
         self.posts.load(Ordering::Relaxed) - posts_at_finish
     }
 
+    /// What shows the servers are moving: POSTs received and outcome reports accepted, so far.
+    pub fn progress(&self) -> (u64, u64) {
+        (self.posts.load(Ordering::Relaxed), self.delivered.load(Ordering::Relaxed))
+    }
+
     /// Listens on a free port of 127.0.0.1; returns the URL to configure as the webhook's `url`.
     pub async fn serve(self: &Arc<Self>) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("mock listens");

@@ -120,7 +120,8 @@ pub struct Settings {
     pub restart: bool,
     /// The overall deadline of the dispatch phase: every campaign finished this long after activation.
     pub timeout: Duration,
-    /// Before the kill: no new attempt for this long is a violation.
+    /// No new attempt for this long before the kill, or no POST nor accepted outcome report while
+    /// campaigns are unfinished after it, is a violation.
     pub stall: Duration,
     pub idempotent_requests: usize,
     pub rate_rps: u32,
@@ -469,6 +470,7 @@ async fn scenario(settings: &Settings, database: &str, dir: &Path) -> Violations
     // Wait until every campaign is finished.
     let mut finished = 0;
     let mut last_report = Instant::now();
+    let mut moved = (mock.progress(), Instant::now());
     while finished < ids.len() {
         if fleet.check_exits(&mut violations, "after the kill") {
             mock.set_servers(fleet.live_addresses());
@@ -491,6 +493,21 @@ async fn scenario(settings: &Settings, database: &str, dir: &Path) -> Violations
                     ids[finished],
                     campaign["status"],
                     settings.timeout.as_secs(),
+                    campaign["analytics"]
+                ),
+            );
+            break;
+        }
+        if mock.progress() != moved.0 {
+            moved = (mock.progress(), Instant::now());
+        } else if moved.1.elapsed() > settings.stall {
+            violations.add(
+                "campaign not finished",
+                format!(
+                    "campaign {} still {} and no POST nor accepted outcome report for {} s (progress stalled): analytics {}",
+                    ids[finished],
+                    campaign["status"],
+                    settings.stall.as_secs(),
                     campaign["analytics"]
                 ),
             );
