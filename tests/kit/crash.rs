@@ -15,10 +15,13 @@
 //! 1; the server's failed-retry limit is its default, 1), activates them all, and while they run
 //! kills the server with SIGKILL `CRASH_KILLS` times at random points of progress (counted in
 //! distinct attempts the mock has seen), restarting it each time on the same database and port.
-//! Once every campaign is `finished` it checks:
+//! Just before each kill the mock stops answering the server (its POSTs stay open and are not
+//! recorded as attempts, as if lost on the way), so that it dies with handoffs nobody confirmed
+//! whatever the moment. Once every campaign is `finished` it checks:
 //! - every POST carried an attempt id the server created (all appear in `/calls`), a re-send
 //!   (an id seen before) carried the same contact, campaign and iteration, a valid signature and
-//!   `Idempotency-Key` = attempt id; no outcome event was answered 404;
+//!   `Idempotency-Key` = attempt id; no outcome event was answered 404; every handoff left
+//!   unconfirmed at a kill was re-sent (same id, campaign, contact and iteration);
 //! - per contact: at least one attempt (none lost), and exactly as many distinct attempts as the
 //!   rules demand given the outcomes the mock returned (a machine answer allows one more while the
 //!   contact's voicemail retries < 1, a no-answer one more while its failed retries < 1: at most 3);
@@ -146,6 +149,8 @@ fn expected_attempts(retries: u32, failed_retries: u32) -> f64 {
 struct Kill {
     at_distinct: u64,
     at_posts: u64,
+    /// POSTs the mock left unanswered just before the kill (handoffs nobody confirmed).
+    unconfirmed: usize,
     at: Duration,
     down: Duration,
     restart: Duration,
@@ -222,6 +227,8 @@ pub fn run(size: &Size) -> Violations {
         eprintln!("activated; about {expected_total:.0} attempts expected; kills at {points:?} distinct attempts");
         let mut kill_log = Vec::new();
         let mut self_exits = Vec::new();
+        // Stalled before a kill point: no more kills, and no wait for the campaigns to finish.
+        let mut stalled = false;
         for point in points {
             let mut last = (mock.distinct.load(Ordering::Relaxed), Instant::now());
             while mock.distinct.load(Ordering::Relaxed) < point {
@@ -244,27 +251,48 @@ pub fn run(size: &Size) -> Violations {
                             timeout.as_secs()
                         ),
                     );
+                    stalled = true;
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            if stalled {
+                break;
+            }
             let at = started.elapsed();
             let (at_distinct, at_posts) = (mock.distinct.load(Ordering::Relaxed), mock.posts.load(Ordering::Relaxed));
+            // Leave it handoffs nobody confirmed, whatever the moment: the mock stops answering it,
+            // and it dies with those POSTs in flight (after the first of them, or after 2 s if it
+            // sent none), so every kill makes it re-send after the restart.
+            let swallowed_before = mock.swallowed.lock().expect("swallowed").len();
+            mock.swallow_from(Some(server.address.clone()));
+            let swallowing = Instant::now();
+            while mock.swallowed.lock().expect("swallowed").len() == swallowed_before && swallowing.elapsed() < Duration::from_secs(2) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
             server.kill();
+            mock.swallow_from(None);
+            let unconfirmed = mock.swallowed.lock().expect("swallowed").len() - swallowed_before;
             let down = Duration::from_millis(rng.random_range(0..=max_down_ms));
             tokio::time::sleep(down).await;
             let restarting = Instant::now();
             server = start_server(&args, &log).await;
             let restart = restarting.elapsed();
-            eprintln!("  killed at {at_distinct} distinct attempts ({:.1} s), down {} ms, back in {} ms", at.as_secs_f64(), down.as_millis(), restart.as_millis());
-            kill_log.push(Kill { at_distinct, at_posts, at, down, restart });
+            eprintln!(
+                "  killed at {at_distinct} distinct attempts ({:.1} s) with {unconfirmed} handoffs unconfirmed, down {} ms, back in {} ms",
+                at.as_secs_f64(),
+                down.as_millis(),
+                restart.as_millis()
+            );
+            kill_log.push(Kill { at_distinct, at_posts, unconfirmed, at, down, restart });
         }
 
         // Wait until every campaign is finished.
         let mut next = 0;
         let mut last_report = Instant::now();
         let mut moved = (mock.progress(), Instant::now());
-        while next < ids.len() {
+        while next < ids.len() && !stalled {
             if let Some(status) = server.exited() {
                 self_exits.push(format!("the server exited by itself ({status}) at {} distinct attempts", mock.distinct.load(Ordering::Relaxed)));
                 server = start_server(&args, &log).await;
@@ -344,6 +372,29 @@ pub fn run(size: &Size) -> Violations {
             }
         }
         let resent_ids = record.attempts.values().filter(|seen| seen.posts > 1).count();
+        // Handoffs left unconfirmed at a kill (the mock swallowed their POSTs): re-sent since,
+        // same id, same campaign, contact and iteration.
+        let swallowed = mock.swallowed.lock().expect("swallowed");
+        let mut resent_unconfirmed = 0;
+        for (attempt_id, (campaign, contact, iteration)) in swallowed.iter() {
+            match record.attempts.get(attempt_id) {
+                Some(seen) if (seen.campaign, seen.contact, seen.iteration) == (*campaign, *contact, *iteration) => resent_unconfirmed += 1,
+                Some(seen) => violations.add(
+                    "a handoff unconfirmed at a kill was re-sent changed",
+                    format!(
+                        "attempt {attempt_id}: first sent for campaign {campaign} contact {contact} iteration {iteration}, re-sent for \
+                         campaign {} contact {} iteration {}",
+                        seen.campaign, seen.contact, seen.iteration
+                    ),
+                ),
+                None => violations.add(
+                    "a handoff unconfirmed at a kill was never re-sent",
+                    format!("attempt {attempt_id} (campaign {campaign}, contact {contact}) was never sent again"),
+                ),
+            }
+        }
+        let unconfirmed_total = swallowed.len();
+        drop(swallowed);
         record.check_calls(&server_calls, &mut violations);
 
         // Per contact.
@@ -465,14 +516,15 @@ pub fn run(size: &Size) -> Violations {
         let posts = mock.posts.load(Ordering::Relaxed);
         let distinct = record.attempts.len();
         println!("\nRun: {campaigns} campaigns × {contacts} contacts, webhook provider (mock), {} SIGKILLs, all finished in {:.1} s", kill_log.len(), run_time.as_secs_f64());
-        println!("\n| kill | at distinct attempts | at POSTs | at | down | back listening after |");
-        println!("|---|---:|---:|---:|---:|---:|");
+        println!("\n| kill | at distinct attempts | at POSTs | handoffs unconfirmed | at | down | back listening after |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
         for (i, kill) in kill_log.iter().enumerate() {
             println!(
-                "| {} | {} | {} | {:.1} s | {} ms | {} ms |",
+                "| {} | {} | {} | {} | {:.1} s | {} ms | {} ms |",
                 i + 1,
                 kill.at_distinct,
                 kill.at_posts,
+                kill.unconfirmed,
                 kill.at.as_secs_f64(),
                 kill.down.as_millis(),
                 kill.restart.as_millis()
@@ -483,6 +535,10 @@ pub fn run(size: &Size) -> Violations {
         println!("| POSTs received by the provider | {posts} ({posts_after_finish} after every campaign was finished) |");
         println!("| distinct attempt ids | {distinct} (expected about {expected_total:.0}) |");
         println!("| re-sends (POSTs of an id seen before) | {} re-sends of {resent_ids} ids |", record.resends);
+        println!(
+            "| handoffs left unconfirmed at the kills (POSTs the mock left unanswered) / re-sent after the restart, same id and contact | {unconfirmed_total} / {resent_unconfirmed} ({}) |",
+            ok(violations.count("a handoff unconfirmed at a kill was never re-sent") + violations.count("a handoff unconfirmed at a kill was re-sent changed"))
+        );
         println!(
             "| every POSTed id was created by the server (in /calls), re-sends unchanged | {} |",
             ok(violations.count("attempt id not created by the server") + violations.count("call differs from what the provider got"))

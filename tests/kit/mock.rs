@@ -14,7 +14,8 @@
 //!
 //! [`Mock::swallow_from`] makes it stop answering one server: its POSTs are kept open without an
 //! answer and not recorded as attempts (as if lost on the way), only listed in `swallowed`, so
-//! that a server killed meanwhile leaves handoffs that nobody confirmed.
+//! that a server killed meanwhile leaves handoffs that nobody confirmed. (Both scenarios do it
+//! before a kill.)
 //!
 //! Where outcomes go: to `callback_url` first. When that fails (connection error, or any status
 //! other than 2xx and 404) and [`Mock::set_servers`] gave a list of live servers, the next try goes

@@ -405,6 +405,8 @@ async fn scenario(settings: &Settings, database: &str, dir: &Path) -> Violations
         fleet.processes[victim].address
     );
     let mut kill_report = None;
+    // Stalled before the kill point: no wait for the campaigns to finish.
+    let mut stalled = false;
     let mut last = (0, Instant::now());
     let mut last_report = Instant::now();
     loop {
@@ -429,6 +431,7 @@ async fn scenario(settings: &Settings, database: &str, dir: &Path) -> Violations
                     settings.timeout.as_secs()
                 ),
             );
+            stalled = true;
             break;
         }
         if last_report.elapsed() > Duration::from_secs(5) {
@@ -471,7 +474,7 @@ async fn scenario(settings: &Settings, database: &str, dir: &Path) -> Violations
     let mut finished = 0;
     let mut last_report = Instant::now();
     let mut moved = (mock.progress(), Instant::now());
-    while finished < ids.len() {
+    while finished < ids.len() && !stalled {
         if fleet.check_exits(&mut violations, "after the kill") {
             mock.set_servers(fleet.live_addresses());
         }
