@@ -1,56 +1,23 @@
 //! Crash test (issue "Engine"): one command, `cargo bench --bench crash`.
 //!
-//! A mock provider (an axum server inside this harness, `benches/support/mock.rs`) records every attempt the engine POSTs to
-//! it, answers 200, then reports the call's outcome by POSTing a signed event to the attempt's
-//! `callback_url`, retrying until it gets a 2xx or a 404 (the server may be down). The outcome is a
-//! pure function of the attempt id (60% answered by a human, 20% by a machine, 20% no answer), so a
-//! re-sent attempt gets the same outcome again.
-//!
-//! The real `outbound serve` binary runs as its own process on a SQLite file with
-//! `--rate-limit-rps 0 --retry-interval 1s --lease 5s`. The harness creates a phone integration
-//! with the webhook provider pointed at the mock, `CRASH_CAMPAIGNS` campaigns of `CRASH_CONTACTS`
-//! contacts (window always open in UTC, `concurrency_limit` 100, `message_limit` 10000, `retries`
-//! 1; the server's failed-retry limit is its default, 1), activates them all, and while they run
-//! kills the server with SIGKILL `CRASH_KILLS` times at random points of progress (counted in
-//! distinct attempts the mock has seen), restarting it each time on the same database and port.
-//! Once every campaign is `finished` it checks:
-//! - every POST carried an attempt id the server created (all appear in `/calls`), a re-send
-//!   (an id seen before) carried the same contact, campaign and iteration, a valid signature and
-//!   `Idempotency-Key` = attempt id; no outcome event was answered 404;
-//! - per contact: at least one attempt (none lost), and exactly as many distinct attempts as the
-//!   rules demand given the outcomes the mock returned (a machine answer allows one more while the
-//!   contact's voicemail retries < 1, a no-answer one more while its failed retries < 1: at most 3);
-//!   the contact's status, `call_count`, `retries` and `failed_retries` as the server reports them
-//!   agree with that replay;
-//! - per campaign: `/calls` `total_count` = distinct attempt ids the mock saw, every call ended with
-//!   the outcome the mock reported, and the analytics agree (`contacts` and `contactsProcessed` =
-//!   contacts, `calls`, answered-by counts, `contactsAnswered`, `contactsVoicemail`,
-//!   `contactsFailed`).
-//!
+//! The large run of the crash scenario of `tests/kit/crash.rs` (see its doc for what it does and
+//! checks): a real `outbound serve` on SQLite, SIGKILLed several times while campaigns run against
+//! a mock provider; then nothing may be lost or sent twice. The system test
+//! `crash::sqlite_survives_sigkills` (`tests/system/`) runs the same code small on every change.
 //! Any violation: the list of problems on stderr and exit status 1.
 //!
-//! Defaults: 30 campaigns × 3,333 contacts (99,990 contacts). Not 10 × 10,000: a contact may take
-//! up to 3 attempts and `message_limit` (at most 10,000) caps the attempts a campaign starts in
-//! any 24 h, so a 10,000-contact campaign would stall on its budget before it finishes. The harness
-//! refuses `CRASH_CONTACTS` × 3 > 10,000.
-//!
-//! Knobs (environment): `CRASH_CAMPAIGNS` (30), `CRASH_CONTACTS` (3333 per campaign),
+//! Knobs (environment): `CRASH_CAMPAIGNS` (30), `CRASH_CONTACTS` (3333 per campaign, at most 3333),
 //! `CRASH_KILLS` (4), `CRASH_SEED` (random; printed, so a run can be repeated),
 //! `CRASH_CALL_MS` (50: the mock waits 0..this before reporting an outcome), `CRASH_DOWNTIME_MS`
 //! (2000: the server stays down 0..this after a kill), `CRASH_TIMEOUT_SECS` (1800),
 //! `CRASH_KEEP` (1: keep the temp dir with the database and the server's log).
 
-mod support;
+#[path = "../tests/kit/mod.rs"]
+mod kit;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
-use support::mock::{HUMAN, MACHINE, Mock, Outcome};
-use support::{Api, Violations, all_pages, env_or, log_tail, ok, start_server};
+use kit::env_or;
 
 const KNOBS: [&str; 8] = [
     "CRASH_CAMPAIGNS",
@@ -62,417 +29,25 @@ const KNOBS: [&str; 8] = [
     "CRASH_TIMEOUT_SECS",
     "CRASH_KEEP",
 ];
-/// The campaigns' `retries` (voicemail retries).
-const VOICEMAIL_RETRIES: u32 = 1;
-/// The server's `--failed-retry-limit` (its default).
-const FAILED_RETRY_LIMIT: u32 = 1;
-const MESSAGE_LIMIT: usize = 10_000;
-const CONCURRENCY_LIMIT: usize = 100;
-/// The server's `--lease`: an unconfirmed handoff is re-sent after it.
-const LEASE: Duration = Duration::from_secs(5);
-/// What the rules demand of a contact given the outcomes of its attempts, in order.
-struct Replay {
-    /// Attempts the rules demand; `None` when the last outcome allowed one more that never came.
-    demanded: Option<usize>,
-    status: &'static str,
-    retries: u32,
-    failed_retries: u32,
-}
-
-fn replay(outcomes: &[Outcome]) -> Replay {
-    let (mut retries, mut failed_retries) = (0, 0);
-    for (i, outcome) in outcomes.iter().enumerate() {
-        let (retry, status) = match outcome {
-            Outcome::Human => (false, "answered"),
-            Outcome::Machine if retries < VOICEMAIL_RETRIES => {
-                retries += 1;
-                (true, "retrying")
-            }
-            Outcome::Machine => (false, "voicemail"),
-            Outcome::NoAnswer if failed_retries < FAILED_RETRY_LIMIT => {
-                failed_retries += 1;
-                (true, "retrying")
-            }
-            Outcome::NoAnswer => (false, "failed"),
-        };
-        if !retry {
-            return Replay { demanded: Some(i + 1), status, retries, failed_retries };
-        }
-    }
-    Replay { demanded: None, status: "retrying", retries, failed_retries }
-}
-
-/// The expected number of attempts per contact under the rules and the mock's shares.
-fn expected_attempts(retries: u32, failed_retries: u32) -> f64 {
-    let machine = if retries < VOICEMAIL_RETRIES { expected_attempts(retries + 1, failed_retries) } else { 0.0 };
-    let no_answer = if failed_retries < FAILED_RETRY_LIMIT { expected_attempts(retries, failed_retries + 1) } else { 0.0 };
-    1.0 + MACHINE * machine + (1.0 - HUMAN - MACHINE) * no_answer
-}
-
-struct Kill {
-    at_distinct: u64,
-    at_posts: u64,
-    at: Duration,
-    down: Duration,
-    restart: Duration,
-}
 
 fn main() {
-    let campaigns: usize = env_or("CRASH_CAMPAIGNS", 30);
-    let contacts: usize = env_or("CRASH_CONTACTS", 3333);
-    let kills: usize = env_or("CRASH_KILLS", 4);
-    let seed: u64 = env_or("CRASH_SEED", rand::rng().random());
-    let max_call_ms: u64 = env_or("CRASH_CALL_MS", 50);
-    let max_down_ms: u64 = env_or("CRASH_DOWNTIME_MS", 2000);
-    let timeout = Duration::from_secs(env_or("CRASH_TIMEOUT_SECS", 1800));
-    let keep = env_or("CRASH_KEEP", 0) == 1;
-    let max_attempts = 1 + VOICEMAIL_RETRIES as usize + FAILED_RETRY_LIMIT as usize;
-    if contacts * max_attempts > MESSAGE_LIMIT {
-        eprintln!(
-            "CRASH_CONTACTS={contacts}: a contact may take {max_attempts} attempts and message_limit caps a campaign at {MESSAGE_LIMIT} \
-             attempts per 24 h, so such a campaign can stall on its budget; use at most {} contacts per campaign (more campaigns instead)",
-            MESSAGE_LIMIT / max_attempts
-        );
+    let size = kit::crash::Size {
+        campaigns: env_or("CRASH_CAMPAIGNS", 30),
+        contacts: env_or("CRASH_CONTACTS", 3333),
+        kills: env_or("CRASH_KILLS", 4),
+        seed: kit::seed("CRASH_SEED"),
+        max_call_ms: env_or("CRASH_CALL_MS", 50),
+        max_down_ms: env_or("CRASH_DOWNTIME_MS", 2000),
+        timeout: Duration::from_secs(env_or("CRASH_TIMEOUT_SECS", 1800)),
+        stall: Duration::from_secs(120),
+        keep: env_or("CRASH_KEEP", 0) == 1,
+        command: kit::command_line("crash", &KNOBS),
+    };
+    if let Err(err) = size.check() {
+        eprintln!("CRASH_CONTACTS / CRASH_CAMPAIGNS: {err}");
         std::process::exit(2);
     }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("server.log");
-    let database = format!("sqlite://{}", dir.path().join("crash.db").display());
-    let port = support::free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let args: Vec<String> = [
-        "--listen",
-        &listen,
-        "--public-url",
-        &format!("http://{listen}"),
-        "--database",
-        &database,
-        "--rate-limit-rps",
-        "0",
-        "--retry-interval",
-        "1s",
-        "--lease",
-        &format!("{}s", LEASE.as_secs()),
-    ]
-    .map(str::to_owned)
-    .into();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut violations = Violations::default();
-    println!("Crash test: `{}` (seed {seed})", support::command_line("crash", &KNOBS));
-    println!("Machine: {}", support::machine());
-
-    runtime.block_on(async {
-        // The mock provider.
-        let mock = Mock::new(0, max_call_ms);
-        let mock_url = mock.serve().await;
-
-        // The server and the campaigns.
-        let mut server = start_server(&args, &log).await;
-        let api = Api::new(&server.address, server.key.as_deref().expect("bootstrap key on a fresh database"));
-        let agent = api.create_agent("Crash test").await;
-        let (integration, secret) = api.create_integration(&agent, "webhook", json!({ "url": mock_url, "timeout_ms": 5000 })).await;
-        mock.secret.set(secret).expect("secret set once");
-        let settings = json!({ "retries": VOICEMAIL_RETRIES, "concurrency_limit": CONCURRENCY_LIMIT, "message_limit": MESSAGE_LIMIT });
-        let mut ids = Vec::with_capacity(campaigns);
-        for i in 0..campaigns {
-            ids.push(api.create_campaign(&format!("crash {i}"), &agent, &integration, settings.clone()).await);
-        }
-        eprintln!("loading {campaigns} × {contacts} contacts …");
-        api.load_contacts(&ids, contacts).await;
-
-        // Kill points, in distinct attempts seen by the mock.
-        let expected_total = (campaigns * contacts) as f64 * expected_attempts(0, 0);
-        let mut points: Vec<u64> = (0..kills).map(|_| (expected_total * rng.random_range(0.05..0.9)) as u64).collect();
-        points.sort_unstable();
-
-        let started = Instant::now();
-        for id in &ids {
-            api.post(&format!("/campaigns/{id}/activate"), &json!({})).await;
-        }
-        eprintln!("activated; about {expected_total:.0} attempts expected; kills at {points:?} distinct attempts");
-        let mut kill_log = Vec::new();
-        let mut self_exits = Vec::new();
-        for point in points {
-            let mut last = (mock.distinct.load(Ordering::Relaxed), Instant::now());
-            while mock.distinct.load(Ordering::Relaxed) < point {
-                if let Some(status) = server.exited() {
-                    self_exits.push(format!("the server exited by itself ({status}) at {} distinct attempts", mock.distinct.load(Ordering::Relaxed)));
-                    server = start_server(&args, &log).await;
-                }
-                let now = mock.distinct.load(Ordering::Relaxed);
-                if now != last.0 {
-                    last = (now, Instant::now());
-                } else if last.1.elapsed() > Duration::from_secs(120) {
-                    violations.add("progress stalled", format!("no new attempt for 120 s at {now} distinct attempts (kill point {point})"));
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            let at = started.elapsed();
-            let (at_distinct, at_posts) = (mock.distinct.load(Ordering::Relaxed), mock.posts.load(Ordering::Relaxed));
-            server.kill();
-            let down = Duration::from_millis(rng.random_range(0..=max_down_ms));
-            tokio::time::sleep(down).await;
-            let restarting = Instant::now();
-            server = start_server(&args, &log).await;
-            let restart = restarting.elapsed();
-            eprintln!("  killed at {at_distinct} distinct attempts ({:.1} s), down {} ms, back in {} ms", at.as_secs_f64(), down.as_millis(), restart.as_millis());
-            kill_log.push(Kill { at_distinct, at_posts, at, down, restart });
-        }
-
-        // Wait until every campaign is finished.
-        let mut next = 0;
-        let mut last_report = Instant::now();
-        while next < ids.len() {
-            if let Some(status) = server.exited() {
-                self_exits.push(format!("the server exited by itself ({status}) at {} distinct attempts", mock.distinct.load(Ordering::Relaxed)));
-                server = start_server(&args, &log).await;
-            }
-            let campaign = api.campaign(ids[next]).await;
-            if campaign["status"] == "finished" {
-                next += 1;
-                continue;
-            }
-            if started.elapsed() > timeout {
-                violations.add(
-                    "campaign not finished",
-                    format!("campaign {} still {} after {} s: analytics {}", ids[next], campaign["status"], timeout.as_secs(), campaign["analytics"]),
-                );
-                break;
-            }
-            if last_report.elapsed() > Duration::from_secs(5) {
-                eprintln!(
-                    "  … {:.0} s: {next}/{} campaigns finished; {} distinct attempts, {} POSTs",
-                    started.elapsed().as_secs_f64(),
-                    ids.len(),
-                    mock.distinct.load(Ordering::Relaxed),
-                    mock.posts.load(Ordering::Relaxed)
-                );
-                last_report = Instant::now();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let run_time = started.elapsed();
-        let posts_after_finish = mock.drain(LEASE, &mut violations).await;
-        for exit in self_exits {
-            violations.add("server exited by itself", exit);
-        }
-
-        // The server's view.
-        eprintln!("reading the server's view (calls, contacts, analytics) …");
-        let mut server_calls: HashMap<String, (i64, Value)> = HashMap::new();
-        let mut server_contacts: Vec<(i64, Value)> = Vec::new();
-        let mut analytics = Vec::new();
-        for id in &ids {
-            let campaign = api.campaign(*id).await;
-            let calls_total = api.get(&format!("/campaigns/{id}/calls?pageSize=1")).await["total_count"].as_i64().unwrap_or(-1);
-            for call in all_pages(&api, &format!("/campaigns/{id}/calls"), "calls").await {
-                let call_id = call["id"].as_str().unwrap_or_default().to_owned();
-                if server_calls.insert(call_id.clone(), (*id, call)).is_some() {
-                    violations.add("call listed twice", format!("call {call_id} in campaign {id}"));
-                }
-            }
-            server_contacts.extend(all_pages(&api, &format!("/campaigns/{id}/contacts"), "contacts").await.into_iter().map(|c| (*id, c)));
-            analytics.push((*id, campaign["status"].clone(), calls_total, campaign["analytics"].clone()));
-        }
-        drop(server);
-
-        // Checks.
-        let record = mock.record.lock().expect("record");
-        for problem in &record.problems {
-            violations.add("mock provider saw a bad request or report", problem.clone());
-        }
-        for (status, count) in mock.other_statuses.lock().expect("statuses").iter() {
-            if *status != 503 && *status != 502 {
-                violations.add("outcome report answered other than 2xx/404", format!("{count} reports answered {status}"));
-            }
-        }
-        let resent_ids = record.attempts.values().filter(|seen| seen.posts > 1).count();
-        record.check_calls(&server_calls, &mut violations);
-
-        // Per contact.
-        let mut attempts_histogram = [0usize; 4];
-        let mut max_seen = 0;
-        let mut expected_by_campaign: HashMap<i64, [i64; 3]> = HashMap::new(); // answered, voicemail, failed
-        let mut known_contacts = HashSet::new();
-        for (campaign, contact) in &server_contacts {
-            let Some(contact_id) = contact["id"].as_i64() else {
-                violations.add("contact without id", contact.to_string());
-                continue;
-            };
-            known_contacts.insert(contact_id);
-            let attempt_ids = record.by_contact.get(&contact_id).map(Vec::as_slice).unwrap_or_default();
-            let outcomes: Vec<Outcome> = attempt_ids.iter().map(|id| record.attempts[id].outcome).collect();
-            max_seen = max_seen.max(outcomes.len());
-            attempts_histogram[outcomes.len().min(3)] += 1;
-            if outcomes.is_empty() {
-                violations.add("contact lost (never attempted)", format!("contact {contact_id} of campaign {campaign}: {contact}"));
-                continue;
-            }
-            if outcomes.len() > max_attempts {
-                violations.add("more attempts than the rules allow", format!("contact {contact_id}: {} attempts {attempt_ids:?} {outcomes:?}", outcomes.len()));
-            }
-            let replayed = replay(&outcomes);
-            match replayed.demanded {
-                Some(n) if n < outcomes.len() => violations.add(
-                    "attempt the rules did not allow",
-                    format!("contact {contact_id}: {} attempts {attempt_ids:?} with outcomes {outcomes:?}; the rules allow {n}", outcomes.len()),
-                ),
-                None => violations.add(
-                    "retry the rules demand was not made",
-                    format!("contact {contact_id}: attempts {attempt_ids:?} with outcomes {outcomes:?}; the last allows a retry"),
-                ),
-                _ => {}
-            }
-            let expect = expected_by_campaign.entry(*campaign).or_default();
-            match replayed.status {
-                "answered" => expect[0] += 1,
-                "voicemail" => expect[1] += 1,
-                "failed" => expect[2] += 1,
-                _ => {}
-            }
-            let server_view = (
-                contact["status"].as_str().unwrap_or_default(),
-                contact["call_count"].as_u64(),
-                contact["retries"].as_u64(),
-                contact["failed_retries"].as_u64(),
-            );
-            let replay_view =
-                (replayed.status, Some(outcomes.len() as u64), Some(u64::from(replayed.retries)), Some(u64::from(replayed.failed_retries)));
-            if server_view != replay_view {
-                violations.add(
-                    "contact state differs from the replay",
-                    format!(
-                        "contact {contact_id}: server (status, call_count, retries, failed_retries) = {server_view:?}, replay of {outcomes:?} = {replay_view:?}"
-                    ),
-                );
-            }
-            for id in attempt_ids {
-                if record.attempts[id].campaign != *campaign {
-                    violations.add("attempt for another campaign's contact", format!("attempt {id} of contact {contact_id}"));
-                }
-            }
-        }
-        for contact_id in record.by_contact.keys() {
-            if !known_contacts.contains(contact_id) {
-                violations.add("attempt for an unknown contact", format!("contact {contact_id}"));
-            }
-        }
-        if server_contacts.len() != campaigns * contacts {
-            violations.add("contacts listed", format!("{} contacts listed, {} loaded", server_contacts.len(), campaigns * contacts));
-        }
-
-        // Per campaign.
-        let per_campaign = record.counts_by_campaign();
-        let mut rows = Vec::new();
-        for (id, status, calls_total, analytics) in &analytics {
-            let mock_counts = per_campaign.get(id).copied().unwrap_or_default();
-            let expect = expected_by_campaign.get(id).copied().unwrap_or_default();
-            if status != "finished" {
-                violations.add("campaign not finished", format!("campaign {id}: {status}"));
-            }
-            if *calls_total != mock_counts[0] {
-                violations.add(
-                    "/calls total_count ≠ distinct attempts the provider saw",
-                    format!("campaign {id}: /calls total_count {calls_total}, provider saw {}", mock_counts[0]),
-                );
-            }
-            let checks = [
-                ("contacts", contacts as i64),
-                ("contactsProcessed", contacts as i64),
-                ("calls", mock_counts[0]),
-                ("callsAnsweredByHuman", mock_counts[1]),
-                ("callsAnsweredByMachine", mock_counts[2]),
-                ("callsAnsweredByUnknown", 0),
-                ("contactsAnswered", expect[0]),
-                ("contactsVoicemail", expect[1]),
-                ("contactsFailed", expect[2]),
-                ("contactsConverted", 0),
-            ];
-            violations.check_analytics(*id, analytics, &checks);
-            rows.push(format!(
-                "| {id} | {} | {} | {calls_total} | {} | {} | {} / {} / {} | {} / {} / {} |",
-                status.as_str().unwrap_or_default(),
-                mock_counts[0],
-                analytics["calls"],
-                analytics["contactsProcessed"],
-                mock_counts[1],
-                mock_counts[2],
-                mock_counts[3],
-                analytics["contactsAnswered"],
-                analytics["contactsVoicemail"],
-                analytics["contactsFailed"],
-            ));
-        }
-
-        // Summary.
-        let posts = mock.posts.load(Ordering::Relaxed);
-        let distinct = record.attempts.len();
-        println!("\nRun: {campaigns} campaigns × {contacts} contacts, webhook provider (mock), {} SIGKILLs, all finished in {:.1} s", kill_log.len(), run_time.as_secs_f64());
-        println!("\n| kill | at distinct attempts | at POSTs | at | down | back listening after |");
-        println!("|---|---:|---:|---:|---:|---:|");
-        for (i, kill) in kill_log.iter().enumerate() {
-            println!(
-                "| {} | {} | {} | {:.1} s | {} ms | {} ms |",
-                i + 1,
-                kill.at_distinct,
-                kill.at_posts,
-                kill.at.as_secs_f64(),
-                kill.down.as_millis(),
-                kill.restart.as_millis()
-            );
-        }
-        println!("\n| check | result |");
-        println!("|---|---|");
-        println!("| POSTs received by the provider | {posts} ({posts_after_finish} after every campaign was finished) |");
-        println!("| distinct attempt ids | {distinct} (expected about {expected_total:.0}) |");
-        println!("| re-sends (POSTs of an id seen before) | {} re-sends of {resent_ids} ids |", record.resends);
-        println!(
-            "| every POSTed id was created by the server (in /calls), re-sends unchanged | {} |",
-            ok(violations.count("attempt id not created by the server") + violations.count("call differs from what the provider got"))
-        );
-        println!("| every /calls id reached the provider | {} |", ok(violations.count("call never reached the provider")));
-        println!(
-            "| outcome reports: accepted / 404 / connection errors (server down) / other statuses | {} / {} / {} / {:?} |",
-            mock.delivered.load(Ordering::Relaxed),
-            mock.not_found.load(Ordering::Relaxed),
-            mock.connection_errors.load(Ordering::Relaxed),
-            mock.other_statuses.lock().expect("statuses")
-        );
-        println!(
-            "| contacts with 0 / 1 / 2 / 3 attempts | {} / {} / {} / {} (max {max_seen}, rules allow {max_attempts}) |",
-            attempts_histogram[0], attempts_histogram[1], attempts_histogram[2], attempts_histogram[3]
-        );
-        println!("| no contact lost | {} |", ok(violations.count("contact lost (never attempted)")));
-        println!(
-            "| attempts per contact = what the rules demand given the outcomes | {} |",
-            ok(violations.count("attempt the rules did not allow")
-                + violations.count("retry the rules demand was not made")
-                + violations.count("more attempts than the rules allow"))
-        );
-        println!("| contact status, call_count, retries, failed_retries agree | {} |", ok(violations.count("contact state differs from the replay")));
-        println!("| calls ended with the reported outcome | {} |", ok(violations.count("call outcome differs from the report")));
-        println!(
-            "| per campaign: /calls total_count and analytics agree | {} |",
-            ok(violations.count("/calls total_count ≠ distinct attempts the provider saw") + violations.count("analytics differ from what happened"))
-        );
-        println!("\n| campaign | status | distinct ids (provider) | /calls total | analytics calls | contactsProcessed | human / machine / no-answer calls | contacts answered / voicemail / failed |");
-        println!("|---|---|---:|---:|---:|---:|---|---|");
-        for row in rows {
-            println!("{row}");
-        }
-    });
-
-    if violations.by_kind.is_empty() {
-        println!("\nPASSED: no violation.");
-        if keep {
-            println!("kept {}", dir.keep().display());
-        }
-        return;
+    if !kit::crash::run(&size).is_empty() {
+        std::process::exit(1);
     }
-    violations.print();
-    eprintln!("\nlast lines of the server's log ({}):\n{}", log.display(), log_tail(&log, 20));
-    eprintln!("kept {} (database crash.db, server.log)", dir.keep().display());
-    std::process::exit(1);
 }

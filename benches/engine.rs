@@ -30,13 +30,14 @@
 //! `ENGINE_POLL_MS` (20), `ENGINE_TIMEOUT_SECS` (1800), `BENCH_SERVER_LOG` (the server's RUST_LOG,
 //! default `warn`; its stderr is dropped).
 
-mod support;
+#[path = "../tests/kit/mod.rs"]
+mod kit;
 
 use std::time::{Duration, Instant};
 
+use kit::postgres::ThrowawayDatabase;
+use kit::{Api, MemoryWatch, Server, env_or, machine, mib, quantile_ms};
 use serde_json::json;
-use support::postgres::ThrowawayDatabase;
-use support::{Api, MemoryWatch, Server, env_or, machine, mib, quantile_ms};
 
 /// The campaigns' `message_limit` (the contract's maximum): attempts started per rolling 24 h.
 const MESSAGE_LIMIT: usize = 10_000;
@@ -384,7 +385,7 @@ fn main() {
         (small, large, first, analytics)
     });
 
-    println!("\nEngine benchmark: `{}`", support::command_line("engine", &KNOBS));
+    println!("\nEngine benchmark: `{}`", kit::command_line("engine", &KNOBS));
     println!("Machine: {}", machine());
     println!(
         "Server: its own process, SQLite (WAL, synchronous=FULL), `--rate-limit-rps 0 --failed-retry-limit 0`; campaigns: phone, \
@@ -481,7 +482,7 @@ fn postgres_scale_out(runtime: &tokio::runtime::Runtime, server_url: &str, knobs
         }
         runs
     });
-    println!("\nEngine benchmark on PostgreSQL: `{}`", support::command_line("engine", &KNOBS));
+    println!("\nEngine benchmark on PostgreSQL: `{}`", kit::command_line("engine", &KNOBS));
     println!("Machine: {}", machine());
     println!(
         "Servers: `outbound serve` processes (API and engine each) over one fresh PostgreSQL database per run, \

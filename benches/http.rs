@@ -63,7 +63,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::{Mutex, mpsc};
 
-mod support;
+#[path = "../tests/kit/mod.rs"]
+mod kit;
 
 const GET_THROUGHPUT_RATIO_TARGET: f64 = 0.30;
 const GET_P99_TARGET_MICROS: u64 = 5_000;
@@ -974,14 +975,13 @@ fn api_scale_out(settings: &Settings, server_url: &str) {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(settings.client_threads).enable_all().build().expect("client runtime");
     let database =
-        runtime.block_on(support::postgres::ThrowawayDatabase::new(server_url, "outbound_http_bench")).unwrap_or_else(|e| panic!("{e}"));
+        runtime.block_on(kit::postgres::ThrowawayDatabase::new(server_url, "outbound_http_bench")).unwrap_or_else(|e| panic!("{e}"));
     let args: Vec<String> =
         ["--listen", "127.0.0.1:0", "--database", &database.url, "--rate-limit-rps", "0", "--engine", "off"].map(str::to_owned).into();
-    let start = || support::Server::start(&args, None).unwrap_or_else(|e| panic!("{e}"));
+    let start = || kit::Server::start(&args, None).unwrap_or_else(|e| panic!("{e}"));
     let first = start();
     let key = first.key.clone().expect("bootstrap key on a fresh database");
-    let address =
-        |server: &support::Server| -> SocketAddr { server.address.trim_start_matches("http://").parse().expect("a socket address") };
+    let address = |server: &kit::Server| -> SocketAddr { server.address.trim_start_matches("http://").parse().expect("a socket address") };
     let one = address(&first);
     let (campaign_path, post_body) = runtime.block_on(async {
         let agent =

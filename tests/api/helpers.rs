@@ -4,7 +4,6 @@
 
 use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use jiff::Timestamp;
 use outbound::api::ApiSettings;
@@ -56,93 +55,50 @@ pub fn start_time() -> Timestamp {
     "2026-06-08T18:00:00Z".parse().expect("valid timestamp")
 }
 
-/// Where Redis tests keep their keys (each under a prefix of its own).
-pub fn redis_url() -> String {
-    std::env::var("OUTBOUND_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
+/// The skip-or-fail rules for PostgreSQL and Redis and the throwaway PostgreSQL databases, shared
+/// with the system tests and the benches (`tests/kit/`).
+#[path = "../kit/postgres.rs"]
+mod throwaway;
 
-/// A rate-limit configuration on the test Redis with a key prefix of its own; `None` when Redis
+use throwaway::ThrowawayDatabase;
+
+/// A rate-limit configuration on the test Redis (`OUTBOUND_TEST_REDIS_URL`) with a key prefix of its own; `None` when Redis
 /// is not reachable and not required (`CI` or `OUTBOUND_REQUIRE_REDIS=1` fail instead).
 pub async fn redis_limits() -> Option<RateLimitConfig> {
-    let url = redis_url();
-    let required = std::env::var_os("CI").is_some() || std::env::var("OUTBOUND_REQUIRE_REDIS").is_ok_and(|v| v == "1");
-    let reached = async {
-        let client = redis::Client::open(url.as_str())?;
-        let mut connection = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut connection).await
-    };
-    match tokio::time::timeout(Duration::from_secs(3), reached).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(err)) if required => panic!("Redis not reachable at {url}: {err}"),
-        Err(_) if required => panic!("Redis not reachable at {url}: timed out"),
-        _ => {
-            eprintln!("SKIPPED: Redis not reachable at {url}");
-            return None;
-        }
-    }
+    let url = throwaway::redis_for_test("this test").await?;
     Some(RateLimitConfig { redis_url: Some(url), key_prefix: format!("outbound-test:{}:", uuid::Uuid::new_v4().simple()) })
 }
 
-/// Where PostgreSQL tests create their databases.
-fn postgres_url() -> String {
-    std::env::var("OUTBOUND_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// Whether a PostgreSQL that cannot be reached fails the tests instead of skipping them.
-fn postgres_required() -> bool {
-    std::env::var_os("CI").is_some() || std::env::var("OUTBOUND_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
-}
-
 /// A throwaway database: a temporary directory for SQLite, a database of its own on PostgreSQL
-/// (dropped at the end of the test, even if connections to it are still open).
+/// (on `OUTBOUND_TEST_POSTGRES_URL`'s server; dropped at the end of the test, even if connections
+/// to it are still open).
 enum TestDatabase {
     Sqlite { _dir: tempfile::TempDir },
-    Postgres { admin_url: String, name: String },
+    Postgres(Option<ThrowawayDatabase>),
 }
 
 impl TestDatabase {
-    /// The database and its URL; `None` when PostgreSQL is not reachable and not required.
+    /// The database and its URL; `None` when PostgreSQL is not reachable and not required (`CI` or
+    /// `OUTBOUND_REQUIRE_POSTGRES=1` fail instead).
     async fn create(backend: &str) -> Option<(TestDatabase, String)> {
         if backend == OnSqlite::NAME {
             let dir = tempfile::tempdir().expect("temp dir");
             let url = format!("sqlite://{}", dir.path().join("outbound.db").display());
             return Some((TestDatabase::Sqlite { _dir: dir }, url));
         }
-        let admin_url = postgres_url();
-        let connected = tokio::time::timeout(Duration::from_secs(5), <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)).await;
-        let mut admin = match connected {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(err)) if postgres_required() => panic!("PostgreSQL not reachable at {admin_url}: {err}"),
-            Err(_) if postgres_required() => panic!("PostgreSQL not reachable at {admin_url}: timed out"),
-            _ => {
-                eprintln!("SKIPPED: PostgreSQL not reachable at {admin_url}");
-                return None;
-            }
-        };
-        let name = format!("outbound_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.expect("create test database");
-        let _ = sqlx::Connection::close(admin).await;
-        let mut url = url::Url::parse(&admin_url).expect("OUTBOUND_TEST_POSTGRES_URL is a URL");
-        url.set_path(&format!("/{name}"));
-        Some((TestDatabase::Postgres { admin_url, name }, url.to_string()))
+        let database = throwaway::for_test("outbound_test").await?;
+        database.create().await.expect("create test database");
+        let url = database.url.clone();
+        Some((TestDatabase::Postgres(Some(database)), url))
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let TestDatabase::Postgres { admin_url, name } = self else { return };
-        let (admin_url, name) = (admin_url.clone(), name.clone());
-        // Best effort, on a thread of its own: Drop may run inside the test's runtime.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            runtime.block_on(async move {
-                let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut admin).await?;
-                sqlx::Connection::close(admin).await
-            })
-        });
-        if let Ok(Err(err)) = dropped.join() {
-            eprintln!("could not drop a test database: {err}");
+        if let TestDatabase::Postgres(database) = self
+            && let Some(database) = database.take()
+        {
+            database.drop_blocking();
         }
     }
 }

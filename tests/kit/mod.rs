@@ -1,12 +1,19 @@
-//! Shared by `benches/engine.rs`, `benches/crash.rs` and `benches/scaleout.rs`: start the real
-//! `outbound serve` binary as its own process (as `benches/contacts.rs` does), talk to its API, load
-//! contacts, watch its memory, collect violations; [`mock`] is the mock webhook provider.
+//! The system-test kit: what the system tests (`tests/system/`) and the load benches
+//! (`benches/*.rs`) share, included by each with `#[path = "…/tests/kit/mod.rs"] mod kit;`. It
+//! starts the real `outbound serve` binary as its own process (as `benches/contacts.rs` does),
+//! talks to its API, loads contacts, watches its memory and collects violations; [`mock`] is the
+//! mock webhook provider, [`postgres`] a throwaway PostgreSQL database (and the skip-or-fail rules
+//! for PostgreSQL and Redis), and [`crash`] and [`scaleout`] are the two scenarios with their
+//! checks, parametrised by size: the system tests run them small on every change, `cargo bench
+//! --bench crash` and `cargo bench --bench scaleout` large.
 
-// Each bench uses a different part of this module.
+// Each user of the kit uses a different part of it.
 #![allow(dead_code)]
 
+pub mod crash;
 pub mod mock;
 pub mod postgres;
+pub mod scaleout;
 
 use std::collections::BTreeMap;
 
@@ -32,6 +39,11 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         Ok(raw) => raw.parse().unwrap_or_else(|_| panic!("{name}={raw:?} is not a valid value")),
         Err(_) => default,
     }
+}
+
+/// A scenario's seed: `knob` from the environment when set (to replay a run), else a random one.
+pub fn seed(knob: &str) -> u64 {
+    env_or(knob, rand::Rng::random(&mut rand::rng()))
 }
 
 /// `N cores, <model name>` from `nproc` and `/proc/cpuinfo`.
@@ -378,6 +390,19 @@ impl Violations {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.by_kind.is_empty()
+    }
+
+    /// One line per kind with its count and first example, for a test's failure message.
+    pub fn summary(&self) -> String {
+        let mut lines = vec![format!("{} kind(s) of violation:", self.by_kind.len())];
+        for (kind, (count, examples)) in &self.by_kind {
+            lines.push(format!("- {kind}: {count} (e.g. {})", examples.first().map_or("", String::as_str)));
+        }
+        lines.join("\n")
+    }
+
     pub fn count(&self, kind: &str) -> usize {
         self.by_kind.get(kind).map_or(0, |e| e.0)
     }
@@ -392,6 +417,15 @@ impl Violations {
             }
         }
     }
+}
+
+/// The message of a caught panic.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// `OK`, or `VIOLATED ×count`.

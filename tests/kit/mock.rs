@@ -1,5 +1,5 @@
-//! The mock webhook provider shared by `benches/crash.rs` and `benches/scaleout.rs`: an axum server
-//! inside the harness that records every attempt the engine POSTs to it, answers 200, then reports
+//! The mock webhook provider of the crash and scale-out scenarios (`crash.rs`, `scaleout.rs`): an
+//! axum server inside the harness that records every attempt the engine POSTs to it, answers 200, then reports
 //! the call's outcome by POSTing a signed event to the attempt's `callback_url`, retrying until it
 //! gets a 2xx or a 404. The outcome is a pure function of the attempt id (60% answered by a human,
 //! 20% by a machine, 20% no answer), so a re-sent attempt gets the same outcome again.
@@ -14,7 +14,8 @@
 //!
 //! [`Mock::swallow_from`] makes it stop answering one server: its POSTs are kept open without an
 //! answer and not recorded as attempts (as if lost on the way), only listed in `swallowed`, so
-//! that a server killed meanwhile leaves handoffs that nobody confirmed.
+//! that a server killed meanwhile leaves handoffs that nobody confirmed. (Both scenarios do it
+//! before a kill.)
 //!
 //! Where outcomes go: to `callback_url` first. When that fails (connection error, or any status
 //! other than 2xx and 404) and [`Mock::set_servers`] gave a list of live servers, the next try goes
@@ -267,6 +268,11 @@ impl Mock {
             violations.add("outcome reports still pending", format!("{pending} reports still not accepted"));
         }
         self.posts.load(Ordering::Relaxed) - posts_at_finish
+    }
+
+    /// What shows the servers are moving: POSTs received and outcome reports accepted, so far.
+    pub fn progress(&self) -> (u64, u64) {
+        (self.posts.load(Ordering::Relaxed), self.delivered.load(Ordering::Relaxed))
     }
 
     /// Listens on a free port of 127.0.0.1; returns the URL to configure as the webhook's `url`.
