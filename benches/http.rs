@@ -22,8 +22,10 @@
 //! machine's speed during the run weighs on both sides alike.
 //!
 //! With `BENCH_POSTGRES_URL=postgres://USER@HOST:PORT` it measures instead the API over PostgreSQL
-//! (a throwaway database): GET and POST closed loops against one `outbound serve` process, then
-//! against two processes over the same database, and the ratio (see `api_scale_out`).
+//! (a throwaway database): GET and POST closed loops against one `outbound serve` process (POST
+//! with and without a fresh Idempotency-Key each, `BENCH_ROUNDS` pairs in ABBA order, for what a
+//! key costs there), then against two processes over the same database, and the ratio (see
+//! `api_scale_out`).
 //!
 //! Settings (environment variables, all optional):
 //! `BENCH_SECONDS` (measured seconds per phase, default 3), `BENCH_WARMUP_SECONDS` (default 1),
@@ -1014,15 +1016,27 @@ fn api_scale_out(settings: &Settings, server_url: &str) {
         measure.as_secs_f64()
     );
     let (get_one, post_one) = targets(one);
-    let (single_get, single_post) = runtime.block_on(async {
+    let single_get = runtime.block_on(async {
         println!("1 process: GET /campaigns/{{id}} …");
         let get = closed_loop("GET, 1 process", get_one.clone(), get_connections, warmup, measure).await;
         get.check();
-        println!("1 process: POST /campaigns …");
-        let post = closed_loop("POST, 1 process", post_one.clone(), post_connections, warmup, measure).await;
-        post.check();
-        (get, post)
+        get
     });
+    // What an Idempotency-Key costs on PostgreSQL, pairs of phases in ABBA order as on SQLite.
+    let mut keyed_one = Target::new(one, Method::POST, "/api/v1.0/campaigns", Some(&key), Some(&post_body), StatusCode::CREATED);
+    keyed_one.idempotency_keys = true;
+    let keyed_one = Arc::new(keyed_one);
+    let (single_post, single_keyed) = runtime.block_on(alternate(
+        settings.rounds,
+        async |round| {
+            println!("1 process: POST /campaigns (round {round}) …");
+            closed_loop("POST, 1 process", post_one.clone(), post_connections, warmup, measure).await
+        },
+        async |round| {
+            println!("1 process: POST /campaigns with a fresh Idempotency-Key each (round {round}) …");
+            closed_loop("POST + Idempotency-Key, 1 process", keyed_one.clone(), post_connections, warmup, measure).await
+        },
+    ));
     let second = start();
     let (get_two, post_two) = targets(address(&second));
     let (double_get, double_post) = runtime.block_on(async {
@@ -1050,4 +1064,10 @@ fn api_scale_out(settings: &Settings, server_url: &str) {
             double.throughput() / single.throughput()
         );
     }
+    println!(
+        "\nIdempotency-Key on PostgreSQL, 1 process: POST {:.0} vs {:.0}/s with a fresh key each = {:.1}% of throughput",
+        single_keyed.throughput(),
+        single_post.throughput(),
+        (1.0 - single_keyed.throughput() / single_post.throughput()) * 100.0
+    );
 }

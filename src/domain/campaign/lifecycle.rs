@@ -68,6 +68,12 @@ impl Campaign {
         self.next_cycle_at = None;
     }
 
+    /// Whether the current iteration may end once no contact is left unfinished (§5.5): only a
+    /// running, unarchived campaign with contacts ends one.
+    pub fn may_end_iteration(&self) -> bool {
+        self.status == CampaignStatus::Active && !self.archived && self.counters.contacts > 0
+    }
+
     /// Ends the current iteration at `now` (§5.5): `cooldown` until the next one when iterations
     /// remain and some contact is eligible for it, else `finished`.
     pub fn end_iteration(&mut self, now: Timestamp, any_eligible: bool) {

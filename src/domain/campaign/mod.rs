@@ -301,6 +301,20 @@ mod tests {
     }
     use crate::domain::schedule::{DayWindow, TimeOfDay};
 
+    #[test]
+    fn only_a_running_unarchived_campaign_with_contacts_ends_an_iteration() {
+        let mut running = campaign(CampaignStatus::Active);
+        running.counters.contacts = 1;
+        assert!(running.may_end_iteration());
+        let mut empty = running.clone();
+        empty.counters.contacts = 0;
+        let mut archived = running.clone();
+        archived.archived = true;
+        let mut paused = running.clone();
+        paused.status = CampaignStatus::Inactive;
+        assert!(![empty, archived, paused].iter().any(Campaign::may_end_iteration));
+    }
+
     fn campaign(status: CampaignStatus) -> Campaign {
         let at = Timestamp::from_second(1_780_000_000).expect("time");
         Campaign {

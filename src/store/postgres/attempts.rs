@@ -559,7 +559,7 @@ pub(super) async fn advance_iteration(conn: &mut PgConnection, campaign_id: i64,
         update_campaign(conn, &campaign).await?;
         return Ok(Some(campaign.status));
     }
-    if campaign.status != CampaignStatus::Active || campaign.archived || campaign.counters.contacts == 0 {
+    if !campaign.may_end_iteration() {
         return Ok(None);
     }
     let unfinished: i64 = sqlx::query_scalar(

@@ -439,7 +439,7 @@ pub(super) fn advance_iteration(conn: &Connection, campaign_id: i64, at: Timesta
         update_campaign(conn, &campaign)?;
         return Ok(Some(campaign.status));
     }
-    if campaign.status != CampaignStatus::Active || campaign.archived || campaign.counters.contacts == 0 {
+    if !campaign.may_end_iteration() {
         return Ok(None);
     }
     let unfinished: i64 = conn.prepare_cached(&COUNT_UNFINISHED)?.query_row([campaign_id], |row| row.get(0))?;
