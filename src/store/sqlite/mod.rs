@@ -929,6 +929,13 @@ mod tests {
         Ok(())
     }
 
+    /// SQLite is compiled into the binary (rusqlite's `bundled`): the library running is the one
+    /// built against, not whatever the host has installed (Debian's is older and slower).
+    #[test]
+    fn the_sqlite_running_is_the_one_compiled_in() {
+        assert_eq!(rusqlite::version_number(), rusqlite::ffi::SQLITE_VERSION_NUMBER, "running SQLite {}", rusqlite::version());
+    }
+
     #[test]
     fn database_urls_name_a_file() {
         assert_eq!(database_path("sqlite://outbound.db").ok(), Some(PathBuf::from("outbound.db")));
