@@ -291,7 +291,7 @@ pub fn run(size: &Size) -> Violations {
         // Wait until every campaign is finished.
         let mut next = 0;
         let mut last_report = Instant::now();
-        let mut moved = (mock.progress(), Instant::now());
+        let mut watch = mock.watch(started, timeout, size.stall);
         while next < ids.len() && !stalled {
             if let Some(status) = server.exited() {
                 self_exits.push(format!("the server exited by itself ({status}) at {} distinct attempts", mock.distinct.load(Ordering::Relaxed)));
@@ -302,26 +302,8 @@ pub fn run(size: &Size) -> Violations {
                 next += 1;
                 continue;
             }
-            if started.elapsed() > timeout {
-                violations.add(
-                    "campaign not finished",
-                    format!("campaign {} still {} after {} s: analytics {}", ids[next], campaign["status"], timeout.as_secs(), campaign["analytics"]),
-                );
-                break;
-            }
-            if mock.progress() != moved.0 {
-                moved = (mock.progress(), Instant::now());
-            } else if moved.1.elapsed() > size.stall {
-                violations.add(
-                    "campaign not finished",
-                    format!(
-                        "campaign {} still {} and no POST nor accepted outcome report for {} s (progress stalled): analytics {}",
-                        ids[next],
-                        campaign["status"],
-                        size.stall.as_secs(),
-                        campaign["analytics"]
-                    ),
-                );
+            if let Some(why) = watch.verdict(&mock, &campaign) {
+                violations.add("campaign not finished", why);
                 break;
             }
             if last_report.elapsed() > Duration::from_secs(5) {
@@ -375,24 +357,8 @@ pub fn run(size: &Size) -> Violations {
         // Handoffs left unconfirmed at a kill (the mock swallowed their POSTs): re-sent since,
         // same id, same campaign, contact and iteration.
         let swallowed = mock.swallowed.lock().expect("swallowed");
-        let mut resent_unconfirmed = 0;
-        for (attempt_id, (campaign, contact, iteration)) in swallowed.iter() {
-            match record.attempts.get(attempt_id) {
-                Some(seen) if (seen.campaign, seen.contact, seen.iteration) == (*campaign, *contact, *iteration) => resent_unconfirmed += 1,
-                Some(seen) => violations.add(
-                    "a handoff unconfirmed at a kill was re-sent changed",
-                    format!(
-                        "attempt {attempt_id}: first sent for campaign {campaign} contact {contact} iteration {iteration}, re-sent for \
-                         campaign {} contact {} iteration {}",
-                        seen.campaign, seen.contact, seen.iteration
-                    ),
-                ),
-                None => violations.add(
-                    "a handoff unconfirmed at a kill was never re-sent",
-                    format!("attempt {attempt_id} (campaign {campaign}, contact {contact}) was never sent again"),
-                ),
-            }
-        }
+        let resent_unconfirmed =
+            record.check_resent(&swallowed, "a handoff unconfirmed at a kill", "was never re-sent", &mut violations);
         let unconfirmed_total = swallowed.len();
         drop(swallowed);
         record.check_calls(&server_calls, &mut violations);

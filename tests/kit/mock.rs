@@ -149,6 +149,38 @@ pub struct Record {
 }
 
 impl Record {
+    /// Checks that every handoff the mock swallowed (`swallowed`: attempt id → its campaign,
+    /// contact and iteration) was sent again since with the same id, campaign, contact and
+    /// iteration; `what` names those handoffs in the violations, `never` what it is when one was
+    /// not sent again. Returns how many were.
+    pub fn check_resent(
+        &self,
+        swallowed: &HashMap<String, (i64, i64, i64)>,
+        what: &str,
+        never: &str,
+        violations: &mut super::Violations,
+    ) -> usize {
+        let mut resent = 0;
+        for (attempt_id, (campaign, contact, iteration)) in swallowed {
+            match self.attempts.get(attempt_id) {
+                Some(seen) if (seen.campaign, seen.contact, seen.iteration) == (*campaign, *contact, *iteration) => resent += 1,
+                Some(seen) => violations.add(
+                    &format!("{what} was re-sent changed"),
+                    format!(
+                        "attempt {attempt_id}: first sent for campaign {campaign} contact {contact} iteration {iteration}, re-sent for \
+                         campaign {} contact {} iteration {}",
+                        seen.campaign, seen.contact, seen.iteration
+                    ),
+                ),
+                None => violations.add(
+                    &format!("{what} {never}"),
+                    format!("attempt {attempt_id} (campaign {campaign}, contact {contact}) was never sent again"),
+                ),
+            }
+        }
+        resent
+    }
+
     /// Per campaign: distinct attempt ids, and of them answered by a human, by a machine, not answered.
     pub fn counts_by_campaign(&self) -> HashMap<i64, [i64; 4]> {
         let mut per_campaign: HashMap<i64, [i64; 4]> = HashMap::new();
@@ -273,6 +305,11 @@ impl Mock {
     /// What shows the servers are moving: POSTs received and outcome reports accepted, so far.
     pub fn progress(&self) -> (u64, u64) {
         (self.posts.load(Ordering::Relaxed), self.delivered.load(Ordering::Relaxed))
+    }
+
+    /// A watch on a run that waits for its campaigns to finish (see [`Watch`]).
+    pub fn watch(&self, started: Instant, timeout: Duration, stall: Duration) -> Watch {
+        Watch { started, timeout, stall, moved: (self.progress(), Instant::now()) }
     }
 
     /// Listens on a free port of 127.0.0.1; returns the URL to configure as the webhook's `url`.
@@ -496,4 +533,32 @@ async fn report(mock: Arc<Mock>, attempt_id: String, callback: String, outcome: 
         tokio::time::sleep(REPORT_PAUSE).await;
     }
     mock.pending.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// The two ways waiting for a run's campaigns ends badly: past the overall deadline, or no progress
+/// (no POST nor accepted outcome report at the mock) for `stall`.
+pub struct Watch {
+    started: Instant,
+    timeout: Duration,
+    stall: Duration,
+    moved: ((u64, u64), Instant),
+}
+
+impl Watch {
+    /// Why waiting for `campaign` (its JSON, not yet finished) must stop now, if it must.
+    pub fn verdict(&mut self, mock: &Mock, campaign: &Value) -> Option<String> {
+        let (id, status, analytics) = (&campaign["id"], &campaign["status"], &campaign["analytics"]);
+        if self.started.elapsed() > self.timeout {
+            return Some(format!("campaign {id} still {status} after {} s: analytics {analytics}", self.timeout.as_secs()));
+        }
+        if mock.progress() != self.moved.0 {
+            self.moved = (mock.progress(), Instant::now());
+        } else if self.moved.1.elapsed() > self.stall {
+            return Some(format!(
+                "campaign {id} still {status} and no POST nor accepted outcome report for {} s (progress stalled): analytics {analytics}",
+                self.stall.as_secs()
+            ));
+        }
+        None
+    }
 }

@@ -473,7 +473,7 @@ async fn scenario(settings: &Settings, database: &str, dir: &Path) -> Violations
     // Wait until every campaign is finished.
     let mut finished = 0;
     let mut last_report = Instant::now();
-    let mut moved = (mock.progress(), Instant::now());
+    let mut watch = mock.watch(started, settings.timeout, settings.stall);
     while finished < ids.len() && !stalled {
         if fleet.check_exits(&mut violations, "after the kill") {
             mock.set_servers(fleet.live_addresses());
@@ -488,32 +488,8 @@ async fn scenario(settings: &Settings, database: &str, dir: &Path) -> Violations
             finished += 1;
             continue;
         }
-        if started.elapsed() > settings.timeout {
-            violations.add(
-                "campaign not finished",
-                format!(
-                    "campaign {} still {} after {} s: analytics {}",
-                    ids[finished],
-                    campaign["status"],
-                    settings.timeout.as_secs(),
-                    campaign["analytics"]
-                ),
-            );
-            break;
-        }
-        if mock.progress() != moved.0 {
-            moved = (mock.progress(), Instant::now());
-        } else if moved.1.elapsed() > settings.stall {
-            violations.add(
-                "campaign not finished",
-                format!(
-                    "campaign {} still {} and no POST nor accepted outcome report for {} s (progress stalled): analytics {}",
-                    ids[finished],
-                    campaign["status"],
-                    settings.stall.as_secs(),
-                    campaign["analytics"]
-                ),
-            );
+        if let Some(why) = watch.verdict(&mock, &campaign) {
+            violations.add("campaign not finished", why);
             break;
         }
         if last_report.elapsed() > Duration::from_secs(5) {
@@ -783,24 +759,7 @@ fn check_dispatch(settings: &Settings, mock: &Mock, views: &[CampaignView], viol
     // Handoffs the killed process left unconfirmed (the mock swallowed their POSTs): re-sent since,
     // same id, same contact.
     let swallowed = mock.swallowed.lock().expect("swallowed");
-    let mut taken_over = 0;
-    for (attempt_id, (campaign, contact, iteration)) in swallowed.iter() {
-        match record.attempts.get(attempt_id) {
-            Some(seen) if (seen.campaign, seen.contact, seen.iteration) == (*campaign, *contact, *iteration) => taken_over += 1,
-            Some(seen) => violations.add(
-                "a handoff of the killed process was re-sent changed",
-                format!(
-                    "attempt {attempt_id}: first sent for campaign {campaign} contact {contact} iteration {iteration}, re-sent for \
-                     campaign {} contact {} iteration {}",
-                    seen.campaign, seen.contact, seen.iteration
-                ),
-            ),
-            None => violations.add(
-                "a handoff of the killed process was never taken over",
-                format!("attempt {attempt_id} (campaign {campaign}, contact {contact}) was never sent again"),
-            ),
-        }
-    }
+    let taken_over = record.check_resent(&swallowed, "a handoff of the killed process", "was never taken over", violations);
     let takeover = (swallowed.len(), taken_over);
     drop(swallowed);
 
