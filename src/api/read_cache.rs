@@ -2,7 +2,7 @@
 //! memory for as long as the database has not changed.
 //!
 //! Every entry is tagged with the store's data version read *before* the database was (see
-//! [`crate::store::Store::data_version`]); a request reads the version once, in the auth layer,
+//! [`crate::store::Health::data_version`]); a request reads the version once, in the auth layer,
 //! and takes only entries of that very version. Any commit, by this process (a PATCH, the engine
 //! counting an outcome) or another (`outbound keys revoke`), moves the version on, so a cached
 //! answer is never older than the request that receives it. Only the newest version's entries are

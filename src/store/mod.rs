@@ -1,6 +1,10 @@
-//! Persistence behind one trait, so that SQLite (embedded) and PostgreSQL (scale-out) serve the
-//! same API and run the same tests. Every tenant-owned read or write takes the organization first:
-//! there is no un-scoped way to reach a campaign, agent or integration.
+//! Persistence, so that SQLite (embedded) and PostgreSQL (scale-out) serve the same API and run the
+//! same tests. The store is split by who uses it: [`TenantStore`] for the API's handlers (every
+//! method takes the organization first: there is no un-scoped way for a handler to reach a
+//! campaign, agent or integration), [`KeyStore`] for authentication, [`KeyAdmin`] for the CLI,
+//! [`IdempotencyStore`], [`EngineStore`] for the engine, [`CallbackStore`] for provider events
+//! (scoped by the integration that signs them), [`RateLimitStore`] and [`Health`]. Each consumer
+//! holds only its part; [`Store`] is their sum, for the code that wires a process together.
 
 pub mod postgres;
 mod shared;

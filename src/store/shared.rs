@@ -1,6 +1,7 @@
-//! Backend-independent pieces of the stores: parsing stored text into the domain, and the
-//! decisions of the engine's writes (which template a claim uses, how events change attempts,
-//! contacts and counters). Each backend reads rows and writes the results in its own SQL.
+//! What both stores read and decide alike: rows made into domain values (over [`StoredRow`], one
+//! mapper per kind of row), the campaign list's paging and filters, status sets as SQL lists, the
+//! settings keys SQL reads, and response bodies packed for Idempotency-Key records. The rules
+//! themselves live in `domain`; each backend writes only its SQL and its transactions.
 
 use std::collections::HashMap;
 
