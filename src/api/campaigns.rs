@@ -18,7 +18,7 @@ use super::idempotency::{Recording, Reply, json_body};
 use super::views::{AgentRefView, IntegrationRefView, format_time};
 use crate::domain::analytics::Analytics;
 use crate::domain::campaign::{
-    Campaign, CampaignInput, CampaignStatus, Channel, ContactStatus, CycleMode, LifecycleAction, parse_new_campaign,
+    Campaign, CampaignInput, CampaignStatus, Channel, ContactStatus, CycleMode, LifecycleAction, ReferenceError, parse_new_campaign,
 };
 use crate::domain::schedule::WeekSchedule;
 use crate::store::{CampaignCursor, CampaignFilter, CampaignPage, CreateCampaignOutcome, Modified, PageDirection, Refusal};
@@ -154,19 +154,19 @@ pub async fn create_campaign(
 fn created_reply(outcome: &CreateCampaignOutcome) -> Reply {
     match outcome {
         CreateCampaignOutcome::Created(campaign) => Reply::json(StatusCode::CREATED, &detail(campaign)),
-        CreateCampaignOutcome::AgentNotFound => {
+        CreateCampaignOutcome::Refused(ReferenceError::AgentNotFound) => {
             ApiError::new(StatusCode::NOT_FOUND, "AGENT_NOT_FOUND", "agent_id names no agent of this organization")
                 .with_field("agent_id")
                 .into_reply()
         }
-        CreateCampaignOutcome::IntegrationNotFound => ApiError::new(
+        CreateCampaignOutcome::Refused(ReferenceError::IntegrationNotFound) => ApiError::new(
             StatusCode::NOT_FOUND,
             "INTEGRATION_NOT_FOUND",
             "integration_id names no integration of this organization owned by agent_id",
         )
         .with_field("integration_id")
         .into_reply(),
-        CreateCampaignOutcome::WrongIntegrationType(actual) => ApiError::new(
+        CreateCampaignOutcome::Refused(ReferenceError::WrongIntegrationType(actual)) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "INVALID_INTEGRATION_TYPE",
             format!("integration_type does not match the integration, which is {}", actual.as_str()),

@@ -45,10 +45,12 @@ impl PhoneNumber {
     }
 
     /// A number read back from storage, where only parsed numbers are written: its E.164 shape
-    /// (`+` and 6 to 15 digits) is checked, not its numbering plan again.
-    pub fn stored(text: String) -> Option<PhoneNumber> {
-        let digits = text.strip_prefix('+')?;
-        ((6..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())).then_some(PhoneNumber(text))
+    /// (`+` and 6 to 15 digits) is checked, not its numbering plan again. A text of another shape
+    /// is given back.
+    pub fn stored(text: String) -> Result<PhoneNumber, String> {
+        let e164 =
+            text.strip_prefix('+').is_some_and(|digits| (6..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()));
+        if e164 { Ok(PhoneNumber(text)) } else { Err(text) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -282,10 +284,10 @@ mod tests {
     #[test]
     fn a_stored_number_is_taken_only_in_e164_shape() {
         for kept in ["+123456", "+525512345678", "+123456789012345"] {
-            assert_eq!(PhoneNumber::stored(kept.to_owned()).as_ref().map(PhoneNumber::as_str), Some(kept));
+            assert_eq!(PhoneNumber::stored(kept.to_owned()).as_ref().map(PhoneNumber::as_str), Ok(kept));
         }
         for refused in ["+12345", "+1234567890123456", "525512345678", "+52 55 1234 5678", "+52551234567x", ""] {
-            assert_eq!(PhoneNumber::stored(refused.to_owned()), None, "{refused:?}");
+            assert_eq!(PhoneNumber::stored(refused.to_owned()), Err(refused.to_owned()));
         }
     }
 

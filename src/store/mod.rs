@@ -149,21 +149,8 @@ pub type CampaignChange = Box<dyn FnOnce(&mut Campaign) -> Result<(), Refusal> +
 #[derive(Debug)]
 pub enum CreateCampaignOutcome {
     Created(Box<Campaign>),
-    AgentNotFound,
-    /// Unknown, or owned by another agent.
-    IntegrationNotFound,
-    /// The integration's real channel differs from `integration_type`.
-    WrongIntegrationType(Channel),
-}
-
-impl From<ReferenceError> for CreateCampaignOutcome {
-    fn from(error: ReferenceError) -> Self {
-        match error {
-            ReferenceError::AgentNotFound => CreateCampaignOutcome::AgentNotFound,
-            ReferenceError::IntegrationNotFound => CreateCampaignOutcome::IntegrationNotFound,
-            ReferenceError::WrongIntegrationType(channel) => CreateCampaignOutcome::WrongIntegrationType(channel),
-        }
-    }
+    /// The agent or integration named cannot take the campaign.
+    Refused(ReferenceError),
 }
 
 pub enum Modified {

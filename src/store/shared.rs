@@ -172,8 +172,7 @@ pub(crate) fn timezone_from(name: &str) -> StoreResult<TimeZone> {
 
 /// The `phone` column: a number stored in E.164, or a corrupt row.
 fn phone_from(row: &impl StoredRow) -> StoreResult<PhoneNumber> {
-    let text = row.text("phone")?;
-    PhoneNumber::stored(text.clone()).ok_or_else(|| StoreError::Corrupt(format!("bad phone number {text:?}")))
+    PhoneNumber::stored(row.text("phone")?).map_err(|text| StoreError::Corrupt(format!("bad phone number {text:?}")))
 }
 
 pub(crate) fn opt_millis(row: &impl StoredRow, column: &str) -> StoreResult<Option<Timestamp>> {

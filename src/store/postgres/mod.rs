@@ -591,7 +591,7 @@ async fn insert_campaign(
     let found = row.map(|row| Ok::<_, StoreError>((row.text("agent_name")?, integration_ref(&row)?))).transpose()?;
     let agent_name = match new.check_references(found.as_ref().map(|(name, _)| name.as_str()), found.as_ref().and_then(|(_, i)| *i)) {
         Ok(name) => name.to_owned(),
-        Err(refused) => return Ok(refused.into()),
+        Err(refused) => return Ok(CreateCampaignOutcome::Refused(refused)),
     };
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO campaigns (org_id, agent_id, integration_id, channel, status, created_at, settings) \
