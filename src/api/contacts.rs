@@ -11,7 +11,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{JsonBody, QueryParams, Tenant, parse_id};
 use super::idempotency::{Recording, Reply};
-use crate::domain::campaign::{CampaignStatus, ContactStatus};
+use crate::domain::campaign::ContactStatus;
 use crate::domain::contact::{Contact, ContactBatchInput, ItemError, MAX_BATCH, parse_item, region_of_timezone};
 use crate::domain::timezone::TimeZone;
 use crate::store::{AddContactsOutcome, BatchItem, ContactLookup, DeleteOutcome, ItemStatus};
@@ -109,7 +109,7 @@ pub async fn add_contacts(
         return Err(ApiError::invalid("contacts", format!("contacts must hold 1 to {MAX_BATCH} items, got {count}")));
     }
     let campaign = app.store.get_campaign(tenant.org_id, id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
-    if campaign.status == CampaignStatus::Finished {
+    if !campaign.status.accepts_contacts() {
         return Err(finished());
     }
     let region = region_of_timezone(campaign.settings.timezone.name());

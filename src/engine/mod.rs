@@ -296,7 +296,7 @@ fn wants_to_dispatch(running: &RunningCampaign, now: Timestamp) -> bool {
     let campaign = &running.campaign;
     let waiting = running.queued > 0 || running.next_retry_at.is_some_and(|at| at <= now);
     let room = campaign.settings.concurrency_room(running.in_flight) > 0;
-    campaign.status == CampaignStatus::Active && !campaign.archived && waiting && room && window_open(campaign, now)
+    campaign.status.dispatches(campaign.archived) && waiting && room && window_open(campaign, now)
 }
 
 fn window_open(campaign: &crate::domain::campaign::Campaign, now: Timestamp) -> bool {

@@ -273,6 +273,7 @@ mod tests {
         assert_eq!(ContactStatus::UNFINISHED, [ContactStatus::Queue, ContactStatus::Sending, ContactStatus::Retrying]);
         assert!(CampaignStatus::ALL.iter().all(|s| s.accepts_contacts() == (*s != CampaignStatus::Finished)));
         assert_eq!(CampaignStatus::Pending.with_contacts(), CampaignStatus::Ready);
+        assert!(CampaignStatus::ALL.iter().all(|s| s.dispatches(false) == (*s == CampaignStatus::Active) && !s.dispatches(true)));
         assert_eq!(CampaignStatus::Active.with_contacts(), CampaignStatus::Active);
         let cycles = CyclesConfig { filter_statuses: vec![ContactStatus::Answered, ContactStatus::Converted], ..CyclesConfig::default() };
         assert_eq!(cycles.statuses_left_alone(), [ContactStatus::Converted, ContactStatus::Sending, ContactStatus::Answered]);

@@ -67,6 +67,12 @@ impl CampaignStatus {
     /// The statuses the engine runs a campaign in: dispatching, or waiting for its next cycle.
     pub const RUNNING: [CampaignStatus; 2] = [CampaignStatus::Active, CampaignStatus::Cooldown];
 
+    /// Whether the engine starts attempts for a campaign in this status (§5): only while active,
+    /// and never for an archived one.
+    pub fn dispatches(self, archived: bool) -> bool {
+        self == CampaignStatus::Active && !archived
+    }
+
     /// Whether contacts may still be added (§3.1): a finished campaign takes no more.
     pub fn accepts_contacts(self) -> bool {
         self != CampaignStatus::Finished

@@ -13,7 +13,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::super::shared::{
     ATTEMPT_COLUMNS, MINUTES_PER_DAY, SETTINGS_RETRIES, attempt_from_row, attempt_state_from_row, contact_state_from_row,
-    dispatch_contact_columns, dispatch_from_row, minute_of, parse_channel, running_from_row, sql_list,
+    dispatch_contact_columns, dispatch_from_row, minute_of, parse_campaign_status, parse_channel, running_from_row, sql_list,
 };
 use super::super::{
     AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, OrgId, RunningCampaign, StoreResult, to_millis,
@@ -80,8 +80,7 @@ pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest)
             .fetch_optional(&mut *conn)
             .await?;
     let Some(row) = row else { return Ok(Vec::new()) };
-    let archived: bool = row.try_get("archived")?;
-    if archived || row.try_get::<String, _>("status")? != CampaignStatus::Active.as_str() {
+    if !parse_campaign_status(row.try_get("status")?)?.dispatches(row.try_get("archived")?) {
         return Ok(Vec::new());
     }
     let settings: CampaignSettings = serde_json::from_str(row.try_get("settings")?)?;

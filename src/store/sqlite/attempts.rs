@@ -16,7 +16,8 @@ use rusqlite::{Connection, params, params_from_iter};
 
 use super::super::shared::{
     ATTEMPT_COLUMNS, MINUTES_PER_DAY, SETTINGS_RETRIES, StoredRow, attempt_from_row, attempt_state_from_row, contact_state_from_row,
-    dispatch_contact_columns, dispatch_contact_from_row, dispatch_from_row, minute_of, parse_channel, running_from_row, sql_list,
+    dispatch_contact_columns, dispatch_contact_from_row, dispatch_from_row, minute_of, parse_campaign_status, parse_channel,
+    running_from_row, sql_list,
 };
 use super::super::{
     AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, OrgId, RunningCampaign, StoreResult, to_millis,
@@ -81,7 +82,7 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
         },
     )?;
     let Some((status, archived, channel, settings, iteration, in_flight)) = found else { return Ok(Vec::new()) };
-    if archived || status != CampaignStatus::Active.as_str() {
+    if !parse_campaign_status(&status)?.dispatches(archived) {
         return Ok(Vec::new());
     }
     let settings: CampaignSettings = serde_json::from_str(&settings)?;
