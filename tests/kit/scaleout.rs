@@ -238,12 +238,7 @@ impl Fleet {
     async fn start(label: &str, count: usize, database: &str, dir: &Path, extra: &[String], key: Option<String>) -> Result<Fleet, String> {
         let mut planned = Vec::new();
         for i in 0..count {
-            let listen = format!("127.0.0.1:{}", super::free_port());
             let mut args: Vec<String> = [
-                "--listen",
-                &listen,
-                "--public-url",
-                &format!("http://{listen}"),
                 "--database",
                 database,
                 "--failed-retry-limit",
@@ -259,7 +254,7 @@ impl Fleet {
             planned.push((args, dir.join(format!("{label}-{}.log", i + 1))));
         }
         let first = try_start(&planned[0].0, &planned[0].1).await?;
-        let key = key.or_else(|| first.key.clone()).ok_or("the first server on a fresh database printed no API key")?;
+        let key = key.or_else(|| first.0.key.clone()).ok_or("the first server on a fresh database printed no API key")?;
         let rest = futures::future::join_all(planned[1..].iter().map(|(args, log)| try_start(args, log))).await;
         let mut servers = vec![first];
         for server in rest {
@@ -268,7 +263,7 @@ impl Fleet {
         let processes = servers
             .into_iter()
             .zip(planned)
-            .map(|(server, (args, log))| Process {
+            .map(|((server, args), (_, log))| Process {
                 address: server.address.clone(),
                 server: Some(server),
                 args,
@@ -332,13 +327,20 @@ impl Fleet {
     }
 }
 
-/// `super::start_server` that reports failure instead of panicking, after a few tries.
-async fn try_start(args: &[String], log: &Path) -> Result<Server, String> {
+/// Starts a server with `args` on a free port (also its public URL), trying another port when
+/// one is taken before the server binds it (other tests start servers too); reports failure
+/// instead of panicking after a few tries. Returns the server and its whole command line, which a
+/// restart reuses.
+async fn try_start(base: &[String], log: &Path) -> Result<(Server, Vec<String>), String> {
     let mut last = String::new();
     for _ in 0..5 {
-        let (args, log) = (args.to_vec(), log.to_owned());
+        let listen = format!("127.0.0.1:{}", super::free_port());
+        let mut args: Vec<String> = ["--listen".to_owned(), listen.clone(), "--public-url".to_owned(), format!("http://{listen}")].into();
+        args.extend_from_slice(base);
+        let log = log.to_owned();
+        let started_with = args.clone();
         match tokio::task::spawn_blocking(move || Server::start(&args, Some(&log))).await.expect("start") {
-            Ok(server) => return Ok(server),
+            Ok(server) => return Ok((server, started_with)),
             Err(err) => last = err,
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
