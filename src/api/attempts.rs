@@ -14,15 +14,20 @@ use super::contacts::{OffsetPagination, parse_offset_paging};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{QueryParams, Tenant, parse_id, parse_json};
 use super::views::format_time;
-use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, EventInput};
+use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, EventInput, TranscriptEntry};
 use crate::domain::campaign::{Channel, ContactStatus};
+use crate::domain::contact::{check_extracted_data, clean_tags};
 use crate::domain::ids::verify_signature;
 use crate::store::{Attempt, AttemptContact, AttemptPage, AttemptQuery, EventOutcome};
 
 #[derive(Serialize, ToSchema)]
 pub struct AttemptContactView {
     id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     f_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     name: Option<String>,
     phone_number: String,
     status: ContactStatus,
@@ -34,37 +39,111 @@ impl From<AttemptContact> for AttemptContactView {
     }
 }
 
-/// A call as `/calls` lists it (§4).
+/// A call as `/calls` lists it (§4). Fields Altur does not mark nullable are left out when the
+/// provider gave no value (§0.2); Altur's `policy_evaluation` is never given, so never shown.
 #[derive(Serialize, ToSchema)]
 pub struct CallView {
     id: String,
     #[serde(rename = "type")]
-    #[schema(example = "outbound")]
-    kind: &'static str,
-    /// `ended`, `failed`, `busy`, `no-answer` or `in-progress` (queued and ringing calls show as in progress).
-    status: &'static str,
-    #[schema(value_type = Option<String>)]
-    answered_by: Option<&'static str>,
+    kind: CallType,
+    status: CallStatus,
+    #[schema(required = true)]
+    answered_by: Option<AnsweredBy>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(required = true, format = DateTime)]
     started_at: Option<String>,
+    #[schema(required = true, format = DateTime)]
     ended_at: Option<String>,
-    ended_by: Option<String>,
-    ended_reason: Option<String>,
+    ended_by: CallEndedBy,
+    /// Why the call ended, `""` when not known.
+    ended_reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    #[schema(minimum = 0)]
     duration: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    #[schema(minimum = 0)]
     billed_duration: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     contact: Option<AttemptContactView>,
     #[schema(value_type = Object)]
     extracted_data: serde_json::Map<String, serde_json::Value>,
     tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     recording_url: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    policy_evaluation: Option<serde_json::Value>,
+    /// The conversation as the provider reported it (ext); `null` when none was.
+    #[schema(required = true)]
+    transcript: Option<Vec<TranscriptEntry>>,
 }
 
-fn call_status(status: AttemptStatus) -> &'static str {
-    match status {
-        AttemptStatus::Ended | AttemptStatus::Busy | AttemptStatus::NoAnswer | AttemptStatus::Failed => status.as_str(),
-        _ => AttemptStatus::InProgress.as_str(),
+/// A call's `type`: Outbound's calls are all outbound (Altur's enum also has `inbound`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CallType {
+    Outbound,
+}
+
+/// A call's status as `/calls` shows it: queued and ringing calls show as in progress.
+#[derive(Serialize, ToSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallStatus {
+    Ended,
+    Failed,
+    Busy,
+    NoAnswer,
+    InProgress,
+}
+
+impl From<AttemptStatus> for CallStatus {
+    fn from(status: AttemptStatus) -> Self {
+        match status {
+            AttemptStatus::Ended => CallStatus::Ended,
+            AttemptStatus::Busy => CallStatus::Busy,
+            AttemptStatus::NoAnswer => CallStatus::NoAnswer,
+            AttemptStatus::Failed => CallStatus::Failed,
+            _ => CallStatus::InProgress,
+        }
+    }
+}
+
+/// Who ended a call: `""` when it never connected or nobody said (Altur's enum has `""`).
+#[derive(Serialize)]
+pub enum CallEndedBy {
+    #[serde(rename = "agent")]
+    Agent,
+    #[serde(rename = "user")]
+    User,
+    #[serde(rename = "system")]
+    System,
+    #[serde(rename = "")]
+    Nobody,
+}
+
+// By hand: utoipa's derive reads an empty `rename` as none and would document `Nobody`.
+impl utoipa::PartialSchema for CallEndedBy {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .enum_values(Some(["agent", "user", "system", ""]))
+            .description(Some("Who ended the call: `agent`, `user` or `system`; `\"\"` when it never connected or nobody said."))
+            .into()
+    }
+}
+
+impl ToSchema for CallEndedBy {}
+
+impl CallEndedBy {
+    fn of(stored: Option<&str>) -> Self {
+        match stored {
+            Some("agent") => CallEndedBy::Agent,
+            Some("user") => CallEndedBy::User,
+            Some("system") => CallEndedBy::System,
+            _ => CallEndedBy::Nobody,
+        }
     }
 }
 
@@ -72,21 +151,21 @@ impl From<Attempt> for CallView {
     fn from(a: Attempt) -> Self {
         CallView {
             id: a.id,
-            kind: "outbound",
-            status: call_status(a.status),
-            answered_by: a.answered_by.map(AnsweredBy::as_str),
+            kind: CallType::Outbound,
+            status: CallStatus::from(a.status),
+            answered_by: a.answered_by,
             created_at: format_time(a.created_at),
             started_at: a.started_at.map(format_time),
             ended_at: a.ended_at.map(format_time),
-            ended_by: a.ended_by,
-            ended_reason: a.ended_reason,
+            ended_by: CallEndedBy::of(a.ended_by.as_deref()),
+            ended_reason: a.ended_reason.unwrap_or_default(),
             duration: a.duration,
             billed_duration: a.billed_duration,
             contact: a.contact.map(AttemptContactView::from),
             extracted_data: a.extracted_data,
             tags: a.tags,
-            recording_url: None,
-            policy_evaluation: None,
+            recording_url: a.recording_url,
+            transcript: a.transcript,
         }
     }
 }
@@ -95,23 +174,44 @@ impl From<Attempt> for CallView {
 #[derive(Serialize, ToSchema)]
 pub struct MessageView {
     id: String,
-    /// `queued`, `sent`, `delivered`, `read` or `failed` (accepted and rejected messages were read).
-    status: &'static str,
+    status: MessageStatus,
+    #[schema(required = true)]
     template: Option<String>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(required = true, format = DateTime)]
     sent_at: Option<String>,
+    #[schema(required = true, format = DateTime)]
     delivered_at: Option<String>,
+    #[schema(required = true, format = DateTime)]
     read_at: Option<String>,
+    #[schema(required = true)]
     contact: Option<AttemptContactView>,
     #[schema(value_type = Object)]
     extracted_data: serde_json::Map<String, serde_json::Value>,
     tags: Vec<String>,
 }
 
-fn message_status(status: AttemptStatus) -> &'static str {
-    match status {
-        AttemptStatus::Accepted | AttemptStatus::Rejected => AttemptStatus::Read.as_str(),
-        other => other.as_str(),
+/// A message's status as `/messages` shows it: accepted and rejected messages were read.
+#[derive(Serialize, ToSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Queued,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl From<AttemptStatus> for MessageStatus {
+    fn from(status: AttemptStatus) -> Self {
+        match status {
+            AttemptStatus::Sent => MessageStatus::Sent,
+            AttemptStatus::Delivered => MessageStatus::Delivered,
+            AttemptStatus::Read | AttemptStatus::Accepted | AttemptStatus::Rejected => MessageStatus::Read,
+            AttemptStatus::Failed => MessageStatus::Failed,
+            _ => MessageStatus::Queued,
+        }
     }
 }
 
@@ -119,7 +219,7 @@ impl From<Attempt> for MessageView {
     fn from(a: Attempt) -> Self {
         MessageView {
             id: a.id,
-            status: message_status(a.status),
+            status: MessageStatus::from(a.status),
             template: a.template,
             created_at: format_time(a.created_at),
             sent_at: a.sent_at.map(format_time),
@@ -138,7 +238,9 @@ pub struct PagePosition {
     page_size: u32,
     has_next: bool,
     has_previous: bool,
+    #[schema(required = true)]
     next_page: Option<u32>,
+    #[schema(required = true)]
     previous_page: Option<u32>,
 }
 
@@ -254,6 +356,9 @@ pub struct EventAccepted {
     success: bool,
 }
 
+/// The longest `recording_url` kept (as browsers and most proxies allow).
+const MAX_URL_CHARS: usize = 2000;
+
 const ENDED_BY: [&str; 3] = ["agent", "user", "system"];
 
 /// Checks an event body against the integration's channel.
@@ -268,6 +373,24 @@ fn parse_event(input: EventInput, channel: Channel) -> ApiResult<AttemptEvent> {
     for (field, value) in [("duration", input.duration), ("billed_duration", input.billed_duration)] {
         if value.is_some_and(|v| v < 0) {
             return Err(ApiError::invalid(field, format!("{field} must be a whole number of seconds, 0 or more")));
+        }
+    }
+    if let Some(data) = &input.extracted_data {
+        check_extracted_data("extracted_data", data).map_err(|message| ApiError::invalid("extracted_data", message))?;
+    }
+    let tags = input
+        .tags
+        .as_deref()
+        .map(|tags| clean_tags("tags", tags))
+        .transpose()
+        .map_err(|(field, message)| ApiError::invalid(field, message))?;
+    if let Some(url) = &input.recording_url {
+        let web = url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        if !web || url.chars().count() > MAX_URL_CHARS {
+            return Err(ApiError::invalid(
+                "recording_url",
+                format!("recording_url must be an http(s) URL of at most {MAX_URL_CHARS} characters"),
+            ));
         }
     }
     if let Some(ended_by) = input.ended_by.as_deref().filter(|e| !e.is_empty() && !ENDED_BY.contains(e)) {
@@ -285,7 +408,9 @@ fn parse_event(input: EventInput, channel: Channel) -> ApiResult<AttemptEvent> {
         ended_reason: input.ended_reason,
         converted: input.converted.unwrap_or(false),
         extracted_data: input.extracted_data,
-        tags: input.tags,
+        tags,
+        recording_url: input.recording_url,
+        transcript: input.transcript,
     })
 }
 

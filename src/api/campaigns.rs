@@ -33,15 +33,18 @@ pub struct CyclesView {
     max_iterations: i64,
     cooldown_minutes: i64,
     filter_statuses: Vec<ContactStatus>,
+    /// Left out unless the campaign has a scheduled-mode schedule (§0.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     schedule: Option<WeekSchedule>,
-    #[schema(format = Date)]
+    #[schema(required = true, format = Date)]
     schedule_start_date: Option<String>,
-    #[schema(format = Date)]
+    #[schema(required = true, format = Date)]
     schedule_end_date: Option<String>,
     current_iteration: i64,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     last_iteration_at: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     next_cycle_at: Option<String>,
 }
 
@@ -50,6 +53,7 @@ pub struct CyclesView {
 pub struct CampaignDetail {
     id: i64,
     name: String,
+    #[schema(required = true)]
     description: Option<String>,
     status: CampaignStatus,
     archived: bool,
@@ -57,20 +61,26 @@ pub struct CampaignDetail {
     agent: AgentRefView,
     #[schema(format = DateTime)]
     created_at: String,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     started_at: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     ended_at: Option<String>,
     timezone: String,
     retries: i64,
     message_limit: i64,
+    #[schema(required = true)]
     concurrency_limit: Option<i64>,
+    #[schema(required = true)]
     first_message: Option<String>,
+    #[schema(required = true)]
     template: Option<String>,
+    #[schema(required = true)]
     template_alt: Option<String>,
     scheduling: WeekSchedule,
     cycles: CyclesView,
-    /// `null` until the campaign has been activated once.
+    /// Left out until the campaign has been activated once (§0.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     analytics: Option<Analytics>,
 }
 
@@ -124,7 +134,7 @@ impl CampaignDetailResponse {
     }
 }
 
-/// The analytics of a campaign, `null` before its first activation (§2.3).
+/// The analytics of a campaign, none before its first activation (§2.3).
 fn analytics_of(campaign: &Campaign) -> Option<Analytics> {
     campaign.started_at.map(|_| Analytics::from_counters(campaign.integration.channel, &campaign.counters))
 }
@@ -264,14 +274,16 @@ fn modified_reply(outcome: &Modified) -> Reply {
 pub struct CampaignListItem {
     id: i64,
     name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     description: Option<String>,
     status: CampaignStatus,
     archived: bool,
     #[schema(format = DateTime)]
     created_at: String,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     started_at: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     ended_at: Option<String>,
     agent: AgentRefView,
     integration: IntegrationRefView,
@@ -279,8 +291,14 @@ pub struct CampaignListItem {
     timezone: String,
     retries: i64,
     message_limit: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     first_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     concurrency_limit: Option<i64>,
     cycle_enabled: bool,
     cycle_max_iterations: i64,
@@ -288,6 +306,8 @@ pub struct CampaignListItem {
     cycle_filter_statuses: Vec<ContactStatus>,
     cycle_filter_tags: Vec<String>,
     cycle_current_iteration: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     #[schema(format = DateTime)]
     cycle_last_iteration_at: Option<String>,
 }
@@ -328,7 +348,11 @@ impl From<&Campaign> for CampaignListItem {
 pub struct CursorPagination {
     has_next: bool,
     has_previous: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     next_cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     previous_cursor: Option<String>,
 }
 
@@ -436,11 +460,7 @@ fn parse_filter(query: &QueryParams) -> ApiResult<CampaignFilter> {
         started_before: time("startedBefore")?,
         ended_after: time("endedAfter")?,
         ended_before: time("endedBefore")?,
-        include_archived: match query.get("archived") {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(raw) => return Err(ApiError::invalid("archived", format!("archived must be true or false, got {raw:?}"))),
-        },
+        include_archived: query.flag("archived", false)?,
     })
 }
 

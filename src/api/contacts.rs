@@ -22,10 +22,16 @@ pub const MAX_PAGE_INDEX: u32 = 25_000;
 #[derive(Serialize, ToSchema)]
 pub struct ContactView {
     id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     f_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     name: Option<String>,
     contact: String,
     status: ContactStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     context: Option<String>,
     retries: i64,
     failed_retries: i64,
@@ -33,7 +39,9 @@ pub struct ContactView {
     call_count: i64,
     billed_duration: i64,
     /// `YYYY-MM-DD HH:MM:SS` in the campaign's timezone.
-    #[schema(example = "2026-06-08 13:05:00")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    #[schema(example = "2026-06-08 13:05:00", pattern = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")]
     last_call_at: Option<String>,
     #[schema(value_type = Object)]
     extracted_data: serde_json::Map<String, serde_json::Value>,
@@ -74,9 +82,17 @@ pub struct BatchSummary {
 pub struct BatchItemView {
     index: usize,
     status: ItemStatus,
-    /// The contact's id, as a string (as Altur returns it).
+    /// The contact's id, as a string (as Altur returns it); left out on a failed item.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     id: Option<String>,
+    /// The number as stored (E.164), or as sent when it failed; left out when none was sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     contact: Option<String>,
+    /// Why the item failed; left out on a successful one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     error: Option<ItemError>,
 }
 
@@ -160,7 +176,11 @@ fn batch_reply(outcome: &AddContactsOutcome) -> Reply {
 pub struct OffsetPagination {
     pub(super) has_next: bool,
     pub(super) has_previous: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub(super) next_page: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub(super) previous_page: Option<u32>,
 }
 

@@ -150,4 +150,15 @@ impl QueryParams {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
+
+    /// A boolean parameter: `true`/`false` in any letter case, or `1`/`0` (generated clients
+    /// send `True`, `true` or `1`, §0.2); `default` when absent.
+    pub fn flag(&self, name: &str, default: bool) -> Result<bool, ApiError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) if raw == "1" || raw.eq_ignore_ascii_case("true") => Ok(true),
+            Some(raw) if raw == "0" || raw.eq_ignore_ascii_case("false") => Ok(false),
+            Some(raw) => Err(ApiError::invalid(name, format!("{name} must be true or false (or 1 or 0), got {raw:?}"))),
+        }
+    }
 }

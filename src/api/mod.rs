@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod integrations;
+pub mod openapi;
 pub mod ops;
 pub mod rate_limit;
 pub mod read_cache;
@@ -127,40 +128,18 @@ impl AppState {
     }
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Outbound API", version = "1.0", description = "Outbound campaigns API, compatible with Altur's public campaigns API."),
-    servers((url = "/api/v1.0")),
-    modifiers(&ApiKeyAuth),
-    security(("api_key" = [])),
-    components(schemas(error::ErrorBody)),
-)]
-struct ApiDoc;
-
-struct ApiKeyAuth;
-
-impl utoipa::Modify for ApiKeyAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description("Authorization", "api-key YOUR_API_KEY"))),
-        );
-    }
-}
-
 /// The versioned API's routes: those that take an API key, those that do not (provider events),
 /// and the OpenAPI document generated from both.
 fn versioned_api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let (keyed, mut openapi) = keyed_routes();
     let (public, events_doc) = OpenApiRouter::new().routes(routes!(attempts::post_event)).split_for_parts();
     openapi.merge(events_doc);
+    utoipa::Modify::modify(&openapi::SharedAnswers, &mut openapi);
     (keyed, public, openapi)
 }
 
 fn keyed_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(campaigns::create_campaign, campaigns::list_campaigns))
         .routes(routes!(campaigns::get_campaign, campaigns::update_campaign))
         .routes(routes!(campaigns::campaign_action))

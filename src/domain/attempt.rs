@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use jiff::{SignedDuration, Timestamp};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -40,7 +40,7 @@ fn base62_fixed(mut value: u64, width: usize) -> String {
 }
 
 /// Who answered a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AnsweredBy {
     Human,
@@ -230,6 +230,30 @@ pub struct EventInput {
     pub extracted_data: Option<Map<String, Value>>,
     #[serde(default)]
     pub tags: Option<Vec<String>>,
+    /// Where the call's recording can be fetched (kept as given; the latest one wins).
+    #[serde(default)]
+    pub recording_url: Option<String>,
+    /// The conversation so far; a later transcript replaces an earlier one.
+    #[serde(default)]
+    pub transcript: Option<Vec<TranscriptEntry>>,
+}
+
+/// Who said a line of a transcript.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Speaker {
+    Assistant,
+    User,
+}
+
+/// One line of a call's transcript, as events report it and calls show it (§5.4).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptEntry {
+    pub sent_by: Speaker,
+    #[schema(value_type = String, format = DateTime)]
+    pub sent_at: Timestamp,
+    pub content: String,
 }
 
 /// A validated event, ready for the store.
@@ -247,6 +271,8 @@ pub struct AttemptEvent {
     pub converted: bool,
     pub extracted_data: Option<Map<String, Value>>,
     pub tags: Option<Vec<String>>,
+    pub recording_url: Option<String>,
+    pub transcript: Option<Vec<TranscriptEntry>>,
 }
 
 impl AttemptEvent {
@@ -266,6 +292,8 @@ impl AttemptEvent {
             converted: false,
             extracted_data: None,
             tags: None,
+            recording_url: None,
+            transcript: None,
         }
     }
 }

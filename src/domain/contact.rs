@@ -10,11 +10,54 @@ use super::campaign::ContactStatus;
 use super::validation::Field;
 
 pub const MAX_BATCH: usize = 1000;
-pub const MAX_NAME_CHARS: usize = 255;
-pub const MAX_CONTEXT_CHARS: usize = 10_000;
-pub const MAX_F_ID_CHARS: usize = 255;
+/// The longest `name`, `context`, `f_id` and tag of a contact (§0.3), in characters.
+pub const MAX_TEXT_CHARS: usize = 1000;
 pub const MAX_TAGS: usize = 50;
-pub const MAX_TAG_CHARS: usize = 100;
+/// `extracted_data` as compact JSON, in bytes (§0.3): one contacts page stays a few MiB at most.
+pub const MAX_DATA_BYTES: usize = 16 * 1024;
+/// Nesting levels of `extracted_data`, the object itself being the first.
+pub const MAX_DATA_DEPTH: usize = 32;
+
+/// Checks a contact's (or an event's) `extracted_data` against the size rules of §0.3; the
+/// error says what is wrong, for a 400 naming `field`.
+pub fn check_extracted_data(field: &str, data: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+    fn depth(value: &serde_json::Value) -> usize {
+        match value {
+            serde_json::Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+            serde_json::Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    let levels = 1 + data.values().map(depth).max().unwrap_or(0);
+    if levels > MAX_DATA_DEPTH {
+        return Err(format!("{field} is nested {levels} levels deep; at most {MAX_DATA_DEPTH} are kept"));
+    }
+    let bytes = serde_json::to_vec(data).map(|json| json.len()).unwrap_or(usize::MAX);
+    if bytes > MAX_DATA_BYTES {
+        return Err(format!("{field} is {bytes} bytes as compact JSON; at most {MAX_DATA_BYTES} (16 KiB) are kept"));
+    }
+    Ok(())
+}
+
+/// Trims and dedupes tags (first occurrence kept), checking the rules of §0.3: at most
+/// [`MAX_TAGS`], each 1 to [`MAX_TEXT_CHARS`] characters. The error names the offending field.
+pub fn clean_tags(field: &str, tags: &[String]) -> Result<Vec<String>, (String, String)> {
+    if tags.len() > MAX_TAGS {
+        return Err((field.to_owned(), format!("{field} holds at most {MAX_TAGS} tags, got {}", tags.len())));
+    }
+    let mut clean: Vec<String> = Vec::with_capacity(tags.len());
+    for (i, tag) in tags.iter().enumerate() {
+        let tag = tag.trim();
+        if tag.is_empty() || tag.chars().count() > MAX_TEXT_CHARS {
+            let at = format!("{field}[{i}]");
+            return Err((at.clone(), format!("{at} must be 1 to {MAX_TEXT_CHARS} characters")));
+        }
+        if !clean.iter().any(|t| t == tag) {
+            clean.push(tag.to_owned());
+        }
+    }
+    Ok(clean)
+}
 
 /// The country whose numbering plan reads numbers written without `+`, from the campaign's
 /// timezone (the tz database's `zone.tab`: America/Mexico_City → MX).
@@ -80,19 +123,20 @@ pub struct ContactInput {
     #[schema(value_type = String, example = "+525512345678")]
     pub contact: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 1000)]
     pub name: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 1000)]
     pub context: Field<String>,
+    /// At most 16 KiB as compact JSON, nested at most 32 levels (§0.3).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub extracted_data: Field<serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 1000)]
     pub f_id: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<String>>, max_items = 50)]
     pub tags: Field<Vec<String>>,
 }
 
@@ -224,30 +268,16 @@ pub fn parse_item(
             _ => Ok(None),
         }
     };
-    let name = text("name", &item.name, MAX_NAME_CHARS)?;
-    let context = text("context", &item.context, MAX_CONTEXT_CHARS)?;
-    let f_id = text("f_id", &item.f_id, MAX_F_ID_CHARS)?;
+    let name = text("name", &item.name, MAX_TEXT_CHARS)?;
+    let context = text("context", &item.context, MAX_TEXT_CHARS)?;
+    let f_id = text("f_id", &item.f_id, MAX_TEXT_CHARS)?;
     let tags = match &item.tags {
-        Field::Value(tags) => {
-            if tags.len() > MAX_TAGS {
-                return Err(BatchError { field: path("tags"), message: format!("{} holds at most {MAX_TAGS} tags", path("tags")) });
-            }
-            let mut clean: Vec<String> = Vec::with_capacity(tags.len());
-            for (i, tag) in tags.iter().enumerate() {
-                let tag = tag.trim();
-                if tag.is_empty() || tag.chars().count() > MAX_TAG_CHARS {
-                    let field = format!("contacts[{index}].tags[{i}]");
-                    return Err(BatchError { message: format!("{field} must be 1 to {MAX_TAG_CHARS} characters"), field });
-                }
-                if !clean.iter().any(|t| t == tag) {
-                    clean.push(tag.to_owned());
-                }
-            }
-            clean
-        }
+        Field::Value(tags) => clean_tags(&path("tags"), tags).map_err(|(field, message)| BatchError { field, message })?,
         _ => Vec::new(),
     };
     let extracted_data = item.extracted_data.value().cloned().unwrap_or_default();
+    check_extracted_data(&path("extracted_data"), &extracted_data)
+        .map_err(|message| BatchError { field: path("extracted_data"), message })?;
     let raw = match &item.contact {
         Field::Value(raw) if !raw.trim().is_empty() => raw,
         _ => return Ok(Err((ItemError::MissingContact, String::new()))),

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
-use super::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, ContactProgress, RetrySettings, progress_contact};
+use super::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, ContactProgress, RetrySettings, TranscriptEntry, progress_contact};
 use super::campaign::{Channel, ContactStatus};
 
 /// What became of one event.
@@ -44,6 +44,10 @@ pub struct AttemptState {
     pub ended_reason: Option<String>,
     pub extracted_data: Option<Map<String, Value>>,
     pub tags: Option<Vec<String>>,
+    /// Set only by this batch's events (not read back: the latest one given wins, so the store
+    /// writes them when set and keeps what it has otherwise).
+    pub new_recording_url: Option<String>,
+    pub new_transcript: Option<Vec<TranscriptEntry>>,
 }
 
 /// A contact as events change it.
@@ -104,7 +108,15 @@ pub fn apply_events(
             continue;
         };
         if !attempt.status.accepts(event.status) {
-            outcomes.push(EventOutcome::Ignored);
+            // A recording or transcript often comes after the call ended, on a repeated final
+            // status: keep it, though the status stays.
+            let late_media = event.recording_url.is_some() || event.transcript.is_some();
+            if late_media {
+                attempt.new_recording_url = event.recording_url.clone().or(attempt.new_recording_url.take());
+                attempt.new_transcript = event.transcript.clone().or(attempt.new_transcript.take());
+                attempt.changed = true;
+            }
+            outcomes.push(if late_media { EventOutcome::Applied } else { EventOutcome::Ignored });
             continue;
         }
         outcomes.push(EventOutcome::Applied);
@@ -119,6 +131,8 @@ pub fn apply_events(
         attempt.billed_duration = event.billed_duration.or(attempt.billed_duration);
         attempt.ended_by = event.ended_by.clone().or(attempt.ended_by.take());
         attempt.ended_reason = event.ended_reason.clone().or(attempt.ended_reason.take());
+        attempt.new_recording_url = event.recording_url.clone().or(attempt.new_recording_url.take());
+        attempt.new_transcript = event.transcript.clone().or(attempt.new_transcript.take());
         match event.status {
             AttemptStatus::Sent => attempt.sent_at = attempt.sent_at.or(Some(now)),
             AttemptStatus::Delivered => attempt.delivered_at = attempt.delivered_at.or(Some(now)),
@@ -227,6 +241,8 @@ mod tests {
             ended_reason: None,
             extracted_data: None,
             tags: None,
+            new_recording_url: None,
+            new_transcript: None,
         }
     }
 
@@ -304,5 +320,20 @@ mod tests {
         assert_eq!(data.tags, ["vip", "paid"]);
         assert_eq!(data.extracted_data["amount"], 12);
         assert_eq!(attempts["a1"].tags.as_deref(), Some(&["vip".to_owned(), "paid".to_owned()][..]));
+    }
+
+    #[test]
+    fn a_recording_after_the_end_is_kept_though_the_status_stays() {
+        let mut attempts = HashMap::from([("a1".to_owned(), call(AttemptStatus::Ringing))]);
+        let mut contacts = HashMap::from([(70, sending("a1"))]);
+        let mut late = ended("a1", AnsweredBy::Human);
+        late.recording_url = Some("https://media.example/rec/1.mp3".to_owned());
+        let repeat = ended("a1", AnsweredBy::Human);
+        let events = [ended("a1", AnsweredBy::Human), late, repeat];
+        let (outcomes, deltas) = apply_events(&mut attempts, &mut contacts, None, &events, at(), RetrySettings::default());
+        assert_eq!(outcomes, [EventOutcome::Applied, EventOutcome::Applied, EventOutcome::Ignored]);
+        assert_eq!(deltas[&7].calls_human, 1, "the late event counts nothing again");
+        assert_eq!(attempts["a1"].new_recording_url.as_deref(), Some("https://media.example/rec/1.mp3"));
+        assert_eq!(attempts["a1"].status, AttemptStatus::Ended);
     }
 }

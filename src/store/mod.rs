@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use uuid::Uuid;
 
 use crate::domain::agent::Agent;
-use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, RetrySettings};
+use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, RetrySettings, TranscriptEntry};
 use crate::domain::campaign::{
     Campaign, CampaignError, CampaignStatus, Channel, ContactStatus, LifecycleError, NewCampaign, ReferenceError,
 };
@@ -448,6 +448,8 @@ pub struct Attempt {
     pub billed_duration: Option<i64>,
     pub extracted_data: serde_json::Map<String, serde_json::Value>,
     pub tags: Vec<String>,
+    pub recording_url: Option<String>,
+    pub transcript: Option<Vec<TranscriptEntry>>,
     pub contact: Option<AttemptContact>,
 }
 

@@ -35,7 +35,7 @@ async fn seed_examples_create_and_retrieve() {
     assert_eq!(
         created["cycles"],
         json!({ "enabled": true, "mode": "cooldown", "max_iterations": 3, "cooldown_minutes": 30, "filter_statuses": ["converted"],
-                "schedule": null, "schedule_start_date": null, "schedule_end_date": null,
+                "schedule_start_date": null, "schedule_end_date": null,
                 "current_iteration": 0, "last_iteration_at": null, "next_cycle_at": null })
     );
     let (status, fetched) = app.get(&format!("/campaigns/{}", created["id"])).await;
@@ -63,10 +63,11 @@ async fn seed_examples_create_and_retrieve() {
     assert_eq!(fetched["campaign"], created);
 }
 
-/// The `cycles` object of a campaign created without cycles (or with a disabled block).
+/// The `cycles` object of a campaign created without cycles (or with a disabled block): no
+/// `schedule` (left out when absent, §0.2).
 fn default_cycles() -> Value {
     json!({ "enabled": false, "mode": "cooldown", "max_iterations": 3, "cooldown_minutes": 60, "filter_statuses": [],
-            "schedule": null, "schedule_start_date": null, "schedule_end_date": null,
+            "schedule_start_date": null, "schedule_end_date": null,
             "current_iteration": 0, "last_iteration_at": null, "next_cycle_at": null })
 }
 
@@ -466,7 +467,7 @@ async fn cycles_ranges_statuses_tags_and_mode() {
 
     // Tags are stored (the list shows them) but never returned in the detail response, which
     // create_campaign's schema check enforces.
-    let longest_tag = "t".repeat(100);
+    let longest_tag = "t".repeat(1000);
     let tagged = app.create_campaign(cycles(json!({ "filter_tags": ["vip", longest_tag] }))).await;
     created_count += 1;
     let (status, list) = app.get("/campaigns").await;
@@ -475,7 +476,7 @@ async fn cycles_ranges_statuses_tags_and_mode() {
     assert_eq!(item["cycle_filter_tags"], json!(["vip", longest_tag]));
     for (bad, field) in [
         (json!([""]), "cycles.filter_tags[0]"),
-        (json!(["vip", "t".repeat(101)]), "cycles.filter_tags[1]"),
+        (json!(["vip", "t".repeat(1001)]), "cycles.filter_tags[1]"),
         (json!(["vip", 5]), "cycles.filter_tags[1]"),
     ] {
         refused(&app, cycles(json!({ "filter_tags": bad })), 400, "INVALID_REQUEST", field).await;
@@ -676,4 +677,14 @@ async fn non_string_enum_values_name_their_field() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     assert_eq!(count(&app).await, 0, "refused requests created nothing");
+}
+
+#[tokio::test]
+async fn first_message_holds_at_most_4000_characters() {
+    let Some(app) = TestApp::spawn().await else { return };
+    let setup = app.setup().await;
+    let longest = "ñ".repeat(4000);
+    assert_eq!(app.create_campaign(setup.phone(json!({ "first_message": longest }))).await["first_message"], json!(longest));
+    refused(&app, setup.phone(json!({ "first_message": "ñ".repeat(4001) })), 400, "INVALID_REQUEST", "first_message").await;
+    assert_eq!(count(&app).await, 1, "the refused request created nothing");
 }

@@ -91,6 +91,13 @@ async fn filters_select_exactly_the_matching_campaigns() {
     assert_eq!(ids(&list(&app, "").await), vec![other, whatsapp, phone], "archived left out by default");
     assert_eq!(ids(&list(&app, "?archived=true").await), vec![archived, other, whatsapp, phone]);
     assert_eq!(ids(&list(&app, "?archived=false").await), vec![other, whatsapp, phone]);
+    // Generated clients send booleans as `True`, `TRUE` or `1` (§0.2).
+    for yes in ["True", "TRUE", "1"] {
+        assert_eq!(ids(&list(&app, &format!("?archived={yes}")).await), vec![archived, other, whatsapp, phone], "{yes}");
+    }
+    for no in ["False", "fALSE", "0"] {
+        assert_eq!(ids(&list(&app, &format!("?archived={no}")).await), vec![other, whatsapp, phone], "{no}");
+    }
     assert_eq!(ids(&list(&app, &format!("?agentId={other_agent}")).await), vec![other]);
     assert_eq!(ids(&list(&app, "?status=active").await), vec![phone]);
     assert_eq!(ids(&list(&app, "?status=pending").await), vec![other, whatsapp]);
@@ -103,6 +110,9 @@ async fn filters_select_exactly_the_matching_campaigns() {
     assert_eq!(ids(&list(&app, "?endDate=2026-06-08T17:59:59Z").await), Vec::<i64>::new());
     assert_eq!(ids(&list(&app, "?createdAfter=2026-06-08T20:00:00%2B01:00").await), vec![other, whatsapp], "offsets are honoured");
     assert_eq!(ids(&list(&app, "?createdAfter=2026-06-09").await), Vec::<i64>::new());
+    // A bare date is the start of that day in UTC (§0.2).
+    assert_eq!(ids(&list(&app, "?createdAfter=2026-06-08").await), vec![other, whatsapp, phone]);
+    assert_eq!(ids(&list(&app, "?createdBefore=2026-06-08").await), Vec::<i64>::new());
     // started_at: only the activated campaign has one (21:00); ended_at: none yet.
     assert_eq!(ids(&list(&app, "?startedAfter=2026-06-08T21:00:00Z").await), vec![phone]);
     assert_eq!(ids(&list(&app, "?startedBefore=2026-06-08T20:59:59Z").await), Vec::<i64>::new());
@@ -128,6 +138,8 @@ async fn bad_query_parameters_are_400() {
         ("?integration=sms", "integration"),
         ("?agentId=42", "agentId"),
         ("?archived=yes", "archived"),
+        ("?archived=2", "archived"),
+        ("?archived=", "archived"),
         ("?createdAfter=yesterday", "createdAfter"),
         ("?createdBefore=2026-06-08T18:00:00", "createdBefore"),
         ("?startedAfter=2026-13-01", "startedAfter"),

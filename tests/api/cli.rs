@@ -130,7 +130,7 @@ async fn contacts_import_streams_a_csv_and_reports_every_row_not_created() {
     let id = campaign["id"].as_i64().expect("id");
     let dir = tempfile::tempdir().expect("temp dir");
     let csv = dir.path().join("contacts.csv");
-    let long_name = "n".repeat(300);
+    let long_name = "n".repeat(1001);
     let rows = [
         "contact,name,context,f_id,tags,amount_due,due_date".to_owned(),
         "55 1234 5678,Ana,owes since May,crm-1,vip|late,1000,2026-07-01".to_owned(),

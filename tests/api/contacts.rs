@@ -113,28 +113,16 @@ async fn a_mixed_batch_reports_every_item_in_order() {
     }
     let created = result_id(&batch, 0);
     assert!(created > existing, "ids grow: {created} after {existing}");
-    assert_eq!(
-        results[0],
-        json!({ "index": 0, "status": "created", "id": created.to_string(), "contact": "+525512345678", "error": null })
-    );
+    assert_eq!(results[0], json!({ "index": 0, "status": "created", "id": created.to_string(), "contact": "+525512345678" }));
     // Already in the campaign (earlier batch): the existing contact's id.
-    assert_eq!(
-        results[1],
-        json!({ "index": 1, "status": "skipped_duplicate", "id": existing.to_string(), "contact": "+525587654321", "error": null })
-    );
+    assert_eq!(results[1], json!({ "index": 1, "status": "skipped_duplicate", "id": existing.to_string(), "contact": "+525587654321" }));
     // Twice in this batch: the later item is the duplicate and carries the id just created.
-    assert_eq!(
-        results[2],
-        json!({ "index": 2, "status": "skipped_duplicate", "id": created.to_string(), "contact": "+525512345678", "error": null })
-    );
+    assert_eq!(results[2], json!({ "index": 2, "status": "skipped_duplicate", "id": created.to_string(), "contact": "+525512345678" }));
     for index in [3, 4, 6, 7] {
-        assert_eq!(results[index], json!({ "index": index, "status": "failed", "id": null, "contact": null, "error": "MISSING_CONTACT" }));
+        assert_eq!(results[index], json!({ "index": index, "status": "failed", "error": "MISSING_CONTACT" }));
     }
-    assert_eq!(results[5], json!({ "index": 5, "status": "failed", "id": null, "contact": "12", "error": "INVALID_PHONE_NUMBER" }));
-    assert_eq!(
-        results[8],
-        json!({ "index": 8, "status": "failed", "id": null, "contact": "not a number", "error": "INVALID_PHONE_NUMBER" })
-    );
+    assert_eq!(results[5], json!({ "index": 5, "status": "failed", "contact": "12", "error": "INVALID_PHONE_NUMBER" }));
+    assert_eq!(results[8], json!({ "index": 8, "status": "failed", "contact": "not a number", "error": "INVALID_PHONE_NUMBER" }));
 
     assert_eq!(total_count(&app, id).await, 2);
     // The skipped duplicates left the stored contacts unchanged.
@@ -163,20 +151,14 @@ async fn numbers_without_plus_are_read_in_the_region_of_the_campaign_timezone() 
     // America/New_York → US.
     let us = campaign(&app, &setup, json!({ "timezone": "America/New_York" })).await;
     let batch = add_ok(&app, us, json!([{ "contact": "(415) 555-2671" }, { "contact": "81 1234 5678" }])).await;
-    assert_eq!(
-        batch["results"][0],
-        json!({ "index": 0, "status": "created", "id": batch["results"][0]["id"], "contact": "+14155552671", "error": null })
-    );
+    assert_eq!(batch["results"][0], json!({ "index": 0, "status": "created", "id": batch["results"][0]["id"], "contact": "+14155552671" }));
     assert_eq!(batch["results"][1]["error"], "INVALID_PHONE_NUMBER", "valid in MX, but 811 is no US area code: {batch}");
     assert_eq!(batch["results"][1]["contact"], "81 1234 5678", "a failed item echoes the number as sent");
 
     // UTC has no region: a number needs its +.
     let utc = campaign(&app, &setup, json!({ "timezone": "UTC" })).await;
     let batch = add_ok(&app, utc, json!([{ "contact": "4155552671" }, { "contact": "+14155552671" }])).await;
-    assert_eq!(
-        batch["results"][0],
-        json!({ "index": 0, "status": "failed", "id": null, "contact": "4155552671", "error": "INVALID_PHONE_NUMBER" })
-    );
+    assert_eq!(batch["results"][0], json!({ "index": 0, "status": "failed", "contact": "4155552671", "error": "INVALID_PHONE_NUMBER" }));
     assert_eq!(batch["results"][1]["status"], "created");
     assert_eq!(batch["results"][1]["contact"], "+14155552671");
     assert_eq!(batch["summary"], json!({ "created": 1, "updated": 0, "skipped_duplicate": 0, "failed": 1 }));
@@ -221,10 +203,7 @@ async fn if_duplicate_update_overwrites_and_skip_leaves_the_contact_alone() {
     let (status, batch) = add(&app, id, json!({ "contacts": [replacement], "if_duplicate": "update" })).await;
     assert_eq!(status, StatusCode::CREATED, "{batch}");
     assert_eq!(batch["summary"], json!({ "created": 0, "updated": 1, "skipped_duplicate": 0, "failed": 0 }));
-    assert_eq!(
-        batch["results"][0],
-        json!({ "index": 0, "status": "updated", "id": contact_id.to_string(), "contact": "+525512345678", "error": null })
-    );
+    assert_eq!(batch["results"][0], json!({ "index": 0, "status": "updated", "id": contact_id.to_string(), "contact": "+525512345678" }));
     let after = contact(&app, id, contact_id).await;
     assert_eq!(after["name"], "Luis M.");
     assert_eq!(after["context"], "moved");
@@ -333,9 +312,16 @@ async fn a_structural_error_in_one_item_rejects_the_whole_batch() {
         (json!([valid(0), { "contact": us_number(1), "f_id": 42 }]), "contacts[1].f_id"),
         (json!([valid(0), { "contact": us_number(1), "context": { "a": 1 } }]), "contacts[1].context"),
         (json!([valid(0), "+14155552671"]), "contacts[1]"),
-        // Limits of the server: name at most 255 characters, tags not blank.
-        (json!([valid(0), { "contact": us_number(1), "name": "x".repeat(256) }]), "contacts[1].name"),
+        // Size limits (§0.3): name, context, f_id and each tag at most 1,000 characters, at
+        // most 50 tags, extracted_data at most 16 KiB of compact JSON nested at most 32 levels.
+        (json!([valid(0), { "contact": us_number(1), "name": "é".repeat(1001) }]), "contacts[1].name"),
+        (json!([valid(0), { "contact": us_number(1), "context": "x".repeat(1001) }]), "contacts[1].context"),
+        (json!([valid(0), { "contact": us_number(1), "f_id": "x".repeat(1001) }]), "contacts[1].f_id"),
+        (json!([valid(0), { "contact": us_number(1), "tags": ["vip", "x".repeat(1001)] }]), "contacts[1].tags[1]"),
+        (json!([valid(0), { "contact": us_number(1), "tags": (0..51).map(|i| format!("t{i}")).collect::<Vec<_>>() }]), "contacts[1].tags"),
         (json!([valid(0), { "contact": us_number(1), "tags": ["vip", "  "] }]), "contacts[1].tags[1]"),
+        (json!([valid(0), { "contact": us_number(1), "extracted_data": data_of_bytes(16 * 1024 + 1) }]), "contacts[1].extracted_data"),
+        (json!([valid(0), { "contact": us_number(1), "extracted_data": nested(33) }]), "contacts[1].extracted_data"),
     ];
 
     for (contacts, field) in cases {
@@ -350,16 +336,34 @@ async fn a_structural_error_in_one_item_rejects_the_whole_batch() {
         &app,
         id,
         json!([
-            { "contact": us_number(0), "name": "é".repeat(255), "tags": [], "extracted_data": {}, "f_id": null, "context": null },
+            { "contact": us_number(0), "name": "é".repeat(1000), "tags": [], "extracted_data": {}, "f_id": null, "context": null },
             { "contact": us_number(1), "name": null, "tags": null, "extracted_data": null },
+            { "contact": us_number(2), "context": "x".repeat(1000), "f_id": "f".repeat(1000),
+              "tags": (0..50).map(|i| format!("{i}{}", "t".repeat(990))).collect::<Vec<_>>(),
+              "extracted_data": data_of_bytes(16 * 1024) },
+            { "contact": us_number(3), "extracted_data": nested(32) },
         ]),
     )
     .await;
-    assert_eq!(batch["summary"]["created"], 2, "{batch}");
+    assert_eq!(batch["summary"]["created"], 4, "{batch}");
     let stored = contact(&app, id, result_id(&batch, 0)).await;
-    assert_eq!(stored["name"], "é".repeat(255));
+    assert_eq!(stored["name"], "é".repeat(1000));
     let stored = contact(&app, id, result_id(&batch, 1)).await;
-    assert_eq!((&stored["name"], &stored["tags"], &stored["extracted_data"]), (&Value::Null, &json!([]), &json!({})));
+    assert_eq!((stored.get("name"), &stored["tags"], &stored["extracted_data"]), (None, &json!([]), &json!({})));
+    let stored = contact(&app, id, result_id(&batch, 2)).await;
+    assert_eq!((stored["tags"].as_array().map(Vec::len), &stored["extracted_data"]), (Some(50), &data_of_bytes(16 * 1024)));
+    assert_eq!(contact(&app, id, result_id(&batch, 3)).await["extracted_data"], nested(32));
+}
+
+/// An `extracted_data` object of exactly `bytes` bytes as compact JSON.
+fn data_of_bytes(bytes: usize) -> Value {
+    // `{"k":"…"}` is 8 bytes around the string.
+    json!({ "k": "x".repeat(bytes - 8) })
+}
+
+/// An `extracted_data` object nested `levels` deep, itself being the first level.
+fn nested(levels: usize) -> Value {
+    (1..levels).fold(json!({ "leaf": 1 }), |inner, _| json!({ "n": inner }))
 }
 
 #[tokio::test]
@@ -464,19 +468,19 @@ async fn the_contact_object_has_every_field_with_its_defaults() {
         json!({ "success": true, "contact": {
             "id": full, "f_id": "crm-77", "name": "Luis", "contact": "+525512345678", "status": "queue",
             "context": "Asked for a call back", "retries": 0, "failed_retries": 0, "has_follow_up": false,
-            "call_count": 0, "billed_duration": 0, "last_call_at": null,
+            "call_count": 0, "billed_duration": 0,
             "extracted_data": { "plan": "gold", "nested": { "n": 1 } }, "tags": ["vip", "mx"]
         } }),
-        "every field, exactly; duplicate tags collapsed"
+        "every field, exactly; duplicate tags collapsed; no call yet, so no last_call_at"
     );
     assert_eq!(
         contact(&app, id, bare).await,
         json!({
-            "id": bare, "f_id": null, "name": null, "contact": "+525587654321", "status": "queue",
-            "context": null, "retries": 0, "failed_retries": 0, "has_follow_up": false,
-            "call_count": 0, "billed_duration": 0, "last_call_at": null, "extracted_data": {}, "tags": []
+            "id": bare, "contact": "+525587654321", "status": "queue",
+            "retries": 0, "failed_retries": 0, "has_follow_up": false,
+            "call_count": 0, "billed_duration": 0, "extracted_data": {}, "tags": []
         }),
-        "absent fields are null, extracted_data {{}} and tags []"
+        "absent f_id, name, context and last_call_at are left out (§0.2), extracted_data {{}} and tags []"
     );
 
     // The list shows the same objects.
@@ -511,7 +515,7 @@ async fn list_filters_and_query_parameters_are_checked() {
     assert_eq!(
         page,
         json!({ "total_count": 0, "contacts": [],
-            "pagination": { "has_next": false, "has_previous": false, "next_page": null, "previous_page": null } })
+            "pagination": { "has_next": false, "has_previous": false } })
     );
 
     let contacts: Vec<Value> = (0..5).map(|i| json!({ "contact": us_number(i) })).collect();
@@ -540,7 +544,7 @@ async fn list_filters_and_query_parameters_are_checked() {
     assert_eq!(
         page,
         json!({ "total_count": 5, "contacts": [],
-            "pagination": { "has_next": false, "has_previous": true, "next_page": null, "previous_page": 24999 } })
+            "pagination": { "has_next": false, "has_previous": true, "previous_page": 24999 } })
     );
 
     for (query, field) in [
@@ -593,15 +597,15 @@ async fn paging_covers_every_contact_once_oldest_first() {
             seen.push((c["id"].as_i64().expect("id"), c["contact"].as_str().expect("contact").to_owned()));
         }
         let last = index == 4;
-        assert_eq!(
-            page["pagination"],
-            json!({
-                "has_next": !last, "has_previous": index > 0,
-                "next_page": if last { Value::Null } else { json!(index + 1) },
-                "previous_page": if index > 0 { json!(index - 1) } else { Value::Null },
-            }),
-            "page {index}"
-        );
+        // Links to no page are left out (§0.2).
+        let mut expected = json!({ "has_next": !last, "has_previous": index > 0 });
+        if !last {
+            expected["next_page"] = json!(index + 1);
+        }
+        if index > 0 {
+            expected["previous_page"] = json!(index - 1);
+        }
+        assert_eq!(page["pagination"], expected, "page {index}");
     }
     assert_eq!(seen, added, "every contact exactly once, oldest first");
 
@@ -609,7 +613,7 @@ async fn paging_covers_every_contact_once_oldest_first() {
     let (status, page) = list(&app, id, "?pageSize=7&pageIndex=5").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["contacts"], json!([]));
-    assert_eq!(page["pagination"], json!({ "has_next": false, "has_previous": true, "next_page": null, "previous_page": 4 }));
+    assert_eq!(page["pagination"], json!({ "has_next": false, "has_previous": true, "previous_page": 4 }));
     // An exact fit has no next page either.
     let (_, page) = list(&app, id, "?pageSize=10&pageIndex=2").await;
     assert_eq!(page["contacts"].as_array().expect("contacts").len(), 10);

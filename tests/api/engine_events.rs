@@ -152,6 +152,16 @@ async fn event_bodies_are_validated_and_unknown_attempts_answer_404() {
         (json!({ "billed_duration": -5 }), "ended", "billed_duration"),
         (json!({ "ended_by": "robot" }), "ended", "ended_by"),
         (json!({ "surprise": 1 }), "ended", "surprise"),
+        (json!({ "recording_url": "ftp://media.example/1.mp3" }), "ended", "recording_url"),
+        (json!({ "recording_url": format!("https://media.example/{}", "r".repeat(1981)) }), "ended", "recording_url"),
+        (
+            json!({ "transcript": [{ "sent_by": "robot", "sent_at": "2026-06-08T18:00:06Z", "content": "hi" }] }),
+            "ended",
+            "transcript[0].sent_by",
+        ),
+        (json!({ "transcript": [{ "sent_by": "user", "content": "hi" }] }), "ended", "transcript[0].sent_at"),
+        (json!({ "tags": (0..51).map(|i| format!("t{i}")).collect::<Vec<_>>() }), "ended", "tags"),
+        (json!({ "extracted_data": { "k": "x".repeat(16 * 1024) } }), "ended", "extracted_data"),
     ] {
         let (code, body) = h.event(&attempt, status, extra.clone()).await;
         assert_error(code, &body, 400, "INVALID_REQUEST", Some(field));
@@ -225,4 +235,35 @@ async fn events_are_outside_the_rate_limit_and_idempotency_key_handling() {
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().get("idempotent-replayed").is_none());
     assert_eq!(h.contact(id, c[0]).await["status"], "answered");
+}
+
+#[tokio::test]
+async fn recordings_and_transcripts_show_on_the_call_also_when_they_come_after_the_end() {
+    let Some(h) = Harness::webhook("phone_call").await else { return };
+    let (id, c) = h.start(json!({}), 2).await;
+    assert_eq!(h.claims().await, 2);
+    let (first, second) = (h.attempt_of(id, c[0]).await, h.attempt_of(id, c[1]).await);
+    let transcript = json!([
+        { "sent_by": "assistant", "sent_at": "2026-06-08T18:00:06Z", "content": "Hola, ¿hablo con Ana?" },
+        { "sent_by": "user", "sent_at": "2026-06-08T18:00:09Z", "content": "Sí" },
+    ]);
+    // The longest URL kept is 2,000 characters.
+    let url = format!("https://media.example/{}", "r".repeat(2000 - 22));
+    h.event_ok(&first, "ended", json!({ "answered_by": "human", "ended_by": "user", "transcript": transcript })).await;
+    // A repeated final event is otherwise ignored, but the recording it brings is kept.
+    h.event_ok(&first, "ended", json!({ "answered_by": "human", "recording_url": url })).await;
+    // A call that never connected: no recording, no transcript, `ended_by` "".
+    h.event_ok(&second, "no-answer", json!({})).await;
+
+    let calls = h.calls(id, "").await;
+    let call =
+        |attempt: &str| calls["calls"].as_array().and_then(|all| all.iter().find(|c| c["id"] == json!(attempt)).cloned()).expect("call");
+    let answered = call(&first);
+    assert_eq!((&answered["recording_url"], &answered["transcript"]), (&json!(url), &transcript));
+    let missed = call(&second);
+    assert_eq!((&missed["ended_by"], &missed["ended_reason"], &missed["transcript"]), (&json!(""), &json!(""), &Value::Null));
+    for left_out in ["recording_url", "policy_evaluation", "duration", "billed_duration"] {
+        assert!(missed.get(left_out).is_none(), "{left_out} is left out when the provider gave none: {missed}");
+    }
+    assert_eq!(h.detail(id).await["analytics"]["calls"], 2, "the late recording counted no second call");
 }

@@ -58,9 +58,12 @@ async fn every_transition_allowed_and_refused() {
 
     let (status, body) = act(&app, id, "activate").await;
     assert_eq!((status, body["campaign"]["status"].clone()), (StatusCode::OK, json!("active")));
-    // active: activate again is refused; resume is a no-op.
-    let (status, body) = act(&app, id, "activate").await;
-    assert_conflict(status, &body, "active", &["pause", "resume", "archive"]);
+    let started = body["campaign"]["started_at"].clone();
+    // active: activate again and resume are no-ops (§2.8): every action answers 200.
+    let (status, again) = act(&app, id, "activate").await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!((&again["campaign"]["status"], &again["campaign"]["started_at"]), (&json!("active"), &started));
+    assert_eq!(again["campaign"]["cycles"]["current_iteration"], 1, "a no-op starts no iteration");
     let (status, body) = act(&app, id, "resume").await;
     assert_eq!((status, body["campaign"]["status"].clone()), (StatusCode::OK, json!("active")));
 

@@ -7,8 +7,9 @@ use uuid::Uuid;
 
 use super::{
     Campaign, CampaignError, CampaignSettings, CampaignStatus, Channel, ContactStatus, CycleMode, CyclesConfig, MAX_DESCRIPTION_CHARS,
-    MAX_FIRST_MESSAGE_CHARS, MAX_TAG_CHARS, MAX_TEMPLATE_CHARS, NewCampaign,
+    MAX_FIRST_MESSAGE_CHARS, MAX_TEMPLATE_CHARS, NewCampaign,
 };
+use crate::domain::contact::MAX_TEXT_CHARS;
 use crate::domain::schedule::{WeekSchedule, WeekScheduleInput};
 use crate::domain::timezone::TimeZone;
 use crate::domain::validation::{self, Field, Violation, Violations, int_in_range};
@@ -389,7 +390,7 @@ fn merge_cycle_fields(cycles: &mut CyclesConfig, input: &CyclesInput, violations
         Field::Value(tags) => {
             let mut ok = true;
             for (i, tag) in tags.iter().enumerate() {
-                ok &= violations.check(validation::text(&format!("cycles.filter_tags[{i}]"), tag, 1, MAX_TAG_CHARS)).is_some();
+                ok &= violations.check(validation::text(&format!("cycles.filter_tags[{i}]"), tag, 1, MAX_TEXT_CHARS)).is_some();
             }
             if ok {
                 cycles.filter_tags = dedup(tags.iter().map(|t| t.trim().to_owned()).collect());

@@ -25,7 +25,8 @@ impl Campaign {
             return (action == LifecycleAction::Archive).then_some(self.status);
         }
         match (action, self.status) {
-            (LifecycleAction::Activate, Pending | Ready | Cooldown) => Some(Active),
+            // On `active` a no-op, as Altur's OpenAPI has every action whose target holds already.
+            (LifecycleAction::Activate, Pending | Ready | Cooldown | Active) => Some(Active),
             (LifecycleAction::Pause, Active | Cooldown | Inactive) => Some(Inactive),
             (LifecycleAction::Resume, Inactive | Active) => Some(Active),
             (LifecycleAction::Archive, status) => Some(status),
@@ -39,6 +40,7 @@ impl Campaign {
             return Err(LifecycleError::InvalidTransition { current: self.status, valid_targets: self.valid_actions() });
         };
         match action {
+            LifecycleAction::Activate if self.status == CampaignStatus::Active => {}
             LifecycleAction::Activate => {
                 if self.integration.channel == Channel::Whatsapp && self.settings.template.is_none() {
                     return Err(LifecycleError::MissingTemplate);

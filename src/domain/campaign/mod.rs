@@ -20,9 +20,8 @@ use super::timezone::TimeZone;
 use super::validation::Violation;
 pub const DEFAULT_TIMEZONE: &str = "America/Mexico_City";
 pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
-pub const MAX_FIRST_MESSAGE_CHARS: usize = 10_000;
+pub const MAX_FIRST_MESSAGE_CHARS: usize = 4_000;
 pub const MAX_TEMPLATE_CHARS: usize = 512;
-pub const MAX_TAG_CHARS: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CyclesConfig {
@@ -399,6 +398,19 @@ mod tests {
         assert!(matches!(c.apply_action(LifecycleAction::Resume, later()), Err(LifecycleError::InvalidTransition { .. })));
         c.apply_action(LifecycleAction::Activate, later()).expect("activate from cooldown");
         assert_eq!((c.status, c.current_iteration, c.last_iteration_at), (CampaignStatus::Active, 2, Some(later())));
+    }
+
+    #[test]
+    fn every_action_is_valid_on_an_active_campaign_and_activate_changes_nothing() {
+        let mut c = campaign(CampaignStatus::Active);
+        let all = vec![LifecycleAction::Activate, LifecycleAction::Pause, LifecycleAction::Resume, LifecycleAction::Archive];
+        assert_eq!(c.valid_actions(), all);
+        let (iteration, started, last) = (c.current_iteration, c.started_at, c.last_iteration_at);
+        c.apply_action(LifecycleAction::Activate, later()).expect("a no-op");
+        assert_eq!((c.status, c.current_iteration, c.started_at, c.last_iteration_at), (CampaignStatus::Active, iteration, started, last));
+        // Not when inactive: that is what resume is for.
+        let mut paused = campaign(CampaignStatus::Inactive);
+        assert!(matches!(paused.apply_action(LifecycleAction::Activate, later()), Err(LifecycleError::InvalidTransition { .. })));
     }
 
     #[test]

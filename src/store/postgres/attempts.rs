@@ -363,6 +363,7 @@ async fn write_attempts(conn: &mut PgConnection, attempts: &HashMap<String, Atte
         (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut started, mut ended, mut sent, mut delivered, mut read) =
         (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut recording_url, mut transcript) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut duration, mut billed, mut ended_by, mut ended_reason, mut data, mut tags) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -388,16 +389,20 @@ async fn write_attempts(conn: &mut PgConnection, attempts: &HashMap<String, Atte
         ended_reason.push(a.ended_reason.as_deref());
         data.push(a.extracted_data.as_ref().map(serde_json::to_string).transpose()?);
         tags.push(a.tags.as_ref().map(serde_json::to_string).transpose()?);
+        recording_url.push(a.new_recording_url.as_deref());
+        transcript.push(a.new_transcript.as_ref().map(serde_json::to_string).transpose()?);
     }
     sqlx::query(
         "UPDATE attempts SET status = v.status, open = v.open, handed_off = TRUE, due_at = deadline, answered_by = v.answered_by, \
          converted = v.converted, started_at = v.started_at, ended_at = v.ended_at, sent_at = v.sent_at, \
          delivered_at = v.delivered_at, read_at = v.read_at, duration = v.duration, billed_duration = v.billed_duration, \
-         ended_by = v.ended_by, ended_reason = v.ended_reason, extracted_data = v.extracted_data, tags = v.tags \
+         ended_by = v.ended_by, ended_reason = v.ended_reason, extracted_data = v.extracted_data, tags = v.tags, \
+         recording_url = COALESCE(v.recording_url, attempts.recording_url), transcript = COALESCE(v.transcript, attempts.transcript) \
          FROM UNNEST($1::text[], $2::text[], $3::boolean[], $4::text[], $5::boolean[], $6::bigint[], $7::bigint[], $8::bigint[], \
-                     $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::text[], $16::text[]) \
+                     $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::text[], $16::text[], \
+                     $17::text[], $18::text[]) \
            AS v(id, status, open, answered_by, converted, started_at, ended_at, sent_at, delivered_at, read_at, duration, \
-                billed_duration, ended_by, ended_reason, extracted_data, tags) \
+                billed_duration, ended_by, ended_reason, extracted_data, tags, recording_url, transcript) \
          WHERE attempts.id = v.id",
     )
     .bind(&ids)
@@ -416,6 +421,8 @@ async fn write_attempts(conn: &mut PgConnection, attempts: &HashMap<String, Atte
     .bind(&ended_reason)
     .bind(&data)
     .bind(&tags)
+    .bind(&recording_url)
+    .bind(&transcript)
     .execute(&mut *conn)
     .await?;
     Ok(())

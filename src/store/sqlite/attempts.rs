@@ -292,11 +292,12 @@ fn write_attempts(conn: &Connection, attempts: &HashMap<String, AttemptState>) -
     let mut update = conn.prepare_cached(
         "UPDATE attempts SET status = ?, open = ?, handed_off = 1, due_at = deadline, answered_by = ?, converted = ?, started_at = ?, \
          ended_at = ?, sent_at = ?, delivered_at = ?, read_at = ?, duration = ?, billed_duration = ?, ended_by = ?, ended_reason = ?, \
-         extracted_data = ?, tags = ? WHERE id = ?",
+         extracted_data = ?, tags = ?, recording_url = COALESCE(?, recording_url), transcript = COALESCE(?, transcript) WHERE id = ?",
     )?;
     for (id, a) in attempts.iter().filter(|(_, a)| a.changed) {
         let data = a.extracted_data.as_ref().map(serde_json::to_string).transpose()?;
         let tags = a.tags.as_ref().map(serde_json::to_string).transpose()?;
+        let transcript = a.new_transcript.as_ref().map(serde_json::to_string).transpose()?;
         update.execute(params![
             a.status.as_str(),
             a.open,
@@ -313,6 +314,8 @@ fn write_attempts(conn: &Connection, attempts: &HashMap<String, AttemptState>) -
             a.ended_reason,
             data,
             tags,
+            a.new_recording_url,
+            transcript,
             id,
         ])?;
     }

@@ -49,6 +49,7 @@ const MIGRATION_STEPS: &[M<'static>] = &[
     M::up(include_str!("../../../migrations/sqlite/0003_contacts.sql")),
     M::up(include_str!("../../../migrations/sqlite/0004_engine.sql")),
     M::up(include_str!("../../../migrations/sqlite/0005_idempotency_expiry_by_rowid.sql")),
+    M::up(include_str!("../../../migrations/sqlite/0006_attempt_media.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_STEPS);
 
