@@ -27,7 +27,7 @@ use jiff::SignedDuration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -161,6 +161,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 
 pub fn router(state: AppState) -> Router {
     let (api, public, openapi) = versioned_api();
+    let routes = Arc::new(RouteMethods::new(&openapi));
     let openapi = Arc::new(openapi);
     // route_layer wraps what came before, so the order a request meets is:
     // auth → rate limit → idempotency → handler.
@@ -178,7 +179,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT_BYTES))
         .layer(middleware::from_fn(ops::record_metrics))
-        .layer(middleware::from_fn(envelope_other_errors))
+        .layer(middleware::from_fn_with_state(routes, envelope_other_errors))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
             let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -191,7 +192,8 @@ pub fn router(state: AppState) -> Router {
 
 /// Errors that axum or a layer produce themselves (unknown route, wrong method, body limit, …)
 /// come as plain text; give them the contract's envelope too.
-async fn envelope_other_errors(request: Request, next: Next) -> Response {
+async fn envelope_other_errors(State(routes): State<Arc<RouteMethods>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
     let response = next.run(request).await;
     let status = response.status();
     let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
@@ -201,7 +203,7 @@ async fn envelope_other_errors(request: Request, next: Next) -> Response {
     let error = match status {
         StatusCode::NOT_FOUND => ApiError::new(status, "NOT_FOUND", "no such route; the API lives under /api/v1.0"),
         StatusCode::METHOD_NOT_ALLOWED => {
-            let allow = response.headers().get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            let allow = routes.allowed(&path).unwrap_or_default();
             let mut reply =
                 ApiError::new(status, "METHOD_NOT_ALLOWED", format!("method not allowed on this route; allowed: {allow}")).into_response();
             if let Ok(value) = HeaderValue::from_str(&allow) {
@@ -217,6 +219,58 @@ async fn envelope_other_errors(request: Request, next: Next) -> Response {
         _ => ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "the request could not be understood"),
     };
     error.into_response()
+}
+
+/// The methods of every route, for the `Allow` header of a 405: axum's own is lost on the way
+/// through route layers. Read from the OpenAPI document (the versioned API) plus the routes
+/// outside it, so it cannot drift from the routes served.
+struct RouteMethods(Vec<(Vec<String>, String)>);
+
+impl RouteMethods {
+    fn new(openapi: &utoipa::openapi::OpenApi) -> Self {
+        let mut routes: Vec<(String, Vec<&str>)> = openapi
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ];
+                (format!("/api/v1.0{path}"), methods.into_iter().filter(|(_, served)| *served).map(|(name, _)| name).collect())
+            })
+            .collect();
+        for path in ["/api/v1.0/openapi.json", "/healthz", "/readyz", "/metrics"] {
+            routes.push((path.to_owned(), vec!["GET"]));
+        }
+        let table = routes
+            .into_iter()
+            .map(|(path, mut methods)| {
+                // axum answers HEAD wherever it answers GET.
+                if methods.contains(&"GET") {
+                    methods.insert(1, "HEAD");
+                }
+                (path.split('/').map(str::to_owned).collect(), methods.join(","))
+            })
+            .collect();
+        RouteMethods(table)
+    }
+
+    /// The `Allow` value of the route `path` takes: the template that matches with the most
+    /// literal segments wins, as in axum's router (`/campaigns/1/contacts` is not an action).
+    fn allowed(&self, path: &str) -> Option<String> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.0
+            .iter()
+            .filter(|(template, _)| {
+                template.len() == segments.len()
+                    && template.iter().zip(&segments).all(|(t, s)| t == s || (t.starts_with('{') && !s.is_empty()))
+            })
+            .max_by_key(|(template, _)| template.iter().filter(|t| !t.starts_with('{')).count())
+            .map(|(_, methods)| methods.clone())
+    }
 }
 
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -79,17 +79,30 @@ async fn unknown_routes_wrong_methods_and_bad_ids_get_the_envelope() {
     let body: Value = response.json().await.expect("json");
     assert_error(status, &body, 404, "NOT_FOUND", None);
 
-    let response = app
-        .client
-        .delete(app.url("/api/v1.0/campaigns"))
-        .header("Authorization", format!("api-key {}", app.key))
-        .send()
-        .await
-        .expect("sent");
-    let status = response.status();
-    assert!(response.headers().get("allow").is_some());
-    let body: Value = response.json().await.expect("json");
-    assert_error(status, &body, 405, "METHOD_NOT_ALLOWED", None);
+    // A 405 lists the methods of that path in `Allow` (§0.3), with or without an API key.
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/api/v1.0/campaigns", "GET,HEAD,POST"),
+        (reqwest::Method::PUT, "/api/v1.0/campaigns/7", "GET,HEAD,PATCH"),
+        (reqwest::Method::GET, "/api/v1.0/campaigns/7/activate", "POST"),
+        (reqwest::Method::PATCH, "/api/v1.0/campaigns/7/contacts", "GET,HEAD,POST"),
+        (reqwest::Method::POST, "/api/v1.0/campaigns/7/contacts/9", "GET,HEAD,DELETE"),
+        (reqwest::Method::GET, "/api/v1.0/integrations/iph_x/events", "POST"),
+        (reqwest::Method::POST, "/api/v1.0/openapi.json", "GET,HEAD"),
+        (reqwest::Method::DELETE, "/healthz", "GET,HEAD"),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), app.url(path))
+            .header("Authorization", format!("api-key {}", app.key))
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status();
+        assert_eq!(response.headers().get("allow").and_then(|v| v.to_str().ok()), Some(allow), "{method} {path}");
+        let body: Value = response.json().await.expect("json");
+        assert_error(status, &body, 405, "METHOD_NOT_ALLOWED", None);
+        assert!(body["message"].as_str().is_some_and(|m| m.ends_with(allow)), "{body}");
+    }
 
     let (status, body) = app.get("/campaigns/abc").await;
     assert_error(status, &body, 400, "INVALID_REQUEST", Some("id"));
