@@ -313,8 +313,8 @@ async fn list(app: &AppState, tenant: &Tenant, id: &str, query: &QueryParams, ch
 
 /// List a phone campaign's calls, oldest first (a WhatsApp campaign answers an empty list).
 #[utoipa::path(get, path = "/campaigns/{id}/calls", tag = "calls",
-    params(("id" = i64, Path), ("status" = Option<String>, Query, description = "ended, failed, busy, no-answer or in-progress"),
-        ("answeredBy" = Option<String>, Query, description = "human, machine or unknown"),
+    params(("id" = i64, Path), ("status" = Option<CallStatus>, Query),
+        ("answeredBy" = Option<AnsweredBy>, Query),
         ("startDate" = Option<String>, Query, description = "ISO 8601; calls created at or after"),
         ("endDate" = Option<String>, Query, description = "ISO 8601; calls created at or before"),
         ("pageSize" = Option<u32>, Query, description = "1–100, default 50"), ("pageIndex" = Option<u32>, Query, description = "0–25000, default 0")),
@@ -332,8 +332,8 @@ pub async fn list_calls(
 
 /// List a WhatsApp campaign's messages, oldest first (a phone campaign answers an empty list).
 #[utoipa::path(get, path = "/campaigns/{id}/messages", tag = "calls",
-    params(("id" = i64, Path), ("status" = Option<String>, Query, description = "queued, sent, delivered, read or failed"),
-        ("answeredBy" = Option<String>, Query), ("startDate" = Option<String>, Query), ("endDate" = Option<String>, Query),
+    params(("id" = i64, Path), ("status" = Option<MessageStatus>, Query),
+        ("answeredBy" = Option<AnsweredBy>, Query), ("startDate" = Option<String>, Query), ("endDate" = Option<String>, Query),
         ("pageSize" = Option<u32>, Query, description = "1–100, default 50"), ("pageIndex" = Option<u32>, Query, description = "0–25000, default 0")),
     responses((status = 200, body = MessageListResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_messages(

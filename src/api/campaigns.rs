@@ -383,11 +383,13 @@ const LIST_PARAMS: [&str; 14] = [
 /// List campaigns, newest first, with filters and cursor paging.
 #[utoipa::path(get, path = "/campaigns", tag = "campaigns",
     params(
-        ("agentId" = Option<String>, Query, description = "Only campaigns of this agent"),
+        ("agentId" = Option<String>, Query, format = Uuid, description = "Only campaigns of this agent"),
         ("status" = Option<CampaignStatus>, Query),
         ("integration" = Option<Channel>, Query),
         ("createdAfter" = Option<String>, Query, description = "RFC 3339 or YYYY-MM-DD, inclusive (alias startDate)"),
         ("createdBefore" = Option<String>, Query, description = "Inclusive (alias endDate)"),
+        ("startDate" = Option<String>, Query, description = "Alias of createdAfter (give one of the two)"),
+        ("endDate" = Option<String>, Query, description = "Alias of createdBefore (give one of the two)"),
         ("startedAfter" = Option<String>, Query), ("startedBefore" = Option<String>, Query),
         ("endedAfter" = Option<String>, Query), ("endedBefore" = Option<String>, Query),
         ("archived" = Option<bool>, Query, description = "Include archived campaigns (default false)"),

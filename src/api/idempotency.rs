@@ -30,7 +30,7 @@ use crate::store::{IdempotencyClaim, IdempotencyRecord, OrgId, ResponseRecorder,
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
-const MAX_KEY_LEN: usize = 255;
+pub const MAX_KEY_LEN: usize = 255;
 /// Bytes first set aside for a JSON response: a campaign's detail takes about 1,200.
 const JSON_BODY_CAPACITY: usize = 2048;
 

@@ -1,13 +1,17 @@
-//! Outbound's own OpenAPI document (§0.3), generated from the handlers' annotations: the answers
-//! every operation shares (authentication, rate limit, bodies, Idempotency-Key) are added here,
-//! once, instead of on each handler.
+//! Outbound's own OpenAPI document (§0.3): generated from the handlers' annotations, then refined
+//! here, once, with what layers and shared parsers enforce rather than handlers: the answers of
+//! authentication, rate limit, body and Idempotency-Key layers, the bounds of ids, paging,
+//! dates and keys, and the fields `POST /campaigns` requires (one input type serves create and
+//! update). Each rule below names the server constant it mirrors, so the two cannot drift.
 
+use serde_json::{Map, Value, json};
 use utoipa::OpenApi;
-use utoipa::openapi::path::Operation;
-use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::{Content, HttpMethod, Ref, RefOr};
 
+use super::campaigns::MAX_PAGE_SIZE;
+use super::contacts::MAX_PAGE_INDEX;
 use super::error;
+use super::idempotency::MAX_KEY_LEN;
+use crate::domain::contact::MAX_BATCH;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,74 +36,121 @@ impl utoipa::Modify for ApiKeyAuth {
     }
 }
 
-/// Adds the answers that layers give, not handlers: 401 and 429 on every operation that takes
-/// an API key, 413 and 415 on those with a body, 409 and 422 on POSTs (Idempotency-Key, §7),
-/// and 400 everywhere (a bad path id, query parameter or header). Applied once every route's
-/// operations are in the document.
-pub(super) struct SharedAnswers;
-
-impl utoipa::Modify for SharedAnswers {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                (HttpMethod::Get, item.get.as_mut()),
-                (HttpMethod::Post, item.post.as_mut()),
-                (HttpMethod::Patch, item.patch.as_mut()),
-                (HttpMethod::Delete, item.delete.as_mut()),
-            ];
-            for (method, operation) in operations {
-                if let Some(operation) = operation {
-                    add_shared_answers(method, operation);
+/// The document served at `/api/v1.0/openapi.json`: the generated one, refined.
+pub(super) fn document(generated: &utoipa::openapi::OpenApi) -> Value {
+    let mut document = serde_json::to_value(generated).unwrap_or_default();
+    if let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else { continue };
+            for (method, operation) in item.iter_mut() {
+                if let Some(operation) = operation.as_object_mut() {
+                    shared_answers(method, operation);
+                    shared_parameters(operation);
+                    if path == "/campaigns" && method == "post" {
+                        operation.insert("requestBody".to_owned(), json_body("CampaignCreate"));
+                    }
                 }
             }
         }
     }
+    if let Some(schemas) = document.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
+        campaign_create_schema(schemas);
+        if let Some(batch) = schemas.get_mut("ContactBatchInput").and_then(|s| s.pointer_mut("/properties/contacts")) {
+            batch["minItems"] = json!(1);
+            batch["maxItems"] = json!(MAX_BATCH);
+        }
+    }
+    document
 }
 
-fn add_shared_answers(method: HttpMethod, operation: &mut Operation) {
+fn json_body(schema: &str) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
+}
+
+/// The answers that layers give, not handlers: 401 and 429 on every operation that takes an API
+/// key, 413 and 415 on those with a body, 409 and 422 on keyed POSTs (Idempotency-Key, §7), and
+/// 400 everywhere (a bad path id, query parameter, header or body).
+fn shared_answers(method: &str, operation: &mut Map<String, Value>) {
     // Provider events opt out of the API key with an empty requirement (`security(())`).
-    let keyed = operation.security.as_ref().is_none_or(|requirements| requirements.iter().all(|r| *r != Default::default()));
+    let keyed = operation.get("security").and_then(Value::as_array).is_none_or(|all| all.iter().all(|r| r != &json!({})));
     let mut answers = vec![("400", "Invalid request: a bad path id, query parameter, header or body")];
     if keyed {
         answers.push(("401", "Missing, malformed, unknown or revoked API key"));
         answers.push(("429", "Over the per-key rate limit; see Retry-After and RateLimit"));
     }
-    if operation.request_body.is_some() {
+    if operation.contains_key("requestBody") {
         answers.push(("413", "Body over 5 MiB"));
         answers.push(("415", "Body without Content-Type: application/json"));
     }
-    if keyed && method == HttpMethod::Post {
+    if keyed && method == "post" {
         answers.push(("409", "A request with the same Idempotency-Key is still being processed"));
         answers.push(("422", "Idempotency-Key reused with a different request"));
     }
+    let responses = operation.entry("responses").or_insert_with(|| json!({}));
     for (status, description) in answers {
-        let responses = &mut operation.responses.responses;
         match responses.get_mut(status) {
-            Some(RefOr::T(existing)) if !existing.description.contains(description) => {
-                existing.description = format!("{}; or: {description}", existing.description);
+            Some(existing) => {
+                let known = existing["description"].as_str().unwrap_or_default().to_owned();
+                if !known.contains(description) {
+                    existing["description"] = json!(format!("{known}; or: {description}"));
+                }
             }
-            Some(_) => {}
-            None => {
-                responses.insert(status.to_owned(), RefOr::T(error_answer(status, description)));
-            }
+            None => responses[status] = error_answer(status, description),
         }
     }
 }
 
-fn error_answer(status: &str, description: &str) -> Response {
-    let answer =
-        ResponseBuilder::new().description(description).content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))));
-    let answer = if status == "429" {
-        use utoipa::openapi::header::HeaderBuilder;
-        use utoipa::openapi::{ObjectBuilder, Type};
-        let integer = || Some(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)));
-        let text = || Some(ObjectBuilder::new().schema_type(Type::String));
-        answer
-            .header("Retry-After", HeaderBuilder::new().schema(integer()).description(Some("Whole seconds to wait")).build())
-            .header("RateLimit", HeaderBuilder::new().schema(text()).description(Some("\"default\";r=<remaining>;t=<seconds>")).build())
-            .header("RateLimit-Policy", HeaderBuilder::new().schema(text()).description(Some("\"default\";q=<rate>;w=1")).build())
-    } else {
-        answer
-    };
-    answer.build()
+fn error_answer(status: &str, description: &str) -> Value {
+    let mut answer = json!({ "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } } });
+    if status == "429" {
+        answer["headers"] = json!({
+            "Retry-After": { "description": "Whole seconds to wait", "schema": { "type": "integer", "minimum": 1 } },
+            "RateLimit": { "description": "\"default\";r=<remaining>;t=<seconds>", "schema": { "type": "string" } },
+            "RateLimit-Policy": { "description": "\"default\";q=<rate>;w=1", "schema": { "type": "string" } },
+        });
+    }
+    answer
+}
+
+/// Bounds of the parameters every endpoint parses alike (`parse_id`, `parse_offset_paging`,
+/// `parse_time_param`, `QueryParams::flag`, the Idempotency-Key layer).
+fn shared_parameters(operation: &mut Map<String, Value>) {
+    let Some(parameters) = operation.get_mut("parameters").and_then(Value::as_array_mut) else { return };
+    for parameter in parameters {
+        let name = parameter["name"].as_str().unwrap_or_default().to_owned();
+        let place = parameter["in"].as_str().unwrap_or_default().to_owned();
+        let schema = match (place.as_str(), name.as_str()) {
+            ("path", "id" | "contact_id") if parameter["schema"]["type"] == "integer" => {
+                json!({ "type": "integer", "format": "int64", "minimum": 1 })
+            }
+            ("query", "pageSize") => json!({ "type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 50 }),
+            ("query", "pageIndex") => json!({ "type": "integer", "minimum": 0, "maximum": MAX_PAGE_INDEX, "default": 0 }),
+            ("query", "archived") => json!({ "type": "boolean", "default": false }),
+            ("query", time) if time.ends_with("Date") || time.ends_with("After") || time.ends_with("Before") => {
+                json!({ "anyOf": [{ "type": "string", "format": "date-time" }, { "type": "string", "format": "date" }] })
+            }
+            ("header", "Idempotency-Key") => {
+                // Printable ASCII; HTTP drops spaces at either end, so a key neither starts nor ends with one.
+                json!({ "type": "string", "minLength": 1, "maxLength": MAX_KEY_LEN,
+                        "pattern": format!("^[!-~]([ -~]{{0,{}}}[!-~])?$", MAX_KEY_LEN - 2) })
+            }
+            _ => continue,
+        };
+        parameter["schema"] = schema;
+    }
+}
+
+/// `POST /campaigns` takes the update body with four fields required (§2.1), where `null` means
+/// the default for the fields that have one.
+fn campaign_create_schema(schemas: &mut Map<String, Value>) {
+    let Some(mut create) = schemas.get("CampaignInput").cloned() else { return };
+    create["description"] = json!("The body of `POST /campaigns` (§2.1).");
+    create["required"] = json!(["name", "agent_id", "integration_id", "integration_type"]);
+    // On create `null` means the default.
+    for field in ["timezone", "retries", "message_limit", "concurrency_limit", "scheduling", "cycles"] {
+        let schema = create["properties"][field].take();
+        create["properties"][field] = json!({ "oneOf": [schema, { "type": "null" }] });
+    }
+    schemas.insert("CampaignCreate".to_owned(), create);
 }

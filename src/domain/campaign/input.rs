@@ -15,51 +15,52 @@ use crate::domain::timezone::TimeZone;
 use crate::domain::validation::{self, Field, Violation, Violations, int_in_range};
 
 /// The body of create and update requests. On create `name`, `agent_id`, `integration_id` and
-/// `integration_type` are required; on update every field is optional.
+/// `integration_type` are required and `null` means the default; on update every field is
+/// optional and `null` clears only the nullable ones (the OpenAPI document says which, §0.3).
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignInput {
     #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 255)]
+    #[schema(value_type = String, min_length = 1, max_length = 255, pattern = r"\S")]
     pub name: Field<String>,
     #[serde(default)]
     #[schema(value_type = Option<String>, max_length = 10000)]
     pub description: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = Uuid)]
+    #[schema(value_type = String, format = Uuid)]
     pub agent_id: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
     pub integration_id: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<Channel>)]
+    #[schema(value_type = Channel)]
     pub integration_type: Field<Channel>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "America/Mexico_City")]
+    #[schema(value_type = String, example = "America/Mexico_City")]
     pub timezone: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<i64>, minimum = 0, maximum = 5)]
+    #[schema(value_type = i64, minimum = 0, maximum = 5)]
     pub retries: Field<i64>,
     #[serde(default)]
-    #[schema(value_type = Option<i64>, minimum = 1, maximum = 10000)]
+    #[schema(value_type = i64, minimum = 1, maximum = 10000)]
     pub message_limit: Field<i64>,
     #[serde(default)]
-    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    #[schema(value_type = i64, minimum = 1, maximum = 1000)]
     pub concurrency_limit: Field<i64>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 4000)]
     pub first_message: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 512)]
     pub template: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 512)]
     pub template_alt: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<WeekScheduleInput>)]
+    #[schema(value_type = WeekScheduleInput)]
     pub scheduling: Field<WeekScheduleInput>,
     #[serde(default)]
-    #[schema(value_type = Option<CyclesInput>)]
+    #[schema(value_type = CyclesInput)]
     pub cycles: Field<CyclesInput>,
 }
 
