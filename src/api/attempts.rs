@@ -18,6 +18,7 @@ use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, EventInput
 use crate::domain::campaign::{Channel, ContactStatus};
 use crate::domain::contact::{check_extracted_data, clean_tags};
 use crate::domain::ids::verify_signature;
+use crate::domain::integration::MAX_URL_CHARS;
 use crate::store::{Attempt, AttemptContact, AttemptPage, AttemptQuery, EventOutcome};
 
 #[derive(Serialize, ToSchema)]
@@ -47,7 +48,10 @@ pub struct CallView {
     #[serde(rename = "type")]
     kind: CallType,
     status: CallStatus,
-    #[schema(required = true)]
+    /// Left out when nobody answered: Altur marks it nullable, but its enum has no `null`, and
+    /// generated clients (OpenAPI 3.0.3) refuse a `null` outside the enum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     answered_by: Option<AnsweredBy>,
     #[schema(format = DateTime)]
     created_at: String,
@@ -356,9 +360,6 @@ pub struct EventAccepted {
     success: bool,
 }
 
-/// The longest `recording_url` kept (as browsers and most proxies allow).
-const MAX_URL_CHARS: usize = 2000;
-
 const ENDED_BY: [&str; 3] = ["agent", "user", "system"];
 
 /// Checks an event body against the integration's channel.
@@ -370,7 +371,8 @@ fn parse_event(input: EventInput, channel: Channel) -> ApiResult<AttemptEvent> {
         };
         ApiError::invalid("status", format!("status must be {allowed} on a {} integration, got {:?}", channel.as_str(), input.status))
     })?;
-    for (field, value) in [("duration", input.duration), ("billed_duration", input.billed_duration)] {
+    let (duration, billed_duration) = (input.duration.map(|d| d.0), input.billed_duration.map(|d| d.0));
+    for (field, value) in [("duration", duration), ("billed_duration", billed_duration)] {
         if value.is_some_and(|v| v < 0) {
             return Err(ApiError::invalid(field, format!("{field} must be a whole number of seconds, 0 or more")));
         }
@@ -402,8 +404,8 @@ fn parse_event(input: EventInput, channel: Channel) -> ApiResult<AttemptEvent> {
         answered_by: input.answered_by,
         started_at: input.started_at,
         ended_at: input.ended_at,
-        duration: input.duration,
-        billed_duration: input.billed_duration,
+        duration,
+        billed_duration,
         ended_by: input.ended_by.filter(|e| !e.is_empty()),
         ended_reason: input.ended_reason,
         converted: input.converted.unwrap_or(false),

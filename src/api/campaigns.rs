@@ -388,8 +388,8 @@ const LIST_PARAMS: [&str; 14] = [
         ("integration" = Option<Channel>, Query),
         ("createdAfter" = Option<String>, Query, description = "RFC 3339 or YYYY-MM-DD, inclusive (alias startDate)"),
         ("createdBefore" = Option<String>, Query, description = "Inclusive (alias endDate)"),
-        ("startDate" = Option<String>, Query, description = "Alias of createdAfter (give one of the two)"),
-        ("endDate" = Option<String>, Query, description = "Alias of createdBefore (give one of the two)"),
+        ("startDate" = Option<String>, Query, description = "Alias of createdAfter (with both, both bounds hold)"),
+        ("endDate" = Option<String>, Query, description = "Alias of createdBefore (with both, both bounds hold)"),
         ("startedAfter" = Option<String>, Query), ("startedBefore" = Option<String>, Query),
         ("endedAfter" = Option<String>, Query), ("endedBefore" = Option<String>, Query),
         ("archived" = Option<bool>, Query, description = "Include archived campaigns (default false)"),
@@ -427,11 +427,12 @@ fn list_response(page: CampaignPage) -> CampaignListResponse {
 
 fn parse_filter(query: &QueryParams) -> ApiResult<CampaignFilter> {
     let time = |name: &str| query.get(name).map(|raw| parse_time_param(name, raw)).transpose();
-    let either = |name: &str, alias: &str| -> ApiResult<Option<Timestamp>> {
-        if query.get(name).is_some() && query.get(alias).is_some() {
-            return Err(ApiError::invalid(alias, format!("{alias} is an alias of {name}; give only one of them")));
-        }
-        Ok(time(name)?.or(time(alias)?))
+    // An alias given beside its name narrows the filter like any other filter: both bounds hold.
+    let both = |name: &str, alias: &str, narrowest: fn(Timestamp, Timestamp) -> Timestamp| -> ApiResult<Option<Timestamp>> {
+        Ok(match (time(name)?, time(alias)?) {
+            (Some(a), Some(b)) => Some(narrowest(a, b)),
+            (a, b) => a.or(b),
+        })
     };
     Ok(CampaignFilter {
         agent_id: query
@@ -456,8 +457,8 @@ fn parse_filter(query: &QueryParams) -> ApiResult<CampaignFilter> {
                     .ok_or_else(|| ApiError::invalid("integration", format!("integration must be phone_call or whatsapp, got {raw:?}")))
             })
             .transpose()?,
-        created_after: either("createdAfter", "startDate")?,
-        created_before: either("createdBefore", "endDate")?,
+        created_after: both("createdAfter", "startDate", Timestamp::max)?,
+        created_before: both("createdBefore", "endDate", Timestamp::min)?,
         started_after: time("startedAfter")?,
         started_before: time("startedBefore")?,
         ended_after: time("endedAfter")?,

@@ -55,6 +55,7 @@ pub(super) fn document(generated: &utoipa::openapi::OpenApi) -> Value {
     }
     if let Some(schemas) = document.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
         campaign_create_schema(schemas);
+        integration_input_schema(schemas);
         if let Some(batch) = schemas.get_mut("ContactBatchInput").and_then(|s| s.pointer_mut("/properties/contacts")) {
             batch["minItems"] = json!(1);
             batch["maxItems"] = json!(MAX_BATCH);
@@ -142,15 +143,54 @@ fn shared_parameters(operation: &mut Map<String, Value>) {
 }
 
 /// `POST /campaigns` takes the update body with four fields required (§2.1), where `null` means
-/// the default for the fields that have one.
+/// the default for the fields that have one; one shape per channel, since each refuses the
+/// other's fields (§2.1: a channel-only field is refused even when null) and WhatsApp campaigns
+/// take no enabled cycles.
 fn campaign_create_schema(schemas: &mut Map<String, Value>) {
     let Some(mut create) = schemas.get("CampaignInput").cloned() else { return };
-    create["description"] = json!("The body of `POST /campaigns` (§2.1).");
     create["required"] = json!(["name", "agent_id", "integration_id", "integration_type"]);
-    // On create `null` means the default.
     for field in ["timezone", "retries", "message_limit", "concurrency_limit", "scheduling", "cycles"] {
         let schema = create["properties"][field].take();
         create["properties"][field] = json!({ "oneOf": [schema, { "type": "null" }] });
     }
-    schemas.insert("CampaignCreate".to_owned(), create);
+    let variant = |channel: &str, other_channel_fields: &[&str]| {
+        let mut shape = create.clone();
+        if let Some(properties) = shape["properties"].as_object_mut() {
+            for field in other_channel_fields {
+                properties.remove(*field);
+            }
+        }
+        shape["properties"]["integration_type"] = json!({ "type": "string", "enum": [channel] });
+        shape.as_object_mut().map(|o| o.remove("description"));
+        shape
+    };
+    let phone = variant("phone_call", &["template", "template_alt"]);
+    let mut whatsapp = variant("whatsapp", &["first_message", "concurrency_limit"]);
+    whatsapp["properties"]["cycles"] = json!({ "oneOf": [{ "type": "null" },
+        { "allOf": [{ "$ref": "#/components/schemas/CyclesInput" }, { "properties": { "enabled": { "enum": [false, null] } } }] }] });
+    schemas.insert(
+        "CampaignCreate".to_owned(),
+        json!({ "description": "The body of `POST /campaigns` (§2.1): a phone or a WhatsApp campaign.", "oneOf": [phone, whatsapp] }),
+    );
+}
+
+/// `POST /integrations`: each provider with its own config (§1, §5.3): the simulator's is
+/// optional, the webhook's required.
+fn integration_input_schema(schemas: &mut Map<String, Value>) {
+    let Some(input) = schemas.get("IntegrationInput").cloned() else { return };
+    let variant = |provider: &str, config: Value, required: &[&str]| {
+        let mut shape = input.clone();
+        shape["properties"]["provider"] = json!({ "type": "string", "enum": [provider] });
+        shape["properties"]["config"] = config;
+        shape["required"] = json!(required);
+        shape.as_object_mut().map(|o| o.remove("description"));
+        shape
+    };
+    let simulator = variant(
+        "simulator",
+        json!({ "oneOf": [{ "$ref": "#/components/schemas/SimulatorConfig" }, { "type": "null" }] }),
+        &["agent_id", "type", "provider"],
+    );
+    let webhook = variant("webhook", json!({ "$ref": "#/components/schemas/WebhookConfig" }), &["agent_id", "type", "provider", "config"]);
+    schemas.insert("IntegrationInput".to_owned(), json!({ "oneOf": [simulator, webhook] }));
 }

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use super::campaign::{Channel, ContactStatus};
 use super::ids::random_base62;
 use super::integration::SimulatorConfig;
+use super::validation::WholeNumber;
 
 /// `cll_…` for calls, `msg_…` for WhatsApp messages: created once, before the provider sees it,
 /// and sent as the provider's idempotency key on every re-send. Twenty base62 characters: a
@@ -214,11 +215,11 @@ pub struct EventInput {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<Timestamp>,
     #[serde(default)]
-    #[schema(minimum = 0)]
-    pub duration: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 0)]
+    pub duration: Option<WholeNumber>,
     #[serde(default)]
-    #[schema(minimum = 0)]
-    pub billed_duration: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 0)]
+    pub billed_duration: Option<WholeNumber>,
     #[serde(default)]
     pub ended_by: Option<String>,
     #[serde(default)]

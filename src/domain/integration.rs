@@ -1,12 +1,12 @@
 //! Integrations: the channel and provider an agent reaches contacts through (§1, §5.3).
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::campaign::Channel;
-use super::validation::{self, Field, Violation, Violations};
+use super::validation::{self, Field, Violation, Violations, WholeNumber, whole_number};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -36,14 +36,24 @@ impl Provider {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimulatorConfig {
+    #[schema(minimum = 0, maximum = 1)]
     pub answer_rate: f64,
+    #[schema(minimum = 0, maximum = 1)]
     pub machine_rate: f64,
+    #[schema(minimum = 0, maximum = 1)]
     pub convert_rate: f64,
+    #[schema(minimum = 0, maximum = 1)]
     pub delivery_rate: f64,
+    #[schema(minimum = 0, maximum = 1)]
     pub read_rate: f64,
+    #[schema(minimum = 0, maximum = 1)]
     pub accept_rate: f64,
     /// Inclusive range of call durations in seconds.
+    #[serde(deserialize_with = "whole_pair")]
+    #[schema(min_items = 2, max_items = 2)]
     pub duration_s: [u32; 2],
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(maximum = 60000)]
     pub latency_ms: u32,
 }
 
@@ -64,13 +74,26 @@ impl Default for SimulatorConfig {
 
 pub const MAX_SIMULATOR_LATENCY_MS: u32 = 60_000;
 pub const MAX_WEBHOOK_TIMEOUT_MS: u32 = 60_000;
+/// The longest URL kept (a webhook's, a recording's): what browsers and most proxies take.
+pub const MAX_URL_CHARS: usize = 2000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
+    #[schema(pattern = r"^[hH][tT][tT][pP][sS]?://[^\s/?#]+", max_length = 2000)]
     pub url: String,
-    #[serde(default = "default_webhook_timeout_ms")]
+    #[serde(default = "default_webhook_timeout_ms", deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 60000)]
     pub timeout_ms: u32,
+}
+
+/// Two whole numbers (see [`whole_number`]).
+fn whole_pair<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u32; 2], D::Error> {
+    let [low, high] = <[WholeNumber; 2]>::deserialize(deserializer)?;
+    let convert = |n: i64| {
+        u32::try_from(n).map_err(|_| serde::de::Error::invalid_value(serde::de::Unexpected::Signed(n), &"a whole number of seconds"))
+    };
+    Ok([convert(low.0)?, convert(high.0)?])
 }
 
 fn default_webhook_timeout_ms() -> u32 {
@@ -101,13 +124,13 @@ pub struct Integration {
 #[serde(deny_unknown_fields)]
 pub struct IntegrationInput {
     #[serde(default)]
-    #[schema(value_type = String, format = Uuid)]
+    #[schema(value_type = String, format = Uuid, required = true)]
     pub agent_id: Field<String>,
     #[serde(default, rename = "type")]
-    #[schema(value_type = Channel)]
+    #[schema(value_type = Channel, required = true)]
     pub channel: Field<Channel>,
     #[serde(default)]
-    #[schema(value_type = Provider)]
+    #[schema(value_type = Provider, required = true)]
     pub provider: Field<Provider>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -198,8 +221,11 @@ fn parse_config(provider: Provider, raw: serde_json::Value) -> Result<ProviderCo
         Provider::Webhook => {
             let config: WebhookConfig = serde_path_to_error::deserialize(raw).map_err(structural)?;
             let url = url::Url::parse(&config.url).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-            if url.is_none() {
-                return Err(Violation::new("config.url", format!("config.url must be an http(s) URL, got {:?}", config.url)));
+            if url.is_none() || config.url.chars().count() > MAX_URL_CHARS {
+                return Err(Violation::new(
+                    "config.url",
+                    format!("config.url must be an http(s) URL of at most {MAX_URL_CHARS} characters, got {:?}", config.url),
+                ));
             }
             if !(1..=MAX_WEBHOOK_TIMEOUT_MS).contains(&config.timeout_ms) {
                 return Err(Violation::new(

@@ -199,10 +199,10 @@ pub struct WeekScheduleInput {
 #[serde(deny_unknown_fields)]
 pub struct DayInput {
     #[serde(default, rename = "startTime")]
-    #[schema(value_type = Option<String>, example = "09:00")]
+    #[schema(value_type = Option<String>, example = "09:00", pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub start_time: Field<String>,
     #[serde(default, rename = "stopTime")]
-    #[schema(value_type = Option<String>, example = "18:00")]
+    #[schema(value_type = Option<String>, example = "18:00", pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
     pub stop_time: Field<String>,
     #[serde(default)]
     #[schema(value_type = Option<bool>)]

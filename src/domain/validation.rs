@@ -84,6 +84,29 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
     }
 }
 
+/// Reads an integer as JSON Schema defines one: `5` and `5.0` alike (a number without a
+/// fraction), so a client whose JSON library writes whole numbers as floats is not refused. Use
+/// with `#[serde(deserialize_with = "whole_number")]`, or through [`WholeNumber`].
+pub fn whole_number<'de, D: Deserializer<'de>, T: TryFrom<i64>>(deserializer: D) -> Result<T, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    // 2^63: the first float past i64's range.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    let whole = number.as_i64().or_else(|| number.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < LIMIT).map(|f| f as i64));
+    whole
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| serde::de::Error::invalid_value(serde::de::Unexpected::Other(&number.to_string()), &"a whole number in range"))
+}
+
+/// An integer read by [`whole_number`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WholeNumber(pub i64);
+
+impl<'de> Deserialize<'de> for WholeNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        whole_number(deserializer).map(WholeNumber)
+    }
+}
+
 /// Checks an integer against an inclusive range, naming the field and the limits.
 pub fn int_in_range(field: &str, value: i64, min: i64, max: i64) -> Result<i64, Violation> {
     if (min..=max).contains(&value) {

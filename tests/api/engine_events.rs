@@ -262,7 +262,7 @@ async fn recordings_and_transcripts_show_on_the_call_also_when_they_come_after_t
     assert_eq!((&answered["recording_url"], &answered["transcript"]), (&json!(url), &transcript));
     let missed = call(&second);
     assert_eq!((&missed["ended_by"], &missed["ended_reason"], &missed["transcript"]), (&json!(""), &json!(""), &Value::Null));
-    for left_out in ["recording_url", "policy_evaluation", "duration", "billed_duration"] {
+    for left_out in ["answered_by", "recording_url", "policy_evaluation", "duration", "billed_duration"] {
         assert!(missed.get(left_out).is_none(), "{left_out} is left out when the provider gave none: {missed}");
     }
     assert_eq!(h.detail(id).await["analytics"]["calls"], 2, "the late recording counted no second call");

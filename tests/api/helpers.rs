@@ -329,7 +329,7 @@ const NOT_RETURNED: [(&str, &str); 2] = [("CampaignCyclesConfig", "filter_tags")
 
 /// Fields Altur's schemas list without `nullable` that Outbound leaves out when they have no
 /// value (§0, §0.2); every other field Altur lists must be present.
-const LEFT_OUT_WHEN_ABSENT: [(&str, &str); 23] = [
+const LEFT_OUT_WHEN_ABSENT: [(&str, &str); 24] = [
     ("CampaignDetail", "analytics"),
     ("CampaignCyclesConfig", "schedule"),
     ("Campaign", "description"),
@@ -346,6 +346,7 @@ const LEFT_OUT_WHEN_ABSENT: [(&str, &str); 23] = [
     ("CampaignContact", "context"),
     ("CampaignContact", "last_call_at"),
     ("CampaignCall", "recording_url"),
+    ("CampaignCall", "answered_by"),
     ("CampaignCall", "duration"),
     ("CampaignCall", "billed_duration"),
     ("CampaignCallContact", "f_id"),
@@ -407,7 +408,10 @@ fn to_json_schema(schema: &Value) -> Value {
                             .expect("properties")
                             .iter()
                             .map(|(k, v)| {
-                                let nullable = v.get("nullable") == Some(&json!(true));
+                                // OpenAPI 3.0.3: `nullable` does not extend an `enum` without null.
+                                let enum_without_null =
+                                    v.get("enum").and_then(Value::as_array).is_some_and(|values| !values.contains(&Value::Null));
+                                let nullable = v.get("nullable") == Some(&json!(true)) && !enum_without_null;
                                 let schema = to_json_schema(v);
                                 (k.clone(), if nullable { json!({ "anyOf": [schema, { "type": "null" }] }) } else { schema })
                             })

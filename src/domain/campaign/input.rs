@@ -12,7 +12,7 @@ use super::{
 use crate::domain::contact::MAX_TEXT_CHARS;
 use crate::domain::schedule::{WeekSchedule, WeekScheduleInput};
 use crate::domain::timezone::TimeZone;
-use crate::domain::validation::{self, Field, Violation, Violations, int_in_range};
+use crate::domain::validation::{self, Field, Violation, Violations, WholeNumber, int_in_range};
 
 /// The body of create and update requests. On create `name`, `agent_id`, `integration_id` and
 /// `integration_type` are required and `null` means the default; on update every field is
@@ -30,7 +30,7 @@ pub struct CampaignInput {
     #[schema(value_type = String, format = Uuid)]
     pub agent_id: Field<String>,
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, min_length = 1)]
     pub integration_id: Field<String>,
     #[serde(default)]
     #[schema(value_type = Channel)]
@@ -40,13 +40,13 @@ pub struct CampaignInput {
     pub timezone: Field<String>,
     #[serde(default)]
     #[schema(value_type = i64, minimum = 0, maximum = 5)]
-    pub retries: Field<i64>,
+    pub retries: Field<WholeNumber>,
     #[serde(default)]
     #[schema(value_type = i64, minimum = 1, maximum = 10000)]
-    pub message_limit: Field<i64>,
+    pub message_limit: Field<WholeNumber>,
     #[serde(default)]
     #[schema(value_type = i64, minimum = 1, maximum = 1000)]
-    pub concurrency_limit: Field<i64>,
+    pub concurrency_limit: Field<WholeNumber>,
     #[serde(default)]
     #[schema(value_type = Option<String>, max_length = 4000)]
     pub first_message: Field<String>,
@@ -75,10 +75,10 @@ pub struct CyclesInput {
     pub mode: Field<CycleMode>,
     #[serde(default)]
     #[schema(value_type = Option<i64>, minimum = 2, maximum = 12)]
-    pub max_iterations: Field<i64>,
+    pub max_iterations: Field<WholeNumber>,
     #[serde(default)]
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 1440)]
-    pub cooldown_minutes: Field<i64>,
+    pub cooldown_minutes: Field<WholeNumber>,
     #[serde(default)]
     #[schema(value_type = Option<Vec<ContactStatus>>)]
     pub filter_statuses: Field<Vec<ContactStatus>>,
@@ -280,9 +280,9 @@ fn apply_input(
     }
 }
 
-fn set_int(target: &mut i64, field: &str, value: &Field<i64>, min: i64, max: i64, mode: Mode, violations: &mut Violations) {
+fn set_int(target: &mut i64, field: &str, value: &Field<WholeNumber>, min: i64, max: i64, mode: Mode, violations: &mut Violations) {
     match value {
-        Field::Value(v) => {
+        Field::Value(WholeNumber(v)) => {
             if let Some(v) = violations.check(int_in_range(field, *v, min, max)) {
                 *target = v;
             }
@@ -373,7 +373,7 @@ fn merge_cycle_fields(cycles: &mut CyclesConfig, input: &CyclesInput, violations
         (&mut cycles.cooldown_minutes, "cycles.cooldown_minutes", &input.cooldown_minutes, 0, 1440),
     ] {
         match value {
-            Field::Value(v) => {
+            Field::Value(WholeNumber(v)) => {
                 if let Some(v) = violations.check(int_in_range(field, *v, min, max)) {
                     *target = v;
                 }
