@@ -214,6 +214,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
     let clock = SystemClock;
     match command {
         Command::Serve { listen, database, rate_limit_rps, redis_url, idempotency_ttl, engine } => {
+            // Before the store and the engine exist: a gauge raised before the recorder is in place
+            // and lowered after it would read one too low for the life of the process.
+            server::metrics_handle();
             let retry = RetrySettings { retry_interval: engine.retry_interval, failed_retry_limit: i64::from(engine.failed_retry_limit) };
             let settings = ApiSettings { rate_limit_rps: NonZeroU32::new(rate_limit_rps), idempotency_ttl, retry };
             if settings.rate_limit_rps.is_none() {
