@@ -109,16 +109,9 @@ pub fn attempts_finished(finished: &[FinishedAttempt]) {
     }
 }
 
-fn provider_label(provider: &ProviderConfig) -> &'static str {
-    match provider {
-        ProviderConfig::Simulator(_) => "simulator",
-        ProviderConfig::Webhook(_) => "webhook",
-    }
-}
-
 /// Times the hand-offs of one provider.
 pub fn handoff_timer(provider: &ProviderConfig) -> HandoffTimer {
-    HandoffTimer(histogram!(HANDOFF_SECONDS, "provider" => provider_label(provider)))
+    HandoffTimer(histogram!(HANDOFF_SECONDS, "provider" => provider.provider().as_str()))
 }
 
 pub struct HandoffTimer(::metrics::Histogram);
@@ -144,7 +137,7 @@ pub fn handoff_failed(provider: &ProviderConfig, failure: HandoffFailure) {
         HandoffFailure::Unavailable => "unavailable",
         HandoffFailure::GaveUp => "gave_up",
     };
-    counter!(HANDOFF_FAILURES, "provider" => provider_label(provider), "reason" => reason).increment(1);
+    counter!(HANDOFF_FAILURES, "provider" => provider.provider().as_str(), "reason" => reason).increment(1);
 }
 
 /// Where provider events come from.
