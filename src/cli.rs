@@ -1,5 +1,6 @@
 //! The `outbound` command line: `serve`, `keys`, `migrate`.
 
+use std::io::IsTerminal;
 use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,6 +24,28 @@ use crate::{import, server};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on stderr: `auto` (text on a terminal, JSON otherwise), `text` or `json`.
+    #[arg(long = "log-format", env = "OUTBOUND_LOG_FORMAT", value_enum, default_value = "auto", global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// Whether lines are JSON. `auto`: people read a terminal; anything else (a file, a log
+    /// collector) parses lines.
+    fn is_json(self, stderr_is_terminal: bool) -> bool {
+        match self {
+            LogFormat::Auto => !stderr_is_terminal,
+            LogFormat::Text => false,
+            LogFormat::Json => true,
+        }
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -157,7 +180,7 @@ enum KeysCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -174,16 +197,26 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// JSON lines on stderr, so stdout carries only what a command is asked to print.
-fn init_logging() {
+/// Logs go to stderr, so stdout carries only what a command is asked to print.
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().json().with_current_span(true).with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let terminal = std::io::stderr().is_terminal();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if format.is_json(terminal) {
+        logs.json().with_current_span(true).try_init()
+    } else {
+        // Colours only for a terminal, and not when NO_COLOR asks for none (https://no-color.org).
+        logs.with_ansi(terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())).try_init()
+    };
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
     let clock = SystemClock;
     match command {
         Command::Serve { listen, database, rate_limit_rps, redis_url, idempotency_ttl, engine } => {
+            // Before the store and the engine exist: a gauge raised before the recorder is in place
+            // and lowered after it would read one too low for the life of the process.
+            server::metrics_handle();
             let retry = RetrySettings { retry_interval: engine.retry_interval, failed_retry_limit: i64::from(engine.failed_retry_limit) };
             let settings = ApiSettings { rate_limit_rps: NonZeroU32::new(rate_limit_rps), idempotency_ttl, retry };
             if settings.rate_limit_rps.is_none() {
@@ -305,5 +338,15 @@ mod tests {
         assert_eq!(parse_duration("1h 30m"), Ok(SignedDuration::from_mins(90)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn logs_are_text_on_a_terminal_and_json_elsewhere_unless_told() {
+        assert!(!LogFormat::Auto.is_json(true));
+        assert!(LogFormat::Auto.is_json(false));
+        assert!(LogFormat::Json.is_json(true));
+        assert!(!LogFormat::Text.is_json(false));
+        let cli = Cli::try_parse_from(["outbound", "serve", "--log-format", "json"]).expect("parses");
+        assert_eq!(cli.log_format, LogFormat::Json, "given after the subcommand");
     }
 }

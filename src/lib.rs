@@ -9,5 +9,6 @@ pub mod clock;
 pub mod domain;
 pub mod engine;
 pub mod import;
+pub mod metrics;
 pub mod server;
 pub mod store;

@@ -4,19 +4,20 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::api::rate_limit::{KeyRateLimiter, RateLimitConfig};
 use crate::api::{self, ApiSettings, AppState};
 use crate::clock::Clock;
+use crate::metrics;
 use crate::store::DynStore;
 
 /// The process-wide Prometheus recorder (a process has one metrics registry).
 pub fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
-        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+        .get_or_init(|| match metrics::install() {
             Ok(handle) => {
                 let upkeep = handle.clone();
                 std::thread::Builder::new()

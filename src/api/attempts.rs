@@ -19,6 +19,7 @@ use crate::domain::campaign::{Channel, ContactStatus};
 use crate::domain::contact::{check_extracted_data, clean_tags};
 use crate::domain::ids::verify_signature;
 use crate::domain::integration::MAX_URL_CHARS;
+use crate::metrics::{self, EventRefusal, EventSource};
 use crate::store::{Attempt, AttemptContact, AttemptPage, AttemptQuery, EventOutcome};
 
 #[derive(Serialize, ToSchema)]
@@ -428,6 +429,24 @@ pub async fn post_event(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<EventAccepted>> {
+    let outcome = receive_event(&app, &id, &headers, &body).await;
+    match &outcome {
+        Ok(outcome) => metrics::provider_events(EventSource::Http, std::slice::from_ref(outcome)),
+        Err(err) if err.status == StatusCode::UNAUTHORIZED => {
+            metrics::provider_event_refused(EventSource::Http, EventRefusal::BadSignature)
+        }
+        Err(err) if err.status.is_client_error() => metrics::provider_event_refused(EventSource::Http, EventRefusal::Invalid),
+        // A server error says nothing about the event: the provider sends it again.
+        Err(_) => {}
+    }
+    match outcome? {
+        EventOutcome::Applied | EventOutcome::Ignored => Ok(Json(EventAccepted { success: true })),
+        EventOutcome::UnknownAttempt => Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "attempt not found for this integration")),
+    }
+}
+
+/// Checks an event's signature and body and applies it; `Err` for an event refused before the store.
+async fn receive_event(app: &AppState, id: &str, headers: &HeaderMap, body: &Bytes) -> ApiResult<EventOutcome> {
     let signature = headers.get("x-outbound-signature").and_then(|v| v.to_str().ok());
     // An unknown integration and a bad signature answer alike: neither reveals which ids exist.
     let bad_signature = || {
@@ -437,8 +456,8 @@ pub async fn post_event(
             "missing or invalid X-Outbound-Signature: base64(HMAC-SHA256(base64-decoded integration secret, raw body))",
         )
     };
-    let (channel, secret) = app.callbacks.integration_secret(&id).await?.ok_or_else(bad_signature)?;
-    if !signature.is_some_and(|s| verify_signature(&secret, &body, s)) {
+    let (channel, secret) = app.callbacks.integration_secret(id).await?.ok_or_else(bad_signature)?;
+    if !signature.is_some_and(|s| verify_signature(&secret, body, s)) {
         return Err(bad_signature());
     }
     let is_json = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
@@ -449,10 +468,7 @@ pub async fn post_event(
             "the request body must be JSON with Content-Type: application/json",
         ));
     }
-    let event = parse_event(parse_json::<EventInput>(&body)?, channel)?;
-    let outcome = app.callbacks.apply_integration_events(&id, vec![event], app.clock.now(), app.settings.retry).await?;
-    match outcome.first() {
-        Some(EventOutcome::Applied | EventOutcome::Ignored) => Ok(Json(EventAccepted { success: true })),
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "attempt not found for this integration")),
-    }
+    let event = parse_event(parse_json::<EventInput>(body)?, channel)?;
+    let outcomes = app.callbacks.apply_integration_events(id, vec![event], app.clock.now(), app.settings.retry).await?;
+    Ok(outcomes.first().copied().unwrap_or(EventOutcome::UnknownAttempt))
 }

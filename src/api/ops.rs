@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use crate::metrics;
 
 /// The process is up.
 pub async fn healthz() -> Json<serde_json::Value> {
@@ -41,10 +42,6 @@ pub async fn record_metrics(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().to_string();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("outbound_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("outbound_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    metrics::http_request(method, route, response.status().as_u16(), started.elapsed());
     response
 }

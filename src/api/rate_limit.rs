@@ -256,7 +256,7 @@ impl KeyRateLimiter {
             }
         };
         shared.unwrap_or_else(|error| {
-            metrics::counter!("outbound_rate_limit_backend_errors_total", "limiter" => self.kind()).increment(1);
+            crate::metrics::rate_limit_backend_error(self.kind());
             self.warn_at_most_once_a_minute(&error);
             self.check_local(key_id)
         })

@@ -276,9 +276,13 @@ pub struct AttemptEvent {
     pub transcript: Option<Vec<TranscriptEntry>>,
 }
 
+/// The `ended_reason` of an attempt the engine closed because no final event came within
+/// `OUTBOUND_ATTEMPT_TIMEOUT`.
+pub const TIMEOUT_REASON: &str = "timeout";
+
 impl AttemptEvent {
-    /// The event that closes an attempt nobody reported on within `OUTBOUND_ATTEMPT_TIMEOUT`, or
-    /// that a provider refused.
+    /// The event that closes an attempt that a provider refused (or, with [`TIMEOUT_REASON`], one
+    /// nobody reported on in time: see [`AttemptEvent::timed_out`]).
     pub fn failed(attempt_id: String, reason: &str) -> AttemptEvent {
         AttemptEvent {
             attempt_id,
@@ -296,6 +300,19 @@ impl AttemptEvent {
             recording_url: None,
             transcript: None,
         }
+    }
+
+    /// The event that closes an attempt nobody reported on within `OUTBOUND_ATTEMPT_TIMEOUT`.
+    pub fn timed_out(attempt_id: String) -> AttemptEvent {
+        AttemptEvent::failed(attempt_id, TIMEOUT_REASON)
+    }
+
+    /// Whether this is [`AttemptEvent::timed_out`]'s event (as `/calls` shows it: failed, ended by
+    /// the system for `timeout`).
+    pub fn is_timeout(&self) -> bool {
+        self.status == AttemptStatus::Failed
+            && self.ended_by.as_deref() == Some("system")
+            && self.ended_reason.as_deref() == Some(TIMEOUT_REASON)
     }
 }
 

@@ -108,6 +108,15 @@ pub enum ProviderConfig {
     Webhook(WebhookConfig),
 }
 
+impl ProviderConfig {
+    pub fn provider(&self) -> Provider {
+        match self {
+            ProviderConfig::Simulator(_) => Provider::Simulator,
+            ProviderConfig::Webhook(_) => Provider::Webhook,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Integration {
     pub id: String,

@@ -81,6 +81,27 @@ pub struct CampaignDelta {
     pub statuses: HashMap<ContactStatus, i64>,
 }
 
+/// An attempt an event closed (it stops holding its contact in `sending`): each attempt closes
+/// once, so this is what counts finished attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinishedAttempt {
+    pub channel: Channel,
+    /// The status the closing event reported: a call's final status; a message's first report.
+    pub status: AttemptStatus,
+    /// Closed by the engine, no final event having come within the attempt timeout.
+    pub timed_out: bool,
+}
+
+/// What [`apply_events`] decided, for the store to write back.
+pub struct EventsApplied {
+    /// Each event's outcome, in order.
+    pub outcomes: Vec<EventOutcome>,
+    /// Counter changes per campaign.
+    pub deltas: HashMap<i64, CampaignDelta>,
+    /// The attempts these events closed.
+    pub finished: Vec<FinishedAttempt>,
+}
+
 /// Whether the attempt stops holding its contact in `sending` with this status.
 fn closes(channel: Channel, status: AttemptStatus) -> bool {
     match channel {
@@ -90,7 +111,8 @@ fn closes(channel: Channel, status: AttemptStatus) -> bool {
 }
 
 /// Applies `events` in order to the attempts and contacts loaded for them; returns each event's
-/// outcome and the counter changes per campaign. The caller writes back what `changed`.
+/// outcome, the counter changes per campaign and the attempts closed. The caller writes back what
+/// `changed`.
 pub fn apply_events(
     attempts: &mut HashMap<String, AttemptState>,
     contacts: &mut HashMap<i64, ContactState>,
@@ -98,10 +120,11 @@ pub fn apply_events(
     events: &[AttemptEvent],
     at: Timestamp,
     retry: RetrySettings,
-) -> (Vec<EventOutcome>, HashMap<i64, CampaignDelta>) {
+) -> EventsApplied {
     let mut deltas: HashMap<i64, CampaignDelta> = HashMap::new();
     let now = at.as_millisecond();
     let mut outcomes = Vec::with_capacity(events.len());
+    let mut finished = Vec::new();
     for event in events {
         let Some(attempt) = attempts.get_mut(&event.attempt_id).filter(|a| integration_id.is_none_or(|id| id == a.integration_id)) else {
             outcomes.push(EventOutcome::UnknownAttempt);
@@ -150,6 +173,7 @@ pub fn apply_events(
         let closing = attempt.open && closes(attempt.channel, event.status);
         if closing {
             attempt.open = false;
+            finished.push(FinishedAttempt { channel: attempt.channel, status: event.status, timed_out: event.is_timeout() });
             delta.in_flight -= 1;
             match attempt.channel {
                 Channel::PhoneCall => {
@@ -206,7 +230,7 @@ pub fn apply_events(
             contact.changed = true;
         }
     }
-    (outcomes, deltas)
+    EventsApplied { outcomes, deltas, finished }
 }
 
 #[cfg(test)]
@@ -272,9 +296,11 @@ mod tests {
         let mut attempts = HashMap::from([("a1".to_owned(), call(AttemptStatus::Ringing))]);
         let mut contacts = HashMap::from([(70, sending("a1"))]);
         let events = [ended("a1", AnsweredBy::Human), ended("a1", AnsweredBy::Human)];
-        let (outcomes, deltas) = apply_events(&mut attempts, &mut contacts, None, &events, at(), RetrySettings::default());
+        let EventsApplied { outcomes, deltas, finished } =
+            apply_events(&mut attempts, &mut contacts, None, &events, at(), RetrySettings::default());
 
         assert_eq!(outcomes, [EventOutcome::Applied, EventOutcome::Ignored], "a repeated final event changes nothing");
+        assert_eq!(finished, [FinishedAttempt { channel: Channel::PhoneCall, status: AttemptStatus::Ended, timed_out: false }]);
         let delta = &deltas[&7];
         assert_eq!((delta.in_flight, delta.calls, delta.calls_human, delta.contacts_processed, delta.contacts_answered), (-1, 1, 1, 1, 1));
         assert_eq!((delta.statuses[&ContactStatus::Sending], delta.statuses[&ContactStatus::Answered]), (-1, 1));
@@ -284,13 +310,33 @@ mod tests {
     }
 
     #[test]
+    fn an_attempt_finishes_once_when_it_times_out_or_at_a_messages_first_report() {
+        let message = AttemptState { channel: Channel::Whatsapp, contact_id: 71, ..call(AttemptStatus::Queued) };
+        let mut attempts = HashMap::from([("a1".to_owned(), call(AttemptStatus::Ringing)), ("m1".to_owned(), message)]);
+        let report = |status| AttemptEvent { status, ended_by: None, ended_reason: None, ..AttemptEvent::failed("m1".to_owned(), "") };
+        let events = [AttemptEvent::timed_out("a1".to_owned()), report(AttemptStatus::Sent), report(AttemptStatus::Delivered)];
+        let applied = apply_events(&mut attempts, &mut HashMap::new(), None, &events, at(), RetrySettings::default());
+
+        assert_eq!(applied.outcomes, [EventOutcome::Applied; 3]);
+        assert_eq!(
+            applied.finished,
+            [
+                FinishedAttempt { channel: Channel::PhoneCall, status: AttemptStatus::Failed, timed_out: true },
+                FinishedAttempt { channel: Channel::Whatsapp, status: AttemptStatus::Sent, timed_out: false },
+            ],
+            "a delivered message was already finished when it was sent"
+        );
+    }
+
+    #[test]
     fn events_of_unknown_or_foreign_attempts_change_nothing() {
         let mut attempts = HashMap::from([("a1".to_owned(), call(AttemptStatus::Queued))]);
         let mut contacts = HashMap::from([(70, sending("a1"))]);
         let events = [ended("nope", AnsweredBy::Human), ended("a1", AnsweredBy::Human)];
-        let (outcomes, deltas) = apply_events(&mut attempts, &mut contacts, Some("iph_other"), &events, at(), RetrySettings::default());
+        let EventsApplied { outcomes, deltas, finished } =
+            apply_events(&mut attempts, &mut contacts, Some("iph_other"), &events, at(), RetrySettings::default());
         assert_eq!(outcomes, [EventOutcome::UnknownAttempt, EventOutcome::UnknownAttempt]);
-        assert!(deltas.is_empty());
+        assert!(deltas.is_empty() && finished.is_empty());
         assert!(!attempts["a1"].changed && !contacts[&70].changed);
     }
 
@@ -298,7 +344,7 @@ mod tests {
     fn a_late_event_of_an_earlier_attempt_closes_it_but_leaves_the_contact_alone() {
         let mut attempts = HashMap::from([("old".to_owned(), call(AttemptStatus::InProgress))]);
         let mut contacts = HashMap::from([(70, sending("new"))]);
-        let (outcomes, deltas) =
+        let EventsApplied { outcomes, deltas, .. } =
             apply_events(&mut attempts, &mut contacts, None, &[ended("old", AnsweredBy::Machine)], at(), RetrySettings::default());
         assert_eq!(outcomes, [EventOutcome::Applied]);
         assert_eq!((deltas[&7].in_flight, deltas[&7].calls_machine), (-1, 1));
@@ -330,9 +376,11 @@ mod tests {
         late.recording_url = Some("https://media.example/rec/1.mp3".to_owned());
         let repeat = ended("a1", AnsweredBy::Human);
         let events = [ended("a1", AnsweredBy::Human), late, repeat];
-        let (outcomes, deltas) = apply_events(&mut attempts, &mut contacts, None, &events, at(), RetrySettings::default());
+        let EventsApplied { outcomes, deltas, finished } =
+            apply_events(&mut attempts, &mut contacts, None, &events, at(), RetrySettings::default());
         assert_eq!(outcomes, [EventOutcome::Applied, EventOutcome::Applied, EventOutcome::Ignored]);
         assert_eq!(deltas[&7].calls_human, 1, "the late event counts nothing again");
+        assert_eq!(finished.len(), 1, "nor finishes the call again");
         assert_eq!(attempts["a1"].new_recording_url.as_deref(), Some("https://media.example/rec/1.mp3"));
         assert_eq!(attempts["a1"].status, AttemptStatus::Ended);
     }

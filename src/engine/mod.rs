@@ -17,7 +17,8 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::clock::Clock;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
-use crate::domain::campaign::CampaignStatus;
+use crate::domain::campaign::{CampaignStatus, Channel};
+use crate::metrics;
 use crate::store::{ClaimRequest, Dispatch, EngineStore, RunningCampaign, StoreResult};
 
 /// Engine settings (contract §5.6).
@@ -51,6 +52,8 @@ const MAX_CAMPAIGNS_PER_TICK: usize = 16;
 const MAX_DUE_PER_TICK: u32 = 2048;
 /// How often an idle engine looks for work.
 const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often (by the engine's clock) the contacts-waiting gauge is read from the store's counters.
+const WAITING_EVERY: SignedDuration = SignedDuration::from_secs(15);
 
 /// What one tick did; a tick that did nothing means the engine is idle until time moves.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -76,12 +79,22 @@ pub struct Engine {
     turn: std::sync::atomic::AtomicUsize,
     /// Provider sends running beside the ticks (`run` only).
     detached: std::sync::Mutex<tokio::task::JoinSet<StoreResult<()>>>,
+    /// When the contacts-waiting gauge was last read.
+    waiting_read_at: std::sync::Mutex<Option<Timestamp>>,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn EngineStore>, clock: Arc<dyn Clock>, settings: EngineSettings) -> Engine {
         let providers = Arc::new(provider::Providers::new(&settings));
-        Engine { store, clock, settings, providers, turn: Default::default(), detached: Default::default() }
+        Engine {
+            store,
+            clock,
+            settings,
+            providers,
+            turn: Default::default(),
+            detached: Default::default(),
+            waiting_read_at: Default::default(),
+        }
     }
 
     /// Runs ticks until `stop` resolves. Handoffs left unconfirmed by an earlier run of this
@@ -161,11 +174,12 @@ impl Engine {
     async fn prepare(&self) -> StoreResult<(TickReport, ClaimedBatch)> {
         let now = self.clock.now();
         let mut report = TickReport::default();
+        self.read_waiting_contacts(now).await;
 
         let expired = self.store.expired_attempts(now, MAX_DUE_PER_TICK).await?;
         report.timed_out = expired.len();
         if !expired.is_empty() {
-            let events = expired.into_iter().map(|id| AttemptEvent::failed(id, "timeout")).collect();
+            let events = expired.into_iter().map(AttemptEvent::timed_out).collect();
             self.store.apply_events(events, now, self.settings.retry).await?;
         }
 
@@ -201,14 +215,35 @@ impl Engine {
                 })
             })
             .collect();
-        let mut dispatches = if claims.is_empty() { Vec::new() } else { self.store.claim_attempts(claims).await? };
+        let claiming = !claims.is_empty();
+        let mut dispatches = if claiming { self.store.claim_attempts(claims).await? } else { Vec::new() };
         report.claimed = dispatches.len();
+        let campaigns: HashMap<i64, RunningCampaign> = campaigns.into_iter().map(|running| (running.campaign.id, running)).collect();
+        if claiming {
+            metrics::tick_claimed(report.claimed);
+            count_dispatched(&dispatches, &campaigns);
+        }
 
         let due = self.store.take_due_handoffs(now, lease_until, MAX_DUE_PER_TICK).await?;
         report.resent = due.len();
         dispatches.extend(due);
-        let campaigns = campaigns.into_iter().map(|running| (running.campaign.id, running)).collect();
         Ok((report, ClaimedBatch { dispatches, campaigns, now }))
+    }
+
+    /// Sets the contacts-waiting gauge from the store's counters, at most every [`WAITING_EVERY`].
+    async fn read_waiting_contacts(&self, now: Timestamp) {
+        {
+            let mut read_at = self.waiting_read_at.lock().unwrap_or_else(|p| p.into_inner());
+            // A clock that stepped back reads at once rather than waiting for the old instant.
+            if read_at.is_some_and(|at| at <= now && now < at.saturating_add(WAITING_EVERY).unwrap_or(at)) {
+                return;
+            }
+            *read_at = Some(now);
+        }
+        match self.store.waiting_contacts().await {
+            Ok(waiting) => metrics::contacts_waiting(&waiting),
+            Err(err) => tracing::warn!(error = %err, "could not read the contacts waiting, for /metrics"),
+        }
     }
 
     /// Gives each attempt to its campaign's provider and records what came back. The simulator's
@@ -245,8 +280,9 @@ impl Engine {
                 detached.spawn(send);
             }
         }
-        let store = &self.store;
-        let outcomes = async move { if simulated.is_empty() { Ok(()) } else { store.apply_events(simulated, now, retry).await.map(drop) } };
+        let store = &*self.store;
+        let outcomes =
+            async move { if simulated.is_empty() { Ok(()) } else { provider::apply_simulated(store, simulated, now, retry).await } };
         let (outcomes, sent) = tokio::join!(outcomes, join_all(sends));
         outcomes?;
         sent.into_iter().collect()
@@ -274,6 +310,18 @@ fn log_send(ended: Result<StoreResult<()>, tokio::task::JoinError>) {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tracing::error!(error = %err, "provider handoff failed"),
         Err(err) => tracing::error!(error = %err, "provider handoff panicked"),
+    }
+}
+
+/// Counts the attempts a tick claimed, per channel: each attempt once, on its way to its first
+/// hand-off (re-sends of the same attempt are not counted again).
+fn count_dispatched(claimed: &[Dispatch], campaigns: &HashMap<i64, RunningCampaign>) {
+    for channel in Channel::ALL {
+        let count =
+            claimed.iter().filter(|d| campaigns.get(&d.campaign_id).is_some_and(|c| c.campaign.integration.channel == channel)).count();
+        if count > 0 {
+            metrics::attempts_dispatched(channel, count);
+        }
     }
 }
 

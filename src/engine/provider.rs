@@ -3,7 +3,7 @@
 //! attempt, signed, with the attempt id as `Idempotency-Key`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
 use jiff::{SignedDuration, Timestamp};
@@ -13,7 +13,8 @@ use super::EngineSettings;
 use crate::domain::attempt::{AttemptEvent, RetrySettings, simulate};
 use crate::domain::campaign::Channel;
 use crate::domain::ids::sign;
-use crate::domain::integration::{ProviderConfig, WebhookConfig};
+use crate::domain::integration::{ProviderConfig, SimulatorConfig, WebhookConfig};
+use crate::metrics::{self, EventSource, HandoffFailure};
 use crate::store::{Dispatch, DispatchContact, EngineStore, HandoffResult, RunningCampaign, StoreResult};
 
 /// Re-sends after a 5xx, a timeout or a connection error before the attempt fails (§5.3).
@@ -65,12 +66,40 @@ enum WebhookAnswer {
 /// latency (they are then applied together with other campaigns'); `None` otherwise.
 pub(super) fn simulate_now(running: &RunningCampaign, batch: &[Dispatch], now: Timestamp) -> Option<Vec<AttemptEvent>> {
     match &running.provider {
-        ProviderConfig::Simulator(config) if config.latency_ms == 0 => {
-            let channel = running.campaign.integration.channel;
-            Some(batch.iter().flat_map(|d| simulate(&d.attempt_id, channel, config, now)).collect())
-        }
+        ProviderConfig::Simulator(config) if config.latency_ms == 0 => Some(simulate_batch(running, config, batch, now, Instant::now())),
         _ => None,
     }
+}
+
+/// The simulator's events for a batch whose hand-off began at `started`: each attempt is taken
+/// once its outcome is drawn.
+fn simulate_batch(
+    running: &RunningCampaign,
+    config: &SimulatorConfig,
+    batch: &[Dispatch],
+    now: Timestamp,
+    started: Instant,
+) -> Vec<AttemptEvent> {
+    let channel = running.campaign.integration.channel;
+    let taken = metrics::handoff_timer(&running.provider);
+    let mut events = Vec::with_capacity(batch.len());
+    for dispatch in batch {
+        events.extend(simulate(&dispatch.attempt_id, channel, config, now));
+        taken.record(started.elapsed());
+    }
+    events
+}
+
+/// Applies the simulator's events through the store's event path, as a provider's would be.
+pub(super) async fn apply_simulated(
+    store: &dyn EngineStore,
+    events: Vec<AttemptEvent>,
+    now: Timestamp,
+    retry: RetrySettings,
+) -> StoreResult<()> {
+    let outcomes = store.apply_events(events, now, retry).await?;
+    metrics::provider_events(EventSource::Simulator, &outcomes);
+    Ok(())
 }
 
 impl Providers {
@@ -89,19 +118,23 @@ impl Providers {
         retry: RetrySettings,
     ) -> StoreResult<()> {
         let (providers, running) = (&*self, &*running);
-        let channel = running.campaign.integration.channel;
-        match &running.provider {
+        let provider = &running.provider;
+        match provider {
             ProviderConfig::Simulator(config) => {
+                let started = Instant::now();
                 if config.latency_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(u64::from(config.latency_ms))).await;
                 }
-                let events = batch.iter().flat_map(|d| simulate(&d.attempt_id, channel, config, now)).collect();
-                store.apply_events(events, now, retry).await?;
+                let events = simulate_batch(running, config, &batch, now, started);
+                apply_simulated(&*store, events, now, retry).await?;
             }
             ProviderConfig::Webhook(config) => {
+                let taken = &metrics::handoff_timer(provider);
                 let answers: Vec<(Dispatch, WebhookAnswer)> = stream::iter(batch)
                     .map(|dispatch| async move {
+                        let started = Instant::now();
                         let answer = providers.post(config, running, &dispatch).await;
+                        taken.record(started.elapsed());
                         (dispatch, answer)
                     })
                     .buffer_unordered(WEBHOOK_PARALLELISM)
@@ -112,14 +145,21 @@ impl Providers {
                 for (dispatch, answer) in answers {
                     match answer {
                         WebhookAnswer::Accepted => results.push(HandoffResult::Accepted(dispatch.attempt_id)),
-                        WebhookAnswer::Rejected(reason) => failures.push(AttemptEvent::failed(dispatch.attempt_id, reason)),
+                        WebhookAnswer::Rejected(reason) => {
+                            metrics::handoff_failed(provider, HandoffFailure::Rejected);
+                            failures.push(AttemptEvent::failed(dispatch.attempt_id, reason));
+                        }
                         WebhookAnswer::Unavailable if dispatch.tries >= MAX_RESENDS => {
+                            metrics::handoff_failed(provider, HandoffFailure::GaveUp);
                             failures.push(AttemptEvent::failed(dispatch.attempt_id, "provider_unavailable"));
                         }
-                        WebhookAnswer::Unavailable => results.push(HandoffResult::RetryAt {
-                            at: now.saturating_add(backoff(dispatch.tries)).unwrap_or(now),
-                            attempt_id: dispatch.attempt_id,
-                        }),
+                        WebhookAnswer::Unavailable => {
+                            metrics::handoff_failed(provider, HandoffFailure::Unavailable);
+                            results.push(HandoffResult::RetryAt {
+                                at: now.saturating_add(backoff(dispatch.tries)).unwrap_or(now),
+                                attempt_id: dispatch.attempt_id,
+                            });
+                        }
                     }
                 }
                 if !results.is_empty() {

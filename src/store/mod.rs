@@ -296,6 +296,9 @@ pub trait EngineStore: Send + Sync + 'static {
     /// Ends the campaign's iteration when no contact is left to attempt, or starts the next one
     /// when its time has come. Returns the campaign's status afterwards when it changed.
     async fn advance_iteration(&self, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>>;
+    /// Contacts waiting for an attempt (`queue` or `retrying`) in unarchived campaigns, per
+    /// campaign status, read from the counts kept per campaign (no scan of the contacts).
+    async fn waiting_contacts(&self) -> StoreResult<Vec<(CampaignStatus, i64)>>;
     /// On start-up, makes due now the unconfirmed handoffs whose leases died with a previous run
     /// of this process, where the store can tell them apart from live ones. Returns how many.
     async fn release_leases(&self, at: Timestamp) -> StoreResult<u64>;

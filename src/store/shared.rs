@@ -211,6 +211,11 @@ pub(crate) fn running_from_row(row: &impl StoredRow) -> StoreResult<RunningCampa
     })
 }
 
+/// Contacts waiting in the campaigns of one status, read as `status` and `waiting`.
+pub(crate) fn waiting_from_row(row: &impl StoredRow) -> StoreResult<(CampaignStatus, i64)> {
+    Ok((parse_campaign_status(&row.text("status")?)?, row.int("waiting")?))
+}
+
 /// The columns [`dispatch_contact_from_row`] reads, of the contacts table as `ct`.
 macro_rules! dispatch_contact_columns {
     () => {

@@ -122,6 +122,30 @@ fn keys_create_list_revoke_and_migrate() {
     assert!(!ok);
 }
 
+/// Logs on stderr: JSON lines for a pipe (here, as under a process manager), text when asked.
+/// (On a terminal `auto` writes text: `cli::tests` covers the choice.)
+#[test]
+fn logs_are_json_lines_on_a_pipe_and_text_when_asked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let migrate = |format: Option<&str>, file: &str| {
+        let mut command = Command::new(BIN);
+        command.args(["migrate", "--database", &format!("sqlite://{}", dir.path().join(file).display())]);
+        command.env("RUST_LOG", "info").env_remove("OUTBOUND_LOG_FORMAT").env_remove("NO_COLOR");
+        if let Some(format) = format {
+            command.env("OUTBOUND_LOG_FORMAT", format);
+        }
+        let output = command.output().expect("binary runs");
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let auto = migrate(None, "auto.db");
+    assert!(!auto.is_empty() && auto.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{auto}");
+    let text = migrate(Some("text"), "text.db");
+    let line = text.lines().next().unwrap_or_else(|| panic!("a log line in {text:?}"));
+    assert!(line.contains(" INFO ") && serde_json::from_str::<serde_json::Value>(line).is_err(), "{text}");
+    assert!(!text.contains('\u{1b}'), "no colours on a pipe: {text:?}");
+}
+
 #[tokio::test]
 async fn contacts_import_streams_a_csv_and_reports_every_row_not_created() {
     let app = crate::helpers::TestApp::spawn().await.expect("SQLite is always available");

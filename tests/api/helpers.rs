@@ -116,6 +116,8 @@ impl<B: Backend> TestAppOn<B> {
 
     /// A server whose rate limiter is chosen from `limits` (Redis when it has a URL).
     pub async fn spawn_with_limits(settings: ApiSettings, limits: RateLimitConfig) -> Option<Self> {
+        // As `outbound serve` does: the recorder is in place before the store's first write.
+        outbound::server::metrics_handle();
         let (database, url) = TestDatabase::create(B::NAME).await?;
         let store = store::open(&url).await.expect("open store");
         let database_url = url;

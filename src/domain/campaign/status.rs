@@ -12,6 +12,8 @@ pub enum Channel {
 }
 
 impl Channel {
+    pub const ALL: [Channel; 2] = [Channel::PhoneCall, Channel::Whatsapp];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::PhoneCall => "phone_call",
@@ -145,6 +147,9 @@ impl ContactStatus {
     /// The contacts an iteration has yet to finish: waiting, in flight, or waiting to retry. The
     /// iteration ends when none is left (§5.5).
     pub const UNFINISHED: [ContactStatus; 3] = [ContactStatus::Queue, ContactStatus::Sending, ContactStatus::Retrying];
+
+    /// The contacts waiting for their next attempt: queued, or retrying later.
+    pub const WAITING: [ContactStatus; 2] = [ContactStatus::Queue, ContactStatus::Retrying];
 
     /// Contacts a new iteration never takes back (§5.5): converted, or still in flight.
     pub const KEPT_BY_NEW_ITERATIONS: [ContactStatus; 2] = [ContactStatus::Converted, ContactStatus::Sending];

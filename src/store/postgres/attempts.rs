@@ -14,6 +14,7 @@ use sqlx::{AssertSqlSafe, Row};
 use super::super::shared::{
     ATTEMPT_COLUMNS, MINUTES_PER_DAY, SETTINGS_RETRIES, attempt_from_row, attempt_state_from_row, contact_state_from_row,
     dispatch_contact_columns, dispatch_from_row, minute_of, parse_campaign_status, parse_channel, running_from_row, sql_list,
+    waiting_from_row,
 };
 use super::super::{
     AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, OrgId, RunningCampaign, StoreResult, to_millis,
@@ -22,7 +23,7 @@ use super::super::{
 use super::{campaign_columns, campaign_from_row, select_campaigns, update_campaign};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, ContactStatus};
-use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, apply_events as apply_outcomes};
+use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, EventsApplied, FinishedAttempt, apply_events as apply_outcomes};
 
 /// A campaign with what the engine needs to dispatch for it (see [`running_from_row`]).
 static SELECT_RUNNING: LazyLock<String> = LazyLock::new(|| {
@@ -52,6 +53,19 @@ pub(super) async fn running_campaigns(conn: &mut PgConnection) -> StoreResult<Ve
 pub(super) async fn running_campaign(conn: &mut PgConnection, campaign_id: i64) -> StoreResult<Option<RunningCampaign>> {
     let row = sqlx::query(AssertSqlSafe(RUNNING_CAMPAIGN.as_str())).bind(campaign_id).fetch_optional(&mut *conn).await?;
     row.as_ref().map(running_from_row).transpose()
+}
+
+pub(super) async fn waiting_contacts(conn: &mut PgConnection) -> StoreResult<Vec<(CampaignStatus, i64)>> {
+    sqlx::query(
+        "SELECT c.status, SUM(n.count)::bigint AS waiting FROM campaign_contact_counts n JOIN campaigns c ON c.id = n.campaign_id \
+         WHERE n.status = ANY($1) AND NOT c.archived GROUP BY c.status",
+    )
+    .bind(ContactStatus::WAITING.map(ContactStatus::as_str))
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(waiting_from_row)
+    .collect()
 }
 
 /// Locks the campaigns' rows (ids ascending) until the transaction ends.
@@ -320,13 +334,14 @@ async fn load_contacts(conn: &mut PgConnection, ids: &[i64], with_data: bool) ->
     rows.iter().map(|row| Ok((row.try_get("id")?, contact_state_from_row(row, with_data)?))).collect()
 }
 
+/// Applies events, each idempotently; returns their outcomes and the attempts they closed.
 pub(super) async fn apply_events(
     conn: &mut PgConnection,
     integration_id: Option<&str>,
     events: &[AttemptEvent],
     at: Timestamp,
     retry: RetrySettings,
-) -> StoreResult<Vec<EventOutcome>> {
+) -> StoreResult<(Vec<EventOutcome>, Vec<FinishedAttempt>)> {
     let mut ids: Vec<&str> = events.iter().map(|e| e.attempt_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -342,7 +357,7 @@ pub(super) async fn apply_events(
     contact_ids.dedup();
     let with_data = events.iter().any(|e| e.extracted_data.is_some() || e.tags.is_some());
     let mut contacts = load_contacts(conn, &contact_ids, with_data).await?;
-    let (outcomes, deltas) = apply_outcomes(&mut attempts, &mut contacts, integration_id, events, at, retry);
+    let EventsApplied { outcomes, deltas, finished } = apply_outcomes(&mut attempts, &mut contacts, integration_id, events, at, retry);
     write_attempts(conn, &attempts).await?;
     write_contacts(conn, &contacts).await?;
     let mut deltas: Vec<_> = deltas.into_iter().collect();
@@ -350,7 +365,7 @@ pub(super) async fn apply_events(
     for (campaign_id, delta) in deltas {
         write_delta(conn, campaign_id, delta).await?;
     }
-    Ok(outcomes)
+    Ok((outcomes, finished))
 }
 
 async fn write_attempts(conn: &mut PgConnection, attempts: &HashMap<String, AttemptState>) -> StoreResult<()> {

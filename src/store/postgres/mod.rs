@@ -31,6 +31,7 @@ use crate::domain::campaign::{Campaign, CampaignStatus, Channel, ContactStatus, 
 use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::NewApiKey;
 use crate::domain::integration::{Integration, NewIntegration};
+use crate::metrics;
 
 mod attempts;
 mod contacts;
@@ -118,8 +119,10 @@ impl PostgresStore {
         retry: RetrySettings,
     ) -> StoreResult<Vec<EventOutcome>> {
         let mut tx = self.pool.begin().await?;
-        let outcomes = attempts::apply_events(&mut tx, integration_id.as_deref(), &events, at, retry).await?;
+        let (outcomes, finished) = attempts::apply_events(&mut tx, integration_id.as_deref(), &events, at, retry).await?;
         tx.commit().await?;
+        // Counted once committed: a transaction that rolls back closed nothing.
+        metrics::attempts_finished(&finished);
         Ok(outcomes)
     }
 }
@@ -500,6 +503,10 @@ impl EngineStore for PostgresStore {
         let status = attempts::advance_iteration(&mut tx, campaign_id, at).await?;
         tx.commit().await?;
         Ok(status)
+    }
+
+    async fn waiting_contacts(&self) -> StoreResult<Vec<(CampaignStatus, i64)>> {
+        attempts::waiting_contacts(&mut *self.pool.acquire().await?).await
     }
 
     /// Nothing: other live processes hold leases on this database too, and voiding theirs would

@@ -17,7 +17,7 @@ use rusqlite::{Connection, params, params_from_iter};
 use super::super::shared::{
     ATTEMPT_COLUMNS, MINUTES_PER_DAY, SETTINGS_RETRIES, StoredRow, attempt_from_row, attempt_state_from_row, contact_state_from_row,
     dispatch_contact_columns, dispatch_contact_from_row, dispatch_from_row, minute_of, parse_campaign_status, parse_channel,
-    running_from_row, sql_list,
+    running_from_row, sql_list, waiting_from_row,
 };
 use super::super::{
     AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, OrgId, RunningCampaign, StoreResult, to_millis,
@@ -26,7 +26,7 @@ use super::super::{
 use super::{all_rows, campaign_columns, campaign_from_row, first_row, select_campaigns, update_campaign};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, ContactStatus};
-use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, apply_events as apply_outcomes};
+use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, EventsApplied, FinishedAttempt, apply_events as apply_outcomes};
 
 /// A campaign with what the engine needs to dispatch for it (see [`running_from_row`]).
 static SELECT_RUNNING: LazyLock<String> = LazyLock::new(|| {
@@ -55,6 +55,18 @@ pub(super) fn running_campaigns(conn: &Connection) -> StoreResult<Vec<RunningCam
 
 pub(super) fn running_campaign(conn: &Connection, campaign_id: i64) -> StoreResult<Option<RunningCampaign>> {
     first_row(conn, &RUNNING_CAMPAIGN, [campaign_id], |row| running_from_row(row))
+}
+
+static WAITING_CONTACTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT c.status, SUM(n.count) AS waiting FROM campaign_contact_counts n JOIN campaigns c ON c.id = n.campaign_id \
+         WHERE n.status IN ({}) AND c.archived = 0 GROUP BY c.status",
+        sql_list(ContactStatus::WAITING.map(ContactStatus::as_str))
+    )
+});
+
+pub(super) fn waiting_contacts(conn: &Connection) -> StoreResult<Vec<(CampaignStatus, i64)>> {
+    all_rows(conn, &WAITING_CONTACTS, [], |row| waiting_from_row(row))
 }
 
 /// Attempts started in the rolling 24 hours before `at`. The oldest minute is counted whole, so
@@ -267,25 +279,26 @@ fn load_contacts(conn: &Connection, ids: &[i64], with_data: bool) -> StoreResult
     Ok(contacts)
 }
 
+/// Applies events, each idempotently; returns their outcomes and the attempts they closed.
 pub(super) fn apply_events(
     conn: &Connection,
     integration_id: Option<&str>,
     events: &[AttemptEvent],
     at: Timestamp,
     retry: RetrySettings,
-) -> StoreResult<Vec<EventOutcome>> {
+) -> StoreResult<(Vec<EventOutcome>, Vec<FinishedAttempt>)> {
     let ids: Vec<&str> = events.iter().map(|e| e.attempt_id.as_str()).collect();
     let mut attempts = load_attempts(conn, &ids)?;
     let contact_ids: Vec<i64> = attempts.values().map(|a| a.contact_id).collect();
     let with_data = events.iter().any(|e| e.extracted_data.is_some() || e.tags.is_some());
     let mut contacts = load_contacts(conn, &contact_ids, with_data)?;
-    let (outcomes, deltas) = apply_outcomes(&mut attempts, &mut contacts, integration_id, events, at, retry);
+    let EventsApplied { outcomes, deltas, finished } = apply_outcomes(&mut attempts, &mut contacts, integration_id, events, at, retry);
     write_attempts(conn, &attempts)?;
     write_contacts(conn, &contacts)?;
     for (campaign_id, delta) in deltas {
         write_delta(conn, campaign_id, delta)?;
     }
-    Ok(outcomes)
+    Ok((outcomes, finished))
 }
 
 fn write_attempts(conn: &Connection, attempts: &HashMap<String, AttemptState>) -> StoreResult<()> {

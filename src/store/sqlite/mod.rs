@@ -36,6 +36,7 @@ use crate::domain::campaign::{Campaign, CampaignStatus, Channel, ContactStatus, 
 use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::NewApiKey;
 use crate::domain::integration::{Integration, NewIntegration};
+use crate::metrics;
 
 mod attempts;
 mod contacts;
@@ -209,7 +210,11 @@ impl SqliteStore {
         at: Timestamp,
         retry: RetrySettings,
     ) -> StoreResult<Vec<EventOutcome>> {
-        self.write(move |conn| attempts::apply_events(conn, integration_id.as_deref(), &events, at, retry)).await
+        let (outcomes, finished) =
+            self.write(move |conn| attempts::apply_events(conn, integration_id.as_deref(), &events, at, retry)).await?;
+        // Counted once committed: a batch that rolls back closed nothing.
+        metrics::attempts_finished(&finished);
+        Ok(outcomes)
     }
 }
 
@@ -521,6 +526,10 @@ impl EngineStore for SqliteStore {
 
     async fn advance_iteration(&self, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>> {
         self.write(move |conn| attempts::advance_iteration(conn, campaign_id, at)).await
+    }
+
+    async fn waiting_contacts(&self) -> StoreResult<Vec<(CampaignStatus, i64)>> {
+        self.reads.read(attempts::waiting_contacts).await
     }
 
     async fn release_leases(&self, at: Timestamp) -> StoreResult<u64> {

@@ -6,13 +6,14 @@
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::super::shared::pack_body;
 use super::super::{IdempotencyClaim, ResponseRecorder, StoreError, StoreResult, StoredResponse, to_seconds};
+use crate::metrics;
 
 /// Most jobs one transaction takes; bounds the latency a batch adds to its first job.
 const MAX_JOBS_PER_COMMIT: usize = 512;
@@ -105,7 +106,10 @@ impl Writer {
                 let _ = reply.send(if committed { outcome } else { Err(StoreError::CommitFailed) });
             })
         });
-        self.jobs.send(job).await.map_err(|_| StoreError::Unavailable)?;
+        // Counted once it has a place in the queue (a caller gone while waiting for one leaves no count).
+        let place = self.jobs.reserve().await.map_err(|_| StoreError::Unavailable)?;
+        metrics::writer_queued();
+        place.send(job);
         answer.await.map_err(|_| StoreError::Unavailable)?
     }
 }
@@ -242,6 +246,8 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>, checkpoint_due: 
         {
             jobs.push(job);
         }
+        metrics::writer_took(jobs.len());
+        let started = Instant::now();
         let mut batch = Batch::default();
         let began = run(&conn, "BEGIN IMMEDIATE");
         if let Err(err) = &began {
@@ -251,7 +257,7 @@ fn run_writer(conn: Connection, mut queue: mpsc::Receiver<Job>, checkpoint_due: 
         let completions: Vec<Completion> = jobs.drain(..).filter(|_| began.is_ok()).map(|job| job(&conn, &mut batch)).collect();
         store_records(&conn, &mut batch);
         let committed = began.is_ok() && commit(&conn, batch.broken);
-        metrics::histogram!("outbound_store_commit_batch_size").record(completions.len() as f64);
+        metrics::commit(started.elapsed(), completions.len());
         for completion in completions {
             completion(committed);
         }

@@ -40,6 +40,8 @@ mod errors;
 mod idempotency;
 #[path = "../lifecycle.rs"]
 mod lifecycle;
+#[path = "../metrics.rs"]
+mod metrics;
 #[path = "../openapi.rs"]
 mod openapi;
 #[path = "../rate_limit.rs"]
