@@ -111,7 +111,9 @@ fn run_against(name: &str, store: &str, database: &str, dir: &Path, tool: &impl 
     if status.success() {
         return Ok(());
     }
-    eprintln!("--- the server's log (last 40 lines, {}) ---\n{}", log.display(), kit::log_tail(&log, 40));
+    let tail = kit::log_tail(&log, 40);
+    let tail = if tail.is_empty() { "(nothing at warn level or above)".to_owned() } else { tail };
+    eprintln!("--- {store} server's log, last 40 lines ---\n{tail}");
     Err(format!("{store}: {name} exited with {status} (its findings are printed above)"))
 }
 
