@@ -13,11 +13,16 @@
 //! Ports are free ports picked at run time, so the two tests may run beside each other and beside
 //! the HTTP suite (`.config/nextest.toml` still runs them one at a time, to keep them within
 //! their few minutes on a small machine).
+//!
+//! `python_tools.rs` runs the two Python tools of `tests/python/` (a client generated from
+//! Altur's OpenAPI, Schemathesis) against a real server; they need `bash tests/python/setup.sh`
+//! first, and are skipped without it unless `OUTBOUND_REQUIRE_PYTOOLS=1`.
 
 #[path = "../kit/mod.rs"]
 mod kit;
 
 mod crash;
+mod python_tools;
 mod scaleout;
 
 use std::time::Duration;
