@@ -17,8 +17,9 @@ use super::views::format_time;
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, EventInput, TranscriptEntry};
 use crate::domain::campaign::{Channel, ContactStatus};
 use crate::domain::contact::{check_extracted_data, clean_tags};
-use crate::domain::ids::verify_signature;
+use crate::domain::ids::{is_integration_id, verify_signature};
 use crate::domain::integration::MAX_URL_CHARS;
+use crate::domain::validation::no_nul;
 use crate::metrics::{self, EventRefusal, EventSource};
 use crate::store::{Attempt, AttemptContact, AttemptPage, AttemptQuery, EventOutcome};
 
@@ -389,12 +390,15 @@ fn parse_event(input: EventInput, channel: Channel) -> ApiResult<AttemptEvent> {
         .map_err(|(field, message)| ApiError::invalid(field, message))?;
     if let Some(url) = &input.recording_url {
         let web = url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
-        if !web || url.chars().count() > MAX_URL_CHARS {
+        if !web || url.chars().count() > MAX_URL_CHARS || url.contains(char::is_control) {
             return Err(ApiError::invalid(
                 "recording_url",
                 format!("recording_url must be an http(s) URL of at most {MAX_URL_CHARS} characters"),
             ));
         }
+    }
+    if let Some(reason) = &input.ended_reason {
+        no_nul("ended_reason", reason).map_err(|v| ApiError::invalid(v.field, v.message))?;
     }
     if let Some(ended_by) = input.ended_by.as_deref().filter(|e| !e.is_empty() && !ENDED_BY.contains(e)) {
         return Err(ApiError::invalid("ended_by", format!("ended_by must be agent, user or system, got {ended_by:?}")));
@@ -456,6 +460,9 @@ async fn receive_event(app: &AppState, id: &str, headers: &HeaderMap, body: &Byt
             "missing or invalid X-Outbound-Signature: base64(HMAC-SHA256(base64-decoded integration secret, raw body))",
         )
     };
+    if !is_integration_id(id) {
+        return Err(bad_signature());
+    }
     let (channel, secret) = app.callbacks.integration_secret(id).await?.ok_or_else(bad_signature)?;
     if !signature.is_some_and(|s| verify_signature(&secret, body, s)) {
         return Err(bad_signature());

@@ -12,6 +12,7 @@ use super::extract::{JsonBody, Tenant};
 use super::idempotency::{Recording, Reply};
 use super::views::format_time;
 use crate::domain::campaign::Channel;
+use crate::domain::ids::is_integration_id;
 use crate::domain::integration::{Integration, IntegrationInput, Provider, ProviderConfig, parse_new_integration};
 
 #[derive(Serialize, ToSchema)]
@@ -94,6 +95,9 @@ pub async fn list_integrations(State(app): State<AppState>, tenant: Tenant) -> A
 #[utoipa::path(get, path = "/integrations/{id}", tag = "integrations", params(("id" = String, Path)),
     responses((status = 200, body = IntegrationResponse), (status = 404, body = ErrorBody)))]
 pub async fn get_integration(State(app): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<Json<IntegrationResponse>> {
+    if !is_integration_id(&id) {
+        return Err(ApiError::not_found("integration"));
+    }
     let integration = app.store.get_integration(tenant.org_id, &id).await?.ok_or_else(|| ApiError::not_found("integration"))?;
     Ok(Json(IntegrationResponse { success: true, integration: IntegrationView::new(&integration, false) }))
 }

@@ -12,6 +12,7 @@ use super::contacts::MAX_PAGE_INDEX;
 use super::error;
 use super::idempotency::MAX_KEY_LEN;
 use crate::domain::contact::MAX_BATCH;
+use crate::domain::timezone::TimeZone;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -54,6 +55,20 @@ pub(super) fn document(generated: &utoipa::openapi::OpenApi) -> Value {
         }
     }
     if let Some(schemas) = document.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
+        for (schema, fields) in TEXT_FIELDS {
+            if let Some(properties) = schemas.get_mut(*schema).and_then(|s| s.get_mut("properties")) {
+                for field in *fields {
+                    forbid_nul(&mut properties[*field]);
+                }
+            }
+        }
+        if let Some(timezone) = schemas.get_mut("CampaignInput").and_then(|s| s.pointer_mut("/properties/timezone")) {
+            // The zones of the bundled tz database (`TimeZone::parse`), so that the document
+            // lists exactly the names taken.
+            timezone["enum"] = json!(TimeZone::names());
+        }
+        week_schedule_rules(schemas);
+        cycles_rules(schemas);
         campaign_create_schema(schemas);
         integration_input_schema(schemas);
         if let Some(batch) = schemas.get_mut("ContactBatchInput").and_then(|s| s.pointer_mut("/properties/contacts")) {
@@ -62,6 +77,49 @@ pub(super) fn document(generated: &utoipa::openapi::OpenApi) -> Value {
         }
     }
     document
+}
+
+/// Inputs kept as text (not as JSON), which refuse U+0000 (`validation::no_nul`); patterned
+/// fields (names, times, URLs) say so in their own pattern.
+const TEXT_FIELDS: &[(&str, &[&str])] = &[
+    ("CampaignInput", &["description", "integration_id", "first_message", "template", "template_alt"]),
+    ("CyclesInput", &["filter_tags"]),
+    ("ContactInput", &["name", "context", "f_id"]),
+];
+
+fn forbid_nul(schema: &mut Value) {
+    let target = if schema.get("items").is_some() { &mut schema["items"] } else { schema };
+    target["pattern"] = json!("^[^\\u0000]*$");
+}
+
+/// A week needs an active day (§2.5): some day given whose `active` is not false; an active day
+/// needs both times (`active` defaults to true).
+fn week_schedule_rules(schemas: &mut Map<String, Value>) {
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let inactive = json!({ "required": ["active"], "properties": { "active": { "const": false } } });
+    if let Some(week) = schemas.get_mut("WeekScheduleInput") {
+        let active_day = |day: &str| json!({ "required": [day], "properties": { day: { "type": "object", "not": inactive } } });
+        week["anyOf"] = Value::Array(days.iter().map(|day| active_day(day)).collect());
+    }
+    if let Some(day) = schemas.get_mut("DayInput") {
+        day["if"] = json!({ "not": inactive });
+        day["then"] = json!({ "required": ["startTime", "stopTime"],
+            "properties": { "startTime": { "type": "string" }, "stopTime": { "type": "string" } } });
+    }
+}
+
+/// Cycles (§2.6): with cycles enabled, cooldown mode takes no schedule or dates (null is taken),
+/// and scheduled mode needs a schedule.
+fn cycles_rules(schemas: &mut Map<String, Value>) {
+    let Some(cycles) = schemas.get_mut("CyclesInput") else { return };
+    let enabled = json!({ "required": ["enabled"], "properties": { "enabled": { "const": true } } });
+    let scheduled = json!({ "required": ["mode"], "properties": { "mode": { "const": "scheduled" } } });
+    cycles["allOf"] = json!([
+        { "if": { "allOf": [enabled, { "not": scheduled }] },
+          "then": { "properties": { "schedule": { "type": "null" }, "schedule_start_date": { "type": "null" }, "schedule_end_date": { "type": "null" } } } },
+        { "if": { "allOf": [enabled, scheduled] },
+          "then": { "required": ["schedule"], "properties": { "schedule": { "$ref": "#/components/schemas/WeekScheduleInput" } } } },
+    ]);
 }
 
 fn json_body(schema: &str) -> Value {

@@ -25,7 +25,7 @@ impl Agent {
 #[serde(deny_unknown_fields)]
 pub struct AgentInput {
     #[serde(default)]
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 255, pattern = r"\S", example = "Sales bot")]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 255, pattern = r"^[^\u0000]*\S[^\u0000]*$", example = "Sales bot")]
     pub name: Field<String>,
 }
 

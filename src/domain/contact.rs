@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::campaign::ContactStatus;
-use super::validation::Field;
+use super::validation::{self, Field};
 
 pub const MAX_BATCH: usize = 1000;
 /// The longest `name`, `context`, `f_id` and tag of a contact (§0.3), in characters.
@@ -260,6 +260,9 @@ pub fn parse_item(
 ) -> Result<Result<NewContact, (ItemError, String)>, BatchError> {
     let path = |field: &str| format!("contacts[{index}].{field}");
     let text = |field: &str, value: &Field<String>, max: usize| -> Result<Option<String>, BatchError> {
+        if let Some(text) = value.value() {
+            validation::no_nul(&path(field), text).map_err(|v| BatchError { field: v.field, message: v.message })?;
+        }
         match value {
             Field::Value(v) if v.chars().count() > max => {
                 Err(BatchError { field: path(field), message: format!("{} must be at most {max} characters", path(field)) })

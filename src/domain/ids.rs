@@ -71,6 +71,12 @@ pub fn new_integration_id(channel: Channel) -> String {
     format!("{marker}{}", random_base62(20))
 }
 
+/// Whether `text` has the shape of an integration id: what is looked up must be one (a path
+/// segment can hold anything, U+0000 included, which PostgreSQL refuses to compare).
+pub fn is_integration_id(text: &str) -> bool {
+    text.strip_prefix("iph_").or_else(|| text.strip_prefix("iwa_")).is_some_and(|rest| rest.len() == 20 && is_base62(rest))
+}
+
 /// 32 random bytes, base64: the HMAC key shared with a provider.
 pub fn new_signing_secret() -> String {
     let bytes: [u8; 32] = rand::rng().random();
@@ -103,6 +109,19 @@ pub fn verify_signature(secret: &str, body: &[u8], signature: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integration_ids_are_a_channel_marker_and_20_base62_characters() {
+        for channel in [Channel::PhoneCall, Channel::Whatsapp] {
+            assert!(is_integration_id(&new_integration_id(channel)));
+        }
+        for bad in
+            ["", "iph_", "iph_0123456789abcdefghi", "iph_0123456789abcdefghijk", "ixx_0123456789abcdefghij", "iph_0123456789abcdefgh\0j"]
+        {
+            assert!(!is_integration_id(bad), "{bad:?}");
+        }
+        assert!(is_integration_id("iwa_0123456789abcdefghij"));
+    }
 
     #[test]
     fn signatures_verify_only_for_the_same_secret_and_body() {

@@ -80,7 +80,12 @@ pub const MAX_URL_CHARS: usize = 2000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    #[schema(pattern = r"^[hH][tT][tT][pP][sS]?://[^\s/?#]+", max_length = 2000)]
+    /// http(s), a host name or an IPv4 address, printable ASCII (the document's pattern is
+    /// narrower than what the server takes: any URL that parses with a host).
+    #[schema(
+        pattern = r"^[hH][tT][tT][pP][sS]?://(([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*|((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9]))(:[0-9]{1,4})?([/?#][!-~]*)?$",
+        max_length = 2000
+    )]
     pub url: String,
     #[serde(default = "default_webhook_timeout_ms", deserialize_with = "whole_number")]
     #[schema(minimum = 1, maximum = 60000)]

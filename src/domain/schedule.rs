@@ -205,7 +205,7 @@ pub struct DayInput {
     #[schema(value_type = Option<String>, example = "18:00", pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
     pub stop_time: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
     pub active: Field<bool>,
 }
 

@@ -21,6 +21,14 @@ impl TimeZone {
         Some(TimeZone { name: zone.iana_name().unwrap_or(name).to_owned(), zone })
     }
 
+    /// Every name [`TimeZone::parse`] takes as it is spelled in the database, sorted.
+    pub fn names() -> Vec<String> {
+        let mut names: Vec<String> =
+            jiff::tz::db().available().map(|name| name.as_str().to_owned()).filter(|name| TimeZone::parse(name).is_some()).collect();
+        names.sort();
+        names
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -118,6 +118,7 @@ pub fn int_in_range(field: &str, value: i64, min: i64, max: i64) -> Result<i64, 
 
 /// Trims a required text and checks its length in characters.
 pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, Violation> {
+    no_nul(field, value)?;
     let trimmed = value.trim();
     let len = trimmed.chars().count();
     if len < min {
@@ -131,11 +132,21 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, 
 
 /// Checks the length of a free text that is kept as sent (no trimming).
 pub fn max_chars(field: &str, value: &str, max: usize) -> Result<String, Violation> {
+    no_nul(field, value)?;
     let len = value.chars().count();
     if len > max {
         return Err(Violation::new(field, format!("{field} must be at most {max} characters, got {len}")));
     }
     Ok(value.to_owned())
+}
+
+/// Text kept as text may not hold U+0000: PostgreSQL cannot store it (JSON kept as JSON, such as
+/// `extracted_data` and tags, escapes it and takes it).
+pub fn no_nul(field: &str, value: &str) -> Result<(), Violation> {
+    if value.contains('\0') {
+        return Err(Violation::new(field, format!("{field} holds the NUL character (U+0000), which text fields do not take")));
+    }
+    Ok(())
 }
 
 /// A required field: `Absent` and `Null` both violate it.

@@ -126,3 +126,33 @@ async fn every_response_carries_a_request_id_and_ops_endpoints_answer() {
     assert!(metrics.contains("outbound_http_requests_total"), "{metrics}");
     assert!(metrics.contains("route=\"/api/v1.0/campaigns\""), "{metrics}");
 }
+
+/// U+0000 cannot be stored in PostgreSQL text: text fields refuse it alike on every backend (400
+/// naming the field); JSON kept as JSON (`extracted_data`, tags) takes it and gives it back. An id
+/// in a path that cannot be one is not looked up.
+#[tokio::test]
+async fn the_nul_character_is_refused_in_text_kept_in_json_and_never_breaks_the_database() {
+    let Some(app) = TestApp::spawn().await else { return };
+    let (status, body) = app.post("/agents", json!({ "name": "Sales\u{0}bot" })).await;
+    assert_error(status, &body, 400, "INVALID_REQUEST", Some("name"));
+    let setup = app.setup().await;
+    let (status, body) = app.post("/campaigns", setup.phone(json!({ "description": "a\u{0}" }))).await;
+    assert_error(status, &body, 400, "INVALID_REQUEST", Some("description"));
+    let campaign = app.create_campaign(setup.phone(json!({}))).await;
+    let id = campaign["id"].as_i64().expect("id");
+    let (status, body) =
+        app.post(&format!("/campaigns/{id}/contacts"), json!({ "contacts": [{ "contact": "+14155552671", "name": "A\u{0}" }] })).await;
+    assert_error(status, &body, 400, "INVALID_REQUEST", Some("contacts[0].name"));
+
+    let kept = json!({ "contact": "+14155552671", "tags": ["a\u{0}"], "extracted_data": { "k\u{0}": "v\u{0}" } });
+    let (status, body) = app.post(&format!("/campaigns/{id}/contacts"), json!({ "contacts": [kept] })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let contact_id = body["results"][0]["id"].as_str().expect("id");
+    let (_, stored) = app.get(&format!("/campaigns/{id}/contacts/{contact_id}")).await;
+    assert_eq!((&stored["contact"]["tags"], &stored["contact"]["extracted_data"]), (&kept["tags"], &kept["extracted_data"]));
+
+    let (status, body) = app.get("/integrations/%00").await;
+    assert_error(status, &body, 404, "NOT_FOUND", None);
+    let (status, body) = app.post_event_raw("%00", b"{}", Some("c2ln"), Some("application/json")).await;
+    assert_error(status, &body, 401, "UNAUTHORIZED", None);
+}

@@ -21,7 +21,7 @@ use crate::domain::validation::{self, Field, Violation, Violations, WholeNumber,
 #[serde(deny_unknown_fields)]
 pub struct CampaignInput {
     #[serde(default)]
-    #[schema(value_type = String, min_length = 1, max_length = 255, pattern = r"\S")]
+    #[schema(value_type = String, min_length = 1, max_length = 255, pattern = r"^[^\u0000]*\S[^\u0000]*$")]
     pub name: Field<String>,
     #[serde(default)]
     #[schema(value_type = Option<String>, max_length = 10000)]
