@@ -54,6 +54,7 @@ pub async fn serve(
     };
     let state = AppState::with_rate_limiter(store, clock, metrics_handle(), settings, rate_limiter);
     let maintenance = tokio::spawn(maintain(state.clone()));
+    let listener = api::protocol_errors::EnvelopingListener(listener);
     let served = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await;
     maintenance.abort();
     served

@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod integrations;
 pub mod openapi;
 pub mod ops;
+pub mod protocol_errors;
 pub mod rate_limit;
 pub mod read_cache;
 pub mod views;

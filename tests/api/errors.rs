@@ -156,3 +156,67 @@ async fn the_nul_character_is_refused_in_text_kept_in_json_and_never_breaks_the_
     let (status, body) = app.post_event_raw("%00", b"{}", Some("c2ln"), Some("application/json")).await;
     assert_error(status, &body, 401, "UNAUTHORIZED", None);
 }
+
+/// Sends `request` as raw bytes on a new connection; returns the whole answer.
+async fn raw_exchange(app: &TestApp, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    stream.write_all(request).await.expect("send");
+    let mut answer = Vec::new();
+    // A guard, not a wait: the server closes at once after these answers.
+    tokio::time::timeout(std::time::Duration::from_secs(60), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .expect("read until the server closes");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Requests the HTTP parser refuses before any route (§0.3: a raw non-UTF-8 byte in a query
+/// string) get the envelope too, with the parser's status; the connection is then closed.
+#[tokio::test]
+async fn requests_the_http_parser_refuses_get_the_envelope() {
+    let Some(app) = TestApp::spawn().await else { return };
+    let key = app.key.clone();
+    let cases: [(Vec<u8>, &str, &str); 2] = [
+        (
+            [
+                &b"GET /api/v1.0/campaigns?status="[..],
+                &[0xFF],
+                format!(" HTTP/1.1\r\nHost: x\r\nAuthorization: api-key {key}\r\n\r\n").as_bytes(),
+            ]
+            .concat(),
+            "400",
+            "INVALID_REQUEST",
+        ),
+        (format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(512 * 1024)).into_bytes(), "431", "HEADERS_TOO_LARGE"),
+    ];
+    for (request, status, key) in cases {
+        let answer = raw_exchange(&app, &request).await;
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("an answer: {answer:?}"));
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let body: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("an envelope: {body:?}"));
+        assert_error(StatusCode::from_bytes(status.as_bytes()).expect("status"), &body, status.parse().expect("code"), key, None);
+    }
+    // Raw UTF-8 (not valid in a URI either, but taken by the parser) reaches the route.
+    let raw_utf8 = [
+        &b"GET /api/v1.0/campaigns?archived=tr"[..],
+        &[0xC3, 0xA9],
+        format!("e HTTP/1.1\r\nHost: x\r\nAuthorization: api-key {}\r\nConnection: close\r\n\r\n", app.key).as_bytes(),
+    ]
+    .concat();
+    let answer = raw_exchange(&app, &raw_utf8).await;
+    assert!(answer.starts_with("HTTP/1.1 400 ") && answer.contains("\"field\":\"archived\""), "{answer}");
+    // The same query percent-encoded reaches the route, which names the parameter.
+    let (status, body) = app.get("/campaigns?status=%FF").await;
+    assert_error(status, &body, 400, "INVALID_REQUEST", Some("status"));
+    // A routed 400 keeps its own answer on a kept-alive connection.
+    let answer = raw_exchange(
+        &app,
+        format!("GET /api/v1.0/campaigns/abc HTTP/1.1\r\nHost: x\r\nAuthorization: api-key {}\r\nConnection: close\r\n\r\n", app.key)
+            .as_bytes(),
+    )
+    .await;
+    assert!(answer.contains("\"field\":\"id\""), "{answer}");
+}
