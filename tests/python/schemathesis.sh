@@ -20,13 +20,7 @@
 # The server must allow the request rate: start it with --rate-limit-rps 100000 (or 0, no limit).
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
-venv="${OUTBOUND_PYTOOLS:-target/pytools}"
-case "$venv" in
-    /*) ;;
-    *) venv="$repo/$venv" ;;
-esac
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 : "${OUTBOUND_URL:?set OUTBOUND_URL to the server, e.g. http://127.0.0.1:8080}"
 : "${OUTBOUND_API_KEY:?set OUTBOUND_API_KEY to an API key of the server}"
 if [ ! -x "$venv/bin/schemathesis" ]; then

@@ -11,13 +11,7 @@
 # venv and pip, and PyPI.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
-venv="${OUTBOUND_PYTOOLS:-target/pytools}"
-case "$venv" in
-    /*) ;;
-    *) venv="$repo/$venv" ;;
-esac
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 python="${PYTHON:-python3}"
 requirements="$here/requirements.txt"
 openapi="$repo/tests/api/fixtures/altur-openapi.json"
