@@ -128,11 +128,16 @@ fn json_body(schema: &str) -> Value {
 
 /// The answers that layers give, not handlers: 401 and 429 on every operation that takes an API
 /// key, 413 and 415 on those with a body, 409 and 422 on keyed POSTs (Idempotency-Key, §7), and
-/// 400 everywhere (a bad path id, query parameter, header or body).
+/// everywhere 400 (a bad path id, query parameter, header or body), 405 (another method on the
+/// path) and 500.
 fn shared_answers(method: &str, operation: &mut Map<String, Value>) {
     // Provider events opt out of the API key with an empty requirement (`security(())`).
     let keyed = operation.get("security").and_then(Value::as_array).is_none_or(|all| all.iter().all(|r| r != &json!({})));
-    let mut answers = vec![("400", "Invalid request: a bad path id, query parameter, header or body")];
+    let mut answers = vec![
+        ("400", "Invalid request: a bad path id, query parameter, header or body"),
+        ("405", "Method not allowed on this path; Allow lists the methods it takes"),
+        ("500", "A bug or an unavailable store; never leaks internals, safe to retry"),
+    ];
     if keyed {
         answers.push(("401", "Missing, malformed, unknown or revoked API key"));
         answers.push(("429", "Over the per-key rate limit; see Retry-After and RateLimit"));
@@ -162,6 +167,9 @@ fn shared_answers(method: &str, operation: &mut Map<String, Value>) {
 fn error_answer(status: &str, description: &str) -> Value {
     let mut answer = json!({ "description": description,
         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } } });
+    if status == "405" {
+        answer["headers"] = json!({ "Allow": { "description": "The methods of this path", "schema": { "type": "string" } } });
+    }
     if status == "429" {
         answer["headers"] = json!({
             "Retry-After": { "description": "Whole seconds to wait", "schema": { "type": "integer", "minimum": 1 } },

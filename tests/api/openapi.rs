@@ -2,7 +2,7 @@
 //! accidental change of the contract shows up as a diff.
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::helpers::TestApp;
 
@@ -31,4 +31,47 @@ async fn openapi_document_is_served_without_a_key_and_matches_the_snapshot() {
     insta::with_settings!({ prepend_module_to_snapshot => false }, {
         insta::assert_json_snapshot!("openapi", document);
     });
+}
+
+/// §0.3: every operation documents every status it can answer, and the bounds the server
+/// enforces on the parameters every endpoint shares.
+#[tokio::test]
+async fn every_operation_documents_its_answers_and_shared_bounds() {
+    let Some(app) = TestApp::spawn().await else { return };
+    let document: Value = app.client.get(app.url("/api/v1.0/openapi.json")).send().await.expect("sent").json().await.expect("json");
+    let paths = document["paths"].as_object().expect("paths");
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().expect("path item") {
+            let answers = operation["responses"].as_object().expect("responses");
+            let keyed = path != "/integrations/{id}/events";
+            let mut expected = vec!["400", "405", "500"];
+            if keyed {
+                expected.extend(["401", "429"]);
+            }
+            if operation.get("requestBody").is_some() {
+                expected.extend(["413", "415"]);
+            }
+            if keyed && method == "post" {
+                expected.extend(["409", "422"]);
+            }
+            for status in expected {
+                assert!(answers.contains_key(status), "{method} {path} does not document {status}");
+            }
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let schema = &parameter["schema"];
+                match (parameter["in"].as_str(), parameter["name"].as_str()) {
+                    (Some("path"), Some("id" | "contact_id")) if schema["type"] == "integer" => assert_eq!(schema["minimum"], 1),
+                    (Some("query"), Some("pageSize")) => assert_eq!((&schema["minimum"], &schema["maximum"]), (&json!(1), &json!(100))),
+                    (Some("query"), Some("pageIndex")) => assert_eq!((&schema["minimum"], &schema["maximum"]), (&json!(0), &json!(25_000))),
+                    (Some("header"), Some("Idempotency-Key")) => assert_eq!(schema["maxLength"], 255),
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert_eq!(
+        document["components"]["schemas"]["CampaignCreate"]["oneOf"][0]["required"],
+        json!(["name", "agent_id", "integration_id", "integration_type"])
+    );
+    assert_eq!(document["components"]["schemas"]["ContactBatchInput"]["properties"]["contacts"]["maxItems"], 1000);
 }
