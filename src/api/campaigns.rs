@@ -210,7 +210,10 @@ pub async fn get_campaign(State(app): State<AppState>, tenant: Tenant, Path(id):
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// Update a campaign.
+/// Update a campaign. The body is checked against the stored campaign too: immutable fields keep
+/// their value (`IMMUTABLE_FIELD`), channel-only fields must fit its channel (`INVALID_REQUEST`),
+/// cycle fields need cycles (`CYCLES_NOT_ENABLED`) and schedule fields scheduled mode
+/// (`SCHEDULED_MODE_ONLY`).
 #[utoipa::path(patch, path = "/campaigns/{id}", tag = "campaigns", request_body = CampaignInput,
     params(("id" = i64, Path, description = "Campaign id")),
     responses(

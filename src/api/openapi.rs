@@ -11,7 +11,7 @@ use super::campaigns::MAX_PAGE_SIZE;
 use super::contacts::MAX_PAGE_INDEX;
 use super::error;
 use super::idempotency::MAX_KEY_LEN;
-use crate::domain::contact::MAX_BATCH;
+use crate::domain::contact::{MAX_BATCH, MAX_TEXT_CHARS};
 use crate::domain::timezone::TimeZone;
 
 #[derive(OpenApi)]
@@ -67,6 +67,15 @@ pub(super) fn document(generated: &utoipa::openapi::OpenApi) -> Value {
             // lists exactly the names taken.
             timezone["enum"] = json!(TimeZone::names());
         }
+        // Tags: 1 to 1,000 characters after trimming (`clean_tags`, `validation::text`); a
+        // contact's are kept as JSON and take U+0000, a campaign's filter tags do not.
+        let tag = |text: &str| json!({ "type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": text });
+        if let Some(tags) = schemas.get_mut("ContactInput").and_then(|s| s.pointer_mut("/properties/tags")) {
+            tags["items"] = tag("\\S");
+        }
+        if let Some(tags) = schemas.get_mut("CyclesInput").and_then(|s| s.pointer_mut("/properties/filter_tags")) {
+            tags["items"] = tag("^[^\\u0000]*\\S[^\\u0000]*$");
+        }
         week_schedule_rules(schemas);
         cycles_rules(schemas);
         campaign_create_schema(schemas);
@@ -83,7 +92,6 @@ pub(super) fn document(generated: &utoipa::openapi::OpenApi) -> Value {
 /// fields (names, times, URLs) say so in their own pattern.
 const TEXT_FIELDS: &[(&str, &[&str])] = &[
     ("CampaignInput", &["description", "integration_id", "first_message", "template", "template_alt"]),
-    ("CyclesInput", &["filter_tags"]),
     ("ContactInput", &["name", "context", "f_id"]),
 ];
 

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::campaign::{Channel, ContactStatus};
 use super::ids::random_base62;
 use super::integration::SimulatorConfig;
-use super::validation::WholeNumber;
+use super::validation::{WholeNumber, optional_objects};
 
 /// `cll_…` for calls, `msg_…` for WhatsApp messages: created once, before the provider sees it,
 /// and sent as the provider's idempotency key on every re-send. Twenty base62 characters: a
@@ -235,7 +235,7 @@ pub struct EventInput {
     #[serde(default)]
     pub recording_url: Option<String>,
     /// The conversation so far; a later transcript replaces an earlier one.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_objects")]
     pub transcript: Option<Vec<TranscriptEntry>>,
 }
 

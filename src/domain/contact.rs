@@ -119,8 +119,9 @@ pub enum IfDuplicate {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactInput {
+    /// Missing, `null` or blank: a failed item (`MISSING_CONTACT`), not a refused batch.
     #[serde(default)]
-    #[schema(value_type = String, example = "+525512345678")]
+    #[schema(value_type = Option<String>, example = "+525512345678")]
     pub contact: Field<String>,
     #[serde(default)]
     #[schema(value_type = Option<String>, max_length = 1000)]
@@ -143,6 +144,7 @@ pub struct ContactInput {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactBatchInput {
+    #[serde(deserialize_with = "validation::objects")]
     pub contacts: Vec<ContactInput>,
     #[serde(default)]
     pub if_duplicate: IfDuplicate,

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::validation::{Field, Violation, Violations};
+use super::validation::{Field, Violation, Violations, object_field};
 
 /// Minutes since local midnight, `00:00` to `24:00` (the latter only as a stop time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -171,25 +171,25 @@ fn parse_day(path: &str, day: &DayInput, violations: &mut Violations) -> Option<
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeekScheduleInput {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_field")]
     #[schema(value_type = Option<DayInput>)]
     pub mon: Field<DayInput>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_field")]
     #[schema(value_type = Option<DayInput>)]
     pub tue: Field<DayInput>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_field")]
     #[schema(value_type = Option<DayInput>)]
     pub wed: Field<DayInput>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_field")]
     #[schema(value_type = Option<DayInput>)]
     pub thu: Field<DayInput>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_field")]
     #[schema(value_type = Option<DayInput>)]
     pub fri: Field<DayInput>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_field")]
     #[schema(value_type = Option<DayInput>)]
     pub sat: Field<DayInput>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_field")]
     #[schema(value_type = Option<DayInput>)]
     pub sun: Field<DayInput>,
 }

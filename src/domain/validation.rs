@@ -107,6 +107,46 @@ impl<'de> Deserialize<'de> for WholeNumber {
     }
 }
 
+/// A JSON object read into `T`, and nothing else: serde reads a struct from an array too (its
+/// fields by position), which would take `[["+52…", "Ana"]]` as a contact. Streams the object
+/// into `T` (no intermediate value). Use through [`object_field`], [`objects`] and
+/// [`optional_objects`].
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("an object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A [`Field`] holding an object (see [`Object`]); with `#[serde(default, deserialize_with = …)]`.
+pub fn object_field<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Field<T>, D::Error> {
+    Ok(match Option::<Object<T>>::deserialize(deserializer)? {
+        Some(Object(value)) => Field::Value(value),
+        None => Field::Null,
+    })
+}
+
+/// An array of objects (see [`Object`]).
+pub fn objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Vec<T>, D::Error> {
+    Ok(Vec::<Object<T>>::deserialize(deserializer)?.into_iter().map(|Object(value)| value).collect())
+}
+
+/// An optional array of objects (see [`Object`]); with `#[serde(default, deserialize_with = …)]`.
+pub fn optional_objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Vec<T>>, D::Error> {
+    Ok(Option::<Vec<Object<T>>>::deserialize(deserializer)?.map(|items| items.into_iter().map(|Object(value)| value).collect()))
+}
+
 /// Checks an integer against an inclusive range, naming the field and the limits.
 pub fn int_in_range(field: &str, value: i64, min: i64, max: i64) -> Result<i64, Violation> {
     if (min..=max).contains(&value) {

@@ -679,6 +679,22 @@ async fn non_string_enum_values_name_their_field() {
     assert_eq!(count(&app).await, 0, "refused requests created nothing");
 }
 
+/// Objects must be objects: serde would read a struct's fields from an array by position.
+#[tokio::test]
+async fn arrays_are_refused_where_objects_belong() {
+    let Some(app) = TestApp::spawn().await else { return };
+    let setup = app.setup().await;
+    for (extra, field) in [
+        (json!({ "scheduling": [] }), "scheduling"),
+        (json!({ "scheduling": { "mon": ["09:00", "18:00", true] } }), "scheduling.mon"),
+        (json!({ "cycles": [true, "cooldown"] }), "cycles"),
+        (json!({ "cycles": { "enabled": true, "mode": "scheduled", "schedule": [] } }), "cycles.schedule"),
+    ] {
+        refused(&app, setup.phone(extra), 400, "INVALID_REQUEST", field).await;
+    }
+    assert_eq!(count(&app).await, 0, "nothing created");
+}
+
 #[tokio::test]
 async fn first_message_holds_at_most_4000_characters() {
     let Some(app) = TestApp::spawn().await else { return };

@@ -312,6 +312,8 @@ async fn a_structural_error_in_one_item_rejects_the_whole_batch() {
         (json!([valid(0), { "contact": us_number(1), "f_id": 42 }]), "contacts[1].f_id"),
         (json!([valid(0), { "contact": us_number(1), "context": { "a": 1 } }]), "contacts[1].context"),
         (json!([valid(0), "+14155552671"]), "contacts[1]"),
+        // An array is not an object, though serde would read a struct's fields from one by position.
+        (json!([valid(0), [us_number(1), "Ana"]]), "contacts[1]"),
         // Size limits (§0.3): name, context, f_id and each tag at most 1,000 characters, at
         // most 50 tags, extracted_data at most 16 KiB of compact JSON nested at most 32 levels.
         (json!([valid(0), { "contact": us_number(1), "name": "é".repeat(1001) }]), "contacts[1].name"),

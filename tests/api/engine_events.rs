@@ -160,6 +160,7 @@ async fn event_bodies_are_validated_and_unknown_attempts_answer_404() {
             "transcript[0].sent_by",
         ),
         (json!({ "transcript": [{ "sent_by": "user", "content": "hi" }] }), "ended", "transcript[0].sent_at"),
+        (json!({ "transcript": [["user", "2026-06-08T18:00:06Z", "hi"]] }), "ended", "transcript[0]"),
         (json!({ "tags": (0..51).map(|i| format!("t{i}")).collect::<Vec<_>>() }), "ended", "tags"),
         (json!({ "extracted_data": { "k": "x".repeat(16 * 1024) } }), "ended", "extracted_data"),
     ] {

@@ -12,7 +12,7 @@ use super::{
 use crate::domain::contact::MAX_TEXT_CHARS;
 use crate::domain::schedule::{WeekSchedule, WeekScheduleInput};
 use crate::domain::timezone::TimeZone;
-use crate::domain::validation::{self, Field, Violation, Violations, WholeNumber, int_in_range};
+use crate::domain::validation::{self, Field, Violation, Violations, WholeNumber, int_in_range, object_field};
 
 /// The body of create and update requests. On create `name`, `agent_id`, `integration_id` and
 /// `integration_type` are required and `null` means the default; on update every field is
@@ -56,10 +56,10 @@ pub struct CampaignInput {
     #[serde(default)]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 512)]
     pub template_alt: Field<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_field")]
     #[schema(value_type = WeekScheduleInput)]
     pub scheduling: Field<WeekScheduleInput>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_field")]
     #[schema(value_type = CyclesInput)]
     pub cycles: Field<CyclesInput>,
 }
@@ -85,7 +85,7 @@ pub struct CyclesInput {
     #[serde(default)]
     #[schema(value_type = Option<Vec<String>>)]
     pub filter_tags: Field<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_field")]
     #[schema(value_type = Option<WeekScheduleInput>)]
     pub schedule: Field<WeekScheduleInput>,
     #[serde(default)]
