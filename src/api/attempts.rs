@@ -143,13 +143,18 @@ impl utoipa::PartialSchema for CallEndedBy {
 impl ToSchema for CallEndedBy {}
 
 impl CallEndedBy {
-    fn of(stored: Option<&str>) -> Self {
-        match stored {
-            Some("agent") => CallEndedBy::Agent,
-            Some("user") => CallEndedBy::User,
-            Some("system") => CallEndedBy::System,
-            _ => CallEndedBy::Nobody,
+    /// The party a provider named (`agent`, `user` or `system`): what events may say (§5.4).
+    fn named(text: &str) -> Option<Self> {
+        match text {
+            "agent" => Some(CallEndedBy::Agent),
+            "user" => Some(CallEndedBy::User),
+            "system" => Some(CallEndedBy::System),
+            _ => None,
         }
+    }
+
+    fn of(stored: Option<&str>) -> Self {
+        stored.and_then(CallEndedBy::named).unwrap_or(CallEndedBy::Nobody)
     }
 }
 
@@ -362,8 +367,6 @@ pub struct EventAccepted {
     success: bool,
 }
 
-const ENDED_BY: [&str; 3] = ["agent", "user", "system"];
-
 /// Checks an event body against the integration's channel.
 fn parse_event(input: EventInput, channel: Channel) -> ApiResult<AttemptEvent> {
     let status = AttemptStatus::parse_event(channel, &input.status).ok_or_else(|| {
@@ -400,7 +403,7 @@ fn parse_event(input: EventInput, channel: Channel) -> ApiResult<AttemptEvent> {
     if let Some(reason) = &input.ended_reason {
         no_nul("ended_reason", reason).map_err(|v| ApiError::invalid(v.field, v.message))?;
     }
-    if let Some(ended_by) = input.ended_by.as_deref().filter(|e| !e.is_empty() && !ENDED_BY.contains(e)) {
+    if let Some(ended_by) = input.ended_by.as_deref().filter(|e| !e.is_empty() && CallEndedBy::named(e).is_none()) {
         return Err(ApiError::invalid("ended_by", format!("ended_by must be agent, user or system, got {ended_by:?}")));
     }
     Ok(AttemptEvent {

@@ -8,6 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::campaigns::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{JsonBody, QueryParams, Tenant, parse_id};
 use super::idempotency::{Recording, Reply};
@@ -218,7 +219,7 @@ pub fn parse_offset_paging(query: &QueryParams) -> ApiResult<(u32, u32)> {
                 .ok_or_else(|| ApiError::invalid(name, format!("{name} must be an integer between {min} and {max}, got {raw:?}"))),
         }
     };
-    Ok((number("pageSize", 50, 1, 100)?, number("pageIndex", 0, 0, MAX_PAGE_INDEX)?))
+    Ok((number("pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)?, number("pageIndex", 0, 0, MAX_PAGE_INDEX)?))
 }
 
 /// List a campaign's contacts, oldest first.

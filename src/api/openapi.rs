@@ -7,7 +7,7 @@
 use serde_json::{Map, Value, json};
 use utoipa::OpenApi;
 
-use super::campaigns::MAX_PAGE_SIZE;
+use super::campaigns::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use super::contacts::MAX_PAGE_INDEX;
 use super::error;
 use super::idempotency::MAX_KEY_LEN;
@@ -199,7 +199,7 @@ fn shared_parameters(operation: &mut Map<String, Value>) {
             ("path", "id" | "contact_id") if parameter["schema"]["type"] == "integer" => {
                 json!({ "type": "integer", "format": "int64", "minimum": 1 })
             }
-            ("query", "pageSize") => json!({ "type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 50 }),
+            ("query", "pageSize") => json!({ "type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE }),
             ("query", "pageIndex") => json!({ "type": "integer", "minimum": 0, "maximum": MAX_PAGE_INDEX, "default": 0 }),
             ("query", "archived") => json!({ "type": "boolean", "default": false }),
             ("query", time) if time.ends_with("Date") || time.ends_with("After") || time.ends_with("Before") => {

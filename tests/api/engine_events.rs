@@ -177,6 +177,11 @@ async fn event_bodies_are_validated_and_unknown_attempts_answer_404() {
     let (code, body) = h.post_event_raw(&h.integration, raw, Some(&signature), Some("application/json")).await;
     assert_eq!((code, &body["error"]), (StatusCode::BAD_REQUEST, &json!("INVALID_REQUEST")), "{body}");
     assert_eq!(h.contact(id, c[0]).await["status"], "sending", "no rejected event changed anything");
+    // The accepted edges of the same limits: 50 tags, 16 KiB of extracted data (compact JSON).
+    let tags: Vec<String> = (0..50).map(|i| format!("t{i}")).collect();
+    let data = json!({ "k": "x".repeat(16 * 1024 - 8) });
+    h.event_ok(&attempt, "in-progress", json!({ "tags": tags, "extracted_data": data })).await;
+    assert_eq!(h.calls(id, "").await["calls"][0]["tags"].as_array().map(Vec::len), Some(50));
 
     // Unknown attempts, and attempts of another integration.
     let (code, body) = h.event("cll_00000000000000000000", "ended", json!({})).await;

@@ -131,7 +131,6 @@ fn start(database: &str, log: &Path) -> Result<kit::Server, String> {
             Ok(server) => return Ok(server),
             Err(err) => last = err,
         }
-        std::thread::sleep(Duration::from_millis(500));
     }
     Err(format!("{last} (log: {})", log.display()))
 }
@@ -140,16 +139,20 @@ fn start(database: &str, log: &Path) -> Result<kit::Server, String> {
 /// past `deadline`.
 fn wait(command: &mut Command, deadline: Duration) -> Result<ExitStatus, String> {
     let mut child = command.spawn().map_err(|e| format!("cannot start {command:?}: {e}"))?;
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            return Ok(status);
+    // A watchdog kills the tool at the deadline unless told it ended: no polling.
+    let (ended, watch) = std::sync::mpsc::channel::<()>();
+    let pid = child.id().to_string();
+    let watchdog = std::thread::spawn(move || {
+        let overran = matches!(watch.recv_timeout(deadline), Err(std::sync::mpsc::RecvTimeoutError::Timeout));
+        if overran {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
         }
-        if started.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("still running after {} s: killed", deadline.as_secs()));
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        overran
+    });
+    let status = child.wait().map_err(|e| e.to_string());
+    let _ = ended.send(());
+    if watchdog.join().unwrap_or(false) {
+        return Err(format!("still running after {} s: killed", deadline.as_secs()));
     }
+    status
 }
