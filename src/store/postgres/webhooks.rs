@@ -44,16 +44,17 @@ async fn insert_deliveries(conn: &mut PgConnection, rows: Vec<NewDelivery>) -> S
     if rows.is_empty() {
         return Ok(());
     }
-    let mut columns: (Vec<String>, Vec<String>, Vec<&str>, Vec<Option<String>>, Vec<Option<&str>>, Vec<Option<&str>>) = Default::default();
-    let mut payloads: Vec<Option<String>> = Vec::with_capacity(rows.len());
-    let mut created: Vec<i64> = Vec::with_capacity(rows.len());
+    let count = rows.len();
+    let (mut webhook_ids, mut event_ids, mut types) = (Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count));
+    let (mut attempt_ids, mut statuses, mut previous) = (Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count));
+    let (mut payloads, mut created) = (Vec::with_capacity(count), Vec::with_capacity(count));
     for row in rows {
-        columns.0.push(row.webhook_id);
-        columns.1.push(row.event_id);
-        columns.2.push(row.event_type);
-        columns.3.push(row.attempt_id);
-        columns.4.push(row.attempt_status);
-        columns.5.push(row.previous_status);
+        webhook_ids.push(row.webhook_id);
+        event_ids.push(row.event_id);
+        types.push(row.event_type);
+        attempt_ids.push(row.attempt_id);
+        statuses.push(row.attempt_status);
+        previous.push(row.previous_status);
         payloads.push(row.payload);
         created.push(row.created_at);
     }
@@ -63,12 +64,12 @@ async fn insert_deliveries(conn: &mut PgConnection, rows: Vec<NewDelivery>) -> S
          SELECT w, e, t, a, s, p, b, 'pending', c, c FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
          $6::text[], $7::text[], $8::bigint[]) AS x(w, e, t, a, s, p, b, c)",
     )
-    .bind(&columns.0)
-    .bind(&columns.1)
-    .bind(&columns.2)
-    .bind(&columns.3)
-    .bind(&columns.4)
-    .bind(&columns.5)
+    .bind(&webhook_ids)
+    .bind(&event_ids)
+    .bind(&types)
+    .bind(&attempt_ids)
+    .bind(&statuses)
+    .bind(&previous)
     .bind(&payloads)
     .bind(&created)
     .execute(&mut *conn)
