@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 use uuid::Uuid;
 
+use super::{ApiKeyInfo, AttemptReport, Delivery, DeliveryOutcome, DueDelivery, WebhookSummary, from_micros, to_micros};
 use super::{
     Attempt, AttemptContact, CampaignCursor, CampaignFilter, Dispatch, DispatchContact, IdempotencyRecord, OrgId, PageDirection,
     RunningCampaign, StoreError, StoreResult, StoredResponse, from_millis, from_seconds, to_seconds,
 };
-use super::{AttemptReport, Delivery, DeliveryOutcome, DueDelivery, from_micros, to_micros};
 use crate::domain::agent::Agent;
 use crate::domain::analytics::CampaignCounters;
 use crate::domain::attempt::{AnsweredBy, AttemptStatus, ContactProgress};
@@ -560,6 +560,30 @@ fn unpack_body(stored: Vec<u8>) -> StoreResult<Vec<u8>> {
         Ok(_) => Err(corrupt("length does not match")),
         Err(err) => Err(corrupt(&err.to_string())),
     }
+}
+
+/// A key as `outbound keys list` shows it, read as `prefix`, `name` (the organization's),
+/// `public_id`, `created_at`, `last_used_at` and `revoked_at`.
+pub(crate) fn api_key_info_from_row(row: &impl StoredRow) -> StoreResult<ApiKeyInfo> {
+    Ok(ApiKeyInfo {
+        prefix: row.text("prefix")?,
+        organization: row.text("name")?,
+        project_id: row.text("public_id")?,
+        created_at: from_seconds(row.int("created_at")?)?,
+        last_used_at: opt_seconds(row, "last_used_at")?,
+        revoked_at: opt_seconds(row, "revoked_at")?,
+    })
+}
+
+/// A subscription as `outbound webhooks list` shows it, read with [`WEBHOOK_COLUMNS`] plus the
+/// organization's `name` and the counts `pending` and `failed`.
+pub(crate) fn webhook_summary_from_row(row: &impl StoredRow) -> StoreResult<WebhookSummary> {
+    Ok(WebhookSummary {
+        webhook: webhook_from_row(row)?,
+        organization: row.text("organization")?,
+        pending: row.int("pending")?,
+        failed: row.int("failed")?,
+    })
 }
 
 /// The columns [`webhook_from_row`] reads, of the webhooks table as `w`.

@@ -13,10 +13,11 @@ use crate::domain::webhook::{self, DeliveryStatus, NewEvent, Webhook, WebhookCha
 use crate::store::shared::{
     ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DUE_DELIVERY_COLUMNS, NewDelivery, WEBHOOK_COLUMNS, attempt_report_from_row, contact_columns,
     contact_from_row, delivery_from_row, delivery_write, due_delivery_from_row, new_deliveries, subscription_from_row, webhook_from_row,
+    webhook_summary_from_row,
 };
 use crate::store::{
     AttemptReport, DeliveryPage, DeliveryResult, DeliveryStore, DueDelivery, OrgId, ResponseRecorder, RetryOutcome, StoreResult,
-    WebhookPage, WebhookStore, to_micros, to_seconds,
+    WebhookAdmin, WebhookPage, WebhookStore, WebhookSummary, to_micros, to_seconds,
 };
 
 /// Records `events` of an organization for the subscriptions that want them, in the caller's
@@ -422,5 +423,31 @@ impl DeliveryStore for PostgresStore {
 
     async fn delivery_backlog(&self) -> StoreResult<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'").fetch_one(&self.pool).await?)
+    }
+}
+
+#[async_trait]
+impl WebhookAdmin for PostgresStore {
+    async fn webhook_overview(&self, organization: Option<&str>) -> StoreResult<Vec<WebhookSummary>> {
+        let sql = format!(
+            "SELECT {WEBHOOK_COLUMNS}, o.name AS organization, \
+             (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.status = 'pending') AS pending, \
+             (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.status = 'failed') AS failed \
+             FROM webhooks w JOIN organizations o ON o.id = w.org_id WHERE $1::text IS NULL OR o.name = $1 ORDER BY o.name, w.created_at, w.id"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql.as_str())).bind(organization).fetch_all(&self.pool).await?;
+        rows.iter().map(webhook_summary_from_row).collect()
+    }
+
+    async fn retry_failed_deliveries(&self, webhook_id: &str, delivery_id: Option<i64>) -> StoreResult<u64> {
+        let retried = sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = created_at, lease_until = NULL \
+             WHERE webhook_id = $1 AND status = 'failed' AND ($2::bigint IS NULL OR id = $2)",
+        )
+        .bind(webhook_id)
+        .bind(delivery_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(retried.rows_affected())
     }
 }
