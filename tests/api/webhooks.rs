@@ -704,7 +704,7 @@ async fn every_status_change_of_a_campaign_is_one_event_with_analytics_when_fini
     for (i, (hit, (previous, status, occurred_at))) in hits.iter().zip(&expected).enumerate() {
         assert_signed(hit, &secret, at((i as i64 + 1) * 60));
         let event = body_of(hit);
-        event_ids.insert(event["event_id"].clone());
+        event_ids.insert(event["event_id"].as_str().expect("event_id").to_owned());
         let data = assert_envelope(&event, "campaign.status_changed", occurred_at);
         assert_eq!(data["campaign"], json!({ "id": id, "name": "June push", "status": status, "previous_status": previous }));
         if *status == "finished" {
