@@ -17,6 +17,7 @@ use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::{NewApiKey, normalize_key_prefix};
 use crate::engine::{Engine, EngineSettings};
 use crate::store;
+use crate::webhooks::{Deliveries, WebhookSettings};
 use crate::{import, server};
 
 #[derive(Parser)]
@@ -76,6 +77,8 @@ enum Command {
         idempotency_ttl: SignedDuration,
         #[command(flatten)]
         engine: EngineArgs,
+        #[command(flatten)]
+        webhooks: WebhookArgs,
     },
     /// Manage API keys.
     Keys {
@@ -114,6 +117,44 @@ struct EngineArgs {
     /// The URL providers reach this deployment's API at, for `callback_url` (default: http://LISTEN).
     #[arg(long, env = "OUTBOUND_PUBLIC_URL")]
     public_url: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct WebhookArgs {
+    /// Where webhook events are delivered from: `auto` (where the engine runs), `on` or `off`.
+    #[arg(long = "deliveries", env = "OUTBOUND_DELIVERIES", value_enum, default_value = "auto")]
+    deliveries: DeliveriesMode,
+    /// When each webhook delivery attempt is due after its event; the count is the number of attempts.
+    #[arg(long, env = "OUTBOUND_WEBHOOK_RETRY_DELAYS", default_value = "0s,60s,2m,4m,8m", value_parser = parse_retry_delays)]
+    webhook_retry_delays: RetryDelays,
+    /// How long a webhook receiver has to answer.
+    #[arg(long, env = "OUTBOUND_WEBHOOK_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    webhook_timeout: SignedDuration,
+    /// Allow webhook URLs on loopback, private, link-local or unspecified addresses.
+    #[arg(long, env = "OUTBOUND_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    webhook_allow_private: bool,
+}
+
+/// A parsed retry schedule (a newtype: clap reads a `Vec` as a repeated argument).
+#[derive(Clone, Debug)]
+struct RetryDelays(Vec<SignedDuration>);
+
+fn parse_retry_delays(text: &str) -> Result<RetryDelays, String> {
+    crate::domain::webhook::parse_retry_delays(text).map(RetryDelays)
+}
+
+impl WebhookArgs {
+    fn settings(&self) -> anyhow::Result<WebhookSettings> {
+        let timeout = std::time::Duration::try_from(self.webhook_timeout).context("--webhook-timeout must be positive")?;
+        Ok(WebhookSettings { retry_delays: self.webhook_retry_delays.0.clone(), timeout, allow_private: self.webhook_allow_private })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DeliveriesMode {
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -213,12 +254,14 @@ fn init_logging(format: LogFormat) {
 async fn run(command: Command) -> anyhow::Result<()> {
     let clock = SystemClock;
     match command {
-        Command::Serve { listen, database, rate_limit_rps, redis_url, idempotency_ttl, engine } => {
+        Command::Serve { listen, database, rate_limit_rps, redis_url, idempotency_ttl, engine, webhooks } => {
             // Before the store and the engine exist: a gauge raised before the recorder is in place
             // and lowered after it would read one too low for the life of the process.
             server::metrics_handle();
             let retry = RetrySettings { retry_interval: engine.retry_interval, failed_retry_limit: i64::from(engine.failed_retry_limit) };
-            let settings = ApiSettings { rate_limit_rps: NonZeroU32::new(rate_limit_rps), idempotency_ttl, retry };
+            let webhook_settings = webhooks.settings()?;
+            let settings =
+                ApiSettings { rate_limit_rps: NonZeroU32::new(rate_limit_rps), idempotency_ttl, retry, webhooks: webhook_settings.clone() };
             if settings.rate_limit_rps.is_none() {
                 tracing::warn!("the per-key rate limit is off (OUTBOUND_RATE_LIMIT_RPS=0)");
             }
@@ -241,6 +284,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 tracing::info!("engine running");
                 tokio::spawn(engine.run(stop.wait()))
             });
+            let delivering = match webhooks.deliveries {
+                DeliveriesMode::Auto => engine.mode != EngineMode::Off,
+                DeliveriesMode::On => true,
+                DeliveriesMode::Off => false,
+            };
+            let deliveries_task = if delivering {
+                let deliveries =
+                    Deliveries::new(store.clone(), clock.clone(), webhook_settings).context("cannot start webhook deliveries")?;
+                tracing::info!("webhook deliveries running");
+                Some(tokio::spawn(Arc::new(deliveries).run(stop.wait())))
+            } else {
+                None
+            };
             if engine.mode == EngineMode::Only {
                 if engine.public_url.is_none() {
                     tracing::warn!(
@@ -258,6 +314,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             if let Some(task) = engine_task {
                 task.await.context("the engine stopped abnormally")?;
+            }
+            if let Some(task) = deliveries_task {
+                task.await.context("webhook deliveries stopped abnormally")?;
             }
         }
         Command::Keys { command: KeysCommand::Create { org, database } } => {

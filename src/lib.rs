@@ -12,3 +12,4 @@ pub mod import;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod webhooks;

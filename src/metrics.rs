@@ -25,6 +25,9 @@ const CONTACTS_WAITING: &str = "outbound_contacts_waiting";
 const WRITER_QUEUE: &str = "outbound_store_writer_queue_depth";
 const COMMIT_SECONDS: &str = "outbound_store_commit_seconds";
 const COMMIT_BATCH_SIZE: &str = "outbound_store_commit_batch_size";
+const WEBHOOK_DELIVERIES: &str = "outbound_webhook_deliveries_total";
+const WEBHOOK_DELIVERY_SECONDS: &str = "outbound_webhook_delivery_seconds";
+const WEBHOOK_BACKLOG: &str = "outbound_webhook_backlog";
 
 /// Buckets of the durations: requests, provider hand-offs (up to a webhook's 60 s timeout), commits.
 const SECONDS_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0];
@@ -35,7 +38,7 @@ const SIZE_BUCKETS: [f64; 12] = [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 
 /// processes, where summaries' quantiles do not), and describes every metric.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
     let mut builder = PrometheusBuilder::new();
-    for name in [HTTP_REQUEST_SECONDS, HANDOFF_SECONDS, COMMIT_SECONDS] {
+    for name in [HTTP_REQUEST_SECONDS, HANDOFF_SECONDS, COMMIT_SECONDS, WEBHOOK_DELIVERY_SECONDS] {
         builder = builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), &SECONDS_BUCKETS)?;
     }
     for name in [TICK_CLAIMS, COMMIT_BATCH_SIZE] {
@@ -77,6 +80,41 @@ fn describe() {
     describe_gauge!(WRITER_QUEUE, Unit::Count, "Writes waiting for the SQLite writer to take them into a transaction.");
     describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Time of one SQLite group commit, from BEGIN to a durable COMMIT.");
     describe_histogram!(COMMIT_BATCH_SIZE, Unit::Count, "Writes one SQLite group commit took.");
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook delivery attempts, by event type and result: delivered, retrying (to be tried again), failed (no attempt left)."
+    );
+    describe_histogram!(
+        WEBHOOK_DELIVERY_SECONDS,
+        Unit::Seconds,
+        "Time from an event to its delivery (the receiver's 2xx), by event type: what a receiver waits."
+    );
+    describe_gauge!(WEBHOOK_BACKLOG, Unit::Count, "Webhook deliveries pending (due or waiting for a retry); the whole database's figure.");
+}
+
+/// What a webhook delivery attempt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryResult {
+    Delivered,
+    Retrying,
+    Failed,
+}
+
+/// One delivery attempt of an event type; `since_event` is set when it delivered.
+pub fn webhook_delivery(event_type: crate::domain::webhook::EventType, result: DeliveryResult, since_event: Option<Duration>) {
+    let result = match result {
+        DeliveryResult::Delivered => "delivered",
+        DeliveryResult::Retrying => "retrying",
+        DeliveryResult::Failed => "failed",
+    };
+    counter!(WEBHOOK_DELIVERIES, "event_type" => event_type.as_str(), "result" => result).increment(1);
+    if let Some(took) = since_event {
+        histogram!(WEBHOOK_DELIVERY_SECONDS, "event_type" => event_type.as_str()).record(took.as_secs_f64());
+    }
+}
+
+pub fn webhook_backlog(pending: i64) {
+    gauge!(WEBHOOK_BACKLOG).set(pending as f64);
 }
 
 /// An HTTP request answered; `route` is the matched route pattern, never the raw path.

@@ -14,7 +14,7 @@ use super::contacts::{OffsetPagination, parse_offset_paging};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{QueryParams, Tenant, parse_id, parse_json};
 use super::views::format_time;
-use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, EventInput, TranscriptEntry};
+use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, EventInput, MessageStatus, TranscriptEntry};
 use crate::domain::campaign::{Channel, ContactStatus};
 use crate::domain::contact::{check_extracted_data, clean_tags};
 use crate::domain::ids::{is_integration_id, verify_signature};
@@ -153,7 +153,7 @@ impl CallEndedBy {
         }
     }
 
-    fn of(stored: Option<&str>) -> Self {
+    pub fn of(stored: Option<&str>) -> Self {
         stored.and_then(CallEndedBy::named).unwrap_or(CallEndedBy::Nobody)
     }
 }
@@ -201,29 +201,6 @@ pub struct MessageView {
     #[schema(value_type = Object)]
     extracted_data: serde_json::Map<String, serde_json::Value>,
     tags: Vec<String>,
-}
-
-/// A message's status as `/messages` shows it: accepted and rejected messages were read.
-#[derive(Serialize, ToSchema, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum MessageStatus {
-    Queued,
-    Sent,
-    Delivered,
-    Read,
-    Failed,
-}
-
-impl From<AttemptStatus> for MessageStatus {
-    fn from(status: AttemptStatus) -> Self {
-        match status {
-            AttemptStatus::Sent => MessageStatus::Sent,
-            AttemptStatus::Delivered => MessageStatus::Delivered,
-            AttemptStatus::Read | AttemptStatus::Accepted | AttemptStatus::Rejected => MessageStatus::Read,
-            AttemptStatus::Failed => MessageStatus::Failed,
-            _ => MessageStatus::Queued,
-        }
-    }
 }
 
 impl From<Attempt> for MessageView {
@@ -303,16 +280,23 @@ fn attempt_query(query: &QueryParams, channel: Channel) -> ApiResult<AttemptQuer
     Ok(AttemptQuery { channel: Some(channel), status, answered_by, start, end, page_size, page_index })
 }
 
-fn position(page: &AttemptPage, query: &AttemptQuery) -> PagePosition {
-    let links = OffsetPagination::new(page.total_count, query.page_size, query.page_index);
-    PagePosition {
-        page_index: query.page_index,
-        page_size: query.page_size,
-        has_next: links.has_next,
-        has_previous: links.has_previous,
-        next_page: links.next_page,
-        previous_page: links.previous_page,
+impl PagePosition {
+    /// Where page `page_index` of `page_size` items stands among `total` items.
+    pub(super) fn new(total: i64, page_size: u32, page_index: u32) -> Self {
+        let links = OffsetPagination::new(total, page_size, page_index);
+        PagePosition {
+            page_index,
+            page_size,
+            has_next: links.has_next,
+            has_previous: links.has_previous,
+            next_page: links.next_page,
+            previous_page: links.previous_page,
+        }
     }
+}
+
+fn position(page: &AttemptPage, query: &AttemptQuery) -> PagePosition {
+    PagePosition::new(page.total_count, query.page_size, query.page_index)
 }
 
 async fn list(app: &AppState, tenant: &Tenant, id: &str, query: &QueryParams, channel: Channel) -> ApiResult<(AttemptPage, AttemptQuery)> {

@@ -230,7 +230,7 @@ pub async fn update_campaign(
 ) -> ApiResult<Reply> {
     let id = parse_id("id", &id)?;
     let change = Box::new(move |campaign: &mut Campaign| campaign.apply_update(&input).map_err(Refusal::Campaign));
-    Ok(modified_reply(&app.store.modify_campaign(tenant.org_id, id, change, None).await?))
+    Ok(modified_reply(&app.store.modify_campaign(tenant.org_id, id, app.clock.now(), change, None).await?))
 }
 
 /// Apply a lifecycle action: `activate`, `pause`, `resume` or `archive`.
@@ -260,7 +260,7 @@ pub async fn campaign_action(
     })?;
     let now = app.clock.now();
     let change = Box::new(move |campaign: &mut Campaign| campaign.apply_action(action, now).map_err(Refusal::Lifecycle));
-    recording.respond(modified_reply, |record| app.store.modify_campaign(tenant.org_id, id, change, record)).await
+    recording.respond(modified_reply, |record| app.store.modify_campaign(tenant.org_id, id, now, change, record)).await
 }
 
 /// The reply to an update or an action: the campaign, or why it was refused.

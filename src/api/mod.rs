@@ -20,6 +20,7 @@ pub mod protocol_errors;
 pub mod rate_limit;
 pub mod read_cache;
 pub mod views;
+pub mod webhooks;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -43,11 +44,12 @@ use utoipa_axum::routes;
 
 use crate::clock::Clock;
 use crate::domain::attempt::RetrySettings;
-use crate::store::{CallbackStore, DynStore, Health, IdempotencyStore, KeyStore, TenantStore};
+use crate::store::{CallbackStore, DynStore, Health, IdempotencyStore, KeyStore, TenantStore, WebhookStore};
+use crate::webhooks::WebhookSettings;
 use error::ApiError;
 
 /// Settings of the API layer (contract §5.6).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ApiSettings {
     /// Requests per second per API key, burst equal to it; `None` turns the limit off.
     pub rate_limit_rps: Option<NonZeroU32>,
@@ -55,6 +57,8 @@ pub struct ApiSettings {
     pub idempotency_ttl: SignedDuration,
     /// Retry rules applied when providers report outcomes.
     pub retry: RetrySettings,
+    /// Webhook delivery (the API checks subscriptions' URLs against `allow_private`).
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for ApiSettings {
@@ -63,6 +67,7 @@ impl Default for ApiSettings {
             rate_limit_rps: NonZeroU32::new(12),
             idempotency_ttl: SignedDuration::from_hours(24),
             retry: RetrySettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -79,6 +84,7 @@ pub struct AppContext {
     pub keys: Arc<dyn KeyStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub callbacks: Arc<dyn CallbackStore>,
+    pub webhooks: Arc<dyn WebhookStore>,
     pub health: Arc<dyn Health>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Option<PrometheusHandle>,
@@ -116,6 +122,7 @@ impl AppState {
             keys: store.clone(),
             idempotency: store.clone(),
             callbacks: store.clone(),
+            webhooks: store.clone(),
             health: store.clone(),
             store,
             clock,
@@ -151,6 +158,12 @@ fn keyed_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(agents::get_agent))
         .routes(routes!(integrations::create_integration, integrations::list_integrations))
         .routes(routes!(integrations::get_integration))
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(webhooks::get_webhook, webhooks::update_webhook, webhooks::delete_webhook))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::test_webhook))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::retry_delivery))
         .split_for_parts()
 }
 

@@ -471,6 +471,29 @@ pub fn simulate(attempt_id: &str, channel: Channel, config: &SimulatorConfig, at
     }
 }
 
+/// A message's status as `/messages` shows it: accepted and rejected messages were read.
+#[derive(Debug, Serialize, ToSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Queued,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl From<AttemptStatus> for MessageStatus {
+    fn from(status: AttemptStatus) -> Self {
+        match status {
+            AttemptStatus::Sent => MessageStatus::Sent,
+            AttemptStatus::Delivered => MessageStatus::Delivered,
+            AttemptStatus::Read | AttemptStatus::Accepted | AttemptStatus::Rejected => MessageStatus::Read,
+            AttemptStatus::Failed => MessageStatus::Failed,
+            _ => MessageStatus::Queued,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

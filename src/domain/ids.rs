@@ -62,6 +62,11 @@ pub fn normalize_key_prefix(text: &str) -> Option<&str> {
     (prefix.len() == API_KEY_PREFIX_LEN && is_base62(prefix)).then_some(prefix)
 }
 
+/// An organization's public id, `project_id` in webhook events (§8.3): `prj_` + 20 base62.
+pub fn new_project_id() -> String {
+    format!("prj_{}", random_base62(20))
+}
+
 /// `iph_` (phone) or `iwa_` (WhatsApp) followed by 20 base62 characters.
 pub fn new_integration_id(channel: Channel) -> String {
     let marker = match channel {

@@ -11,6 +11,7 @@ pub mod outcome;
 pub mod schedule;
 pub mod timezone;
 pub mod validation;
+pub mod webhook;
 pub mod window;
 
 /// `at` without its fraction of a second: resources keep their times in whole seconds, and a

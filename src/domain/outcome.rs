@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, ContactProgress, RetrySettings, TranscriptEntry, progress_contact};
 use super::campaign::{Channel, ContactStatus};
+use super::webhook::{NewEvent, attempt_changed};
 
 /// What became of one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +22,8 @@ pub enum EventOutcome {
 
 /// An attempt as events change it. Times are unix milliseconds, as stored.
 pub struct AttemptState {
+    /// The campaign's organization: whose webhooks hear of the attempt.
+    pub org_id: i64,
     pub campaign_id: i64,
     pub contact_id: i64,
     pub channel: Channel,
@@ -100,6 +103,8 @@ pub struct EventsApplied {
     pub deltas: HashMap<i64, CampaignDelta>,
     /// The attempts these events closed.
     pub finished: Vec<FinishedAttempt>,
+    /// Webhook events of the attempts' changes, with their organization (§8.3).
+    pub webhook_events: Vec<(i64, NewEvent)>,
 }
 
 /// Whether the attempt stops holding its contact in `sending` with this status.
@@ -125,6 +130,7 @@ pub fn apply_events(
     let now = at.as_millisecond();
     let mut outcomes = Vec::with_capacity(events.len());
     let mut finished = Vec::new();
+    let mut webhook_events = Vec::new();
     for event in events {
         let Some(attempt) = attempts.get_mut(&event.attempt_id).filter(|a| integration_id.is_none_or(|id| id == a.integration_id)) else {
             outcomes.push(EventOutcome::UnknownAttempt);
@@ -143,6 +149,9 @@ pub fn apply_events(
             continue;
         }
         outcomes.push(EventOutcome::Applied);
+        if let Some(notice) = attempt_changed(&event.attempt_id, attempt.channel, attempt.status, event.status, at) {
+            webhook_events.push((attempt.org_id, notice));
+        }
         attempt.status = event.status;
         attempt.changed = true;
         let millis = |t: Option<Timestamp>| t.map(Timestamp::as_millisecond);
@@ -230,7 +239,7 @@ pub fn apply_events(
             contact.changed = true;
         }
     }
-    EventsApplied { outcomes, deltas, finished }
+    EventsApplied { outcomes, deltas, finished, webhook_events }
 }
 
 #[cfg(test)]
@@ -243,6 +252,7 @@ mod tests {
 
     fn call(status: AttemptStatus) -> AttemptState {
         AttemptState {
+            org_id: 1,
             campaign_id: 7,
             contact_id: 70,
             channel: Channel::PhoneCall,
@@ -296,7 +306,7 @@ mod tests {
         let mut attempts = HashMap::from([("a1".to_owned(), call(AttemptStatus::Ringing))]);
         let mut contacts = HashMap::from([(70, sending("a1"))]);
         let events = [ended("a1", AnsweredBy::Human), ended("a1", AnsweredBy::Human)];
-        let EventsApplied { outcomes, deltas, finished } =
+        let EventsApplied { outcomes, deltas, finished, .. } =
             apply_events(&mut attempts, &mut contacts, None, &events, at(), RetrySettings::default());
 
         assert_eq!(outcomes, [EventOutcome::Applied, EventOutcome::Ignored], "a repeated final event changes nothing");
@@ -333,7 +343,7 @@ mod tests {
         let mut attempts = HashMap::from([("a1".to_owned(), call(AttemptStatus::Queued))]);
         let mut contacts = HashMap::from([(70, sending("a1"))]);
         let events = [ended("nope", AnsweredBy::Human), ended("a1", AnsweredBy::Human)];
-        let EventsApplied { outcomes, deltas, finished } =
+        let EventsApplied { outcomes, deltas, finished, .. } =
             apply_events(&mut attempts, &mut contacts, Some("iph_other"), &events, at(), RetrySettings::default());
         assert_eq!(outcomes, [EventOutcome::UnknownAttempt, EventOutcome::UnknownAttempt]);
         assert!(deltas.is_empty() && finished.is_empty());
@@ -376,7 +386,7 @@ mod tests {
         late.recording_url = Some("https://media.example/rec/1.mp3".to_owned());
         let repeat = ended("a1", AnsweredBy::Human);
         let events = [ended("a1", AnsweredBy::Human), late, repeat];
-        let EventsApplied { outcomes, deltas, finished } =
+        let EventsApplied { outcomes, deltas, finished, .. } =
             apply_events(&mut attempts, &mut contacts, None, &events, at(), RetrySettings::default());
         assert_eq!(outcomes, [EventOutcome::Applied, EventOutcome::Applied, EventOutcome::Ignored]);
         assert_eq!(deltas[&7].calls_human, 1, "the late event counts nothing again");

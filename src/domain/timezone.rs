@@ -21,6 +21,11 @@ impl TimeZone {
         Some(TimeZone { name: zone.iana_name().unwrap_or(name).to_owned(), zone })
     }
 
+    /// UTC, the zone of events that belong to no campaign.
+    pub fn utc() -> TimeZone {
+        TimeZone { name: "UTC".to_owned(), zone: jiff::tz::TimeZone::UTC }
+    }
+
     /// Every name [`TimeZone::parse`] takes as it is spelled in the database, sorted.
     pub fn names() -> Vec<String> {
         let mut names: Vec<String> =

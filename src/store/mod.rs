@@ -3,7 +3,9 @@
 //! method takes the organization first: there is no un-scoped way for a handler to reach a
 //! campaign, agent or integration), [`KeyStore`] for authentication, [`KeyAdmin`] for the CLI,
 //! [`IdempotencyStore`], [`EngineStore`] for the engine, [`CallbackStore`] for provider events
-//! (scoped by the integration that signs them), [`RateLimitStore`] and [`Health`]. Each consumer
+//! (scoped by the integration that signs them), [`WebhookStore`] for the API's webhook
+//! subscriptions, [`DeliveryStore`] for the webhook delivery worker, [`RateLimitStore`] and
+//! [`Health`]. Each consumer
 //! holds only its part; [`Store`] is their sum, for the code that wires a process together.
 
 pub mod postgres;
@@ -28,6 +30,7 @@ use crate::domain::ids::NewApiKey;
 use crate::domain::integration::{Integration, NewIntegration, ProviderConfig};
 pub use crate::domain::outcome::EventOutcome;
 use crate::domain::timezone::TimeZone;
+use crate::domain::webhook::{DeliveryStatus, EventType, Webhook, WebhookChange};
 
 pub type OrgId = i64;
 
@@ -232,6 +235,7 @@ pub trait TenantStore: Send + Sync + 'static {
         &self,
         org: OrgId,
         id: i64,
+        at: Timestamp,
         change: CampaignChange,
         record: Option<ResponseRecorder<Modified>>,
     ) -> StoreResult<Modified>;
@@ -321,6 +325,84 @@ pub trait CallbackStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<EventOutcome>>;
 }
 
+/// One organization's webhook subscriptions and their deliveries log (§8.1, §8.2): every method
+/// takes the organization first, as in [`TenantStore`].
+#[async_trait]
+pub trait WebhookStore: Send + Sync + 'static {
+    async fn create_webhook(&self, org: OrgId, webhook: Webhook, record: Option<ResponseRecorder<Webhook>>) -> StoreResult<Webhook>;
+    async fn get_webhook(&self, org: OrgId, id: &str) -> StoreResult<Option<Webhook>>;
+    /// Newest first.
+    async fn list_webhooks(&self, org: OrgId, page_size: u32, page_index: u32) -> StoreResult<WebhookPage>;
+    async fn update_webhook(&self, org: OrgId, id: &str, change: WebhookChange, at: Timestamp) -> StoreResult<Option<Webhook>>;
+    /// Deletes the subscription and its deliveries (pending ones are dropped); false when not found.
+    async fn delete_webhook(&self, org: OrgId, id: &str) -> StoreResult<bool>;
+    /// Gives the subscription a new secret for the events created from `at` on.
+    async fn rotate_webhook_secret(
+        &self,
+        org: OrgId,
+        id: &str,
+        secret: String,
+        at: Timestamp,
+        record: Option<ResponseRecorder<Option<Webhook>>>,
+    ) -> StoreResult<Option<Webhook>>;
+    /// Queues a `webhook.test` event to this subscription only; its event id, or `None` when
+    /// there is no such subscription.
+    async fn queue_test_event(
+        &self,
+        org: OrgId,
+        id: &str,
+        at: Timestamp,
+        record: Option<ResponseRecorder<Option<String>>>,
+    ) -> StoreResult<Option<String>>;
+    /// A page of a subscription's deliveries, newest first; `None` when the subscription is not found.
+    async fn list_deliveries(
+        &self,
+        org: OrgId,
+        webhook_id: &str,
+        status: Option<DeliveryStatus>,
+        page_size: u32,
+        page_index: u32,
+    ) -> StoreResult<Option<DeliveryPage>>;
+    /// Makes a failed delivery due at `at` for one more attempt.
+    async fn retry_delivery(
+        &self,
+        org: OrgId,
+        webhook_id: &str,
+        delivery_id: i64,
+        at: Timestamp,
+        record: Option<ResponseRecorder<RetryOutcome>>,
+    ) -> StoreResult<RetryOutcome>;
+}
+
+/// What the webhook delivery worker reads and writes: every organization's pending deliveries.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync + 'static {
+    /// Takes the lease of subscriptions with deliveries due (those no other live process holds,
+    /// and not in `busy`), and up to `limit` due deliveries of each; each taken delivery is not
+    /// due again before `lease_until` (when a crashed process's deliveries are taken over).
+    async fn take_deliveries(
+        &self,
+        owner: &str,
+        at: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+        busy: Vec<String>,
+    ) -> StoreResult<Vec<DueDelivery>>;
+    /// What the events of these attempts are rendered from, for those that exist.
+    async fn attempt_reports(&self, attempt_ids: Vec<String>) -> StoreResult<Vec<AttemptReport>>;
+    /// Records what delivery attempts came to.
+    async fn record_deliveries(&self, results: Vec<DeliveryResult>) -> StoreResult<()>;
+    /// On start-up, frees the leases a previous run of this process left, where the store can tell
+    /// them apart from live ones (SQLite; on PostgreSQL they wait for their leases to run out).
+    async fn release_delivery_leases(&self) -> StoreResult<u64> {
+        Ok(0)
+    }
+    /// Deletes delivered and failed deliveries of events that occurred before `before`.
+    async fn purge_deliveries(&self, before: Timestamp) -> StoreResult<u64>;
+    /// Deliveries pending, over every subscription.
+    async fn delivery_backlog(&self) -> StoreResult<i64>;
+}
+
 /// A rate limit shared by every process on the database (contract §6).
 #[async_trait]
 pub trait RateLimitStore: Send + Sync + 'static {
@@ -344,9 +426,117 @@ pub trait RateLimitStore: Send + Sync + 'static {
 
 /// Every part of a store, for the code that wires the process together (`server`, `cli`, the
 /// engine's constructor); each consumer keeps only the part it needs.
-pub trait Store: Health + KeyStore + KeyAdmin + TenantStore + IdempotencyStore + EngineStore + CallbackStore + RateLimitStore {}
+pub trait Store:
+    Health + KeyStore + KeyAdmin + TenantStore + IdempotencyStore + EngineStore + CallbackStore + WebhookStore + DeliveryStore + RateLimitStore
+{
+}
 
-impl<T> Store for T where T: Health + KeyStore + KeyAdmin + TenantStore + IdempotencyStore + EngineStore + CallbackStore + RateLimitStore {}
+impl<T> Store for T where
+    T: Health
+        + KeyStore
+        + KeyAdmin
+        + TenantStore
+        + IdempotencyStore
+        + EngineStore
+        + CallbackStore
+        + WebhookStore
+        + DeliveryStore
+        + RateLimitStore
+{
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookPage {
+    pub total_count: i64,
+    pub webhooks: Vec<Webhook>,
+}
+
+/// A delivery as the deliveries log shows it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: i64,
+    pub event_id: String,
+    pub event_type: EventType,
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+    /// The event as sent; `None` until an attempt's event is first sent.
+    pub payload: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryPage {
+    pub total_count: i64,
+    pub deliveries: Vec<Delivery>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryOutcome {
+    Retried,
+    NotFailed(DeliveryStatus),
+    NotFound,
+}
+
+/// A delivery taken to be sent.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub id: i64,
+    pub webhook_id: String,
+    pub url: String,
+    /// The secret the event was created under.
+    pub secret: String,
+    pub project_id: String,
+    pub event_id: String,
+    pub event_type: EventType,
+    pub occurred_at: Timestamp,
+    pub attempts: i64,
+    pub payload: Option<String>,
+    /// An attempt's event not rendered yet: the attempt, the status it reached and the one before.
+    pub attempt: Option<(String, AttemptStatus, Option<AttemptStatus>)>,
+}
+
+/// An attempt with what its webhook events show of its contact, campaign and agent.
+#[derive(Debug, Clone)]
+pub struct AttemptReport {
+    pub attempt: Attempt,
+    pub contact: Contact,
+    pub campaign_id: i64,
+    pub campaign_name: String,
+    pub timezone: TimeZone,
+    pub agent_id: Uuid,
+    pub agent_name: String,
+}
+
+/// What one delivery attempt came to.
+#[derive(Debug, Clone)]
+pub struct DeliveryResult {
+    pub id: i64,
+    /// The event rendered for this attempt, kept for the next ones.
+    pub payload: Option<String>,
+    pub outcome: DeliveryOutcome,
+}
+
+#[derive(Debug, Clone)]
+pub enum DeliveryOutcome {
+    Delivered {
+        status_code: u16,
+        at: Timestamp,
+    },
+    /// Failed; tried again at `retry_at`, or `failed` for good when `None`.
+    Failed {
+        status_code: Option<u16>,
+        error: String,
+        retry_at: Option<Timestamp>,
+    },
+    /// Not attempted: not due before `until` (a schedule whose first attempt waits).
+    NotYet {
+        until: Timestamp,
+    },
+}
 
 /// What one GCRA step of [`RateLimitStore::take_rate_limit`] did, with the theoretical arrival time (unix
 /// nanoseconds) it leaves behind.
@@ -542,6 +732,14 @@ pub async fn open(url: &str) -> StoreResult<DynStore> {
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }
+}
+
+pub(crate) fn to_micros(at: Timestamp) -> i64 {
+    at.as_microsecond()
+}
+
+pub(crate) fn from_micros(micros: i64) -> StoreResult<Timestamp> {
+    Timestamp::from_microsecond(micros).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 pub(crate) fn to_millis(at: Timestamp) -> i64 {

@@ -12,14 +12,17 @@ use super::{
     Attempt, AttemptContact, CampaignCursor, CampaignFilter, Dispatch, DispatchContact, IdempotencyRecord, OrgId, PageDirection,
     RunningCampaign, StoreError, StoreResult, StoredResponse, from_millis, from_seconds, to_seconds,
 };
+use super::{AttemptReport, Delivery, DeliveryOutcome, DueDelivery, from_micros, to_micros};
 use crate::domain::agent::Agent;
 use crate::domain::analytics::CampaignCounters;
 use crate::domain::attempt::{AnsweredBy, AttemptStatus, ContactProgress};
+use crate::domain::campaign::CampaignSettings;
 use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, ContactStatus, IntegrationRef};
 use crate::domain::contact::{Contact, PhoneNumber};
 use crate::domain::integration::{Integration, Provider, ProviderConfig};
 use crate::domain::outcome::{AttemptState, ContactData, ContactState};
 use crate::domain::timezone::TimeZone;
+use crate::domain::webhook::{DeliveryStatus, EventBody, EventType, NewEvent, Subscription, Webhook, envelope, format_occurred_at};
 
 pub(crate) const MINUTES_PER_DAY: i64 = 24 * 60;
 
@@ -321,6 +324,7 @@ pub(crate) fn attempt_from_row(row: &impl StoredRow) -> StoreResult<Attempt> {
 /// voicemail retries (`voicemail_retries`, the settings' `retries`).
 pub(crate) fn attempt_state_from_row(row: &impl StoredRow) -> StoreResult<AttemptState> {
     Ok(AttemptState {
+        org_id: row.int("org_id")?,
         campaign_id: row.int("campaign_id")?,
         contact_id: row.int("contact_id")?,
         channel: parse_channel(&row.text("channel")?)?,
@@ -623,5 +627,191 @@ mod tests {
         for damaged in [unknown_dictionary, longer, huge, truncated, vec![PACKED, 1, 0]] {
             assert!(matches!(unpack_body(damaged), Err(StoreError::Corrupt(_))));
         }
+    }
+}
+
+/// The columns [`webhook_from_row`] reads, of the webhooks table as `w`.
+pub(crate) const WEBHOOK_COLUMNS: &str = "w.id, w.url, w.events, w.filters, w.description, w.enabled, w.secret, w.created_at, w.updated_at";
+
+pub(crate) fn webhook_from_row(row: &impl StoredRow) -> StoreResult<Webhook> {
+    Ok(Webhook {
+        id: row.text("id")?,
+        url: row.text("url")?,
+        events: json(row, "events")?,
+        filters: opt_json(row, "filters")?,
+        description: row.opt_text("description")?,
+        enabled: row.flag("enabled")?,
+        secret: row.text("secret")?,
+        created_at: from_seconds(row.int("created_at")?)?,
+        updated_at: from_seconds(row.int("updated_at")?)?,
+    })
+}
+
+/// A subscription and its organization's public id, read as `id`, `events`, `filters` and `public_id`.
+pub(crate) fn subscription_from_row(row: &impl StoredRow) -> StoreResult<(Subscription, String)> {
+    let subscription = Subscription { id: row.text("id")?, events: json(row, "events")?, filters: opt_json(row, "filters")? };
+    Ok((subscription, row.text("public_id")?))
+}
+
+/// A delivery row to insert: one event for one subscription.
+pub(crate) struct NewDelivery {
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: &'static str,
+    pub attempt_id: Option<String>,
+    pub attempt_status: Option<&'static str>,
+    pub previous_status: Option<&'static str>,
+    pub payload: Option<String>,
+    pub created_at: i64,
+}
+
+/// The deliveries `events` make for the subscriptions that want them (`only`: to that one alone).
+pub(crate) fn new_deliveries(subscriptions: &[(Subscription, String)], events: &[NewEvent], only: Option<&str>) -> Vec<NewDelivery> {
+    let mut rows = Vec::new();
+    for event in events {
+        for (subscription, project_id) in subscriptions {
+            let wanted = match only {
+                Some(id) => subscription.id == id,
+                None => subscription.wants(event),
+            };
+            if !wanted {
+                continue;
+            }
+            let (attempt_id, attempt_status, previous_status, payload) = match &event.body {
+                EventBody::Data { data, timezone } => {
+                    let occurred_at = format_occurred_at(event.occurred_at, timezone.clone());
+                    (None, None, None, Some(envelope(&event.event_id, event.event_type, &occurred_at, project_id, data)))
+                }
+                EventBody::Attempt { attempt_id, status, previous } => {
+                    (Some(attempt_id.clone()), Some(status.as_str()), previous.map(AttemptStatus::as_str), None)
+                }
+            };
+            rows.push(NewDelivery {
+                webhook_id: subscription.id.clone(),
+                event_id: event.event_id.clone(),
+                event_type: event.event_type.as_str(),
+                attempt_id,
+                attempt_status,
+                previous_status,
+                payload,
+                created_at: to_micros(event.occurred_at),
+            });
+        }
+    }
+    rows
+}
+
+/// The columns [`delivery_from_row`] reads, of the deliveries table as `d`.
+pub(crate) const DELIVERY_COLUMNS: &str = "d.id, d.event_id, d.event_type, d.status, d.attempts, d.last_status_code, d.last_error, \
+     d.next_attempt_at, d.created_at, d.delivered_at, d.payload";
+
+fn parse_event_type(text: &str) -> StoreResult<EventType> {
+    EventType::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad event type {text:?}")))
+}
+
+fn opt_micros(row: &impl StoredRow, column: &str) -> StoreResult<Option<Timestamp>> {
+    row.opt_int(column)?.map(from_micros).transpose()
+}
+
+pub(crate) fn delivery_from_row(row: &impl StoredRow) -> StoreResult<Delivery> {
+    let status = row.text("status")?;
+    let status = DeliveryStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("bad delivery status {status:?}")))?;
+    Ok(Delivery {
+        id: row.int("id")?,
+        event_id: row.text("event_id")?,
+        event_type: parse_event_type(&row.text("event_type")?)?,
+        status,
+        attempts: row.int("attempts")?,
+        last_status_code: row.opt_int("last_status_code")?,
+        last_error: row.opt_text("last_error")?,
+        next_attempt_at: opt_micros(row, "next_attempt_at")?,
+        created_at: from_micros(row.int("created_at")?)?,
+        delivered_at: opt_micros(row, "delivered_at")?,
+        payload: row.opt_text("payload")?,
+    })
+}
+
+/// The columns [`due_delivery_from_row`] reads (deliveries as `d`, webhooks as `w`, organizations
+/// as `o`): the secret is the one the event was created under.
+pub(crate) const DUE_DELIVERY_COLUMNS: &str = "d.id, d.webhook_id, w.url, \
+     CASE WHEN w.rotated_at IS NOT NULL AND d.created_at < w.rotated_at THEN w.previous_secret ELSE w.secret END AS signing_secret, \
+     o.public_id, d.event_id, d.event_type, d.created_at, d.attempts, d.payload, d.attempt_id, d.attempt_status, d.previous_status";
+
+pub(crate) fn due_delivery_from_row(row: &impl StoredRow) -> StoreResult<DueDelivery> {
+    let attempt = match (row.opt_text("attempt_id")?, row.opt_text("attempt_status")?) {
+        (Some(id), Some(status)) => {
+            let previous = row.opt_text("previous_status")?.map(|s| parse_attempt_status(&s)).transpose()?;
+            Some((id, parse_attempt_status(&status)?, previous))
+        }
+        _ => None,
+    };
+    Ok(DueDelivery {
+        id: row.int("id")?,
+        webhook_id: row.text("webhook_id")?,
+        url: row.text("url")?,
+        secret: row.text("signing_secret")?,
+        project_id: row.text("public_id")?,
+        event_id: row.text("event_id")?,
+        event_type: parse_event_type(&row.text("event_type")?)?,
+        occurred_at: from_micros(row.int("created_at")?)?,
+        attempts: row.int("attempts")?,
+        payload: row.opt_text("payload")?,
+        attempt,
+    })
+}
+
+/// An attempt's report, read with [`ATTEMPT_COLUMNS`] plus the campaign's `campaign_id`,
+/// `settings`, `agent_id` and `agent_name`, and its contact read apart.
+pub(crate) fn attempt_report_from_row(row: &impl StoredRow, contact: Contact) -> StoreResult<AttemptReport> {
+    let settings: CampaignSettings = json(row, "settings")?;
+    Ok(AttemptReport {
+        attempt: attempt_from_row(row)?,
+        contact,
+        campaign_id: row.int("campaign_id")?,
+        campaign_name: settings.name,
+        timezone: settings.timezone,
+        agent_id: parse_uuid(&row.text("agent_id")?)?,
+        agent_name: row.text("agent_name")?,
+    })
+}
+
+/// What a delivery result writes: status, next attempt (micros), delivered at (micros), status
+/// code, error.
+pub(crate) struct DeliveryWrite {
+    pub status: &'static str,
+    pub next_attempt_at: Option<i64>,
+    pub delivered_at: Option<i64>,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    /// Whether the attempt counts (a delivery not yet due is put back without one).
+    pub attempted: bool,
+}
+
+pub(crate) fn delivery_write(outcome: &DeliveryOutcome) -> DeliveryWrite {
+    match outcome {
+        DeliveryOutcome::Delivered { status_code, at } => DeliveryWrite {
+            status: DeliveryStatus::Delivered.as_str(),
+            next_attempt_at: None,
+            delivered_at: Some(to_micros(*at)),
+            status_code: Some(i64::from(*status_code)),
+            error: None,
+            attempted: true,
+        },
+        DeliveryOutcome::Failed { status_code, error, retry_at } => DeliveryWrite {
+            status: if retry_at.is_some() { DeliveryStatus::Pending.as_str() } else { DeliveryStatus::Failed.as_str() },
+            next_attempt_at: retry_at.map(to_micros),
+            delivered_at: None,
+            status_code: status_code.map(i64::from),
+            error: Some(error.clone()),
+            attempted: true,
+        },
+        DeliveryOutcome::NotYet { until } => DeliveryWrite {
+            status: DeliveryStatus::Pending.as_str(),
+            next_attempt_at: Some(to_micros(*until)),
+            delivered_at: None,
+            status_code: None,
+            error: None,
+            attempted: false,
+        },
     }
 }

@@ -461,7 +461,10 @@ async fn reads_after_a_change_by_this_or_another_process_see_it() {
         campaign.settings.name = "Third".to_owned();
         Ok(())
     });
-    assert!(matches!(other.modify_campaign(org, campaign_id, rename, None).await.expect("rename"), outbound::store::Modified::Done(_)));
+    assert!(matches!(
+        other.modify_campaign(org, campaign_id, super::helpers::start_time(), rename, None).await.expect("rename"),
+        outbound::store::Modified::Done(_)
+    ));
     assert_eq!(fetch(&app, &id).await["name"], "Third");
 
     let second_key = app.new_key("acme-second").await;

@@ -13,6 +13,7 @@ use outbound::domain::ids::NewApiKey;
 use outbound::engine::{Engine, EngineSettings, TickReport};
 use outbound::server::RunningServer;
 use outbound::store::{self, DynStore};
+use outbound::webhooks::{Deliveries, WebhookSettings};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -43,12 +44,19 @@ pub struct TestAppOn<B> {
     pub store: DynStore,
     /// The engine over the same store and clock; tests drive it with `settle()`.
     pub engine: Arc<Engine>,
+    /// Webhook deliveries over the same store and clock; tests drive them with `deliver()`.
+    pub deliveries: Arc<Deliveries>,
     /// The store's URL, for a second store on the same database (another process).
     pub database_url: String,
     _server: RunningServer,
     /// Dropped last: the database goes once the server and the store are gone.
     _database: TestDatabase,
     _backend: PhantomData<B>,
+}
+
+/// Webhook settings for tests: the defaults, but receivers may listen on 127.0.0.1.
+pub fn local_webhooks() -> WebhookSettings {
+    WebhookSettings { allow_private: true, ..WebhookSettings::default() }
 }
 
 pub fn start_time() -> Timestamp {
@@ -107,7 +115,7 @@ impl<B: Backend> TestAppOn<B> {
     /// A server with the default settings but no rate limit (tests send bursts of requests);
     /// `None` when its database is not available (see `TestDatabase::create`).
     pub async fn spawn() -> Option<Self> {
-        Self::spawn_with(ApiSettings { rate_limit_rps: None, ..ApiSettings::default() }).await
+        Self::spawn_with(ApiSettings { rate_limit_rps: None, webhooks: local_webhooks(), ..ApiSettings::default() }).await
     }
 
     pub async fn spawn_with(settings: ApiSettings) -> Option<Self> {
@@ -122,13 +130,16 @@ impl<B: Backend> TestAppOn<B> {
         let store = store::open(&url).await.expect("open store");
         let database_url = url;
         let clock = Arc::new(ManualClock::new(start_time()));
+        let (retry, webhooks) = (settings.retry, settings.webhooks.clone());
         let server = RunningServer::start_with("127.0.0.1:0", store.clone(), clock.clone(), settings, limits).await.expect("start server");
         let base = format!("http://{}", server.addr);
-        let engine_settings = EngineSettings { retry: settings.retry, public_url: base.clone(), ..EngineSettings::default() };
+        let engine_settings = EngineSettings { retry, public_url: base.clone(), ..EngineSettings::default() };
         let engine = Arc::new(Engine::new(store.clone(), clock.clone(), engine_settings));
+        let deliveries = Arc::new(Deliveries::new(store.clone(), clock.clone(), webhooks).expect("webhook client"));
         let mut app = TestAppOn {
             base,
             engine,
+            deliveries,
             key: String::new(),
             client: reqwest::Client::new(),
             clock,
@@ -147,6 +158,12 @@ impl<B: Backend> TestAppOn<B> {
         let key = NewApiKey::generate();
         self.store.create_api_key(org, &key, self.clock.now_for_tests()).await.expect("create key");
         key.key
+    }
+
+    /// Sends every webhook delivery due at the clock's current instant and records the answers;
+    /// returns how many attempts were made.
+    pub async fn deliver(&self) -> usize {
+        self.deliveries.settle().await.expect("deliveries settle")
     }
 
     /// Lets the engine do everything due at the clock's current instant.

@@ -20,10 +20,11 @@ use super::super::{
     AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, OrgId, RunningCampaign, StoreResult, to_millis,
     to_seconds,
 };
-use super::{campaign_columns, campaign_from_row, select_campaigns, update_campaign};
+use super::{campaign_columns, campaign_from_row, select_campaigns, update_campaign, webhooks};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, ContactStatus};
 use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, EventsApplied, FinishedAttempt, apply_events as apply_outcomes};
+use crate::domain::webhook::{self, by_organization};
 
 /// A campaign with what the engine needs to dispatch for it (see [`running_from_row`]).
 static SELECT_RUNNING: LazyLock<String> = LazyLock::new(|| {
@@ -309,7 +310,7 @@ static LOAD_ATTEMPTS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT a.id, a.campaign_id, a.contact_id, a.status, a.open, a.answered_by, a.converted, a.started_at, a.ended_at, \
          a.sent_at, a.delivered_at, a.read_at, a.duration, a.billed_duration, a.ended_by, a.ended_reason, a.extracted_data, a.tags, \
-         c.channel, c.integration_id, c.status AS campaign_status, (c.settings::jsonb ->> '{SETTINGS_RETRIES}')::bigint AS voicemail_retries \
+         c.org_id, c.channel, c.integration_id, c.status AS campaign_status, (c.settings::jsonb ->> '{SETTINGS_RETRIES}')::bigint AS voicemail_retries \
          FROM attempts a JOIN campaigns c ON c.id = a.campaign_id WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE OF a"
     )
 });
@@ -357,13 +358,17 @@ pub(super) async fn apply_events(
     contact_ids.dedup();
     let with_data = events.iter().any(|e| e.extracted_data.is_some() || e.tags.is_some());
     let mut contacts = load_contacts(conn, &contact_ids, with_data).await?;
-    let EventsApplied { outcomes, deltas, finished } = apply_outcomes(&mut attempts, &mut contacts, integration_id, events, at, retry);
+    let EventsApplied { outcomes, deltas, finished, webhook_events } =
+        apply_outcomes(&mut attempts, &mut contacts, integration_id, events, at, retry);
     write_attempts(conn, &attempts).await?;
     write_contacts(conn, &contacts).await?;
     let mut deltas: Vec<_> = deltas.into_iter().collect();
     deltas.sort_unstable_by_key(|(campaign_id, _)| *campaign_id);
     for (campaign_id, delta) in deltas {
         write_delta(conn, campaign_id, delta).await?;
+    }
+    for (org, events) in by_organization(webhook_events) {
+        webhooks::record_events(conn, org, &events, None).await?;
     }
     Ok((outcomes, finished))
 }
@@ -575,9 +580,12 @@ pub(super) async fn advance_iteration(conn: &mut PgConnection, campaign_id: i64,
         sqlx::query(concat!(select_campaigns!(), " WHERE c.id = $1 FOR UPDATE OF c")).bind(campaign_id).fetch_optional(&mut *conn).await?;
     let Some(row) = row else { return Ok(None) };
     let mut campaign = campaign_from_row(&row)?;
+    let previous = campaign.status;
     if campaign.begin_due_iteration(at) {
         queue_eligible_contacts(conn, &campaign).await?;
         update_campaign(conn, &campaign).await?;
+        let events: Vec<_> = webhook::status_changed(&campaign, previous, at).into_iter().collect();
+        webhooks::record_campaign_events(conn, campaign_id, &events).await?;
         return Ok(Some(campaign.status));
     }
     if !campaign.may_end_iteration() {
@@ -594,8 +602,10 @@ pub(super) async fn advance_iteration(conn: &mut PgConnection, campaign_id: i64,
         return Ok(None);
     }
     let eligible = any_eligible(conn, &campaign).await?;
+    let ended = campaign.current_iteration;
     campaign.end_iteration(at, eligible);
     update_campaign(conn, &campaign).await?;
+    webhooks::record_campaign_events(conn, campaign_id, &webhook::iteration_ended(&campaign, previous, ended, at)).await?;
     Ok(Some(campaign.status))
 }
 

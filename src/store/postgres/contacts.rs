@@ -53,6 +53,7 @@ pub(super) async fn add_contacts(
             .bind(campaign_id)
             .execute(&mut *conn)
             .await?;
+        super::webhooks::record_status_change(conn, org, campaign_id, status.with_contacts(), status, at).await?;
     }
     Ok(AddContactsOutcome::Added(results))
 }

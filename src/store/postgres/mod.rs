@@ -29,12 +29,13 @@ use crate::domain::agent::Agent;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
 use crate::domain::campaign::{Campaign, CampaignStatus, Channel, ContactStatus, NewCampaign};
 use crate::domain::contact::IfDuplicate;
-use crate::domain::ids::NewApiKey;
+use crate::domain::ids::{NewApiKey, new_project_id};
 use crate::domain::integration::{Integration, NewIntegration};
 use crate::metrics;
 
 mod attempts;
 mod contacts;
+mod webhooks;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -342,6 +343,7 @@ impl TenantStore for PostgresStore {
         &self,
         org: OrgId,
         id: i64,
+        at: Timestamp,
         change: CampaignChange,
         record: Option<ResponseRecorder<Modified>>,
     ) -> StoreResult<Modified> {
@@ -355,7 +357,7 @@ impl TenantStore for PostgresStore {
             None => Modified::NotFound,
             Some(row) => {
                 let mut campaign = campaign_from_row(&row)?;
-                let iteration = campaign.current_iteration;
+                let (iteration, previous) = (campaign.current_iteration, campaign.status);
                 match change(&mut campaign) {
                     Err(refusal) => Modified::Refused(refusal),
                     Ok(()) => {
@@ -364,6 +366,8 @@ impl TenantStore for PostgresStore {
                             campaign = reload_campaign(&mut tx, campaign).await?;
                         }
                         update_campaign(&mut tx, &campaign).await?;
+                        let events: Vec<_> = crate::domain::webhook::status_changed(&campaign, previous, at).into_iter().collect();
+                        webhooks::record_events(&mut tx, org, &events, None).await?;
                         Modified::Done(Box::new(campaign))
                     }
                 }
@@ -688,9 +692,10 @@ async fn insert_record(conn: &mut PgConnection, claim: &IdempotencyClaim, respon
 }
 
 async fn insert_key(conn: &mut PgConnection, organization: &str, prefix: &str, hash: &str, at: Timestamp) -> StoreResult<()> {
-    sqlx::query("INSERT INTO organizations (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+    sqlx::query("INSERT INTO organizations (name, created_at, public_id) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
         .bind(organization)
         .bind(to_seconds(at))
+        .bind(new_project_id())
         .execute(&mut *conn)
         .await?;
     sqlx::query("INSERT INTO api_keys (org_id, prefix, key_hash, created_at) SELECT id, $1, $2, $3 FROM organizations WHERE name = $4")

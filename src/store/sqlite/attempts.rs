@@ -23,10 +23,11 @@ use super::super::{
     AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, OrgId, RunningCampaign, StoreResult, to_millis,
     to_seconds,
 };
-use super::{all_rows, campaign_columns, campaign_from_row, first_row, select_campaigns, update_campaign};
+use super::{all_rows, campaign_columns, campaign_from_row, first_row, select_campaigns, update_campaign, webhooks};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, ContactStatus};
 use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, EventsApplied, FinishedAttempt, apply_events as apply_outcomes};
+use crate::domain::webhook::{self, by_organization};
 
 /// A campaign with what the engine needs to dispatch for it (see [`running_from_row`]).
 static SELECT_RUNNING: LazyLock<String> = LazyLock::new(|| {
@@ -239,7 +240,7 @@ static LOAD_ATTEMPT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT a.campaign_id, a.contact_id, a.status, a.open, a.answered_by, a.converted, a.started_at, a.ended_at, \
          a.sent_at, a.delivered_at, a.read_at, a.duration, a.billed_duration, a.ended_by, a.ended_reason, a.extracted_data, a.tags, \
-         c.channel, c.integration_id, c.status AS campaign_status, json_extract(c.settings, '$.{SETTINGS_RETRIES}') AS voicemail_retries \
+         c.org_id, c.channel, c.integration_id, c.status AS campaign_status, json_extract(c.settings, '$.{SETTINGS_RETRIES}') AS voicemail_retries \
          FROM attempts a JOIN campaigns c ON c.id = a.campaign_id WHERE a.id = ?"
     )
 });
@@ -292,11 +293,15 @@ pub(super) fn apply_events(
     let contact_ids: Vec<i64> = attempts.values().map(|a| a.contact_id).collect();
     let with_data = events.iter().any(|e| e.extracted_data.is_some() || e.tags.is_some());
     let mut contacts = load_contacts(conn, &contact_ids, with_data)?;
-    let EventsApplied { outcomes, deltas, finished } = apply_outcomes(&mut attempts, &mut contacts, integration_id, events, at, retry);
+    let EventsApplied { outcomes, deltas, finished, webhook_events } =
+        apply_outcomes(&mut attempts, &mut contacts, integration_id, events, at, retry);
     write_attempts(conn, &attempts)?;
     write_contacts(conn, &contacts)?;
     for (campaign_id, delta) in deltas {
         write_delta(conn, campaign_id, delta)?;
+    }
+    for (org, events) in by_organization(webhook_events) {
+        webhooks::record_events(conn, org, &events, None)?;
     }
     Ok((outcomes, finished))
 }
@@ -451,9 +456,15 @@ static COUNT_UNFINISHED: LazyLock<String> = LazyLock::new(|| {
 pub(super) fn advance_iteration(conn: &Connection, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>> {
     let found = first_row(conn, concat!(select_campaigns!(), " WHERE c.id = ?"), [campaign_id], |row| campaign_from_row(row))?;
     let Some(mut campaign) = found else { return Ok(None) };
+    let previous = campaign.status;
     if campaign.begin_due_iteration(at) {
         queue_eligible_contacts(conn, &campaign)?;
         update_campaign(conn, &campaign)?;
+        webhooks::record_campaign_events(
+            conn,
+            campaign_id,
+            &webhook::status_changed(&campaign, previous, at).into_iter().collect::<Vec<_>>(),
+        )?;
         return Ok(Some(campaign.status));
     }
     if !campaign.may_end_iteration() {
@@ -464,8 +475,11 @@ pub(super) fn advance_iteration(conn: &Connection, campaign_id: i64, at: Timesta
         return Ok(None);
     }
     let eligible = any_eligible(conn, &campaign)?;
+    let ended = campaign.current_iteration;
     campaign.end_iteration(at, eligible);
     update_campaign(conn, &campaign)?;
+    let events = webhook::iteration_ended(&campaign, previous, ended, at);
+    webhooks::record_campaign_events(conn, campaign_id, &events)?;
     Ok(Some(campaign.status))
 }
 

@@ -50,6 +50,7 @@ pub(super) fn add_contacts(
             status.with_contacts().as_str(),
             campaign_id
         ])?;
+        super::webhooks::record_status_change(conn, org, campaign_id, status.with_contacts(), status, at)?;
     }
     Ok(AddContactsOutcome::Added(results))
 }

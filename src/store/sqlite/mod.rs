@@ -34,13 +34,14 @@ use crate::domain::agent::Agent;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
 use crate::domain::campaign::{Campaign, CampaignStatus, Channel, ContactStatus, NewCampaign};
 use crate::domain::contact::IfDuplicate;
-use crate::domain::ids::NewApiKey;
+use crate::domain::ids::{NewApiKey, new_project_id};
 use crate::domain::integration::{Integration, NewIntegration};
 use crate::metrics;
 
 mod attempts;
 mod contacts;
 mod reads;
+mod webhooks;
 mod writer;
 
 /// The schema, one step per file; the database's `user_version` counts the steps applied.
@@ -51,6 +52,7 @@ const MIGRATION_STEPS: &[M<'static>] = &[
     M::up(include_str!("../../../migrations/sqlite/0004_engine.sql")),
     M::up(include_str!("../../../migrations/sqlite/0005_idempotency_expiry_by_rowid.sql")),
     M::up(include_str!("../../../migrations/sqlite/0006_attempt_media.sql")),
+    M::up(include_str!("../../../migrations/sqlite/0007_webhooks.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_STEPS);
 
@@ -406,6 +408,7 @@ impl TenantStore for SqliteStore {
         &self,
         org: OrgId,
         id: i64,
+        at: Timestamp,
         change: CampaignChange,
         record: Option<ResponseRecorder<Modified>>,
     ) -> StoreResult<Modified> {
@@ -413,7 +416,7 @@ impl TenantStore for SqliteStore {
             let Some(mut campaign) = first_row(conn, CAMPAIGN_BY_ID, [org, id], |row| campaign_from_row(row))? else {
                 return Ok(Modified::NotFound);
             };
-            let iteration = campaign.current_iteration;
+            let (iteration, previous) = (campaign.current_iteration, campaign.status);
             if let Err(refusal) = change(&mut campaign) {
                 return Ok(Modified::Refused(refusal));
             }
@@ -422,6 +425,8 @@ impl TenantStore for SqliteStore {
                 campaign = reload_campaign(conn, campaign)?;
             }
             update_campaign(conn, &campaign)?;
+            let events: Vec<_> = crate::domain::webhook::status_changed(&campaign, previous, at).into_iter().collect();
+            webhooks::record_events(conn, org, &events, None)?;
             Ok(Modified::Done(Box::new(campaign)))
         })
         .await
@@ -640,8 +645,8 @@ fn reload_campaign(conn: &Connection, campaign: Campaign) -> StoreResult<Campaig
 
 /// Creates the organization when it is new, then the key.
 fn insert_key(conn: &Connection, organization: &str, prefix: &str, hash: &str, at: Timestamp) -> StoreResult<()> {
-    conn.prepare_cached("INSERT INTO organizations (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")?
-        .execute(params![organization, to_seconds(at)])?;
+    conn.prepare_cached("INSERT INTO organizations (name, created_at, public_id) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")?
+        .execute(params![organization, to_seconds(at), new_project_id()])?;
     conn.prepare_cached(
         "INSERT INTO api_keys (org_id, prefix, key_hash, created_at) SELECT id, ?, ?, ? FROM organizations WHERE name = ?",
     )?
