@@ -188,7 +188,8 @@ async fn deliveries(app: &TestApp, webhook: &str, query: &str) -> Vec<Value> {
         for key in DELIVERY_KEYS {
             assert!(item.get(key).is_some(), "{key} missing in {item:#}");
         }
-        assert_id(item["id"].as_str().expect("delivery id"), "dlv_");
+        let id = item["id"].as_str().expect("delivery id");
+        assert!(id.starts_with("dlv_") && id.len() > 4, "delivery id {id}");
     }
     items
 }
@@ -263,6 +264,17 @@ async fn list_webhooks(app: &TestApp, query: &str) -> Value {
     body
 }
 
+/// The offset-paging fields of a list's `pagination` (each present, `null` when there is no such page).
+fn paging(list: &Value) -> Value {
+    let pagination = &list["pagination"];
+    let mut out = serde_json::Map::new();
+    for key in ["has_next", "has_previous", "next_page", "previous_page"] {
+        let value = pagination.get(key).unwrap_or_else(|| panic!("pagination.{key} missing in {pagination}"));
+        out.insert(key.to_owned(), value.clone());
+    }
+    Value::Object(out)
+}
+
 fn ids(list: &Value) -> Vec<String> {
     list["webhooks"].as_array().expect("webhooks").iter().map(|w| w["id"].as_str().expect("id").to_owned()).collect()
 }
@@ -319,11 +331,13 @@ async fn subscriptions_are_created_read_listed_updated_and_deleted() {
     let page = list_webhooks(&app, "?pageSize=2").await;
     assert_eq!(ids(&page), [third_id.clone(), second_id.clone()]);
     assert_eq!(page["total_count"], 3);
-    assert_eq!(page["pagination"], json!({ "has_next": true, "has_previous": false, "next_page": 1, "previous_page": null }));
+    assert_eq!(paging(&page), json!({ "has_next": true, "has_previous": false, "next_page": 1, "previous_page": null }));
     let page = list_webhooks(&app, "?pageSize=2&pageIndex=1").await;
-    assert_eq!(ids(&page), [first_id.clone()]);
-    assert_eq!(page["pagination"], json!({ "has_next": false, "has_previous": true, "next_page": null, "previous_page": 0 }));
-    for (query, field) in [("?pageSize=0", "pageSize"), ("?pageSize=101", "pageSize"), ("?pageIndex=-1", "pageIndex")] {
+    assert_eq!(ids(&page), std::slice::from_ref(&first_id));
+    assert_eq!(paging(&page), json!({ "has_next": false, "has_previous": true, "next_page": null, "previous_page": 0 }));
+    for (query, field) in
+        [("?pageSize=0", "pageSize"), ("?pageSize=101", "pageSize"), ("?pageIndex=-1", "pageIndex"), ("?pageIndex=25001", "pageIndex")]
+    {
         let (status, body) = app.get(&format!("/webhooks{query}")).await;
         assert_error(status, &body, 400, "INVALID_REQUEST", Some(field));
     }
@@ -376,7 +390,38 @@ async fn subscriptions_are_created_read_listed_updated_and_deleted() {
     assert_error(status, &body, 404, "NOT_FOUND", None);
     let (status, body) = app.patch(&format!("/webhooks/{second_id}"), json!({ "enabled": true })).await;
     assert_error(status, &body, 404, "NOT_FOUND", None);
-    assert_eq!(ids(&list_webhooks(&app, "").await), [third_id, first_id]);
+    assert_eq!(ids(&list_webhooks(&app, "").await), [third_id.clone(), first_id]);
+
+    // A method a path does not take: 405 with the path's methods in `Allow` (§0.3).
+    for (m, path, allow) in [
+        (Method::DELETE, "/webhooks".to_owned(), vec!["GET", "HEAD", "POST"]),
+        (Method::PUT, format!("/webhooks/{third_id}"), vec!["DELETE", "GET", "HEAD", "PATCH"]),
+        (Method::GET, format!("/webhooks/{third_id}/test"), vec!["POST"]),
+        (Method::GET, format!("/webhooks/{third_id}/rotate-secret"), vec!["POST"]),
+        (Method::POST, format!("/webhooks/{third_id}/deliveries"), vec!["GET", "HEAD"]),
+        (Method::GET, format!("/webhooks/{third_id}/deliveries/dlv_x/retry"), vec!["POST"]),
+    ] {
+        let response = app
+            .client
+            .request(m.clone(), app.url(&format!("/api/v1.0{path}")))
+            .header("Authorization", format!("api-key {}", app.key))
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status();
+        let mut listed: Vec<String> = response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("no Allow on {m} {path}"))
+            .split(',')
+            .map(|x| x.trim().to_owned())
+            .collect();
+        listed.sort();
+        assert_eq!(listed, allow, "{m} {path}");
+        let body: Value = response.json().await.expect("json");
+        assert_error(status, &body, 405, "METHOD_NOT_ALLOWED", None);
+    }
 }
 
 #[tokio::test]
@@ -409,6 +454,9 @@ async fn subscription_input_is_validated_at_its_edges() {
         let (status, err) = app.post("/webhooks", body.clone()).await;
         assert_error(status, &err, 400, "INVALID_REQUEST", Some(field));
     }
+    let (status, err) = app.post("/webhooks", json!({ "url": prefix, "events": ["webhook.test", "campaign.started"] })).await;
+    assert_error(status, &err, 400, "INVALID_REQUEST", Some("events[1]"));
+    assert!(err["message"].as_str().is_some_and(|m| m.contains("campaign.started")), "the message names the value: {err}");
     assert_eq!(list_webhooks(&app, "").await["total_count"], 0, "nothing refused was stored");
 
     // The accepted edges: 2,000 characters, http, one event, every event and status.
@@ -431,9 +479,14 @@ async fn subscription_input_is_validated_at_its_edges() {
     assert_eq!((again.status, again.replayed), (StatusCode::CREATED, true), "{}", again.body);
     assert_eq!(again.body, first.body, "same id, same secret");
     assert_eq!(list_webhooks(&app, "").await["total_count"], 4, "one webhook created");
-    let other = post_with_idempotency_key(&app, "create-webhook-1", "/webhooks", &json!({ "url": "https://x.example", "events": ["webhook.test"] }))
-        .await;
-    assert_error(other.status, &other.body, 422, "IDEMPOTENCY_KEY_REUSED", None);
+    let other = post_with_idempotency_key(
+        &app,
+        "create-webhook-1",
+        "/webhooks",
+        &json!({ "url": "https://x.example", "events": ["webhook.test"] }),
+    )
+    .await;
+    assert_error(other.status, &other.body, 422, "IDEMPOTENCY_KEY_REUSED", Some("Idempotency-Key"));
 }
 
 #[tokio::test]
@@ -481,12 +534,8 @@ async fn another_organization_neither_sees_nor_receives_anything() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (_, agent) = call(Method::POST, "/agents".into(), Some(json!({ "name": "B bot" }))).await;
     let agent = agent["agent"]["id"].as_str().expect("B's agent").to_owned();
-    let (_, integration) = call(
-        Method::POST,
-        "/integrations".into(),
-        Some(json!({ "agent_id": agent, "type": "phone_call", "provider": "simulator" })),
-    )
-    .await;
+    let (_, integration) =
+        call(Method::POST, "/integrations".into(), Some(json!({ "agent_id": agent, "type": "phone_call", "provider": "simulator" }))).await;
     let integration = integration["integration"]["id"].as_str().expect("B's integration").to_owned();
     let (status, body) = call(
         Method::POST,
@@ -612,7 +661,10 @@ async fn a_test_event_reaches_its_subscription_only_signed_both_ways() {
     assert_eq!(webhook_id, event_id, "webhook-id is the event id");
     let event = body_of(&hits[0]);
     assert_eq!(keys(&event), BTreeSet::from(ENVELOPE_KEYS), "{event:#}");
-    assert_eq!((&event["event_id"], &event["event_type"], &event["api_version"]), (&json!(event_id), &json!("webhook.test"), &json!("1.0")));
+    assert_eq!(
+        (&event["event_id"], &event["event_type"], &event["api_version"]),
+        (&json!(event_id), &json!("webhook.test"), &json!("1.0"))
+    );
     assert_id(event["project_id"].as_str().expect("project_id"), "prj_");
     assert!(same_instant(&event["occurred_at"], start_time()), "{event:#}");
     let occurred = event["occurred_at"].as_str().expect("occurred_at");
@@ -624,7 +676,10 @@ async fn a_test_event_reaches_its_subscription_only_signed_both_ways() {
         (&delivery["event_id"], &delivery["event_type"], &delivery["status"], &delivery["attempts"]),
         (&json!(event_id), &json!("webhook.test"), &json!("delivered"), &json!(1))
     );
-    assert_eq!((&delivery["last_status_code"], &delivery["last_error"], &delivery["next_attempt_at"]), (&json!(200), &json!(null), &json!(null)));
+    assert_eq!(
+        (&delivery["last_status_code"], &delivery["last_error"], &delivery["next_attempt_at"]),
+        (&json!(200), &json!(null), &json!(null))
+    );
     assert_eq!((&delivery["created_at"], &delivery["delivered_at"]), (&json!(utc(0)), &json!(utc(0))));
     assert_eq!(delivery["payload"], event, "the log keeps the event as sent");
 
@@ -660,7 +715,8 @@ async fn every_status_change_of_a_campaign_is_one_event_with_analytics_when_fini
     let finished_only = receiver(200).await;
     let others = receiver(200).await;
     let (_, secret) = subscribe(&h, &hook_url(&everything), &["campaign.status_changed"], Value::Null).await;
-    subscribe(&h, &hook_url(&finished_only), &["campaign.status_changed"], json!({ "status": ["finished"] })).await;
+    let (finished_hook, _) =
+        subscribe(&h, &hook_url(&finished_only), &["campaign.status_changed", "webhook.test"], json!({ "status": ["finished"] })).await;
     subscribe(&h, &hook_url(&others), &["message.status_changed", "campaign.cycle_completed"], Value::Null).await;
 
     let id = h.campaign(json!({ "name": "June push" })).await;
@@ -720,6 +776,10 @@ async fn every_status_change_of_a_campaign_is_one_event_with_analytics_when_fini
     assert_eq!(finished.len(), 1, "{finished:#?}");
     assert_eq!(finished[0], body_of(hits.last().expect("finished")), "the same event to both subscriptions");
     assert!(received(&others).await.is_empty(), "a subscription to other events gets none of these");
+    // The status filter narrows campaign.status_changed only.
+    send_test(&h, &finished_hook).await;
+    assert_eq!(h.deliver().await, 1);
+    assert_eq!(received_bodies(&finished_only).await[1]["event_type"], "webhook.test");
 
     // occurred_at carries the offset of the campaign's own timezone.
     step(6);
@@ -737,7 +797,8 @@ async fn each_iteration_of_a_cycles_campaign_ends_with_cycle_completed() {
     let Some(h) = Harness::new(local_webhooks(), "phone_call", Provider::Simulator(simulator)).await else { return };
     let cycles_receiver = receiver(200).await;
     let status_receiver = receiver(200).await;
-    let (_, secret) = subscribe(&h, &hook_url(&cycles_receiver), &["campaign.cycle_completed"], Value::Null).await;
+    // A status filter applies to campaign.status_changed only: the cooldown iteration still arrives.
+    let (_, secret) = subscribe(&h, &hook_url(&cycles_receiver), &["campaign.cycle_completed"], json!({ "status": ["finished"] })).await;
     subscribe(&h, &hook_url(&status_receiver), &["campaign.status_changed"], Value::Null).await;
     let cycles = json!({ "enabled": true, "mode": "cooldown", "max_iterations": 2, "cooldown_minutes": 30 });
     let (id, _) = h.start(json!({ "name": "Cycles", "cycles": cycles }), 2).await;
@@ -817,7 +878,8 @@ async fn on_call_end_carries_the_whole_call_in_altur_flat_shape() {
     assert_eq!(h.deliver().await, 0);
 
     let hits = received(&calls_receiver).await;
-    let hit_of = |attempt: &str| hits.iter().find(|r| body_of(r)["id"] == json!(attempt)).unwrap_or_else(|| panic!("no event for {attempt}"));
+    let hit_of =
+        |attempt: &str| hits.iter().find(|r| body_of(r)["id"] == json!(attempt)).unwrap_or_else(|| panic!("no event for {attempt}"));
     let calls = h.calls(id, "").await;
     let call = calls["calls"].as_array().expect("calls").iter().find(|c| c["id"] == json!(answered)).expect("call").clone();
     let contact = h.contact(id, c[0]).await;
@@ -853,7 +915,10 @@ async fn on_call_end_carries_the_whole_call_in_altur_flat_shape() {
     assert_eq!((&event["status"], &event["answered_by"]), (&json!("ended"), &json!("human")));
     assert!(event["phone_number_from"].is_null() || event["phone_number_from"].is_string(), "{event:#}");
     assert_eq!(event["phone_number_to"], "+525520000000");
-    assert_eq!((&event["created_at"], &event["started_at"], &event["ended_at"]), (&call["created_at"], &call["started_at"], &call["ended_at"]));
+    assert_eq!(
+        (&event["created_at"], &event["started_at"], &event["ended_at"]),
+        (&call["created_at"], &call["started_at"], &call["ended_at"])
+    );
     assert_eq!((&event["started_at"], &event["ended_at"]), (&json!("2026-06-08T18:00:05Z"), &json!("2026-06-08T18:01:40Z")));
     assert_eq!((&event["ended_by"], &event["ended_reason"]), (&json!("user"), &json!("user_hangup")));
     assert_eq!((&event["duration"], &event["billed_duration"]), (&json!(95), &json!(96)));
@@ -886,8 +951,32 @@ async fn on_call_end_carries_the_whole_call_in_altur_flat_shape() {
     // The deliveries log names the same event id as the header.
     let logged = deliveries(&h, &hook, "").await;
     let entry = logged.iter().find(|d| d["payload"]["id"] == json!(answered)).expect("logged");
-    assert_eq!((&entry["event_id"], &entry["event_type"], &entry["status"]), (&json!(webhook_id), &json!("on_call_end"), &json!("delivered")));
+    assert_eq!(
+        (&entry["event_id"], &entry["event_type"], &entry["status"]),
+        (&json!(webhook_id), &json!("on_call_end"), &json!("delivered"))
+    );
     assert_eq!(entry["payload"], body_of(hit_of(&answered)));
+
+    // A call with no final event is closed by the engine after the attempt timeout (2 h): that
+    // is a final status too. (The missed contact's retry is dispatched by the same settle.)
+    let silent = h.campaign(json!({ "name": "Silent" })).await;
+    let s = h.add(silent, numbers(1)).await;
+    h.action(silent, "activate").await;
+    assert_eq!(h.claims().await, 1);
+    let attempt = h.attempt_of(silent, s[0]).await;
+    h.advance_mins(121);
+    h.settle().await;
+    let closed = h.calls(silent, "").await["calls"][0].clone();
+    assert_eq!((&closed["id"], &closed["status"]), (&json!(attempt), &json!("failed")), "{closed:#}");
+    assert_eq!(h.deliver().await, 1);
+    let hits = received(&calls_receiver).await;
+    assert_eq!(hits.len(), 3);
+    assert_signed(&hits[2], &secret, at(120 + 121 * 60));
+    let event = body_of(&hits[2]);
+    assert_eq!(
+        (&event["id"], &event["status"], &event["campaign"]),
+        (&json!(attempt), &json!("failed"), &json!({ "id": silent, "name": "Silent" }))
+    );
 }
 
 #[tokio::test]
@@ -1096,13 +1185,52 @@ async fn errors_of_every_kind_are_retried_until_a_2xx_in_time() {
 }
 
 #[tokio::test]
+async fn the_retry_schedule_is_a_setting_whose_length_is_the_number_of_attempts() {
+    let defaults = WebhookSettings::default();
+    let delays: Vec<SignedDuration> = [0, 60, 120, 240, 480].into_iter().map(SignedDuration::from_secs).collect();
+    assert_eq!((&defaults.retry_delays, defaults.timeout, defaults.allow_private), (&delays, Duration::from_secs(5), false));
+    let settings = ApiSettings {
+        rate_limit_rps: None,
+        webhooks: WebhookSettings {
+            retry_delays: vec![SignedDuration::ZERO, SignedDuration::from_secs(30)],
+            allow_private: true,
+            ..WebhookSettings::default()
+        },
+        ..ApiSettings::default()
+    };
+    let Some(app) = TestApp::spawn_with(settings).await else { return };
+    let failing = receiver(503).await;
+    let (hook, _) = subscribe(&app, &hook_url(&failing), &["webhook.test"], Value::Null).await;
+    send_test(&app, &hook).await;
+    assert_eq!(app.deliver().await, 1);
+    let delivery = only_delivery(&app, &hook).await;
+    assert_eq!((&delivery["status"], &delivery["next_attempt_at"]), (&json!("pending"), &json!(utc(30))));
+    app.clock.set(at(29));
+    assert_eq!(app.deliver().await, 0);
+    app.clock.set(at(30));
+    assert_eq!(app.deliver().await, 1);
+    let delivery = only_delivery(&app, &hook).await;
+    assert_eq!(
+        (&delivery["status"], &delivery["attempts"], &delivery["last_status_code"], &delivery["next_attempt_at"]),
+        (&json!("failed"), &json!(2), &json!(503), &json!(null))
+    );
+    app.clock.set(at(3600));
+    assert_eq!(app.deliver().await, 0);
+    assert_eq!(received(&failing).await.len(), 2);
+}
+
+#[tokio::test]
 async fn a_rotated_secret_signs_the_events_that_follow() {
     let Some(app) = TestApp::spawn().await else { return };
     let target = receiver(200).await;
     let (hook, old) = subscribe(&app, &hook_url(&target), &["webhook.test"], Value::Null).await;
     let before = get_webhook(&app, &hook).await;
-    let (status, body) = app.post(&format!("/webhooks/{hook}/rotate-secret"), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let rotate = format!("/webhooks/{hook}/rotate-secret");
+    let rotated = post_with_idempotency_key(&app, "rotate-1", &rotate, &json!({})).await;
+    assert_eq!((rotated.status, rotated.replayed), (StatusCode::OK, false), "{}", rotated.body);
+    let replayed = post_with_idempotency_key(&app, "rotate-1", &rotate, &json!({})).await;
+    assert_eq!((replayed.status, replayed.replayed, &replayed.body), (StatusCode::OK, true, &rotated.body), "rotated once");
+    let body = rotated.body;
     assert_eq!(keys(&body), BTreeSet::from(["success", "webhook"]), "{body}");
     let new = assert_secret(&body["webhook"]["secret"]);
     assert_ne!(new, old);
