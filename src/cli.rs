@@ -1,4 +1,4 @@
-//! The `outbound` command line: `serve`, `keys`, `migrate`.
+//! The `outbound` command line: `serve`, `keys`, `webhooks`, `contacts`, `migrate`.
 
 use std::io::IsTerminal;
 use std::num::NonZeroU32;
@@ -15,6 +15,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::domain::attempt::RetrySettings;
 use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::{NewApiKey, normalize_key_prefix};
+use crate::domain::webhook::{delivery_public_id, is_webhook_id, parse_delivery_id};
 use crate::engine::{Engine, EngineSettings};
 use crate::store;
 use crate::webhooks::{Deliveries, WebhookSettings};
@@ -84,6 +85,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Inspect webhook subscriptions and send failed deliveries again.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
     },
     /// Work with a campaign's contacts through a running server.
     Contacts {
@@ -219,6 +225,28 @@ enum KeysCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// List subscriptions: id, organization, URL, events, enabled, deliveries pending and failed.
+    List {
+        #[arg(long)]
+        org: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArg,
+    },
+    /// Send a subscription's failed deliveries again (one more attempt each, same event ids), or
+    /// only the one given; a running server's delivery worker sends them.
+    Retry {
+        /// The subscription, `whk_…`.
+        webhook: String,
+        /// Only this delivery, `dlv_…`.
+        #[arg(long)]
+        delivery: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArg,
+    },
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -332,13 +360,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Keys { command: KeysCommand::List { org, database } } => {
             let store = open(&database).await?;
             let keys = store.list_api_keys(org.as_deref()).await?;
-            println!("{:<12} {:<24} {:<21} {:<21} REVOKED", "PREFIX", "ORGANIZATION", "CREATED", "LAST USED");
+            println!("{:<12} {:<24} {:<25} {:<21} {:<21} REVOKED", "PREFIX", "ORGANIZATION", "PROJECT", "CREATED", "LAST USED");
             let show = |t: Option<jiff::Timestamp>| t.map(crate::api::views::format_time).unwrap_or_else(|| "-".to_owned());
             for key in keys {
                 println!(
-                    "{:<12} {:<24} {:<21} {:<21} {}",
+                    "{:<12} {:<24} {:<25} {:<21} {:<21} {}",
                     format!("ob_{}", key.prefix),
                     key.organization,
+                    key.project_id,
                     show(Some(key.created_at)),
                     show(key.last_used_at),
                     show(key.revoked_at)
@@ -354,6 +383,40 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 bail!("no key with prefix {prefix}");
             }
             println!("revoked ob_{prefix}");
+        }
+        Command::Webhooks { command: WebhooksCommand::List { org, database } } => {
+            let store = open(&database).await?;
+            let webhooks = store.webhook_overview(org.as_deref()).await?;
+            println!("{:<25} {:<24} {:<8} {:>8} {:>8}  {:<40} EVENTS", "ID", "ORGANIZATION", "ENABLED", "PENDING", "FAILED", "URL");
+            for summary in webhooks {
+                let w = &summary.webhook;
+                let events: Vec<&str> = w.events.iter().map(|e| e.as_str()).collect();
+                println!(
+                    "{:<25} {:<24} {:<8} {:>8} {:>8}  {:<40} {}",
+                    w.id,
+                    summary.organization,
+                    if w.enabled { "yes" } else { "no" },
+                    summary.pending,
+                    summary.failed,
+                    w.url,
+                    events.join(",")
+                );
+            }
+        }
+        Command::Webhooks { command: WebhooksCommand::Retry { webhook, delivery, database } } => {
+            if !is_webhook_id(&webhook) {
+                bail!("{webhook:?} is not a webhook id (whk_ and 20 letters or digits, as `outbound webhooks list` shows)");
+            }
+            let delivery = match delivery.as_deref() {
+                None => None,
+                Some(text) => Some(parse_delivery_id(text).with_context(|| format!("{text:?} is not a delivery id (dlv_ and digits)"))?),
+            };
+            let store = open(&database).await?;
+            let retried = store.retry_failed_deliveries(&webhook, delivery).await?;
+            if delivery.is_some() && retried == 0 {
+                bail!("no failed delivery {} of {webhook}", delivery.map(delivery_public_id).unwrap_or_default());
+            }
+            println!("{retried} failed deliveries of {webhook} will be sent again");
         }
         Command::Contacts { command: ContactsCommand::Import { campaign, file, url, key, if_duplicate, batch_size, report } } => {
             let if_duplicate = match if_duplicate {

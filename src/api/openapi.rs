@@ -12,6 +12,7 @@ use super::contacts::MAX_PAGE_INDEX;
 use super::error;
 use super::idempotency::MAX_KEY_LEN;
 use crate::domain::contact::{MAX_BATCH, MAX_TEXT_CHARS};
+use crate::domain::integration::HTTP_URL_PATTERN;
 use crate::domain::timezone::TimeZone;
 
 #[derive(OpenApi)]
@@ -50,6 +51,9 @@ pub(super) fn document(generated: &utoipa::openapi::OpenApi) -> Value {
                     if path == "/campaigns" && method == "post" {
                         operation.insert("requestBody".to_owned(), json_body("CampaignCreate"));
                     }
+                    if path == "/webhooks/{id}" && method == "patch" {
+                        operation.insert("requestBody".to_owned(), json_body("WebhookPatch"));
+                    }
                 }
             }
         }
@@ -80,6 +84,7 @@ pub(super) fn document(generated: &utoipa::openapi::OpenApi) -> Value {
         cycles_rules(schemas);
         campaign_create_schema(schemas);
         integration_input_schema(schemas);
+        webhook_input_schemas(schemas);
         if let Some(batch) = schemas.get_mut("ContactBatchInput").and_then(|s| s.pointer_mut("/properties/contacts")) {
             batch["minItems"] = json!(1);
             batch["maxItems"] = json!(MAX_BATCH);
@@ -93,6 +98,7 @@ pub(super) fn document(generated: &utoipa::openapi::OpenApi) -> Value {
 const TEXT_FIELDS: &[(&str, &[&str])] = &[
     ("CampaignInput", &["description", "integration_id", "first_message", "template", "template_alt"]),
     ("ContactInput", &["name", "context", "f_id"]),
+    ("WebhookInput", &["description"]),
 ];
 
 fn forbid_nul(schema: &mut Value) {
@@ -267,4 +273,19 @@ fn integration_input_schema(schemas: &mut Map<String, Value>) {
     );
     let webhook = variant("webhook", json!({ "$ref": "#/components/schemas/WebhookConfig" }), &["agent_id", "type", "provider", "config"]);
     schemas.insert("IntegrationInput".to_owned(), json!({ "oneOf": [simulator, webhook] }));
+}
+
+/// The URLs Outbound posts to (`is_http_url`), of webhook providers and subscriptions; a
+/// subscription's literal private address is refused unless the server allows them, which no
+/// schema can say. `PATCH /webhooks/{id}` takes the create body with every field optional.
+fn webhook_input_schemas(schemas: &mut Map<String, Value>) {
+    if let Some(url) = schemas.get_mut("WebhookConfig").and_then(|s| s.pointer_mut("/properties/url")) {
+        url["pattern"] = json!(HTTP_URL_PATTERN);
+    }
+    let Some(input) = schemas.get_mut("WebhookInput") else { return };
+    input["properties"]["url"]["pattern"] = json!(HTTP_URL_PATTERN);
+    let mut patch = input.clone();
+    patch.as_object_mut().map(|o| o.remove("required"));
+    patch["description"] = json!("The body of `PATCH /webhooks/{id}`: the fields to change.");
+    schemas.insert("WebhookPatch".to_owned(), patch);
 }

@@ -339,6 +339,44 @@ mod tests {
     }
 
     #[test]
+    fn webhook_events_come_once_per_call_end_and_per_shown_message_status() {
+        use crate::domain::webhook::{EventBody, EventType};
+        let message = AttemptState { org_id: 2, channel: Channel::Whatsapp, contact_id: 71, ..call(AttemptStatus::Queued) };
+        let mut attempts = HashMap::from([("a1".to_owned(), call(AttemptStatus::Ringing)), ("m1".to_owned(), message)]);
+        let report = |status| AttemptEvent { status, ended_by: None, ended_reason: None, ..AttemptEvent::failed("m1".to_owned(), "") };
+        let in_progress = AttemptEvent { status: AttemptStatus::InProgress, ..ended("a1", AnsweredBy::Human) };
+        let events = [
+            in_progress,
+            ended("a1", AnsweredBy::Human),
+            ended("a1", AnsweredBy::Human),
+            report(AttemptStatus::Sent),
+            report(AttemptStatus::Read),
+            // Shown as `read` too: no change a receiver could see.
+            report(AttemptStatus::Accepted),
+        ];
+        let applied = apply_events(&mut attempts, &mut HashMap::new(), None, &events, at(), RetrySettings::default());
+
+        let seen: Vec<(i64, EventType, &str, AttemptStatus, Option<AttemptStatus>)> = applied
+            .webhook_events
+            .iter()
+            .map(|(org, event)| match &event.body {
+                EventBody::Attempt { attempt_id, status, previous } => (*org, event.event_type, attempt_id.as_str(), *status, *previous),
+                EventBody::Data { .. } => panic!("attempts' events are rendered when sent"),
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (1, EventType::OnCallEnd, "a1", AttemptStatus::Ended, Some(AttemptStatus::InProgress)),
+                (2, EventType::MessageStatusChanged, "m1", AttemptStatus::Sent, Some(AttemptStatus::Queued)),
+                (2, EventType::MessageStatusChanged, "m1", AttemptStatus::Read, Some(AttemptStatus::Sent)),
+            ],
+            "a repeated end and a status shown alike make no event"
+        );
+        assert!(applied.webhook_events.iter().all(|(_, e)| e.occurred_at == at() && e.event_id.starts_with("evt_")));
+    }
+
+    #[test]
     fn events_of_unknown_or_foreign_attempts_change_nothing() {
         let mut attempts = HashMap::from([("a1".to_owned(), call(AttemptStatus::Queued))]);
         let mut contacts = HashMap::from([(70, sending("a1"))]);

@@ -13,7 +13,7 @@ use super::analytics::Analytics;
 use super::attempt::{AttemptStatus, MessageStatus};
 use super::campaign::{Campaign, CampaignStatus, Channel};
 use super::ids::random_base62;
-use super::integration::MAX_URL_CHARS;
+use super::integration::{MAX_URL_CHARS, is_http_url};
 use super::timezone::TimeZone;
 use super::validation::{Field, Violation, Violations, no_nul};
 
@@ -132,6 +132,7 @@ pub struct WebhookInput {
     #[serde(default)]
     #[schema(value_type = Vec<EventType>, required = true, min_items = 1)]
     pub events: Field<Vec<String>>,
+    /// `null` (the default) or `{}`: every event of the types subscribed to.
     #[serde(default)]
     #[schema(value_type = Option<WebhookFiltersInput>)]
     pub filters: Field<WebhookFiltersInput>,
@@ -139,7 +140,7 @@ pub struct WebhookInput {
     #[schema(value_type = Option<String>, max_length = 1000)]
     pub description: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool, nullable = false)]
     pub enabled: Field<bool>,
 }
 
@@ -265,11 +266,10 @@ pub fn parse_webhook_change(input: &WebhookInput, allow_private: bool) -> Result
     Ok(WebhookChange { url, events, filters, description, enabled })
 }
 
-/// An http(s) URL with a host, at most [`MAX_URL_CHARS`]; a literal private address only when
-/// allowed (a name is checked when it is resolved, at delivery).
+/// A URL Outbound posts to ([`is_http_url`]); a literal private address only when allowed (a name
+/// is checked when it is resolved, at delivery).
 fn check_url(text: &str, allow_private: bool) -> Result<String, Violation> {
-    let parsed = url::Url::parse(text).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-    let Some(parsed) = parsed.filter(|_| text.chars().count() <= MAX_URL_CHARS && !text.chars().any(char::is_control)) else {
+    let Some(parsed) = url::Url::parse(text).ok().filter(|_| is_http_url(text)) else {
         return Err(Violation::new("url", format!("url must be an http(s) URL of at most {MAX_URL_CHARS} characters, got {text:?}")));
     };
     let literal = match parsed.host() {

@@ -95,6 +95,8 @@ pub struct ApiKeyRecord {
 pub struct ApiKeyInfo {
     pub prefix: String,
     pub organization: String,
+    /// The organization's public id, `project_id` in webhook events.
+    pub project_id: String,
     pub created_at: Timestamp,
     pub last_used_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
@@ -374,6 +376,25 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> StoreResult<RetryOutcome>;
 }
 
+/// Webhook administration, for the operator's CLI (never reachable from the HTTP API).
+#[async_trait]
+pub trait WebhookAdmin: Send + Sync + 'static {
+    /// Every organization's subscriptions (or one organization's), with their deliveries pending and failed.
+    async fn webhook_overview(&self, organization: Option<&str>) -> StoreResult<Vec<WebhookSummary>>;
+    /// Makes a subscription's failed deliveries (or the one named) due at once, for one more
+    /// attempt each; returns how many.
+    async fn retry_failed_deliveries(&self, webhook_id: &str, delivery_id: Option<i64>) -> StoreResult<u64>;
+}
+
+/// A subscription as `outbound webhooks list` shows it.
+#[derive(Debug, Clone)]
+pub struct WebhookSummary {
+    pub webhook: Webhook,
+    pub organization: String,
+    pub pending: i64,
+    pub failed: i64,
+}
+
 /// What the webhook delivery worker reads and writes: every organization's pending deliveries.
 #[async_trait]
 pub trait DeliveryStore: Send + Sync + 'static {
@@ -427,7 +448,17 @@ pub trait RateLimitStore: Send + Sync + 'static {
 /// Every part of a store, for the code that wires the process together (`server`, `cli`, the
 /// engine's constructor); each consumer keeps only the part it needs.
 pub trait Store:
-    Health + KeyStore + KeyAdmin + TenantStore + IdempotencyStore + EngineStore + CallbackStore + WebhookStore + DeliveryStore + RateLimitStore
+    Health
+    + KeyStore
+    + KeyAdmin
+    + TenantStore
+    + IdempotencyStore
+    + EngineStore
+    + CallbackStore
+    + WebhookStore
+    + DeliveryStore
+    + WebhookAdmin
+    + RateLimitStore
 {
 }
 
@@ -441,6 +472,7 @@ impl<T> Store for T where
         + CallbackStore
         + WebhookStore
         + DeliveryStore
+        + WebhookAdmin
         + RateLimitStore
 {
 }

@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 use uuid::Uuid;
 
+use super::{ApiKeyInfo, AttemptReport, Delivery, DeliveryOutcome, DueDelivery, WebhookSummary, from_micros, to_micros};
 use super::{
     Attempt, AttemptContact, CampaignCursor, CampaignFilter, Dispatch, DispatchContact, IdempotencyRecord, OrgId, PageDirection,
     RunningCampaign, StoreError, StoreResult, StoredResponse, from_millis, from_seconds, to_seconds,
 };
-use super::{AttemptReport, Delivery, DeliveryOutcome, DueDelivery, from_micros, to_micros};
 use crate::domain::agent::Agent;
 use crate::domain::analytics::CampaignCounters;
 use crate::domain::attempt::{AnsweredBy, AttemptStatus, ContactProgress};
@@ -562,72 +562,28 @@ fn unpack_body(stored: Vec<u8>) -> StoreResult<Vec<u8>> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A key as `outbound keys list` shows it, read as `prefix`, `name` (the organization's),
+/// `public_id`, `created_at`, `last_used_at` and `revoked_at`.
+pub(crate) fn api_key_info_from_row(row: &impl StoredRow) -> StoreResult<ApiKeyInfo> {
+    Ok(ApiKeyInfo {
+        prefix: row.text("prefix")?,
+        organization: row.text("name")?,
+        project_id: row.text("public_id")?,
+        created_at: from_seconds(row.int("created_at")?)?,
+        last_used_at: opt_seconds(row, "last_used_at")?,
+        revoked_at: opt_seconds(row, "revoked_at")?,
+    })
+}
 
-    #[test]
-    fn settings_keys_name_the_serialized_fields() {
-        let input = serde_json::json!({"name": "n", "agent_id": uuid::Uuid::nil(), "integration_id": "i", "integration_type": "phone_call",
-            "timezone": "Europe/Madrid", "retries": 3});
-        let new = crate::domain::campaign::parse_new_campaign(&serde_json::from_value(input).expect("input")).expect("valid");
-        let stored = serde_json::to_value(&new.settings).expect("serializes");
-        assert_eq!(stored[SETTINGS_RETRIES], 3);
-        assert_eq!(stored[SETTINGS_TIMEZONE], "Europe/Madrid");
-    }
-
-    const CAMPAIGN: &[u8] = br#"{"success":true,"campaign":{"id":42,"name":"Winter collections","description":"second notice","status":"pending","archived":false,"integration":{"id":"iph_Qk3vB8dLmW2xZt9sRy1a","type":"phone_call"},"agent":{"id":"5f0b7c1e-8a43-4d9e-b2a1-7c6d5e4f3a21","name":"Collections bot"},"created_at":"2026-12-01T08:30:00Z","started_at":null,"ended_at":null,"timezone":"Europe/Madrid","retries":2,"message_limit":500,"concurrency_limit":5,"first_message":"Hola {name}","template":null,"template_alt":null,"scheduling":{"mon":{"startTime":"10:00","stopTime":"19:00","active":true},"tue":{"startTime":"10:00","stopTime":"19:00","active":true},"wed":{"startTime":"10:00","stopTime":"19:00","active":true},"thu":{"startTime":"10:00","stopTime":"19:00","active":true},"fri":{"startTime":"10:00","stopTime":"14:00","active":true},"sat":{"startTime":"09:00","stopTime":"18:00","active":false},"sun":{"startTime":"09:00","stopTime":"18:00","active":false}},"cycles":{"enabled":true,"mode":"cooldown","max_iterations":3,"cooldown_minutes":120,"filter_statuses":["converted"],"schedule":null,"schedule_start_date":null,"schedule_end_date":null,"current_iteration":0,"last_iteration_at":null,"next_cycle_at":null},"analytics":null}}"#;
-
-    /// A campaign created with the defaults, as most are.
-    const DEFAULT_CAMPAIGN: &[u8] = br#"{"success":true,"campaign":{"id":90817,"name":"Spring renewals","description":null,"status":"pending","archived":false,"integration":{"id":"iph_7HqW2mXcV9bLp4KdZs0e","type":"phone_call"},"agent":{"id":"0c9d8e7f-6a5b-4c3d-9e2f-1a0b9c8d7e6f","name":"Renewals"},"created_at":"2027-03-14T11:02:45Z","started_at":null,"ended_at":null,"timezone":"America/Bogota","retries":1,"message_limit":250,"concurrency_limit":10,"first_message":null,"template":null,"template_alt":null,"scheduling":{"mon":{"startTime":"09:00","stopTime":"18:00","active":true},"tue":{"startTime":"09:00","stopTime":"18:00","active":true},"wed":{"startTime":"09:00","stopTime":"18:00","active":true},"thu":{"startTime":"09:00","stopTime":"18:00","active":true},"fri":{"startTime":"09:00","stopTime":"18:00","active":true},"sat":{"startTime":"09:00","stopTime":"18:00","active":false},"sun":{"startTime":"09:00","stopTime":"18:00","active":false}},"cycles":{"enabled":false,"mode":"cooldown","max_iterations":3,"cooldown_minutes":60,"filter_statuses":[],"schedule":null,"schedule_start_date":null,"schedule_end_date":null,"current_iteration":0,"last_iteration_at":null,"next_cycle_at":null},"analytics":null}}"#;
-
-    #[test]
-    fn a_packed_body_reads_back_unchanged_and_a_campaign_keeps_a_fraction_of_its_bytes() {
-        for (campaign, at_most) in [(DEFAULT_CAMPAIGN, 200), (CAMPAIGN, 400)] {
-            let packed = pack_body(campaign);
-            assert_eq!(packed[0], PACKED);
-            assert!(packed.len() <= at_most, "{} bytes packed from {}", packed.len(), campaign.len());
-            assert_eq!(unpack_body(packed).expect("unpacks"), campaign);
-        }
-    }
-
-    #[test]
-    fn bodies_that_do_not_shrink_and_bodies_stored_before_packing_read_as_they_are() {
-        for body in [&b""[..], b"{}", b"[1]"] {
-            assert_eq!(pack_body(body), body);
-            assert_eq!(unpack_body(body.to_vec()).expect("as it is"), body);
-        }
-        // A body that starts with the marker is packed whatever its size, so it cannot be misread.
-        let marked = [PACKED, 1, 2, 3];
-        assert_eq!(pack_body(&marked)[0], PACKED);
-        assert_eq!(unpack_body(pack_body(&marked)).expect("unpacks"), marked);
-    }
-
-    #[test]
-    fn bodies_packed_with_earlier_dictionaries_still_read_back() {
-        for (version, dictionary) in [(1, DICTIONARY_V1), (2, DICTIONARY_V2)] {
-            let mut packed = vec![PACKED, version];
-            packed.extend_from_slice(&u32::try_from(CAMPAIGN.len()).expect("small").to_le_bytes());
-            packed.extend(lz4_flex::block::compress_with_dict(CAMPAIGN, dictionary));
-            assert_eq!(unpack_body(packed).expect("unpacks"), CAMPAIGN, "version {version}");
-        }
-        assert_eq!(pack_body(CAMPAIGN)[1], 3, "new records use the third");
-    }
-
-    #[test]
-    fn a_damaged_packed_body_is_an_error_not_a_wrong_answer() {
-        let packed = pack_body(CAMPAIGN);
-        let mut unknown_dictionary = packed.clone();
-        unknown_dictionary[1] = 4;
-        let mut longer = packed.clone();
-        longer[2] = longer[2].wrapping_add(1);
-        let mut huge = packed.clone();
-        huge[2..PACKED_HEADER].copy_from_slice(&u32::MAX.to_le_bytes());
-        let truncated = packed[..packed.len() - 3].to_vec();
-        for damaged in [unknown_dictionary, longer, huge, truncated, vec![PACKED, 1, 0]] {
-            assert!(matches!(unpack_body(damaged), Err(StoreError::Corrupt(_))));
-        }
-    }
+/// A subscription as `outbound webhooks list` shows it, read with [`WEBHOOK_COLUMNS`] plus the
+/// organization's `name` and the counts `pending` and `failed`.
+pub(crate) fn webhook_summary_from_row(row: &impl StoredRow) -> StoreResult<WebhookSummary> {
+    Ok(WebhookSummary {
+        webhook: webhook_from_row(row)?,
+        organization: row.text("organization")?,
+        pending: row.int("pending")?,
+        failed: row.int("failed")?,
+    })
 }
 
 /// The columns [`webhook_from_row`] reads, of the webhooks table as `w`.
@@ -813,5 +769,73 @@ pub(crate) fn delivery_write(outcome: &DeliveryOutcome) -> DeliveryWrite {
             error: None,
             attempted: false,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_keys_name_the_serialized_fields() {
+        let input = serde_json::json!({"name": "n", "agent_id": uuid::Uuid::nil(), "integration_id": "i", "integration_type": "phone_call",
+            "timezone": "Europe/Madrid", "retries": 3});
+        let new = crate::domain::campaign::parse_new_campaign(&serde_json::from_value(input).expect("input")).expect("valid");
+        let stored = serde_json::to_value(&new.settings).expect("serializes");
+        assert_eq!(stored[SETTINGS_RETRIES], 3);
+        assert_eq!(stored[SETTINGS_TIMEZONE], "Europe/Madrid");
+    }
+
+    const CAMPAIGN: &[u8] = br#"{"success":true,"campaign":{"id":42,"name":"Winter collections","description":"second notice","status":"pending","archived":false,"integration":{"id":"iph_Qk3vB8dLmW2xZt9sRy1a","type":"phone_call"},"agent":{"id":"5f0b7c1e-8a43-4d9e-b2a1-7c6d5e4f3a21","name":"Collections bot"},"created_at":"2026-12-01T08:30:00Z","started_at":null,"ended_at":null,"timezone":"Europe/Madrid","retries":2,"message_limit":500,"concurrency_limit":5,"first_message":"Hola {name}","template":null,"template_alt":null,"scheduling":{"mon":{"startTime":"10:00","stopTime":"19:00","active":true},"tue":{"startTime":"10:00","stopTime":"19:00","active":true},"wed":{"startTime":"10:00","stopTime":"19:00","active":true},"thu":{"startTime":"10:00","stopTime":"19:00","active":true},"fri":{"startTime":"10:00","stopTime":"14:00","active":true},"sat":{"startTime":"09:00","stopTime":"18:00","active":false},"sun":{"startTime":"09:00","stopTime":"18:00","active":false}},"cycles":{"enabled":true,"mode":"cooldown","max_iterations":3,"cooldown_minutes":120,"filter_statuses":["converted"],"schedule":null,"schedule_start_date":null,"schedule_end_date":null,"current_iteration":0,"last_iteration_at":null,"next_cycle_at":null},"analytics":null}}"#;
+
+    /// A campaign created with the defaults, as most are.
+    const DEFAULT_CAMPAIGN: &[u8] = br#"{"success":true,"campaign":{"id":90817,"name":"Spring renewals","description":null,"status":"pending","archived":false,"integration":{"id":"iph_7HqW2mXcV9bLp4KdZs0e","type":"phone_call"},"agent":{"id":"0c9d8e7f-6a5b-4c3d-9e2f-1a0b9c8d7e6f","name":"Renewals"},"created_at":"2027-03-14T11:02:45Z","started_at":null,"ended_at":null,"timezone":"America/Bogota","retries":1,"message_limit":250,"concurrency_limit":10,"first_message":null,"template":null,"template_alt":null,"scheduling":{"mon":{"startTime":"09:00","stopTime":"18:00","active":true},"tue":{"startTime":"09:00","stopTime":"18:00","active":true},"wed":{"startTime":"09:00","stopTime":"18:00","active":true},"thu":{"startTime":"09:00","stopTime":"18:00","active":true},"fri":{"startTime":"09:00","stopTime":"18:00","active":true},"sat":{"startTime":"09:00","stopTime":"18:00","active":false},"sun":{"startTime":"09:00","stopTime":"18:00","active":false}},"cycles":{"enabled":false,"mode":"cooldown","max_iterations":3,"cooldown_minutes":60,"filter_statuses":[],"schedule":null,"schedule_start_date":null,"schedule_end_date":null,"current_iteration":0,"last_iteration_at":null,"next_cycle_at":null},"analytics":null}}"#;
+
+    #[test]
+    fn a_packed_body_reads_back_unchanged_and_a_campaign_keeps_a_fraction_of_its_bytes() {
+        for (campaign, at_most) in [(DEFAULT_CAMPAIGN, 200), (CAMPAIGN, 400)] {
+            let packed = pack_body(campaign);
+            assert_eq!(packed[0], PACKED);
+            assert!(packed.len() <= at_most, "{} bytes packed from {}", packed.len(), campaign.len());
+            assert_eq!(unpack_body(packed).expect("unpacks"), campaign);
+        }
+    }
+
+    #[test]
+    fn bodies_that_do_not_shrink_and_bodies_stored_before_packing_read_as_they_are() {
+        for body in [&b""[..], b"{}", b"[1]"] {
+            assert_eq!(pack_body(body), body);
+            assert_eq!(unpack_body(body.to_vec()).expect("as it is"), body);
+        }
+        // A body that starts with the marker is packed whatever its size, so it cannot be misread.
+        let marked = [PACKED, 1, 2, 3];
+        assert_eq!(pack_body(&marked)[0], PACKED);
+        assert_eq!(unpack_body(pack_body(&marked)).expect("unpacks"), marked);
+    }
+
+    #[test]
+    fn bodies_packed_with_earlier_dictionaries_still_read_back() {
+        for (version, dictionary) in [(1, DICTIONARY_V1), (2, DICTIONARY_V2)] {
+            let mut packed = vec![PACKED, version];
+            packed.extend_from_slice(&u32::try_from(CAMPAIGN.len()).expect("small").to_le_bytes());
+            packed.extend(lz4_flex::block::compress_with_dict(CAMPAIGN, dictionary));
+            assert_eq!(unpack_body(packed).expect("unpacks"), CAMPAIGN, "version {version}");
+        }
+        assert_eq!(pack_body(CAMPAIGN)[1], 3, "new records use the third");
+    }
+
+    #[test]
+    fn a_damaged_packed_body_is_an_error_not_a_wrong_answer() {
+        let packed = pack_body(CAMPAIGN);
+        let mut unknown_dictionary = packed.clone();
+        unknown_dictionary[1] = 4;
+        let mut longer = packed.clone();
+        longer[2] = longer[2].wrapping_add(1);
+        let mut huge = packed.clone();
+        huge[2..PACKED_HEADER].copy_from_slice(&u32::MAX.to_le_bytes());
+        let truncated = packed[..packed.len() - 3].to_vec();
+        for damaged in [unknown_dictionary, longer, huge, truncated, vec![PACKED, 1, 0]] {
+            assert!(matches!(unpack_body(damaged), Err(StoreError::Corrupt(_))));
+        }
     }
 }

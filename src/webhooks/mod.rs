@@ -93,6 +93,7 @@ impl Deliveries {
         loop {
             let due = self.take(Vec::new()).await?;
             if due.is_empty() {
+                self.count_backlog().await;
                 return Ok(attempts);
             }
             let prepared = self.prepare(due).await?;
@@ -175,10 +176,18 @@ impl Deliveries {
         let _ = tokio::time::timeout(self.settings.timeout + Duration::from_secs(1), recorder).await;
     }
 
-    /// How long a taken delivery stays this process's: long enough to send a full take's worth
-    /// through one subscription's lane at the timeout.
+    /// Sets the backlog gauge from the store.
+    async fn count_backlog(&self) {
+        match self.store.delivery_backlog().await {
+            Ok(pending) => metrics::webhook_backlog(pending),
+            Err(err) => tracing::warn!(error = %err, "could not count the webhook backlog, for /metrics"),
+        }
+    }
+
+    /// How long a taken delivery stays this process's: long enough for all a lane may hold (a
+    /// take on top of one not yet busy) to go through it at the timeout each.
     fn lease(&self) -> SignedDuration {
-        let rounds = TAKE_PER_WEBHOOK / u32::try_from(IN_FLIGHT_PER_WEBHOOK).unwrap_or(1) + 1;
+        let rounds = 2 * TAKE_PER_WEBHOOK / u32::try_from(IN_FLIGHT_PER_WEBHOOK).unwrap_or(1) + 1;
         SignedDuration::try_from(self.settings.timeout * rounds).unwrap_or(SignedDuration::from_mins(10)) + SignedDuration::from_secs(30)
     }
 
@@ -340,10 +349,7 @@ impl Housekeeping {
         let due = |at: Option<tokio::time::Instant>, every: Duration| at.is_none_or(|at| at.elapsed() >= every);
         if due(self.counted_at, BACKLOG_EVERY) {
             self.counted_at = Some(tokio::time::Instant::now());
-            match deliveries.store.delivery_backlog().await {
-                Ok(pending) => metrics::webhook_backlog(pending),
-                Err(err) => tracing::warn!(error = %err, "could not count the webhook backlog, for /metrics"),
-            }
+            deliveries.count_backlog().await;
         }
         if due(self.purged_at, PURGE_EVERY) {
             self.purged_at = Some(tokio::time::Instant::now());

@@ -1,4 +1,5 @@
-//! The `outbound` binary: first start on an empty database, keys create/list/revoke, migrate,
+//! The `outbound` binary: first start on an empty database, keys create/list/revoke, webhooks
+//! list/retry, migrate,
 //! graceful shutdown on SIGTERM.
 
 use std::io::{BufRead, BufReader};
@@ -219,4 +220,58 @@ async fn contacts_import_streams_a_csv_and_reports_every_row_not_created() {
         .expect("import runs");
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("campaign not found"), "{}", String::from_utf8_lossy(&missing.stderr));
+}
+
+#[tokio::test]
+async fn webhooks_list_shows_subscriptions_and_retry_sends_a_failed_delivery_again() {
+    use jiff::SignedDuration;
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let app = crate::helpers::TestApp::spawn().await.expect("SQLite is always available");
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).up_to_n_times(5).mount(&receiver).await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&receiver).await;
+    let (status, created) =
+        app.post("/webhooks", serde_json::json!({ "url": receiver.uri(), "events": ["webhook.test"], "description": "CRM" })).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["webhook"]["id"].as_str().expect("id").to_owned();
+    let (status, _) = app.post(&format!("/webhooks/{id}/test"), serde_json::json!({})).await;
+    assert_eq!(status, 200);
+    // The five attempts of the default schedule, each answered 500.
+    for wait in [0, 60, 60, 120, 240] {
+        app.clock.advance(SignedDuration::from_secs(wait));
+        assert_eq!(app.deliver().await, 1);
+    }
+    let (_, log) = app.get(&format!("/webhooks/{id}/deliveries")).await;
+    let delivery = log["deliveries"][0]["id"].as_str().expect("delivery id").to_owned();
+    assert_eq!(log["deliveries"][0]["status"], "failed");
+
+    let (ok, out, err) = outbound(&["webhooks", "list"], &app.database_url);
+    assert!(ok, "{err}");
+    let row = out.lines().find(|line| line.starts_with(&id)).unwrap_or_else(|| panic!("{id} listed in {out}"));
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&columns[1..5], ["acme", "yes", "0", "1"], "{row}");
+    assert!(row.contains(&receiver.uri()) && row.ends_with("webhook.test"), "{row}");
+    let (ok, out, _) = outbound(&["keys", "list"], &app.database_url);
+    assert!(ok && out.lines().next().is_some_and(|header| header.contains("PROJECT")), "{out}");
+    assert!(out.lines().skip(1).all(|line| line.split_whitespace().nth(2).is_some_and(|p| p.starts_with("prj_"))), "{out}");
+
+    // Refused: a malformed id, an unknown delivery.
+    let (ok, _, err) = outbound(&["webhooks", "retry", "whk_nope"], &app.database_url);
+    assert!(!ok && err.contains("not a webhook id"), "{err}");
+    let (ok, _, err) = outbound(&["webhooks", "retry", &id, "--delivery", "dlv_999999"], &app.database_url);
+    assert!(!ok && err.contains("no failed delivery dlv_999999"), "{err}");
+    assert_eq!(app.deliver().await, 0, "nothing was made due");
+
+    let (ok, out, err) = outbound(&["webhooks", "retry", &id, "--delivery", &delivery], &app.database_url);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("1 failed deliveries"), "{out}");
+    assert_eq!(app.deliver().await, 1, "one more attempt, at once");
+    let (_, log) = app.get(&format!("/webhooks/{id}/deliveries")).await;
+    assert_eq!(log["deliveries"][0]["status"], "delivered");
+    assert_eq!(log["deliveries"][0]["attempts"], 6);
+    assert_eq!(log["deliveries"][0]["last_status_code"], 204);
+    let (ok, out, _) = outbound(&["webhooks", "retry", &id], &app.database_url);
+    assert!(ok && out.starts_with("0 failed deliveries"), "{out}");
 }

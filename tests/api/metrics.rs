@@ -284,6 +284,36 @@ async fn writes_wait_in_the_sqlite_writer_queue_while_the_database_is_locked() {
 }
 
 #[tokio::test]
+async fn webhook_deliveries_are_counted_by_type_and_result_with_their_delay_and_backlog() {
+    const DELIVERIES: &str = "outbound_webhook_deliveries_total";
+    const BACKLOG: &str = "outbound_webhook_backlog";
+    let Some(app) = TestApp::spawn().await else { return };
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(503)).up_to_n_times(1).mount(&receiver).await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&receiver).await;
+    let (status, created) = app.post("/webhooks", json!({ "url": receiver.uri(), "events": ["webhook.test"] })).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["webhook"]["id"].as_str().expect("id").to_owned();
+    let before = Scrape::of(&app).await;
+    app.post(&format!("/webhooks/{id}/test"), json!({})).await;
+
+    assert_eq!(app.deliver().await, 1);
+    let failed_once = Scrape::of(&app).await;
+    let test = ("event_type", "webhook.test");
+    assert_eq!(failed_once.since(&before, DELIVERIES, &[test, ("result", "retrying")]), 1.0);
+    assert_eq!(failed_once.since(&before, DELIVERIES, &[("result", "delivered")]), 0.0);
+    assert_eq!(failed_once.get(BACKLOG, &[]), 1.0, "waiting for its second attempt");
+
+    app.clock.advance(SignedDuration::from_secs(60));
+    assert_eq!(app.deliver().await, 1);
+    let delivered = Scrape::of(&app).await;
+    assert_eq!(delivered.since(&failed_once, DELIVERIES, &[test, ("result", "delivered")]), 1.0);
+    assert_eq!(delivered.since(&before, "outbound_webhook_delivery_seconds_count", &[test]), 1.0);
+    assert_eq!(delivered.since(&before, "outbound_webhook_delivery_seconds_sum", &[test]), 60.0, "from the event to its delivery");
+    assert_eq!(delivered.get(BACKLOG, &[]), 0.0);
+}
+
+#[tokio::test]
 async fn every_metric_has_help_text() {
     let Some(h) = Harness::new(retry_settings(30, 1), "phone_call", Provider::Webhook(accepting_provider().await)).await else { return };
     let (id, c) = h.start(json!({}), 1).await;

@@ -1,6 +1,7 @@
 //! Several stores and servers on one PostgreSQL database, as several processes would be: claims
 //! of the same campaign take turns on its row and never take a contact twice or exceed its
-//! budgets; concurrent duplicates under one Idempotency-Key write once.
+//! budgets; concurrent duplicates under one Idempotency-Key write once; two delivery workers
+//! send a webhook backlog once.
 
 use std::collections::HashSet;
 
@@ -172,4 +173,43 @@ async fn fifty_identical_posts_over_three_processes_create_one_campaign() {
     for server in others {
         server.shutdown().await.expect("server stops");
     }
+}
+
+/// Webhook deliveries (§8.2) from two processes: each subscription is delivered by one of them at
+/// a time (its lease), so every event of a shared backlog arrives once, none twice at once.
+#[tokio::test]
+async fn two_processes_deliver_one_webhook_backlog_once() {
+    use outbound::webhooks::Deliveries;
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let Some(app) = TestApp::spawn().await else { return };
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&receiver).await;
+    let mut expected = HashSet::new();
+    for subscription in 0..3 {
+        let url = format!("{}/hook/{subscription}", receiver.uri());
+        let (status, created) = app.post("/webhooks", json!({ "url": url, "events": ["webhook.test"] })).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let id = created["webhook"]["id"].as_str().expect("id").to_owned();
+        for _ in 0..40 {
+            let (status, body) = app.post(&format!("/webhooks/{id}/test"), json!({})).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            expected.insert(body["event_id"].as_str().expect("event id").to_owned());
+        }
+    }
+    let other_store = store::open(&app.database_url).await.expect("second store");
+    let other = Deliveries::new(other_store, app.clock.clone(), super::helpers::local_webhooks()).expect("client");
+    let (mine, theirs) = tokio::join!(app.deliveries.settle(), other.settle());
+    let (mine, theirs) = (mine.expect("delivers"), theirs.expect("delivers"));
+    // What one left for the other (a subscription leased when it looked) is sent now.
+    let rest = app.deliver().await + other.settle().await.expect("delivers");
+    assert_eq!(mine + theirs + rest, expected.len(), "every event sent once ({mine} + {theirs} + {rest})");
+
+    let received = receiver.received_requests().await.expect("recorded");
+    let ids: Vec<String> =
+        received.iter().map(|r| r.headers.get("webhook-id").and_then(|v| v.to_str().ok()).expect("webhook-id").to_owned()).collect();
+    let distinct: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), distinct.len(), "no event was sent twice");
+    assert_eq!(distinct, expected);
 }

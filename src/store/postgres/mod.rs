@@ -15,14 +15,14 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::shared::{
-    CampaignPaging, Neighbours, SqlValue, StoredRow, agent_from_row, campaign_conditions, campaign_from_row, config_json,
-    idempotency_record, integration_from_row, integration_ref, opt_seconds, opt_to_seconds, pack_body, parse_channel,
+    CampaignPaging, Neighbours, SqlValue, StoredRow, agent_from_row, api_key_info_from_row, campaign_conditions, campaign_from_row,
+    config_json, idempotency_record, integration_from_row, integration_ref, opt_to_seconds, pack_body, parse_channel,
 };
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, AttemptPage, AttemptQuery, BatchItem, CampaignChange, CampaignCursor, CampaignFilter,
     CampaignPage, ClaimRequest, ContactLookup, ContactPage, CreateCampaignOutcome, DeleteOutcome, Dispatch, EventOutcome, HandoffResult,
     IdempotencyClaim, IdempotencyRecord, Modified, OrgId, RateLimitStep, ResponseRecorder, RunningCampaign, StoreError, StoreResult,
-    StoredResponse, from_seconds, to_seconds,
+    StoredResponse, to_seconds,
 };
 use super::{CallbackStore, EngineStore, Health, IdempotencyStore, KeyAdmin, KeyStore, RateLimitStore, TenantStore};
 use crate::domain::agent::Agent;
@@ -183,23 +183,13 @@ impl KeyAdmin for PostgresStore {
 
     async fn list_api_keys(&self, organization: Option<&str>) -> StoreResult<Vec<ApiKeyInfo>> {
         let rows = sqlx::query(
-            "SELECT k.prefix, o.name, k.created_at, k.last_used_at, k.revoked_at FROM api_keys k \
+            "SELECT k.prefix, o.name, o.public_id, k.created_at, k.last_used_at, k.revoked_at FROM api_keys k \
              JOIN organizations o ON o.id = k.org_id WHERE $1::text IS NULL OR o.name = $1 ORDER BY o.name, k.created_at, k.id",
         )
         .bind(organization)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ApiKeyInfo {
-                    prefix: row.try_get("prefix")?,
-                    organization: row.try_get("name")?,
-                    created_at: from_seconds(row.try_get("created_at")?)?,
-                    last_used_at: opt_seconds(row, "last_used_at")?,
-                    revoked_at: opt_seconds(row, "revoked_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(api_key_info_from_row).collect()
     }
 
     async fn revoke_api_key(&self, prefix: &str, at: Timestamp) -> StoreResult<bool> {

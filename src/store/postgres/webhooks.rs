@@ -13,10 +13,11 @@ use crate::domain::webhook::{self, DeliveryStatus, NewEvent, Webhook, WebhookCha
 use crate::store::shared::{
     ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DUE_DELIVERY_COLUMNS, NewDelivery, WEBHOOK_COLUMNS, attempt_report_from_row, contact_columns,
     contact_from_row, delivery_from_row, delivery_write, due_delivery_from_row, new_deliveries, subscription_from_row, webhook_from_row,
+    webhook_summary_from_row,
 };
 use crate::store::{
     AttemptReport, DeliveryPage, DeliveryResult, DeliveryStore, DueDelivery, OrgId, ResponseRecorder, RetryOutcome, StoreResult,
-    WebhookPage, WebhookStore, to_micros, to_seconds,
+    WebhookAdmin, WebhookPage, WebhookStore, WebhookSummary, to_micros, to_seconds,
 };
 
 /// Records `events` of an organization for the subscriptions that want them, in the caller's
@@ -44,16 +45,17 @@ async fn insert_deliveries(conn: &mut PgConnection, rows: Vec<NewDelivery>) -> S
     if rows.is_empty() {
         return Ok(());
     }
-    let mut columns: (Vec<String>, Vec<String>, Vec<&str>, Vec<Option<String>>, Vec<Option<&str>>, Vec<Option<&str>>) = Default::default();
-    let mut payloads: Vec<Option<String>> = Vec::with_capacity(rows.len());
-    let mut created: Vec<i64> = Vec::with_capacity(rows.len());
+    let count = rows.len();
+    let (mut webhook_ids, mut event_ids, mut types) = (Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count));
+    let (mut attempt_ids, mut statuses, mut previous) = (Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count));
+    let (mut payloads, mut created) = (Vec::with_capacity(count), Vec::with_capacity(count));
     for row in rows {
-        columns.0.push(row.webhook_id);
-        columns.1.push(row.event_id);
-        columns.2.push(row.event_type);
-        columns.3.push(row.attempt_id);
-        columns.4.push(row.attempt_status);
-        columns.5.push(row.previous_status);
+        webhook_ids.push(row.webhook_id);
+        event_ids.push(row.event_id);
+        types.push(row.event_type);
+        attempt_ids.push(row.attempt_id);
+        statuses.push(row.attempt_status);
+        previous.push(row.previous_status);
         payloads.push(row.payload);
         created.push(row.created_at);
     }
@@ -63,12 +65,12 @@ async fn insert_deliveries(conn: &mut PgConnection, rows: Vec<NewDelivery>) -> S
          SELECT w, e, t, a, s, p, b, 'pending', c, c FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
          $6::text[], $7::text[], $8::bigint[]) AS x(w, e, t, a, s, p, b, c)",
     )
-    .bind(&columns.0)
-    .bind(&columns.1)
-    .bind(&columns.2)
-    .bind(&columns.3)
-    .bind(&columns.4)
-    .bind(&columns.5)
+    .bind(&webhook_ids)
+    .bind(&event_ids)
+    .bind(&types)
+    .bind(&attempt_ids)
+    .bind(&statuses)
+    .bind(&previous)
     .bind(&payloads)
     .bind(&created)
     .execute(&mut *conn)
@@ -421,5 +423,31 @@ impl DeliveryStore for PostgresStore {
 
     async fn delivery_backlog(&self) -> StoreResult<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'").fetch_one(&self.pool).await?)
+    }
+}
+
+#[async_trait]
+impl WebhookAdmin for PostgresStore {
+    async fn webhook_overview(&self, organization: Option<&str>) -> StoreResult<Vec<WebhookSummary>> {
+        let sql = format!(
+            "SELECT {WEBHOOK_COLUMNS}, o.name AS organization, \
+             (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.status = 'pending') AS pending, \
+             (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.status = 'failed') AS failed \
+             FROM webhooks w JOIN organizations o ON o.id = w.org_id WHERE $1::text IS NULL OR o.name = $1 ORDER BY o.name, w.created_at, w.id"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql.as_str())).bind(organization).fetch_all(&self.pool).await?;
+        rows.iter().map(webhook_summary_from_row).collect()
+    }
+
+    async fn retry_failed_deliveries(&self, webhook_id: &str, delivery_id: Option<i64>) -> StoreResult<u64> {
+        let retried = sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = created_at, lease_until = NULL \
+             WHERE webhook_id = $1 AND status = 'failed' AND ($2::bigint IS NULL OR id = $2)",
+        )
+        .bind(webhook_id)
+        .bind(delivery_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(retried.rows_affected())
     }
 }

@@ -20,13 +20,13 @@ use rusqlite_migration::{M, Migrations};
 use uuid::Uuid;
 
 use super::shared::{
-    CampaignPaging, Neighbours, SqlValue, StoredRow, agent_from_row, campaign_conditions, campaign_from_row, config_json,
-    idempotency_record, integration_from_row, integration_ref, opt_seconds, opt_to_seconds, parse_channel,
+    CampaignPaging, Neighbours, SqlValue, StoredRow, agent_from_row, api_key_info_from_row, campaign_conditions, campaign_from_row,
+    config_json, idempotency_record, integration_from_row, integration_ref, opt_to_seconds, parse_channel,
 };
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, BatchItem, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ContactLookup,
     ContactPage, CreateCampaignOutcome, DeleteOutcome, IdempotencyClaim, IdempotencyRecord, Modified, OrgId, ResponseRecorder, StoreError,
-    StoreResult, StoredResponse, from_seconds, to_seconds,
+    StoreResult, StoredResponse, to_seconds,
 };
 use super::{AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, RunningCampaign};
 use super::{CallbackStore, EngineStore, Health, IdempotencyStore, KeyAdmin, KeyStore, RateLimitStore, TenantStore};
@@ -275,18 +275,10 @@ impl KeyAdmin for SqliteStore {
             .read(move |conn| {
                 all_rows(
                     conn,
-                    "SELECT k.prefix, o.name, k.created_at, k.last_used_at, k.revoked_at FROM api_keys k \
+                    "SELECT k.prefix, o.name, o.public_id, k.created_at, k.last_used_at, k.revoked_at FROM api_keys k \
                      JOIN organizations o ON o.id = k.org_id WHERE ?1 IS NULL OR o.name = ?1 ORDER BY o.name, k.created_at, k.id",
                     [organization],
-                    |row| {
-                        Ok(ApiKeyInfo {
-                            prefix: row.text("prefix")?,
-                            organization: row.text("name")?,
-                            created_at: from_seconds(row.int("created_at")?)?,
-                            last_used_at: opt_seconds(row, "last_used_at")?,
-                            revoked_at: opt_seconds(row, "revoked_at")?,
-                        })
-                    },
+                    |row| api_key_info_from_row(row),
                 )
             })
             .await

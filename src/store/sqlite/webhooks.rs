@@ -10,10 +10,11 @@ use crate::domain::webhook::{self, DeliveryStatus, NewEvent, Webhook, WebhookCha
 use crate::store::shared::{
     ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DUE_DELIVERY_COLUMNS, WEBHOOK_COLUMNS, attempt_report_from_row, contact_columns, contact_from_row,
     delivery_from_row, delivery_write, due_delivery_from_row, new_deliveries, subscription_from_row, webhook_from_row,
+    webhook_summary_from_row,
 };
 use crate::store::{
     AttemptReport, DeliveryPage, DeliveryResult, DeliveryStore, DueDelivery, OrgId, ResponseRecorder, RetryOutcome, StoreResult,
-    WebhookPage, WebhookStore, to_micros, to_seconds,
+    WebhookAdmin, WebhookPage, WebhookStore, WebhookSummary, to_micros, to_seconds,
 };
 
 /// Records `events` of an organization for the subscriptions that want them (to `only` alone
@@ -422,5 +423,37 @@ impl DeliveryStore for SqliteStore {
                 .unwrap_or(0))
             })
             .await
+    }
+}
+
+#[async_trait]
+impl WebhookAdmin for SqliteStore {
+    async fn webhook_overview(&self, organization: Option<&str>) -> StoreResult<Vec<WebhookSummary>> {
+        let organization = organization.map(str::to_owned);
+        self.reads
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {WEBHOOK_COLUMNS}, o.name AS organization, \
+                     (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.status = 'pending') AS pending, \
+                     (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.status = 'failed') AS failed \
+                     FROM webhooks w JOIN organizations o ON o.id = w.org_id WHERE ?1 IS NULL OR o.name = ?1 ORDER BY o.name, w.created_at, w.id"
+                );
+                all_rows(conn, &sql, [organization], |row| webhook_summary_from_row(row))
+            })
+            .await
+    }
+
+    async fn retry_failed_deliveries(&self, webhook_id: &str, delivery_id: Option<i64>) -> StoreResult<u64> {
+        let webhook_id = webhook_id.to_owned();
+        self.write(move |conn| {
+            let retried = conn
+                .prepare_cached(
+                    "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = created_at, lease_until = NULL \
+                     WHERE webhook_id = ?1 AND status = 'failed' AND (?2 IS NULL OR id = ?2)",
+                )?
+                .execute(params![webhook_id, delivery_id])?;
+            Ok(retried as u64)
+        })
+        .await
     }
 }
