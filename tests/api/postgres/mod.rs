@@ -52,3 +52,5 @@ mod shared_database;
 // PostgreSQL only: one rate limit shared by several servers.
 #[path = "../shared_rate_limit.rs"]
 mod shared_rate_limit;
+#[path = "../webhooks.rs"]
+mod webhooks;

@@ -46,3 +46,5 @@ mod metrics;
 mod openapi;
 #[path = "../rate_limit.rs"]
 mod rate_limit;
+#[path = "../webhooks.rs"]
+mod webhooks;
