@@ -89,11 +89,16 @@ pub struct WebhookConfig {
 }
 
 /// The URLs Outbound posts to (a webhook provider's, a webhook subscription's): http(s), a host
-/// name (its last label starting with a letter) or an IPv4 address, an optional port, then
-/// printable ASCII. The OpenAPI document states this very pattern.
+/// name (its last label starting with a letter), an IPv4 address or a bracketed IPv6 one, an
+/// optional port, then printable ASCII. The OpenAPI document states this very pattern.
 pub const HTTP_URL_PATTERN: &str = concat!(
     r"^[hH][tT][tT][pP][sS]?://",
-    r"(([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*|((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9]))",
+    r"(([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*|((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])",
+    // An IPv6 literal in brackets, in each of its compressed forms.
+    r"|\[(([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,7}:|([0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}",
+    r"|([0-9a-fA-F]{1,4}:){1,5}(:[0-9a-fA-F]{1,4}){1,2}|([0-9a-fA-F]{1,4}:){1,4}(:[0-9a-fA-F]{1,4}){1,3}",
+    r"|([0-9a-fA-F]{1,4}:){1,3}(:[0-9a-fA-F]{1,4}){1,4}|([0-9a-fA-F]{1,4}:){1,2}(:[0-9a-fA-F]{1,4}){1,5}",
+    r"|[0-9a-fA-F]{1,4}:(:[0-9a-fA-F]{1,4}){1,6}|:((:[0-9a-fA-F]{1,4}){1,7}|:))\])",
     r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?",
     r"([/?#][!-~]*)?$"
 );

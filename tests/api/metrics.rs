@@ -328,33 +328,3 @@ async fn every_metric_has_help_text() {
         assert!(text.contains(&format!("# HELP {name} ")), "help for {name} in:\n{text}");
     }
 }
-
-/// Delivered and failed deliveries stay in the log 30 days (§8.2); pending ones are never purged.
-#[tokio::test]
-async fn deliveries_ended_more_than_30_days_ago_are_purged() {
-    use outbound::clock::Clock;
-    let Some(app) = TestApp::spawn().await else { return };
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).up_to_n_times(1).mount(&receiver).await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).mount(&receiver).await;
-    let (_, created) = app.post("/webhooks", json!({ "url": receiver.uri(), "events": ["webhook.test"] })).await;
-    let id = created["webhook"]["id"].as_str().expect("id").to_owned();
-    app.post(&format!("/webhooks/{id}/test"), json!({})).await;
-    assert_eq!(app.deliver().await, 1, "delivered");
-    app.clock.advance(SignedDuration::from_hours(24 * 30));
-    app.post(&format!("/webhooks/{id}/test"), json!({})).await;
-    assert_eq!(app.deliver().await, 1, "answered 500: pending, to be retried");
-    let count = |log: &serde_json::Value| log["total_count"].as_i64().expect("count");
-
-    let kept_for = SignedDuration::from_hours(24 * 30);
-    let purged = app.store.purge_deliveries(app.clock.now() - kept_for).await.expect("purge");
-    assert_eq!(purged, 0, "the first ended exactly 30 days ago: kept");
-    app.clock.advance(SignedDuration::from_secs(1));
-    let purged = app.store.purge_deliveries(app.clock.now() - kept_for).await.expect("purge");
-    assert_eq!(purged, 1);
-    let (_, log) = app.get(&format!("/webhooks/{id}/deliveries")).await;
-    assert_eq!(count(&log), 1);
-    assert_eq!(log["deliveries"][0]["status"], "pending");
-    app.clock.advance(SignedDuration::from_hours(24 * 60));
-    assert_eq!(app.store.purge_deliveries(app.clock.now() - kept_for).await.expect("purge"), 0, "pending: never purged");
-}

@@ -634,8 +634,6 @@ async fn private_targets_are_refused_unless_allowed() {
 }
 
 #[tokio::test]
-#[ignore = "server bug: §8.1 takes any http(s) URL of at most 2,000 characters and refuses only private literals, but the server's \
-            URL pattern refuses every IPv6 literal (POST/PATCH https://[2606:4700::1111]/x → 400 field url)"]
 async fn a_public_ipv6_literal_is_an_http_url_like_any_other() {
     let settings = ApiSettings {
         rate_limit_rps: None,
@@ -1309,4 +1307,34 @@ async fn disabled_subscriptions_receive_nothing_and_deleted_ones_lose_their_pend
     assert_eq!(received(&enabled).await.len(), 3);
     let (status, body) = app.get(&format!("/webhooks/{disabled_hook}/deliveries")).await;
     assert_error(status, &body, 404, "NOT_FOUND", None);
+}
+
+/// Delivered and failed deliveries stay in the log 30 days (§8.2); pending ones are never purged.
+#[tokio::test]
+async fn deliveries_ended_more_than_30_days_ago_are_purged() {
+    use outbound::clock::Clock;
+    let Some(app) = TestApp::spawn().await else { return };
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).up_to_n_times(1).mount(&receiver).await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).mount(&receiver).await;
+    let (_, created) = app.post("/webhooks", json!({ "url": receiver.uri(), "events": ["webhook.test"] })).await;
+    let id = created["webhook"]["id"].as_str().expect("id").to_owned();
+    app.post(&format!("/webhooks/{id}/test"), json!({})).await;
+    assert_eq!(app.deliver().await, 1, "delivered");
+    app.clock.advance(SignedDuration::from_hours(24 * 30));
+    app.post(&format!("/webhooks/{id}/test"), json!({})).await;
+    assert_eq!(app.deliver().await, 1, "answered 500: pending, to be retried");
+    let count = |log: &serde_json::Value| log["total_count"].as_i64().expect("count");
+
+    let kept_for = SignedDuration::from_hours(24 * 30);
+    let purged = app.store.purge_deliveries(app.clock.now() - kept_for).await.expect("purge");
+    assert_eq!(purged, 0, "the first ended exactly 30 days ago: kept");
+    app.clock.advance(SignedDuration::from_secs(1));
+    let purged = app.store.purge_deliveries(app.clock.now() - kept_for).await.expect("purge");
+    assert_eq!(purged, 1);
+    let (_, log) = app.get(&format!("/webhooks/{id}/deliveries")).await;
+    assert_eq!(count(&log), 1);
+    assert_eq!(log["deliveries"][0]["status"], "pending");
+    app.clock.advance(SignedDuration::from_hours(24 * 60));
+    assert_eq!(app.store.purge_deliveries(app.clock.now() - kept_for).await.expect("purge"), 0, "pending: never purged");
 }
