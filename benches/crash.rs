@@ -2,7 +2,8 @@
 //!
 //! The large run of the crash scenario of `tests/kit/crash.rs` (see its doc for what it does and
 //! checks): a real `outbound serve` on SQLite, SIGKILLed several times while campaigns run against
-//! a mock provider; then nothing may be lost or sent twice. The system test
+//! a mock provider (which also receives the server's webhook events); then nothing may be lost or
+//! sent twice, and every event delivered at least once, duplicates only under the same event id. The system test
 //! `crash::sqlite_survives_sigkills` (`tests/system/`) runs the same code small on every change.
 //! Any violation: the list of problems on stderr and exit status 1.
 //!

@@ -32,6 +32,26 @@
 //!   contacts, `calls`, answered-by counts, `contactsAnswered`, `contactsVoicemail`,
 //!   `contactsFailed`).
 //!
+//! Webhooks out (contract §8): the server runs with `--webhook-allow-private` and
+//! `--webhook-retry-delays 0s,1s,2s,4s,8s`, and before the campaigns exist the harness subscribes
+//! the mock's webhook receiver (`mock.rs`: it records each delivery's `webhook-id` header, event
+//! type and subject, and answers 200) to `campaign.status_changed` and `on_call_end`. Before each
+//! kill the mock stops answering deliveries as well (kept open, not recorded), so the server dies
+//! with deliveries nobody confirmed. Once the checks above have read the server's view, it waits
+//! (same deadline, and no new delivery for the stall time is a violation) until the receiver has
+//! every event that follows from that view and the deliveries log shows none `pending`, then checks:
+//! - every final call (a `/calls` item whose status is not `in-progress`) has at least one
+//!   `on_call_end` with its id, and no `on_call_end` names any other id;
+//! - every campaign's pending→ready, ready→active and active→finished were delivered at least once,
+//!   and no other status change (nor any event of a type not subscribed) was;
+//! - duplicates only under the same event id: all deliveries of one subject (a call's end, a
+//!   campaign's change) carry one `webhook-id`, and one `webhook-id` never names two subjects;
+//!   every delivery left unconfirmed at a kill was delivered since under the same `webhook-id`.
+//!
+//! It prints, per event type, the events expected, the distinct events and the deliveries
+//! received, the duplicate deliveries and those left unconfirmed at the kills, with the deliveries
+//! log's delivered / pending / failed counts.
+//!
 //! Any violation: the list of problems on stderr, the tail of the server's log and the kept temp
 //! dir; [`run`] returns them (the bench exits 1, the test fails). A panic of the harness is
 //! caught and returned as a violation too.
@@ -47,7 +67,7 @@
 //! (2000: the server stays down 0..this after a kill), `CRASH_TIMEOUT_SECS` (1800),
 //! `CRASH_KEEP` (1: keep the temp dir with the database and the server's log).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -55,7 +75,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use super::mock::{HUMAN, MACHINE, Mock, Outcome};
+use super::mock::{HUMAN, MACHINE, Mock, Outcome, Subject};
 use super::{Api, Violations, all_pages, log_tail, ok, start_server};
 
 /// What one run does: its size, its randomness and its deadlines.
@@ -107,6 +127,12 @@ const MESSAGE_LIMIT: usize = 10_000;
 const CONCURRENCY_LIMIT: usize = 100;
 /// The server's `--lease`: an unconfirmed handoff is re-sent after it.
 const LEASE: Duration = Duration::from_secs(5);
+/// The server's `--webhook-retry-delays`: the default's five attempts, in seconds rather than
+/// minutes, so that a delivery that failed (the receiver refuses none; only a timeout could fail
+/// one) is tried again within the run.
+const WEBHOOK_RETRY_DELAYS: &str = "0s,1s,2s,4s,8s";
+/// The campaign status changes a run makes, each to be delivered (`campaign.status_changed`).
+const STATUS_CHANGES: [(&str, &str); 3] = [("pending", "ready"), ("ready", "active"), ("active", "finished")];
 /// What the rules demand of a contact given the outcomes of its attempts, in order.
 struct Replay {
     /// Attempts the rules demand; `None` when the last outcome allowed one more that never came.
@@ -151,6 +177,8 @@ struct Kill {
     at_posts: u64,
     /// POSTs the mock left unanswered just before the kill (handoffs nobody confirmed).
     unconfirmed: usize,
+    /// Webhook deliveries the mock left unanswered just before the kill.
+    unconfirmed_deliveries: usize,
     at: Duration,
     down: Duration,
     restart: Duration,
@@ -186,6 +214,9 @@ pub fn run(size: &Size) -> Violations {
         "1s",
         "--lease",
         &format!("{}s", LEASE.as_secs()),
+        "--webhook-allow-private",
+        "--webhook-retry-delays",
+        WEBHOOK_RETRY_DELAYS,
     ]
     .map(str::to_owned)
     .into();
@@ -207,6 +238,12 @@ pub fn run(size: &Size) -> Violations {
         let agent = api.create_agent("Crash test").await;
         let (integration, secret) = api.create_integration(&agent, "webhook", json!({ "url": mock_url, "timeout_ms": 5000 })).await;
         mock.secret.set(secret).expect("secret set once");
+        // One subscription to the mock's receiver, before the campaigns exist (their first change,
+        // pending → ready, is an event too).
+        let events = json!(["campaign.status_changed", "on_call_end"]);
+        let subscription = api.post("/webhooks", &json!({ "url": mock.webhook_url(), "events": events })).await;
+        let webhook = subscription["webhook"]["id"].as_str().expect("webhook id").to_owned();
+        mock.webhook_secret.set(subscription["webhook"]["secret"].as_str().expect("webhook secret").to_owned()).expect("set once");
         let settings = json!({ "retries": VOICEMAIL_RETRIES, "concurrency_limit": CONCURRENCY_LIMIT, "message_limit": MESSAGE_LIMIT });
         let mut ids = Vec::with_capacity(campaigns);
         for i in 0..campaigns {
@@ -264,28 +301,36 @@ pub fn run(size: &Size) -> Violations {
             // Leave it handoffs nobody confirmed, whatever the moment: the mock stops answering it,
             // and it dies with those POSTs in flight (after the first of them, or after 2 s if it
             // sent none), so every kill makes it re-send after the restart.
+            // Its webhook deliveries too: it dies with some unconfirmed (after the first, or after
+            // 2 s if it sent none).
             let swallowed_before = mock.swallowed.lock().expect("swallowed").len();
+            let deliveries_before = mock.webhooks.lock().expect("webhooks").swallowed.len();
             mock.swallow_from(Some(server.address.clone()));
             let swallowing = Instant::now();
-            while mock.swallowed.lock().expect("swallowed").len() == swallowed_before && swallowing.elapsed() < Duration::from_secs(2) {
+            while (mock.swallowed.lock().expect("swallowed").len() == swallowed_before
+                || mock.webhooks.lock().expect("webhooks").swallowed.len() == deliveries_before)
+                && swallowing.elapsed() < Duration::from_secs(2)
+            {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
             server.kill();
             mock.swallow_from(None);
             let unconfirmed = mock.swallowed.lock().expect("swallowed").len() - swallowed_before;
+            let unconfirmed_deliveries = mock.webhooks.lock().expect("webhooks").swallowed.len() - deliveries_before;
             let down = Duration::from_millis(rng.random_range(0..=max_down_ms));
             tokio::time::sleep(down).await;
             let restarting = Instant::now();
             server = start_server(&args, &log).await;
             let restart = restarting.elapsed();
             eprintln!(
-                "  killed at {at_distinct} distinct attempts ({:.1} s) with {unconfirmed} handoffs unconfirmed, down {} ms, back in {} ms",
+                "  killed at {at_distinct} distinct attempts ({:.1} s) with {unconfirmed} handoffs and {unconfirmed_deliveries} webhook deliveries \
+                 unconfirmed, down {} ms, back in {} ms",
                 at.as_secs_f64(),
                 down.as_millis(),
                 restart.as_millis()
             );
-            kill_log.push(Kill { at_distinct, at_posts, unconfirmed, at, down, restart });
+            kill_log.push(Kill { at_distinct, at_posts, unconfirmed, unconfirmed_deliveries, at, down, restart });
         }
 
         // Wait until every campaign is finished.
@@ -341,6 +386,60 @@ pub fn run(size: &Size) -> Violations {
             server_contacts.extend(all_pages(&api, &format!("/campaigns/{id}/contacts"), "contacts").await.into_iter().map(|c| (*id, c)));
             analytics.push((*id, campaign["status"].clone(), calls_total, campaign["analytics"].clone()));
         }
+
+        // The webhook events that follow from it: an `on_call_end` per final call, the three
+        // status changes per campaign. Wait until the receiver has them all and the server has no
+        // delivery pending (then nothing more is on its way).
+        let mut expected: BTreeSet<Subject> = server_calls
+            .iter()
+            .filter(|(_, (_, call))| call["status"] != "in-progress")
+            .map(|(call_id, _)| Subject::CallEnd(call_id.clone()))
+            .collect();
+        for id in &ids {
+            expected.extend(STATUS_CHANGES.map(|(from, to)| Subject::StatusChanged(*id, from.to_owned(), to.to_owned())));
+        }
+        eprintln!("waiting for the {} webhook events that follow …", expected.len());
+        let deliveries_log = |status: &'static str| {
+            let (api, webhook) = (api.clone(), webhook.clone());
+            async move { api.get(&format!("/webhooks/{webhook}/deliveries?status={status}&pageSize=1")).await["total_count"].as_i64().unwrap_or(-1) }
+        };
+        let waiting = Instant::now();
+        let mut moved = (mock.webhooks_received.load(Ordering::Relaxed), Instant::now());
+        loop {
+            if let Some(status) = server.exited() {
+                violations.add("server exited by itself", format!("the server exited by itself ({status}) while webhook deliveries were awaited"));
+                server = start_server(&args, &log).await;
+            }
+            let missing = {
+                let record = mock.webhooks.lock().expect("webhooks");
+                let seen: HashSet<&Subject> = record.received.iter().map(|(_, subject)| subject).collect();
+                expected.iter().filter(|subject| !seen.contains(subject)).count()
+            };
+            let pending = deliveries_log("pending").await;
+            if missing == 0 && pending == 0 {
+                break;
+            }
+            let now = mock.webhooks_received.load(Ordering::Relaxed);
+            if now != moved.0 {
+                moved = (now, Instant::now());
+            } else if moved.1.elapsed() > size.stall || started.elapsed() > timeout {
+                violations.add(
+                    "webhook deliveries incomplete",
+                    format!(
+                        "{missing} expected events never received and {pending} deliveries pending at the server {:.0} s after every campaign \
+                         was finished: no new delivery for {:.0} s (at most {} s), or past the deadline of {} s",
+                        waiting.elapsed().as_secs_f64(),
+                        moved.1.elapsed().as_secs_f64(),
+                        size.stall.as_secs(),
+                        timeout.as_secs()
+                    ),
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let deliveries_wait = waiting.elapsed();
+        let log_counts = [deliveries_log("delivered").await, deliveries_log("pending").await, deliveries_log("failed").await];
         drop(server);
 
         // Checks.
@@ -478,19 +577,112 @@ pub fn run(size: &Size) -> Violations {
             ));
         }
 
+        // Webhooks: what the receiver got against the events that follow from the server's view.
+        let hooks = mock.webhooks.lock().expect("webhooks");
+        for problem in &hooks.problems {
+            violations.add("webhook receiver got a bad delivery", problem.clone());
+        }
+        let mut ids_of: BTreeMap<&Subject, BTreeSet<&str>> = BTreeMap::new();
+        let mut subjects_of: BTreeMap<&str, BTreeSet<&Subject>> = BTreeMap::new();
+        // Per event type: deliveries received.
+        let mut deliveries_by_type: BTreeMap<&str, usize> = BTreeMap::new();
+        for (event_id, subject) in &hooks.received {
+            ids_of.entry(subject).or_default().insert(event_id);
+            subjects_of.entry(event_id).or_default().insert(subject);
+            *deliveries_by_type.entry(subject.event_type()).or_default() += 1;
+        }
+        for subject in &expected {
+            if !ids_of.contains_key(subject) {
+                match subject {
+                    Subject::CallEnd(call) => violations.add("final call without on_call_end", format!("call {call}")),
+                    other => violations.add("campaign status change never delivered", format!("{other:?}")),
+                }
+            }
+        }
+        for (subject, event_ids) in &ids_of {
+            match subject {
+                Subject::CallEnd(call) if !expected.contains(*subject) => violations.add(
+                    "on_call_end for no final call of the server",
+                    format!("call {call} (webhook-id {event_ids:?}): {:?}", server_calls.get(call).map(|(_, c)| &c["status"])),
+                ),
+                Subject::StatusChanged(..) if !expected.contains(*subject) => {
+                    violations.add("campaign status change delivered that did not happen", format!("{subject:?} (webhook-id {event_ids:?})"))
+                }
+                Subject::Other(event_type) => violations.add("event of a type not subscribed", format!("{event_type} (webhook-id {event_ids:?})")),
+                _ => {}
+            }
+            if event_ids.len() > 1 {
+                violations.add("one event delivered under several webhook-ids", format!("{subject:?}: {event_ids:?}"));
+            }
+        }
+        for (event_id, subjects) in &subjects_of {
+            if subjects.len() > 1 {
+                violations.add("one webhook-id names several events", format!("{event_id}: {subjects:?}"));
+            }
+        }
+        // Deliveries left unconfirmed at a kill: delivered since, under the same id.
+        let mut redelivered = 0;
+        for (event_id, subject) in &hooks.swallowed {
+            if ids_of.get(subject).is_some_and(|event_ids| event_ids.contains(event_id.as_str())) {
+                redelivered += 1;
+            } else {
+                violations.add(
+                    "a webhook delivery unconfirmed at a kill was never delivered again",
+                    format!("{subject:?} webhook-id {event_id}; delivered under {:?}", ids_of.get(subject)),
+                );
+            }
+        }
+        let mut expected_by_type: BTreeMap<&str, usize> = BTreeMap::new();
+        for subject in &expected {
+            *expected_by_type.entry(subject.event_type()).or_default() += 1;
+        }
+        let mut distinct_by_type: BTreeMap<&str, usize> = BTreeMap::new();
+        for subject in ids_of.keys() {
+            *distinct_by_type.entry(subject.event_type()).or_default() += 1;
+        }
+        let mut swallowed_by_type: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, subject) in &hooks.swallowed {
+            *swallowed_by_type.entry(subject.event_type()).or_default() += 1;
+        }
+        let mut webhook_rows = Vec::new();
+        let types: BTreeSet<&str> = expected_by_type.keys().chain(deliveries_by_type.keys()).copied().collect();
+        for event_type in types {
+            let count = |map: &BTreeMap<&str, usize>| map.get(event_type).copied().unwrap_or(0);
+            webhook_rows.push(format!(
+                "| {event_type} | {} | {} | {} | {} | {} |",
+                count(&expected_by_type),
+                count(&distinct_by_type),
+                count(&deliveries_by_type),
+                count(&deliveries_by_type) - count(&distinct_by_type),
+                count(&swallowed_by_type),
+            ));
+        }
+        let total = |map: &BTreeMap<&str, usize>| map.values().sum::<usize>();
+        webhook_rows.push(format!(
+            "| all | {} | {} | {} | {} | {} |",
+            total(&expected_by_type),
+            total(&distinct_by_type),
+            total(&deliveries_by_type),
+            total(&deliveries_by_type) - total(&distinct_by_type),
+            total(&swallowed_by_type),
+        ));
+        let unconfirmed_deliveries = hooks.swallowed.len();
+        drop(hooks);
+
         // Summary.
         let posts = mock.posts.load(Ordering::Relaxed);
         let distinct = record.attempts.len();
         println!("\nRun: {campaigns} campaigns × {contacts} contacts, webhook provider (mock), {} SIGKILLs, all finished in {:.1} s", kill_log.len(), run_time.as_secs_f64());
-        println!("\n| kill | at distinct attempts | at POSTs | handoffs unconfirmed | at | down | back listening after |");
-        println!("|---|---:|---:|---:|---:|---:|---:|");
+        println!("\n| kill | at distinct attempts | at POSTs | handoffs unconfirmed | webhook deliveries unconfirmed | at | down | back listening after |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
         for (i, kill) in kill_log.iter().enumerate() {
             println!(
-                "| {} | {} | {} | {} | {:.1} s | {} ms | {} ms |",
+                "| {} | {} | {} | {} | {} | {:.1} s | {} ms | {} ms |",
                 i + 1,
                 kill.at_distinct,
                 kill.at_posts,
                 kill.unconfirmed,
+                kill.unconfirmed_deliveries,
                 kill.at.as_secs_f64(),
                 kill.down.as_millis(),
                 kill.restart.as_millis()
@@ -534,6 +726,37 @@ pub fn run(size: &Size) -> Violations {
             "| per campaign: /calls total_count and analytics agree | {} |",
             ok(violations.count("/calls total_count ≠ distinct attempts the provider saw") + violations.count("analytics differ from what happened"))
         );
+        println!(
+            "| webhooks: every final call has an on_call_end, none for another id | {} |",
+            ok(violations.count("final call without on_call_end") + violations.count("on_call_end for no final call of the server"))
+        );
+        println!(
+            "| webhooks: every campaign's pending→ready, ready→active, active→finished delivered, no other change | {} |",
+            ok(violations.count("campaign status change never delivered")
+                + violations.count("campaign status change delivered that did not happen")
+                + violations.count("event of a type not subscribed"))
+        );
+        println!(
+            "| webhooks: duplicates only under the same webhook-id (one id per event, one event per id) | {} |",
+            ok(violations.count("one event delivered under several webhook-ids") + violations.count("one webhook-id names several events"))
+        );
+        println!(
+            "| webhooks: deliveries left unconfirmed at the kills / delivered since, same webhook-id | {unconfirmed_deliveries} / {redelivered} ({}) |",
+            ok(violations.count("a webhook delivery unconfirmed at a kill was never delivered again"))
+        );
+        println!(
+            "| webhooks: every expected event received, none pending, {:.1} s after every campaign was finished; deliveries log delivered / pending / failed | {} ; {} / {} / {} |",
+            deliveries_wait.as_secs_f64(),
+            ok(violations.count("webhook deliveries incomplete")),
+            log_counts[0],
+            log_counts[1],
+            log_counts[2]
+        );
+        println!("\n| webhook event type | events expected | distinct events delivered | deliveries | duplicate deliveries | unconfirmed at the kills |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for row in webhook_rows {
+            println!("{row}");
+        }
         println!("\n| campaign | status | distinct ids (provider) | /calls total | analytics calls | contactsProcessed | human / machine / no-answer calls | contacts answered / voicemail / failed |");
         println!("|---|---|---:|---:|---:|---:|---|---|");
         for row in rows {

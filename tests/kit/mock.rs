@@ -17,6 +17,14 @@
 //! that a server killed meanwhile leaves handoffs that nobody confirmed. (Both scenarios do it
 //! before a kill.)
 //!
+//! It is also a webhook receiver (`POST /webhooks`, [`Mock::webhook_url`]; contract §8): it records
+//! every delivery it gets, as its `webhook-id` header (the event id of every type), its event type
+//! and its subject ([`Subject`]: the call id of an `on_call_end`, the campaign id and the change of
+//! a `campaign.status_changed`), checks its `X-Altur-Signature` once [`Mock::webhook_secret`] is set,
+//! and answers 200. While it swallows a server's POSTs it swallows every webhook delivery too (they
+//! carry no sender; the crash scenario runs one server): kept open without an answer, listed in
+//! [`WebhookRecord::swallowed`], not in `received`.
+//!
 //! Where outcomes go: to `callback_url` first. When that fails (connection error, or any status
 //! other than 2xx and 404) and [`Mock::set_servers`] gave a list of live servers, the next try goes
 //! to the same path on the next server of that list (round-robin), so a report whose server was
@@ -236,6 +244,40 @@ impl Record {
     }
 }
 
+/// What a webhook delivery tells of: one subject is one event, so every delivery of it must carry
+/// the same `webhook-id`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub enum Subject {
+    /// `on_call_end` of this call id.
+    CallEnd(String),
+    /// `campaign.status_changed`: campaign id, `previous_status`, `status`.
+    StatusChanged(i64, String, String),
+    /// Any other event type (the scenarios subscribe to none).
+    Other(String),
+}
+
+impl Subject {
+    /// The event type it belongs to.
+    pub fn event_type(&self) -> &str {
+        match self {
+            Subject::CallEnd(_) => "on_call_end",
+            Subject::StatusChanged(..) => "campaign.status_changed",
+            Subject::Other(event_type) => event_type,
+        }
+    }
+}
+
+/// The webhook deliveries the mock got.
+#[derive(Default)]
+pub struct WebhookRecord {
+    /// Every delivery answered 200, in order of arrival: its `webhook-id` and subject.
+    pub received: Vec<(String, Subject)>,
+    /// Every delivery left without an answer while swallowing (before a kill).
+    pub swallowed: Vec<(String, Subject)>,
+    /// Deliveries without a `webhook-id`, with a body it cannot read or a wrong signature.
+    pub problems: Vec<String>,
+}
+
 /// The mock provider.
 pub struct Mock {
     pub secret: OnceLock<String>,
@@ -256,6 +298,13 @@ pub struct Mock {
     swallow: Mutex<Option<String>>,
     /// Attempt id → (campaign, contact, iteration) of every swallowed POST.
     pub swallowed: Mutex<HashMap<String, (i64, i64, i64)>>,
+    /// The webhook deliveries received; `webhooks_received` counts `webhooks.received` (progress).
+    pub webhooks: Mutex<WebhookRecord>,
+    pub webhooks_received: AtomicU64,
+    /// The subscription's secret, to check `X-Altur-Signature` (unset: not checked).
+    pub webhook_secret: OnceLock<String>,
+    /// `http://127.0.0.1:PORT`, once it listens.
+    address: OnceLock<String>,
     client: reqwest::Client,
     /// The mock waits `min_call_ms..=max_call_ms` (drawn from the attempt id) before reporting.
     min_call_ms: u64,
@@ -279,6 +328,10 @@ impl Mock {
             servers: Mutex::new(Vec::new()),
             swallow: Mutex::new(None),
             swallowed: Mutex::new(HashMap::new()),
+            webhooks: Mutex::new(WebhookRecord::default()),
+            webhooks_received: AtomicU64::new(0),
+            webhook_secret: OnceLock::new(),
+            address: OnceLock::new(),
             client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client"),
             min_call_ms,
             max_call_ms,
@@ -312,13 +365,21 @@ impl Mock {
         Watch { started, timeout, stall, moved: (self.progress(), Instant::now()) }
     }
 
-    /// Listens on a free port of 127.0.0.1; returns the URL to configure as the webhook's `url`.
+    /// Listens on a free port of 127.0.0.1; returns the URL to configure as the webhook provider's
+    /// `url` (the webhook receiver is at [`Mock::webhook_url`]).
     pub async fn serve(self: &Arc<Self>) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("mock listens");
-        let url = format!("http://{}/attempts", listener.local_addr().expect("address"));
-        let app = Router::new().route("/attempts", post(receive)).with_state(self.clone());
+        let address = format!("http://{}", listener.local_addr().expect("address"));
+        let url = format!("{address}/attempts");
+        let _ = self.address.set(address);
+        let app = Router::new().route("/attempts", post(receive)).route("/webhooks", post(receive_webhook)).with_state(self.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.expect("mock serves") });
         url
+    }
+
+    /// The URL of its webhook receiver, for a subscription (once it serves).
+    pub fn webhook_url(&self) -> String {
+        format!("{}/webhooks", self.address.get().expect("the mock serves"))
     }
 
     /// The servers reports fail over to (replaces the list).
@@ -482,6 +543,56 @@ async fn receive(State(mock): State<Arc<Mock>>, headers: HeaderMap, body: Bytes)
     }
     mock.pending.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(report(mock.clone(), attempt_id.to_owned(), callback.to_owned(), outcome));
+    StatusCode::OK
+}
+
+/// `POST /webhooks`: a webhook delivery (§8.2), recorded and answered 200, or swallowed.
+async fn receive_webhook(State(mock): State<Arc<Mock>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(event_id) = header("webhook-id").map(str::to_owned) else {
+        mock.webhooks.lock().expect("webhooks").problems.push(format!("a delivery without webhook-id: {}", String::from_utf8_lossy(&body)));
+        return StatusCode::BAD_REQUEST;
+    };
+    let event: Value = match serde_json::from_slice(&body) {
+        Ok(event) => event,
+        Err(err) => {
+            mock.webhooks.lock().expect("webhooks").problems.push(format!("delivery {event_id} is not JSON ({err})"));
+            return StatusCode::BAD_REQUEST;
+        }
+    };
+    let event_type = event["event_type"].as_str().unwrap_or_default();
+    let campaign = &event["data"]["campaign"];
+    let subject = match (
+        event_type,
+        event["id"].as_str(),
+        campaign["id"].as_i64(),
+        campaign["previous_status"].as_str(),
+        campaign["status"].as_str(),
+    ) {
+        ("on_call_end", Some(call), ..) => Subject::CallEnd(call.to_owned()),
+        ("campaign.status_changed", _, Some(id), Some(previous), Some(status)) => {
+            Subject::StatusChanged(id, previous.to_owned(), status.to_owned())
+        }
+        ("on_call_end" | "campaign.status_changed", ..) => {
+            mock.webhooks.lock().expect("webhooks").problems.push(format!("delivery {event_id} lacks its subject: {event}"));
+            return StatusCode::BAD_REQUEST;
+        }
+        (other, ..) => Subject::Other(other.to_owned()),
+    };
+    let signed =
+        mock.webhook_secret.get().is_none_or(|secret| header("x-altur-signature").is_some_and(|s| verify_signature(secret, &body, s)));
+    if mock.swallow.lock().expect("swallow").is_some() {
+        mock.webhooks.lock().expect("webhooks").swallowed.push((event_id, subject));
+        // No answer for as long as the sender could wait (it is killed meanwhile).
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let mut record = mock.webhooks.lock().expect("webhooks");
+    if !signed {
+        record.problems.push(format!("delivery {event_id} ({event_type}): X-Altur-Signature missing or wrong"));
+    }
+    record.received.push((event_id, subject));
+    mock.webhooks_received.fetch_add(1, Ordering::Relaxed);
     StatusCode::OK
 }
 
