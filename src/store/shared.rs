@@ -22,7 +22,7 @@ use crate::domain::contact::{Contact, PhoneNumber};
 use crate::domain::integration::{Integration, Provider, ProviderConfig};
 use crate::domain::outcome::{AttemptState, ContactData, ContactState};
 use crate::domain::timezone::TimeZone;
-use crate::domain::webhook::{DeliveryStatus, EventBody, EventType, NewEvent, Subscription, Webhook, envelope, format_occurred_at};
+use crate::domain::webhook::{self, DeliveryStatus, EventBody, EventType, NewEvent, Subscription, Webhook, envelope, format_occurred_at};
 
 pub(crate) const MINUTES_PER_DAY: i64 = 24 * 60;
 
@@ -655,6 +655,19 @@ pub(crate) fn new_deliveries(subscriptions: &[(Subscription, String)], events: &
         }
     }
     rows
+}
+
+/// `campaign.status_changed` of a campaign read only as its stored settings (adding contacts
+/// moves `pending` to `ready` without reading the whole campaign).
+pub(crate) fn status_changed_of_settings(
+    campaign_id: i64,
+    settings: &str,
+    status: CampaignStatus,
+    previous: CampaignStatus,
+    at: Timestamp,
+) -> StoreResult<Vec<NewEvent>> {
+    let settings: CampaignSettings = serde_json::from_str(settings)?;
+    Ok(webhook::status_changed_of(campaign_id, &settings.name, settings.timezone, status, previous, at).into_iter().collect())
 }
 
 /// The columns [`delivery_from_row`] reads, of the deliveries table as `d`.

@@ -5,7 +5,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::helpers::{Setup, TestApp, assert_error, assert_matches_altur};
+use super::helpers::{Setup, TestApp, assert_error, assert_matches_altur, post_with_key};
 
 /// A phone campaign with `extra` fields; returns its id.
 async fn campaign(app: &TestApp, setup: &Setup, extra: Value) -> i64 {
@@ -674,32 +674,6 @@ async fn deleting_a_queued_contact_frees_its_number() {
     assert_eq!((&page["total_count"], &page["contacts"]), (&json!(0), &json!([])));
 }
 
-struct Sent {
-    status: StatusCode,
-    replayed: bool,
-    body: Vec<u8>,
-}
-
-impl Sent {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("JSON body")
-    }
-}
-
-async fn post_with_key(app: &TestApp, key: &str, path: &str, body: &Value) -> Sent {
-    let response = app
-        .client
-        .post(app.url(&format!("/api/v1.0{path}")))
-        .header("Authorization", format!("api-key {}", app.key))
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .await
-        .expect("sent");
-    let replayed = response.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()) == Some("true");
-    Sent { status: response.status(), replayed, body: response.bytes().await.expect("body").to_vec() }
-}
-
 #[tokio::test]
 async fn a_retried_batch_with_the_same_idempotency_key_is_replayed() {
     let Some(app) = TestApp::spawn().await else { return };
@@ -708,7 +682,7 @@ async fn a_retried_batch_with_the_same_idempotency_key_is_replayed() {
     let path = format!("/campaigns/{id}/contacts");
     let body = json!({ "contacts": [{ "contact": "+525512345678", "name": "Luis" }, { "contact": "+525587654321" }, { "contact": "12" }] });
 
-    let first = post_with_key(&app, "batch-2026-06-08-001", &path, &body).await;
+    let first = post_with_key(&app, "batch-2026-06-08-001", &app.key, &path, &body).await;
     assert_eq!(first.status, StatusCode::CREATED);
     assert!(!first.replayed);
     let first_json = first.json();
@@ -716,7 +690,7 @@ async fn a_retried_batch_with_the_same_idempotency_key_is_replayed() {
     assert_eq!(first_json["summary"], json!({ "created": 2, "updated": 0, "skipped_duplicate": 0, "failed": 1 }));
 
     // The retry gets the same answer (not "skipped_duplicate" twice) and stores nothing.
-    let second = post_with_key(&app, "batch-2026-06-08-001", &path, &body).await;
+    let second = post_with_key(&app, "batch-2026-06-08-001", &app.key, &path, &body).await;
     assert_eq!(second.status, StatusCode::CREATED);
     assert!(second.replayed, "Idempotent-Replayed: true");
     assert_eq!(second.body, first.body, "byte-identical replay");
@@ -728,15 +702,16 @@ async fn a_retried_batch_with_the_same_idempotency_key_is_replayed() {
 
     // Same key, another body → 422, nothing stored.
     let other = json!({ "contacts": [{ "contact": "+14155552671" }] });
-    let reused = post_with_key(&app, "batch-2026-06-08-001", &path, &other).await;
+    let reused = post_with_key(&app, "batch-2026-06-08-001", &app.key, &path, &other).await;
     assert_error(reused.status, &reused.json(), 422, "IDEMPOTENCY_KEY_REUSED", Some("Idempotency-Key"));
     assert_eq!(total_count(&app, id).await, 2);
 
     // A batch refused on input stores nothing under its key: the corrected one may reuse it.
     let refused =
-        post_with_key(&app, "batch-2026-06-08-002", &path, &json!({ "contacts": [{ "contact": "+14155552671", "nick": "x" }] })).await;
+        post_with_key(&app, "batch-2026-06-08-002", &app.key, &path, &json!({ "contacts": [{ "contact": "+14155552671", "nick": "x" }] }))
+            .await;
     assert_error(refused.status, &refused.json(), 400, "INVALID_REQUEST", Some("contacts[0].nick"));
-    let corrected = post_with_key(&app, "batch-2026-06-08-002", &path, &other).await;
+    let corrected = post_with_key(&app, "batch-2026-06-08-002", &app.key, &path, &other).await;
     assert_eq!(corrected.status, StatusCode::CREATED);
     assert!(!corrected.replayed);
     assert_eq!(corrected.json()["summary"]["created"], 1);

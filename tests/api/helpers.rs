@@ -502,3 +502,35 @@ fn check_object(schemas: &Value, schema_name: &str, schema: &Value, body: &Value
         }
     }
 }
+
+/// A POST sent with an `Idempotency-Key`: its status, whether it was replayed, its
+/// `Retry-After` and its body as received.
+pub struct Sent {
+    pub status: StatusCode,
+    pub replayed: bool,
+    pub retry_after: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Sent {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+/// POSTs `body` to `/api/v1.0{path}` with `api_key` and the Idempotency-Key `key`.
+pub async fn post_with_key<B: Backend>(app: &TestAppOn<B>, key: &str, api_key: &str, path: &str, body: &Value) -> Sent {
+    let response = app
+        .client
+        .post(app.url(&format!("/api/v1.0{path}")))
+        .header("Authorization", format!("api-key {api_key}"))
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("sent");
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let replayed = header("idempotent-replayed").as_deref() == Some("true");
+    let retry_after = header("retry-after");
+    Sent { status: response.status(), replayed, retry_after, body: response.bytes().await.expect("body").to_vec() }
+}

@@ -8,36 +8,7 @@ use outbound::store::{CreateCampaignOutcome, IdempotencyClaim, ResponseRecorder,
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::helpers::{Setup, TestApp, assert_error};
-
-struct Sent {
-    status: StatusCode,
-    replayed: bool,
-    retry_after: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Sent {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("JSON body")
-    }
-}
-
-async fn post_with_key(app: &TestApp, key: &str, api_key: &str, path: &str, body: &Value) -> Sent {
-    let response = app
-        .client
-        .post(app.url(&format!("/api/v1.0{path}")))
-        .header("Authorization", format!("api-key {api_key}"))
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .await
-        .expect("sent");
-    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let replayed = header("idempotent-replayed").as_deref() == Some("true");
-    let retry_after = header("retry-after");
-    Sent { status: response.status(), replayed, retry_after, body: response.bytes().await.expect("body").to_vec() }
-}
+use super::helpers::{Setup, TestApp, assert_error, post_with_key};
 
 async fn campaign_count(app: &TestApp, api_key: &str) -> i64 {
     let (status, body) = app.call_with_key(reqwest::Method::GET, "/campaigns?archived=true", None, Some(api_key)).await;

@@ -19,7 +19,7 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use super::engine::{Harness, Provider, accepting_provider, numbers, retry_settings};
-use super::helpers::{TestApp, assert_error, start_time};
+use super::helpers::{TestApp, assert_error, post_with_key, start_time};
 
 const ALL_EVENTS: [&str; 5] =
     ["campaign.status_changed", "campaign.cycle_completed", "on_call_end", "message.status_changed", "webhook.test"];
@@ -210,27 +210,6 @@ async fn send_test(app: &TestApp, webhook: &str) -> String {
     let event_id = body["event_id"].as_str().expect("event_id").to_owned();
     assert_id(&event_id, "evt_");
     event_id
-}
-
-struct Sent {
-    status: StatusCode,
-    replayed: bool,
-    body: Value,
-}
-
-async fn post_with_idempotency_key(app: &TestApp, key: &str, path: &str, body: &Value) -> Sent {
-    let response = app
-        .client
-        .post(app.url(&format!("/api/v1.0{path}")))
-        .header("Authorization", format!("api-key {}", app.key))
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .await
-        .expect("sent");
-    let replayed = response.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()) == Some("true");
-    let status = response.status();
-    Sent { status, replayed, body: response.json().await.expect("JSON body") }
 }
 
 /// Harness settings whose webhooks may target the local receivers.
@@ -473,20 +452,16 @@ async fn subscription_input_is_validated_at_its_edges() {
 
     // Idempotency-Key on POST /webhooks replays the same webhook.
     let body = json!({ "url": "https://crm.example.com/once", "events": ["webhook.test"], "description": "once" });
-    let first = post_with_idempotency_key(&app, "create-webhook-1", "/webhooks", &body).await;
-    assert_eq!((first.status, first.replayed), (StatusCode::CREATED, false), "{}", first.body);
-    let again = post_with_idempotency_key(&app, "create-webhook-1", "/webhooks", &body).await;
-    assert_eq!((again.status, again.replayed), (StatusCode::CREATED, true), "{}", again.body);
+    let first = post_with_key(&app, "create-webhook-1", &app.key, "/webhooks", &body).await;
+    assert_eq!((first.status, first.replayed), (StatusCode::CREATED, false), "{}", first.json());
+    let again = post_with_key(&app, "create-webhook-1", &app.key, "/webhooks", &body).await;
+    assert_eq!((again.status, again.replayed), (StatusCode::CREATED, true), "{}", again.json());
     assert_eq!(again.body, first.body, "same id, same secret");
     assert_eq!(list_webhooks(&app, "").await["total_count"], 4, "one webhook created");
-    let other = post_with_idempotency_key(
-        &app,
-        "create-webhook-1",
-        "/webhooks",
-        &json!({ "url": "https://x.example", "events": ["webhook.test"] }),
-    )
-    .await;
-    assert_error(other.status, &other.body, 422, "IDEMPOTENCY_KEY_REUSED", Some("Idempotency-Key"));
+    let other =
+        post_with_key(&app, "create-webhook-1", &app.key, "/webhooks", &json!({ "url": "https://x.example", "events": ["webhook.test"] }))
+            .await;
+    assert_error(other.status, &other.json(), 422, "IDEMPOTENCY_KEY_REUSED", Some("Idempotency-Key"));
 }
 
 #[tokio::test]
@@ -663,12 +638,12 @@ async fn a_test_event_reaches_its_subscription_only_signed_both_ways() {
 
     // With an Idempotency-Key: one event, the repeat replayed.
     let path = format!("/webhooks/{hook}/test");
-    let first = post_with_idempotency_key(&app, "test-once", &path, &json!({})).await;
-    assert_eq!((first.status, first.replayed), (StatusCode::OK, false), "{}", first.body);
-    let event_id = first.body["event_id"].as_str().expect("event_id").to_owned();
+    let first = post_with_key(&app, "test-once", &app.key, &path, &json!({})).await;
+    assert_eq!((first.status, first.replayed), (StatusCode::OK, false), "{}", first.json());
+    let event_id = first.json()["event_id"].as_str().expect("event_id").to_owned();
     assert_id(&event_id, "evt_");
-    assert_eq!(first.body, json!({ "success": true, "event_id": event_id }));
-    let again = post_with_idempotency_key(&app, "test-once", &path, &json!({})).await;
+    assert_eq!(first.json(), json!({ "success": true, "event_id": event_id }));
+    let again = post_with_key(&app, "test-once", &app.key, &path, &json!({})).await;
     assert_eq!((again.status, again.replayed, &again.body), (StatusCode::OK, true, &first.body));
 
     assert_eq!(app.deliver().await, 1, "one event, one subscription");
@@ -1246,11 +1221,11 @@ async fn a_rotated_secret_signs_the_events_that_follow() {
     let (hook, old) = subscribe(&app, &hook_url(&target), &["webhook.test"], Value::Null).await;
     let before = get_webhook(&app, &hook).await;
     let rotate = format!("/webhooks/{hook}/rotate-secret");
-    let rotated = post_with_idempotency_key(&app, "rotate-1", &rotate, &json!({})).await;
-    assert_eq!((rotated.status, rotated.replayed), (StatusCode::OK, false), "{}", rotated.body);
-    let replayed = post_with_idempotency_key(&app, "rotate-1", &rotate, &json!({})).await;
+    let rotated = post_with_key(&app, "rotate-1", &app.key, &rotate, &json!({})).await;
+    assert_eq!((rotated.status, rotated.replayed), (StatusCode::OK, false), "{}", rotated.json());
+    let replayed = post_with_key(&app, "rotate-1", &app.key, &rotate, &json!({})).await;
     assert_eq!((replayed.status, replayed.replayed, &replayed.body), (StatusCode::OK, true, &rotated.body), "rotated once");
-    let body = rotated.body;
+    let body = rotated.json();
     assert_eq!(keys(&body), BTreeSet::from(["success", "webhook"]), "{body}");
     let new = assert_secret(&body["webhook"]["secret"]);
     assert_ne!(new, old);

@@ -8,12 +8,12 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgConnection;
 
 use super::{PostgresStore, record_response};
-use crate::domain::campaign::{CampaignSettings, CampaignStatus};
+use crate::domain::campaign::CampaignStatus;
 use crate::domain::webhook::{self, DeliveryStatus, NewEvent, Webhook, WebhookChange};
 use crate::store::shared::{
     ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DUE_DELIVERY_COLUMNS, NewDelivery, WEBHOOK_COLUMNS, attempt_report_from_row, contact_columns,
-    contact_from_row, delivery_from_row, delivery_write, due_delivery_from_row, new_deliveries, subscription_from_row, webhook_from_row,
-    webhook_summary_from_row,
+    contact_from_row, delivery_from_row, delivery_write, due_delivery_from_row, new_deliveries, status_changed_of_settings,
+    subscription_from_row, webhook_from_row, webhook_summary_from_row,
 };
 use crate::store::{
     AttemptReport, DeliveryPage, DeliveryResult, DeliveryStore, DueDelivery, OrgId, ResponseRecorder, RetryOutcome, StoreResult,
@@ -106,9 +106,7 @@ pub(super) async fn record_status_change(
     let settings: Option<String> =
         sqlx::query_scalar("SELECT settings FROM campaigns WHERE id = $1").bind(campaign_id).fetch_optional(&mut *conn).await?;
     let Some(settings) = settings else { return Ok(()) };
-    let settings: CampaignSettings = serde_json::from_str(&settings)?;
-    let event = webhook::status_changed_of(campaign_id, &settings.name, settings.timezone, status, previous, at);
-    record_events(conn, org, &event.into_iter().collect::<Vec<_>>(), None).await
+    record_events(conn, org, &status_changed_of_settings(campaign_id, &settings, status, previous, at)?, None).await
 }
 
 async fn webhook_of(conn: &mut PgConnection, org: OrgId, id: &str, lock: bool) -> StoreResult<Option<Webhook>> {

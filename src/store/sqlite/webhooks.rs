@@ -5,12 +5,12 @@ use jiff::Timestamp;
 use rusqlite::{Connection, params};
 
 use super::{SqliteStore, all_rows, first_row};
-use crate::domain::campaign::{CampaignSettings, CampaignStatus};
+use crate::domain::campaign::CampaignStatus;
 use crate::domain::webhook::{self, DeliveryStatus, NewEvent, Webhook, WebhookChange};
 use crate::store::shared::{
     ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DUE_DELIVERY_COLUMNS, WEBHOOK_COLUMNS, attempt_report_from_row, contact_columns, contact_from_row,
-    delivery_from_row, delivery_write, due_delivery_from_row, new_deliveries, subscription_from_row, webhook_from_row,
-    webhook_summary_from_row,
+    delivery_from_row, delivery_write, due_delivery_from_row, new_deliveries, status_changed_of_settings, subscription_from_row,
+    webhook_from_row, webhook_summary_from_row,
 };
 use crate::store::{
     AttemptReport, DeliveryPage, DeliveryResult, DeliveryStore, DueDelivery, OrgId, ResponseRecorder, RetryOutcome, StoreResult,
@@ -77,12 +77,9 @@ pub(super) fn record_status_change(
     if status == previous {
         return Ok(());
     }
-    let settings = first_row(conn, "SELECT settings FROM campaigns WHERE id = ?", [campaign_id], |row| {
-        Ok(serde_json::from_str::<CampaignSettings>(&row.get::<_, String>(0)?)?)
-    })?;
+    let settings = first_row(conn, "SELECT settings FROM campaigns WHERE id = ?", [campaign_id], |row| Ok(row.get::<_, String>(0)?))?;
     let Some(settings) = settings else { return Ok(()) };
-    let event = webhook::status_changed_of(campaign_id, &settings.name, settings.timezone, status, previous, at);
-    record_events(conn, org, &event.into_iter().collect::<Vec<_>>(), None)
+    record_events(conn, org, &status_changed_of_settings(campaign_id, &settings, status, previous, at)?, None)
 }
 
 const WEBHOOK_BY_ID: &str = "SELECT w.id, w.url, w.events, w.filters, w.description, w.enabled, w.secret, w.created_at, w.updated_at \
