@@ -399,16 +399,8 @@ pub struct WebhookSummary {
 #[async_trait]
 pub trait DeliveryStore: Send + Sync + 'static {
     /// Takes the lease of subscriptions with deliveries due (those no other live process holds,
-    /// and not in `busy`), and up to `limit` due deliveries of each; each taken delivery is not
-    /// due again before `lease_until` (when a crashed process's deliveries are taken over).
-    async fn take_deliveries(
-        &self,
-        owner: &str,
-        at: Timestamp,
-        lease_until: Timestamp,
-        limit: u32,
-        busy: Vec<String>,
-    ) -> StoreResult<Vec<DueDelivery>>;
+    /// and not in `busy`), renews those it holds, and takes up to `limit` due deliveries of each.
+    async fn take_deliveries(&self, take: DeliveryTake) -> StoreResult<Vec<DueDelivery>>;
     /// What the events of these attempts are rendered from, for those that exist.
     async fn attempt_reports(&self, attempt_ids: Vec<String>) -> StoreResult<Vec<AttemptReport>>;
     /// Records what delivery attempts came to.
@@ -511,6 +503,23 @@ pub enum RetryOutcome {
     Retried,
     NotFailed(DeliveryStatus),
     NotFound,
+}
+
+/// What one take of due deliveries may take, and for how long.
+#[derive(Debug, Clone)]
+pub struct DeliveryTake {
+    /// The process taking them.
+    pub owner: String,
+    pub at: Timestamp,
+    /// Until when the subscriptions it takes or holds are its own (renewed at every take; another
+    /// process takes them over afterwards).
+    pub subscriptions_until: Timestamp,
+    /// Until when each delivery taken is its own: another process may send it again afterwards.
+    pub deliveries_until: Timestamp,
+    /// Deliveries of one subscription taken at most.
+    pub limit: u32,
+    /// Subscriptions not to take from now (their queue in this process is full).
+    pub busy: Vec<String>,
 }
 
 /// A delivery taken to be sent.

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use crate::clock::Clock;
 use crate::domain::webhook::{default_retry_delays, is_private_address, next_attempt, sign};
 use crate::metrics;
-use crate::store::{DeliveryOutcome, DeliveryResult, DeliveryStore, DueDelivery, StoreResult};
+use crate::store::{DeliveryOutcome, DeliveryResult, DeliveryStore, DeliveryTake, DueDelivery, StoreResult};
 
 /// Webhook settings (contract §5.6).
 #[derive(Debug, Clone)]
@@ -45,6 +45,9 @@ impl Default for WebhookSettings {
 pub const IN_FLIGHT_PER_WEBHOOK: usize = 16;
 /// Deliveries of one subscription taken at once.
 const TAKE_PER_WEBHOOK: u32 = 256;
+/// How long a subscription stays the process's that delivers it without a take renewing it: how
+/// soon another process takes over from one that died.
+const SUBSCRIPTION_LEASE: SignedDuration = SignedDuration::from_secs(30);
 /// How often an idle worker looks for deliveries.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Answers recorded in one write.
@@ -185,7 +188,8 @@ impl Deliveries {
     }
 
     /// How long a taken delivery stays this process's: long enough for all a lane may hold (a
-    /// take on top of one not yet busy) to go through it at the timeout each.
+    /// take on top of one not yet busy) to go through it at the timeout each. Another process
+    /// that takes the subscription over sends the others at once, these after their lease.
     fn lease(&self) -> SignedDuration {
         let rounds = 2 * TAKE_PER_WEBHOOK / u32::try_from(IN_FLIGHT_PER_WEBHOOK).unwrap_or(1) + 1;
         SignedDuration::try_from(self.settings.timeout * rounds).unwrap_or(SignedDuration::from_mins(10)) + SignedDuration::from_secs(30)
@@ -193,8 +197,16 @@ impl Deliveries {
 
     async fn take(&self, busy: Vec<String>) -> StoreResult<Vec<DueDelivery>> {
         let now = self.clock.now();
-        let lease_until = now.saturating_add(self.lease()).unwrap_or(now);
-        self.store.take_deliveries(&self.owner, now, lease_until, TAKE_PER_WEBHOOK, busy).await
+        let after = |lease: SignedDuration| now.saturating_add(lease).unwrap_or(now);
+        let take = DeliveryTake {
+            owner: self.owner.clone(),
+            at: now,
+            subscriptions_until: after(SUBSCRIPTION_LEASE),
+            deliveries_until: after(self.lease()),
+            limit: TAKE_PER_WEBHOOK,
+            busy,
+        };
+        self.store.take_deliveries(take).await
     }
 
     /// Renders the events of attempts taken for the first time, from the attempts as they are now.

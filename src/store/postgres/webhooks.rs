@@ -16,8 +16,8 @@ use crate::store::shared::{
     subscription_from_row, webhook_from_row, webhook_summary_from_row,
 };
 use crate::store::{
-    AttemptReport, DeliveryPage, DeliveryResult, DeliveryStore, DueDelivery, OrgId, ResponseRecorder, RetryOutcome, StoreResult,
-    WebhookAdmin, WebhookPage, WebhookStore, WebhookSummary, to_micros, to_seconds,
+    AttemptReport, DeliveryPage, DeliveryResult, DeliveryStore, DeliveryTake, DueDelivery, OrgId, ResponseRecorder, RetryOutcome,
+    StoreResult, WebhookAdmin, WebhookPage, WebhookStore, WebhookSummary, to_micros, to_seconds,
 };
 
 /// Records `events` of an organization for the subscriptions that want them, in the caller's
@@ -306,15 +306,9 @@ impl WebhookStore for PostgresStore {
 
 #[async_trait]
 impl DeliveryStore for PostgresStore {
-    async fn take_deliveries(
-        &self,
-        owner: &str,
-        at: Timestamp,
-        lease_until: Timestamp,
-        limit: u32,
-        busy: Vec<String>,
-    ) -> StoreResult<Vec<DueDelivery>> {
-        let (now, until) = (to_micros(at), to_micros(lease_until));
+    async fn take_deliveries(&self, take: DeliveryTake) -> StoreResult<Vec<DueDelivery>> {
+        let DeliveryTake { owner, at, subscriptions_until, deliveries_until, limit, busy } = take;
+        let (now, held_until, until) = (to_micros(at), to_micros(subscriptions_until), to_micros(deliveries_until));
         let mut tx = self.pool.begin().await?;
         // Subscriptions free to take: no live lease of another process, and not being taken by one
         // right now (their rows are locked, skipped).
@@ -325,19 +319,14 @@ impl DeliveryStore for PostgresStore {
              AND (d.lease_until IS NULL OR d.lease_until < $2)) \
              FOR UPDATE OF w SKIP LOCKED",
         )
-        .bind(owner)
+        .bind(&owner)
         .bind(now)
         .bind(&busy)
         .fetch_all(&mut *tx)
         .await?;
         let mut taken = Vec::new();
         for webhook_id in webhooks {
-            sqlx::query("UPDATE webhooks SET lease_owner = $1, lease_until = $2 WHERE id = $3")
-                .bind(owner)
-                .bind(until)
-                .bind(&webhook_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("UPDATE webhooks SET lease_owner = $1 WHERE id = $2").bind(&owner).bind(&webhook_id).execute(&mut *tx).await?;
             let sql = format!(
                 "WITH due AS (SELECT id FROM webhook_deliveries WHERE webhook_id = $1 AND status = 'pending' AND next_attempt_at <= $2 \
                  AND (lease_until IS NULL OR lease_until < $2) ORDER BY next_attempt_at LIMIT $3 FOR UPDATE), \
@@ -357,11 +346,8 @@ impl DeliveryStore for PostgresStore {
                 taken.push(due_delivery_from_row(row)?);
             }
         }
-        sqlx::query("UPDATE webhooks SET lease_until = $1 WHERE lease_owner = $2 AND lease_until < $1")
-            .bind(until)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
+        // The subscriptions this process delivers stay its own.
+        sqlx::query("UPDATE webhooks SET lease_until = $1 WHERE lease_owner = $2").bind(held_until).bind(&owner).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(taken)
     }

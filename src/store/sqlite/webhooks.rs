@@ -13,8 +13,8 @@ use crate::store::shared::{
     webhook_from_row, webhook_summary_from_row,
 };
 use crate::store::{
-    AttemptReport, DeliveryPage, DeliveryResult, DeliveryStore, DueDelivery, OrgId, ResponseRecorder, RetryOutcome, StoreResult,
-    WebhookAdmin, WebhookPage, WebhookStore, WebhookSummary, to_micros, to_seconds,
+    AttemptReport, DeliveryPage, DeliveryResult, DeliveryStore, DeliveryTake, DueDelivery, OrgId, ResponseRecorder, RetryOutcome,
+    StoreResult, WebhookAdmin, WebhookPage, WebhookStore, WebhookSummary, to_micros, to_seconds,
 };
 
 /// Records `events` of an organization for the subscriptions that want them (to `only` alone
@@ -313,22 +313,14 @@ const CONTACT_OF_REPORT: &str =
 
 #[async_trait]
 impl DeliveryStore for SqliteStore {
-    async fn take_deliveries(
-        &self,
-        owner: &str,
-        at: Timestamp,
-        lease_until: Timestamp,
-        limit: u32,
-        busy: Vec<String>,
-    ) -> StoreResult<Vec<DueDelivery>> {
-        let owner = owner.to_owned();
+    async fn take_deliveries(&self, take: DeliveryTake) -> StoreResult<Vec<DueDelivery>> {
         self.write(move |conn| {
-            let (now, until) = (to_micros(at), to_micros(lease_until));
+            let DeliveryTake { owner, at, subscriptions_until, deliveries_until, limit, busy } = take;
+            let (now, held_until, until) = (to_micros(at), to_micros(subscriptions_until), to_micros(deliveries_until));
             let webhooks = all_rows(conn, DELIVERABLE_WEBHOOKS, params![owner, now], |row| Ok(row.get::<_, String>(0)?))?;
             let mut taken = Vec::new();
             for webhook_id in webhooks.into_iter().filter(|id| !busy.contains(id)) {
-                conn.prepare_cached("UPDATE webhooks SET lease_owner = ?, lease_until = ? WHERE id = ?")?
-                    .execute(params![owner, until, webhook_id])?;
+                conn.prepare_cached("UPDATE webhooks SET lease_owner = ? WHERE id = ?")?.execute(params![owner, webhook_id])?;
                 let due = all_rows(conn, &TAKE_DELIVERIES, params![webhook_id, now, i64::from(limit)], |row| due_delivery_from_row(row))?;
                 let mut lease = conn.prepare_cached("UPDATE webhook_deliveries SET lease_until = ? WHERE id = ?")?;
                 for delivery in &due {
@@ -336,9 +328,8 @@ impl DeliveryStore for SqliteStore {
                 }
                 taken.extend(due);
             }
-            // Subscriptions this process still sends to keep their lease.
-            conn.prepare_cached("UPDATE webhooks SET lease_until = ? WHERE lease_owner = ? AND lease_until < ?")?
-                .execute(params![until, owner, until])?;
+            // The subscriptions this process delivers stay its own.
+            conn.prepare_cached("UPDATE webhooks SET lease_until = ? WHERE lease_owner = ?")?.execute(params![held_until, owner])?;
             Ok(taken)
         })
         .await
