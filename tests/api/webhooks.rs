@@ -1313,3 +1313,40 @@ async fn deliveries_ended_more_than_30_days_ago_are_purged() {
     app.clock.advance(SignedDuration::from_hours(24 * 60));
     assert_eq!(app.store.purge_deliveries(app.clock.now() - kept_for).await.expect("purge"), 0, "pending: never purged");
 }
+
+/// A process that took a subscription's deliveries and died: another one takes the subscription
+/// over once its lease ends, sends what the dead one had not taken at once, and the deliveries it
+/// had taken once theirs end; each event once.
+#[tokio::test]
+async fn a_dead_process_is_taken_over_after_its_leases() {
+    use outbound::store::DeliveryTake;
+    let Some(app) = TestApp::spawn().await else { return };
+    let target = receiver(200).await;
+    let (hook, _) = subscribe(&app, &hook_url(&target), &["webhook.test"], Value::Null).await;
+    let mut events = BTreeSet::new();
+    for _ in 0..5 {
+        events.insert(send_test(&app, &hook).await);
+    }
+    let now = start_time();
+    let dead = DeliveryTake {
+        owner: "a process that dies".to_owned(),
+        at: now,
+        subscriptions_until: now + SignedDuration::from_secs(30),
+        deliveries_until: now + SignedDuration::from_mins(10),
+        limit: 2,
+        busy: Vec::new(),
+    };
+    assert_eq!(app.store.take_deliveries(dead).await.expect("taken").len(), 2);
+
+    assert_eq!(app.deliver().await, 0, "the subscription is another process's");
+    app.clock.advance(SignedDuration::from_secs(30));
+    assert_eq!(app.deliver().await, 0, "until its lease has ended");
+    app.clock.advance(SignedDuration::from_secs(1));
+    assert_eq!(app.deliver().await, 3, "what the dead process had not taken");
+    app.clock.advance(SignedDuration::from_mins(10));
+    assert_eq!(app.deliver().await, 2, "what it had taken, once their lease ended");
+    assert_eq!(app.deliver().await, 0);
+    let sent: Vec<String> = received(&target).await.iter().map(|r| header(r, "webhook-id")).collect();
+    assert_eq!(sent.len(), 5);
+    assert_eq!(sent.into_iter().collect::<BTreeSet<_>>(), events, "each event once");
+}
