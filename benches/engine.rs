@@ -13,7 +13,20 @@
 //! 5. a campaign of 1,000,000 contacts: `GET /campaigns/{id}` (analytics included) p50/p99 over
 //!    500 requests right after activate while the engine runs it, and again once it has made the
 //!    10,000 calls its `message_limit` allows in 24 h (the other 990,000 contacts wait: such a
-//!    campaign cannot finish within a day); the time to those 10,000 calls is printed too.
+//!    campaign cannot finish within a day); the time to those 10,000 calls is printed too;
+//! 6. webhooks out (contract §8), beside step 1 (a: no subscription): step 1 again on a fresh
+//!    server (`--webhook-allow-private`, retry schedule and timeout at their defaults) with one
+//!    subscription to `on_call_end` and `campaign.status_changed` at a receiver inside this process,
+//!    b) answering 200, then c) on another fresh server, answering 500 to everything. Each prints
+//!    contacts/s and its ratio to a, and the server's peak VmRSS during the run. For b, the bench
+//!    then waits until the receiver has every `on_call_end` (one per contact, distinct
+//!    `webhook-id`s) and the three status changes of each campaign, and prints the time from the
+//!    last campaign seen `finished` to the last new `on_call_end` received, and the peak RSS
+//!    meanwhile. For c, it keeps the server up `ENGINE_WEBHOOK_OBSERVE_SECS` more (the first retries
+//!    fall due 60 s after their events), then prints the backlog (the deliveries log's `pending`
+//!    `total_count`, and `outbound_webhook_backlog` from `GET /metrics`, refreshed every 15 s) and
+//!    the peak and final RSS over that time. The receiver is cheap: it reads the event type from a
+//!    substring of the body and keeps a hash of each `on_call_end`'s `webhook-id`.
 //!
 //! With `retries` 0 and `--failed-retry-limit 0` a voicemail or a failed call ends the contact, so
 //! every contact is attempted exactly once: contacts/s is attempts/s. The bench checks it (each
@@ -27,22 +40,30 @@
 //! Knobs (environment): `ENGINE_POSTGRES_URL` (unset: SQLite), `ENGINE_CAMPAIGNS` (100), `ENGINE_CONTACTS` (10000 per campaign),
 //! `ENGINE_SMALL_CAMPAIGNS` (10), `ENGINE_FIRST_CONTACTS` (1000), `ENGINE_FIRST_TRIALS` (5),
 //! `ENGINE_ANALYTICS_CONTACTS` (1000000; 0 skips step 5), `ENGINE_ANALYTICS_REQUESTS` (500),
+//! `ENGINE_WEBHOOKS` (1; 0 skips step 6), `ENGINE_WEBHOOK_OBSERVE_SECS` (60),
 //! `ENGINE_POLL_MS` (20), `ENGINE_TIMEOUT_SECS` (1800), `BENCH_SERVER_LOG` (the server's RUST_LOG,
-//! default `warn`; its stderr is dropped).
+//! default `warn`; its stderr is dropped). Step 6 runs on SQLite only.
 
 #[path = "../tests/kit/mod.rs"]
 mod kit;
 
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use kit::postgres::ThrowawayDatabase;
-use kit::{Api, MemoryWatch, Server, env_or, machine, mib, quantile_ms};
+use kit::{Api, MemoryWatch, Server, env_or, machine, mib, quantile_ms, rss_kib};
 use serde_json::json;
 
 /// The campaigns' `message_limit` (the contract's maximum): attempts started per rolling 24 h.
 const MESSAGE_LIMIT: usize = 10_000;
 
-const KNOBS: [&str; 10] = [
+const KNOBS: [&str; 12] = [
     "ENGINE_POSTGRES_URL",
     "ENGINE_CAMPAIGNS",
     "ENGINE_CONTACTS",
@@ -51,6 +72,8 @@ const KNOBS: [&str; 10] = [
     "ENGINE_FIRST_TRIALS",
     "ENGINE_ANALYTICS_CONTACTS",
     "ENGINE_ANALYTICS_REQUESTS",
+    "ENGINE_WEBHOOKS",
+    "ENGINE_WEBHOOK_OBSERVE_SECS",
     "ENGINE_POLL_MS",
     "ENGINE_TIMEOUT_SECS",
 ];
@@ -63,6 +86,8 @@ struct Knobs {
     first_trials: usize,
     analytics_contacts: usize,
     analytics_requests: usize,
+    webhooks: bool,
+    webhook_observe: Duration,
     poll: Duration,
     timeout: Duration,
 }
@@ -90,20 +115,26 @@ enum Database {
 impl Bench {
     /// A server on a fresh SQLite file.
     async fn start() -> Bench {
+        Bench::start_sqlite(&[]).await
+    }
+
+    /// A server on a fresh SQLite file, with these arguments besides the usual ones.
+    async fn start_sqlite(extra: &[&str]) -> Bench {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("engine.db").display());
-        Bench::start_on(url, Database::Sqlite { _dir: dir }, 1).await
+        Bench::start_on(url, Database::Sqlite { _dir: dir }, 1, extra).await
     }
 
     /// `processes` servers, each with its engine, on a fresh PostgreSQL database.
     async fn start_postgres(server_url: &str, processes: usize) -> Bench {
         let database = ThrowawayDatabase::new(server_url, "outbound_engine_bench").await.unwrap_or_else(|e| panic!("{e}"));
-        Bench::start_on(database.url.clone(), Database::Postgres(database), processes).await
+        Bench::start_on(database.url.clone(), Database::Postgres(database), processes, &[]).await
     }
 
-    async fn start_on(url: String, database: Database, processes: usize) -> Bench {
-        let args: Vec<String> =
+    async fn start_on(url: String, database: Database, processes: usize, extra: &[&str]) -> Bench {
+        let mut args: Vec<String> =
             ["--listen", "127.0.0.1:0", "--database", &url, "--rate-limit-rps", "0", "--failed-retry-limit", "0"].map(str::to_owned).into();
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         let start = |args: Vec<String>| async move {
             tokio::task::spawn_blocking(move || Server::start(&args, None)).await.expect("start").unwrap_or_else(|e| panic!("{e}"))
         };
@@ -147,6 +178,8 @@ struct Run {
     contacts: usize,
     load: Duration,
     elapsed: Duration,
+    /// When the last campaign was seen finished.
+    finished_at: Instant,
     peak_load_kib: u64,
     peak_run_kib: u64,
 }
@@ -238,8 +271,9 @@ async fn throughput(bench: &Bench, label: &str, campaigns: usize, contacts: usiz
             started.elapsed()
         }
     };
+    let finished_at = started + elapsed;
     let peak_run_kib = bench.peak_kib();
-    let run = Run { campaigns, contacts, load, elapsed, peak_load_kib, peak_run_kib };
+    let run = Run { campaigns, contacts, load, elapsed, finished_at, peak_load_kib, peak_run_kib };
     eprintln!("{label}: finished in {:.1} s ({:.0} contacts/s), peak RSS {:.0} MiB", elapsed.as_secs_f64(), run.rate(), mib(peak_run_kib));
     check_exactly_once(api, &ids, contacts, problems).await;
     run
@@ -343,6 +377,225 @@ async fn analytics_run(bench: &Bench, knobs: &Knobs, problems: &mut Vec<String>)
     Analytics { contacts, load, budget, running, spent, run }
 }
 
+/// A webhook receiver inside the bench process (step 6): answers every delivery with `answer`
+/// and counts deliveries by event type, read from a substring of the body; of `on_call_end`
+/// answered 2xx it also keeps the distinct `webhook-id`s (hashed) and when the last new one came.
+struct Receiver {
+    answer: StatusCode,
+    calls: AtomicU64,
+    status_changes: AtomicU64,
+    others: AtomicU64,
+    delivered_calls: Mutex<DeliveredCalls>,
+}
+
+#[derive(Default)]
+struct DeliveredCalls {
+    ids: HashSet<u64>,
+    last_new: Option<Instant>,
+}
+
+impl Receiver {
+    /// Listens on a free port of 127.0.0.1; returns it and the URL to subscribe.
+    async fn serve(answer: StatusCode) -> (Arc<Receiver>, String) {
+        let receiver = Arc::new(Receiver {
+            answer,
+            calls: AtomicU64::new(0),
+            status_changes: AtomicU64::new(0),
+            others: AtomicU64::new(0),
+            delivered_calls: Mutex::new(DeliveredCalls::default()),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("receiver listens");
+        let url = format!("http://{}/events", listener.local_addr().expect("address"));
+        let app = axum::Router::new().route("/events", axum::routing::post(receive)).with_state(receiver.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("receiver serves") });
+        (receiver, url)
+    }
+
+    /// Distinct `on_call_end` delivered, and when the last new one came.
+    fn delivered_calls(&self) -> (usize, Option<Instant>) {
+        let delivered = self.delivered_calls.lock().expect("delivered calls");
+        (delivered.ids.len(), delivered.last_new)
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+/// `POST /events`: one delivery.
+async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    if contains(&body, br#""event_type":"on_call_end""#) {
+        receiver.calls.fetch_add(1, Ordering::Relaxed);
+        if receiver.answer.is_success() {
+            let mut hasher = DefaultHasher::new();
+            headers.get("webhook-id").map(|id| id.as_bytes()).unwrap_or_default().hash(&mut hasher);
+            let mut delivered = receiver.delivered_calls.lock().expect("delivered calls");
+            if delivered.ids.insert(hasher.finish()) {
+                delivered.last_new = Some(Instant::now());
+            }
+        }
+    } else if contains(&body, br#""event_type":"campaign.status_changed""#) {
+        receiver.status_changes.fetch_add(1, Ordering::Relaxed);
+    } else {
+        receiver.others.fetch_add(1, Ordering::Relaxed);
+    }
+    receiver.answer
+}
+
+/// What one run of step 6 measured.
+struct WebhookRun {
+    answer: StatusCode,
+    run: Run,
+    receiver: Arc<Receiver>,
+    /// 200: last campaign finished → last new `on_call_end` received (zero if it came before).
+    lag: Option<Duration>,
+    /// Peak RSS after the run: while deliveries drain (200), or over the observation (500).
+    peak_after_kib: u64,
+    /// RSS at the end.
+    end_kib: u64,
+    /// Deliveries log `pending` `total_count`, and the `outbound_webhook_backlog` gauge, at the end.
+    backlog: (i64, Option<f64>),
+    /// From the first activate to the last new `on_call_end` (200).
+    activate_to_delivered: Option<Duration>,
+}
+
+/// `outbound_webhook_backlog` from `GET /metrics`.
+async fn backlog_gauge(bench: &Bench) -> Option<f64> {
+    let response = bench.api.client.get(format!("{}/metrics", bench.server.address)).send().await.ok()?;
+    let text = response.text().await.ok()?;
+    text.lines().find_map(|line| line.strip_prefix("outbound_webhook_backlog ")).and_then(|value| value.trim().parse().ok())
+}
+
+/// Step 6, one receiver: step 1 on a fresh server with one subscription at a receiver answering
+/// `answer`; then, for a 2xx receiver, waits for every event; otherwise observes the server for
+/// `ENGINE_WEBHOOK_OBSERVE_SECS` with its backlog.
+async fn webhook_run(answer: StatusCode, knobs: &Knobs, problems: &mut Vec<String>) -> WebhookRun {
+    let (receiver, url) = Receiver::serve(answer).await;
+    let bench = Bench::start_sqlite(&["--webhook-allow-private"]).await;
+    let subscription = bench.api.post("/webhooks", &json!({ "url": url, "events": ["on_call_end", "campaign.status_changed"] })).await;
+    let webhook = subscription["webhook"]["id"].as_str().expect("webhook id").to_owned();
+    let label = format!("webhooks, receiver answering {}, {} × {}", answer.as_u16(), knobs.campaigns, knobs.contacts);
+    let run = throughput(&bench, &label, knobs.campaigns, knobs.contacts, knobs, problems).await;
+    let (calls, status_changes) = (knobs.campaigns * knobs.contacts, 3 * knobs.campaigns);
+    let (mut lag, mut activate_to_delivered) = (None, None);
+    if answer.is_success() {
+        let mut last_report = Instant::now();
+        loop {
+            let (delivered, last_new) = receiver.delivered_calls();
+            if delivered >= calls && receiver.status_changes.load(Ordering::Relaxed) >= status_changes as u64 {
+                let last_new = last_new.unwrap_or(run.finished_at);
+                lag = Some(last_new.saturating_duration_since(run.finished_at));
+                activate_to_delivered = Some(last_new.duration_since(run.finished_at - run.elapsed));
+                break;
+            }
+            if run.finished_at.elapsed() > knobs.timeout {
+                problems.push(format!(
+                    "{label}: {delivered} of {calls} on_call_end and {} of {status_changes} campaign.status_changed received {:.0} s after \
+                     the last campaign finished",
+                    receiver.status_changes.load(Ordering::Relaxed),
+                    run.finished_at.elapsed().as_secs_f64()
+                ));
+                break;
+            }
+            if last_report.elapsed() > Duration::from_secs(5) {
+                eprintln!(
+                    "  … {delivered} of {calls} on_call_end received, {:.0} s after finished",
+                    run.finished_at.elapsed().as_secs_f64()
+                );
+                last_report = Instant::now();
+            }
+            tokio::time::sleep(knobs.poll).await;
+        }
+    } else {
+        eprintln!("{label}: observing the server for {} s with its backlog …", knobs.webhook_observe.as_secs());
+        tokio::time::sleep(knobs.webhook_observe).await;
+    }
+    let peak_after_kib = bench.peak_kib();
+    let end_kib = rss_kib(bench.server.pid);
+    let pending = bench.api.get(&format!("/webhooks/{webhook}/deliveries?status=pending&pageSize=1")).await["total_count"].as_i64();
+    let backlog = (pending.unwrap_or(-1), backlog_gauge(&bench).await);
+    eprintln!(
+        "{label}: lag {lag:?}; received {} on_call_end, {} status changes, {} others; backlog {backlog:?}; peak RSS after the run {:.0} MiB",
+        receiver.calls.load(Ordering::Relaxed),
+        receiver.status_changes.load(Ordering::Relaxed),
+        receiver.others.load(Ordering::Relaxed),
+        mib(peak_after_kib)
+    );
+    bench.finish().await;
+    WebhookRun { answer, run, receiver, lag, peak_after_kib, end_kib, backlog, activate_to_delivered }
+}
+
+/// Prints step 6 beside step 1 (`a`).
+fn print_webhooks(a: &Run, runs: &[WebhookRun], knobs: &Knobs) {
+    println!(
+        "\nWebhooks out (step 6): step 1 again, each on a fresh server with `--webhook-allow-private` (retry delays 0s,60s,2m,4m,8m and \
+         timeout 5s: the defaults), one subscription to `on_call_end` and `campaign.status_changed` at a receiver in the bench process."
+    );
+    println!("\n| measure | result | target |");
+    println!("|---|---|---|");
+    println!(
+        "| a) {} × {} contacts, no subscription | {:.0} contacts/s ({:.1} s), peak RSS {:.0} MiB | |",
+        a.campaigns,
+        a.contacts,
+        a.rate(),
+        a.elapsed.as_secs_f64(),
+        mib(a.peak_run_kib)
+    );
+    for (letter, w) in ["b", "c"].iter().zip(runs) {
+        let ratio = w.run.rate() / a.rate();
+        println!(
+            "| {letter}) the same, receiver answers {} | {:.0} contacts/s ({:.1} s); {letter}/a = {ratio:.2} | ≥ 0.85 {} |",
+            w.answer.as_u16(),
+            w.run.rate(),
+            w.run.elapsed.as_secs_f64(),
+            verdict(ratio >= 0.85)
+        );
+    }
+    for (letter, w) in ["b", "c"].iter().zip(runs) {
+        println!(
+            "| {letter}) server peak RSS during the run / after it ({}) | {:.0} / {:.0} MiB | < 200 MiB {} |",
+            if w.answer.is_success() { "until every event was received" } else { "observed" },
+            mib(w.run.peak_run_kib),
+            mib(w.peak_after_kib),
+            verdict(mib(w.run.peak_run_kib.max(w.peak_after_kib)) < 200.0)
+        );
+    }
+    for w in runs {
+        let (calls, changes, others) = (
+            w.receiver.calls.load(Ordering::Relaxed),
+            w.receiver.status_changes.load(Ordering::Relaxed),
+            w.receiver.others.load(Ordering::Relaxed),
+        );
+        if let Some(lag) = w.lag {
+            let (delivered, _) = w.receiver.delivered_calls();
+            println!(
+                "| b) last campaign finished → all {} on_call_end received ({delivered} distinct webhook-ids in {calls} deliveries; {changes} \
+                 status changes, {others} others) | {:.1} s | ≤ 10 s {} |",
+                w.run.campaigns * w.run.contacts,
+                lag.as_secs_f64(),
+                verdict(lag <= Duration::from_secs(10))
+            );
+            if let Some(total) = w.activate_to_delivered {
+                println!(
+                    "| b) deliveries, first activate → last on_call_end received | {:.0} on_call_end/s ({:.1} s) | |",
+                    (w.run.campaigns * w.run.contacts) as f64 / total.as_secs_f64(),
+                    total.as_secs_f64()
+                );
+            }
+        } else if !w.answer.is_success() {
+            println!(
+                "| c) {} s after the run: backlog (deliveries log pending / outbound_webhook_backlog) | {} / {} ({calls} on_call_end and {changes} \
+                 status-change attempts answered {}) | |",
+                knobs.webhook_observe.as_secs(),
+                w.backlog.0,
+                w.backlog.1.map_or("?".to_owned(), |gauge| format!("{gauge:.0}")),
+                w.answer.as_u16()
+            );
+            println!("| c) server RSS at the end of that | {:.0} MiB | < 200 MiB {} |", mib(w.end_kib), verdict(mib(w.end_kib) < 200.0));
+        }
+    }
+}
+
 fn verdict(met: bool) -> &'static str {
     if met { "MET" } else { "MISSED" }
 }
@@ -356,6 +609,8 @@ fn main() {
         first_trials: env_or("ENGINE_FIRST_TRIALS", 5),
         analytics_contacts: env_or("ENGINE_ANALYTICS_CONTACTS", 1_000_000),
         analytics_requests: env_or::<usize>("ENGINE_ANALYTICS_REQUESTS", 500).max(1),
+        webhooks: env_or("ENGINE_WEBHOOKS", 1) == 1,
+        webhook_observe: Duration::from_secs(env_or("ENGINE_WEBHOOK_OBSERVE_SECS", 60)),
         poll: Duration::from_millis(env_or("ENGINE_POLL_MS", 20)),
         timeout: Duration::from_secs(env_or("ENGINE_TIMEOUT_SECS", 1800)),
     };
@@ -384,6 +639,15 @@ fn main() {
         let analytics = if knobs.analytics_contacts > 0 { Some(analytics_run(&bench, &knobs, &mut problems).await) } else { None };
         (small, large, first, analytics)
     });
+    let webhooks = if knobs.webhooks {
+        runtime.block_on(async {
+            let ok = webhook_run(StatusCode::OK, &knobs, &mut problems).await;
+            let failing = webhook_run(StatusCode::INTERNAL_SERVER_ERROR, &knobs, &mut problems).await;
+            vec![ok, failing]
+        })
+    } else {
+        Vec::new()
+    };
 
     println!("\nEngine benchmark: `{}`", kit::command_line("engine", &KNOBS));
     println!("Machine: {}", machine());
@@ -464,6 +728,9 @@ fn main() {
     }
     if let Some(a) = &analytics {
         println!("- 1 × {}: {:.0} contacts/s ({:.1} s)", a.contacts, a.contacts as f64 / a.load.as_secs_f64(), a.load.as_secs_f64());
+    }
+    if !webhooks.is_empty() {
+        print_webhooks(&large, &webhooks, &knobs);
     }
     exit_on_problems(&problems);
 }
