@@ -30,11 +30,11 @@ CREATE TABLE webhook_deliveries (
     webhook_id TEXT NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
     event_id TEXT NOT NULL,
     event_type TEXT NOT NULL,
-    -- An attempt's event is rendered from the attempt when first sent: which one, its new status and the one before.
+    -- An attempt's event is rendered from the attempt each time it is sent: which one, its new status and the one before.
     attempt_id TEXT,
     attempt_status TEXT,
     previous_status TEXT,
-    payload TEXT,                    -- the event as sent; NULL until rendered
+    payload TEXT,                    -- the event as sent; NULL for an attempt's (rendered from it when sent)
     status TEXT NOT NULL,            -- pending | delivered | failed
     attempts INTEGER NOT NULL DEFAULT 0,
     last_status_code INTEGER,

@@ -22,6 +22,7 @@ use crate::domain::webhook::{
     parse_new_webhook, parse_webhook_change,
 };
 use crate::store::{Delivery, RetryOutcome};
+use crate::webhooks::payload;
 
 #[derive(Serialize, ToSchema)]
 pub struct WebhookView {
@@ -101,26 +102,27 @@ pub struct DeliveryView {
     created_at: String,
     #[schema(required = true, format = DateTime)]
     delivered_at: Option<String>,
-    /// The event as sent; `null` for a call's or message's event not sent yet (it is rendered
-    /// from the attempt when first sent).
+    /// The event: as sent, or, for a call's or message's event, as it is sent now (rendered from
+    /// the call or message); `null` when that call or message no longer exists.
     #[schema(required = true, value_type = Option<Object>)]
     payload: Option<Box<RawValue>>,
 }
 
 impl From<Delivery> for DeliveryView {
     fn from(d: Delivery) -> Self {
+        let payload = payload::body(&d.event, &d.body).and_then(|text| RawValue::from_string(text).ok());
         DeliveryView {
             id: delivery_public_id(d.id),
-            event_id: d.event_id,
-            event_type: d.event_type,
+            event_id: d.event.event_id,
+            event_type: d.event.event_type,
             status: d.status,
             attempts: d.attempts,
             last_status_code: d.last_status_code,
             last_error: d.last_error,
             next_attempt_at: d.next_attempt_at.filter(|_| d.status == DeliveryStatus::Pending).map(format_time),
-            created_at: format_time(d.created_at),
+            created_at: format_time(d.event.occurred_at),
             delivered_at: d.delivered_at.map(format_time),
-            payload: d.payload.and_then(|text| RawValue::from_string(text).ok()),
+            payload,
         }
     }
 }

@@ -401,8 +401,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Takes the lease of subscriptions with deliveries due (those no other live process holds,
     /// and not in `busy`), renews those it holds, and takes up to `limit` due deliveries of each.
     async fn take_deliveries(&self, take: DeliveryTake) -> StoreResult<Vec<DueDelivery>>;
-    /// What the events of these attempts are rendered from, for those that exist.
-    async fn attempt_reports(&self, attempt_ids: Vec<String>) -> StoreResult<Vec<AttemptReport>>;
+    /// What the events of these attempts are rendered from, by attempt id, for those that exist.
+    async fn attempt_reports(&self, attempt_ids: Vec<String>) -> StoreResult<std::collections::HashMap<String, AttemptReport>>;
     /// Records what delivery attempts came to.
     async fn record_deliveries(&self, results: Vec<DeliveryResult>) -> StoreResult<()>;
     /// On start-up, frees the leases a previous run of this process left, where the store can tell
@@ -479,17 +479,66 @@ pub struct WebhookPage {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub id: i64,
-    pub event_id: String,
-    pub event_type: EventType,
+    pub event: EventHeader,
     pub status: DeliveryStatus,
     pub attempts: i64,
     pub last_status_code: Option<i64>,
     pub last_error: Option<String>,
     pub next_attempt_at: Option<Timestamp>,
-    pub created_at: Timestamp,
     pub delivered_at: Option<Timestamp>,
-    /// The event as sent; `None` until an attempt's event is first sent.
-    pub payload: Option<String>,
+    pub body: EventSource,
+}
+
+/// What every delivery of an event shares.
+#[derive(Debug, Clone)]
+pub struct EventHeader {
+    pub event_id: String,
+    pub event_type: EventType,
+    pub occurred_at: Timestamp,
+    /// The organization's public id.
+    pub project_id: String,
+}
+
+/// Where an event's body comes from.
+#[derive(Debug, Clone)]
+pub enum EventSource {
+    /// Rendered when the event happened (campaign events, `webhook.test`).
+    Stored(String),
+    /// An attempt's event, rendered from the attempt each time it is sent (and when the log shows
+    /// it): the attempt, the status the event reports and the one before; with the attempt's
+    /// report when it was read (`None` when the attempt no longer exists).
+    Attempt { subject: EventSubject, report: Option<Box<AttemptReport>> },
+}
+
+impl EventSource {
+    /// The attempts these events are about, each once.
+    pub fn subjects<'a>(sources: impl IntoIterator<Item = &'a EventSource>) -> Vec<String> {
+        let mut ids: Vec<String> = sources
+            .into_iter()
+            .filter_map(|source| match source {
+                EventSource::Attempt { subject, .. } => Some(subject.attempt_id.clone()),
+                EventSource::Stored(_) => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Gives an attempt's event its report, from `reports` by attempt id.
+    pub fn attach(&mut self, reports: &std::collections::HashMap<String, AttemptReport>) {
+        if let EventSource::Attempt { subject, report } = self {
+            *report = reports.get(&subject.attempt_id).cloned().map(Box::new);
+        }
+    }
+}
+
+/// The attempt an attempt's event is about.
+#[derive(Debug, Clone)]
+pub struct EventSubject {
+    pub attempt_id: String,
+    pub status: AttemptStatus,
+    pub previous: Option<AttemptStatus>,
 }
 
 #[derive(Debug, Clone)]
@@ -530,14 +579,10 @@ pub struct DueDelivery {
     pub url: String,
     /// The secret the event was created under.
     pub secret: String,
-    pub project_id: String,
-    pub event_id: String,
-    pub event_type: EventType,
-    pub occurred_at: Timestamp,
+    pub event: EventHeader,
     pub attempts: i64,
-    pub payload: Option<String>,
-    /// An attempt's event not rendered yet: the attempt, the status it reached and the one before.
-    pub attempt: Option<(String, AttemptStatus, Option<AttemptStatus>)>,
+    /// An attempt's event comes without its report: [`DeliveryStore::attempt_reports`] reads them.
+    pub body: EventSource,
 }
 
 /// An attempt with what its webhook events show of its contact, campaign and agent.
@@ -556,8 +601,6 @@ pub struct AttemptReport {
 #[derive(Debug, Clone)]
 pub struct DeliveryResult {
     pub id: i64,
-    /// The event rendered for this attempt, kept for the next ones.
-    pub payload: Option<String>,
     pub outcome: DeliveryOutcome,
 }
 

@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 use uuid::Uuid;
 
-use super::{ApiKeyInfo, AttemptReport, Delivery, DeliveryOutcome, DueDelivery, WebhookSummary, from_micros, to_micros};
+use super::{
+    ApiKeyInfo, AttemptReport, Delivery, DeliveryOutcome, DueDelivery, EventHeader, EventSource, EventSubject, WebhookSummary, from_micros,
+    to_micros,
+};
 use super::{
     Attempt, AttemptContact, CampaignCursor, CampaignFilter, Dispatch, DispatchContact, IdempotencyRecord, OrgId, PageDirection,
     RunningCampaign, StoreError, StoreResult, StoredResponse, from_millis, from_seconds, to_seconds,
@@ -199,6 +202,7 @@ fn answered_by(row: &impl StoredRow) -> StoreResult<Option<AnsweredBy>> {
 /// key; `settings_keys_name_the_serialized_fields` fails then, not the SQL silently.
 pub(crate) const SETTINGS_RETRIES: &str = "retries";
 pub(crate) const SETTINGS_TIMEZONE: &str = "timezone";
+pub(crate) const SETTINGS_NAME: &str = "name";
 
 /// A running campaign read with the columns of each backend's running-campaign query.
 pub(crate) fn running_from_row(row: &impl StoredRow) -> StoreResult<RunningCampaign> {
@@ -670,9 +674,9 @@ pub(crate) fn status_changed_of_settings(
     Ok(webhook::status_changed_of(campaign_id, &settings.name, settings.timezone, status, previous, at).into_iter().collect())
 }
 
-/// The columns [`delivery_from_row`] reads, of the deliveries table as `d`.
+/// The columns [`delivery_from_row`] reads (deliveries as `d`, organizations as `o`).
 pub(crate) const DELIVERY_COLUMNS: &str = "d.id, d.event_id, d.event_type, d.status, d.attempts, d.last_status_code, d.last_error, \
-     d.next_attempt_at, d.created_at, d.delivered_at, d.payload";
+     d.next_attempt_at, d.created_at, d.delivered_at, d.payload, d.attempt_id, d.attempt_status, d.previous_status, o.public_id";
 
 fn parse_event_type(text: &str) -> StoreResult<EventType> {
     EventType::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad event type {text:?}")))
@@ -682,21 +686,41 @@ fn opt_micros(row: &impl StoredRow, column: &str) -> StoreResult<Option<Timestam
     row.opt_int(column)?.map(from_micros).transpose()
 }
 
+/// An event's header, read as `event_id`, `event_type`, `created_at` and `public_id`.
+fn event_header_from_row(row: &impl StoredRow) -> StoreResult<EventHeader> {
+    Ok(EventHeader {
+        event_id: row.text("event_id")?,
+        event_type: parse_event_type(&row.text("event_type")?)?,
+        occurred_at: from_micros(row.int("created_at")?)?,
+        project_id: row.text("public_id")?,
+    })
+}
+
+/// An event's body, read as `payload`, or `attempt_id`, `attempt_status` and `previous_status`.
+fn event_source_from_row(row: &impl StoredRow) -> StoreResult<EventSource> {
+    if let Some(payload) = row.opt_text("payload")? {
+        return Ok(EventSource::Stored(payload));
+    }
+    let (Some(attempt_id), Some(status)) = (row.opt_text("attempt_id")?, row.opt_text("attempt_status")?) else {
+        return Err(StoreError::Corrupt("a delivery with neither a payload nor an attempt".to_owned()));
+    };
+    let previous = row.opt_text("previous_status")?.map(|s| parse_attempt_status(&s)).transpose()?;
+    Ok(EventSource::Attempt { subject: EventSubject { attempt_id, status: parse_attempt_status(&status)?, previous }, report: None })
+}
+
 pub(crate) fn delivery_from_row(row: &impl StoredRow) -> StoreResult<Delivery> {
     let status = row.text("status")?;
     let status = DeliveryStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("bad delivery status {status:?}")))?;
     Ok(Delivery {
         id: row.int("id")?,
-        event_id: row.text("event_id")?,
-        event_type: parse_event_type(&row.text("event_type")?)?,
+        event: event_header_from_row(row)?,
         status,
         attempts: row.int("attempts")?,
         last_status_code: row.opt_int("last_status_code")?,
         last_error: row.opt_text("last_error")?,
         next_attempt_at: opt_micros(row, "next_attempt_at")?,
-        created_at: from_micros(row.int("created_at")?)?,
         delivered_at: opt_micros(row, "delivered_at")?,
-        payload: row.opt_text("payload")?,
+        body: event_source_from_row(row)?,
     })
 }
 
@@ -707,41 +731,52 @@ pub(crate) const DUE_DELIVERY_COLUMNS: &str = "d.id, d.webhook_id, w.url, \
      o.public_id, d.event_id, d.event_type, d.created_at, d.attempts, d.payload, d.attempt_id, d.attempt_status, d.previous_status";
 
 pub(crate) fn due_delivery_from_row(row: &impl StoredRow) -> StoreResult<DueDelivery> {
-    let attempt = match (row.opt_text("attempt_id")?, row.opt_text("attempt_status")?) {
-        (Some(id), Some(status)) => {
-            let previous = row.opt_text("previous_status")?.map(|s| parse_attempt_status(&s)).transpose()?;
-            Some((id, parse_attempt_status(&status)?, previous))
-        }
-        _ => None,
-    };
     Ok(DueDelivery {
         id: row.int("id")?,
         webhook_id: row.text("webhook_id")?,
         url: row.text("url")?,
         secret: row.text("signing_secret")?,
-        project_id: row.text("public_id")?,
-        event_id: row.text("event_id")?,
-        event_type: parse_event_type(&row.text("event_type")?)?,
-        occurred_at: from_micros(row.int("created_at")?)?,
+        event: event_header_from_row(row)?,
         attempts: row.int("attempts")?,
-        payload: row.opt_text("payload")?,
-        attempt,
+        body: event_source_from_row(row)?,
     })
 }
 
-/// An attempt's report, read with [`ATTEMPT_COLUMNS`] plus the campaign's `campaign_id`,
-/// `settings`, `agent_id` and `agent_name`, and its contact read apart.
-pub(crate) fn attempt_report_from_row(row: &impl StoredRow, contact: Contact) -> StoreResult<AttemptReport> {
-    let settings: CampaignSettings = json(row, "settings")?;
-    Ok(AttemptReport {
-        attempt: attempt_from_row(row)?,
-        contact,
-        campaign_id: row.int("campaign_id")?,
-        campaign_name: settings.name,
-        timezone: settings.timezone,
+/// A campaign as attempts' events show it, read as `name`, `timezone`, `agent_id` and `agent_name`.
+pub(crate) struct ReportCampaign {
+    pub name: String,
+    pub timezone: TimeZone,
+    pub agent_id: Uuid,
+    pub agent_name: String,
+}
+
+pub(crate) fn report_campaign_from_row(row: &impl StoredRow) -> StoreResult<ReportCampaign> {
+    Ok(ReportCampaign {
+        name: row.text("name")?,
+        timezone: timezone_from(&row.text("timezone")?)?,
         agent_id: parse_uuid(&row.text("agent_id")?)?,
         agent_name: row.text("agent_name")?,
     })
+}
+
+/// An attempt with its campaign's id, read with [`ATTEMPT_COLUMNS`] and `campaign_id`.
+pub(crate) fn attempt_of_report_from_row(row: &impl StoredRow) -> StoreResult<(Attempt, i64)> {
+    Ok((attempt_from_row(row)?, row.int("campaign_id")?))
+}
+
+impl ReportCampaign {
+    /// The report of one of this campaign's attempts.
+    pub(crate) fn report(&self, attempt: Attempt, campaign_id: i64, contact: Contact) -> AttemptReport {
+        AttemptReport {
+            attempt,
+            contact,
+            campaign_id,
+            campaign_name: self.name.clone(),
+            timezone: self.timezone.clone(),
+            agent_id: self.agent_id,
+            agent_name: self.agent_name.clone(),
+        }
+    }
 }
 
 /// What a delivery result writes: status, next attempt (micros), delivered at (micros), status
@@ -797,6 +832,7 @@ mod tests {
         let stored = serde_json::to_value(&new.settings).expect("serializes");
         assert_eq!(stored[SETTINGS_RETRIES], 3);
         assert_eq!(stored[SETTINGS_TIMEZONE], "Europe/Madrid");
+        assert_eq!(stored[SETTINGS_NAME], "n");
     }
 
     const CAMPAIGN: &[u8] = br#"{"success":true,"campaign":{"id":42,"name":"Winter collections","description":"second notice","status":"pending","archived":false,"integration":{"id":"iph_Qk3vB8dLmW2xZt9sRy1a","type":"phone_call"},"agent":{"id":"5f0b7c1e-8a43-4d9e-b2a1-7c6d5e4f3a21","name":"Collections bot"},"created_at":"2026-12-01T08:30:00Z","started_at":null,"ended_at":null,"timezone":"Europe/Madrid","retries":2,"message_limit":500,"concurrency_limit":5,"first_message":"Hola {name}","template":null,"template_alt":null,"scheduling":{"mon":{"startTime":"10:00","stopTime":"19:00","active":true},"tue":{"startTime":"10:00","stopTime":"19:00","active":true},"wed":{"startTime":"10:00","stopTime":"19:00","active":true},"thu":{"startTime":"10:00","stopTime":"19:00","active":true},"fri":{"startTime":"10:00","stopTime":"14:00","active":true},"sat":{"startTime":"09:00","stopTime":"18:00","active":false},"sun":{"startTime":"09:00","stopTime":"18:00","active":false}},"cycles":{"enabled":true,"mode":"cooldown","max_iterations":3,"cooldown_minutes":120,"filter_statuses":["converted"],"schedule":null,"schedule_start_date":null,"schedule_end_date":null,"current_iteration":0,"last_iteration_at":null,"next_cycle_at":null},"analytics":null}}"#;

@@ -5,9 +5,10 @@
 //! the store), at most [`IN_FLIGHT_PER_WEBHOOK`] requests at once, so a slow or dead receiver
 //! holds up only its own deliveries. A delivery taken is leased until its answer is recorded; one
 //! a crashed process left is sent again after the lease, with the same `event_id`. Attempts'
-//! events are rendered from the attempt when first taken, and kept for every later attempt.
+//! events are rendered from the attempt each time they are sent (a retry carries a recording that
+//! came since), so the outbox keeps only which attempt and status each one is about.
 
-mod payload;
+pub mod payload;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -22,7 +23,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use crate::clock::Clock;
 use crate::domain::webhook::{default_retry_delays, is_private_address, next_attempt, sign};
 use crate::metrics;
-use crate::store::{DeliveryOutcome, DeliveryResult, DeliveryStore, DeliveryTake, DueDelivery, StoreResult};
+use crate::store::{DeliveryOutcome, DeliveryResult, DeliveryStore, DeliveryTake, DueDelivery, EventSource, StoreResult};
 
 /// Webhook settings (contract §5.6).
 #[derive(Debug, Clone)]
@@ -70,8 +71,6 @@ pub struct Deliveries {
 struct Prepared {
     delivery: DueDelivery,
     body: Result<String, &'static str>,
-    /// The body was rendered now, to be kept with the answer.
-    rendered: bool,
 }
 
 impl Deliveries {
@@ -209,47 +208,38 @@ impl Deliveries {
         self.store.take_deliveries(take).await
     }
 
-    /// Renders the events of attempts taken for the first time, from the attempts as they are now.
-    async fn prepare(&self, due: Vec<DueDelivery>) -> StoreResult<Vec<Prepared>> {
-        let to_render: Vec<String> =
-            due.iter().filter(|d| d.payload.is_none()).filter_map(|d| d.attempt.as_ref().map(|(id, _, _)| id.clone())).collect();
-        let mut reports: HashMap<String, crate::store::AttemptReport> = if to_render.is_empty() {
-            HashMap::new()
-        } else {
-            self.store.attempt_reports(to_render).await?.into_iter().map(|r| (r.attempt.id.clone(), r)).collect()
-        };
+    /// Gives each delivery its body: as stored, or rendered from its attempt as it is now.
+    async fn prepare(&self, mut due: Vec<DueDelivery>) -> StoreResult<Vec<Prepared>> {
+        let attempts = EventSource::subjects(due.iter().map(|d| &d.body));
+        if !attempts.is_empty() {
+            let reports = self.store.attempt_reports(attempts).await?;
+            due.iter_mut().for_each(|d| d.body.attach(&reports));
+        }
         Ok(due
             .into_iter()
-            .map(|delivery| match (&delivery.payload, &delivery.attempt) {
-                (Some(body), _) => Prepared { body: Ok(body.clone()), delivery, rendered: false },
-                (None, Some((attempt_id, status, previous))) => match reports.remove(attempt_id) {
-                    Some(report) => {
-                        let body = payload::attempt_event(&delivery, *status, *previous, report);
-                        Prepared { body: Ok(body), delivery, rendered: true }
-                    }
-                    None => Prepared { body: Err("attempt_not_found"), delivery, rendered: false },
-                },
-                (None, None) => Prepared { body: Err("event_not_found"), delivery, rendered: false },
+            .map(|delivery| {
+                let body = payload::body(&delivery.event, &delivery.body).ok_or("attempt_not_found");
+                Prepared { delivery, body }
             })
             .collect())
     }
 
     /// One attempt at a delivery, with what it came to.
     async fn attempt(&self, prepared: Prepared) -> DeliveryResult {
-        let Prepared { delivery, body, rendered } = prepared;
+        let Prepared { delivery, body } = prepared;
+        let (id, event) = (delivery.id, &delivery.event);
         let now = self.clock.now();
-        let first_due = next_attempt(&self.settings.retry_delays, delivery.occurred_at, 0, delivery.occurred_at);
+        let first_due = next_attempt(&self.settings.retry_delays, event.occurred_at, 0, event.occurred_at);
         if let Some(due) = first_due.filter(|due| delivery.attempts == 0 && *due > now) {
-            return DeliveryResult { id: delivery.id, payload: None, outcome: DeliveryOutcome::NotYet { until: due } };
+            return DeliveryResult { id, outcome: DeliveryOutcome::NotYet { until: due } };
         }
         let (status_code, error) = match &body {
             Ok(body) => match self.post(&delivery, body, now).await {
                 Ok(code) if (200..300).contains(&code) => {
                     let at = self.clock.now();
-                    let since_event = at.duration_since(delivery.occurred_at).unsigned_abs();
-                    metrics::webhook_delivery(delivery.event_type, metrics::DeliveryResult::Delivered, Some(since_event));
-                    let payload = rendered.then(|| body.clone());
-                    return DeliveryResult { id: delivery.id, payload, outcome: DeliveryOutcome::Delivered { status_code: code, at } };
+                    let since_event = at.duration_since(event.occurred_at).unsigned_abs();
+                    metrics::webhook_delivery(event.event_type, metrics::DeliveryResult::Delivered, Some(since_event));
+                    return DeliveryResult { id, outcome: DeliveryOutcome::Delivered { status_code: code, at } };
                 }
                 Ok(code) => (Some(code), format!("receiver answered {code}")),
                 Err(error) => (None, error),
@@ -257,13 +247,12 @@ impl Deliveries {
             Err(reason) => (None, (*reason).to_owned()),
         };
         let retry_at = match body {
-            Ok(_) => next_attempt(&self.settings.retry_delays, delivery.occurred_at, delivery.attempts + 1, self.clock.now()),
+            Ok(_) => next_attempt(&self.settings.retry_delays, event.occurred_at, delivery.attempts + 1, self.clock.now()),
             Err(_) => None,
         };
         let result = if retry_at.is_some() { metrics::DeliveryResult::Retrying } else { metrics::DeliveryResult::Failed };
-        metrics::webhook_delivery(delivery.event_type, result, None);
-        let payload = if rendered { body.ok() } else { None };
-        DeliveryResult { id: delivery.id, payload, outcome: DeliveryOutcome::Failed { status_code, error, retry_at } }
+        metrics::webhook_delivery(event.event_type, result, None);
+        DeliveryResult { id, outcome: DeliveryOutcome::Failed { status_code, error, retry_at } }
     }
 
     /// POSTs the body, signed (§8.2); the answer's status, or what went wrong.
@@ -278,13 +267,14 @@ impl Deliveries {
             return Err(PRIVATE_ADDRESS.to_owned());
         }
         let timestamp = now.as_second();
-        let signatures = sign(&delivery.secret, &delivery.event_id, timestamp, body.as_bytes()).ok_or_else(|| "bad_secret".to_owned())?;
+        let event_id = &delivery.event.event_id;
+        let signatures = sign(&delivery.secret, event_id, timestamp, body.as_bytes()).ok_or_else(|| "bad_secret".to_owned())?;
         let sent = self
             .client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("X-Altur-Signature", signatures.altur)
-            .header("webhook-id", &delivery.event_id)
+            .header("webhook-id", event_id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signatures.standard)
             .body(body.to_owned())

@@ -1,18 +1,19 @@
-//! Attempts' events rendered when first sent (§8.3): `on_call_end` in Altur's flat shape and
-//! `message.status_changed` in the envelope, from the attempt, its contact, campaign and agent.
+//! Attempts' events (§8.3), rendered from the attempt, its contact, campaign and agent each time
+//! they are sent or shown in the log: `on_call_end` in Altur's flat shape and
+//! `message.status_changed` in the envelope.
 
 use serde_json::{Value, json};
 
 use crate::api::attempts::{CallEndedBy, CallStatus, MessageView};
 use crate::api::views::format_time;
-use crate::domain::attempt::{AttemptStatus, MessageStatus};
+use crate::domain::attempt::MessageStatus;
 use crate::domain::webhook::{EventType, envelope, format_occurred_at};
-use crate::store::{AttemptReport, DueDelivery};
+use crate::store::{AttemptReport, EventHeader, EventSource, EventSubject};
 
-/// The event of `delivery` about the attempt of `report`, as compact JSON.
-pub fn attempt_event(delivery: &DueDelivery, status: AttemptStatus, previous: Option<AttemptStatus>, report: AttemptReport) -> String {
-    match delivery.event_type {
-        EventType::MessageStatusChanged => message_status_changed(delivery, status, previous, report),
+/// The event `header` names about the attempt of `report`, as compact JSON.
+pub fn attempt_event(header: &EventHeader, subject: &EventSubject, report: AttemptReport) -> String {
+    match header.event_type {
+        EventType::MessageStatusChanged => message_status_changed(header, subject, report),
         _ => on_call_end(report),
     }
 }
@@ -67,14 +68,23 @@ fn on_call_end(report: AttemptReport) -> String {
 
 /// `message.status_changed`: the message as `/messages` shows it, with the status this event
 /// reports (a later one may have come since).
-fn message_status_changed(delivery: &DueDelivery, status: AttemptStatus, previous: Option<AttemptStatus>, report: AttemptReport) -> String {
+fn message_status_changed(header: &EventHeader, subject: &EventSubject, report: AttemptReport) -> String {
     let AttemptReport { mut attempt, campaign_id, campaign_name, timezone, .. } = report;
-    attempt.status = status;
+    attempt.status = subject.status;
     let data = json!({
         "message": MessageView::from(attempt),
         "campaign": { "id": campaign_id, "name": campaign_name },
-        "previous_status": previous.map(MessageStatus::from),
+        "previous_status": subject.previous.map(MessageStatus::from),
     });
-    let occurred_at = format_occurred_at(delivery.occurred_at, timezone);
-    envelope(&delivery.event_id, delivery.event_type, &occurred_at, &delivery.project_id, &data)
+    let occurred_at = format_occurred_at(header.occurred_at, timezone);
+    envelope(&header.event_id, header.event_type, &occurred_at, &header.project_id, &data)
+}
+
+/// The body of an event: as stored, or rendered from its attempt; `None` when the attempt no
+/// longer exists.
+pub fn body(header: &EventHeader, source: &EventSource) -> Option<String> {
+    match source {
+        EventSource::Stored(body) => Some(body.clone()),
+        EventSource::Attempt { subject, report } => report.as_ref().map(|report| attempt_event(header, subject, (**report).clone())),
+    }
 }

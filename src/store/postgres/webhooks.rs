@@ -2,6 +2,8 @@
 //! Several processes deliver: each subscription is delivered by one process at a time, the one
 //! holding its lease, taken with `FOR UPDATE SKIP LOCKED`.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::AssertSqlSafe;
@@ -11,13 +13,14 @@ use super::{PostgresStore, record_response};
 use crate::domain::campaign::CampaignStatus;
 use crate::domain::webhook::{self, DeliveryStatus, NewEvent, Webhook, WebhookChange};
 use crate::store::shared::{
-    ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DUE_DELIVERY_COLUMNS, NewDelivery, WEBHOOK_COLUMNS, attempt_report_from_row, contact_columns,
-    contact_from_row, delivery_from_row, delivery_write, due_delivery_from_row, new_deliveries, status_changed_of_settings,
-    subscription_from_row, webhook_from_row, webhook_summary_from_row,
+    ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DUE_DELIVERY_COLUMNS, NewDelivery, ReportCampaign, SETTINGS_NAME, SETTINGS_TIMEZONE,
+    WEBHOOK_COLUMNS, attempt_of_report_from_row, contact_columns, contact_from_row, delivery_from_row, delivery_write,
+    due_delivery_from_row, new_deliveries, report_campaign_from_row, status_changed_of_settings, subscription_from_row, webhook_from_row,
+    webhook_summary_from_row,
 };
 use crate::store::{
-    AttemptReport, DeliveryPage, DeliveryResult, DeliveryStore, DeliveryTake, DueDelivery, OrgId, ResponseRecorder, RetryOutcome,
-    StoreResult, WebhookAdmin, WebhookPage, WebhookStore, WebhookSummary, to_micros, to_seconds,
+    AttemptReport, DeliveryPage, DeliveryResult, DeliveryStore, DeliveryTake, DueDelivery, EventSource, OrgId, ResponseRecorder,
+    RetryOutcome, StoreResult, WebhookAdmin, WebhookPage, WebhookStore, WebhookSummary, to_micros, to_seconds,
 };
 
 /// Records `events` of an organization for the subscriptions that want them, in the caller's
@@ -255,7 +258,8 @@ impl WebhookStore for PostgresStore {
                 .fetch_one(&mut *conn)
                 .await?;
         let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d WHERE d.webhook_id = $1 AND ($2::text IS NULL OR d.status = $2) \
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+             JOIN organizations o ON o.id = w.org_id WHERE d.webhook_id = $1 AND ($2::text IS NULL OR d.status = $2) \
              ORDER BY d.id DESC LIMIT $3 OFFSET $4"
         );
         let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
@@ -265,7 +269,10 @@ impl WebhookStore for PostgresStore {
             .bind(i64::from(page_size) * i64::from(page_index))
             .fetch_all(&mut *conn)
             .await?;
-        Ok(Some(DeliveryPage { total_count, deliveries: rows.iter().map(delivery_from_row).collect::<StoreResult<_>>()? }))
+        let mut deliveries = rows.iter().map(delivery_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let reports = attempt_reports(&mut conn, &EventSource::subjects(deliveries.iter().map(|d| &d.body))).await?;
+        deliveries.iter_mut().for_each(|d| d.body.attach(&reports));
+        Ok(Some(DeliveryPage { total_count, deliveries }))
     }
 
     async fn retry_delivery(
@@ -302,6 +309,36 @@ impl WebhookStore for PostgresStore {
         tx.commit().await?;
         Ok(outcome)
     }
+}
+
+/// The reports of the attempts that exist among `ids`, by id; each campaign is read once.
+async fn attempt_reports(conn: &mut PgConnection, ids: &[String]) -> StoreResult<HashMap<String, AttemptReport>> {
+    let attempt_sql =
+        format!("SELECT {ATTEMPT_COLUMNS}, a.campaign_id FROM attempts a JOIN contacts ct ON ct.id = a.contact_id WHERE a.id = $1");
+    let contact_sql = concat!("SELECT ", contact_columns!(), " FROM contacts WHERE id = $1");
+    let mut campaigns: HashMap<i64, Option<ReportCampaign>> = HashMap::new();
+    let mut reports = HashMap::with_capacity(ids.len());
+    for id in ids {
+        let Some(row) = sqlx::query(AssertSqlSafe(attempt_sql.as_str())).bind(id).fetch_optional(&mut *conn).await? else { continue };
+        let (attempt, campaign_id) = attempt_of_report_from_row(&row)?;
+        let Some(contact_id) = attempt.contact.as_ref().map(|c| c.id) else { continue };
+        if let std::collections::hash_map::Entry::Vacant(entry) = campaigns.entry(campaign_id) {
+            let campaign = sqlx::query(
+                "SELECT c.settings::jsonb ->> $2 AS name, c.settings::jsonb ->> $3 AS timezone, c.agent_id, ag.name AS agent_name \
+                 FROM campaigns c JOIN agents ag ON ag.id = c.agent_id WHERE c.id = $1",
+            )
+            .bind(campaign_id)
+            .bind(SETTINGS_NAME)
+            .bind(SETTINGS_TIMEZONE)
+            .fetch_optional(&mut *conn)
+            .await?;
+            entry.insert(campaign.as_ref().map(report_campaign_from_row).transpose()?);
+        }
+        let Some(Some(campaign)) = campaigns.get(&campaign_id) else { continue };
+        let Some(contact) = sqlx::query(contact_sql).bind(contact_id).fetch_optional(&mut *conn).await? else { continue };
+        reports.insert(id.clone(), campaign.report(attempt, campaign_id, contact_from_row(&contact)?));
+    }
+    Ok(reports)
 }
 
 #[async_trait]
@@ -352,24 +389,9 @@ impl DeliveryStore for PostgresStore {
         Ok(taken)
     }
 
-    async fn attempt_reports(&self, attempt_ids: Vec<String>) -> StoreResult<Vec<AttemptReport>> {
-        let report_sql = format!(
-            "SELECT {ATTEMPT_COLUMNS}, c.id AS campaign_id, c.settings, c.agent_id, ag.name AS agent_name FROM attempts a \
-             JOIN contacts ct ON ct.id = a.contact_id JOIN campaigns c ON c.id = a.campaign_id JOIN agents ag ON ag.id = c.agent_id \
-             WHERE a.id = $1"
-        );
-        let contact_sql =
-            concat!("SELECT ", contact_columns!(), " FROM contacts WHERE id = (SELECT contact_id FROM attempts WHERE id = $1)");
+    async fn attempt_reports(&self, attempt_ids: Vec<String>) -> StoreResult<HashMap<String, AttemptReport>> {
         let mut conn = self.pool.acquire().await?;
-        let mut reports = Vec::with_capacity(attempt_ids.len());
-        for id in &attempt_ids {
-            let Some(contact) = sqlx::query(contact_sql).bind(id).fetch_optional(&mut *conn).await? else { continue };
-            let contact = contact_from_row(&contact)?;
-            if let Some(row) = sqlx::query(AssertSqlSafe(report_sql.as_str())).bind(id).fetch_optional(&mut *conn).await? {
-                reports.push(attempt_report_from_row(&row, contact)?);
-            }
-        }
-        Ok(reports)
+        attempt_reports(&mut conn, &attempt_ids).await
     }
 
     async fn record_deliveries(&self, results: Vec<DeliveryResult>) -> StoreResult<()> {
@@ -379,7 +401,7 @@ impl DeliveryStore for PostgresStore {
             sqlx::query(
                 "UPDATE webhook_deliveries SET status = $1, next_attempt_at = $2, delivered_at = COALESCE($3, delivered_at), \
                  last_status_code = CASE WHEN $4 THEN $5 ELSE last_status_code END, last_error = CASE WHEN $4 THEN $6 ELSE last_error END, \
-                 attempts = attempts + $7, payload = COALESCE(payload, $8), lease_until = NULL WHERE id = $9 AND status = 'pending'",
+                 attempts = attempts + $7, lease_until = NULL WHERE id = $8 AND status = 'pending'",
             )
             .bind(write.status)
             .bind(write.next_attempt_at)
@@ -388,7 +410,6 @@ impl DeliveryStore for PostgresStore {
             .bind(write.status_code)
             .bind(write.error)
             .bind(i64::from(write.attempted))
-            .bind(result.payload)
             .bind(result.id)
             .execute(&mut *tx)
             .await?;

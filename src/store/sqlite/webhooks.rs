@@ -1,5 +1,7 @@
 //! Webhook subscriptions, the outbox of their events and the deliveries log on SQLite (§8).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
@@ -8,13 +10,14 @@ use super::{SqliteStore, all_rows, first_row};
 use crate::domain::campaign::CampaignStatus;
 use crate::domain::webhook::{self, DeliveryStatus, NewEvent, Webhook, WebhookChange};
 use crate::store::shared::{
-    ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DUE_DELIVERY_COLUMNS, WEBHOOK_COLUMNS, attempt_report_from_row, contact_columns, contact_from_row,
-    delivery_from_row, delivery_write, due_delivery_from_row, new_deliveries, status_changed_of_settings, subscription_from_row,
-    webhook_from_row, webhook_summary_from_row,
+    ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DUE_DELIVERY_COLUMNS, ReportCampaign, SETTINGS_NAME, SETTINGS_TIMEZONE, WEBHOOK_COLUMNS,
+    attempt_of_report_from_row, contact_columns, contact_from_row, delivery_from_row, delivery_write, due_delivery_from_row,
+    new_deliveries, report_campaign_from_row, status_changed_of_settings, subscription_from_row, webhook_from_row,
+    webhook_summary_from_row,
 };
 use crate::store::{
-    AttemptReport, DeliveryPage, DeliveryResult, DeliveryStore, DeliveryTake, DueDelivery, OrgId, ResponseRecorder, RetryOutcome,
-    StoreResult, WebhookAdmin, WebhookPage, WebhookStore, WebhookSummary, to_micros, to_seconds,
+    AttemptReport, DeliveryPage, DeliveryResult, DeliveryStore, DeliveryTake, DueDelivery, EventSource, OrgId, ResponseRecorder,
+    RetryOutcome, StoreResult, WebhookAdmin, WebhookPage, WebhookStore, WebhookSummary, to_micros, to_seconds,
 };
 
 /// Records `events` of an organization for the subscriptions that want them (to `only` alone
@@ -246,11 +249,14 @@ impl WebhookStore for SqliteStore {
                 )?
                 .unwrap_or(0);
                 let sql = format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d WHERE d.webhook_id = ?1 AND (?2 IS NULL OR d.status = ?2) \
+                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+                     JOIN organizations o ON o.id = w.org_id WHERE d.webhook_id = ?1 AND (?2 IS NULL OR d.status = ?2) \
                      ORDER BY d.id DESC LIMIT ?3 OFFSET ?4"
                 );
                 let (limit, offset) = (i64::from(page_size), i64::from(page_size) * i64::from(page_index));
-                let deliveries = all_rows(conn, &sql, params![webhook_id, status, limit, offset], |row| delivery_from_row(row))?;
+                let mut deliveries = all_rows(conn, &sql, params![webhook_id, status, limit, offset], |row| delivery_from_row(row))?;
+                let reports = attempt_reports(conn, &EventSource::subjects(deliveries.iter().map(|d| &d.body)))?;
+                deliveries.iter_mut().for_each(|d| d.body.attach(&reports));
                 Ok(Some(DeliveryPage { total_count, deliveries }))
             })
             .await
@@ -300,16 +306,40 @@ static TAKE_DELIVERIES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
     )
 });
 
-static ATTEMPT_REPORT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+static ATTEMPT_OF_REPORT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {ATTEMPT_COLUMNS}, a.campaign_id FROM attempts a JOIN contacts ct ON ct.id = a.contact_id WHERE a.id = ?")
+});
+
+const CONTACT_OF_REPORT: &str = concat!("SELECT ", contact_columns!(), " FROM contacts WHERE id = ?");
+
+static CAMPAIGN_OF_REPORT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "SELECT {ATTEMPT_COLUMNS}, c.id AS campaign_id, c.settings, c.agent_id, ag.name AS agent_name FROM attempts a \
-         JOIN contacts ct ON ct.id = a.contact_id JOIN campaigns c ON c.id = a.campaign_id JOIN agents ag ON ag.id = c.agent_id \
-         WHERE a.id = ?"
+        "SELECT json_extract(c.settings, '$.{SETTINGS_NAME}') AS name, json_extract(c.settings, '$.{SETTINGS_TIMEZONE}') AS timezone, \
+         c.agent_id, ag.name AS agent_name FROM campaigns c JOIN agents ag ON ag.id = c.agent_id WHERE c.id = ?"
     )
 });
 
-const CONTACT_OF_REPORT: &str =
-    concat!("SELECT ", contact_columns!(), " FROM contacts WHERE id = (SELECT contact_id FROM attempts WHERE id = ?)");
+/// The reports of the attempts that exist among `ids`, by id; each campaign is read once.
+fn attempt_reports(conn: &Connection, ids: &[String]) -> StoreResult<HashMap<String, AttemptReport>> {
+    let mut campaigns: HashMap<i64, Option<ReportCampaign>> = HashMap::new();
+    let mut reports = HashMap::with_capacity(ids.len());
+    for id in ids {
+        let Some((attempt, campaign_id)) = first_row(conn, &ATTEMPT_OF_REPORT, [id], |row| attempt_of_report_from_row(row))? else {
+            continue;
+        };
+        let Some(contact_id) = attempt.contact.as_ref().map(|c| c.id) else { continue };
+        if let std::collections::hash_map::Entry::Vacant(entry) = campaigns.entry(campaign_id) {
+            entry.insert(first_row(conn, &CAMPAIGN_OF_REPORT, [campaign_id], |row| report_campaign_from_row(row))?);
+        }
+        let (Some(Some(campaign)), Some(contact)) =
+            (campaigns.get(&campaign_id), first_row(conn, CONTACT_OF_REPORT, [contact_id], |row| contact_from_row(row))?)
+        else {
+            continue;
+        };
+        reports.insert(id.clone(), campaign.report(attempt, campaign_id, contact));
+    }
+    Ok(reports)
+}
 
 #[async_trait]
 impl DeliveryStore for SqliteStore {
@@ -335,19 +365,8 @@ impl DeliveryStore for SqliteStore {
         .await
     }
 
-    async fn attempt_reports(&self, attempt_ids: Vec<String>) -> StoreResult<Vec<AttemptReport>> {
-        self.reads
-            .read(move |conn| {
-                let mut reports = Vec::with_capacity(attempt_ids.len());
-                for id in &attempt_ids {
-                    let Some(contact) = first_row(conn, CONTACT_OF_REPORT, [id], |row| contact_from_row(row))? else { continue };
-                    if let Some(report) = first_row(conn, &ATTEMPT_REPORT, [id], |row| attempt_report_from_row(row, contact))? {
-                        reports.push(report);
-                    }
-                }
-                Ok(reports)
-            })
-            .await
+    async fn attempt_reports(&self, attempt_ids: Vec<String>) -> StoreResult<HashMap<String, AttemptReport>> {
+        self.reads.read(move |conn| attempt_reports(conn, &attempt_ids)).await
     }
 
     async fn record_deliveries(&self, results: Vec<DeliveryResult>) -> StoreResult<()> {
@@ -355,7 +374,7 @@ impl DeliveryStore for SqliteStore {
             let mut update = conn.prepare_cached(
                 "UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?, delivered_at = COALESCE(?, delivered_at), \
                  last_status_code = CASE WHEN ? THEN ? ELSE last_status_code END, last_error = CASE WHEN ? THEN ? ELSE last_error END, \
-                 attempts = attempts + ?, payload = COALESCE(payload, ?), lease_until = NULL WHERE id = ? AND status = 'pending'",
+                 attempts = attempts + ?, lease_until = NULL WHERE id = ? AND status = 'pending'",
             )?;
             for result in results {
                 let write = delivery_write(&result.outcome);
@@ -368,7 +387,6 @@ impl DeliveryStore for SqliteStore {
                     write.attempted,
                     write.error,
                     i64::from(write.attempted),
-                    result.payload,
                     result.id,
                 ])?;
             }
