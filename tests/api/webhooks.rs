@@ -1350,3 +1350,24 @@ async fn a_dead_process_is_taken_over_after_its_leases() {
     assert_eq!(sent.len(), 5);
     assert_eq!(sent.into_iter().collect::<BTreeSet<_>>(), events, "each event once");
 }
+
+/// A live worker keeps its subscriptions: its takes renew their lease once half of it has passed,
+/// so another worker never takes over from one that is alive.
+#[tokio::test]
+async fn a_live_worker_keeps_its_subscription_by_renewing_its_lease() {
+    let Some(app) = TestApp::spawn().await else { return };
+    let target = receiver(200).await;
+    let (hook, _) = subscribe(&app, &hook_url(&target), &["webhook.test"], Value::Null).await;
+    send_test(&app, &hook).await;
+    assert_eq!(app.deliver().await, 1, "the app's worker holds the subscription from now on");
+    let other =
+        outbound::webhooks::Deliveries::new(app.store.clone(), app.clock.clone(), super::helpers::local_webhooks()).expect("client");
+
+    app.clock.advance(SignedDuration::from_secs(20));
+    assert_eq!(app.deliver().await, 0, "nothing due; the lease, at 10 s from its end, is renewed");
+    app.clock.advance(SignedDuration::from_secs(20));
+    send_test(&app, &hook).await;
+    assert_eq!(other.settle().await.expect("settles"), 0, "past the first lease, but not the renewed one");
+    assert_eq!(app.deliver().await, 1);
+    assert_eq!(received(&target).await.len(), 2);
+}

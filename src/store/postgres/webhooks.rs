@@ -383,8 +383,14 @@ impl DeliveryStore for PostgresStore {
                 taken.push(due_delivery_from_row(row)?);
             }
         }
-        // The subscriptions this process delivers stay its own.
-        sqlx::query("UPDATE webhooks SET lease_until = $1 WHERE lease_owner = $2").bind(held_until).bind(&owner).execute(&mut *tx).await?;
+        // The subscriptions this process delivers stay its own, renewed once half their lease has
+        // passed (an idle worker writes nothing in between).
+        sqlx::query("UPDATE webhooks SET lease_until = $1 WHERE lease_owner = $2 AND (lease_until IS NULL OR lease_until < $3)")
+            .bind(held_until)
+            .bind(&owner)
+            .bind(now + (held_until - now) / 2)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(taken)
     }

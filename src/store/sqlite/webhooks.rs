@@ -358,8 +358,11 @@ impl DeliveryStore for SqliteStore {
                 }
                 taken.extend(due);
             }
-            // The subscriptions this process delivers stay its own.
-            conn.prepare_cached("UPDATE webhooks SET lease_until = ? WHERE lease_owner = ?")?.execute(params![held_until, owner])?;
+            // The subscriptions this process delivers stay its own, renewed once half their lease
+            // has passed (an idle worker writes nothing in between).
+            let renew_below = now + (held_until - now) / 2;
+            conn.prepare_cached("UPDATE webhooks SET lease_until = ? WHERE lease_owner = ? AND (lease_until IS NULL OR lease_until < ?)")?
+                .execute(params![held_until, owner, renew_below])?;
             Ok(taken)
         })
         .await
