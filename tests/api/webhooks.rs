@@ -212,11 +212,6 @@ async fn send_test(app: &TestApp, webhook: &str) -> String {
     event_id
 }
 
-/// Harness settings whose webhooks may target the local receivers.
-fn local_webhooks() -> ApiSettings {
-    ApiSettings { webhooks: WebhookSettings { allow_private: true, ..WebhookSettings::default() }, ..retry_settings(30, 1) }
-}
-
 /// A webhook detail without its secret, as GET answers it.
 fn without_secret(webhook: &Value) -> Value {
     let mut webhook = webhook.clone();
@@ -705,7 +700,7 @@ async fn a_test_event_reaches_its_subscription_only_signed_both_ways() {
 #[tokio::test]
 async fn every_status_change_of_a_campaign_is_one_event_with_analytics_when_finished() {
     let simulator = json!({ "answer_rate": 1.0, "machine_rate": 0.0, "convert_rate": 0.0 });
-    let Some(h) = Harness::new(local_webhooks(), "phone_call", Provider::Simulator(simulator)).await else { return };
+    let Some(h) = Harness::new(retry_settings(30, 1), "phone_call", Provider::Simulator(simulator)).await else { return };
     let everything = receiver(200).await;
     let finished_only = receiver(200).await;
     let others = receiver(200).await;
@@ -789,7 +784,7 @@ async fn every_status_change_of_a_campaign_is_one_event_with_analytics_when_fini
 #[tokio::test]
 async fn each_iteration_of_a_cycles_campaign_ends_with_cycle_completed() {
     let simulator = json!({ "answer_rate": 1.0, "machine_rate": 0.0, "convert_rate": 0.0 });
-    let Some(h) = Harness::new(local_webhooks(), "phone_call", Provider::Simulator(simulator)).await else { return };
+    let Some(h) = Harness::new(retry_settings(30, 1), "phone_call", Provider::Simulator(simulator)).await else { return };
     let cycles_receiver = receiver(200).await;
     let status_receiver = receiver(200).await;
     // A status filter applies to campaign.status_changed only: the cooldown iteration still arrives.
@@ -842,7 +837,7 @@ async fn each_iteration_of_a_cycles_campaign_ends_with_cycle_completed() {
 
 #[tokio::test]
 async fn on_call_end_carries_the_whole_call_in_altur_flat_shape() {
-    let Some(h) = Harness::new(local_webhooks(), "phone_call", Provider::Webhook(accepting_provider().await)).await else { return };
+    let Some(h) = Harness::new(retry_settings(30, 1), "phone_call", Provider::Webhook(accepting_provider().await)).await else { return };
     let calls_receiver = receiver(200).await;
     let (hook, secret) = subscribe(&h, &hook_url(&calls_receiver), &["on_call_end"], Value::Null).await;
     let id = h.campaign(json!({ "name": "Calls", "retries": 0 })).await;
@@ -976,7 +971,7 @@ async fn on_call_end_carries_the_whole_call_in_altur_flat_shape() {
 
 #[tokio::test]
 async fn each_message_status_change_is_one_event() {
-    let Some(h) = Harness::new(local_webhooks(), "whatsapp", Provider::Webhook(accepting_provider().await)).await else { return };
+    let Some(h) = Harness::new(retry_settings(30, 1), "whatsapp", Provider::Webhook(accepting_provider().await)).await else { return };
     let messages_receiver = receiver(200).await;
     let (_, secret) = subscribe(&h, &hook_url(&messages_receiver), &["message.status_changed"], Value::Null).await;
     let id = h.campaign(json!({ "name": "Promo" })).await;
