@@ -1255,16 +1255,20 @@ async fn disabled_subscriptions_receive_nothing_and_deleted_ones_lose_their_pend
     assert_eq!(app.deliver().await, 1);
     assert_eq!(received(&enabled).await.len(), 1);
     assert!(received(&disabled).await.is_empty(), "a disabled subscription receives nothing");
+    // Not even a test event: it waits, and goes out once the subscription is enabled.
+    let test_event = send_test(&app, &disabled_hook).await;
+    assert_eq!(app.deliver().await, 0);
 
-    // Enabled again: it receives what happens from then on.
+    // Enabled again: it receives what happens from then on, and the test event.
     let (status, body) = app.patch(&format!("/webhooks/{disabled_hook}"), json!({ "enabled": true })).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let second = app.create_campaign(setup.phone(json!({}))).await["id"].as_i64().expect("id");
     app.post(&format!("/campaigns/{second}/contacts"), json!({ "contacts": numbers(1) })).await;
-    assert_eq!(app.deliver().await, 2);
+    assert_eq!(app.deliver().await, 3);
     let bodies = received_bodies(&disabled).await;
-    assert_eq!(bodies.len(), 1, "{bodies:#?}");
-    assert_eq!(bodies[0]["data"]["campaign"]["id"], second);
+    assert_eq!(bodies.len(), 2, "{bodies:#?}");
+    assert!(bodies.iter().any(|b| b["event_id"] == test_event.as_str()), "{bodies:#?}");
+    assert!(bodies.iter().any(|b| b["data"]["campaign"]["id"] == second), "{bodies:#?}");
 
     // Deleted with an event pending: nothing arrives afterwards.
     app.post(&format!("/campaigns/{second}/activate"), json!({})).await;
@@ -1273,7 +1277,7 @@ async fn disabled_subscriptions_receive_nothing_and_deleted_ones_lose_their_pend
     assert_eq!(app.deliver().await, 1, "only the remaining subscription");
     app.clock.advance(SignedDuration::from_mins(30));
     assert_eq!(app.deliver().await, 0);
-    assert_eq!(received(&disabled).await.len(), 1);
+    assert_eq!(received(&disabled).await.len(), 2);
     assert_eq!(received(&enabled).await.len(), 3);
     let (status, body) = app.get(&format!("/webhooks/{disabled_hook}/deliveries")).await;
     assert_error(status, &body, 404, "NOT_FOUND", None);

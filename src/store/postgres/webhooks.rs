@@ -228,7 +228,7 @@ impl WebhookStore for PostgresStore {
             let event = webhook::test_event(id, at);
             let project_id: String =
                 sqlx::query_scalar("SELECT public_id FROM organizations WHERE id = $1").bind(org).fetch_one(&mut *tx).await?;
-            // A test goes to a disabled subscription too: it is asked for by name.
+            // Queued for a disabled subscription too (it is asked for by name); it goes out once enabled.
             let subscription = webhook::Subscription { id: id.to_owned(), events: vec![event.event_type], filters: None };
             insert_deliveries(&mut tx, new_deliveries(&[(subscription, project_id)], std::slice::from_ref(&event), Some(id))).await?;
             event_id = Some(event.event_id);

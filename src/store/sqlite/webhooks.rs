@@ -202,7 +202,7 @@ impl WebhookStore for SqliteStore {
             }
             let event = webhook::test_event(&id, at);
             let event_id = event.event_id.clone();
-            // A test goes to a disabled subscription too: it is asked for by name.
+            // Queued for a disabled subscription too (it is asked for by name); it goes out once enabled.
             let project_id =
                 first_row(conn, "SELECT public_id FROM organizations WHERE id = ?", [org], |row| Ok(row.get::<_, String>(0)?))?
                     .unwrap_or_default();
