@@ -294,7 +294,7 @@ pub async fn retry_delivery(
 }
 
 fn delivery_not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "delivery not found for this webhook")
+    ApiError::not_found("delivery")
 }
 
 fn retried_reply(outcome: &RetryOutcome) -> Reply {

@@ -79,6 +79,12 @@ impl DeliveryStatus {
     pub fn parse(text: &str) -> Option<DeliveryStatus> {
         DeliveryStatus::ALL.into_iter().find(|s| s.as_str() == text)
     }
+
+    /// Only a failed delivery is sent again by hand (§8.2): a pending one will be anyway, a
+    /// delivered one is done.
+    pub fn may_retry(self) -> bool {
+        self == DeliveryStatus::Failed
+    }
 }
 
 /// `filters` of a subscription: `status` narrows `campaign.status_changed` to these new statuses.
@@ -328,8 +334,8 @@ fn check_description(input: &Field<String>, violations: &mut Violations) -> Opti
     let Field::Value(text) = input else { return None };
     if text.chars().count() > MAX_DESCRIPTION_CHARS {
         violations.push("description", format!("description must be at most {MAX_DESCRIPTION_CHARS} characters"));
-    } else if let Err(violation) = no_nul("description", text) {
-        violations.check::<()>(Err(violation));
+    } else {
+        violations.check(no_nul("description", text));
     }
     Some(text.clone())
 }
@@ -382,28 +388,19 @@ pub fn new_event_id() -> String {
     format!("evt_{}", random_base62(20))
 }
 
-/// `campaign.status_changed` when `campaign` moved from `previous`; `None` when it did not.
+/// `campaign.status_changed` when `campaign` moved from `previous`, with its analytics when it
+/// finished; `None` when it did not move.
 pub fn status_changed(campaign: &Campaign, previous: CampaignStatus, at: Timestamp) -> Option<NewEvent> {
-    if campaign.status == previous {
-        return None;
-    }
-    let mut data = json!({ "campaign": {
-        "id": campaign.id, "name": campaign.settings.name, "status": campaign.status, "previous_status": previous,
-    } });
-    if campaign.status == CampaignStatus::Finished {
+    let settings = &campaign.settings;
+    let mut event = status_changed_of(campaign.id, &settings.name, settings.timezone.clone(), campaign.status, previous, at)?;
+    if let (CampaignStatus::Finished, EventBody::Data { data, .. }) = (campaign.status, &mut event.body) {
         data["analytics"] = serde_json::to_value(Analytics::from_counters(campaign.integration.channel, &campaign.counters)).ok()?;
     }
-    Some(NewEvent {
-        event_id: new_event_id(),
-        event_type: EventType::CampaignStatusChanged,
-        occurred_at: at,
-        campaign_status: Some(campaign.status),
-        body: EventBody::Data { data, timezone: campaign.settings.timezone.clone() },
-    })
+    Some(event)
 }
 
-/// `campaign.status_changed` for a campaign known only by id, name and zone (adding contacts
-/// moves `pending` to `ready` without reading the whole campaign).
+/// `campaign.status_changed` for a campaign known by id, name and zone (adding contacts moves
+/// `pending` to `ready` without reading the whole campaign); `None` when the status did not move.
 pub fn status_changed_of(
     id: i64,
     name: &str,

@@ -295,7 +295,8 @@ impl WebhookStore for PostgresStore {
         .await?;
         let outcome = match status.as_deref().and_then(DeliveryStatus::parse) {
             None => RetryOutcome::NotFound,
-            Some(DeliveryStatus::Failed) => {
+            Some(status) if !status.may_retry() => RetryOutcome::NotFailed(status),
+            Some(_) => {
                 sqlx::query("UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, lease_until = NULL WHERE id = $2")
                     .bind(to_micros(at))
                     .bind(delivery_id)
@@ -303,7 +304,6 @@ impl WebhookStore for PostgresStore {
                     .await?;
                 RetryOutcome::Retried
             }
-            Some(other) => RetryOutcome::NotFailed(other),
         };
         record_response(&mut tx, record, &outcome).await?;
         tx.commit().await?;

@@ -280,7 +280,7 @@ impl WebhookStore for SqliteStore {
                 |row| Ok(row.get::<_, String>(0)?),
             )?;
             let Some(status) = status.as_deref().and_then(DeliveryStatus::parse) else { return Ok(RetryOutcome::NotFound) };
-            if status != DeliveryStatus::Failed {
+            if !status.may_retry() {
                 return Ok(RetryOutcome::NotFailed(status));
             }
             conn.prepare_cached("UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, lease_until = NULL WHERE id = ?")?
