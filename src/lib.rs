@@ -10,6 +10,7 @@ pub mod domain;
 pub mod engine;
 pub mod import;
 pub mod metrics;
+pub mod providers;
 pub mod server;
 pub mod store;
 pub mod webhooks;

@@ -65,7 +65,7 @@ fn describe() {
     describe_counter!(
         HANDOFF_FAILURES,
         "Hand-offs a provider did not take, by provider and reason: rejected (4xx, failed at once), \
-         unavailable (5xx, timeout or connection error: re-sent), gave_up (unavailable after the last re-send: failed)."
+         unavailable (throttled, or unreachable where a re-send is safe: handed off again later), unknown (a timeout or 5xx after the request was written: closed, never re-sent), integration_broken (the attempt waits for the integration to be fixed)."
     );
     describe_counter!(
         PROVIDER_EVENTS,
@@ -164,16 +164,22 @@ impl HandoffTimer {
 /// Why a provider did not take a hand-off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandoffFailure {
+    /// The provider refused the attempt (it fails).
     Rejected,
+    /// Throttled or unreachable: handed off again later.
     Unavailable,
-    GaveUp,
+    /// The provider may have acted: closed, never re-sent.
+    Unknown,
+    /// The integration is broken: the attempt waits for it to be fixed.
+    Broken,
 }
 
 pub fn handoff_failed(provider: &ProviderConfig, failure: HandoffFailure) {
     let reason = match failure {
         HandoffFailure::Rejected => "rejected",
         HandoffFailure::Unavailable => "unavailable",
-        HandoffFailure::GaveUp => "gave_up",
+        HandoffFailure::Unknown => "unknown",
+        HandoffFailure::Broken => "integration_broken",
     };
     counter!(HANDOFF_FAILURES, "provider" => provider.provider().as_str(), "reason" => reason).increment(1);
 }
@@ -185,6 +191,8 @@ pub enum EventSource {
     Http,
     /// The in-process simulator.
     Simulator,
+    /// Decided by the engine from a provider's answer to a hand-off (a refusal, a timeout).
+    Handoff,
 }
 
 /// An event refused before it reached the store.
@@ -200,6 +208,7 @@ fn source_label(source: EventSource) -> &'static str {
     match source {
         EventSource::Http => "http",
         EventSource::Simulator => "simulator",
+        EventSource::Handoff => "handoff",
     }
 }
 

@@ -274,6 +274,9 @@ pub struct AttemptEvent {
     pub tags: Option<Vec<String>>,
     pub recording_url: Option<String>,
     pub transcript: Option<Vec<TranscriptEntry>>,
+    /// The provider said the number is invalid or unreachable: the contact fails at once with
+    /// `failed_reason` `invalid_number`, never retried (PROVIDERS.md §1).
+    pub invalid_number: bool,
 }
 
 /// The `ended_reason` of an attempt the engine closed because no final event came within
@@ -299,6 +302,7 @@ impl AttemptEvent {
             tags: None,
             recording_url: None,
             transcript: None,
+            invalid_number: false,
         }
     }
 

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::campaign::Channel;
+use super::credentials::{Credential, SecretKey};
 use super::validation::{self, Field, Violation, Violations, WholeNumber, whole_number};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -13,21 +14,32 @@ use super::validation::{self, Field, Violation, Violations, WholeNumber, whole_n
 pub enum Provider {
     Simulator,
     Webhook,
+    Twilio,
+    WhatsappCloud,
 }
 
 impl Provider {
+    pub const ALL: [Provider; 4] = [Provider::Simulator, Provider::Webhook, Provider::Twilio, Provider::WhatsappCloud];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Simulator => "simulator",
             Provider::Webhook => "webhook",
+            Provider::Twilio => "twilio",
+            Provider::WhatsappCloud => "whatsapp_cloud",
         }
     }
 
     pub fn parse(text: &str) -> Option<Provider> {
-        match text {
-            "simulator" => Some(Provider::Simulator),
-            "webhook" => Some(Provider::Webhook),
-            _ => None,
+        Self::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+
+    /// The one channel a real provider serves; `None` for those that serve both.
+    pub fn channel(self) -> Option<Channel> {
+        match self {
+            Provider::Simulator | Provider::Webhook => None,
+            Provider::Twilio => Some(Channel::PhoneCall),
+            Provider::WhatsappCloud => Some(Channel::Whatsapp),
         }
     }
 }
@@ -122,12 +134,148 @@ fn default_webhook_timeout_ms() -> u32 {
     5000
 }
 
+/// Twilio's AMD modes (`MachineDetection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum MachineDetection {
+    Enable,
+    DetectMessageEnd,
+}
+
+/// `twilio` (PROVIDERS.md §2): calls through a Twilio number, the customer's agent answering at
+/// `twiml_url` (or the inline `twiml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    #[schema(pattern = "^AC[0-9a-fA-F]{32}$")]
+    pub account_sid: String,
+    /// Write-only: shown as `••••••••` and its last four characters.
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub auth_token: Credential,
+    /// The calling number, E.164.
+    #[schema(pattern = "^\\+[1-9][0-9]{6,14}$")]
+    pub from: String,
+    #[serde(default)]
+    #[schema(max_length = 2000)]
+    pub twiml_url: Option<String>,
+    #[serde(default)]
+    #[schema(max_length = 4000)]
+    pub twiml: Option<String>,
+    /// Answering-machine detection, run asynchronously; `null` turns it off.
+    #[serde(default = "default_machine_detection")]
+    pub machine_detection: Option<MachineDetection>,
+    /// Ring time in seconds.
+    #[serde(default = "default_ring_seconds", deserialize_with = "whole_number")]
+    #[schema(minimum = 5, maximum = 600)]
+    pub timeout_s: u32,
+    #[serde(default)]
+    pub record: bool,
+    #[serde(default = "twilio_api_base")]
+    #[schema(max_length = 2000)]
+    pub api_base: String,
+    #[serde(default = "default_handoff_timeout_ms", deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 60000)]
+    pub timeout_ms: u32,
+    #[serde(default = "twilio_max_per_second")]
+    #[schema(exclusive_minimum = 0, maximum = 10000)]
+    pub max_per_second: f64,
+}
+
+/// `whatsapp_cloud` (PROVIDERS.md §3): template messages through the WhatsApp Cloud API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsappCloudConfig {
+    #[schema(pattern = "^[0-9]{1,30}$")]
+    pub phone_number_id: String,
+    /// Write-only: shown as `••••••••` and its last four characters.
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub access_token: Credential,
+    /// Write-only: shown as `••••••••` and its last four characters.
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub app_secret: Credential,
+    /// What Meta must send as `hub.verify_token` when it checks the callback URL.
+    #[schema(min_length = 1, max_length = 200)]
+    pub verify_token: String,
+    #[serde(default = "default_graph_version")]
+    #[schema(pattern = "^v[0-9]+\\.[0-9]+$")]
+    pub api_version: String,
+    /// The template's language code.
+    #[serde(default = "default_template_language")]
+    #[schema(pattern = "^[a-z]{2,3}(_[A-Za-z0-9]{2,8})?$")]
+    pub language: String,
+    /// The contact fields that fill the template's body parameters, in order: `name`,
+    /// `contact`, `context`, `f_id` or `extracted_data.<key>`.
+    #[serde(default)]
+    #[schema(max_items = 20)]
+    pub parameters: Vec<String>,
+    #[serde(default = "default_accept_payloads")]
+    pub accept_payloads: Vec<String>,
+    #[serde(default = "default_reject_payloads")]
+    pub reject_payloads: Vec<String>,
+    #[serde(default)]
+    pub convert_payloads: Vec<String>,
+    #[serde(default = "graph_api_base")]
+    #[schema(max_length = 2000)]
+    pub api_base: String,
+    #[serde(default = "default_handoff_timeout_ms", deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 60000)]
+    pub timeout_ms: u32,
+    #[serde(default = "whatsapp_max_per_second")]
+    #[schema(exclusive_minimum = 0, maximum = 10000)]
+    pub max_per_second: f64,
+}
+
+fn default_machine_detection() -> Option<MachineDetection> {
+    Some(MachineDetection::Enable)
+}
+fn default_ring_seconds() -> u32 {
+    30
+}
+fn twilio_api_base() -> String {
+    "https://api.twilio.com".to_owned()
+}
+fn graph_api_base() -> String {
+    "https://graph.facebook.com".to_owned()
+}
+fn default_handoff_timeout_ms() -> u32 {
+    10_000
+}
+fn twilio_max_per_second() -> f64 {
+    1.0
+}
+fn whatsapp_max_per_second() -> f64 {
+    80.0
+}
+fn default_graph_version() -> String {
+    "v21.0".to_owned()
+}
+fn default_template_language() -> String {
+    "es_MX".to_owned()
+}
+fn default_accept_payloads() -> Vec<String> {
+    vec!["accept".to_owned()]
+}
+fn default_reject_payloads() -> Vec<String> {
+    vec!["reject".to_owned()]
+}
+
+/// The highest `max_per_second` a provider integration takes.
+pub const MAX_PER_SECOND: f64 = 10_000.0;
+/// The most body parameters a WhatsApp template takes here.
+pub const MAX_TEMPLATE_PARAMETERS: usize = 20;
+/// The most quick-reply payloads per list.
+pub const MAX_PAYLOADS: usize = 20;
+
 /// A provider's validated configuration, stored and returned with defaults filled in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum ProviderConfig {
     Simulator(SimulatorConfig),
     Webhook(WebhookConfig),
+    Twilio(TwilioConfig),
+    WhatsappCloud(WhatsappCloudConfig),
 }
 
 impl ProviderConfig {
@@ -135,6 +283,62 @@ impl ProviderConfig {
         match self {
             ProviderConfig::Simulator(_) => Provider::Simulator,
             ProviderConfig::Webhook(_) => Provider::Webhook,
+            ProviderConfig::Twilio(_) => Provider::Twilio,
+            ProviderConfig::WhatsappCloud(_) => Provider::WhatsappCloud,
+        }
+    }
+
+    /// Reads a stored config of `provider`.
+    pub fn from_stored(provider: Provider, config: &str) -> serde_json::Result<ProviderConfig> {
+        Ok(match provider {
+            Provider::Simulator => ProviderConfig::Simulator(serde_json::from_str(config)?),
+            Provider::Webhook => ProviderConfig::Webhook(serde_json::from_str(config)?),
+            Provider::Twilio => ProviderConfig::Twilio(serde_json::from_str(config)?),
+            Provider::WhatsappCloud => ProviderConfig::WhatsappCloud(serde_json::from_str(config)?),
+        })
+    }
+
+    /// The config's credentials by key, in the order the provider lists them.
+    fn credentials_mut(&mut self) -> Vec<(&'static str, &mut Credential)> {
+        match self {
+            ProviderConfig::Simulator(_) | ProviderConfig::Webhook(_) => Vec::new(),
+            ProviderConfig::Twilio(c) => vec![("auth_token", &mut c.auth_token)],
+            ProviderConfig::WhatsappCloud(c) => vec![("access_token", &mut c.access_token), ("app_secret", &mut c.app_secret)],
+        }
+    }
+
+    /// Whether some credential was given in plain and must be sealed before it is stored.
+    pub fn needs_sealing(&self) -> bool {
+        self.clone().credentials_mut().iter().any(|(_, c)| c.is_plain())
+    }
+
+    /// Seals every plain credential with `key`.
+    pub fn seal(mut self, key: &SecretKey) -> ProviderConfig {
+        for (_, credential) in self.credentials_mut() {
+            *credential = std::mem::take(credential).seal(key);
+        }
+        self
+    }
+
+    /// The config as responses show it: credentials masked.
+    pub fn masked(&self) -> serde_json::Value {
+        let mut shown = self.clone();
+        let masks: Vec<(&'static str, Option<String>)> = shown.credentials_mut().into_iter().map(|(k, c)| (k, c.masked())).collect();
+        let mut value = serde_json::to_value(&shown).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            for (key, mask) in masks {
+                object.insert(key.to_owned(), mask.map_or(serde_json::Value::Null, serde_json::Value::String));
+            }
+        }
+        value
+    }
+
+    /// `max_per_second` of a real provider; `None` for the simulator and the webhook.
+    pub fn max_per_second(&self) -> Option<f64> {
+        match self {
+            ProviderConfig::Simulator(_) | ProviderConfig::Webhook(_) => None,
+            ProviderConfig::Twilio(c) => Some(c.max_per_second),
+            ProviderConfig::WhatsappCloud(c) => Some(c.max_per_second),
         }
     }
 }
@@ -149,6 +353,16 @@ pub struct Integration {
     /// Base64 HMAC key for event signatures; shown to the client only at creation.
     pub secret: String,
     pub created_at: Timestamp,
+    pub health: Health,
+}
+
+/// Whether an integration's dispatch runs (PROVIDERS.md §1): `failing` from the first error that
+/// shows the integration itself is broken until its config is patched.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Health {
+    #[default]
+    Ok,
+    Failing { reason: String, since: Timestamp },
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -186,6 +400,7 @@ impl NewIntegration {
             config: self.config,
             secret: super::ids::new_signing_secret(),
             created_at: super::whole_seconds(at),
+            health: Health::Ok,
         }
     }
 }
@@ -198,14 +413,16 @@ pub fn parse_new_integration(input: &IntegrationInput) -> Result<NewIntegration,
                 Uuid::parse_str(id).map_err(|_| Violation::new("agent_id", format!("agent_id must be a UUID, got {id:?}")))
             }));
     let channel = violations.check(validation::required("type", &input.channel).copied());
-    let provider = violations.check(validation::required("provider", &input.provider).copied());
-    let config = provider.and_then(|provider| {
-        let raw = match &input.config {
-            Field::Value(value) => value.clone(),
-            Field::Absent | Field::Null => serde_json::json!({}),
-        };
-        violations.check(parse_config(provider, raw))
-    });
+    let provider = violations.check(validation::required("provider", &input.provider).copied().and_then(|provider| {
+        match (provider.channel(), channel) {
+            (Some(serves), Some(channel)) if serves != channel => Err(Violation::new(
+                "provider",
+                format!("provider {} serves {} integrations, not {}", provider.as_str(), serves.as_str(), channel.as_str()),
+            )),
+            _ => Ok(provider),
+        }
+    }));
+    let config = provider.and_then(|provider| violations.check(parse_config(provider, &input.config, None)));
     violations.into_result()?;
     match (agent_id, channel, provider, config) {
         (Some(agent_id), Some(channel), Some(provider), Some(config)) => Ok(NewIntegration { agent_id, channel, provider, config }),
@@ -213,15 +430,154 @@ pub fn parse_new_integration(input: &IntegrationInput) -> Result<NewIntegration,
     }
 }
 
-fn parse_config(provider: Provider, raw: serde_json::Value) -> Result<ProviderConfig, Violation> {
+/// `PATCH /integrations/{id}` (PROVIDERS.md §1): a new config, whole; `type` and `provider`
+/// may only repeat their values.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationPatch {
+    /// Replaces the whole config; a credential left out keeps its stored value.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub config: Field<serde_json::Value>,
+    #[serde(default, rename = "type")]
+    #[schema(value_type = Option<Channel>)]
+    pub channel: Field<Channel>,
+    #[serde(default)]
+    #[schema(value_type = Option<Provider>)]
+    pub provider: Field<Provider>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub agent_id: Field<String>,
+}
+
+/// What a PATCH changes: the new config (credentials left out kept from `current`). An
+/// attempt to change `type`, `provider` or `agent_id` is [`ImmutableField`].
+pub fn parse_integration_patch(current: &Integration, patch: &IntegrationPatch) -> Result<Option<ProviderConfig>, PatchRefusal> {
+    let immutable = [
+        ("type", matches!(&patch.channel, Field::Value(c) if *c != current.channel) || patch.channel == Field::Null),
+        ("provider", matches!(&patch.provider, Field::Value(p) if *p != current.provider) || patch.provider == Field::Null),
+        ("agent_id", match &patch.agent_id {
+            Field::Absent => false,
+            Field::Value(id) => Uuid::parse_str(id).ok() != Some(current.agent_id),
+            Field::Null => true,
+        }),
+    ];
+    if let Some((field, _)) = immutable.iter().find(|(_, changed)| *changed) {
+        return Err(PatchRefusal::Immutable(field));
+    }
+    match &patch.config {
+        Field::Absent => Ok(None),
+        config => parse_config(current.provider, config, Some(&current.config)).map(Some).map_err(|v| PatchRefusal::Invalid(vec![v])),
+    }
+}
+
+/// Why a PATCH was refused.
+#[derive(Debug)]
+pub enum PatchRefusal {
+    Immutable(&'static str),
+    Invalid(Vec<Violation>),
+}
+
+/// The longest credential kept.
+pub const MAX_CREDENTIAL_CHARS: usize = 512;
+
+fn parse_config(provider: Provider, input: &Field<serde_json::Value>, previous: Option<&ProviderConfig>) -> Result<ProviderConfig, Violation> {
+    let raw = match input {
+        Field::Value(value) => value.clone(),
+        Field::Absent | Field::Null => serde_json::json!({}),
+    };
+    if let Some(object) = raw.as_object() {
+        for (key, value) in object {
+            if CREDENTIAL_KEYS.contains(&key.as_str()) && !value.is_string() {
+                return Err(Violation::new(format!("config.{key}"), format!("config.{key} must be a string")));
+            }
+        }
+    }
     let structural = |err: serde_path_to_error::Error<serde_json::Error>| {
         let path = err.path().to_string();
         let field = if path == "." { "config".to_owned() } else { format!("config.{path}") };
         Violation::new(field, format!("config: {}", err.inner()))
     };
-    match provider {
-        Provider::Simulator => {
-            let config: SimulatorConfig = serde_path_to_error::deserialize(raw).map_err(structural)?;
+    let mut config = match provider {
+        Provider::Simulator => ProviderConfig::Simulator(serde_path_to_error::deserialize(raw).map_err(structural)?),
+        Provider::Webhook => ProviderConfig::Webhook(serde_path_to_error::deserialize(raw).map_err(structural)?),
+        Provider::Twilio => ProviderConfig::Twilio(serde_path_to_error::deserialize(raw).map_err(structural)?),
+        Provider::WhatsappCloud => ProviderConfig::WhatsappCloud(serde_path_to_error::deserialize(raw).map_err(structural)?),
+    };
+    let mut kept = previous.cloned();
+    let kept_credentials: Vec<(&'static str, Credential)> =
+        kept.as_mut().map(|p| p.credentials_mut().into_iter().map(|(k, c)| (k, c.clone())).collect()).unwrap_or_default();
+    for (key, credential) in config.credentials_mut() {
+        if credential.is_absent()
+            && let Some((_, stored)) = kept_credentials.iter().find(|(k, _)| *k == key)
+        {
+            *credential = stored.clone();
+        }
+        match credential {
+            Credential::Absent => return Err(Violation::new(format!("config.{key}"), format!("config.{key} is required"))),
+            Credential::Plain(plain) => check_text(&format!("config.{key}"), plain, 1, MAX_CREDENTIAL_CHARS)?,
+            Credential::Sealed(_) => {}
+        }
+    }
+    check_config(&config)?;
+    Ok(config)
+}
+
+/// Every provider's credential keys (PROVIDERS.md §1).
+const CREDENTIAL_KEYS: [&str; 5] = ["auth_token", "access_token", "app_secret", "api_key", "server_secret"];
+
+/// A text of `min..=max` characters without control characters.
+fn check_text(field: &str, text: &str, min: usize, max: usize) -> Result<(), Violation> {
+    let chars = text.chars().count();
+    if chars < min || chars > max || text.chars().any(char::is_control) {
+        return Err(Violation::new(
+            field,
+            format!("{field} must be {min} to {max} characters without control characters, got {chars} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_pattern(field: &str, text: &str, pattern: &str, what: &str) -> Result<(), Violation> {
+    let matches = regex::Regex::new(pattern).is_ok_and(|re| re.is_match(text));
+    if matches { Ok(()) } else { Err(Violation::new(field, format!("{field} must be {what}, got {text:?}"))) }
+}
+
+fn check_url(field: &str, url: &str) -> Result<(), Violation> {
+    if is_http_url(url) {
+        Ok(())
+    } else {
+        Err(Violation::new(field, format!("{field} must be an http(s) URL of at most {MAX_URL_CHARS} characters, got {url:?}")))
+    }
+}
+
+/// The settings every real provider has: `api_base`, `timeout_ms`, `max_per_second`.
+fn check_common(api_base: &str, timeout_ms: u32, max_per_second: f64) -> Result<(), Violation> {
+    check_url("config.api_base", api_base)?;
+    if !(1..=MAX_WEBHOOK_TIMEOUT_MS).contains(&timeout_ms) {
+        return Err(Violation::new(
+            "config.timeout_ms",
+            format!("config.timeout_ms must be between 1 and {MAX_WEBHOOK_TIMEOUT_MS}, got {timeout_ms}"),
+        ));
+    }
+    if !(max_per_second > 0.0 && max_per_second <= MAX_PER_SECOND) {
+        return Err(Violation::new(
+            "config.max_per_second",
+            format!("config.max_per_second must be above 0 and at most {MAX_PER_SECOND}, got {max_per_second}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The contact fields a template parameter may name.
+pub fn is_parameter_source(name: &str) -> bool {
+    matches!(name, "name" | "contact" | "context" | "f_id")
+        || name.strip_prefix("extracted_data.").is_some_and(|key| !key.is_empty() && key.chars().count() <= 200)
+}
+
+fn check_config(config: &ProviderConfig) -> Result<(), Violation> {
+    match config {
+        ProviderConfig::Simulator(config) => {
             for (field, rate) in [
                 ("answer_rate", config.answer_rate),
                 ("machine_rate", config.machine_rate),
@@ -247,23 +603,57 @@ fn parse_config(provider: Provider, raw: serde_json::Value) -> Result<ProviderCo
                     format!("config.latency_ms must be between 0 and {MAX_SIMULATOR_LATENCY_MS}, got {}", config.latency_ms),
                 ));
             }
-            Ok(ProviderConfig::Simulator(config))
         }
-        Provider::Webhook => {
-            let config: WebhookConfig = serde_path_to_error::deserialize(raw).map_err(structural)?;
-            if !is_http_url(&config.url) {
-                return Err(Violation::new(
-                    "config.url",
-                    format!("config.url must be an http(s) URL of at most {MAX_URL_CHARS} characters, got {:?}", config.url),
-                ));
-            }
+        ProviderConfig::Webhook(config) => {
+            check_url("config.url", &config.url)?;
             if !(1..=MAX_WEBHOOK_TIMEOUT_MS).contains(&config.timeout_ms) {
                 return Err(Violation::new(
                     "config.timeout_ms",
                     format!("config.timeout_ms must be between 1 and {MAX_WEBHOOK_TIMEOUT_MS}, got {}", config.timeout_ms),
                 ));
             }
-            Ok(ProviderConfig::Webhook(config))
+        }
+        ProviderConfig::Twilio(config) => {
+            check_pattern("config.account_sid", &config.account_sid, "^AC[0-9a-fA-F]{32}$", "AC followed by 32 hexadecimal digits")?;
+            check_pattern("config.from", &config.from, r"^\+[1-9][0-9]{6,14}$", "an E.164 number such as +14155550100")?;
+            match (&config.twiml_url, &config.twiml) {
+                (Some(url), None) => check_url("config.twiml_url", url)?,
+                (None, Some(twiml)) => check_text("config.twiml", twiml, 1, 4000)?,
+                _ => return Err(Violation::new("config.twiml_url", "exactly one of config.twiml_url and config.twiml is required")),
+            }
+            if !(5..=600).contains(&config.timeout_s) {
+                return Err(Violation::new("config.timeout_s", format!("config.timeout_s must be between 5 and 600, got {}", config.timeout_s)));
+            }
+            check_common(&config.api_base, config.timeout_ms, config.max_per_second)?;
+        }
+        ProviderConfig::WhatsappCloud(config) => {
+            check_pattern("config.phone_number_id", &config.phone_number_id, "^[0-9]{1,30}$", "the numeric id of the business phone number")?;
+            check_text("config.verify_token", &config.verify_token, 1, 200)?;
+            check_pattern("config.api_version", &config.api_version, r"^v[0-9]+\.[0-9]+$", "a Graph API version such as v21.0")?;
+            check_pattern("config.language", &config.language, "^[a-z]{2,3}(_[A-Za-z0-9]{2,8})?$", "a template language code such as es_MX")?;
+            if config.parameters.len() > MAX_TEMPLATE_PARAMETERS {
+                return Err(Violation::new("config.parameters", format!("config.parameters takes at most {MAX_TEMPLATE_PARAMETERS} items")));
+            }
+            for (index, name) in config.parameters.iter().enumerate() {
+                if !is_parameter_source(name) {
+                    return Err(Violation::new(
+                        format!("config.parameters[{index}]"),
+                        format!("config.parameters[{index}] must be name, contact, context, f_id or extracted_data.<key>, got {name:?}"),
+                    ));
+                }
+            }
+            for (key, payloads) in
+                [("accept_payloads", &config.accept_payloads), ("reject_payloads", &config.reject_payloads), ("convert_payloads", &config.convert_payloads)]
+            {
+                if payloads.len() > MAX_PAYLOADS {
+                    return Err(Violation::new(format!("config.{key}"), format!("config.{key} takes at most {MAX_PAYLOADS} items")));
+                }
+                for (index, payload) in payloads.iter().enumerate() {
+                    check_text(&format!("config.{key}[{index}]"), payload, 1, 256)?;
+                }
+            }
+            check_common(&config.api_base, config.timeout_ms, config.max_per_second)?;
         }
     }
+    Ok(())
 }

@@ -7,7 +7,7 @@
 //! (a crash, a provider error) is re-sent with the same attempt id; an attempt with no final event
 //! by its deadline is closed as failed. Time comes only from the injected clock.
 
-mod provider;
+mod handoff;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
 use crate::domain::campaign::{CampaignStatus, Channel};
 use crate::metrics;
-use crate::store::{ClaimRequest, Dispatch, EngineStore, RunningCampaign, StoreResult};
+use crate::store::{ClaimRequest, Dispatch, EngineStore, Pace, RunningCampaign, StoreResult};
 
 /// Engine settings (contract §5.6).
 #[derive(Debug, Clone)]
@@ -30,6 +30,8 @@ pub struct EngineSettings {
     pub lease: SignedDuration,
     /// Base URL providers post events to (`{public_url}/api/v1.0/integrations/{id}/events`).
     pub public_url: String,
+    /// Opens provider credentials (`OUTBOUND_SECRET_KEY` or the key file); `None` when there is none.
+    pub secret_key: Option<crate::domain::credentials::SecretKey>,
 }
 
 impl Default for EngineSettings {
@@ -39,6 +41,7 @@ impl Default for EngineSettings {
             attempt_timeout: SignedDuration::from_hours(2),
             lease: SignedDuration::from_mins(2),
             public_url: "http://127.0.0.1:8080".to_owned(),
+            secret_key: None,
         }
     }
 }
@@ -74,7 +77,7 @@ pub struct Engine {
     store: Arc<dyn EngineStore>,
     clock: Arc<dyn Clock>,
     settings: EngineSettings,
-    providers: Arc<provider::Providers>,
+    providers: Arc<handoff::Providers>,
     /// Where the next tick starts among campaigns waiting to dispatch.
     turn: std::sync::atomic::AtomicUsize,
     /// Provider sends running beside the ticks (`run` only).
@@ -85,7 +88,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(store: Arc<dyn EngineStore>, clock: Arc<dyn Clock>, settings: EngineSettings) -> Engine {
-        let providers = Arc::new(provider::Providers::new(&settings));
+        let providers = Arc::new(handoff::Providers::new(&settings));
         Engine {
             store,
             clock,
@@ -212,6 +215,10 @@ impl Engine {
                     at: now,
                     lease_until,
                     deadline: now.saturating_add(self.settings.attempt_timeout).unwrap_or(now),
+                    pace: running.provider.max_per_second().map(|per_second| Pace {
+                        integration_id: running.campaign.integration.id.clone(),
+                        per_second,
+                    }),
                 })
             })
             .collect();
@@ -269,7 +276,7 @@ impl Engine {
         let mut sends = Vec::new();
         for (campaign_id, batch) in per_campaign {
             let Some(running) = campaigns.remove(&campaign_id) else { continue };
-            match provider::simulate_now(&running, &batch, now) {
+            match handoff::simulate_now(&running, &batch, now) {
                 Some(events) => simulated.extend(events),
                 None => sends.push(self.providers.clone().send(self.store.clone(), Arc::new(running), batch, now, retry)),
             }
@@ -282,7 +289,7 @@ impl Engine {
         }
         let store = &*self.store;
         let outcomes =
-            async move { if simulated.is_empty() { Ok(()) } else { provider::apply_simulated(store, simulated, now, retry).await } };
+            async move { if simulated.is_empty() { Ok(()) } else { handoff::apply_simulated(store, simulated, now, retry).await } };
         let (outcomes, sent) = tokio::join!(outcomes, join_all(sends));
         outcomes?;
         sent.into_iter().collect()
@@ -338,13 +345,13 @@ impl ClaimedBatch {
     }
 }
 
-/// Whether a campaign may start attempts now: active, not archived, inside its window, with
-/// contacts waiting and room under its concurrency limit. Budgets are checked again by the claim.
+/// Whether a campaign may start attempts now: active, not archived, its integration not failing,
+/// inside its window, with contacts waiting and room under its concurrency limit. Budgets are checked again by the claim.
 fn wants_to_dispatch(running: &RunningCampaign, now: Timestamp) -> bool {
     let campaign = &running.campaign;
     let waiting = running.queued > 0 || running.next_retry_at.is_some_and(|at| at <= now);
     let room = campaign.settings.concurrency_room(running.in_flight) > 0;
-    campaign.status.dispatches(campaign.archived) && waiting && room && window_open(campaign, now)
+    campaign.status.dispatches(campaign.archived) && waiting && room && !running.integration_failing && window_open(campaign, now)
 }
 
 fn window_open(campaign: &crate::domain::campaign::Campaign, now: Timestamp) -> bool {

@@ -215,6 +215,9 @@ pub trait TenantStore: Send + Sync + 'static {
     ) -> StoreResult<Integration>;
     async fn get_integration(&self, org: OrgId, id: &str) -> StoreResult<Option<Integration>>;
     async fn list_integrations(&self, org: OrgId) -> StoreResult<Vec<Integration>>;
+    /// Replaces the integration's config (credentials already sealed) and resets its health;
+    /// `None` when not found.
+    async fn update_integration(&self, org: OrgId, id: &str, config: ProviderConfig) -> StoreResult<Option<Integration>>;
 
     /// Checks the agent and integration and stores the campaign, in one transaction.
     async fn create_campaign(
@@ -305,6 +308,9 @@ pub trait EngineStore: Send + Sync + 'static {
     /// Contacts waiting for an attempt (`queue` or `retrying`) in unarchived campaigns, per
     /// campaign status, read from the counts kept per campaign (no scan of the contacts).
     async fn waiting_contacts(&self) -> StoreResult<Vec<(CampaignStatus, i64)>>;
+    /// Stops the integration's dispatch: its health becomes `failing` for `reason` (kept from
+    /// the first failure until its config is patched).
+    async fn mark_integration_failing(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()>;
     /// On start-up, makes due now the unconfirmed handoffs whose leases died with a previous run
     /// of this process, where the store can tell them apart from live ones. Returns how many.
     async fn release_leases(&self, at: Timestamp) -> StoreResult<u64>;
@@ -314,8 +320,10 @@ pub trait EngineStore: Send + Sync + 'static {
 /// signs them, and touch only that integration's attempts.
 #[async_trait]
 pub trait CallbackStore: Send + Sync + 'static {
-    /// The channel and signing secret of an integration.
-    async fn integration_secret(&self, integration_id: &str) -> StoreResult<Option<(Channel, String)>>;
+    /// The integration callbacks are addressed to (any organization's: the signature scopes them).
+    async fn callback_integration(&self, integration_id: &str) -> StoreResult<Option<Integration>>;
+    /// The integration's attempts known by these provider ids, as provider id → attempt id.
+    async fn attempts_by_provider_id(&self, integration_id: &str, provider_ids: &[String]) -> StoreResult<HashMap<String, String>>;
     /// Applies events of the integration's attempts, each idempotently; an attempt of another
     /// integration is [`EventOutcome::UnknownAttempt`].
     async fn apply_integration_events(
@@ -645,6 +653,8 @@ pub struct RunningCampaign {
     pub queued: i64,
     /// The earliest retry time among `retrying` contacts.
     pub next_retry_at: Option<Timestamp>,
+    /// The integration's health is `failing`: nothing is handed off (PROVIDERS.md §1).
+    pub integration_failing: bool,
 }
 
 /// What one claim may take.
@@ -657,6 +667,16 @@ pub struct ClaimRequest {
     pub lease_until: Timestamp,
     /// When the attempt is closed as failed without a final event.
     pub deadline: Timestamp,
+    /// The integration's pace, shared with every claim on it (real providers only).
+    pub pace: Option<Pace>,
+}
+
+/// An integration's `max_per_second`, applied by [`crate::domain::pacing::admit`] to its stored
+/// state inside the claim's transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pace {
+    pub integration_id: String,
+    pub per_second: f64,
 }
 
 /// A contact as a provider receives it.
@@ -685,8 +705,10 @@ pub struct Dispatch {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum HandoffResult {
-    Accepted(String),
-    RetryAt { attempt_id: String, at: Timestamp },
+    /// The provider has it (under `provider_id`); closed as failed if no final event comes by `deadline`.
+    Accepted { attempt_id: String, provider_id: Option<String>, deadline: Timestamp },
+    /// Handed off again at `at`, with a new `deadline` when given.
+    RetryAt { attempt_id: String, at: Timestamp, deadline: Option<Timestamp> },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -710,6 +732,8 @@ pub struct AttemptPage {
 #[derive(Debug, Clone)]
 pub struct Attempt {
     pub id: String,
+    /// The provider's own id (Twilio's `sid`, a `wamid`), once it accepted the attempt.
+    pub provider_id: Option<String>,
     pub status: AttemptStatus,
     pub answered_by: Option<AnsweredBy>,
     pub template: Option<String>,

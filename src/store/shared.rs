@@ -51,19 +51,12 @@ pub(crate) fn parse_attempt_status(text: &str) -> StoreResult<AttemptStatus> {
 
 pub(crate) fn provider_config(provider_name: &str, config: &str) -> StoreResult<(Provider, ProviderConfig)> {
     let provider = Provider::parse(provider_name).ok_or_else(|| StoreError::Corrupt(format!("bad provider {provider_name:?}")))?;
-    let config = match provider {
-        Provider::Simulator => ProviderConfig::Simulator(serde_json::from_str(config)?),
-        Provider::Webhook => ProviderConfig::Webhook(serde_json::from_str(config)?),
-    };
-    Ok((provider, config))
+    Ok((provider, ProviderConfig::from_stored(provider, config)?))
 }
 
-/// An integration's provider config as stored.
+/// An integration's provider config as stored (credentials sealed: see `ProviderConfig::seal`).
 pub(crate) fn config_json(config: &ProviderConfig) -> StoreResult<String> {
-    Ok(match config {
-        ProviderConfig::Simulator(c) => serde_json::to_string(c)?,
-        ProviderConfig::Webhook(c) => serde_json::to_string(c)?,
-    })
+    Ok(serde_json::to_string(config)?)
 }
 
 pub(crate) fn opt_to_seconds(at: Option<Timestamp>) -> Option<i64> {

@@ -1,0 +1,182 @@
+//! Handing attempts to providers (§5.3, PROVIDERS.md §1) and recording what each said. The
+//! simulator with no latency answers in-process and its outcomes of every campaign go to the
+//! store together; every other provider is reached through its [`Connector`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{StreamExt, stream};
+use jiff::{SignedDuration, Timestamp};
+
+use super::EngineSettings;
+use crate::domain::attempt::{AttemptEvent, RetrySettings, simulate};
+use crate::domain::credentials::SecretKey;
+use crate::domain::integration::{ProviderConfig, SimulatorConfig};
+use crate::metrics::{self, EventSource, HandoffFailure};
+use crate::providers::{self, Handoff, Outgoing, UNKNOWN_REASON};
+use crate::store::{Dispatch, EngineStore, HandoffResult, RunningCampaign, StoreResult};
+
+/// Hand-offs in flight at once per campaign batch.
+const PARALLELISM: usize = 64;
+/// The longest back-off of a throttled hand-off (PROVIDERS.md §1).
+const MAX_BACKOFF: SignedDuration = SignedDuration::from_mins(5);
+/// How long an attempt put back by a broken integration may wait for it to be fixed.
+const PARKED_FOR: SignedDuration = SignedDuration::from_hours(24 * 30);
+
+/// The wait before hand-off number `tries + 1` of a throttled attempt: 1 s doubling, at most 5 min.
+pub(super) fn backoff(tries: i64) -> SignedDuration {
+    SignedDuration::from_secs(1_i64 << tries.clamp(0, 9)).min(MAX_BACKOFF)
+}
+
+pub(super) struct Providers {
+    http: reqwest::Client,
+    public_url: String,
+    key: Option<SecretKey>,
+    attempt_timeout: SignedDuration,
+}
+
+/// The simulator's outcomes of a batch, when the campaign's provider is a simulator with no
+/// latency (they are then applied together with other campaigns'); `None` otherwise.
+pub(super) fn simulate_now(running: &RunningCampaign, batch: &[Dispatch], now: Timestamp) -> Option<Vec<AttemptEvent>> {
+    match &running.provider {
+        ProviderConfig::Simulator(config) if config.latency_ms == 0 => Some(simulate_batch(running, config, batch, now)),
+        _ => None,
+    }
+}
+
+fn simulate_batch(running: &RunningCampaign, config: &SimulatorConfig, batch: &[Dispatch], now: Timestamp) -> Vec<AttemptEvent> {
+    let channel = running.campaign.integration.channel;
+    let taken = metrics::handoff_timer(&running.provider);
+    let started = Instant::now();
+    let mut events = Vec::with_capacity(batch.len());
+    for dispatch in batch {
+        events.extend(simulate(&dispatch.attempt_id, channel, config, now));
+        taken.record(started.elapsed());
+    }
+    events
+}
+
+/// Applies the simulator's events through the store's event path, as a provider's would be.
+pub(super) async fn apply_simulated(
+    store: &dyn EngineStore,
+    events: Vec<AttemptEvent>,
+    now: Timestamp,
+    retry: RetrySettings,
+) -> StoreResult<()> {
+    let outcomes = store.apply_events(events, now, retry).await?;
+    metrics::provider_events(EventSource::Simulator, &outcomes);
+    Ok(())
+}
+
+/// What a batch's hand-offs come to, for the store.
+#[derive(Default)]
+struct Recorded {
+    results: Vec<HandoffResult>,
+    events: Vec<AttemptEvent>,
+    broken: Option<String>,
+}
+
+impl Providers {
+    pub(super) fn new(settings: &EngineSettings) -> Providers {
+        Providers {
+            http: reqwest::Client::new(),
+            public_url: settings.public_url.trim_end_matches('/').to_owned(),
+            key: settings.secret_key.clone(),
+            attempt_timeout: settings.attempt_timeout,
+        }
+    }
+
+    /// Hands a campaign's batch to its provider and records what came back. Owns what it needs,
+    /// so that the engine may run it beside its next ticks.
+    pub(super) async fn send(
+        self: Arc<Self>,
+        store: Arc<dyn EngineStore>,
+        running: Arc<RunningCampaign>,
+        batch: Vec<Dispatch>,
+        now: Timestamp,
+        retry: RetrySettings,
+    ) -> StoreResult<()> {
+        let provider = &running.provider;
+        let mut recorded = Recorded::default();
+        match providers::connect(provider, self.key.as_ref(), &self.http) {
+            Err(reason) => {
+                metrics::handoff_failed(provider, HandoffFailure::Rejected);
+                recorded.events.extend(batch.into_iter().map(|d| AttemptEvent::failed(d.attempt_id, reason)));
+            }
+            Ok(connector) => {
+                let callback_url = format!("{}/api/v1.0/integrations/{}/events", self.public_url, running.campaign.integration.id);
+                let taken = &metrics::handoff_timer(provider);
+                let (connector, running, callback_url) = (&connector, &*running, &callback_url);
+                let answers: Vec<(Dispatch, Handoff)> = stream::iter(batch)
+                    .map(|dispatch| async move {
+                        let started = Instant::now();
+                        let outgoing = Outgoing {
+                            attempt_id: &dispatch.attempt_id,
+                            tries: dispatch.tries,
+                            iteration: dispatch.iteration,
+                            campaign: &running.campaign,
+                            contact: &dispatch.contact,
+                            template: dispatch.template.as_deref(),
+                            callback_url,
+                            signing_secret: &running.secret,
+                        };
+                        let answer = connector.hand_off(&outgoing).await;
+                        taken.record(started.elapsed());
+                        (dispatch, answer)
+                    })
+                    .buffer_unordered(PARALLELISM)
+                    .collect()
+                    .await;
+                for (dispatch, answer) in answers {
+                    self.record(provider, dispatch, answer, now, &mut recorded);
+                }
+            }
+        }
+        let Recorded { results, events, broken } = recorded;
+        if let Some(reason) = broken {
+            tracing::warn!(integration = %running.campaign.integration.id, %reason, "integration failing: its dispatch stops until its config is patched");
+            store.mark_integration_failing(&running.campaign.integration.id, &reason, now).await?;
+        }
+        if !results.is_empty() {
+            store.record_handoffs(results).await?;
+        }
+        if !events.is_empty() {
+            let outcomes = store.apply_events(events, now, retry).await?;
+            metrics::provider_events(EventSource::Handoff, &outcomes);
+        }
+        Ok(())
+    }
+
+    fn record(&self, provider: &ProviderConfig, dispatch: Dispatch, answer: Handoff, now: Timestamp, recorded: &mut Recorded) {
+        let later = |wait: SignedDuration| now.saturating_add(wait).unwrap_or(now);
+        let attempt_id = dispatch.attempt_id;
+        match answer {
+            Handoff::Accepted { provider_id } => {
+                recorded.results.push(HandoffResult::Accepted { attempt_id, provider_id, deadline: later(self.attempt_timeout) })
+            }
+            Handoff::Retry { after } => {
+                metrics::handoff_failed(provider, HandoffFailure::Unavailable);
+                let wait = after.unwrap_or_else(|| backoff(dispatch.tries));
+                recorded.results.push(HandoffResult::RetryAt { attempt_id, at: later(wait), deadline: None });
+            }
+            Handoff::Failed { reason } => {
+                metrics::handoff_failed(provider, HandoffFailure::Rejected);
+                recorded.events.push(AttemptEvent::failed(attempt_id, &reason));
+            }
+            Handoff::InvalidNumber { reason } => {
+                metrics::handoff_failed(provider, HandoffFailure::Rejected);
+                recorded.events.push(AttemptEvent { invalid_number: true, ..AttemptEvent::failed(attempt_id, &reason) });
+            }
+            Handoff::Unknown => {
+                metrics::handoff_failed(provider, HandoffFailure::Unknown);
+                recorded.events.push(AttemptEvent::failed(attempt_id, UNKNOWN_REASON));
+            }
+            Handoff::Broken { reason } => {
+                metrics::handoff_failed(provider, HandoffFailure::Broken);
+                recorded.results.push(HandoffResult::RetryAt { attempt_id, at: now, deadline: Some(later(PARKED_FOR)) });
+                recorded.broken.get_or_insert(reason);
+            }
+            Handoff::Settled(events) => recorded.events.extend(events),
+        }
+    }
+}

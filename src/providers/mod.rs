@@ -1,0 +1,162 @@
+//! Providers (contract §5.3, §10, PROVIDERS.md): the outside systems attempts are handed to, and
+//! whose callbacks report what happened. Each provider is one module implementing [`Connector`];
+//! the engine and the callback route speak only to the trait.
+
+pub mod simulator;
+pub mod twilio;
+pub mod webhook;
+pub mod whatsapp_cloud;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::http::{HeaderMap, Method};
+use jiff::{SignedDuration, Timestamp};
+
+use crate::domain::attempt::AttemptEvent;
+use crate::domain::campaign::Campaign;
+use crate::domain::credentials::SecretKey;
+use crate::domain::integration::ProviderConfig;
+use crate::store::DispatchContact;
+
+/// `ended_reason` of an attempt whose provider may or may not have acted (a timeout or a 5xx
+/// after the request was written): closed, never re-sent (PROVIDERS.md §1).
+pub const UNKNOWN_REASON: &str = "provider_unknown";
+/// `ended_reason` of an attempt whose integration's credentials cannot be opened with this
+/// server's key.
+pub const UNREADABLE_REASON: &str = "credentials_unreadable";
+
+/// One attempt on its way to a provider.
+pub struct Outgoing<'a> {
+    pub attempt_id: &'a str,
+    /// Hand-offs of this attempt already tried (0 on the first).
+    pub tries: i64,
+    pub iteration: i64,
+    pub campaign: &'a Campaign,
+    pub contact: &'a DispatchContact,
+    /// The campaign's `template`, or `template_alt` on a retry (WhatsApp).
+    pub template: Option<&'a str>,
+    /// `{OUTBOUND_PUBLIC_URL}/api/v1.0/integrations/{id}/events`.
+    pub callback_url: &'a str,
+    /// The integration's signing secret (base64), for the generic signed format (§5.4).
+    pub signing_secret: &'a str,
+}
+
+/// What a provider said to one hand-off.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Handoff {
+    /// The provider has the attempt, under its own id when it gives one.
+    Accepted { provider_id: Option<String> },
+    /// The provider surely did not act (connection refused before the request was written, HTTP
+    /// 429, a documented throttling code): the same attempt is handed off again after `after`,
+    /// or after the exponential back-off (1 s doubling, at most 5 min) when `None`.
+    Retry { after: Option<SignedDuration> },
+    /// The provider refused this attempt: it fails and follows the failed-retry policy.
+    Failed { reason: String },
+    /// The number is invalid or unreachable: the contact is `failed` at once, never retried.
+    InvalidNumber { reason: String },
+    /// The provider may have acted (a timeout or a 5xx after the request was written): the
+    /// attempt is closed failed with [`UNKNOWN_REASON`], never re-sent.
+    Unknown,
+    /// The integration itself is broken (credentials, account, sender): its dispatch stops until
+    /// its config is patched; the attempt is put back, to be handed off again unchanged.
+    Broken { reason: String },
+    /// The outcome is known at once (the simulator): these events are applied.
+    Settled(Vec<AttemptEvent>),
+}
+
+/// A callback request as the provider made it.
+pub struct Callback<'a> {
+    pub method: &'a Method,
+    /// The URL the provider called, as it knows it: `OUTBOUND_PUBLIC_URL`, the path and the raw
+    /// query string (Twilio signs it).
+    pub url: &'a str,
+    /// The query parameters, decoded, in order.
+    pub query: &'a [(String, String)],
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    pub now: Timestamp,
+}
+
+/// An event read from a provider's callback. The attempt is found by `provider_id` first, then
+/// by `event.attempt_id` (which may be empty when the callback carries none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderEvent {
+    pub provider_id: Option<String>,
+    pub event: AttemptEvent,
+}
+
+/// A text a contact sent back (WhatsApp), kept for the opt-out rule (§12.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundText {
+    /// The sender's number as the provider gives it (WhatsApp: digits without `+`).
+    pub from: String,
+    pub text: String,
+    /// The provider id of the message it replies to (`context.id`), when quoted.
+    pub reply_to: Option<String>,
+    pub at: Option<Timestamp>,
+}
+
+/// What a verified callback asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallbackReply {
+    /// Events to apply (possibly none: a callback about something Outbound does not track) and
+    /// texts received.
+    Events { events: Vec<ProviderEvent>, inbound: Vec<InboundText> },
+    /// A verification handshake, answered `200 text/plain` with this text (WhatsApp's GET).
+    Challenge(String),
+}
+
+/// Why a callback was refused; nothing changes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallbackError {
+    /// Missing or wrong signature → 401.
+    BadSignature,
+    /// A failed verification handshake → 403.
+    Forbidden,
+    /// Signed, but not a callback this provider sends → 400 with this message.
+    Invalid(String),
+}
+
+/// One provider, configured for one integration with its credentials opened.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// Hands one attempt to the provider. Never re-sends by itself.
+    async fn hand_off(&self, attempt: &Outgoing<'_>) -> Handoff;
+
+    /// Verifies a callback in the provider's own format and reads it. `None` when the provider
+    /// has no format of its own (only the generic signed one of §5.4 is taken).
+    fn callback(&self, _request: &Callback<'_>) -> Option<Result<CallbackReply, CallbackError>> {
+        None
+    }
+}
+
+/// The connector of an integration: its config with credentials opened under `key`. Fails with
+/// [`UNREADABLE_REASON`] when a credential cannot be opened (no key, or another key sealed it).
+pub fn connect(config: &ProviderConfig, key: Option<&SecretKey>, http: &reqwest::Client) -> Result<Arc<dyn Connector>, &'static str> {
+    Ok(match config {
+        ProviderConfig::Simulator(config) => Arc::new(simulator::Simulator::new(config.clone())),
+        ProviderConfig::Webhook(config) => Arc::new(webhook::Webhook::new(config.clone(), http.clone())),
+        ProviderConfig::Twilio(config) => {
+            let auth_token = config.auth_token.reveal(key).ok_or(UNREADABLE_REASON)?;
+            Arc::new(twilio::Twilio::new(config.clone(), auth_token, http.clone()))
+        }
+        ProviderConfig::WhatsappCloud(config) => {
+            let access_token = config.access_token.reveal(key).ok_or(UNREADABLE_REASON)?;
+            let app_secret = config.app_secret.reveal(key).ok_or(UNREADABLE_REASON)?;
+            Arc::new(whatsapp_cloud::WhatsappCloud::new(config.clone(), access_token, app_secret, http.clone()))
+        }
+    })
+}
+
+/// What a failed request means for re-sending: a connection that never opened did not reach
+/// the provider (re-send); anything later may have (unknown).
+pub fn request_error(error: &reqwest::Error) -> Handoff {
+    if error.is_connect() { Handoff::Retry { after: None } } else { Handoff::Unknown }
+}
+
+/// The `Retry-After` header in seconds, when given.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<SignedDuration> {
+    let seconds: i64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(SignedDuration::from_secs(seconds.clamp(0, 3600)))
+}
