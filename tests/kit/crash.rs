@@ -120,13 +120,13 @@ impl Size {
     }
 }
 /// The campaigns' `retries` (voicemail retries).
-const VOICEMAIL_RETRIES: u32 = 1;
+pub const VOICEMAIL_RETRIES: u32 = 1;
 /// The server's `--failed-retry-limit` (its default).
-const FAILED_RETRY_LIMIT: u32 = 1;
-const MESSAGE_LIMIT: usize = 10_000;
-const CONCURRENCY_LIMIT: usize = 100;
+pub const FAILED_RETRY_LIMIT: u32 = 1;
+pub const MESSAGE_LIMIT: usize = 10_000;
+pub const CONCURRENCY_LIMIT: usize = 100;
 /// The server's `--lease`: an unconfirmed handoff is re-sent after it.
-const LEASE: Duration = Duration::from_secs(5);
+pub const LEASE: Duration = Duration::from_secs(5);
 /// The server's `--webhook-retry-delays`: the default's five attempts, in seconds rather than
 /// minutes, so that a delivery that failed (the receiver refuses none; only a timeout could fail
 /// one) is tried again within the run.
@@ -134,15 +134,15 @@ const WEBHOOK_RETRY_DELAYS: &str = "0s,1s,2s,4s,8s";
 /// The campaign status changes a run makes, each to be delivered (`campaign.status_changed`).
 const STATUS_CHANGES: [(&str, &str); 3] = [("pending", "ready"), ("ready", "active"), ("active", "finished")];
 /// What the rules demand of a contact given the outcomes of its attempts, in order.
-struct Replay {
+pub struct Replay {
     /// Attempts the rules demand; `None` when the last outcome allowed one more that never came.
-    demanded: Option<usize>,
-    status: &'static str,
-    retries: u32,
-    failed_retries: u32,
+    pub demanded: Option<usize>,
+    pub status: &'static str,
+    pub retries: u32,
+    pub failed_retries: u32,
 }
 
-fn replay(outcomes: &[Outcome]) -> Replay {
+pub fn replay(outcomes: &[Outcome]) -> Replay {
     let (mut retries, mut failed_retries) = (0, 0);
     for (i, outcome) in outcomes.iter().enumerate() {
         let (retry, status) = match outcome {
@@ -166,7 +166,7 @@ fn replay(outcomes: &[Outcome]) -> Replay {
 }
 
 /// The expected number of attempts per contact under the rules and the mock's shares.
-fn expected_attempts(retries: u32, failed_retries: u32) -> f64 {
+pub fn expected_attempts(retries: u32, failed_retries: u32) -> f64 {
     let machine = if retries < VOICEMAIL_RETRIES { expected_attempts(retries + 1, failed_retries) } else { 0.0 };
     let no_answer = if failed_retries < FAILED_RETRY_LIMIT { expected_attempts(retries, failed_retries + 1) } else { 0.0 };
     1.0 + MACHINE * machine + (1.0 - HUMAN - MACHINE) * no_answer

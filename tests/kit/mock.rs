@@ -362,7 +362,7 @@ impl Mock {
 
     /// A watch on a run that waits for its campaigns to finish (see [`Watch`]).
     pub fn watch(&self, started: Instant, timeout: Duration, stall: Duration) -> Watch {
-        Watch { started, timeout, stall, moved: (self.progress(), Instant::now()) }
+        Watch::new(started, timeout, stall, self.progress())
     }
 
     /// Listens on a free port of 127.0.0.1; returns the URL to configure as the webhook provider's
@@ -647,7 +647,8 @@ async fn report(mock: Arc<Mock>, attempt_id: String, callback: String, outcome: 
 }
 
 /// The two ways waiting for a run's campaigns ends badly: past the overall deadline, or no progress
-/// (no POST nor accepted outcome report at the mock) for `stall`.
+/// (no POST nor accepted outcome report at the mock) for `stall`. Progress is any pair of counters
+/// that only grow (the providers' mock, `providers_mock.rs`, gives its own).
 pub struct Watch {
     started: Instant,
     timeout: Duration,
@@ -656,17 +657,26 @@ pub struct Watch {
 }
 
 impl Watch {
+    pub fn new(started: Instant, timeout: Duration, stall: Duration, progress: (u64, u64)) -> Watch {
+        Watch { started, timeout, stall, moved: (progress, Instant::now()) }
+    }
+
     /// Why waiting for `campaign` (its JSON, not yet finished) must stop now, if it must.
     pub fn verdict(&mut self, mock: &Mock, campaign: &Value) -> Option<String> {
+        self.verdict_at(mock.progress(), campaign)
+    }
+
+    /// [`Watch::verdict`] given the progress counters now.
+    pub fn verdict_at(&mut self, progress: (u64, u64), campaign: &Value) -> Option<String> {
         let (id, status, analytics) = (&campaign["id"], &campaign["status"], &campaign["analytics"]);
         if self.started.elapsed() > self.timeout {
             return Some(format!("campaign {id} still {status} after {} s: analytics {analytics}", self.timeout.as_secs()));
         }
-        if mock.progress() != self.moved.0 {
-            self.moved = (mock.progress(), Instant::now());
+        if progress != self.moved.0 {
+            self.moved = (progress, Instant::now());
         } else if self.moved.1.elapsed() > self.stall {
             return Some(format!(
-                "campaign {id} still {status} and no POST nor accepted outcome report for {} s (progress stalled): analytics {analytics}",
+                "campaign {id} still {status} and no progress at the mock provider for {} s (progress stalled): analytics {analytics}",
                 self.stall.as_secs()
             ));
         }

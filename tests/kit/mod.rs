@@ -2,10 +2,12 @@
 //! (`benches/*.rs`) share, included by each with `#[path = "…/tests/kit/mod.rs"] mod kit;`. It
 //! starts the real `outbound serve` binary as its own process (as `benches/contacts.rs` does),
 //! talks to its API, loads contacts, watches its memory and collects violations; [`mock`] is the
-//! mock webhook provider, [`postgres`] a throwaway PostgreSQL database (and the skip-or-fail rules
-//! for PostgreSQL and Redis), and [`crash`] and [`scaleout`] are the two scenarios with their
-//! checks, parametrised by size: the system tests run them small on every change, `cargo bench
-//! --bench crash` and `cargo bench --bench scaleout` large.
+//! mock webhook provider, [`providers_mock`] a mock of the real providers' APIs (Twilio's Calls.json
+//! and the WhatsApp Cloud API, with their signed callbacks), [`postgres`] a throwaway PostgreSQL
+//! database (and the skip-or-fail rules for PostgreSQL and Redis), and [`crash`],
+//! [`provider_crash`] and [`scaleout`] are the scenarios with their checks, parametrised by size:
+//! the system tests run them small on every change, `cargo bench --bench crash`, `cargo bench
+//! --bench provider_crash` and `cargo bench --bench scaleout` large.
 
 // Each user of the kit uses a different part of it.
 #![allow(dead_code)]
@@ -13,6 +15,8 @@
 pub mod crash;
 pub mod mock;
 pub mod postgres;
+pub mod provider_crash;
+pub mod providers_mock;
 pub mod scaleout;
 
 use std::collections::BTreeMap;
@@ -240,10 +244,15 @@ impl Api {
 
     /// A phone integration; returns its id and its signing secret.
     pub async fn create_integration(&self, agent: &str, provider: &str, config: Value) -> (String, String) {
-        let body = json!({ "agent_id": agent, "type": "phone_call", "provider": provider, "config": config });
-        let reply = self.post("/integrations", &body).await;
-        let integration = &reply["integration"];
+        let integration = self.create_integration_of(agent, "phone_call", provider, config).await;
         (integration["id"].as_str().expect("integration id").to_owned(), integration["secret"].as_str().expect("secret").to_owned())
+    }
+
+    /// An integration of `channel` (`phone_call`, `whatsapp`); returns the integration as created
+    /// (`id`, `secret`, `callback_url`, the masked `config`, …).
+    pub async fn create_integration_of(&self, agent: &str, channel: &str, provider: &str, config: Value) -> Value {
+        let body = json!({ "agent_id": agent, "type": channel, "provider": provider, "config": config });
+        self.post("/integrations", &body).await["integration"].take()
     }
 
     /// A phone campaign with the window open at every instant (UTC, 00:00–24:00 every day).

@@ -1,8 +1,10 @@
 //! System tests: the real `outbound serve` binary (`CARGO_BIN_EXE_outbound`, the profile being
 //! tested) run as separate processes against a mock provider, and killed with SIGKILL while
 //! campaigns run; then every contact is checked: none lost, none sent twice, every count the API
-//! reports true. They run the scenarios of `tests/kit/` (`crash.rs`, `scaleout.rs`) at a small
-//! size; `cargo bench --bench crash` and `cargo bench --bench scaleout` run the same code large.
+//! reports true. They run the scenarios of `tests/kit/` (`crash.rs`, `provider_crash.rs`,
+//! `scaleout.rs`) at a small size; `cargo bench --bench crash`, `cargo bench --bench
+//! provider_crash` and `cargo bench --bench scaleout` run the same code large.
+//! `providers_mock.rs` checks the mock providers' signatures against the providers' vectors.
 //!
 //! House rules, and where these tests bend them: a real process cannot be driven by a test clock,
 //! so they wait on the wall clock for it to make progress. They never assert how long anything
@@ -22,6 +24,7 @@
 mod kit;
 
 mod crash;
+mod providers_mock;
 mod python_tools;
 mod scaleout;
 
