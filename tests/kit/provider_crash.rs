@@ -22,10 +22,11 @@
 //!   records a 401, 404 or other 4xx as a problem);
 //! - every attempt id the mock saw is a call in `/calls` with the outcome the mock reported
 //!   (status and `answered_by`) and its `provider_id` the mock's `CA…` sid, except a call the
-//!   server died with before recording it: that one may instead be `failed` with `ended_reason`
-//!   `provider_unknown` (or show no `provider_id`), but only if its create came from a life of
-//!   the server that was killed afterwards, and its final callback was not acknowledged by that
-//!   same life (an acknowledged outcome must not be lost). Those are counted;
+//!   server may have died with before recording the answer (its create came from a life of the
+//!   server that was killed afterwards): that one may show no `provider_id`, or be `failed` with
+//!   `ended_reason` `provider_unknown` instead of the outcome, the latter only if that same life
+//!   did not acknowledge its final callback (an acknowledged outcome must not be lost). Those are
+//!   counted;
 //! - every call of `/calls` the mock never saw is `failed` / `provider_unknown` and was created
 //!   before the last kill (claimed, then the server died before or while sending it);
 //! - per contact: at least one call (none lost); its calls in order of creation replay under the
@@ -282,14 +283,16 @@ pub fn run(size: &Size, max_per_second: f64) -> Violations {
                     violations.add("a WhatsApp message in a phone campaign", format!("attempt {attempt_id}"));
                     continue;
                 };
-                // Killed after this create, and its outcome not acknowledged by the life that sent it.
-                let died_with_it = seen.generation < final_generation && seen.final_acked != Some(seen.generation);
+                // The server was killed after this create (it may have died before recording
+                // the answer), and the life that sent it did not acknowledge its outcome.
+                let killed_after = seen.generation < final_generation;
+                let died_with_it = killed_after && seen.final_acked != Some(seen.generation);
                 let (status, answered_by) = call_fields(reported);
                 if call["status"] == status && call["answered_by"] == answered_by {
                     as_reported += 1;
                     match call["provider_id"].as_str() {
                         Some(sid) if sid == seen.provider_id => {}
-                        None if died_with_it => without_provider_id += 1,
+                        None if killed_after => without_provider_id += 1,
                         other => violations.add(
                             "call's provider_id is not the provider's sid",
                             format!("call {attempt_id} of campaign {campaign}: provider_id {other:?}, the mock answered {}", seen.provider_id),

@@ -105,6 +105,24 @@ pub struct Create {
     pub final_acked: Option<u32>,
 }
 
+impl Create {
+    /// A first create, received now (see [`ProvidersMock::register`]).
+    fn new(provider: Provider, account: &str, to: &str, provider_id: &str, reported: Reported, held: bool) -> Create {
+        Create {
+            provider,
+            account: account.to_owned(),
+            to: to.to_owned(),
+            provider_id: provider_id.to_owned(),
+            reported,
+            creates: 1,
+            received: Instant::now(),
+            generation: 0,
+            held,
+            final_acked: None,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Record {
     pub attempts: HashMap<String, Create>,
@@ -294,31 +312,20 @@ impl ProvidersMock {
         self.creates.load(Ordering::Relaxed) - creates_at_finish
     }
 
-    /// Records a create of `attempt_id`, answered with `new_id` (or held: not answered).
-    fn register(&self, provider: Provider, account: &str, attempt_id: &str, to: &str, reported: Reported, new_id: &str, held: bool) {
-        let received = Instant::now();
-        let generation = self.generation();
+    /// Records a create of `attempt_id`: `create` when it is the first (its `received` and
+    /// `generation` set here), one more create of it otherwise.
+    fn register(&self, attempt_id: &str, mut create: Create) {
+        create.received = Instant::now();
+        create.generation = self.generation();
         let mut guard = self.record.lock().expect("record");
         let record = &mut *guard;
-        record.times.entry(account.to_owned()).or_default().push(received);
+        record.times.entry(create.account.clone()).or_default().push(create.received);
         match record.attempts.get_mut(attempt_id) {
             Some(seen) => {
                 seen.creates += 1;
                 record.duplicates += 1;
             }
             None => {
-                let create = Create {
-                    provider,
-                    account: account.to_owned(),
-                    to: to.to_owned(),
-                    provider_id: new_id.to_owned(),
-                    reported,
-                    creates: 1,
-                    received,
-                    generation,
-                    held,
-                    final_acked: None,
-                };
                 record.attempts.insert(attempt_id.to_owned(), create);
                 self.distinct.fetch_add(1, Ordering::Relaxed);
             }
@@ -525,7 +532,7 @@ async fn create_call(State(mock): State<Arc<ProvidersMock>>, Path(sid): Path<Str
     };
     let call_sid = format!("CA{}", uuid::Uuid::new_v4().simple());
     let held = mock.holding();
-    mock.register(Provider::Twilio, &sid, &attempt_id, to, Reported::Call(reported), &call_sid, held);
+    mock.register(&attempt_id, Create::new(Provider::Twilio, &sid, to, &call_sid, Reported::Call(reported), held));
     let call = TwilioCall {
         attempt_id,
         call_sid: call_sid.clone(),
@@ -549,6 +556,9 @@ async fn create_call(State(mock): State<Arc<ProvidersMock>>, Path(sid): Path<Str
     mock.answer(held, (StatusCode::CREATED, axum::Json(created)).into_response()).await
 }
 
+/// A form's parameters, in order.
+type Form = Vec<(String, String)>;
+
 /// One call the mock plays back to the server.
 struct TwilioCall {
     attempt_id: String,
@@ -564,8 +574,8 @@ struct TwilioCall {
 
 impl TwilioCall {
     /// A status callback's parameters.
-    fn status(&self, status: &str, sequence: u32, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut params: Vec<(String, String)> = [
+    fn status(&self, status: &str, sequence: u32, extra: &[(&str, &str)]) -> Form {
+        let mut params: Form = [
             ("AccountSid", self.account_sid.as_str()),
             ("ApiVersion", "2010-04-01"),
             ("CallSid", &self.call_sid),
@@ -595,7 +605,8 @@ async fn play_call(mock: Arc<ProvidersMock>, call: TwilioCall) {
     // Whether AnsweredBy comes on `completed` too, besides the AMD callback.
     let repeat_verdict = digest_u32(&call.attempt_id, 2) % 2 == 1;
     let delay = Duration::from_millis(u64::from(digest_u32(&call.attempt_id, 1)) % (mock.max_call_ms + 1));
-    let mut steps: Vec<(String, Vec<(String, String)>, bool)> = Vec::new();
+    // Each callback: its URL, its parameters, whether it is the final one.
+    let mut steps: Vec<(String, Form, bool)> = Vec::new();
     let status_url = call.status_callback.clone();
     steps.push((status_url.clone(), call.status("ringing", 0, &[]), false));
     match answered_by {
@@ -685,7 +696,7 @@ async fn send_message(
     let recipient = to.trim_start_matches('+').to_owned();
     let wamid = format!("wamid.HBgL{}", uuid::Uuid::new_v4().simple().to_string().to_uppercase());
     let held = mock.holding();
-    mock.register(Provider::Whatsapp, &phone_number_id, attempt_id, to, Reported::Read, &wamid, held);
+    mock.register(attempt_id, Create::new(Provider::Whatsapp, &phone_number_id, to, &wamid, Reported::Read, held));
     let delivery = Delivery {
         attempt_id: attempt_id.to_owned(),
         wamid: wamid.clone(),
