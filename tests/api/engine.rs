@@ -43,6 +43,7 @@ pub fn retry_settings(retry_interval_mins: i64, failed_retry_limit: i64) -> ApiS
         rate_limit_rps: None,
         retry: RetrySettings { retry_interval: SignedDuration::from_mins(retry_interval_mins), failed_retry_limit },
         webhooks: super::helpers::local_webhooks(),
+        keyring: super::helpers::test_keyring(),
         ..ApiSettings::default()
     }
 }

@@ -38,6 +38,8 @@ mod engine_whatsapp;
 mod errors;
 #[path = "../idempotency.rs"]
 mod idempotency;
+#[path = "../integrations.rs"]
+mod integrations;
 #[path = "../lifecycle.rs"]
 mod lifecycle;
 #[path = "../metrics.rs"]
