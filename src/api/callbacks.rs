@@ -118,7 +118,7 @@ pub async fn post_event(
     params(("id" = String, Path), ("hub.mode" = Option<String>, Query), ("hub.verify_token" = Option<String>, Query),
         ("hub.challenge" = Option<String>, Query)),
     responses((status = 200, description = "The challenge, as text", content_type = "text/plain", body = String),
-        (status = 403, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn verify_callback_url(
     State(app): State<AppState>,
     Path(id): Path<String>,

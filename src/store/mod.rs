@@ -604,6 +604,8 @@ pub struct AttemptReport {
     pub timezone: TimeZone,
     pub agent_id: Uuid,
     pub agent_name: String,
+    /// The number the call was made from, when the provider has one of its own.
+    pub caller_number: Option<String>,
 }
 
 /// What one delivery attempt came to.

@@ -46,6 +46,8 @@ mod lifecycle;
 mod metrics;
 #[path = "../openapi.rs"]
 mod openapi;
+#[path = "../providers_twilio.rs"]
+mod providers_twilio;
 #[path = "../rate_limit.rs"]
 mod rate_limit;
 // PostgreSQL only: several processes on one database.
