@@ -17,6 +17,7 @@ use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::{NewApiKey, normalize_key_prefix};
 use crate::domain::webhook::{delivery_public_id, is_webhook_id, parse_delivery_id};
 use crate::engine::{Engine, EngineSettings};
+use crate::providers::keyring::Keyring;
 use crate::store;
 use crate::webhooks::{Deliveries, WebhookSettings};
 use crate::{import, server};
@@ -123,6 +124,10 @@ struct EngineArgs {
     /// The URL providers reach this deployment's API at, for `callback_url` (default: http://LISTEN).
     #[arg(long, env = "OUTBOUND_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Base64 of 32 random bytes: seals provider credentials at rest (default on SQLite: a key
+    /// file beside the database, created on first use; required on PostgreSQL).
+    #[arg(long, env = "OUTBOUND_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -288,8 +293,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             server::metrics_handle();
             let retry = RetrySettings { retry_interval: engine.retry_interval, failed_retry_limit: i64::from(engine.failed_retry_limit) };
             let webhook_settings = webhooks.settings()?;
-            let settings =
-                ApiSettings { rate_limit_rps: NonZeroU32::new(rate_limit_rps), idempotency_ttl, retry, webhooks: webhook_settings.clone() };
+            let keyring = Arc::new(Keyring::new(engine.secret_key.as_deref(), store::sqlite_file(&database.url).as_deref())?);
+            let public_url = engine.public_url.clone().unwrap_or_else(|| format!("http://{listen}"));
+            let settings = ApiSettings {
+                rate_limit_rps: NonZeroU32::new(rate_limit_rps),
+                idempotency_ttl,
+                retry,
+                webhooks: webhook_settings.clone(),
+                keyring: keyring.clone(),
+                public_url: public_url.clone(),
+            };
             if settings.rate_limit_rps.is_none() {
                 tracing::warn!("the per-key rate limit is off (OUTBOUND_RATE_LIMIT_RPS=0)");
             }
@@ -302,12 +315,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let stop = server::Stop::on_signal();
             let clock: Arc<dyn Clock> = Arc::new(clock);
             let engine_task = (engine.mode != EngineMode::Off).then(|| {
-                let settings = EngineSettings {
-                    retry,
-                    attempt_timeout: engine.attempt_timeout,
-                    lease: engine.lease,
-                    public_url: engine.public_url.clone().unwrap_or_else(|| format!("http://{listen}")),
-                };
+                let settings = EngineSettings { retry, attempt_timeout: engine.attempt_timeout, lease: engine.lease, public_url, keyring };
                 let engine = Arc::new(Engine::new(store.clone(), clock.clone(), settings));
                 tracing::info!("engine running");
                 tokio::spawn(engine.run(stop.wait()))

@@ -2,9 +2,7 @@
 //! about them (§5.4).
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -12,16 +10,11 @@ use super::AppState;
 use super::campaigns::parse_time_param;
 use super::contacts::{OffsetPagination, parse_offset_paging};
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{QueryParams, Tenant, parse_id, parse_json};
+use super::extract::{QueryParams, Tenant, parse_id};
 use super::views::format_time;
-use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, EventInput, MessageStatus, TranscriptEntry};
+use crate::domain::attempt::{AnsweredBy, AttemptStatus, MessageStatus, TranscriptEntry};
 use crate::domain::campaign::{Channel, ContactStatus};
-use crate::domain::contact::{check_extracted_data, clean_tags};
-use crate::domain::ids::{is_integration_id, verify_signature};
-use crate::domain::integration::MAX_URL_CHARS;
-use crate::domain::validation::no_nul;
-use crate::metrics::{self, EventRefusal, EventSource};
-use crate::store::{Attempt, AttemptContact, AttemptPage, AttemptQuery, EventOutcome};
+use crate::store::{Attempt, AttemptContact, AttemptPage, AttemptQuery};
 
 #[derive(Serialize, ToSchema)]
 pub struct AttemptContactView {
@@ -84,6 +77,10 @@ pub struct CallView {
     /// The conversation as the provider reported it (ext); `null` when none was.
     #[schema(required = true)]
     transcript: Option<Vec<TranscriptEntry>>,
+    /// The provider's own id of the call, such as Twilio's `CA…` sid (ext); `null` until the
+    /// provider accepted it, or when the provider gives none.
+    #[schema(required = true)]
+    provider_id: Option<String>,
 }
 
 /// A call's `type`: Outbound's calls are all outbound (Altur's enum also has `inbound`).
@@ -144,7 +141,7 @@ impl ToSchema for CallEndedBy {}
 
 impl CallEndedBy {
     /// The party a provider named (`agent`, `user` or `system`): what events may say (§5.4).
-    fn named(text: &str) -> Option<Self> {
+    pub fn named(text: &str) -> Option<Self> {
         match text {
             "agent" => Some(CallEndedBy::Agent),
             "user" => Some(CallEndedBy::User),
@@ -177,6 +174,7 @@ impl From<Attempt> for CallView {
             tags: a.tags,
             recording_url: a.recording_url,
             transcript: a.transcript,
+            provider_id: a.provider_id,
         }
     }
 }
@@ -201,6 +199,10 @@ pub struct MessageView {
     #[schema(value_type = Object)]
     extracted_data: serde_json::Map<String, serde_json::Value>,
     tags: Vec<String>,
+    /// The provider's own id of the message, such as WhatsApp's `wamid.…`; `null` until the
+    /// provider accepted it, or when the provider gives none.
+    #[schema(required = true)]
+    provider_id: Option<String>,
 }
 
 impl From<Attempt> for MessageView {
@@ -216,6 +218,7 @@ impl From<Attempt> for MessageView {
             contact: a.contact.map(AttemptContactView::from),
             extracted_data: a.extracted_data,
             tags: a.tags,
+            provider_id: a.provider_id,
         }
     }
 }
@@ -344,125 +347,4 @@ pub async fn list_messages(
         messages: page.attempts.into_iter().map(MessageView::from).collect(),
         pagination,
     }))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct EventAccepted {
-    success: bool,
-}
-
-/// Checks an event body against the integration's channel.
-fn parse_event(input: EventInput, channel: Channel) -> ApiResult<AttemptEvent> {
-    let status = AttemptStatus::parse_event(channel, &input.status).ok_or_else(|| {
-        let allowed = match channel {
-            Channel::PhoneCall => "ringing, in-progress, ended, busy, no-answer or failed",
-            Channel::Whatsapp => "sent, delivered, read, failed, accepted or rejected",
-        };
-        ApiError::invalid("status", format!("status must be {allowed} on a {} integration, got {:?}", channel.as_str(), input.status))
-    })?;
-    let (duration, billed_duration) = (input.duration.map(|d| d.0), input.billed_duration.map(|d| d.0));
-    for (field, value) in [("duration", duration), ("billed_duration", billed_duration)] {
-        if value.is_some_and(|v| v < 0) {
-            return Err(ApiError::invalid(field, format!("{field} must be a whole number of seconds, 0 or more")));
-        }
-    }
-    if let Some(data) = &input.extracted_data {
-        check_extracted_data("extracted_data", data).map_err(|message| ApiError::invalid("extracted_data", message))?;
-    }
-    let tags = input
-        .tags
-        .as_deref()
-        .map(|tags| clean_tags("tags", tags))
-        .transpose()
-        .map_err(|(field, message)| ApiError::invalid(field, message))?;
-    if let Some(url) = &input.recording_url {
-        let web = url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
-        if !web || url.chars().count() > MAX_URL_CHARS || url.contains(char::is_control) {
-            return Err(ApiError::invalid(
-                "recording_url",
-                format!("recording_url must be an http(s) URL of at most {MAX_URL_CHARS} characters"),
-            ));
-        }
-    }
-    if let Some(reason) = &input.ended_reason {
-        no_nul("ended_reason", reason).map_err(|v| ApiError::invalid(v.field, v.message))?;
-    }
-    if let Some(ended_by) = input.ended_by.as_deref().filter(|e| !e.is_empty() && CallEndedBy::named(e).is_none()) {
-        return Err(ApiError::invalid("ended_by", format!("ended_by must be agent, user or system, got {ended_by:?}")));
-    }
-    Ok(AttemptEvent {
-        attempt_id: input.attempt_id,
-        status,
-        answered_by: input.answered_by,
-        started_at: input.started_at,
-        ended_at: input.ended_at,
-        duration,
-        billed_duration,
-        ended_by: input.ended_by.filter(|e| !e.is_empty()),
-        ended_reason: input.ended_reason,
-        converted: input.converted.unwrap_or(false),
-        extracted_data: input.extracted_data,
-        tags,
-        recording_url: input.recording_url,
-        transcript: input.transcript,
-    })
-}
-
-/// Report what happened to an attempt (provider → Outbound). Authenticated by its signature:
-/// `X-Outbound-Signature` = base64(HMAC-SHA256(base64-decoded integration secret, raw body)).
-#[utoipa::path(post, path = "/integrations/{id}/events", tag = "integrations", request_body = EventInput, security(()),
-    params(("id" = String, Path), ("X-Outbound-Signature" = String, Header, description = "base64 HMAC-SHA256 of the raw body")),
-    responses((status = 200, body = EventAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, description = "Unknown attempt", body = ErrorBody)))]
-pub async fn post_event(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Json<EventAccepted>> {
-    let outcome = receive_event(&app, &id, &headers, &body).await;
-    match &outcome {
-        Ok(outcome) => metrics::provider_events(EventSource::Http, std::slice::from_ref(outcome)),
-        Err(err) if err.status == StatusCode::UNAUTHORIZED => {
-            metrics::provider_event_refused(EventSource::Http, EventRefusal::BadSignature)
-        }
-        Err(err) if err.status.is_client_error() => metrics::provider_event_refused(EventSource::Http, EventRefusal::Invalid),
-        // A server error says nothing about the event: the provider sends it again.
-        Err(_) => {}
-    }
-    match outcome? {
-        EventOutcome::Applied | EventOutcome::Ignored => Ok(Json(EventAccepted { success: true })),
-        EventOutcome::UnknownAttempt => Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "attempt not found for this integration")),
-    }
-}
-
-/// Checks an event's signature and body and applies it; `Err` for an event refused before the store.
-async fn receive_event(app: &AppState, id: &str, headers: &HeaderMap, body: &Bytes) -> ApiResult<EventOutcome> {
-    let signature = headers.get("x-outbound-signature").and_then(|v| v.to_str().ok());
-    // An unknown integration and a bad signature answer alike: neither reveals which ids exist.
-    let bad_signature = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "missing or invalid X-Outbound-Signature: base64(HMAC-SHA256(base64-decoded integration secret, raw body))",
-        )
-    };
-    if !is_integration_id(id) {
-        return Err(bad_signature());
-    }
-    let (channel, secret) = app.callbacks.integration_secret(id).await?.ok_or_else(bad_signature)?;
-    if !signature.is_some_and(|s| verify_signature(&secret, body, s)) {
-        return Err(bad_signature());
-    }
-    let is_json = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
-    if !is_json {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
-            "the request body must be JSON with Content-Type: application/json",
-        ));
-    }
-    let event = parse_event(parse_json::<EventInput>(body)?, channel)?;
-    let outcomes = app.callbacks.apply_integration_events(id, vec![event], app.clock.now(), app.settings.retry).await?;
-    Ok(outcomes.first().copied().unwrap_or(EventOutcome::UnknownAttempt))
 }

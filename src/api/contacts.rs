@@ -12,6 +12,7 @@ use super::campaigns::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{JsonBody, QueryParams, Tenant, parse_id};
 use super::idempotency::{Recording, Reply};
+use crate::domain::attempt::FailedReason;
 use crate::domain::campaign::ContactStatus;
 use crate::domain::contact::{Contact, ContactBatchInput, ItemError, MAX_BATCH, parse_item, region_of_timezone};
 use crate::domain::timezone::TimeZone;
@@ -47,6 +48,10 @@ pub struct ContactView {
     #[schema(value_type = Object)]
     extracted_data: serde_json::Map<String, serde_json::Value>,
     tags: Vec<String>,
+    /// Why the contact failed for good (ext): `invalid_number` when the provider said the number
+    /// cannot be reached; `null` otherwise.
+    #[schema(required = true)]
+    failed_reason: Option<FailedReason>,
 }
 
 impl ContactView {
@@ -67,6 +72,7 @@ impl ContactView {
             last_call_at: contact.last_call_at.map(|at| at.to_zoned(zone.clone()).strftime("%Y-%m-%d %H:%M:%S").to_string()),
             extracted_data: contact.extracted_data,
             tags: contact.tags,
+            failed_reason: contact.failed_reason,
         }
     }
 }

@@ -242,20 +242,17 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Recording {
 
 impl Recording {
     /// Runs `write` (a store call given the recorder) and answers with `render` of its outcome.
-    pub async fn respond<T, W>(
-        self,
-        render: fn(&T) -> Reply,
-        write: impl FnOnce(Option<ResponseRecorder<T>>) -> W,
-    ) -> Result<Reply, ApiError>
+    pub async fn respond<T, W, R>(self, render: R, write: impl FnOnce(Option<ResponseRecorder<T>>) -> W) -> Result<Reply, ApiError>
     where
         T: 'static,
         W: std::future::Future<Output = Result<T, StoreError>>,
+        R: Fn(&T) -> Reply + Clone + Send + 'static,
     {
-        let outcome = write(self.recorder(render)).await?;
+        let outcome = write(self.recorder(render.clone())).await?;
         Ok(self.reply(render, &outcome))
     }
 
-    fn recorder<T: 'static>(&self, render: fn(&T) -> Reply) -> Option<ResponseRecorder<T>> {
+    fn recorder<T: 'static>(&self, render: impl Fn(&T) -> Reply + Send + 'static) -> Option<ResponseRecorder<T>> {
         let rendered = self.rendered.clone();
         self.claim.clone().map(|claim| ResponseRecorder {
             claim,
@@ -270,7 +267,7 @@ impl Recording {
 
     /// The reply for `value` (the one rendered for the record, if any), marked as already
     /// recorded when it was.
-    fn reply<T>(&self, render: fn(&T) -> Reply, value: &T) -> Reply {
+    fn reply<T>(&self, render: impl Fn(&T) -> Reply, value: &T) -> Reply {
         let kept = self.rendered.lock().unwrap_or_else(|p| p.into_inner()).take();
         let mut reply = kept.unwrap_or_else(|| render(value));
         reply.recorded = self.claim.is_some() && is_kept(reply.status);

@@ -1,4 +1,6 @@
-//! Integrations (§1): create (the signing secret is shown this once), list, retrieve.
+//! Integrations (§1, PROVIDERS.md §1): create (the signing secret is shown this once), list,
+//! retrieve, and PATCH a provider's config (credential rotation). Credentials are sealed before
+//! they are stored and shown masked.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -13,7 +15,11 @@ use super::idempotency::{Recording, Reply};
 use super::views::format_time;
 use crate::domain::campaign::Channel;
 use crate::domain::ids::is_integration_id;
-use crate::domain::integration::{Integration, IntegrationInput, Provider, ProviderConfig, parse_new_integration};
+use crate::domain::integration::{
+    Health, Integration, IntegrationInput, IntegrationPatch, PatchRefusal, Provider, ProviderConfig, parse_integration_patch,
+    parse_new_integration,
+};
+use crate::providers::keyring::KeyringError;
 
 #[derive(Serialize, ToSchema)]
 pub struct IntegrationView {
@@ -23,7 +29,13 @@ pub struct IntegrationView {
     #[schema(format = Uuid)]
     agent_id: String,
     provider: Provider,
-    config: ProviderConfig,
+    /// The provider's config with defaults filled in; credentials masked (`••••••••` and their
+    /// last four characters).
+    #[schema(value_type = ProviderConfig)]
+    config: serde_json::Value,
+    /// Where the provider posts its callbacks (give it to Twilio, Meta, …).
+    callback_url: String,
+    health: HealthView,
     #[schema(format = DateTime)]
     created_at: String,
     /// Base64 HMAC-SHA256 key for event signatures; present only in the create response.
@@ -31,14 +43,41 @@ pub struct IntegrationView {
     secret: Option<String>,
 }
 
+/// Whether the integration's dispatch runs: `failing` after an error that shows the integration
+/// itself is broken (bad credentials, suspended account), until its config is patched.
+#[derive(Serialize, ToSchema)]
+pub struct HealthView {
+    status: HealthStatus,
+    /// What the provider said, when failing.
+    #[schema(required = true)]
+    reason: Option<String>,
+    #[schema(required = true, format = DateTime)]
+    since: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Ok,
+    Failing,
+}
+
 impl IntegrationView {
-    fn new(integration: &Integration, show_secret: bool) -> Self {
+    fn new(integration: &Integration, show_secret: bool, public_url: &str) -> Self {
+        let health = match &integration.health {
+            Health::Ok => HealthView { status: HealthStatus::Ok, reason: None, since: None },
+            Health::Failing { reason, since } => {
+                HealthView { status: HealthStatus::Failing, reason: Some(reason.clone()), since: Some(format_time(*since)) }
+            }
+        };
         IntegrationView {
             id: integration.id.clone(),
             channel: integration.channel,
             agent_id: integration.agent_id.to_string(),
             provider: integration.provider,
-            config: integration.config.clone(),
+            config: integration.config.masked(),
+            callback_url: format!("{}/api/v1.0/integrations/{}/events", public_url.trim_end_matches('/'), integration.id),
+            health,
             created_at: format_time(integration.created_at),
             secret: show_secret.then(|| integration.secret.clone()),
         }
@@ -58,6 +97,21 @@ pub struct IntegrationListResponse {
     integrations: Vec<IntegrationView>,
 }
 
+/// Seals the config's plain credentials; a 400 naming `OUTBOUND_SECRET_KEY` when there is no key.
+fn sealed(app: &AppState, config: ProviderConfig) -> ApiResult<ProviderConfig> {
+    if !config.needs_sealing() {
+        return Ok(config);
+    }
+    match app.settings.keyring.sealing_key() {
+        Ok(key) => Ok(config.seal(key)),
+        Err(err @ KeyringError::Missing) => Err(ApiError::invalid("config", err.to_string())),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot seal provider credentials");
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "SERVER_ERROR", "credentials cannot be stored: see the server's log"))
+        }
+    }
+}
+
 /// Create an integration for an agent.
 #[utoipa::path(post, path = "/integrations", tag = "integrations", request_body = IntegrationInput,
     responses((status = 201, body = IntegrationResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -67,17 +121,27 @@ pub async fn create_integration(
     recording: Recording,
     JsonBody(input): JsonBody<IntegrationInput>,
 ) -> ApiResult<Reply> {
-    let new = parse_new_integration(&input).map_err(ApiError::violations)?;
+    let mut new = parse_new_integration(&input).map_err(ApiError::violations)?;
     if app.store.get_agent(tenant.org_id, new.agent_id).await?.is_none() {
         return Err(
             ApiError::new(StatusCode::NOT_FOUND, "AGENT_NOT_FOUND", format!("agent {} not found", new.agent_id)).with_field("agent_id")
         );
     }
-    recording.respond(created_reply, |record| app.store.create_integration(tenant.org_id, new, app.clock.now(), record)).await
+    new.config = sealed(&app, new.config)?;
+    let public_url = app.settings.public_url.clone();
+    recording
+        .respond(
+            move |integration| created_reply(integration, &public_url),
+            |record| app.store.create_integration(tenant.org_id, new, app.clock.now(), record),
+        )
+        .await
 }
 
-fn created_reply(integration: &Integration) -> Reply {
-    Reply::json(StatusCode::CREATED, &IntegrationResponse { success: true, integration: IntegrationView::new(integration, true) })
+fn created_reply(integration: &Integration, public_url: &str) -> Reply {
+    Reply::json(
+        StatusCode::CREATED,
+        &IntegrationResponse { success: true, integration: IntegrationView::new(integration, true, public_url) },
+    )
 }
 
 /// List the organization's integrations, oldest first (without secrets).
@@ -87,7 +151,7 @@ pub async fn list_integrations(State(app): State<AppState>, tenant: Tenant) -> A
     Ok(Json(IntegrationListResponse {
         success: true,
         total_count: integrations.len(),
-        integrations: integrations.iter().map(|i| IntegrationView::new(i, false)).collect(),
+        integrations: integrations.iter().map(|i| IntegrationView::new(i, false, &app.settings.public_url)).collect(),
     }))
 }
 
@@ -95,9 +159,37 @@ pub async fn list_integrations(State(app): State<AppState>, tenant: Tenant) -> A
 #[utoipa::path(get, path = "/integrations/{id}", tag = "integrations", params(("id" = String, Path)),
     responses((status = 200, body = IntegrationResponse), (status = 404, body = ErrorBody)))]
 pub async fn get_integration(State(app): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<Json<IntegrationResponse>> {
-    if !is_integration_id(&id) {
+    let integration = find(&app, &tenant, &id).await?;
+    Ok(Json(IntegrationResponse { success: true, integration: IntegrationView::new(&integration, false, &app.settings.public_url) }))
+}
+
+async fn find(app: &AppState, tenant: &Tenant, id: &str) -> ApiResult<Integration> {
+    if !is_integration_id(id) {
         return Err(ApiError::not_found("integration"));
     }
-    let integration = app.store.get_integration(tenant.org_id, &id).await?.ok_or_else(|| ApiError::not_found("integration"))?;
-    Ok(Json(IntegrationResponse { success: true, integration: IntegrationView::new(&integration, false) }))
+    app.store.get_integration(tenant.org_id, id).await?.ok_or_else(|| ApiError::not_found("integration"))
+}
+
+/// Replace an integration's config (a credential left out keeps its stored value, so a rotation
+/// sends only the new one with the rest); resets a `failing` health. `type`, `provider` and
+/// `agent_id` are immutable.
+#[utoipa::path(patch, path = "/integrations/{id}", tag = "integrations", params(("id" = String, Path)), request_body = IntegrationPatch,
+    responses((status = 200, body = IntegrationResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_integration(
+    State(app): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody<IntegrationPatch>,
+) -> ApiResult<Json<IntegrationResponse>> {
+    let current = find(&app, &tenant, &id).await?;
+    let config = match parse_integration_patch(&current, &patch) {
+        Ok(Some(config)) => sealed(&app, config)?,
+        Ok(None) => current.config.clone(),
+        Err(PatchRefusal::Immutable(field)) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "IMMUTABLE_FIELD", format!("{field} cannot be changed")).with_field(field));
+        }
+        Err(PatchRefusal::Invalid(violations)) => return Err(ApiError::violations(violations)),
+    };
+    let integration = app.store.update_integration(tenant.org_id, &id, config).await?.ok_or_else(|| ApiError::not_found("integration"))?;
+    Ok(Json(IntegrationResponse { success: true, integration: IntegrationView::new(&integration, false, &app.settings.public_url) }))
 }

@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod attempts;
 pub mod auth;
+pub mod callbacks;
 pub mod campaigns;
 pub mod contacts;
 pub mod error;
@@ -44,6 +45,7 @@ use utoipa_axum::routes;
 
 use crate::clock::Clock;
 use crate::domain::attempt::RetrySettings;
+use crate::providers::keyring::Keyring;
 use crate::store::{CallbackStore, DynStore, Health, IdempotencyStore, KeyStore, TenantStore, WebhookStore};
 use crate::webhooks::WebhookSettings;
 use error::ApiError;
@@ -59,6 +61,11 @@ pub struct ApiSettings {
     pub retry: RetrySettings,
     /// Webhook delivery (the API checks subscriptions' URLs against `allow_private`).
     pub webhooks: WebhookSettings,
+    /// Seals provider credentials (`OUTBOUND_SECRET_KEY` or the key file).
+    pub keyring: Arc<Keyring>,
+    /// Where providers reach this deployment (`OUTBOUND_PUBLIC_URL`): callback URLs, and the
+    /// URL Twilio signs.
+    pub public_url: String,
 }
 
 impl Default for ApiSettings {
@@ -68,6 +75,8 @@ impl Default for ApiSettings {
             idempotency_ttl: SignedDuration::from_hours(24),
             retry: RetrySettings::default(),
             webhooks: WebhookSettings::default(),
+            keyring: Default::default(),
+            public_url: "http://127.0.0.1:8080".to_owned(),
         }
     }
 }
@@ -90,6 +99,8 @@ pub struct AppContext {
     pub metrics: Option<PrometheusHandle>,
     pub settings: ApiSettings,
     pub rate_limiter: Option<rate_limit::KeyRateLimiter>,
+    /// For the connectors that read provider callbacks (they make no request from here).
+    providers_http: reqwest::Client,
     key_touches: auth::KeyTouches,
     running_keys: idempotency::RunningKeys,
     read_cache: read_cache::ReadCache,
@@ -129,6 +140,7 @@ impl AppState {
             metrics,
             settings,
             rate_limiter,
+            providers_http: reqwest::Client::new(),
             key_touches: auth::KeyTouches::default(),
             running_keys: Default::default(),
             read_cache: Default::default(),
@@ -140,7 +152,8 @@ impl AppState {
 /// and the OpenAPI document generated from both.
 fn versioned_api() -> (Router<AppState>, Router<AppState>, serde_json::Value) {
     let (keyed, mut openapi) = keyed_routes();
-    let (public, events_doc) = OpenApiRouter::new().routes(routes!(attempts::post_event)).split_for_parts();
+    let (public, events_doc) =
+        OpenApiRouter::new().routes(routes!(callbacks::post_event, callbacks::verify_callback_url)).split_for_parts();
     openapi.merge(events_doc);
     (keyed, public, openapi::document(&openapi))
 }
@@ -157,7 +170,7 @@ fn keyed_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(agents::create_agent, agents::list_agents))
         .routes(routes!(agents::get_agent))
         .routes(routes!(integrations::create_integration, integrations::list_integrations))
-        .routes(routes!(integrations::get_integration))
+        .routes(routes!(integrations::get_integration, integrations::update_integration))
         .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
         .routes(routes!(webhooks::get_webhook, webhooks::update_webhook, webhooks::delete_webhook))
         .routes(routes!(webhooks::rotate_secret))

@@ -341,6 +341,39 @@ pub struct ContactProgress {
     pub failed_retries: i64,
     /// When a `retrying` contact is due again.
     pub next_attempt_at: Option<Timestamp>,
+    /// Why a `failed` contact failed for good; such a contact is never attempted again.
+    pub failed_reason: Option<FailedReason>,
+}
+
+/// Why a contact failed for good (`failed_reason` on contacts, ext).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailedReason {
+    /// The provider said the number is invalid or unreachable (PROVIDERS.md §1).
+    InvalidNumber,
+}
+
+impl FailedReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailedReason::InvalidNumber => "invalid_number",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<FailedReason> {
+        (text == "invalid_number").then_some(FailedReason::InvalidNumber)
+    }
+}
+
+impl AnsweredBy {
+    /// The verdict to keep when a call's events disagree: a definite one (human, machine) wins
+    /// over `unknown`, whichever came first; otherwise the latest.
+    pub fn merge(kept: Option<AnsweredBy>, reported: Option<AnsweredBy>) -> Option<AnsweredBy> {
+        match (kept, reported) {
+            (Some(kept), Some(AnsweredBy::Unknown)) => Some(kept),
+            (kept, reported) => reported.or(kept),
+        }
+    }
 }
 
 /// What an event on the contact's current attempt makes of the contact. `voicemail_retries` is
@@ -355,7 +388,14 @@ pub fn progress_contact(
 ) -> Option<ContactProgress> {
     let retry_at = at.saturating_add(settings.retry_interval).ok();
     let failed = |contact: ContactProgress| {
-        if contact.failed_retries < settings.failed_retry_limit {
+        if event.invalid_number {
+            ContactProgress {
+                status: ContactStatus::Failed,
+                next_attempt_at: None,
+                failed_reason: Some(FailedReason::InvalidNumber),
+                ..contact
+            }
+        } else if contact.failed_retries < settings.failed_retry_limit {
             ContactProgress {
                 status: ContactStatus::Retrying,
                 failed_retries: contact.failed_retries + 1,
@@ -517,7 +557,7 @@ mod tests {
     }
 
     fn contact(status: ContactStatus) -> ContactProgress {
-        ContactProgress { status, retries: 0, failed_retries: 0, next_attempt_at: None }
+        ContactProgress { status, retries: 0, failed_retries: 0, next_attempt_at: None, failed_reason: None }
     }
 
     fn ended(answered_by: Option<AnsweredBy>, converted: bool) -> AttemptEvent {

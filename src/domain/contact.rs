@@ -310,6 +310,8 @@ pub struct Contact {
     pub call_count: i64,
     pub billed_duration: i64,
     pub last_call_at: Option<jiff::Timestamp>,
+    /// Why the contact failed for good (ext), `None` otherwise.
+    pub failed_reason: Option<super::attempt::FailedReason>,
 }
 
 #[cfg(test)]

@@ -362,7 +362,10 @@ pub struct Integration {
 pub enum Health {
     #[default]
     Ok,
-    Failing { reason: String, since: Timestamp },
+    Failing {
+        reason: String,
+        since: Timestamp,
+    },
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -456,11 +459,14 @@ pub fn parse_integration_patch(current: &Integration, patch: &IntegrationPatch) 
     let immutable = [
         ("type", matches!(&patch.channel, Field::Value(c) if *c != current.channel) || patch.channel == Field::Null),
         ("provider", matches!(&patch.provider, Field::Value(p) if *p != current.provider) || patch.provider == Field::Null),
-        ("agent_id", match &patch.agent_id {
-            Field::Absent => false,
-            Field::Value(id) => Uuid::parse_str(id).ok() != Some(current.agent_id),
-            Field::Null => true,
-        }),
+        (
+            "agent_id",
+            match &patch.agent_id {
+                Field::Absent => false,
+                Field::Value(id) => Uuid::parse_str(id).ok() != Some(current.agent_id),
+                Field::Null => true,
+            },
+        ),
     ];
     if let Some((field, _)) = immutable.iter().find(|(_, changed)| *changed) {
         return Err(PatchRefusal::Immutable(field));
@@ -481,7 +487,11 @@ pub enum PatchRefusal {
 /// The longest credential kept.
 pub const MAX_CREDENTIAL_CHARS: usize = 512;
 
-fn parse_config(provider: Provider, input: &Field<serde_json::Value>, previous: Option<&ProviderConfig>) -> Result<ProviderConfig, Violation> {
+fn parse_config(
+    provider: Provider,
+    input: &Field<serde_json::Value>,
+    previous: Option<&ProviderConfig>,
+) -> Result<ProviderConfig, Violation> {
     let raw = match input {
         Field::Value(value) => value.clone(),
         Field::Absent | Field::Null => serde_json::json!({}),
@@ -622,17 +632,33 @@ fn check_config(config: &ProviderConfig) -> Result<(), Violation> {
                 _ => return Err(Violation::new("config.twiml_url", "exactly one of config.twiml_url and config.twiml is required")),
             }
             if !(5..=600).contains(&config.timeout_s) {
-                return Err(Violation::new("config.timeout_s", format!("config.timeout_s must be between 5 and 600, got {}", config.timeout_s)));
+                return Err(Violation::new(
+                    "config.timeout_s",
+                    format!("config.timeout_s must be between 5 and 600, got {}", config.timeout_s),
+                ));
             }
             check_common(&config.api_base, config.timeout_ms, config.max_per_second)?;
         }
         ProviderConfig::WhatsappCloud(config) => {
-            check_pattern("config.phone_number_id", &config.phone_number_id, "^[0-9]{1,30}$", "the numeric id of the business phone number")?;
+            check_pattern(
+                "config.phone_number_id",
+                &config.phone_number_id,
+                "^[0-9]{1,30}$",
+                "the numeric id of the business phone number",
+            )?;
             check_text("config.verify_token", &config.verify_token, 1, 200)?;
             check_pattern("config.api_version", &config.api_version, r"^v[0-9]+\.[0-9]+$", "a Graph API version such as v21.0")?;
-            check_pattern("config.language", &config.language, "^[a-z]{2,3}(_[A-Za-z0-9]{2,8})?$", "a template language code such as es_MX")?;
+            check_pattern(
+                "config.language",
+                &config.language,
+                "^[a-z]{2,3}(_[A-Za-z0-9]{2,8})?$",
+                "a template language code such as es_MX",
+            )?;
             if config.parameters.len() > MAX_TEMPLATE_PARAMETERS {
-                return Err(Violation::new("config.parameters", format!("config.parameters takes at most {MAX_TEMPLATE_PARAMETERS} items")));
+                return Err(Violation::new(
+                    "config.parameters",
+                    format!("config.parameters takes at most {MAX_TEMPLATE_PARAMETERS} items"),
+                ));
             }
             for (index, name) in config.parameters.iter().enumerate() {
                 if !is_parameter_source(name) {
@@ -642,9 +668,11 @@ fn check_config(config: &ProviderConfig) -> Result<(), Violation> {
                     ));
                 }
             }
-            for (key, payloads) in
-                [("accept_payloads", &config.accept_payloads), ("reject_payloads", &config.reject_payloads), ("convert_payloads", &config.convert_payloads)]
-            {
+            for (key, payloads) in [
+                ("accept_payloads", &config.accept_payloads),
+                ("reject_payloads", &config.reject_payloads),
+                ("convert_payloads", &config.convert_payloads),
+            ] {
                 if payloads.len() > MAX_PAYLOADS {
                     return Err(Violation::new(format!("config.{key}"), format!("config.{key} takes at most {MAX_PAYLOADS} items")));
                 }

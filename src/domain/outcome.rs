@@ -137,15 +137,8 @@ pub fn apply_events(
             continue;
         };
         if !attempt.status.accepts(event.status) {
-            // A recording or transcript often comes after the call ended, on a repeated final
-            // status: keep it, though the status stays.
-            let late_media = event.recording_url.is_some() || event.transcript.is_some();
-            if late_media {
-                attempt.new_recording_url = event.recording_url.clone().or(attempt.new_recording_url.take());
-                attempt.new_transcript = event.transcript.clone().or(attempt.new_transcript.take());
-                attempt.changed = true;
-            }
-            outcomes.push(if late_media { EventOutcome::Applied } else { EventOutcome::Ignored });
+            let enriched = enrich(attempt, contacts, event, &mut deltas);
+            outcomes.push(if enriched { EventOutcome::Applied } else { EventOutcome::Ignored });
             continue;
         }
         outcomes.push(EventOutcome::Applied);
@@ -155,7 +148,7 @@ pub fn apply_events(
         attempt.status = event.status;
         attempt.changed = true;
         let millis = |t: Option<Timestamp>| t.map(Timestamp::as_millisecond);
-        attempt.answered_by = event.answered_by.or(attempt.answered_by);
+        attempt.answered_by = AnsweredBy::merge(attempt.answered_by, event.answered_by);
         attempt.converted |= event.converted;
         attempt.started_at = millis(event.started_at).or(attempt.started_at);
         attempt.ended_at = millis(event.ended_at).or(attempt.ended_at);
@@ -187,7 +180,7 @@ pub fn apply_events(
             match attempt.channel {
                 Channel::PhoneCall => {
                     delta.calls += 1;
-                    match event.answered_by {
+                    match attempt.answered_by {
                         Some(AnsweredBy::Human) => delta.calls_human += 1,
                         Some(AnsweredBy::Machine) => delta.calls_machine += 1,
                         Some(AnsweredBy::Unknown) => delta.calls_unknown += 1,
@@ -222,7 +215,7 @@ pub fn apply_events(
                 contact.processed = true;
                 delta.contacts_processed += 1;
             }
-            if event.answered_by == Some(AnsweredBy::Human) && !contact.answered {
+            if attempt.answered_by == Some(AnsweredBy::Human) && !contact.answered {
                 contact.answered = true;
                 delta.contacts_answered += 1;
             }
@@ -232,6 +225,15 @@ pub fn apply_events(
         } else {
             (attempt.voicemail_retries, retry)
         };
+        // The contact's outcome follows the call as every event so far told it (an answering-
+        // machine verdict or a conversion may have come before the final status).
+        let merged;
+        let event = if attempt.answered_by != event.answered_by || attempt.converted != event.converted {
+            merged = AttemptEvent { answered_by: attempt.answered_by, converted: attempt.converted, ..event.clone() };
+            &merged
+        } else {
+            event
+        };
         if let Some(next) = progress_contact(attempt.channel, contact.progress, event, voicemail_retries, retry, at) {
             *delta.statuses.entry(contact.progress.status).or_default() -= 1;
             *delta.statuses.entry(next.status).or_default() += 1;
@@ -240,6 +242,70 @@ pub fn apply_events(
         }
     }
     EventsApplied { outcomes, deltas, finished, webhook_events }
+}
+
+/// What an event whose status the attempt has passed may still add (PROVIDERS.md §1): a
+/// recording or transcript (they often come after the call ended), an answering-machine verdict
+/// while the call is open, and what the customer's agent reports (`converted`, data, tags) even
+/// after the final status, which stays. Returns whether anything changed.
+fn enrich(
+    attempt: &mut AttemptState,
+    contacts: &mut HashMap<i64, ContactState>,
+    event: &AttemptEvent,
+    deltas: &mut HashMap<i64, CampaignDelta>,
+) -> bool {
+    let mut changed = false;
+    if event.recording_url.is_some() || event.transcript.is_some() {
+        attempt.new_recording_url = event.recording_url.clone().or(attempt.new_recording_url.take());
+        attempt.new_transcript = event.transcript.clone().or(attempt.new_transcript.take());
+        changed = true;
+    }
+    let verdict = AnsweredBy::merge(attempt.answered_by, event.answered_by);
+    if attempt.open && verdict != attempt.answered_by {
+        attempt.answered_by = verdict;
+        changed = true;
+    }
+    if let Some(data) = &event.extracted_data {
+        attempt.extracted_data.get_or_insert_with(Map::new).extend(data.clone());
+        changed = true;
+    }
+    if let Some(tags) = &event.tags {
+        let mine = attempt.tags.get_or_insert_with(Vec::new);
+        mine.extend(tags.iter().filter(|t| !mine.contains(t)).cloned().collect::<Vec<_>>());
+        changed = true;
+    }
+    let converts = event.converted && !attempt.converted;
+    if converts {
+        attempt.converted = true;
+        changed = true;
+    }
+    attempt.changed |= changed;
+    let Some(contact) = contacts.get_mut(&attempt.contact_id).filter(|c| c.last_attempt_id.as_deref() == Some(event.attempt_id.as_str()))
+    else {
+        return changed;
+    };
+    if let Some(data) = contact.data.as_mut() {
+        if let Some(extracted) = &event.extracted_data {
+            data.extracted_data.extend(extracted.clone());
+            contact.changed = true;
+        }
+        for tag in event.tags.iter().flatten() {
+            if !data.tags.contains(tag) {
+                data.tags.push(tag.clone());
+            }
+            contact.changed = true;
+        }
+    }
+    // A conversion reported after the call ended turns an answered contact into a converted one.
+    let answered = matches!(contact.progress.status, ContactStatus::Answered | ContactStatus::Accepted | ContactStatus::Read);
+    if converts && answered && !attempt.open {
+        let delta = deltas.entry(attempt.campaign_id).or_default();
+        *delta.statuses.entry(contact.progress.status).or_default() -= 1;
+        *delta.statuses.entry(ContactStatus::Converted).or_default() += 1;
+        contact.progress.status = ContactStatus::Converted;
+        contact.changed = true;
+    }
+    changed
 }
 
 #[cfg(test)]
@@ -282,7 +348,13 @@ mod tests {
 
     fn sending(current_attempt: &str) -> ContactState {
         ContactState {
-            progress: ContactProgress { status: ContactStatus::Sending, retries: 0, failed_retries: 0, next_attempt_at: None },
+            progress: ContactProgress {
+                status: ContactStatus::Sending,
+                retries: 0,
+                failed_retries: 0,
+                next_attempt_at: None,
+                failed_reason: None,
+            },
             last_attempt_id: Some(current_attempt.to_owned()),
             processed: false,
             answered: false,

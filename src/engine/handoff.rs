@@ -10,9 +10,9 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::EngineSettings;
 use crate::domain::attempt::{AttemptEvent, RetrySettings, simulate};
-use crate::domain::credentials::SecretKey;
 use crate::domain::integration::{ProviderConfig, SimulatorConfig};
 use crate::metrics::{self, EventSource, HandoffFailure};
+use crate::providers::keyring::Keyring;
 use crate::providers::{self, Handoff, Outgoing, UNKNOWN_REASON};
 use crate::store::{Dispatch, EngineStore, HandoffResult, RunningCampaign, StoreResult};
 
@@ -31,7 +31,7 @@ pub(super) fn backoff(tries: i64) -> SignedDuration {
 pub(super) struct Providers {
     http: reqwest::Client,
     public_url: String,
-    key: Option<SecretKey>,
+    keyring: Arc<Keyring>,
     attempt_timeout: SignedDuration,
 }
 
@@ -81,7 +81,7 @@ impl Providers {
         Providers {
             http: reqwest::Client::new(),
             public_url: settings.public_url.trim_end_matches('/').to_owned(),
-            key: settings.secret_key.clone(),
+            keyring: settings.keyring.clone(),
             attempt_timeout: settings.attempt_timeout,
         }
     }
@@ -98,7 +98,7 @@ impl Providers {
     ) -> StoreResult<()> {
         let provider = &running.provider;
         let mut recorded = Recorded::default();
-        match providers::connect(provider, self.key.as_ref(), &self.http) {
+        match providers::connect(provider, self.keyring.opening_key(), &self.http) {
             Err(reason) => {
                 metrics::handoff_failed(provider, HandoffFailure::Rejected);
                 recorded.events.extend(batch.into_iter().map(|d| AttemptEvent::failed(d.attempt_id, reason)));
@@ -120,7 +120,11 @@ impl Providers {
                             callback_url,
                             signing_secret: &running.secret,
                         };
-                        let answer = connector.hand_off(&outgoing).await;
+                        let answer = if dispatch.in_doubt && !connector.dedupes_attempts() {
+                            Handoff::Unknown
+                        } else {
+                            connector.hand_off(&outgoing).await
+                        };
                         taken.record(started.elapsed());
                         (dispatch, answer)
                     })

@@ -30,8 +30,8 @@ pub struct EngineSettings {
     pub lease: SignedDuration,
     /// Base URL providers post events to (`{public_url}/api/v1.0/integrations/{id}/events`).
     pub public_url: String,
-    /// Opens provider credentials (`OUTBOUND_SECRET_KEY` or the key file); `None` when there is none.
-    pub secret_key: Option<crate::domain::credentials::SecretKey>,
+    /// Opens provider credentials (`OUTBOUND_SECRET_KEY` or the key file).
+    pub keyring: Arc<crate::providers::keyring::Keyring>,
 }
 
 impl Default for EngineSettings {
@@ -41,7 +41,7 @@ impl Default for EngineSettings {
             attempt_timeout: SignedDuration::from_hours(2),
             lease: SignedDuration::from_mins(2),
             public_url: "http://127.0.0.1:8080".to_owned(),
-            secret_key: None,
+            keyring: Default::default(),
         }
     }
 }
@@ -215,10 +215,10 @@ impl Engine {
                     at: now,
                     lease_until,
                     deadline: now.saturating_add(self.settings.attempt_timeout).unwrap_or(now),
-                    pace: running.provider.max_per_second().map(|per_second| Pace {
-                        integration_id: running.campaign.integration.id.clone(),
-                        per_second,
-                    }),
+                    pace: running
+                        .provider
+                        .max_per_second()
+                        .map(|per_second| Pace { integration_id: running.campaign.integration.id.clone(), per_second }),
                 })
             })
             .collect();

@@ -2,6 +2,7 @@
 //! whose callbacks report what happened. Each provider is one module implementing [`Connector`];
 //! the engine and the callback route speak only to the trait.
 
+pub mod keyring;
 pub mod simulator;
 pub mod twilio;
 pub mod webhook;
@@ -123,6 +124,13 @@ pub enum CallbackError {
 pub trait Connector: Send + Sync {
     /// Hands one attempt to the provider. Never re-sends by itself.
     async fn hand_off(&self, attempt: &Outgoing<'_>) -> Handoff;
+
+    /// Whether the provider dedupes a repeated hand-off of one attempt, so that one left in doubt
+    /// by a crash may be sent again. Real providers do not: theirs is closed with
+    /// [`UNKNOWN_REASON`] instead (PROVIDERS.md §1).
+    fn dedupes_attempts(&self) -> bool {
+        false
+    }
 
     /// Verifies a callback in the provider's own format and reads it. `None` when the provider
     /// has no format of its own (only the generic signed one of §5.4 is taken).

@@ -20,6 +20,11 @@ impl Simulator {
 
 #[async_trait]
 impl Connector for Simulator {
+    /// Its outcome is a function of the attempt id: a repeat reports the same.
+    fn dedupes_attempts(&self) -> bool {
+        true
+    }
+
     async fn hand_off(&self, attempt: &Outgoing<'_>) -> Handoff {
         if self.config.latency_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(u64::from(self.config.latency_ms))).await;

@@ -51,6 +51,11 @@ struct WebhookAttempt<'a> {
 
 #[async_trait]
 impl Connector for Webhook {
+    /// The bridge receives the attempt id as `Idempotency-Key`.
+    fn dedupes_attempts(&self) -> bool {
+        true
+    }
+
     async fn hand_off(&self, attempt: &Outgoing<'_>) -> Handoff {
         let campaign = attempt.campaign;
         let body = WebhookAttempt {

@@ -12,6 +12,7 @@ pub mod postgres;
 mod shared;
 pub mod sqlite;
 
+use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::Arc;
 
@@ -699,6 +700,9 @@ pub struct Dispatch {
     pub iteration: i64,
     /// Handoffs already tried (0 on the first send).
     pub tries: i64,
+    /// The previous hand-off's lease ran out with nobody knowing whether the provider got it (a
+    /// crash): only a provider that dedupes on the attempt id may be sent it again.
+    pub in_doubt: bool,
     pub template: Option<String>,
     pub contact: DispatchContact,
 }
@@ -830,6 +834,11 @@ pub enum DeleteOutcome {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// The SQLite database file a URL names; `None` for other databases.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    url.starts_with("sqlite:").then(|| sqlite::database_path(url).ok()).flatten()
+}
 
 /// Opens the store a database URL names, creating and migrating the database when needed.
 pub async fn open(url: &str) -> StoreResult<DynStore> {

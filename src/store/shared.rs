@@ -18,11 +18,11 @@ use super::{
 };
 use crate::domain::agent::Agent;
 use crate::domain::analytics::CampaignCounters;
-use crate::domain::attempt::{AnsweredBy, AttemptStatus, ContactProgress};
+use crate::domain::attempt::{AnsweredBy, AttemptStatus, ContactProgress, FailedReason};
 use crate::domain::campaign::CampaignSettings;
 use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, ContactStatus, IntegrationRef};
 use crate::domain::contact::{Contact, PhoneNumber};
-use crate::domain::integration::{Integration, Provider, ProviderConfig};
+use crate::domain::integration::{Health, Integration, Provider, ProviderConfig};
 use crate::domain::outcome::{AttemptState, ContactData, ContactState};
 use crate::domain::timezone::TimeZone;
 use crate::domain::webhook::{self, DeliveryStatus, EventBody, EventType, NewEvent, Subscription, Webhook, envelope, format_occurred_at};
@@ -152,6 +152,10 @@ pub(crate) fn integration_from_row(row: &impl StoredRow) -> StoreResult<Integrat
         config,
         secret: row.text("secret")?,
         created_at: from_seconds(row.int("created_at")?)?,
+        health: match (row.opt_text("health_reason")?, row.opt_int("health_since")?) {
+            (Some(reason), Some(since)) => Health::Failing { reason, since: from_seconds(since)? },
+            _ => Health::Ok,
+        },
     })
 }
 
@@ -208,6 +212,7 @@ pub(crate) fn running_from_row(row: &impl StoredRow) -> StoreResult<RunningCampa
         unfinished: row.int("unfinished")?,
         queued: row.int("queued")?,
         next_retry_at: opt_millis(row, "next_retry_at")?,
+        integration_failing: row.opt_text("health_reason")?.is_some(),
     })
 }
 
@@ -244,6 +249,7 @@ pub(crate) fn dispatch_from_row(row: &impl StoredRow) -> StoreResult<Dispatch> {
         campaign_id: row.int("campaign_id")?,
         iteration: row.int("iteration")?,
         tries: row.int("handoff_tries")?,
+        in_doubt: false,
         template: row.opt_text("template")?,
         contact: dispatch_contact_from_row(row)?,
     })
@@ -253,7 +259,7 @@ pub(crate) fn dispatch_from_row(row: &impl StoredRow) -> StoreResult<Dispatch> {
 macro_rules! contact_columns {
     () => {
         "id, phone, name, context, extracted_data, f_id, tags, status, retries, failed_retries, \
-         has_follow_up, call_count, billed_duration, last_call_at"
+         has_follow_up, call_count, billed_duration, last_call_at, failed_reason"
     };
 }
 pub(crate) use contact_columns;
@@ -274,14 +280,21 @@ pub(crate) fn contact_from_row(row: &impl StoredRow) -> StoreResult<Contact> {
         call_count: row.int("call_count")?,
         billed_duration: row.int("billed_duration")?,
         last_call_at: opt_seconds(row, "last_call_at")?,
+        failed_reason: failed_reason(row)?,
     })
+}
+
+fn failed_reason(row: &impl StoredRow) -> StoreResult<Option<FailedReason>> {
+    row.opt_text("failed_reason")?
+        .map(|text| FailedReason::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("bad failed_reason {text:?}"))))
+        .transpose()
 }
 
 /// The columns of an attempt with its contact, as `/calls` and `/messages` show it (attempts as
 /// `a`, contacts as `ct`).
 pub(crate) const ATTEMPT_COLUMNS: &str = "a.id, a.status, a.answered_by, a.template, a.created_at, a.started_at, a.ended_at, \
      a.sent_at, a.delivered_at, a.read_at, a.ended_by, a.ended_reason, a.duration, a.billed_duration, a.extracted_data, a.tags, \
-     a.recording_url, a.transcript, ct.id AS contact_id, ct.f_id, ct.name, ct.phone, ct.status AS contact_status";
+     a.recording_url, a.transcript, a.provider_id, ct.id AS contact_id, ct.f_id, ct.name, ct.phone, ct.status AS contact_status";
 
 pub(crate) fn attempt_from_row(row: &impl StoredRow) -> StoreResult<Attempt> {
     let contact = match row.opt_int("contact_id")? {
@@ -296,6 +309,7 @@ pub(crate) fn attempt_from_row(row: &impl StoredRow) -> StoreResult<Attempt> {
     };
     Ok(Attempt {
         id: row.text("id")?,
+        provider_id: row.opt_text("provider_id")?,
         status: parse_attempt_status(&row.text("status")?)?,
         answered_by: answered_by(row)?,
         template: row.opt_text("template")?,
@@ -358,6 +372,7 @@ pub(crate) fn contact_state_from_row(row: &impl StoredRow, with_data: bool) -> S
             retries: row.int("retries")?,
             failed_retries: row.int("failed_retries")?,
             next_attempt_at: opt_millis(row, "next_attempt_at")?,
+            failed_reason: failed_reason(row)?,
         },
         last_attempt_id: row.opt_text("last_attempt_id")?,
         processed: row.flag("processed")?,

@@ -17,7 +17,14 @@ use super::engine::Harness;
 use super::helpers::TestApp;
 
 fn claim(campaign_id: i64, at: jiff::Timestamp, limit: u32) -> ClaimRequest {
-    ClaimRequest { campaign_id, limit, at, lease_until: at + SignedDuration::from_mins(2), deadline: at + SignedDuration::from_hours(2) }
+    ClaimRequest {
+        campaign_id,
+        limit,
+        at,
+        lease_until: at + SignedDuration::from_mins(2),
+        deadline: at + SignedDuration::from_hours(2),
+        pace: None,
+    }
 }
 
 /// Claims from both stores at once, `rounds` times; returns every dispatch.

@@ -21,16 +21,17 @@ use super::super::{
     to_seconds,
 };
 use super::{campaign_columns, campaign_from_row, select_campaigns, update_campaign, webhooks};
-use crate::domain::attempt::{AnsweredBy, AttemptEvent, RetrySettings, new_attempt_id};
+use crate::domain::attempt::{AnsweredBy, AttemptEvent, FailedReason, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, ContactStatus};
 use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, EventsApplied, FinishedAttempt, apply_events as apply_outcomes};
+use crate::domain::pacing::admit;
 use crate::domain::webhook::{self, by_organization};
 
 /// A campaign with what the engine needs to dispatch for it (see [`running_from_row`]).
 static SELECT_RUNNING: LazyLock<String> = LazyLock::new(|| {
     let unfinished = sql_list(ContactStatus::UNFINISHED.map(ContactStatus::as_str));
     format!(
-        "SELECT {}, i.provider, i.config, i.secret, c.in_flight, \
+        "SELECT {}, i.provider, i.config, i.secret, i.health_reason, c.in_flight, \
          (SELECT COALESCE(SUM(count), 0)::bigint FROM campaign_contact_counts WHERE campaign_id = c.id AND status IN ({unfinished})) AS unfinished, \
          (SELECT COALESCE(SUM(count), 0)::bigint FROM campaign_contact_counts WHERE campaign_id = c.id AND status = 'queue') AS queued, \
          (SELECT MIN(next_attempt_at) FROM contacts WHERE campaign_id = c.id AND status = 'retrying') AS next_retry_at \
@@ -105,6 +106,24 @@ pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest)
     // engine with the same instant just before.
     let started = started_last_day(conn, claim.campaign_id, claim.at).await?;
     let room = settings.claim_room(i64::from(claim.limit), started, row.try_get("in_flight")?);
+    // The integration's pace, under its row's lock: every process's claims share it.
+    let pace = match &claim.pace {
+        Some(pace) => {
+            let tat: Option<i64> = sqlx::query_scalar("SELECT pace_tat FROM integrations WHERE id = $1 FOR UPDATE")
+                .bind(&pace.integration_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .flatten();
+            Some((pace, tat))
+        }
+        None => None,
+    };
+    let room = match pace {
+        Some((pace, tat)) => {
+            room.min(i64::from(admit(tat, claim.at.as_microsecond() as i64, pace.per_second, u32::try_from(room).unwrap_or(u32::MAX)).0))
+        }
+        None => room,
+    };
     if room == 0 {
         return Ok(Vec::new());
     }
@@ -168,6 +187,10 @@ pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest)
     .execute(&mut *conn)
     .await?;
     let taken = from_queue + from_retrying;
+    if let Some((pace, tat)) = pace {
+        let (_, tat) = admit(tat, claim.at.as_microsecond() as i64, pace.per_second, u32::try_from(taken).unwrap_or(u32::MAX));
+        sqlx::query("UPDATE integrations SET pace_tat = $1 WHERE id = $2").bind(tat).bind(&pace.integration_id).execute(&mut *conn).await?;
+    }
     add_counts(
         conn,
         claim.campaign_id,
@@ -222,18 +245,28 @@ pub(super) async fn take_due_handoffs(
     lease_until: Timestamp,
     limit: u32,
 ) -> StoreResult<Vec<Dispatch>> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "UPDATE attempts SET due_at = $1 WHERE id IN (\
-           SELECT id FROM attempts WHERE open AND due_at <= $2 AND NOT handed_off AND deadline > $2 ORDER BY due_at LIMIT $3 \
-           FOR UPDATE SKIP LOCKED) \
-         RETURNING id",
+    // A failing integration's attempts wait for it to be fixed (PROVIDERS.md §1).
+    let due: Vec<(String, bool)> = sqlx::query_as(
+        "WITH due AS (\
+           SELECT id, handing_off FROM attempts WHERE open AND due_at <= $2 AND NOT handed_off AND deadline > $2 \
+             AND NOT EXISTS (SELECT 1 FROM campaigns c JOIN integrations i ON i.id = c.integration_id \
+               WHERE c.id = attempts.campaign_id AND i.health_reason IS NOT NULL) \
+           ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+         UPDATE attempts a SET due_at = $1, handing_off = TRUE FROM due WHERE a.id = due.id \
+         RETURNING a.id, due.handing_off",
     )
     .bind(to_millis(lease_until))
     .bind(to_millis(at))
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
     .await?;
-    dispatches(conn, &ids).await
+    let ids: Vec<String> = due.iter().map(|(id, _)| id.clone()).collect();
+    let mut dispatches = dispatches(conn, &ids).await?;
+    let in_doubt: std::collections::HashSet<&str> = due.iter().filter(|(_, doubt)| *doubt).map(|(id, _)| id.as_str()).collect();
+    for dispatch in &mut dispatches {
+        dispatch.in_doubt = in_doubt.contains(dispatch.attempt_id.as_str());
+    }
+    Ok(dispatches)
 }
 
 /// What a batch of handoff results does to one attempt, applied in the batch's order.
@@ -243,19 +276,28 @@ struct HandoffUpdate {
     retries: i64,
     due_at: i64,
     accepted: bool,
+    provider_id: Option<String>,
+    /// The attempt's new deadline, when the result sets one.
+    deadline: Option<i64>,
 }
 
 pub(super) async fn record_handoffs(conn: &mut PgConnection, results: Vec<HandoffResult>) -> StoreResult<()> {
     let mut handoffs: HashMap<String, HandoffUpdate> = HashMap::with_capacity(results.len());
     for result in results {
         match result {
-            HandoffResult::Accepted(id) => handoffs.entry(id).or_default().accepted = true,
-            HandoffResult::RetryAt { attempt_id, at } => {
+            HandoffResult::Accepted { attempt_id, provider_id, deadline } => {
+                let handoff = handoffs.entry(attempt_id).or_default();
+                handoff.accepted = true;
+                handoff.provider_id = provider_id;
+                handoff.deadline = Some(to_millis(deadline));
+            }
+            HandoffResult::RetryAt { attempt_id, at, deadline } => {
                 let handoff = handoffs.entry(attempt_id).or_default();
                 // Once accepted in this batch, a later re-send changes nothing (as on the row).
                 if !handoff.accepted {
                     handoff.retries += 1;
                     handoff.due_at = to_millis(at);
+                    handoff.deadline = deadline.map(to_millis).or(handoff.deadline);
                 }
             }
         }
@@ -270,27 +312,38 @@ pub(super) async fn record_handoffs(conn: &mut PgConnection, results: Vec<Handof
     let mut retries = Vec::with_capacity(ids.len());
     let mut due = Vec::with_capacity(ids.len());
     let mut accepted = Vec::with_capacity(ids.len());
+    let mut provider_ids = Vec::with_capacity(ids.len());
+    let mut deadlines = Vec::with_capacity(ids.len());
     for id in &ids {
         let handoff = &handoffs[id];
         retries.push(handoff.retries);
         due.push(handoff.due_at);
         accepted.push(handoff.accepted);
+        provider_ids.push(handoff.provider_id.as_deref());
+        deadlines.push(handoff.deadline);
     }
     // A re-send counts only while the provider does not have the attempt; acceptance sets the
     // deadline as the next look.
     sqlx::query(
         "UPDATE attempts SET \
            handoff_tries = handoff_tries + CASE WHEN attempts.handed_off THEN 0 ELSE v.retries END, \
-           due_at = CASE WHEN v.accepted THEN attempts.deadline WHEN attempts.handed_off OR v.retries = 0 THEN attempts.due_at \
-                    ELSE v.due_at END, \
-           handed_off = attempts.handed_off OR v.accepted \
-         FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::boolean[]) AS v(id, retries, due_at, accepted) \
+           handing_off = attempts.handing_off AND (attempts.handed_off OR v.retries = 0), \
+           due_at = CASE WHEN v.accepted THEN COALESCE(v.deadline, attempts.deadline) \
+                    WHEN attempts.handed_off OR v.retries = 0 THEN attempts.due_at ELSE v.due_at END, \
+           deadline = CASE WHEN v.accepted OR NOT attempts.handed_off THEN COALESCE(v.deadline, attempts.deadline) \
+                      ELSE attempts.deadline END, \
+           handed_off = attempts.handed_off OR v.accepted, \
+           provider_id = COALESCE(attempts.provider_id, v.provider_id) \
+         FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::boolean[], $5::text[], $6::bigint[]) \
+           AS v(id, retries, due_at, accepted, provider_id, deadline) \
          WHERE attempts.id = v.id",
     )
     .bind(&ids)
     .bind(&retries)
     .bind(&due)
     .bind(&accepted)
+    .bind(&provider_ids)
+    .bind(&deadlines)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -324,7 +377,7 @@ async fn load_contacts(conn: &mut PgConnection, ids: &[i64], with_data: bool) ->
     macro_rules! load {
         ($($data:literal)?) => {
             concat!(
-                "SELECT id, status, retries, failed_retries, next_attempt_at, last_attempt_id, processed, answered, billed_duration",
+                "SELECT id, status, retries, failed_retries, next_attempt_at, failed_reason, last_attempt_id, processed, answered, billed_duration",
                 $($data,)?
                 " FROM contacts WHERE id = ANY($1) ORDER BY id FOR UPDATE"
             )
@@ -458,12 +511,14 @@ async fn write_contacts(conn: &mut PgConnection, contacts: &HashMap<i64, Contact
         (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut processed, mut answered, mut billed, mut data, mut tags) =
         (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut failed_reasons = Vec::with_capacity(n);
     for (id, c) in changed {
         ids.push(*id);
         statuses.push(c.progress.status.as_str());
         retries.push(c.progress.retries);
         failed_retries.push(c.progress.failed_retries);
         next_attempt_at.push(c.progress.next_attempt_at.map(to_millis));
+        failed_reasons.push(c.progress.failed_reason.map(FailedReason::as_str));
         processed.push(c.processed);
         answered.push(c.answered);
         billed.push(c.billed_duration);
@@ -474,10 +529,12 @@ async fn write_contacts(conn: &mut PgConnection, contacts: &HashMap<i64, Contact
     sqlx::query(
         "UPDATE contacts SET status = v.status, retries = v.retries, failed_retries = v.failed_retries, \
          next_attempt_at = v.next_attempt_at, processed = v.processed, answered = v.answered, billed_duration = v.billed_duration, \
-         extracted_data = COALESCE(v.extracted_data, contacts.extracted_data), tags = COALESCE(v.tags, contacts.tags) \
+         extracted_data = COALESCE(v.extracted_data, contacts.extracted_data), tags = COALESCE(v.tags, contacts.tags), \
+         failed_reason = v.failed_reason \
          FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::boolean[], $7::boolean[], \
-                     $8::bigint[], $9::text[], $10::text[]) \
-           AS v(id, status, retries, failed_retries, next_attempt_at, processed, answered, billed_duration, extracted_data, tags) \
+                     $8::bigint[], $9::text[], $10::text[], $11::text[]) \
+           AS v(id, status, retries, failed_retries, next_attempt_at, processed, answered, billed_duration, extracted_data, tags, \
+                failed_reason) \
          WHERE contacts.id = v.id",
     )
     .bind(&ids)
@@ -490,6 +547,7 @@ async fn write_contacts(conn: &mut PgConnection, contacts: &HashMap<i64, Contact
     .bind(&billed)
     .bind(&data)
     .bind(&tags)
+    .bind(&failed_reasons)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -540,7 +598,7 @@ pub(super) async fn add_counts(conn: &mut PgConnection, campaign_id: i64, deltas
 /// (statuses) and `$3` (tags).
 macro_rules! eligible {
     () => {
-        " WHERE campaign_id = $1 AND status <> ALL($2) \
+        " WHERE campaign_id = $1 AND failed_reason IS NULL AND status <> ALL($2) \
      AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(contacts.tags::jsonb) AS t(tag) WHERE t.tag = ANY($3))"
     };
 }

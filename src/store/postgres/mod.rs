@@ -5,6 +5,7 @@
 //! that change together are always locked in the same order (campaigns, then attempts, then
 //! contacts, each by id) so that two transactions never wait on each other.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +17,7 @@ use uuid::Uuid;
 
 use super::shared::{
     CampaignPaging, Neighbours, SqlValue, StoredRow, agent_from_row, api_key_info_from_row, campaign_conditions, campaign_from_row,
-    config_json, idempotency_record, integration_from_row, integration_ref, opt_to_seconds, pack_body, parse_channel,
+    config_json, idempotency_record, integration_from_row, integration_ref, opt_to_seconds, pack_body,
 };
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, AttemptPage, AttemptQuery, BatchItem, CampaignChange, CampaignCursor, CampaignFilter,
@@ -27,10 +28,10 @@ use super::{
 use super::{CallbackStore, EngineStore, Health, IdempotencyStore, KeyAdmin, KeyStore, RateLimitStore, TenantStore};
 use crate::domain::agent::Agent;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
-use crate::domain::campaign::{Campaign, CampaignStatus, Channel, ContactStatus, NewCampaign};
+use crate::domain::campaign::{Campaign, CampaignStatus, ContactStatus, NewCampaign};
 use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::{NewApiKey, new_project_id};
-use crate::domain::integration::{Integration, NewIntegration};
+use crate::domain::integration::{Integration, NewIntegration, ProviderConfig};
 use crate::metrics;
 
 mod attempts;
@@ -267,6 +268,19 @@ impl TenantStore for PostgresStore {
         record_response(&mut tx, record, &integration).await?;
         tx.commit().await?;
         Ok(integration)
+    }
+
+    async fn update_integration(&self, org: OrgId, id: &str, config: ProviderConfig) -> StoreResult<Option<Integration>> {
+        // A new config is a fix: the integration's dispatch resumes (PROVIDERS.md §1).
+        let row = sqlx::query(
+            "UPDATE integrations SET config = $1, health_reason = NULL, health_since = NULL WHERE org_id = $2 AND id = $3 RETURNING *",
+        )
+        .bind(config_json(&config)?)
+        .bind(org)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(integration_from_row).transpose()
     }
 
     async fn get_integration(&self, org: OrgId, id: &str) -> StoreResult<Option<Integration>> {
@@ -509,6 +523,16 @@ impl EngineStore for PostgresStore {
     async fn release_leases(&self, _at: Timestamp) -> StoreResult<u64> {
         Ok(0)
     }
+
+    async fn mark_integration_failing(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE integrations SET health_reason = $1, health_since = $2 WHERE id = $3 AND health_reason IS NULL")
+            .bind(reason)
+            .bind(to_seconds(at))
+            .bind(integration_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -523,10 +547,21 @@ impl CallbackStore for PostgresStore {
         self.apply_events_of(Some(integration_id.to_owned()), events, at, retry).await
     }
 
-    async fn integration_secret(&self, integration_id: &str) -> StoreResult<Option<(Channel, String)>> {
-        let row =
-            sqlx::query("SELECT channel, secret FROM integrations WHERE id = $1").bind(integration_id).fetch_optional(&self.pool).await?;
-        row.map(|row| Ok((parse_channel(row.try_get("channel")?)?, row.try_get("secret")?))).transpose()
+    async fn callback_integration(&self, integration_id: &str) -> StoreResult<Option<Integration>> {
+        let row = sqlx::query("SELECT * FROM integrations WHERE id = $1").bind(integration_id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(integration_from_row).transpose()
+    }
+
+    async fn attempts_by_provider_id(&self, integration_id: &str, provider_ids: &[String]) -> StoreResult<HashMap<String, String>> {
+        let rows = sqlx::query(
+            "SELECT a.provider_id, a.id FROM attempts a JOIN campaigns c ON c.id = a.campaign_id \
+             WHERE a.provider_id = ANY($1) AND c.integration_id = $2",
+        )
+        .bind(provider_ids)
+        .bind(integration_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get("provider_id")?, row.try_get("id")?))).collect()
     }
 }
 

@@ -24,16 +24,17 @@ use super::super::{
     to_seconds,
 };
 use super::{all_rows, campaign_columns, campaign_from_row, first_row, select_campaigns, update_campaign, webhooks};
-use crate::domain::attempt::{AnsweredBy, AttemptEvent, RetrySettings, new_attempt_id};
+use crate::domain::attempt::{AnsweredBy, AttemptEvent, FailedReason, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, ContactStatus};
 use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, EventsApplied, FinishedAttempt, apply_events as apply_outcomes};
+use crate::domain::pacing::admit;
 use crate::domain::webhook::{self, by_organization};
 
 /// A campaign with what the engine needs to dispatch for it (see [`running_from_row`]).
 static SELECT_RUNNING: LazyLock<String> = LazyLock::new(|| {
     let unfinished = sql_list(ContactStatus::UNFINISHED.map(ContactStatus::as_str));
     format!(
-        "SELECT {}, i.provider, i.config, i.secret, c.in_flight, \
+        "SELECT {}, i.provider, i.config, i.secret, i.health_reason, c.in_flight, \
          (SELECT COALESCE(SUM(count), 0) FROM campaign_contact_counts WHERE campaign_id = c.id AND status IN ({unfinished})) AS unfinished, \
          (SELECT COALESCE(SUM(count), 0) FROM campaign_contact_counts WHERE campaign_id = c.id AND status = 'queue') AS queued, \
          (SELECT MIN(next_attempt_at) FROM contacts WHERE campaign_id = c.id AND status = 'retrying') AS next_retry_at \
@@ -103,6 +104,16 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
     // The budgets, checked in the transaction that claims (§5.1, §5.2); the window is checked by
     // the engine with the same instant just before.
     let room = settings.claim_room(i64::from(claim.limit), started_last_day(conn, claim.campaign_id, claim.at)?, in_flight);
+    let pace = match &claim.pace {
+        Some(pace) => Some((pace, pace_state(conn, &pace.integration_id)?)),
+        None => None,
+    };
+    let room = match pace {
+        Some((pace, tat)) => {
+            room.min(i64::from(admit(tat, claim.at.as_microsecond() as i64, pace.per_second, u32::try_from(room).unwrap_or(u32::MAX)).0))
+        }
+        None => room,
+    };
     if room == 0 {
         return Ok(Vec::new());
     }
@@ -133,6 +144,7 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
                 campaign_id: claim.campaign_id,
                 iteration,
                 tries: 0,
+                in_doubt: false,
                 template: settings.template_for(channel, failed_retries),
                 contact: dispatch_contact_from_row(row)?,
             });
@@ -162,6 +174,10 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
         take.execute(params![to_seconds(claim.at), dispatch.attempt_id, dispatch.contact.id])?;
     }
     let taken = from_queue + from_retrying;
+    if let Some((pace, tat)) = pace {
+        let (_, tat) = admit(tat, claim.at.as_microsecond() as i64, pace.per_second, u32::try_from(taken).unwrap_or(u32::MAX));
+        conn.prepare_cached("UPDATE integrations SET pace_tat = ? WHERE id = ?")?.execute(params![tat, pace.integration_id])?;
+    }
     add_counts(
         conn,
         claim.campaign_id,
@@ -198,26 +214,54 @@ fn dispatches(conn: &Connection, attempt_ids: &[String]) -> StoreResult<Vec<Disp
     Ok(out)
 }
 
+/// The stored pace of an integration (see [`crate::domain::pacing`]).
+fn pace_state(conn: &Connection, integration_id: &str) -> StoreResult<Option<i64>> {
+    Ok(first_row(conn, "SELECT pace_tat FROM integrations WHERE id = ?", [integration_id], |row| row.opt_int("pace_tat"))?.flatten())
+}
+
 pub(super) fn take_due_handoffs(conn: &Connection, at: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Dispatch>> {
-    let ids = conn
+    // A failing integration's attempts wait for it to be fixed (PROVIDERS.md §1).
+    let due: Vec<(String, bool)> = conn
         .prepare_cached(
-            "UPDATE attempts SET due_at = ?1 WHERE id IN (\
-               SELECT id FROM attempts WHERE open = 1 AND due_at <= ?2 AND handed_off = 0 AND deadline > ?2 ORDER BY due_at LIMIT ?3) \
-             RETURNING id",
+            "SELECT id, handing_off FROM attempts WHERE open = 1 AND due_at <= ?1 AND handed_off = 0 AND deadline > ?1 \
+               AND NOT EXISTS (SELECT 1 FROM campaigns c JOIN integrations i ON i.id = c.integration_id \
+                 WHERE c.id = attempts.campaign_id AND i.health_reason IS NOT NULL) \
+             ORDER BY due_at LIMIT ?2",
         )?
-        .query_map(params![to_millis(lease_until), to_millis(at), i64::from(limit)], |row| row.get::<_, String>(0))?
+        .query_map(params![to_millis(at), i64::from(limit)], |row| Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
-    dispatches(conn, &ids)
+    let mut take = conn.prepare_cached("UPDATE attempts SET due_at = ?, handing_off = 1 WHERE id = ?")?;
+    for (id, _) in &due {
+        take.execute(params![to_millis(lease_until), id])?;
+    }
+    let ids: Vec<String> = due.iter().map(|(id, _)| id.clone()).collect();
+    let mut dispatches = dispatches(conn, &ids)?;
+    let in_doubt: std::collections::HashSet<&str> = due.iter().filter(|(_, doubt)| *doubt).map(|(id, _)| id.as_str()).collect();
+    for dispatch in &mut dispatches {
+        dispatch.in_doubt = in_doubt.contains(dispatch.attempt_id.as_str());
+    }
+    Ok(dispatches)
 }
 
 pub(super) fn record_handoffs(conn: &Connection, results: Vec<HandoffResult>) -> StoreResult<()> {
-    let mut accepted = conn.prepare_cached("UPDATE attempts SET handed_off = 1, due_at = deadline WHERE id = ?")?;
-    let mut retry =
-        conn.prepare_cached("UPDATE attempts SET handoff_tries = handoff_tries + 1, due_at = ? WHERE id = ? AND handed_off = 0")?;
+    // An attempt already closed by a callback that outran this record keeps its state.
+    let mut accepted = conn.prepare_cached(
+        "UPDATE attempts SET handed_off = 1, provider_id = COALESCE(?, provider_id), deadline = ?2, due_at = ?2 WHERE id = ? AND open = 1",
+    )?;
+    let mut named = conn.prepare_cached("UPDATE attempts SET provider_id = COALESCE(provider_id, ?) WHERE id = ? AND open = 0")?;
+    let mut retry = conn.prepare_cached(
+        "UPDATE attempts SET handoff_tries = handoff_tries + 1, handing_off = 0, due_at = ?, deadline = COALESCE(?, deadline) \
+         WHERE id = ? AND handed_off = 0",
+    )?;
     for result in results {
         match result {
-            HandoffResult::Accepted(id) => accepted.execute([id])?,
-            HandoffResult::RetryAt { attempt_id, at } => retry.execute(params![to_millis(at), attempt_id])?,
+            HandoffResult::Accepted { attempt_id, provider_id, deadline } => {
+                accepted.execute(params![provider_id, to_millis(deadline), attempt_id])?;
+                named.execute(params![provider_id, attempt_id])?;
+            }
+            HandoffResult::RetryAt { attempt_id, at, deadline } => {
+                retry.execute(params![to_millis(at), deadline.map(to_millis), attempt_id])?;
+            }
         };
     }
     Ok(())
@@ -262,10 +306,10 @@ fn load_attempts(conn: &Connection, ids: &[&str]) -> StoreResult<HashMap<String,
 /// The contacts named that exist, by id; with their data and tags when `with_data`.
 fn load_contacts(conn: &Connection, ids: &[i64], with_data: bool) -> StoreResult<HashMap<i64, ContactState>> {
     let sql = if with_data {
-        "SELECT status, retries, failed_retries, next_attempt_at, last_attempt_id, processed, answered, billed_duration, \
+        "SELECT status, retries, failed_retries, next_attempt_at, failed_reason, last_attempt_id, processed, answered, billed_duration, \
          extracted_data, tags FROM contacts WHERE id = ?"
     } else {
-        "SELECT status, retries, failed_retries, next_attempt_at, last_attempt_id, processed, answered, billed_duration \
+        "SELECT status, retries, failed_retries, next_attempt_at, failed_reason, last_attempt_id, processed, answered, billed_duration \
          FROM contacts WHERE id = ?"
     };
     let mut contacts = HashMap::with_capacity(ids.len());
@@ -343,8 +387,8 @@ fn write_attempts(conn: &Connection, attempts: &HashMap<String, AttemptState>) -
 fn write_contacts(conn: &Connection, contacts: &HashMap<i64, ContactState>) -> StoreResult<()> {
     // Data and tags are written back only when they were read (`ContactState::data`); NULL keeps them.
     let mut update = conn.prepare_cached(
-        "UPDATE contacts SET status = ?, retries = ?, failed_retries = ?, next_attempt_at = ?, processed = ?, answered = ?, \
-         billed_duration = ?, extracted_data = COALESCE(?, extracted_data), tags = COALESCE(?, tags) WHERE id = ?",
+        "UPDATE contacts SET status = ?, retries = ?, failed_retries = ?, next_attempt_at = ?, failed_reason = ?, processed = ?, \
+         answered = ?, billed_duration = ?, extracted_data = COALESCE(?, extracted_data), tags = COALESCE(?, tags) WHERE id = ?",
     )?;
     for (id, c) in contacts.iter().filter(|(_, c)| c.changed) {
         let p = &c.progress;
@@ -357,6 +401,7 @@ fn write_contacts(conn: &Connection, contacts: &HashMap<i64, ContactState>) -> S
             p.retries,
             p.failed_retries,
             p.next_attempt_at.map(to_millis),
+            p.failed_reason.map(FailedReason::as_str),
             c.processed,
             c.answered,
             c.billed_duration,
@@ -401,11 +446,12 @@ pub(super) fn add_counts(conn: &Connection, campaign_id: i64, deltas: impl IntoI
 }
 
 /// Appends to `sql` the `WHERE` condition of the contacts a new iteration takes (§5.5), and its
-/// parameters to `params`: not converted, not in flight, status not in `filter_statuses`, no tag
-/// in `filter_tags`.
+/// parameters to `params`: not converted, not failed for good, not in flight, status not in
+/// `filter_statuses`, no tag in `filter_tags`.
 fn push_eligible(sql: &mut String, params: &mut Vec<Value>, campaign: &Campaign) {
     let cycles = &campaign.settings.cycles;
-    sql.push_str(" WHERE campaign_id = ? AND status NOT IN (");
+    // A contact that failed for good (an invalid number) is never attempted again.
+    sql.push_str(" WHERE campaign_id = ? AND failed_reason IS NULL AND status NOT IN (");
     params.push(Value::Integer(campaign.id));
     let left_alone = cycles.statuses_left_alone();
     sql.push_str(&vec!["?"; left_alone.len()].join(", "));

@@ -9,6 +9,7 @@
 //! WAL lets run beside the writer (`reads`). One driver, rusqlite, serves all of it, migrations
 //! included (`rusqlite_migration`, counting applied steps in `user_version`).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use uuid::Uuid;
 
 use super::shared::{
     CampaignPaging, Neighbours, SqlValue, StoredRow, agent_from_row, api_key_info_from_row, campaign_conditions, campaign_from_row,
-    config_json, idempotency_record, integration_from_row, integration_ref, opt_to_seconds, parse_channel,
+    config_json, idempotency_record, integration_from_row, integration_ref, opt_to_seconds,
 };
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, BatchItem, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ContactLookup,
@@ -32,10 +33,10 @@ use super::{AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, Han
 use super::{CallbackStore, EngineStore, Health, IdempotencyStore, KeyAdmin, KeyStore, RateLimitStore, TenantStore};
 use crate::domain::agent::Agent;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
-use crate::domain::campaign::{Campaign, CampaignStatus, Channel, ContactStatus, NewCampaign};
+use crate::domain::campaign::{Campaign, CampaignStatus, ContactStatus, NewCampaign};
 use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::{NewApiKey, new_project_id};
-use crate::domain::integration::{Integration, NewIntegration};
+use crate::domain::integration::{Integration, NewIntegration, ProviderConfig};
 use crate::metrics;
 
 mod attempts;
@@ -53,6 +54,7 @@ const MIGRATION_STEPS: &[M<'static>] = &[
     M::up(include_str!("../../../migrations/sqlite/0005_idempotency_expiry_by_rowid.sql")),
     M::up(include_str!("../../../migrations/sqlite/0006_attempt_media.sql")),
     M::up(include_str!("../../../migrations/sqlite/0007_webhooks.sql")),
+    M::up(include_str!("../../../migrations/sqlite/0008_providers.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_STEPS);
 
@@ -99,7 +101,7 @@ impl SqliteStore {
 }
 
 /// The file a `sqlite://PATH` (or `sqlite:PATH`) URL names. Query parameters are not read.
-fn database_path(url: &str) -> StoreResult<PathBuf> {
+pub(super) fn database_path(url: &str) -> StoreResult<PathBuf> {
     let rest =
         url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -370,6 +372,20 @@ impl TenantStore for SqliteStore {
             .await
     }
 
+    async fn update_integration(&self, org: OrgId, id: &str, config: ProviderConfig) -> StoreResult<Option<Integration>> {
+        let config = config_json(&config)?;
+        let id = id.to_owned();
+        self.write(move |conn| {
+            // A new config is a fix: the integration's dispatch resumes (PROVIDERS.md §1).
+            conn.prepare_cached(
+                "UPDATE integrations SET config = ?, health_reason = NULL, health_since = NULL WHERE org_id = ? AND id = ?",
+            )?
+            .execute(params![config, org, id])?;
+            first_row(conn, "SELECT * FROM integrations WHERE org_id = ? AND id = ?", params![org, id], |row| integration_from_row(row))
+        })
+        .await
+    }
+
     async fn create_campaign(
         &self,
         org: OrgId,
@@ -532,6 +548,16 @@ impl EngineStore for SqliteStore {
     async fn release_leases(&self, at: Timestamp) -> StoreResult<u64> {
         self.write(move |conn| attempts::release_leases(conn, at)).await
     }
+
+    async fn mark_integration_failing(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()> {
+        let (id, reason) = (integration_id.to_owned(), reason.to_owned());
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE integrations SET health_reason = ?, health_since = ? WHERE id = ? AND health_reason IS NULL")?
+                .execute(params![reason, to_seconds(at), id])?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 impl RateLimitStore for SqliteStore {}
@@ -548,10 +574,29 @@ impl CallbackStore for SqliteStore {
         self.apply_events_of(Some(integration_id.to_owned()), events, at, retry).await
     }
 
-    async fn integration_secret(&self, integration_id: &str) -> StoreResult<Option<(Channel, String)>> {
-        self.reads.row("SELECT channel, secret FROM integrations WHERE id = ?", [integration_id], |row| {
-            Ok((parse_channel(&row.text("channel")?)?, row.text("secret")?))
-        })
+    async fn callback_integration(&self, integration_id: &str) -> StoreResult<Option<Integration>> {
+        self.reads.row("SELECT * FROM integrations WHERE id = ?", [integration_id], |row| integration_from_row(row))
+    }
+
+    async fn attempts_by_provider_id(&self, integration_id: &str, provider_ids: &[String]) -> StoreResult<HashMap<String, String>> {
+        let (integration_id, provider_ids) = (integration_id.to_owned(), provider_ids.to_vec());
+        self.reads
+            .read(move |conn| {
+                let mut found = HashMap::new();
+                for provider_id in provider_ids {
+                    let attempt = first_row(
+                        conn,
+                        "SELECT a.id FROM attempts a JOIN campaigns c ON c.id = a.campaign_id WHERE a.provider_id = ? AND c.integration_id = ?",
+                        params![provider_id, integration_id],
+                        |row| row.text("id"),
+                    )?;
+                    if let Some(attempt) = attempt {
+                        found.insert(provider_id, attempt);
+                    }
+                }
+                Ok(found)
+            })
+            .await
     }
 }
 
