@@ -103,6 +103,10 @@ impl RunningServer {
     ) -> std::io::Result<RunningServer> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
+        let settings = ApiSettings {
+            public_url: if settings.public_url.is_empty() { format!("http://{addr}") } else { settings.public_url },
+            ..settings
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, store, clock, settings, limits, async move {
             let _ = stopped.await;

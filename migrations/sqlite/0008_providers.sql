@@ -13,3 +13,14 @@ CREATE INDEX attempts_by_provider_id ON attempts (provider_id) WHERE provider_id
 ALTER TABLE attempts ADD COLUMN handing_off INTEGER NOT NULL DEFAULT 1;
 -- Why a contact failed for good (`invalid_number`), NULL otherwise.
 ALTER TABLE contacts ADD COLUMN failed_reason TEXT;
+-- Texts contacts sent back (WhatsApp), kept for the opt-out rule (contract §12.1).
+CREATE TABLE inbound_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    integration_id TEXT NOT NULL REFERENCES integrations (id),
+    sender TEXT NOT NULL,
+    body TEXT NOT NULL,
+    -- The attempt it answers, when the contact quoted one of ours.
+    attempt_id TEXT,
+    received_at INTEGER NOT NULL
+);
+CREATE INDEX inbound_messages_by_sender ON inbound_messages (integration_id, sender);

@@ -23,7 +23,7 @@ use crate::domain::integration::{Integration, MAX_URL_CHARS};
 use crate::domain::validation::no_nul;
 use crate::metrics::{self, EventRefusal, EventSource};
 use crate::providers::{self, Callback, CallbackError, CallbackReply};
-use crate::store::EventOutcome;
+use crate::store::{EventOutcome, InboundMessage};
 
 /// Checks an event body against the integration's channel.
 fn parse_event(input: EventInput, channel: Channel) -> ApiResult<AttemptEvent> {
@@ -118,7 +118,7 @@ pub async fn post_event(
     params(("id" = String, Path), ("hub.mode" = Option<String>, Query), ("hub.verify_token" = Option<String>, Query),
         ("hub.challenge" = Option<String>, Query)),
     responses((status = 200, description = "The challenge, as text", content_type = "text/plain", body = String),
-        (status = 403, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn verify_callback_url(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -229,15 +229,26 @@ async fn receive_native(
         CallbackReply::Challenge(text) => return Ok(Received::Challenge(text)),
         CallbackReply::Events { events, inbound } => (events, inbound),
     };
-    for text in &inbound {
-        tracing::info!(integration = %integration.id, reply_to = ?text.reply_to, "inbound message received");
-    }
-    let provider_ids: Vec<String> = events.iter().filter_map(|e| e.provider_id.clone()).collect();
+    let mut provider_ids: Vec<String> = events.iter().filter_map(|e| e.provider_id.clone()).collect();
+    provider_ids.extend(inbound.iter().filter_map(|text| text.reply_to.clone()));
     let known = if provider_ids.is_empty() {
         Default::default()
     } else {
         app.callbacks.attempts_by_provider_id(&integration.id, &provider_ids).await?
     };
+    if !inbound.is_empty() {
+        let now = app.clock.now();
+        let texts = inbound
+            .into_iter()
+            .map(|text| InboundMessage {
+                attempt_id: text.reply_to.as_ref().and_then(|id| known.get(id)).cloned(),
+                sender: text.from,
+                body: text.text,
+                received_at: text.at.unwrap_or(now),
+            })
+            .collect();
+        app.callbacks.record_inbound(&integration.id, texts).await?;
+    }
     // Matched by the provider's id first, then by the attempt id the provider echoed.
     let events: Vec<AttemptEvent> = events
         .into_iter()

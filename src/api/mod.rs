@@ -64,7 +64,7 @@ pub struct ApiSettings {
     /// Seals provider credentials (`OUTBOUND_SECRET_KEY` or the key file).
     pub keyring: Arc<Keyring>,
     /// Where providers reach this deployment (`OUTBOUND_PUBLIC_URL`): callback URLs, and the
-    /// URL Twilio signs.
+    /// URL Twilio signs. Empty: `http://` and the address the server is bound to.
     pub public_url: String,
 }
 
@@ -76,7 +76,7 @@ impl Default for ApiSettings {
             retry: RetrySettings::default(),
             webhooks: WebhookSettings::default(),
             keyring: Default::default(),
-            public_url: "http://127.0.0.1:8080".to_owned(),
+            public_url: String::new(),
         }
     }
 }

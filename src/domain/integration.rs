@@ -333,6 +333,14 @@ impl ProviderConfig {
         value
     }
 
+    /// The number calls are made from (`phone_number_from` in `on_call_end`), when the provider has one.
+    pub fn caller_number(&self) -> Option<&str> {
+        match self {
+            ProviderConfig::Twilio(c) => Some(&c.from),
+            _ => None,
+        }
+    }
+
     /// `max_per_second` of a real provider; `None` for the simulator and the webhook.
     pub fn max_per_second(&self) -> Option<f64> {
         match self {

@@ -323,6 +323,8 @@ pub trait EngineStore: Send + Sync + 'static {
 pub trait CallbackStore: Send + Sync + 'static {
     /// The integration callbacks are addressed to (any organization's: the signature scopes them).
     async fn callback_integration(&self, integration_id: &str) -> StoreResult<Option<Integration>>;
+    /// Keeps texts contacts sent back through the integration (the opt-out rule reads them).
+    async fn record_inbound(&self, integration_id: &str, texts: Vec<InboundMessage>) -> StoreResult<()>;
     /// The integration's attempts known by these provider ids, as provider id → attempt id.
     async fn attempts_by_provider_id(&self, integration_id: &str, provider_ids: &[String]) -> StoreResult<HashMap<String, String>>;
     /// Applies events of the integration's attempts, each idempotently; an attempt of another
@@ -604,6 +606,8 @@ pub struct AttemptReport {
     pub timezone: TimeZone,
     pub agent_id: Uuid,
     pub agent_name: String,
+    /// The number the call was made from, when the provider has one of its own.
+    pub caller_number: Option<String>,
 }
 
 /// What one delivery attempt came to.
@@ -690,6 +694,16 @@ pub struct DispatchContact {
     pub context: Option<String>,
     pub extracted_data: serde_json::Map<String, serde_json::Value>,
     pub tags: Vec<String>,
+}
+
+/// A text a contact sent back, as kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundMessage {
+    pub sender: String,
+    pub body: String,
+    /// The attempt it answers, when the contact quoted one of ours.
+    pub attempt_id: Option<String>,
+    pub received_at: Timestamp,
 }
 
 /// An attempt to hand to its provider.

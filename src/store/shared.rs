@@ -756,14 +756,19 @@ pub(crate) struct ReportCampaign {
     pub timezone: TimeZone,
     pub agent_id: Uuid,
     pub agent_name: String,
+    /// The number its integration calls from, when it has one.
+    pub caller_number: Option<String>,
 }
 
+/// Read with `provider` and `config` of the campaign's integration.
 pub(crate) fn report_campaign_from_row(row: &impl StoredRow) -> StoreResult<ReportCampaign> {
+    let (_, config) = provider_config(&row.text("provider")?, &row.text("config")?)?;
     Ok(ReportCampaign {
         name: row.text("name")?,
         timezone: timezone_from(&row.text("timezone")?)?,
         agent_id: parse_uuid(&row.text("agent_id")?)?,
         agent_name: row.text("agent_name")?,
+        caller_number: config.caller_number().map(str::to_owned),
     })
 }
 
@@ -783,6 +788,7 @@ impl ReportCampaign {
             timezone: self.timezone.clone(),
             agent_id: self.agent_id,
             agent_name: self.agent_name.clone(),
+            caller_number: self.caller_number.clone(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! they are sent or shown in the log: `on_call_end` in Altur's flat shape and
 //! `message.status_changed` in the envelope.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::api::attempts::{CallEndedBy, CallStatus, MessageView};
 use crate::api::views::format_time;
@@ -21,14 +21,14 @@ pub fn attempt_event(header: &EventHeader, subject: &EventSubject, report: Attem
 /// Altur's `on_call_end`: no envelope; `end_user` (deprecated by Altur) and `campaign_user`
 /// both show the contact. Values the provider did not give are `null` (`transcript`: `[]`).
 fn on_call_end(report: AttemptReport) -> String {
-    let AttemptReport { attempt, contact, campaign_id, campaign_name, agent_id, agent_name, .. } = report;
+    let AttemptReport { attempt, contact, campaign_id, campaign_name, agent_id, agent_name, caller_number, .. } = report;
     let phone = contact.phone.as_str().to_owned();
     json!({
         "event_type": "on_call_end",
         "id": attempt.id,
         "type": "outbound",
         "status": CallStatus::from(attempt.status),
-        "phone_number_from": Value::Null,
+        "phone_number_from": caller_number,
         "phone_number_to": phone,
         "answered_by": attempt.answered_by,
         "created_at": format_time(attempt.created_at),

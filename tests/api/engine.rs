@@ -43,6 +43,7 @@ pub fn retry_settings(retry_interval_mins: i64, failed_retry_limit: i64) -> ApiS
         rate_limit_rps: None,
         retry: RetrySettings { retry_interval: SignedDuration::from_mins(retry_interval_mins), failed_retry_limit },
         webhooks: super::helpers::local_webhooks(),
+        keyring: super::helpers::test_keyring(),
         ..ApiSettings::default()
     }
 }
@@ -55,6 +56,8 @@ pub enum Provider {
     Webhook(MockServer),
     /// A webhook provider posting to this URL with this timeout in milliseconds.
     WebhookUrl(String, u32),
+    /// Any provider with this config (`twilio`, `whatsapp_cloud`).
+    Config(&'static str, Value),
 }
 
 /// A test app with one agent and one integration of a channel.
@@ -91,6 +94,7 @@ impl Harness {
             Provider::Simulator(config) => ("simulator", config, None),
             Provider::Webhook(server) => ("webhook", json!({ "url": format!("{}/send", server.uri()), "timeout_ms": 2000 }), Some(server)),
             Provider::WebhookUrl(url, timeout_ms) => ("webhook", json!({ "url": url, "timeout_ms": timeout_ms }), None),
+            Provider::Config(kind, config) => (kind, config, None),
         };
         let integration = app.create_integration_with(&agent, channel, kind, config).await;
         let id = integration["id"].as_str().expect("integration id").to_owned();

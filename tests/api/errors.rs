@@ -86,7 +86,7 @@ async fn unknown_routes_wrong_methods_and_bad_ids_get_the_envelope() {
         (reqwest::Method::GET, "/api/v1.0/campaigns/7/activate", "POST"),
         (reqwest::Method::PATCH, "/api/v1.0/campaigns/7/contacts", "GET,HEAD,POST"),
         (reqwest::Method::POST, "/api/v1.0/campaigns/7/contacts/9", "GET,HEAD,DELETE"),
-        (reqwest::Method::GET, "/api/v1.0/integrations/iph_x/events", "POST"),
+        (reqwest::Method::PUT, "/api/v1.0/integrations/iph_x/events", "GET,HEAD,POST"),
         (reqwest::Method::POST, "/api/v1.0/openapi.json", "GET,HEAD"),
         (reqwest::Method::DELETE, "/healthz", "GET,HEAD"),
     ] {

@@ -9,8 +9,10 @@ use jiff::Timestamp;
 use outbound::api::ApiSettings;
 use outbound::api::rate_limit::RateLimitConfig;
 use outbound::clock::ManualClock;
+use outbound::domain::credentials::SecretKey;
 use outbound::domain::ids::NewApiKey;
 use outbound::engine::{Engine, EngineSettings, TickReport};
+use outbound::providers::keyring::Keyring;
 use outbound::server::RunningServer;
 use outbound::store::{self, DynStore};
 use outbound::webhooks::{Deliveries, WebhookSettings};
@@ -52,6 +54,11 @@ pub struct TestAppOn<B> {
     /// Dropped last: the database goes once the server and the store are gone.
     _database: TestDatabase,
     _backend: PhantomData<B>,
+}
+
+/// A keyring with a fresh key, as `OUTBOUND_SECRET_KEY` gives one.
+pub fn test_keyring() -> Arc<Keyring> {
+    Arc::new(Keyring::with_key(SecretKey::generate()))
 }
 
 /// Webhook settings for tests: the defaults, but receivers may listen on 127.0.0.1.
@@ -115,7 +122,13 @@ impl<B: Backend> TestAppOn<B> {
     /// A server with the default settings but no rate limit (tests send bursts of requests);
     /// `None` when its database is not available (see `TestDatabase::create`).
     pub async fn spawn() -> Option<Self> {
-        Self::spawn_with(ApiSettings { rate_limit_rps: None, webhooks: local_webhooks(), ..ApiSettings::default() }).await
+        Self::spawn_with(ApiSettings {
+            rate_limit_rps: None,
+            webhooks: local_webhooks(),
+            keyring: test_keyring(),
+            ..ApiSettings::default()
+        })
+        .await
     }
 
     pub async fn spawn_with(settings: ApiSettings) -> Option<Self> {
@@ -130,10 +143,10 @@ impl<B: Backend> TestAppOn<B> {
         let store = store::open(&url).await.expect("open store");
         let database_url = url;
         let clock = Arc::new(ManualClock::new(start_time()));
-        let (retry, webhooks) = (settings.retry, settings.webhooks.clone());
+        let (retry, webhooks, keyring) = (settings.retry, settings.webhooks.clone(), settings.keyring.clone());
         let server = RunningServer::start_with("127.0.0.1:0", store.clone(), clock.clone(), settings, limits).await.expect("start server");
         let base = format!("http://{}", server.addr);
-        let engine_settings = EngineSettings { retry, public_url: base.clone(), ..EngineSettings::default() };
+        let engine_settings = EngineSettings { retry, public_url: base.clone(), keyring, ..EngineSettings::default() };
         let engine = Arc::new(Engine::new(store.clone(), clock.clone(), engine_settings));
         let deliveries = Arc::new(Deliveries::new(store.clone(), clock.clone(), webhooks).expect("webhook client"));
         let mut app = TestAppOn {

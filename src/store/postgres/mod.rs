@@ -25,7 +25,7 @@ use super::{
     IdempotencyClaim, IdempotencyRecord, Modified, OrgId, RateLimitStep, ResponseRecorder, RunningCampaign, StoreError, StoreResult,
     StoredResponse, to_seconds,
 };
-use super::{CallbackStore, EngineStore, Health, IdempotencyStore, KeyAdmin, KeyStore, RateLimitStore, TenantStore};
+use super::{CallbackStore, EngineStore, Health, IdempotencyStore, InboundMessage, KeyAdmin, KeyStore, RateLimitStore, TenantStore};
 use crate::domain::agent::Agent;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
 use crate::domain::campaign::{Campaign, CampaignStatus, ContactStatus, NewCampaign};
@@ -550,6 +550,22 @@ impl CallbackStore for PostgresStore {
     async fn callback_integration(&self, integration_id: &str) -> StoreResult<Option<Integration>> {
         let row = sqlx::query("SELECT * FROM integrations WHERE id = $1").bind(integration_id).fetch_optional(&self.pool).await?;
         row.as_ref().map(integration_from_row).transpose()
+    }
+
+    async fn record_inbound(&self, integration_id: &str, texts: Vec<InboundMessage>) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for text in texts {
+            sqlx::query("INSERT INTO inbound_messages (integration_id, sender, body, attempt_id, received_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(integration_id)
+                .bind(&text.sender)
+                .bind(&text.body)
+                .bind(&text.attempt_id)
+                .bind(super::to_millis(text.received_at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn attempts_by_provider_id(&self, integration_id: &str, provider_ids: &[String]) -> StoreResult<HashMap<String, String>> {

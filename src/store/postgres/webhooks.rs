@@ -324,8 +324,9 @@ async fn attempt_reports(conn: &mut PgConnection, ids: &[String]) -> StoreResult
         let Some(contact_id) = attempt.contact.as_ref().map(|c| c.id) else { continue };
         if let std::collections::hash_map::Entry::Vacant(entry) = campaigns.entry(campaign_id) {
             let campaign = sqlx::query(
-                "SELECT c.settings::jsonb ->> $2 AS name, c.settings::jsonb ->> $3 AS timezone, c.agent_id, ag.name AS agent_name \
-                 FROM campaigns c JOIN agents ag ON ag.id = c.agent_id WHERE c.id = $1",
+                "SELECT c.settings::jsonb ->> $2 AS name, c.settings::jsonb ->> $3 AS timezone, c.agent_id, ag.name AS agent_name, \
+                 i.provider, i.config FROM campaigns c JOIN agents ag ON ag.id = c.agent_id \
+                 JOIN integrations i ON i.id = c.integration_id WHERE c.id = $1",
             )
             .bind(campaign_id)
             .bind(SETTINGS_NAME)

@@ -29,7 +29,7 @@ use super::{
     ContactPage, CreateCampaignOutcome, DeleteOutcome, IdempotencyClaim, IdempotencyRecord, Modified, OrgId, ResponseRecorder, StoreError,
     StoreResult, StoredResponse, to_seconds,
 };
-use super::{AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, RunningCampaign};
+use super::{AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, InboundMessage, RunningCampaign};
 use super::{CallbackStore, EngineStore, Health, IdempotencyStore, KeyAdmin, KeyStore, RateLimitStore, TenantStore};
 use crate::domain::agent::Agent;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
@@ -576,6 +576,20 @@ impl CallbackStore for SqliteStore {
 
     async fn callback_integration(&self, integration_id: &str) -> StoreResult<Option<Integration>> {
         self.reads.row("SELECT * FROM integrations WHERE id = ?", [integration_id], |row| integration_from_row(row))
+    }
+
+    async fn record_inbound(&self, integration_id: &str, texts: Vec<InboundMessage>) -> StoreResult<()> {
+        let integration_id = integration_id.to_owned();
+        self.write(move |conn| {
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO inbound_messages (integration_id, sender, body, attempt_id, received_at) VALUES (?, ?, ?, ?, ?)",
+            )?;
+            for text in texts {
+                insert.execute(params![integration_id, text.sender, text.body, text.attempt_id, super::to_millis(text.received_at)])?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn attempts_by_provider_id(&self, integration_id: &str, provider_ids: &[String]) -> StoreResult<HashMap<String, String>> {

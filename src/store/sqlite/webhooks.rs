@@ -315,7 +315,8 @@ const CONTACT_OF_REPORT: &str = concat!("SELECT ", contact_columns!(), " FROM co
 static CAMPAIGN_OF_REPORT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT json_extract(c.settings, '$.{SETTINGS_NAME}') AS name, json_extract(c.settings, '$.{SETTINGS_TIMEZONE}') AS timezone, \
-         c.agent_id, ag.name AS agent_name FROM campaigns c JOIN agents ag ON ag.id = c.agent_id WHERE c.id = ?"
+         c.agent_id, ag.name AS agent_name, i.provider, i.config FROM campaigns c JOIN agents ag ON ag.id = c.agent_id \
+         JOIN integrations i ON i.id = c.integration_id WHERE c.id = ?"
     )
 });
 

@@ -38,12 +38,18 @@ mod engine_whatsapp;
 mod errors;
 #[path = "../idempotency.rs"]
 mod idempotency;
+#[path = "../integrations.rs"]
+mod integrations;
 #[path = "../lifecycle.rs"]
 mod lifecycle;
 #[path = "../metrics.rs"]
 mod metrics;
 #[path = "../openapi.rs"]
 mod openapi;
+#[path = "../providers_twilio.rs"]
+mod providers_twilio;
+#[path = "../providers_whatsapp.rs"]
+mod providers_whatsapp;
 #[path = "../rate_limit.rs"]
 mod rate_limit;
 // PostgreSQL only: several processes on one database.
