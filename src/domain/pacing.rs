@@ -20,6 +20,16 @@ pub fn admit(tat: Option<i64>, now: i64, per_second: f64, wanted: u32) -> (u32, 
     (granted, (start + f64::from(granted) * interval).round() as i64)
 }
 
+/// How many of `wanted` hand-offs the pace allows at `at` (what a claim may take).
+pub fn allowed(tat: Option<i64>, at: jiff::Timestamp, per_second: f64, wanted: i64) -> i64 {
+    i64::from(admit(tat, at.as_microsecond(), per_second, u32::try_from(wanted.max(0)).unwrap_or(u32::MAX)).0)
+}
+
+/// The state to store once `taken` hand-offs started at `at`.
+pub fn after_taking(tat: Option<i64>, at: jiff::Timestamp, per_second: f64, taken: i64) -> i64 {
+    admit(tat, at.as_microsecond(), per_second, u32::try_from(taken.max(0)).unwrap_or(u32::MAX)).1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,7 +39,7 @@ impl Keyring {
             let _ = keyring.key.set(key);
             return Ok(keyring);
         }
-        Ok(Keyring { file: sqlite_path.map(|path| key_file_beside(path)), ..keyring })
+        Ok(Keyring { file: sqlite_path.map(key_file_beside), ..keyring })
     }
 
     /// A keyring holding `key` (tests, tools).

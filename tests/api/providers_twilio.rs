@@ -499,6 +499,7 @@ async fn credentials_sealed_under_another_key_fail_their_attempts_as_unreadable(
     let settings = EngineSettings {
         public_url: t.h.base.clone(),
         keyring: Arc::new(Keyring::with_key(SecretKey::generate())),
+        retry: outbound::domain::attempt::RetrySettings { failed_retry_limit: 0, ..Default::default() },
         ..EngineSettings::default()
     };
     let engine = Engine::new(t.h.store.clone(), t.h.clock.clone(), settings);

@@ -27,7 +27,7 @@ use super::{all_rows, campaign_columns, campaign_from_row, first_row, select_cam
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, FailedReason, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, ContactStatus};
 use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, EventsApplied, FinishedAttempt, apply_events as apply_outcomes};
-use crate::domain::pacing::admit;
+use crate::domain::pacing;
 use crate::domain::webhook::{self, by_organization};
 
 /// A campaign with what the engine needs to dispatch for it (see [`running_from_row`]).
@@ -109,9 +109,7 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
         None => None,
     };
     let room = match pace {
-        Some((pace, tat)) => {
-            room.min(i64::from(admit(tat, claim.at.as_microsecond() as i64, pace.per_second, u32::try_from(room).unwrap_or(u32::MAX)).0))
-        }
+        Some((pace, tat)) => room.min(pacing::allowed(tat, claim.at, pace.per_second, room)),
         None => room,
     };
     if room == 0 {
@@ -175,7 +173,7 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
     }
     let taken = from_queue + from_retrying;
     if let Some((pace, tat)) = pace {
-        let (_, tat) = admit(tat, claim.at.as_microsecond() as i64, pace.per_second, u32::try_from(taken).unwrap_or(u32::MAX));
+        let tat = pacing::after_taking(tat, claim.at, pace.per_second, taken);
         conn.prepare_cached("UPDATE integrations SET pace_tat = ? WHERE id = ?")?.execute(params![tat, pace.integration_id])?;
     }
     add_counts(

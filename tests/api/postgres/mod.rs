@@ -48,6 +48,8 @@ mod metrics;
 mod openapi;
 #[path = "../providers_twilio.rs"]
 mod providers_twilio;
+#[path = "../providers_whatsapp.rs"]
+mod providers_whatsapp;
 #[path = "../rate_limit.rs"]
 mod rate_limit;
 // PostgreSQL only: several processes on one database.
