@@ -267,7 +267,7 @@ pub fn run(size: &Size, max_per_second: f64) -> Violations {
             for problem in &record.problems {
                 violations.add("the mock provider saw a bad create or a refused callback", problem.clone());
             }
-            let (mut as_reported, mut unknown_after_create, mut without_provider_id) = (0, 0, 0);
+            let (mut as_reported, mut unknown_after_create, mut unknown_answered, mut without_provider_id) = (0, 0, 0, 0);
             for (attempt_id, seen) in &record.attempts {
                 if seen.creates > 1 {
                     violations.add(
@@ -300,6 +300,7 @@ pub fn run(size: &Size, max_per_second: f64) -> Violations {
                     }
                 } else if is_provider_unknown(call) && died_with_it {
                     unknown_after_create += 1;
+                    unknown_answered += usize::from(!seen.held);
                 } else if is_provider_unknown(call) {
                     violations.add(
                         "call closed provider_unknown though its server lived on, or after acknowledging its outcome",
@@ -335,7 +336,7 @@ pub fn run(size: &Size, max_per_second: f64) -> Violations {
                 }
             }
             let creates_held: u64 = kill_log.iter().map(|k| k.held).sum();
-            let most_in_a_second = most_within(&mock.create_times(&account_sid), Duration::from_secs(1));
+            let most_in_a_second = most_within(record.times.get(&account_sid).map_or(&[][..], Vec::as_slice), Duration::from_secs(1));
             let duplicates = record.duplicates;
             let problem_count = record.problem_count;
             let distinct = record.attempts.len();
@@ -465,6 +466,10 @@ pub fn run(size: &Size, max_per_second: f64) -> Violations {
             println!("| creates well formed, callbacks all accepted (mock problems) | {} |", ok(problem_count as usize));
             println!(
                 "| calls ended as the provider reported / closed provider_unknown after a create (died with it) / provider_id missing (died before recording it) | {as_reported} / {unknown_after_create} / {without_provider_id} |"
+            );
+            println!(
+                "| of the provider_unknown after a create: left unanswered at a kill / answered 201 before the kill | {} / {unknown_answered} |",
+                unknown_after_create - unknown_answered
             );
             println!("| calls closed provider_unknown never sent (claimed before a kill) | {unknown_unsent} |");
             println!("| creates left unanswered at the kills | {creates_held} |");
