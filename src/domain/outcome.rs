@@ -164,13 +164,7 @@ pub fn apply_events(
             AttemptStatus::Read | AttemptStatus::Accepted | AttemptStatus::Rejected => attempt.read_at = attempt.read_at.or(Some(now)),
             _ => {}
         }
-        if let Some(data) = &event.extracted_data {
-            attempt.extracted_data.get_or_insert_with(Map::new).extend(data.clone());
-        }
-        if let Some(tags) = &event.tags {
-            let mine = attempt.tags.get_or_insert_with(Vec::new);
-            mine.extend(tags.iter().filter(|t| !mine.contains(t)).cloned().collect::<Vec<_>>());
-        }
+        add_attempt_data(attempt, event);
         let delta = deltas.entry(attempt.campaign_id).or_default();
         let closing = attempt.open && closes(attempt.channel, event.status);
         if closing {
@@ -196,18 +190,7 @@ pub fn apply_events(
         else {
             continue;
         };
-        if let Some(data) = contact.data.as_mut() {
-            if let Some(extracted) = &event.extracted_data {
-                data.extracted_data.extend(extracted.clone());
-                contact.changed = true;
-            }
-            for tag in event.tags.iter().flatten() {
-                if !data.tags.contains(tag) {
-                    data.tags.push(tag.clone());
-                }
-                contact.changed = true;
-            }
-        }
+        add_contact_data(contact, event);
         if closing && attempt.channel == Channel::PhoneCall {
             contact.billed_duration += event.billed_duration.unwrap_or(0).max(0);
             contact.changed = true;
@@ -244,6 +227,33 @@ pub fn apply_events(
     EventsApplied { outcomes, deltas, finished, webhook_events }
 }
 
+/// Merges the event's `extracted_data` and `tags` into the attempt's; whether it carried any.
+fn add_attempt_data(attempt: &mut AttemptState, event: &AttemptEvent) -> bool {
+    if let Some(data) = &event.extracted_data {
+        attempt.extracted_data.get_or_insert_with(Map::new).extend(data.clone());
+    }
+    if let Some(tags) = &event.tags {
+        let mine = attempt.tags.get_or_insert_with(Vec::new);
+        mine.extend(tags.iter().filter(|t| !mine.contains(t)).cloned().collect::<Vec<_>>());
+    }
+    event.extracted_data.is_some() || event.tags.is_some()
+}
+
+/// Merges the event's `extracted_data` and `tags` into the contact's (when they were loaded).
+fn add_contact_data(contact: &mut ContactState, event: &AttemptEvent) {
+    let Some(data) = contact.data.as_mut() else { return };
+    if let Some(extracted) = &event.extracted_data {
+        data.extracted_data.extend(extracted.clone());
+        contact.changed = true;
+    }
+    for tag in event.tags.iter().flatten() {
+        if !data.tags.contains(tag) {
+            data.tags.push(tag.clone());
+        }
+        contact.changed = true;
+    }
+}
+
 /// What an event whose status the attempt has passed may still add (PROVIDERS.md §1): a
 /// recording or transcript (they often come after the call ended), an answering-machine verdict
 /// while the call is open, and what the customer's agent reports (`converted`, data, tags) even
@@ -265,15 +275,7 @@ fn enrich(
         attempt.answered_by = verdict;
         changed = true;
     }
-    if let Some(data) = &event.extracted_data {
-        attempt.extracted_data.get_or_insert_with(Map::new).extend(data.clone());
-        changed = true;
-    }
-    if let Some(tags) = &event.tags {
-        let mine = attempt.tags.get_or_insert_with(Vec::new);
-        mine.extend(tags.iter().filter(|t| !mine.contains(t)).cloned().collect::<Vec<_>>());
-        changed = true;
-    }
+    changed |= add_attempt_data(attempt, event);
     let converts = event.converted && !attempt.converted;
     if converts {
         attempt.converted = true;
@@ -284,18 +286,7 @@ fn enrich(
     else {
         return changed;
     };
-    if let Some(data) = contact.data.as_mut() {
-        if let Some(extracted) = &event.extracted_data {
-            data.extracted_data.extend(extracted.clone());
-            contact.changed = true;
-        }
-        for tag in event.tags.iter().flatten() {
-            if !data.tags.contains(tag) {
-                data.tags.push(tag.clone());
-            }
-            contact.changed = true;
-        }
-    }
+    add_contact_data(contact, event);
     // A conversion reported after the call ended turns an answered contact into a converted one.
     let answered = matches!(contact.progress.status, ContactStatus::Answered | ContactStatus::Accepted | ContactStatus::Read);
     if converts && answered && !attempt.open {

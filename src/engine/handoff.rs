@@ -161,7 +161,9 @@ impl Providers {
             Handoff::Retry { after } => {
                 metrics::handoff_failed(provider, HandoffFailure::Unavailable);
                 let wait = after.unwrap_or_else(|| backoff(dispatch.tries));
-                recorded.results.push(HandoffResult::RetryAt { attempt_id, at: later(wait), deadline: None });
+                // The attempt's timeout runs from its hand-off, however long the provider made it wait.
+                let deadline = later(wait).saturating_add(self.attempt_timeout).ok();
+                recorded.results.push(HandoffResult::RetryAt { attempt_id, at: later(wait), deadline });
             }
             Handoff::Failed { reason } => {
                 metrics::handoff_failed(provider, HandoffFailure::Rejected);

@@ -163,6 +163,22 @@ pub fn request_error(error: &reqwest::Error) -> Handoff {
     if error.is_connect() { Handoff::Retry { after: None } } else { Handoff::Unknown }
 }
 
+/// What a provider's answer means, read by `classify` from its status, headers and body. A body
+/// cut short is classified as an empty one (the status still tells).
+pub async fn answer(
+    sent: Result<reqwest::Response, reqwest::Error>,
+    classify: fn(reqwest::StatusCode, &reqwest::header::HeaderMap, &[u8]) -> Handoff,
+) -> Handoff {
+    match sent {
+        Ok(response) => {
+            let (status, headers) = (response.status(), response.headers().clone());
+            let body = response.bytes().await.unwrap_or_default();
+            classify(status, &headers, &body)
+        }
+        Err(error) => request_error(&error),
+    }
+}
+
 /// The `Retry-After` header in seconds, when given.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<SignedDuration> {
     let seconds: i64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;

@@ -90,16 +90,7 @@ impl Twilio {
             .body(form)
             .send()
             .await;
-        match sent {
-            Ok(response) => {
-                let (status, headers) = (response.status(), response.headers().clone());
-                // A body that cannot be read classifies as an empty one: a 2xx without a sid
-                // (unknown), an error by its HTTP status.
-                let body = response.bytes().await.unwrap_or_default();
-                classify(status, &headers, &body)
-            }
-            Err(error) => super::request_error(&error),
-        }
+        super::answer(sent, classify).await
     }
 }
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Callback, CallbackError, CallbackReply, Connector, Handoff, InboundText, Outgoing, ProviderEvent, request_error, retry_after};
+use super::{Callback, CallbackError, CallbackReply, Connector, Handoff, InboundText, Outgoing, ProviderEvent, retry_after};
 use crate::domain::attempt::{AttemptEvent, AttemptStatus};
 use crate::domain::integration::WhatsappCloudConfig;
 use crate::store::DispatchContact;
@@ -53,15 +53,7 @@ impl WhatsappCloud {
             .json(&body)
             .send()
             .await;
-        match sent {
-            Ok(response) => {
-                let (status, headers) = (response.status(), response.headers().clone());
-                // A body cut short still leaves the status to go by.
-                let body = response.bytes().await.unwrap_or_default();
-                classify(status, &headers, &body)
-            }
-            Err(error) => request_error(&error),
-        }
+        super::answer(sent, classify).await
     }
 
     /// Meta's subscription check (reference §2.5): the challenge is echoed only to whoever knows

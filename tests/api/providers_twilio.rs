@@ -399,6 +399,43 @@ async fn throttled_hand_offs_back_off_keep_their_attempt_and_honour_retry_after(
 }
 
 #[tokio::test]
+async fn every_throttling_code_is_re_sent_and_every_integration_fault_stops_dispatch() {
+    for code in [20429, 22005, 10004] {
+        let sends = Arc::new(AtomicUsize::new(0));
+        let counter = sends.clone();
+        let Some(t) =
+            Twilio::new(
+                json!({}),
+                1,
+                move |request: &Request| {
+                    if counter.fetch_add(1, Ordering::SeqCst) == 0 { twilio_error(400, code) } else { created(request) }
+                },
+            )
+            .await
+        else {
+            return;
+        };
+        let (id, contacts) = t.h.start(json!({}), 1).await;
+        t.h.settle().await;
+        t.h.clock.advance(SignedDuration::from_secs(1));
+        assert_eq!(t.h.settle().await.resent, 1, "{code}: re-sent after 1 s");
+        assert_eq!(attempt_of(&t.creates().await[1]), t.h.attempt_of(id, contacts[0]).await, "{code}: the same attempt");
+    }
+    for (status, code) in [(401, Some(20003)), (400, Some(21210)), (400, Some(21215)), (401, None), (403, None)] {
+        let answer = move |_: &Request| match code {
+            Some(code) => twilio_error(status, code),
+            None => ResponseTemplate::new(status),
+        };
+        let Some(t) = Twilio::new(json!({}), 1, answer).await else { return };
+        let (id, contacts) = t.h.start(json!({}), 1).await;
+        t.h.settle().await;
+        let (_, shown) = t.h.get(&format!("/integrations/{}", t.h.integration)).await;
+        assert_eq!(shown["integration"]["health"]["status"], "failing", "{status} {code:?}: {shown}");
+        assert_eq!(t.h.contact(id, contacts[0]).await["status"], "sending", "{status} {code:?}: put back, not failed");
+    }
+}
+
+#[tokio::test]
 async fn an_unknown_outcome_is_closed_never_re_sent() {
     // A 5xx after the request was written, then a timeout: Twilio may have placed the call.
     for slow in [false, true] {

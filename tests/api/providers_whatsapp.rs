@@ -311,7 +311,10 @@ async fn failed_statuses_retry_with_template_alt_and_an_undeliverable_number_fai
 #[tokio::test]
 async fn each_send_error_code_is_handled_as_the_reference_says() {
     // Throttled: re-sent later with the same attempt; 131056 makes that contact wait 6 s.
-    for (code, wait_secs) in [(130429, 1), (80007, 1), (4, 1), (131000, 1), (131056, 6)] {
+    let day = 24 * 3600;
+    for (code, wait_secs) in
+        [(130429, 1), (80007, 1), (4, 1), (131048, 1), (131000, 1), (131016, 1), (1, 1), (2, 1), (131056, 6), (131049, day)]
+    {
         let tries = Arc::new(AtomicUsize::new(0));
         let counter = tries.clone();
         let Some(w) = WhatsApp::new(json!({}), 1, move |request: &Request| {
@@ -336,18 +339,20 @@ async fn each_send_error_code_is_handled_as_the_reference_says() {
     let (id, contacts) = w.start(json!({}), 1).await;
     assert_eq!(w.h.contact(id, contacts[0]).await["failed_reason"], "invalid_number");
     // A template problem: the attempt fails and follows the failed-retry policy.
-    for code in [132000, 132001, 132012] {
+    for code in [132000, 132001, 132012, 131047] {
         let Some(w) = WhatsApp::new(json!({}), 1, move |_: &Request| graph_error(400, code)).await else { return };
         let (id, contacts) = w.start(json!({}), 1).await;
         assert_eq!(w.h.contact(id, contacts[0]).await["status"], "retrying", "{code}");
         assert_eq!(w.h.messages(id, "").await["messages"][0]["status"], "failed");
     }
-    // An expired token: the integration is failing, the contact waits.
-    let Some(w) = WhatsApp::new(json!({}), 1, |_: &Request| graph_error(401, 190)).await else { return };
-    let (id, contacts) = w.start(json!({}), 1).await;
-    assert_eq!(w.h.contact(id, contacts[0]).await["status"], "sending");
-    let (_, integration) = w.h.get(&format!("/integrations/{}", w.h.integration)).await;
-    assert_eq!(integration["integration"]["health"]["status"], "failing", "{integration}");
+    // An expired token, a blocked or locked account: the integration is failing, the contact waits.
+    for (status, code) in [(401, 190), (400, 368), (400, 131031)] {
+        let Some(w) = WhatsApp::new(json!({}), 1, move |_: &Request| graph_error(status, code)).await else { return };
+        let (id, contacts) = w.start(json!({}), 1).await;
+        assert_eq!(w.h.contact(id, contacts[0]).await["status"], "sending", "{code}");
+        let (_, integration) = w.h.get(&format!("/integrations/{}", w.h.integration)).await;
+        assert_eq!(integration["integration"]["health"]["status"], "failing", "{code}: {integration}");
+    }
     // A 5xx without a retry code after the request was written: unknown, never re-sent.
     let Some(w) = WhatsApp::new(json!({}), 1, |_: &Request| ResponseTemplate::new(502)).await else { return };
     let (id, _) = w.start(json!({}), 1).await;

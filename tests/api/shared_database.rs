@@ -68,6 +68,31 @@ async fn concurrent_claims_of_two_processes_respect_message_limit() {
 }
 
 #[tokio::test]
+async fn two_processes_share_one_integrations_pace_across_its_campaigns() {
+    // A pace of 8 per second builds at most a quarter of a second of burst: 2 hand-offs at one
+    // instant, however many processes and campaigns ask.
+    let Some(h) = Harness::webhook("phone_call").await else { return };
+    let (first, _) = h.start(json!({ "concurrency_limit": 100 }), 20).await;
+    let (second, _) = h.start(json!({ "concurrency_limit": 100 }), 20).await;
+    let other = store::open(&h.database_url).await.expect("second store");
+    let at = outbound::clock::Clock::now(&*h.clock);
+    let paced = |campaign_id| ClaimRequest {
+        pace: Some(outbound::store::Pace { integration_id: h.integration.clone(), per_second: 8.0 }),
+        ..claim(campaign_id, at, 10)
+    };
+    let (mine, theirs) =
+        tokio::join!(h.store.claim_attempts(vec![paced(first), paced(second)]), other.claim_attempts(vec![paced(second), paced(first)]));
+    let taken = mine.expect("claims").len() + theirs.expect("claims").len();
+    assert_eq!(taken, 2, "the pace is shared");
+    let later = at + SignedDuration::from_millis(125);
+    let (mine, theirs) = tokio::join!(
+        h.store.claim_attempts(vec![ClaimRequest { at: later, ..paced(first) }]),
+        other.claim_attempts(vec![ClaimRequest { at: later, ..paced(second) }])
+    );
+    assert_eq!(mine.expect("claims").len() + theirs.expect("claims").len(), 1, "one more 125 ms later");
+}
+
+#[tokio::test]
 async fn concurrent_claims_of_two_processes_take_every_contact_once() {
     let Some(h) = Harness::webhook("phone_call").await else { return };
     let (id, contacts) = h.start(json!({ "concurrency_limit": 1000 }), 60).await;
