@@ -97,45 +97,58 @@ impl Providers {
         retry: RetrySettings,
     ) -> StoreResult<()> {
         let provider = &running.provider;
-        let mut recorded = Recorded::default();
-        match providers::connect(provider, self.keyring.opening_key(), &self.http) {
+        let connector = match providers::connect(provider, self.keyring.opening_key(), &self.http) {
+            Ok(connector) => connector,
             Err(reason) => {
                 metrics::handoff_failed(provider, HandoffFailure::Rejected);
-                recorded.events.extend(batch.into_iter().map(|d| AttemptEvent::failed(d.attempt_id, reason)));
+                let events = batch.into_iter().map(|d| AttemptEvent::failed(d.attempt_id, reason)).collect();
+                return self.write(&*store, &running, Recorded { events, ..Recorded::default() }, now, retry).await;
             }
-            Ok(connector) => {
-                let callback_url = format!("{}/api/v1.0/integrations/{}/events", self.public_url, running.campaign.integration.id);
-                let taken = &metrics::handoff_timer(provider);
-                let (connector, running, callback_url) = (&connector, &*running, &callback_url);
-                let answers: Vec<(Dispatch, Handoff)> = stream::iter(batch)
-                    .map(|dispatch| async move {
-                        let started = Instant::now();
-                        let outgoing = Outgoing {
-                            attempt_id: &dispatch.attempt_id,
-                            tries: dispatch.tries,
-                            iteration: dispatch.iteration,
-                            campaign: &running.campaign,
-                            contact: &dispatch.contact,
-                            template: dispatch.template.as_deref(),
-                            callback_url,
-                            signing_secret: &running.secret,
-                        };
-                        let answer = if dispatch.in_doubt && !connector.dedupes_attempts() {
-                            Handoff::Unknown
-                        } else {
-                            connector.hand_off(&outgoing).await
-                        };
-                        taken.record(started.elapsed());
-                        (dispatch, answer)
-                    })
-                    .buffer_unordered(PARALLELISM)
-                    .collect()
-                    .await;
-                for (dispatch, answer) in answers {
-                    self.record(provider, dispatch, answer, now, &mut recorded);
-                }
+        };
+        let callback_url = format!("{}/api/v1.0/integrations/{}/events", self.public_url, running.campaign.integration.id);
+        let taken = &metrics::handoff_timer(provider);
+        let (connector, running_ref, callback_url) = (&connector, &*running, &callback_url);
+        // Answers are recorded as they come (those ready together in one write), so that a
+        // crash leaves in doubt only the hand-offs still on the wire, not a whole batch.
+        let mut answered = stream::iter(batch)
+            .map(|dispatch| async move {
+                let started = Instant::now();
+                let outgoing = Outgoing {
+                    attempt_id: &dispatch.attempt_id,
+                    tries: dispatch.tries,
+                    iteration: dispatch.iteration,
+                    campaign: &running_ref.campaign,
+                    contact: &dispatch.contact,
+                    template: dispatch.template.as_deref(),
+                    callback_url,
+                    signing_secret: &running_ref.secret,
+                };
+                let answer =
+                    if dispatch.in_doubt && !connector.dedupes_attempts() { Handoff::Unknown } else { connector.hand_off(&outgoing).await };
+                taken.record(started.elapsed());
+                (dispatch, answer)
+            })
+            .buffer_unordered(PARALLELISM)
+            .ready_chunks(PARALLELISM);
+        while let Some(answers) = answered.next().await {
+            let mut recorded = Recorded::default();
+            for (dispatch, answer) in answers {
+                self.record(provider, dispatch, answer, now, &mut recorded);
             }
+            self.write(&*store, &running, recorded, now, retry).await?;
         }
+        Ok(())
+    }
+
+    /// Writes what some hand-offs came to.
+    async fn write(
+        &self,
+        store: &dyn EngineStore,
+        running: &RunningCampaign,
+        recorded: Recorded,
+        now: Timestamp,
+        retry: RetrySettings,
+    ) -> StoreResult<()> {
         let Recorded { results, events, broken } = recorded;
         if let Some(reason) = broken {
             tracing::warn!(integration = %running.campaign.integration.id, %reason, "integration failing: its dispatch stops until its config is patched");

@@ -519,13 +519,18 @@ async fn max_per_second_paces_hand_offs_across_campaigns() {
     t.h.start(json!({ "concurrency_limit": 10 }), 3).await;
     t.h.start(json!({ "concurrency_limit": 10 }), 3).await;
     assert_eq!(t.h.claims().await, 1, "one hand-off now");
+    // The first slot used a quarter second of credit: the next comes 250 ms later, then every 500 ms.
+    t.h.clock.advance(SignedDuration::from_millis(249));
+    assert_eq!(t.h.claims().await, 0);
+    t.h.clock.advance(SignedDuration::from_millis(1));
+    assert_eq!(t.h.claims().await, 1);
     t.h.clock.advance(SignedDuration::from_millis(499));
     assert_eq!(t.h.claims().await, 0, "the next one 500 ms later");
     t.h.clock.advance(SignedDuration::from_millis(1));
     assert_eq!(t.h.claims().await, 1);
     t.h.clock.advance(SignedDuration::from_secs(10));
-    assert_eq!(t.h.claims().await, 1, "an idle integration builds no burst beyond its pace");
-    assert_eq!(t.creates().await.len(), 3);
+    assert_eq!(t.h.claims().await, 1, "an idle integration builds no burst beyond a quarter second");
+    assert_eq!(t.creates().await.len(), 4);
 }
 
 #[tokio::test]
