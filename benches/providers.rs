@@ -196,10 +196,15 @@ async fn throughput(whatsapp: bool, contacts: usize, timeout: Duration, failures
         step_failures.push(format!("{name}: {why}"));
     }
     let finished = started.elapsed();
-    // Callbacks may still be on their way (a WhatsApp contact is done once `sent`).
-    let draining = Instant::now();
-    while setup.mock.pending.load(Ordering::Relaxed) > 0 && draining.elapsed() < Duration::from_secs(60) {
+    // Callbacks may still be on their way (a WhatsApp contact is done once `sent`): wait while
+    // they keep being acknowledged.
+    let (mut last_acked, mut moved_at) = (setup.mock.callback_counts().acked, Instant::now());
+    while setup.mock.pending.load(Ordering::Relaxed) > 0 && moved_at.elapsed() < STALL && started.elapsed() < timeout {
         tokio::time::sleep(Duration::from_millis(20)).await;
+        let acked = setup.mock.callback_counts().acked;
+        if acked != last_acked {
+            (last_acked, moved_at) = (acked, Instant::now());
+        }
     }
     let callbacks_done = started.elapsed();
     let peak = setup.watch.take_peak(setup.server.pid);
