@@ -4,14 +4,14 @@
 
 use crate::kit;
 
-#[test]
-fn sqlite_survives_sigkills() {
+/// A small run of `campaigns` × `contacts`, killed three times, replayable as `test`.
+fn small(test: &str, campaigns: usize, contacts: usize) -> kit::crash::Size {
     let seed = kit::seed("CRASH_SEED");
-    let replay = format!("CRASH_SEED={seed} cargo nextest run --test system crash::sqlite_survives_sigkills");
+    let replay = format!("CRASH_SEED={seed} cargo nextest run --test system crash::{test}");
     println!("seed {seed}; to replay: {replay}");
-    let size = kit::crash::Size {
-        campaigns: 3,
-        contacts: 150,
+    kit::crash::Size {
+        campaigns,
+        contacts,
         kills: 3,
         seed,
         max_call_ms: 50,
@@ -19,10 +19,15 @@ fn sqlite_survives_sigkills() {
         timeout: crate::DEADLINE,
         stall: crate::STALL,
         keep: crate::knob("CRASH_KEEP", 0) == 1,
-        command: replay.clone(),
-    };
+        command: replay,
+    }
+}
+
+#[test]
+fn sqlite_survives_sigkills() {
+    let size = small("sqlite_survives_sigkills", 3, 150);
     let violations = kit::crash::run(&size);
-    assert!(violations.is_empty(), "the crash scenario found violations (seed {seed}; replay: {replay}):\n{}", violations.summary());
+    assert!(violations.is_empty(), "the crash scenario found violations ({}):\n{}", size.command, violations.summary());
 }
 
 /// The provider crash scenario (`tests/kit/provider_crash.rs`) at a small size: one `outbound
@@ -30,25 +35,7 @@ fn sqlite_survives_sigkills() {
 /// campaigns run; no attempt id may reach the provider twice.
 #[test]
 fn twilio_survives_sigkills() {
-    let seed = kit::seed("CRASH_SEED");
-    let replay = format!("CRASH_SEED={seed} cargo nextest run --test system crash::twilio_survives_sigkills");
-    println!("seed {seed}; to replay: {replay}");
-    let size = kit::crash::Size {
-        campaigns: 2,
-        contacts: 200,
-        kills: 3,
-        seed,
-        max_call_ms: 50,
-        max_down_ms: 1000,
-        timeout: crate::DEADLINE,
-        stall: crate::STALL,
-        keep: crate::knob("CRASH_KEEP", 0) == 1,
-        command: replay.clone(),
-    };
+    let size = small("twilio_survives_sigkills", 2, 200);
     let violations = kit::provider_crash::run(&size, 200.0);
-    assert!(
-        violations.is_empty(),
-        "the provider crash scenario found violations (seed {seed}; replay: {replay}):\n{}",
-        violations.summary()
-    );
+    assert!(violations.is_empty(), "the provider crash scenario found violations ({}):\n{}", size.command, violations.summary());
 }
