@@ -94,6 +94,7 @@ async fn provider_configs_are_validated_with_the_field_at_fault() {
         (with(json!({ "auth_token": "-" })), "config.auth_token"),
         (with(json!({ "auth_token": null })), "config.auth_token"),
         (with(json!({ "auth_token": "" })), "config.auth_token"),
+        (with(json!({ "auth_token": "t".repeat(513) })), "config.auth_token"),
         (with(json!({ "auth_token": { "sealed": "x", "last4": "1234" } })), "config.auth_token"),
         (with(json!({ "from": "4155550199" })), "config.from"),
         (with(json!({ "twiml_url": "-" })), "config.twiml_url"),
@@ -138,6 +139,7 @@ async fn provider_configs_are_validated_with_the_field_at_fault() {
         json!({ "machine_detection": null, "timeout_s": 5 }),
         json!({ "max_per_second": 10000, "timeout_s": 600 }),
         json!({ "max_per_second": 0.5 }),
+        json!({ "auth_token": "t".repeat(512) }),
     ] {
         let (status, reply) = app.post("/integrations", with(change.clone())).await;
         assert_eq!(status, StatusCode::CREATED, "{change}: {reply}");
