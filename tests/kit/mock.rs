@@ -10,7 +10,9 @@
 //! once, either over that whole time or only until the accepted report was *sent*: that part lies
 //! inside the time the server counts the attempt in flight (it is claimed before it is POSTed, and
 //! closed only once the event arrives), whereas the 2xx may still be on its way back while the
-//! server has already claimed the slot it freed for another attempt.
+//! server has already claimed the slot it freed for another attempt. A report whose try failed
+//! after its connection was made (its server killed while answering) may have been recorded by
+//! that server: the hold then ends at that try.
 //!
 //! [`Mock::swallow_from`] makes it stop answering one server: its POSTs are kept open without an
 //! answer and not recorded as attempts (as if lost on the way), only listed in `swallowed`, so
@@ -605,6 +607,9 @@ async fn report(mock: Arc<Mock>, attempt_id: String, callback: String, outcome: 
     let secret = mock.secret.get().expect("secret set before activation");
     let signature = sign(secret, &body).expect("a base64 secret");
     let started = Instant::now();
+    // A try that failed after its connection was made (a server killed while answering) may have
+    // been recorded: the attempt counts as released from the first such try on.
+    let mut maybe_delivered = None;
     for tries in 0.. {
         let url = mock.report_url(&callback, tries);
         let sending = Instant::now();
@@ -622,7 +627,7 @@ async fn report(mock: Arc<Mock>, attempt_id: String, callback: String, outcome: 
                 if url != callback {
                     mock.delivered_elsewhere.fetch_add(1, Ordering::Relaxed);
                 }
-                mock.release(&attempt_id, true, sending);
+                mock.release(&attempt_id, true, maybe_delivered.unwrap_or(sending));
                 break;
             }
             Ok(response) if response.status() == StatusCode::NOT_FOUND => {
@@ -632,8 +637,11 @@ async fn report(mock: Arc<Mock>, attempt_id: String, callback: String, outcome: 
                 break;
             }
             Ok(response) => *mock.other_statuses.lock().expect("statuses").entry(response.status().as_u16()).or_default() += 1,
-            Err(_) => {
+            Err(err) => {
                 mock.connection_errors.fetch_add(1, Ordering::Relaxed);
+                if !err.is_connect() {
+                    maybe_delivered.get_or_insert(sending);
+                }
             }
         }
         if started.elapsed() > REPORT_FOR {
