@@ -77,6 +77,9 @@ enum Command {
         /// How long Idempotency-Key records are kept, e.g. 24h, 30m.
         #[arg(long, env = "OUTBOUND_IDEMPOTENCY_TTL", default_value = "24h", value_parser = parse_duration)]
         idempotency_ttl: SignedDuration,
+        /// The web dashboard at `/` (sign in with an API key): `on` or `off`.
+        #[arg(long, env = "OUTBOUND_DASHBOARD", value_enum, default_value = "on")]
+        dashboard: Switch,
         #[command(flatten)]
         engine: EngineArgs,
         #[command(flatten)]
@@ -102,6 +105,12 @@ enum Command {
         #[command(flatten)]
         database: DatabaseArg,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 #[derive(clap::Args)]
@@ -287,7 +296,7 @@ fn init_logging(format: LogFormat) {
 async fn run(command: Command) -> anyhow::Result<()> {
     let clock = SystemClock;
     match command {
-        Command::Serve { listen, database, rate_limit_rps, redis_url, idempotency_ttl, engine, webhooks } => {
+        Command::Serve { listen, database, rate_limit_rps, redis_url, idempotency_ttl, dashboard, engine, webhooks } => {
             // Before the store and the engine exist: a gauge raised before the recorder is in place
             // and lowered after it would read one too low for the life of the process.
             server::metrics_handle();
@@ -302,6 +311,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 webhooks: webhook_settings.clone(),
                 keyring: keyring.clone(),
                 public_url: public_url.clone(),
+                dashboard: dashboard == Switch::On,
             };
             if settings.rate_limit_rps.is_none() {
                 tracing::warn!("the per-key rate limit is off (OUTBOUND_RATE_LIMIT_RPS=0)");
@@ -344,6 +354,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
                 let address = listener.local_addr()?;
                 println!("outbound listening on http://{address}");
+                if settings.dashboard {
+                    println!("dashboard: http://{address}/ (sign in with an API key)");
+                }
                 tracing::info!(%address, database = %database.url, "outbound is serving");
                 server::serve(listener, store, clock, settings, RateLimitConfig { redis_url, ..RateLimitConfig::default() }, stop.wait())
                     .await?;

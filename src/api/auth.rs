@@ -32,7 +32,11 @@ async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Tenant, Api
     if !scheme.eq_ignore_ascii_case("api-key") {
         return Err(ApiError::unauthorized());
     }
-    let key = key.trim();
+    check_key(app, key.trim()).await
+}
+
+/// The tenant an API key belongs to, when it is a live key (the dashboard's sign-in too).
+pub async fn check_key(app: &AppState, key: &str) -> Result<Tenant, ApiError> {
     let prefix = api_key_prefix(key).ok_or_else(ApiError::unauthorized)?;
     // Read before the key: whatever this request reads may be taken from the read cache only if
     // it was read under this very version. Without a version (PostgreSQL, or SQLite could not
@@ -63,7 +67,7 @@ async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Tenant, Api
     Ok(Tenant { org_id: record.org_id, key_id: record.id, data_version })
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -467,6 +467,7 @@ fn parse_filter(query: &QueryParams) -> ApiResult<CampaignFilter> {
         ended_after: time("endedAfter")?,
         ended_before: time("endedBefore")?,
         include_archived: query.flag("archived", false)?,
+        name_contains: None,
     })
 }
 
@@ -491,7 +492,7 @@ pub fn parse_time_param(name: &str, raw: &str) -> ApiResult<Timestamp> {
 
 /// Cursors are opaque to clients: base64url of the edge item's key with a checksum, so an
 /// edited cursor is refused instead of silently paging from somewhere else.
-fn encode_cursor(direction: PageDirection, (created_at, id): (i64, i64)) -> String {
+pub(crate) fn encode_cursor(direction: PageDirection, (created_at, id): (i64, i64)) -> String {
     let marker = match direction {
         PageDirection::After => 'a',
         PageDirection::Before => 'b',
@@ -506,7 +507,7 @@ fn cursor_check(payload: &str) -> String {
     digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_cursor(raw: &str) -> ApiResult<CampaignCursor> {
+pub(crate) fn decode_cursor(raw: &str) -> ApiResult<CampaignCursor> {
     let invalid = || ApiError::invalid("cursor", "cursor is not one this server issued; use next_cursor or previous_cursor as returned");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;

@@ -46,7 +46,7 @@ use utoipa_axum::routes;
 use crate::clock::Clock;
 use crate::domain::attempt::RetrySettings;
 use crate::providers::keyring::Keyring;
-use crate::store::{CallbackStore, DynStore, Health, IdempotencyStore, KeyStore, TenantStore, WebhookStore};
+use crate::store::{CallbackStore, DashboardStore, DynStore, Health, IdempotencyStore, KeyStore, TenantStore, WebhookStore};
 use crate::webhooks::WebhookSettings;
 use error::ApiError;
 
@@ -66,6 +66,8 @@ pub struct ApiSettings {
     /// Where providers reach this deployment (`OUTBOUND_PUBLIC_URL`): callback URLs, and the
     /// URL Twilio signs. Empty: `http://` and the address the server is bound to.
     pub public_url: String,
+    /// Serve the web dashboard at `/` (`--dashboard off` turns it off).
+    pub dashboard: bool,
 }
 
 impl Default for ApiSettings {
@@ -77,6 +79,7 @@ impl Default for ApiSettings {
             webhooks: WebhookSettings::default(),
             keyring: Default::default(),
             public_url: String::new(),
+            dashboard: true,
         }
     }
 }
@@ -94,6 +97,7 @@ pub struct AppContext {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub callbacks: Arc<dyn CallbackStore>,
     pub webhooks: Arc<dyn WebhookStore>,
+    pub dashboard: Arc<dyn DashboardStore>,
     pub health: Arc<dyn Health>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Option<PrometheusHandle>,
@@ -134,6 +138,7 @@ impl AppState {
             idempotency: store.clone(),
             callbacks: store.clone(),
             webhooks: store.clone(),
+            dashboard: store.clone(),
             health: store.clone(),
             store,
             clock,
@@ -198,8 +203,8 @@ pub fn router(state: AppState) -> Router {
         // Added after the auth layer: the document is public.
         .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }))
         .merge(public);
-    Router::new()
-        .nest("/api/v1.0", api)
+    let site = if state.settings.dashboard { crate::dashboard::router(state.clone()) } else { Router::new() };
+    site.nest("/api/v1.0", api)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -222,8 +227,10 @@ async fn envelope_other_errors(State(routes): State<Arc<RouteMethods>>, request:
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    let content_type = response.headers().get(header::CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or_default();
+    // JSON is the API's own envelope already; HTML is a dashboard page.
+    let is_answer = content_type.starts_with(b"application/json") || content_type.starts_with(b"text/html");
+    if !(status.is_client_error() || status.is_server_error()) || is_answer {
         return response;
     }
     let error = match status {

@@ -394,21 +394,29 @@ pub(crate) enum SqlValue {
 }
 
 /// The campaign list's conditions on the campaigns table `c`, in order: each clause is followed
-/// by its parameter when it has one (`"c.org_id = "`, `Int(org)`); each backend writes them with
-/// its own placeholders.
-pub(crate) fn campaign_conditions(org: OrgId, filter: &CampaignFilter) -> Vec<(&'static str, Option<SqlValue>)> {
-    let mut conditions = vec![("c.org_id = ", Some(SqlValue::Int(org)))];
+/// by its parameter when it has one, then by its closing text (`("c.org_id = ", Int(org), "")`);
+/// each backend writes them with its own placeholders. `name_contains` is the backend's opening
+/// of "the lowercased name contains" (closed by `) > 0`): SQL has no portable spelling of it.
+pub(crate) fn campaign_conditions(
+    org: OrgId,
+    filter: &CampaignFilter,
+    name_contains: &'static str,
+) -> Vec<(&'static str, Option<SqlValue>, &'static str)> {
+    let mut conditions = vec![("c.org_id = ", Some(SqlValue::Int(org)), "")];
     if !filter.include_archived {
-        conditions.push(("c.archived = FALSE", None));
+        conditions.push(("c.archived = FALSE", None, ""));
     }
     if let Some(agent) = filter.agent_id {
-        conditions.push(("c.agent_id = ", Some(SqlValue::Text(agent.to_string()))));
+        conditions.push(("c.agent_id = ", Some(SqlValue::Text(agent.to_string())), ""));
     }
     if let Some(status) = filter.status {
-        conditions.push(("c.status = ", Some(SqlValue::Text(status.as_str().to_owned()))));
+        conditions.push(("c.status = ", Some(SqlValue::Text(status.as_str().to_owned())), ""));
     }
     if let Some(channel) = filter.channel {
-        conditions.push(("c.channel = ", Some(SqlValue::Text(channel.as_str().to_owned()))));
+        conditions.push(("c.channel = ", Some(SqlValue::Text(channel.as_str().to_owned())), ""));
+    }
+    if let Some(text) = filter.name_contains.as_deref().filter(|t| !t.is_empty()) {
+        conditions.push((name_contains, Some(SqlValue::Text(text.to_lowercase())), ") > 0"));
     }
     let bounds = [
         ("c.created_at >= ", filter.created_after),
@@ -420,7 +428,7 @@ pub(crate) fn campaign_conditions(org: OrgId, filter: &CampaignFilter) -> Vec<(&
     ];
     for (clause, bound) in bounds {
         if let Some(at) = bound {
-            conditions.push((clause, Some(SqlValue::Int(to_seconds(at)))));
+            conditions.push((clause, Some(SqlValue::Int(to_seconds(at))), ""));
         }
     }
     conditions

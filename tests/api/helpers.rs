@@ -547,3 +547,91 @@ pub async fn post_with_key<B: Backend>(app: &TestAppOn<B>, key: &str, api_key: &
     let retry_after = header("retry-after");
     Sent { status: response.status(), replayed, retry_after, body: response.bytes().await.expect("body").to_vec() }
 }
+
+/// A browser's view of the dashboard: a client that does not follow redirects, holding the
+/// session cookie of a sign-in and the CSRF token its pages carry.
+pub struct Browser {
+    pub base: String,
+    pub client: reqwest::Client,
+    /// `outbound_session=…`, or empty before sign-in.
+    pub cookie: String,
+    pub csrf: String,
+}
+
+/// A dashboard page or form answer: status, `Location` when it redirects, `Set-Cookie`, body.
+pub struct Page {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub set_cookie: Option<String>,
+    pub body: String,
+}
+
+impl Page {
+    /// The page contains `text` (panics with the page when not).
+    pub fn shows(&self, text: &str) -> &Self {
+        assert!(self.body.contains(text), "the page ({}) does not show {text:?}:\n{}", self.status, self.body);
+        self
+    }
+
+    /// The value of the first `name="csrf"` input of the page.
+    pub fn csrf(&self) -> Option<String> {
+        let start = self.body.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+        let end = self.body[start..].find('"')?;
+        Some(self.body[start..start + end].to_owned())
+    }
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Browser {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Browser { base: base.to_owned(), client, cookie: String::new(), csrf: String::new() }
+    }
+
+    /// Signs in with `key` and keeps the session; panics unless it worked.
+    pub async fn signed_in(base: &str, key: &str) -> Browser {
+        let mut browser = Browser::new(base);
+        let page = browser.post_form("/sign-in", &[("key", key)]).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "sign-in: {}", page.body);
+        let cookie = page.set_cookie.expect("a session cookie");
+        browser.cookie = cookie.split(';').next().expect("cookie pair").to_owned();
+        let campaigns = browser.get("/campaigns").await;
+        browser.csrf = campaigns.csrf().expect("pages carry a CSRF token");
+        browser
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Page {
+        let request = if self.cookie.is_empty() { request } else { request.header("Cookie", &self.cookie) };
+        let response = request.send().await.expect("request sent");
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let (status, location, set_cookie) = (response.status(), header("location"), header("set-cookie"));
+        let body = response.text().await.expect("body read");
+        Page { status, location, set_cookie, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        self.send(self.client.get(format!("{}{path}", self.base))).await
+    }
+
+    /// Posts a form as a browser does, with the session's CSRF token added when there is one.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut fields: Vec<(&str, &str)> = fields.to_vec();
+        if !self.csrf.is_empty() && !fields.iter().any(|(name, _)| *name == "csrf") {
+            fields.push(("csrf", &self.csrf));
+        }
+        self.send(self.client.post(format!("{}{path}", self.base)).form(&fields)).await
+    }
+
+    /// Posts a form exactly as given: no token added.
+    pub async fn post_form_raw(&self, path: &str, fields: &[(&str, &str)], origin: Option<&str>) -> Page {
+        let mut request = self.client.post(format!("{}{path}", self.base)).form(&fields);
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        self.send(request).await
+    }
+
+    /// Posts a multipart form (a file upload) with the CSRF token in its header, as the page's script does.
+    pub async fn post_multipart(&self, path: &str, form: reqwest::multipart::Form) -> Page {
+        self.send(self.client.post(format!("{}{path}", self.base)).header("X-CSRF-Token", &self.csrf).multipart(form)).await
+    }
+}

@@ -18,6 +18,19 @@ impl Campaign {
         LifecycleAction::ALL.into_iter().filter(|a| self.transition(*a).is_some()).collect()
     }
 
+    /// The actions that would change something now: the valid ones without their no-ops (the
+    /// dashboard offers only these).
+    pub fn changing_actions(&self) -> Vec<LifecycleAction> {
+        LifecycleAction::ALL
+            .into_iter()
+            .filter(|a| match self.transition(*a) {
+                Some(_) if *a == LifecycleAction::Archive => !self.archived,
+                Some(target) => target != self.status,
+                None => false,
+            })
+            .collect()
+    }
+
     /// The status an action leads to, or `None` when it is not allowed now.
     fn transition(&self, action: LifecycleAction) -> Option<CampaignStatus> {
         use CampaignStatus::*;

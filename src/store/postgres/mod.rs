@@ -67,13 +67,15 @@ impl PostgresStore {
 
 /// Appends the campaign list's conditions as a `WHERE` clause.
 fn push_campaign_filters(query: &mut QueryBuilder<Postgres>, org: OrgId, filter: &CampaignFilter) {
-    for (i, (clause, value)) in campaign_conditions(org, filter).into_iter().enumerate() {
+    let name_contains = "strpos(lower(c.settings::jsonb->>'name'), ";
+    for (i, (clause, value, close)) in campaign_conditions(org, filter, name_contains).into_iter().enumerate() {
         query.push(if i == 0 { " WHERE " } else { " AND " }).push(clause);
         match value {
             Some(SqlValue::Int(value)) => query.push_bind(value),
             Some(SqlValue::Text(value)) => query.push_bind(value),
             None => query,
         };
+        query.push(close);
     }
 }
 

@@ -153,7 +153,9 @@ const CAMPAIGN_BY_ID: &str = concat!(select_campaigns!(), " WHERE c.org_id = ? A
 
 /// Appends the campaign list's conditions as a `WHERE` clause, and their values to `params`.
 fn push_campaign_filters(sql: &mut String, params: &mut Vec<Value>, org: OrgId, filter: &CampaignFilter) {
-    for (i, (clause, value)) in campaign_conditions(org, filter).into_iter().enumerate() {
+    // SQLite's lower() folds ASCII letters only.
+    let name_contains = "instr(lower(json_extract(c.settings, '$.name')), ";
+    for (i, (clause, value, close)) in campaign_conditions(org, filter, name_contains).into_iter().enumerate() {
         sql.push_str(if i == 0 { " WHERE " } else { " AND " });
         sql.push_str(clause);
         if let Some(value) = value {
@@ -163,6 +165,7 @@ fn push_campaign_filters(sql: &mut String, params: &mut Vec<Value>, org: OrgId, 
                 SqlValue::Text(value) => Value::Text(value),
             });
         }
+        sql.push_str(close);
     }
 }
 
