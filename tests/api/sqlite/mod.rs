@@ -18,6 +18,11 @@ mod campaign_list;
 mod campaign_update;
 #[path = "../contacts.rs"]
 mod contacts;
+#[path = "../dashboard.rs"]
+mod dashboard;
+// One browser run is enough: it tests pages, not the store.
+#[path = "../dashboard_browser.rs"]
+mod dashboard_browser;
 #[path = "../engine.rs"]
 mod engine;
 #[path = "../engine_cycles.rs"]
