@@ -28,6 +28,9 @@ use crate::domain::timezone::TimeZone;
 use crate::domain::webhook::{self, DeliveryStatus, EventBody, EventType, NewEvent, Subscription, Webhook, envelope, format_occurred_at};
 
 pub(crate) const MINUTES_PER_DAY: i64 = 24 * 60;
+/// How far back the per-minute start counts (`campaign_starts`) are kept: the daily cap sums only
+/// the last [`MINUTES_PER_DAY`], but the dashboard's attempts-per-hour chart reads a week of them.
+pub(crate) const START_COUNTS_KEPT_MINUTES: i64 = 7 * MINUTES_PER_DAY;
 
 pub(crate) fn parse_uuid(text: &str) -> StoreResult<Uuid> {
     Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("bad uuid {text:?}: {e}")))
