@@ -448,6 +448,50 @@ pub trait RateLimitStore: Send + Sync + 'static {
     }
 }
 
+/// A dashboard sign-in session (contract §11), stored by the hash of its id only.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id_hash: String,
+    pub org_id: OrgId,
+    /// The API key it was opened with: revoking that key ends the session.
+    pub key_id: i64,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub org_id: OrgId,
+    /// The organization's name, shown in the dashboard's header.
+    pub organization: String,
+    pub key_id: i64,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    /// The key it was opened with has been revoked since.
+    pub key_revoked: bool,
+}
+
+/// What the dashboard keeps besides the tenant's data: its sessions and the organization's own
+/// API keys (scoped to one organization, unlike the operator's [`KeyAdmin`]).
+#[async_trait]
+pub trait DashboardStore: Send + Sync + 'static {
+    async fn create_session(&self, session: &NewSession) -> StoreResult<()>;
+    async fn find_session(&self, id_hash: &str) -> StoreResult<Option<SessionRecord>>;
+    async fn touch_session(&self, id_hash: &str, at: Timestamp) -> StoreResult<()>;
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
+    /// Removes sessions last seen before `idle_before` or created before `created_before`
+    /// (strictly: one at a bound is kept); returns how many.
+    async fn purge_sessions(&self, idle_before: Timestamp, created_before: Timestamp) -> StoreResult<u64>;
+    /// The organization's keys, newest first.
+    async fn list_org_api_keys(&self, org: OrgId) -> StoreResult<Vec<ApiKeyInfo>>;
+    async fn create_org_api_key(&self, org: OrgId, key: &NewApiKey, at: Timestamp) -> StoreResult<()>;
+    /// Revokes the organization's key with this prefix (and so its sessions); false when the
+    /// organization has no such key.
+    async fn revoke_org_api_key(&self, org: OrgId, prefix: &str, at: Timestamp) -> StoreResult<bool>;
+    /// Attempts started per hour from `since` on, oldest first, hours without any left out
+    /// (from the per-minute start counts the daily cap keeps, for 7 days).
+    async fn attempts_per_hour(&self, org: OrgId, campaign_id: i64, since: Timestamp) -> StoreResult<Vec<(Timestamp, i64)>>;
+}
+
 /// Every part of a store, for the code that wires the process together (`server`, `cli`, the
 /// engine's constructor); each consumer keeps only the part it needs.
 pub trait Store:
@@ -462,6 +506,7 @@ pub trait Store:
     + DeliveryStore
     + WebhookAdmin
     + RateLimitStore
+    + DashboardStore
 {
 }
 
@@ -477,6 +522,7 @@ impl<T> Store for T where
         + DeliveryStore
         + WebhookAdmin
         + RateLimitStore
+        + DashboardStore
 {
 }
 
