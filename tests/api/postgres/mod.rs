@@ -18,6 +18,8 @@ mod campaign_list;
 mod campaign_update;
 #[path = "../contacts.rs"]
 mod contacts;
+#[path = "../dashboard_store.rs"]
+mod dashboard_store;
 #[path = "../engine.rs"]
 mod engine;
 #[path = "../engine_cycles.rs"]
