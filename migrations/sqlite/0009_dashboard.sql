@@ -10,3 +10,6 @@ CREATE TABLE dashboard_sessions (
 );
 -- Idle sessions are purged by last_seen_at.
 CREATE INDEX dashboard_sessions_by_last_seen ON dashboard_sessions (last_seen_at);
+-- The dashboard's contact search by the beginning of a name, ignoring case (numbers use
+-- contacts_by_phone).
+CREATE INDEX contacts_by_name ON contacts (campaign_id, name COLLATE NOCASE);

@@ -14,6 +14,7 @@ use super::session::Session;
 use super::{Chrome, DashError, render};
 use crate::api::AppState;
 use crate::api::campaigns::{decode_cursor, encode_cursor};
+use crate::api::contacts::MAX_PAGE_INDEX;
 use crate::api::error::ApiError;
 use crate::domain::attempt::Speaker;
 use crate::domain::campaign::{Campaign, CampaignStatus, Channel, ContactStatus, CycleMode, LifecycleAction};
@@ -343,7 +344,7 @@ impl CampaignPage {
 
 fn pages(total: i64) -> u32 {
     let size = i64::from(PAGE_SIZE);
-    u32::try_from((total.max(1) + size - 1) / size).unwrap_or(u32::MAX)
+    u32::try_from((total.max(1) + size - 1) / size).unwrap_or(u32::MAX).min(MAX_PAGE_INDEX + 1)
 }
 
 async fn page(
@@ -355,11 +356,12 @@ async fn page(
     let campaign = load(&app, &session, &id).await?;
     let zone = campaign.settings.timezone.clone();
     let contacts_status = query.contacts_status.as_deref().and_then(ContactStatus::parse);
-    let contacts_page = query.contacts_page.unwrap_or(1).max(1);
-    let attempts_page = query.attempts_page.unwrap_or(1).max(1);
+    // Pages count from 1 here, from 0 in the store; as deep as the API pages.
+    let page_of = |asked: Option<u32>| asked.unwrap_or(1).clamp(1, MAX_PAGE_INDEX + 1);
+    let (contacts_page, attempts_page) = (page_of(query.contacts_page), page_of(query.attempts_page));
     let contacts = app
         .store
-        .list_contacts(session.org_id, campaign.id, contacts_status, PAGE_SIZE, contacts_page)
+        .list_contacts(session.org_id, campaign.id, contacts_status, PAGE_SIZE, contacts_page - 1)
         .await?
         .ok_or(DashError::NotFound("campaign"))?;
     let attempt_query = AttemptQuery {
@@ -369,7 +371,7 @@ async fn page(
         start: None,
         end: None,
         page_size: PAGE_SIZE,
-        page_index: attempts_page,
+        page_index: attempts_page - 1,
     };
     let attempts = app.store.list_attempts(session.org_id, campaign.id, &attempt_query).await?.ok_or(DashError::NotFound("campaign"))?;
     let now = app.clock.now();

@@ -142,7 +142,9 @@ fn signed_out(request: &Request) -> Response {
         "/sign-in".to_owned()
     };
     if request.headers().contains_key("hx-request") {
-        return (StatusCode::UNAUTHORIZED, [("hx-redirect", target)]).into_response();
+        // HTML, so that the API's envelope layer leaves it alone.
+        return (StatusCode::UNAUTHORIZED, [("hx-redirect", target.as_str()), ("content-type", "text/html; charset=utf-8")])
+            .into_response();
     }
     Redirect::to(&target).into_response()
 }

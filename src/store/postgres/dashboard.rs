@@ -5,9 +5,12 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use super::{PostgresStore, insert_org_key, revoke_key};
+use crate::domain::contact::Contact;
 use crate::domain::ids::NewApiKey;
-use crate::store::shared::{api_key_info_from_row, hour_count_from_row, minute_of, select_api_key_infos, session_from_row};
-use crate::store::{ApiKeyInfo, DashboardStore, NewSession, OrgId, SessionRecord, StoreResult, to_seconds};
+use crate::store::shared::{
+    api_key_info_from_row, contact_columns, contact_from_row, hour_count_from_row, minute_of, select_api_key_infos, session_from_row,
+};
+use crate::store::{ApiKeyInfo, ContactSearch, DashboardStore, NewSession, OrgId, SessionRecord, StoreResult, to_seconds};
 
 #[async_trait]
 impl DashboardStore for PostgresStore {
@@ -91,5 +94,35 @@ impl DashboardStore for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(hour_count_from_row).collect()
+    }
+
+    async fn search_contacts(&self, org: OrgId, campaign_id: i64, search: &ContactSearch, limit: u32) -> StoreResult<Option<Vec<Contact>>> {
+        let owned: Option<i64> = sqlx::query_scalar("SELECT id FROM campaigns WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(campaign_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if owned.is_none() {
+            return Ok(None);
+        }
+        let (low, high) = search.range();
+        // The indexes `contacts_by_phone` and `contacts_by_name` (lower(name), byte order) answer these.
+        let sql = match search {
+            ContactSearch::NumberStart(_) => {
+                concat!(
+                    "SELECT ",
+                    contact_columns!(),
+                    " FROM contacts WHERE campaign_id = $1 AND phone >= $2 AND phone < $3 ORDER BY phone LIMIT $4"
+                )
+            }
+            ContactSearch::NameStart(_) => concat!(
+                "SELECT ",
+                contact_columns!(),
+                " FROM contacts WHERE campaign_id = $1 AND lower(name) COLLATE \"C\" >= $2 AND lower(name) COLLATE \"C\" < $3 \
+                 ORDER BY lower(name) COLLATE \"C\" LIMIT $4"
+            ),
+        };
+        let rows = sqlx::query(sql).bind(campaign_id).bind(low).bind(high).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(contact_from_row).collect::<StoreResult<Vec<_>>>().map(Some)
     }
 }

@@ -6,9 +6,12 @@ use jiff::Timestamp;
 use rusqlite::params;
 
 use super::{SqliteStore, all_rows, insert_org_key, revoke_key};
+use crate::domain::contact::Contact;
 use crate::domain::ids::NewApiKey;
-use crate::store::shared::{api_key_info_from_row, hour_count_from_row, minute_of, select_api_key_infos, session_from_row};
-use crate::store::{ApiKeyInfo, DashboardStore, NewSession, OrgId, SessionRecord, StoreResult, to_seconds};
+use crate::store::shared::{
+    api_key_info_from_row, contact_columns, contact_from_row, hour_count_from_row, minute_of, select_api_key_infos, session_from_row,
+};
+use crate::store::{ApiKeyInfo, ContactSearch, DashboardStore, NewSession, OrgId, SessionRecord, StoreResult, to_seconds};
 
 #[async_trait]
 impl DashboardStore for SqliteStore {
@@ -95,6 +98,34 @@ impl DashboardStore for SqliteStore {
                     params![org, campaign_id, minute_of(since)],
                     |row| hour_count_from_row(row),
                 )
+            })
+            .await
+    }
+
+    async fn search_contacts(&self, org: OrgId, campaign_id: i64, search: &ContactSearch, limit: u32) -> StoreResult<Option<Vec<Contact>>> {
+        let search = search.clone();
+        self.reads
+            .read(move |conn| {
+                let owned = conn.prepare_cached("SELECT 1 FROM campaigns WHERE org_id = ? AND id = ?")?.exists([org, campaign_id])?;
+                if !owned {
+                    return Ok(None);
+                }
+                let (low, high) = search.range();
+                // The indexes `contacts_by_phone` and `contacts_by_name` (NOCASE) answer these.
+                let sql = match search {
+                    ContactSearch::NumberStart(_) => concat!(
+                        "SELECT ",
+                        contact_columns!(),
+                        " FROM contacts WHERE campaign_id = ? AND phone >= ? AND phone < ? ORDER BY phone LIMIT ?"
+                    ),
+                    ContactSearch::NameStart(_) => concat!(
+                        "SELECT ",
+                        contact_columns!(),
+                        " FROM contacts WHERE campaign_id = ? AND name >= ? COLLATE NOCASE AND name < ? COLLATE NOCASE \
+                         ORDER BY name COLLATE NOCASE LIMIT ?"
+                    ),
+                };
+                all_rows(conn, sql, params![campaign_id, low, high, limit], |row| contact_from_row(row)).map(Some)
             })
             .await
     }
