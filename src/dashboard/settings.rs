@@ -8,6 +8,8 @@
 //! are shown once, on the page that answers their creation, which browsers are told not to keep.
 //! Times on these pages are the organization's, so they are shown in UTC and say so.
 
+mod integrations;
+
 use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
@@ -29,6 +31,8 @@ use crate::domain::validation::Field;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/agents", get(agents_page).post(create_agent))
+        .route("/integrations", get(integrations::list).post(integrations::create))
+        .route("/integrations/{id}", get(integrations::page).post(integrations::update))
         .route("/keys", get(keys_page).post(create_key))
         .route("/keys/{prefix}/revoke", post(revoke_key))
 }
