@@ -9,6 +9,7 @@
 //! Times on these pages are the organization's, so they are shown in UTC and say so.
 
 mod integrations;
+mod webhooks;
 
 use askama::Template;
 use axum::Router;
@@ -33,6 +34,11 @@ pub fn routes() -> Router<AppState> {
         .route("/agents", get(agents_page).post(create_agent))
         .route("/integrations", get(integrations::list).post(integrations::create))
         .route("/integrations/{id}", get(integrations::page).post(integrations::update))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/webhooks/{id}", get(webhooks::page))
+        .route("/webhooks/{id}/test", post(webhooks::send_test))
+        .route("/webhooks/{id}/delete", post(webhooks::delete))
+        .route("/webhooks/{id}/deliveries/{delivery_id}/retry", post(webhooks::retry))
         .route("/keys", get(keys_page).post(create_key))
         .route("/keys/{prefix}/revoke", post(revoke_key))
 }
