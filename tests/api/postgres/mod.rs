@@ -18,8 +18,12 @@ mod campaign_list;
 mod campaign_update;
 #[path = "../contacts.rs"]
 mod contacts;
+#[path = "../dashboard.rs"]
+mod dashboard;
 #[path = "../dashboard_settings.rs"]
 mod dashboard_settings;
+#[path = "../dashboard_store.rs"]
+mod dashboard_store;
 #[path = "../engine.rs"]
 mod engine;
 #[path = "../engine_cycles.rs"]
