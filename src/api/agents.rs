@@ -12,6 +12,7 @@ use super::extract::{JsonBody, Tenant};
 use super::idempotency::{Recording, Reply};
 use super::views::format_time;
 use crate::domain::agent::{Agent, AgentInput, parse_agent_name};
+use crate::store::{OrgId, ResponseRecorder};
 
 #[derive(Serialize, ToSchema)]
 pub struct AgentView {
@@ -50,8 +51,14 @@ pub async fn create_agent(
     recording: Recording,
     JsonBody(input): JsonBody<AgentInput>,
 ) -> ApiResult<Reply> {
-    let name = parse_agent_name(&input).map_err(|v| ApiError::violations(vec![v]))?;
-    recording.respond(created_reply, |record| app.store.create_agent(tenant.org_id, &name, app.clock.now(), record)).await
+    recording.respond(created_reply, |record| create(&app, tenant.org_id, &input, record)).await
+}
+
+/// Checks a new agent and stores it: the API's create and the dashboard's form both come here,
+/// so the rule lives once.
+pub(crate) async fn create(app: &AppState, org: OrgId, input: &AgentInput, record: Option<ResponseRecorder<Agent>>) -> ApiResult<Agent> {
+    let name = parse_agent_name(input).map_err(|v| ApiError::violations(vec![v]))?;
+    Ok(app.store.create_agent(org, &name, app.clock.now(), record).await?)
 }
 
 fn created_reply(agent: &Agent) -> Reply {

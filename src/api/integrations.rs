@@ -20,6 +20,7 @@ use crate::domain::integration::{
     parse_new_integration,
 };
 use crate::providers::keyring::KeyringError;
+use crate::store::{OrgId, ResponseRecorder};
 
 #[derive(Serialize, ToSchema)]
 pub struct IntegrationView {
@@ -76,7 +77,7 @@ impl IntegrationView {
             agent_id: integration.agent_id.to_string(),
             provider: integration.provider,
             config: integration.config.masked(),
-            callback_url: format!("{}/api/v1.0/integrations/{}/events", public_url.trim_end_matches('/'), integration.id),
+            callback_url: callback_url(public_url, &integration.id),
             health,
             created_at: format_time(integration.created_at),
             secret: show_secret.then(|| integration.secret.clone()),
@@ -121,20 +122,28 @@ pub async fn create_integration(
     recording: Recording,
     JsonBody(input): JsonBody<IntegrationInput>,
 ) -> ApiResult<Reply> {
-    let mut new = parse_new_integration(&input).map_err(ApiError::violations)?;
-    if app.store.get_agent(tenant.org_id, new.agent_id).await?.is_none() {
+    let public_url = app.settings.public_url.clone();
+    recording
+        .respond(move |integration| created_reply(integration, &public_url), |record| create(&app, tenant.org_id, &input, record))
+        .await
+}
+
+/// Checks a new integration (its agent must be the organization's), seals its credentials and
+/// stores it: the API's create and the dashboard's form both come here.
+pub(crate) async fn create(
+    app: &AppState,
+    org: OrgId,
+    input: &IntegrationInput,
+    record: Option<ResponseRecorder<Integration>>,
+) -> ApiResult<Integration> {
+    let mut new = parse_new_integration(input).map_err(ApiError::violations)?;
+    if app.store.get_agent(org, new.agent_id).await?.is_none() {
         return Err(
             ApiError::new(StatusCode::NOT_FOUND, "AGENT_NOT_FOUND", format!("agent {} not found", new.agent_id)).with_field("agent_id")
         );
     }
-    new.config = sealed(&app, new.config)?;
-    let public_url = app.settings.public_url.clone();
-    recording
-        .respond(
-            move |integration| created_reply(integration, &public_url),
-            |record| app.store.create_integration(tenant.org_id, new, app.clock.now(), record),
-        )
-        .await
+    new.config = sealed(app, new.config)?;
+    Ok(app.store.create_integration(org, new, app.clock.now(), record).await?)
 }
 
 fn created_reply(integration: &Integration, public_url: &str) -> Reply {
@@ -159,15 +168,21 @@ pub async fn list_integrations(State(app): State<AppState>, tenant: Tenant) -> A
 #[utoipa::path(get, path = "/integrations/{id}", tag = "integrations", params(("id" = String, Path)),
     responses((status = 200, body = IntegrationResponse), (status = 404, body = ErrorBody)))]
 pub async fn get_integration(State(app): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<Json<IntegrationResponse>> {
-    let integration = find(&app, &tenant, &id).await?;
+    let integration = find(&app, tenant.org_id, &id).await?;
     Ok(Json(IntegrationResponse { success: true, integration: IntegrationView::new(&integration, false, &app.settings.public_url) }))
 }
 
-async fn find(app: &AppState, tenant: &Tenant, id: &str) -> ApiResult<Integration> {
+/// The organization's integration with this id; 404 when there is none (or `id` cannot be one).
+pub(crate) async fn find(app: &AppState, org: OrgId, id: &str) -> ApiResult<Integration> {
     if !is_integration_id(id) {
         return Err(ApiError::not_found("integration"));
     }
-    app.store.get_integration(tenant.org_id, id).await?.ok_or_else(|| ApiError::not_found("integration"))
+    app.store.get_integration(org, id).await?.ok_or_else(|| ApiError::not_found("integration"))
+}
+
+/// Where the provider posts its callbacks for this integration (PROVIDERS.md §1).
+pub fn callback_url(public_url: &str, id: &str) -> String {
+    format!("{}/api/v1.0/integrations/{id}/events", public_url.trim_end_matches('/'))
 }
 
 /// Replace an integration's config (a credential left out keeps its stored value, so a rotation
@@ -181,15 +196,20 @@ pub async fn update_integration(
     Path(id): Path<String>,
     JsonBody(patch): JsonBody<IntegrationPatch>,
 ) -> ApiResult<Json<IntegrationResponse>> {
-    let current = find(&app, &tenant, &id).await?;
-    let config = match parse_integration_patch(&current, &patch) {
-        Ok(Some(config)) => sealed(&app, config)?,
+    let integration = update(&app, tenant.org_id, &id, &patch).await?;
+    Ok(Json(IntegrationResponse { success: true, integration: IntegrationView::new(&integration, false, &app.settings.public_url) }))
+}
+
+/// Applies a PATCH (PROVIDERS.md §1): the API's and the dashboard's edit both come here.
+pub(crate) async fn update(app: &AppState, org: OrgId, id: &str, patch: &IntegrationPatch) -> ApiResult<Integration> {
+    let current = find(app, org, id).await?;
+    let config = match parse_integration_patch(&current, patch) {
+        Ok(Some(config)) => sealed(app, config)?,
         Ok(None) => current.config.clone(),
         Err(PatchRefusal::Immutable(field)) => {
             return Err(ApiError::new(StatusCode::BAD_REQUEST, "IMMUTABLE_FIELD", format!("{field} cannot be changed")).with_field(field));
         }
         Err(PatchRefusal::Invalid(violations)) => return Err(ApiError::violations(violations)),
     };
-    let integration = app.store.update_integration(tenant.org_id, &id, config).await?.ok_or_else(|| ApiError::not_found("integration"))?;
-    Ok(Json(IntegrationResponse { success: true, integration: IntegrationView::new(&integration, false, &app.settings.public_url) }))
+    app.store.update_integration(org, id, config).await?.ok_or_else(|| ApiError::not_found("integration"))
 }

@@ -21,7 +21,7 @@ use crate::domain::webhook::{
     DeliveryStatus, EventType, Webhook, WebhookFilters, WebhookInput, delivery_public_id, is_webhook_id, parse_delivery_id,
     parse_new_webhook, parse_webhook_change,
 };
-use crate::store::{Delivery, RetryOutcome};
+use crate::store::{Delivery, DeliveryPage, OrgId, ResponseRecorder, RetryOutcome};
 use crate::webhooks::payload;
 
 #[derive(Serialize, ToSchema)]
@@ -159,9 +159,19 @@ pub async fn create_webhook(
     recording: Recording,
     JsonBody(input): JsonBody<WebhookInput>,
 ) -> ApiResult<Reply> {
-    let new = parse_new_webhook(&input, app.settings.webhooks.allow_private).map_err(ApiError::violations)?;
-    let webhook = new.create(app.clock.now());
-    recording.respond(created_reply, |record| app.webhooks.create_webhook(tenant.org_id, webhook, record)).await
+    recording.respond(created_reply, |record| create(&app, tenant.org_id, &input, record)).await
+}
+
+/// Checks a new subscription and stores it with a new secret: the API's create and the
+/// dashboard's form both come here.
+pub(crate) async fn create(
+    app: &AppState,
+    org: OrgId,
+    input: &WebhookInput,
+    record: Option<ResponseRecorder<Webhook>>,
+) -> ApiResult<Webhook> {
+    let new = parse_new_webhook(input, app.settings.webhooks.allow_private).map_err(ApiError::violations)?;
+    Ok(app.webhooks.create_webhook(org, new.create(app.clock.now()), record).await?)
 }
 
 fn created_reply(webhook: &Webhook) -> Reply {
@@ -188,8 +198,13 @@ pub async fn list_webhooks(State(app): State<AppState>, tenant: Tenant, query: Q
 #[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
     responses((status = 200, body = WebhookResponse), (status = 404, body = ErrorBody)))]
 pub async fn get_webhook(State(app): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<Json<WebhookResponse>> {
-    let webhook = app.webhooks.get_webhook(tenant.org_id, webhook_id(&id)?).await?.ok_or_else(not_found)?;
+    let webhook = find(&app, tenant.org_id, &id).await?;
     Ok(Json(WebhookResponse { success: true, webhook: WebhookView::new(&webhook, false) }))
+}
+
+/// The organization's subscription with this id; 404 when there is none.
+pub(crate) async fn find(app: &AppState, org: OrgId, id: &str) -> ApiResult<Webhook> {
+    app.webhooks.get_webhook(org, webhook_id(id)?).await?.ok_or_else(not_found)
 }
 
 /// Change a subscription's `url`, `events`, `filters`, `description` or `enabled`.
@@ -211,7 +226,12 @@ pub async fn update_webhook(
 #[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
 pub async fn delete_webhook(State(app): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    if app.webhooks.delete_webhook(tenant.org_id, webhook_id(&id)?).await? { Ok(StatusCode::NO_CONTENT) } else { Err(not_found()) }
+    delete(&app, tenant.org_id, &id).await.map(|()| StatusCode::NO_CONTENT)
+}
+
+/// Deletes a subscription (its pending deliveries are dropped); 404 when there is none.
+pub(crate) async fn delete(app: &AppState, org: OrgId, id: &str) -> ApiResult<()> {
+    if app.webhooks.delete_webhook(org, webhook_id(id)?).await? { Ok(()) } else { Err(not_found()) }
 }
 
 /// Give a subscription a new secret: events created from now on are signed with it.
@@ -236,8 +256,18 @@ fn rotated_reply(webhook: &Option<Webhook>) -> Reply {
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe (§7)")),
     responses((status = 200, body = TestEventResponse), (status = 404, body = ErrorBody)))]
 pub async fn test_webhook(State(app): State<AppState>, tenant: Tenant, recording: Recording, Path(id): Path<String>) -> ApiResult<Reply> {
-    let id = webhook_id(&id)?;
-    recording.respond(tested_reply, |record| app.webhooks.queue_test_event(tenant.org_id, id, app.clock.now(), record)).await
+    recording.respond(tested_reply, |record| send_test(&app, tenant.org_id, &id, record)).await
+}
+
+/// Queues a `webhook.test` event to this subscription only: its event id, `None` when there is
+/// no such subscription (the reply, recorded with an Idempotency-Key, is then the 404).
+pub(crate) async fn send_test(
+    app: &AppState,
+    org: OrgId,
+    id: &str,
+    record: Option<ResponseRecorder<Option<String>>>,
+) -> ApiResult<Option<String>> {
+    Ok(app.webhooks.queue_test_event(org, webhook_id(id)?, app.clock.now(), record).await?)
 }
 
 fn tested_reply(event_id: &Option<String>) -> Reply {
@@ -258,7 +288,7 @@ pub async fn list_deliveries(
     Path(id): Path<String>,
     query: QueryParams,
 ) -> ApiResult<Json<DeliveryListResponse>> {
-    let id = webhook_id(&id)?;
+    webhook_id(&id)?;
     query.check(&["status", "pageSize", "pageIndex"])?;
     let status = match query.get("status") {
         None => None,
@@ -268,13 +298,25 @@ pub async fn list_deliveries(
         ),
     };
     let (page_size, page_index) = parse_offset_paging(&query)?;
-    let page = app.webhooks.list_deliveries(tenant.org_id, id, status, page_size, page_index).await?.ok_or_else(not_found)?;
+    let page = deliveries(&app, tenant.org_id, &id, status, page_size, page_index).await?;
     Ok(Json(DeliveryListResponse {
         success: true,
         total_count: page.total_count,
         deliveries: page.deliveries.into_iter().map(DeliveryView::from).collect(),
         pagination: PagePosition::new(page.total_count, page_size, page_index),
     }))
+}
+
+/// A page of a subscription's deliveries, newest first; 404 when there is no such subscription.
+pub(crate) async fn deliveries(
+    app: &AppState,
+    org: OrgId,
+    id: &str,
+    status: Option<DeliveryStatus>,
+    page_size: u32,
+    page_index: u32,
+) -> ApiResult<DeliveryPage> {
+    app.webhooks.list_deliveries(org, webhook_id(id)?, status, page_size, page_index).await?.ok_or_else(not_found)
 }
 
 /// Send a failed delivery again at once: one more attempt, same `event_id`.
@@ -288,9 +330,21 @@ pub async fn retry_delivery(
     recording: Recording,
     Path((id, delivery_id)): Path<(String, String)>,
 ) -> ApiResult<Reply> {
-    let id = webhook_id(&id)?;
-    let delivery_id = parse_delivery_id(&delivery_id).ok_or_else(delivery_not_found)?;
-    recording.respond(retried_reply, |record| app.webhooks.retry_delivery(tenant.org_id, id, delivery_id, app.clock.now(), record)).await
+    recording.respond(retried_reply, |record| retry(&app, tenant.org_id, &id, &delivery_id, record)).await
+}
+
+/// Makes a failed delivery due at once for one more attempt: the outcome, which
+/// [`retry_refusal`] turns into the API's error when it was not retried.
+pub(crate) async fn retry(
+    app: &AppState,
+    org: OrgId,
+    id: &str,
+    delivery_id: &str,
+    record: Option<ResponseRecorder<RetryOutcome>>,
+) -> ApiResult<RetryOutcome> {
+    let id = webhook_id(id)?;
+    let delivery_id = parse_delivery_id(delivery_id).ok_or_else(delivery_not_found)?;
+    Ok(app.webhooks.retry_delivery(org, id, delivery_id, app.clock.now(), record).await?)
 }
 
 fn delivery_not_found() -> ApiError {
@@ -298,14 +352,21 @@ fn delivery_not_found() -> ApiError {
 }
 
 fn retried_reply(outcome: &RetryOutcome) -> Reply {
+    match retry_refusal(outcome) {
+        None => Reply::json(StatusCode::ACCEPTED, &RetryResponse { success: true }),
+        Some(error) => error.into_reply(),
+    }
+}
+
+/// Why a delivery was not retried, as the API answers it; `None` when it was.
+pub(crate) fn retry_refusal(outcome: &RetryOutcome) -> Option<ApiError> {
     match outcome {
-        RetryOutcome::Retried => Reply::json(StatusCode::ACCEPTED, &RetryResponse { success: true }),
-        RetryOutcome::NotFailed(status) => ApiError::new(
+        RetryOutcome::Retried => None,
+        RetryOutcome::NotFailed(status) => Some(ApiError::new(
             StatusCode::CONFLICT,
             "INVALID_STATUS_TRANSITION",
             format!("only a failed delivery can be retried; this one is {}", status.as_str()),
-        )
-        .into_reply(),
-        RetryOutcome::NotFound => delivery_not_found().into_reply(),
+        )),
+        RetryOutcome::NotFound => Some(delivery_not_found()),
     }
 }

@@ -9,6 +9,7 @@ pub mod assets;
 pub mod campaigns;
 pub mod charts;
 pub mod session;
+pub mod settings;
 
 use askama::Template;
 use axum::Router;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/", get(|| async { Redirect::to("/campaigns") }))
         .route("/sign-out", post(sign_out))
         .merge(campaigns::routes())
+        .merge(settings::routes())
         .route_layer(middleware::from_fn_with_state(state, session::require_session));
     Router::new().route("/sign-in", get(sign_in_page).post(sign_in)).route("/assets/{name}", get(assets::serve)).merge(signed_in)
 }

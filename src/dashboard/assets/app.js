@@ -20,3 +20,9 @@ document.addEventListener("submit", function (event) {
   });
   request.send(new FormData(form));
 });
+
+// Forms with `data-confirm` (revoke a key, delete a webhook) ask first.
+document.addEventListener("submit", function (event) {
+  var message = event.target.getAttribute("data-confirm");
+  if (message && !window.confirm(message)) event.preventDefault();
+});
