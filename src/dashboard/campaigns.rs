@@ -19,7 +19,7 @@ use crate::api::error::ApiError;
 use crate::domain::attempt::Speaker;
 use crate::domain::campaign::{Campaign, CampaignStatus, Channel, ContactStatus, CycleMode, LifecycleAction};
 use crate::domain::timezone::TimeZone;
-use crate::store::{AttemptQuery, CampaignFilter, Modified, PageDirection, Refusal};
+use crate::store::{AttemptQuery, CampaignFilter, ContactPage, ContactSearch, Modified, PageDirection, Refusal};
 
 const PAGE_SIZE: u32 = 25;
 /// How far back the attempts-per-hour chart looks.
@@ -162,6 +162,8 @@ pub fn channel_label(channel: Channel) -> &'static str {
 #[derive(Deserialize, Default)]
 struct PageQuery {
     contacts_status: Option<String>,
+    /// A number's or a name's beginning (see `ContactSearch::parse`).
+    contacts_q: Option<String>,
     contacts_page: Option<u32>,
     attempts_page: Option<u32>,
 }
@@ -308,6 +310,8 @@ struct CampaignPage {
     zone: String,
     contact_statuses: [ContactStatus; 12],
     contacts_status: String,
+    contacts_q: String,
+    searching: bool,
     contacts: Vec<ContactRow>,
     contacts_total: i64,
     contacts_page: u32,
@@ -359,11 +363,23 @@ async fn page(
     // Pages count from 1 here, from 0 in the store; as deep as the API pages.
     let page_of = |asked: Option<u32>| asked.unwrap_or(1).clamp(1, MAX_PAGE_INDEX + 1);
     let (contacts_page, attempts_page) = (page_of(query.contacts_page), page_of(query.attempts_page));
-    let contacts = app
-        .store
-        .list_contacts(session.org_id, campaign.id, contacts_status, PAGE_SIZE, contacts_page - 1)
-        .await?
-        .ok_or(DashError::NotFound("campaign"))?;
+    let search = query.contacts_q.as_deref().and_then(ContactSearch::parse);
+    let contacts = match &search {
+        // A search shows its first page of matches; typing more narrows it.
+        Some(search) => {
+            let found = app
+                .dashboard
+                .search_contacts(session.org_id, campaign.id, search, PAGE_SIZE)
+                .await?
+                .ok_or(DashError::NotFound("campaign"))?;
+            ContactPage { total_count: i64::try_from(found.len()).unwrap_or(0), contacts: found, timezone: zone.clone() }
+        }
+        None => app
+            .store
+            .list_contacts(session.org_id, campaign.id, contacts_status, PAGE_SIZE, contacts_page - 1)
+            .await?
+            .ok_or(DashError::NotFound("campaign"))?,
+    };
     let attempt_query = AttemptQuery {
         channel: Some(campaign.integration.channel),
         status: None,
@@ -468,6 +484,8 @@ async fn page(
         zone: zone.name().to_owned(),
         contact_statuses: ContactStatus::ALL,
         contacts_status: contacts_status.map_or(String::new(), |s| s.as_str().to_owned()),
+        contacts_q: query.contacts_q.clone().unwrap_or_default(),
+        searching: search.is_some(),
         contacts: contact_rows,
         contacts_total: contacts.total_count,
         contacts_page,

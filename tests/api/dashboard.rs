@@ -254,3 +254,38 @@ async fn assets_are_served_under_content_hashes_and_cached_for_good() {
     let stale = app.client.get(app.url("/assets/app.00000000.css")).send().await.expect("asset");
     assert_eq!(stale.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn contacts_are_found_by_the_beginning_of_their_number_or_name() {
+    let Some(app) = TestApp::spawn().await else { return };
+    let setup = app.setup().await;
+    let id = app.create_campaign(setup.phone(json!({}))).await["id"].as_i64().expect("id");
+    let contacts = json!({ "contacts": [
+        { "contact": "+525511110001", "name": "Ana María" },
+        { "contact": "+525511110002", "name": "anabel" },
+        { "contact": "+525522220003", "name": "Luis" },
+        { "contact": "+14155550100", "name": "Ann" },
+    ]});
+    let (status, _) = app.post(&format!("/campaigns/{id}/contacts"), contacts).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let browser = Browser::signed_in(&app.base, &app.key).await;
+    let search = |q: &str| format!("/campaigns/{id}?contacts_q={}", url_encode(q));
+    let page = browser.get(&search("+52 55 1111")).await;
+    page.shows("2 matches").shows("+525511110001").shows("+525511110002");
+    assert!(!page.body.contains("+525522220003"));
+    // Digits without the +, and separators, are a number too.
+    browser.get(&search("1 (415) 555")).await.shows("1 match;").shows("+14155550100");
+    // A name's beginning, ignoring case: "ana" is Ana María and anabel, not Ann.
+    let page = browser.get(&search("ANA")).await;
+    page.shows("2 matches").shows("Ana María").shows("anabel");
+    assert!(!page.body.contains(">Ann<"));
+    browser.get(&search("zz")).await.shows("0 matches");
+    // An empty search is the plain list.
+    browser.get(&search("  ")).await.shows("4 contacts");
+    let other = Browser::signed_in(&app.base, &app.new_key("other").await).await;
+    assert_eq!(other.get(&search("ana")).await.status, StatusCode::NOT_FOUND);
+}
+
+fn url_encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
