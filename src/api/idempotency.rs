@@ -241,11 +241,13 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Recording {
 }
 
 impl Recording {
-    /// Runs `write` (a store call given the recorder) and answers with `render` of its outcome.
-    pub async fn respond<T, W, R>(self, render: R, write: impl FnOnce(Option<ResponseRecorder<T>>) -> W) -> Result<Reply, ApiError>
+    /// Runs `write` (a store call given the recorder, or checks that end in one) and answers with
+    /// `render` of its outcome.
+    pub async fn respond<T, E, W, R>(self, render: R, write: impl FnOnce(Option<ResponseRecorder<T>>) -> W) -> Result<Reply, ApiError>
     where
         T: 'static,
-        W: std::future::Future<Output = Result<T, StoreError>>,
+        ApiError: From<E>,
+        W: std::future::Future<Output = Result<T, E>>,
         R: Fn(&T) -> Reply + Clone + Send + 'static,
     {
         let outcome = write(self.recorder(render.clone())).await?;
