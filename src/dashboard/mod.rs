@@ -9,6 +9,7 @@ pub mod assets;
 pub mod campaign_forms;
 pub mod campaigns;
 pub mod charts;
+pub mod contacts_csv;
 pub mod session;
 
 use askama::Template;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/sign-out", post(sign_out))
         .merge(campaigns::routes())
         .merge(campaign_forms::routes())
+        .merge(contacts_csv::routes())
         .route_layer(middleware::from_fn_with_state(state, session::require_session));
     Router::new().route("/sign-in", get(sign_in_page).post(sign_in)).route("/assets/{name}", get(assets::serve)).merge(signed_in)
 }
