@@ -18,6 +18,8 @@ mod campaign_list;
 mod campaign_update;
 #[path = "../contacts.rs"]
 mod contacts;
+#[path = "../dashboard_campaigns.rs"]
+mod dashboard_campaigns;
 #[path = "../engine.rs"]
 mod engine;
 #[path = "../engine_cycles.rs"]
