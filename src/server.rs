@@ -60,7 +60,7 @@ pub async fn serve(
     served
 }
 
-/// How often expired idempotency keys and idle rate-limit buckets are cleared.
+/// How often expired idempotency keys, dashboard sessions and idle rate-limit buckets are cleared.
 const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Periodic housekeeping; the clock decides what has expired, the interval only when to look.
@@ -74,6 +74,15 @@ async fn maintain(state: AppState) {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired idempotency keys removed"),
             Err(err) => tracing::warn!(error = %err, "could not remove expired idempotency keys"),
+        }
+        let (idle_before, created_before) = (
+            now.checked_sub(crate::dashboard::session::IDLE).unwrap_or(now),
+            now.checked_sub(crate::dashboard::session::LONGEST).unwrap_or(now),
+        );
+        match state.dashboard.purge_sessions(idle_before, created_before).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired dashboard sessions removed"),
+            Err(err) => tracing::warn!(error = %err, "could not remove expired dashboard sessions"),
         }
         if let Some(limiter) = &state.rate_limiter {
             limiter.forget_idle_keys().await;

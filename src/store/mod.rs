@@ -8,7 +8,6 @@
 //! [`Health`]. Each consumer
 //! holds only its part; [`Store`] is their sum, for the code that wires a process together.
 
-mod dashboard_stub;
 pub mod postgres;
 mod shared;
 pub mod sqlite;
@@ -481,8 +480,8 @@ pub trait DashboardStore: Send + Sync + 'static {
     async fn find_session(&self, id_hash: &str) -> StoreResult<Option<SessionRecord>>;
     async fn touch_session(&self, id_hash: &str, at: Timestamp) -> StoreResult<()>;
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
-    /// Removes sessions last seen before `idle_before` or created before `created_before`;
-    /// returns how many.
+    /// Removes sessions last seen before `idle_before` or created before `created_before`
+    /// (strictly: one at a bound is kept); returns how many.
     async fn purge_sessions(&self, idle_before: Timestamp, created_before: Timestamp) -> StoreResult<u64>;
     /// The organization's keys, newest first.
     async fn list_org_api_keys(&self, org: OrgId) -> StoreResult<Vec<ApiKeyInfo>>;

@@ -9,8 +9,8 @@ use jiff::Timestamp;
 use uuid::Uuid;
 
 use super::{
-    ApiKeyInfo, AttemptReport, Delivery, DeliveryOutcome, DueDelivery, EventHeader, EventSource, EventSubject, WebhookSummary, from_micros,
-    to_micros,
+    ApiKeyInfo, AttemptReport, Delivery, DeliveryOutcome, DueDelivery, EventHeader, EventSource, EventSubject, SessionRecord,
+    WebhookSummary, from_micros, to_micros,
 };
 use super::{
     Attempt, AttemptContact, CampaignCursor, CampaignFilter, Dispatch, DispatchContact, IdempotencyRecord, OrgId, PageDirection,
@@ -28,6 +28,9 @@ use crate::domain::timezone::TimeZone;
 use crate::domain::webhook::{self, DeliveryStatus, EventBody, EventType, NewEvent, Subscription, Webhook, envelope, format_occurred_at};
 
 pub(crate) const MINUTES_PER_DAY: i64 = 24 * 60;
+/// How far back the per-minute start counts (`campaign_starts`) are kept: the daily cap sums only
+/// the last [`MINUTES_PER_DAY`], but the dashboard's attempts-per-hour chart reads a week of them.
+pub(crate) const START_COUNTS_KEPT_MINUTES: i64 = 7 * MINUTES_PER_DAY;
 
 pub(crate) fn parse_uuid(text: &str) -> StoreResult<Uuid> {
     Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("bad uuid {text:?}: {e}")))
@@ -513,6 +516,14 @@ pub(crate) fn minute_of(at: Timestamp) -> i64 {
     at.as_second().div_euclid(60)
 }
 
+/// An hour of attempts started, read as `hour` (a [`minute_of`] divided by 60) and `count`: the
+/// hour's first instant and its count.
+pub(crate) fn hour_count_from_row(row: &impl StoredRow) -> StoreResult<(Timestamp, i64)> {
+    let hour = row.int("hour")?;
+    let start = hour.checked_mul(3600).ok_or_else(|| StoreError::Corrupt(format!("bad hour {hour}")))?;
+    Ok((from_seconds(start)?, row.int("count")?))
+}
+
 /// First byte of a packed response body. A body that starts with any other byte is stored as it
 /// is: every body stored before packing existed is JSON, and JSON text never starts with NUL.
 const PACKED: u8 = 0;
@@ -582,6 +593,16 @@ fn unpack_body(stored: Vec<u8>) -> StoreResult<Vec<u8>> {
     }
 }
 
+/// `SELECT` of the columns [`api_key_info_from_row`] reads, from `api_keys k` and their
+/// organizations `o`: every list of keys, the operator's and an organization's own.
+macro_rules! select_api_key_infos {
+    () => {
+        "SELECT k.prefix, o.name, o.public_id, k.created_at, k.last_used_at, k.revoked_at FROM api_keys k \
+         JOIN organizations o ON o.id = k.org_id"
+    };
+}
+pub(crate) use select_api_key_infos;
+
 /// A key as `outbound keys list` shows it, read as `prefix`, `name` (the organization's),
 /// `public_id`, `created_at`, `last_used_at` and `revoked_at`.
 pub(crate) fn api_key_info_from_row(row: &impl StoredRow) -> StoreResult<ApiKeyInfo> {
@@ -592,6 +613,19 @@ pub(crate) fn api_key_info_from_row(row: &impl StoredRow) -> StoreResult<ApiKeyI
         created_at: from_seconds(row.int("created_at")?)?,
         last_used_at: opt_seconds(row, "last_used_at")?,
         revoked_at: opt_seconds(row, "revoked_at")?,
+    })
+}
+
+/// A dashboard session, read as `org_id`, `name` (the organization's), `key_id`, `created_at`,
+/// `last_seen_at` and `key_revoked`.
+pub(crate) fn session_from_row(row: &impl StoredRow) -> StoreResult<SessionRecord> {
+    Ok(SessionRecord {
+        org_id: row.int("org_id")?,
+        organization: row.text("name")?,
+        key_id: row.int("key_id")?,
+        created_at: from_seconds(row.int("created_at")?)?,
+        last_seen_at: from_seconds(row.int("last_seen_at")?)?,
+        key_revoked: row.flag("key_revoked")?,
     })
 }
 

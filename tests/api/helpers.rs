@@ -612,6 +612,10 @@ impl Browser {
         self.send(self.client.get(format!("{}{path}", self.base))).await
     }
 
+    pub async fn send_with_header(&self, path: &str, name: &str, value: &str) -> Page {
+        self.send(self.client.get(format!("{}{path}", self.base)).header(name, value)).await
+    }
+
     /// Posts a form as a browser does, with the session's CSRF token added when there is one.
     pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         let mut fields: Vec<(&str, &str)> = fields.to_vec();

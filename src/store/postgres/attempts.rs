@@ -12,9 +12,9 @@ use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::super::shared::{
-    ATTEMPT_COLUMNS, MINUTES_PER_DAY, SETTINGS_RETRIES, attempt_from_row, attempt_state_from_row, contact_state_from_row,
-    dispatch_contact_columns, dispatch_from_row, minute_of, parse_campaign_status, parse_channel, running_from_row, sql_list,
-    waiting_from_row,
+    ATTEMPT_COLUMNS, MINUTES_PER_DAY, SETTINGS_RETRIES, START_COUNTS_KEPT_MINUTES, attempt_from_row, attempt_state_from_row,
+    contact_state_from_row, dispatch_contact_columns, dispatch_from_row, minute_of, parse_campaign_status, parse_channel, running_from_row,
+    sql_list, waiting_from_row,
 };
 use super::super::{
     AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, OrgId, RunningCampaign, StoreResult, to_millis,
@@ -210,11 +210,12 @@ pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest)
     .bind(taken)
     .execute(&mut *conn)
     .await?;
-    // Minutes older than a day no longer count; clear them out now and then.
+    // Minutes are kept a week, for the dashboard's attempts-per-hour chart (the daily cap reads
+    // only the last day of them); older ones are cleared out now and then.
     if minute % 10 == 0 {
         sqlx::query("DELETE FROM campaign_starts WHERE campaign_id = $1 AND minute < $2")
             .bind(claim.campaign_id)
-            .bind(minute - MINUTES_PER_DAY)
+            .bind(minute - START_COUNTS_KEPT_MINUTES)
             .execute(&mut *conn)
             .await?;
     }

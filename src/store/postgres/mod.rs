@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::shared::{
     CampaignPaging, Neighbours, SqlValue, StoredRow, agent_from_row, api_key_info_from_row, campaign_conditions, campaign_from_row,
-    config_json, idempotency_record, integration_from_row, integration_ref, opt_to_seconds, pack_body,
+    config_json, idempotency_record, integration_from_row, integration_ref, opt_to_seconds, pack_body, select_api_key_infos,
 };
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, AttemptPage, AttemptQuery, BatchItem, CampaignChange, CampaignCursor, CampaignFilter,
@@ -36,6 +36,7 @@ use crate::metrics;
 
 mod attempts;
 mod contacts;
+mod dashboard;
 mod webhooks;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -185,25 +186,17 @@ impl KeyAdmin for PostgresStore {
     }
 
     async fn list_api_keys(&self, organization: Option<&str>) -> StoreResult<Vec<ApiKeyInfo>> {
-        let rows = sqlx::query(
-            "SELECT k.prefix, o.name, o.public_id, k.created_at, k.last_used_at, k.revoked_at FROM api_keys k \
-             JOIN organizations o ON o.id = k.org_id WHERE $1::text IS NULL OR o.name = $1 ORDER BY o.name, k.created_at, k.id",
-        )
-        .bind(organization)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query(concat!(select_api_key_infos!(), " WHERE $1::text IS NULL OR o.name = $1 ORDER BY o.name, k.created_at, k.id"))
+                .bind(organization)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(api_key_info_from_row).collect()
     }
 
     async fn revoke_api_key(&self, prefix: &str, at: Timestamp) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE prefix = $1)").bind(prefix).fetch_one(&mut *tx).await?;
-        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE prefix = $2 AND revoked_at IS NULL")
-            .bind(to_seconds(at))
-            .bind(prefix)
-            .execute(&mut *tx)
-            .await?;
+        let exists = revoke_key(&mut tx, None, prefix, at).await?;
         tx.commit().await?;
         Ok(exists)
     }
@@ -734,6 +727,7 @@ async fn insert_record(conn: &mut PgConnection, claim: &IdempotencyClaim, respon
     Ok(())
 }
 
+/// Creates the organization when it is new, then the key.
 async fn insert_key(conn: &mut PgConnection, organization: &str, prefix: &str, hash: &str, at: Timestamp) -> StoreResult<()> {
     sqlx::query("INSERT INTO organizations (name, created_at, public_id) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
         .bind(organization)
@@ -741,12 +735,37 @@ async fn insert_key(conn: &mut PgConnection, organization: &str, prefix: &str, h
         .bind(new_project_id())
         .execute(&mut *conn)
         .await?;
-    sqlx::query("INSERT INTO api_keys (org_id, prefix, key_hash, created_at) SELECT id, $1, $2, $3 FROM organizations WHERE name = $4")
+    let org: OrgId = sqlx::query_scalar("SELECT id FROM organizations WHERE name = $1").bind(organization).fetch_one(&mut *conn).await?;
+    insert_org_key(conn, org, prefix, hash, at).await
+}
+
+/// Stores a key of an existing organization: its prefix and hash, never the key itself. The
+/// operator's CLI and the dashboard both create keys through here.
+async fn insert_org_key(conn: &mut PgConnection, org: OrgId, prefix: &str, hash: &str, at: Timestamp) -> StoreResult<()> {
+    sqlx::query("INSERT INTO api_keys (org_id, prefix, key_hash, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(org)
         .bind(prefix)
         .bind(hash)
         .bind(to_seconds(at))
-        .bind(organization)
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// Revokes the key with this prefix (only `org`'s, when given); a key revoked already keeps its
+/// first revocation's time. False when there is no such key.
+async fn revoke_key(conn: &mut PgConnection, org: Option<OrgId>, prefix: &str, at: Timestamp) -> StoreResult<bool> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE prefix = $1 AND ($2::bigint IS NULL OR org_id = $2))")
+            .bind(prefix)
+            .bind(org)
+            .fetch_one(&mut *conn)
+            .await?;
+    sqlx::query("UPDATE api_keys SET revoked_at = $3 WHERE prefix = $1 AND ($2::bigint IS NULL OR org_id = $2) AND revoked_at IS NULL")
+        .bind(prefix)
+        .bind(org)
+        .bind(to_seconds(at))
+        .execute(&mut *conn)
+        .await?;
+    Ok(exists)
 }

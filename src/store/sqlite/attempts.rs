@@ -15,9 +15,9 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, params, params_from_iter};
 
 use super::super::shared::{
-    ATTEMPT_COLUMNS, MINUTES_PER_DAY, SETTINGS_RETRIES, StoredRow, attempt_from_row, attempt_state_from_row, contact_state_from_row,
-    dispatch_contact_columns, dispatch_contact_from_row, dispatch_from_row, minute_of, parse_campaign_status, parse_channel,
-    running_from_row, sql_list, waiting_from_row,
+    ATTEMPT_COLUMNS, MINUTES_PER_DAY, SETTINGS_RETRIES, START_COUNTS_KEPT_MINUTES, StoredRow, attempt_from_row, attempt_state_from_row,
+    contact_state_from_row, dispatch_contact_columns, dispatch_contact_from_row, dispatch_from_row, minute_of, parse_campaign_status,
+    parse_channel, running_from_row, sql_list, waiting_from_row,
 };
 use super::super::{
     AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, OrgId, RunningCampaign, StoreResult, to_millis,
@@ -188,10 +188,11 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
          ON CONFLICT (campaign_id, minute) DO UPDATE SET count = count + excluded.count",
     )?
     .execute(params![claim.campaign_id, minute, taken])?;
-    // Minutes older than a day no longer count; clear them out now and then.
+    // Minutes are kept a week, for the dashboard's attempts-per-hour chart (the daily cap reads
+    // only the last day of them); older ones are cleared out now and then.
     if minute % 10 == 0 {
         conn.prepare_cached("DELETE FROM campaign_starts WHERE campaign_id = ? AND minute < ?")?
-            .execute(params![claim.campaign_id, minute - MINUTES_PER_DAY])?;
+            .execute(params![claim.campaign_id, minute - START_COUNTS_KEPT_MINUTES])?;
     }
     Ok(claimed)
 }

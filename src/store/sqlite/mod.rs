@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::shared::{
     CampaignPaging, Neighbours, SqlValue, StoredRow, agent_from_row, api_key_info_from_row, campaign_conditions, campaign_from_row,
-    config_json, idempotency_record, integration_from_row, integration_ref, opt_to_seconds,
+    config_json, idempotency_record, integration_from_row, integration_ref, opt_to_seconds, select_api_key_infos,
 };
 use super::{
     AddContactsOutcome, ApiKeyInfo, ApiKeyRecord, BatchItem, CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, ContactLookup,
@@ -41,6 +41,7 @@ use crate::metrics;
 
 mod attempts;
 mod contacts;
+mod dashboard;
 mod reads;
 mod webhooks;
 mod writer;
@@ -55,6 +56,7 @@ const MIGRATION_STEPS: &[M<'static>] = &[
     M::up(include_str!("../../../migrations/sqlite/0006_attempt_media.sql")),
     M::up(include_str!("../../../migrations/sqlite/0007_webhooks.sql")),
     M::up(include_str!("../../../migrations/sqlite/0008_providers.sql")),
+    M::up(include_str!("../../../migrations/sqlite/0009_dashboard.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_STEPS);
 
@@ -280,8 +282,7 @@ impl KeyAdmin for SqliteStore {
             .read(move |conn| {
                 all_rows(
                     conn,
-                    "SELECT k.prefix, o.name, o.public_id, k.created_at, k.last_used_at, k.revoked_at FROM api_keys k \
-                     JOIN organizations o ON o.id = k.org_id WHERE ?1 IS NULL OR o.name = ?1 ORDER BY o.name, k.created_at, k.id",
+                    concat!(select_api_key_infos!(), " WHERE ?1 IS NULL OR o.name = ?1 ORDER BY o.name, k.created_at, k.id"),
                     [organization],
                     |row| api_key_info_from_row(row),
                 )
@@ -291,13 +292,7 @@ impl KeyAdmin for SqliteStore {
 
     async fn revoke_api_key(&self, prefix: &str, at: Timestamp) -> StoreResult<bool> {
         let prefix = prefix.to_owned();
-        self.write(move |conn| {
-            let exists = conn.prepare_cached("SELECT 1 FROM api_keys WHERE prefix = ?")?.exists([&prefix])?;
-            conn.prepare_cached("UPDATE api_keys SET revoked_at = ? WHERE prefix = ? AND revoked_at IS NULL")?
-                .execute(params![to_seconds(at), prefix])?;
-            Ok(exists)
-        })
-        .await
+        self.write(move |conn| revoke_key(conn, None, &prefix, at)).await
     }
 }
 
@@ -701,11 +696,30 @@ fn reload_campaign(conn: &Connection, campaign: Campaign) -> StoreResult<Campaig
 fn insert_key(conn: &Connection, organization: &str, prefix: &str, hash: &str, at: Timestamp) -> StoreResult<()> {
     conn.prepare_cached("INSERT INTO organizations (name, created_at, public_id) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")?
         .execute(params![organization, to_seconds(at), new_project_id()])?;
-    conn.prepare_cached(
-        "INSERT INTO api_keys (org_id, prefix, key_hash, created_at) SELECT id, ?, ?, ? FROM organizations WHERE name = ?",
-    )?
-    .execute(params![prefix, hash, to_seconds(at), organization])?;
+    let org = conn.prepare_cached("SELECT id FROM organizations WHERE name = ?")?.query_row([organization], |row| row.get(0))?;
+    insert_org_key(conn, org, prefix, hash, at)
+}
+
+/// Stores a key of an existing organization: its prefix and hash, never the key itself. The
+/// operator's CLI and the dashboard both create keys through here.
+fn insert_org_key(conn: &Connection, org: OrgId, prefix: &str, hash: &str, at: Timestamp) -> StoreResult<()> {
+    conn.prepare_cached("INSERT INTO api_keys (org_id, prefix, key_hash, created_at) VALUES (?, ?, ?, ?)")?.execute(params![
+        org,
+        prefix,
+        hash,
+        to_seconds(at)
+    ])?;
     Ok(())
+}
+
+/// Revokes the key with this prefix (only `org`'s, when given); a key revoked already keeps its
+/// first revocation's time. False when there is no such key.
+fn revoke_key(conn: &Connection, org: Option<OrgId>, prefix: &str, at: Timestamp) -> StoreResult<bool> {
+    let exists =
+        conn.prepare_cached("SELECT 1 FROM api_keys WHERE prefix = ?1 AND (?2 IS NULL OR org_id = ?2)")?.exists(params![prefix, org])?;
+    conn.prepare_cached("UPDATE api_keys SET revoked_at = ?3 WHERE prefix = ?1 AND (?2 IS NULL OR org_id = ?2) AND revoked_at IS NULL")?
+        .execute(params![prefix, org, to_seconds(at)])?;
+    Ok(exists)
 }
 
 #[cfg(test)]

@@ -18,8 +18,15 @@ mod campaign_list;
 mod campaign_update;
 #[path = "../contacts.rs"]
 mod contacts;
+#[path = "../dashboard.rs"]
+mod dashboard;
+// One browser run is enough: it tests pages, not the store.
+#[path = "../dashboard_browser.rs"]
+mod dashboard_browser;
 #[path = "../dashboard_campaigns.rs"]
 mod dashboard_campaigns;
+#[path = "../dashboard_store.rs"]
+mod dashboard_store;
 #[path = "../engine.rs"]
 mod engine;
 #[path = "../engine_cycles.rs"]
