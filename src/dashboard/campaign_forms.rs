@@ -509,8 +509,14 @@ async fn form_page(
         None => (app.store.list_agents(session.org_id).await?, app.store.list_integrations(session.org_id).await?),
         Some(_) => (Vec::new(), Vec::new()),
     };
-    let chosen_agent = fields.text("agent_id");
-    let chosen_integration = fields.text("integration_id");
+    // A new form starts on the first integration and its agent, so that with one of each a
+    // campaign needs only its name; a submitted form keeps what was chosen.
+    let (chosen_agent, chosen_integration) = if campaign.is_none() && !fields.checked("agent_id") {
+        integrations.first().map(|i| (i.agent_id.to_string(), i.id.clone())).unwrap_or_default()
+    } else {
+        (fields.text("agent_id").to_owned(), fields.text("integration_id").to_owned())
+    };
+    let (chosen_agent, chosen_integration) = (chosen_agent.as_str(), chosen_integration.as_str());
     let agent_names: std::collections::HashMap<String, String> = agents.iter().map(|a| (a.id.to_string(), a.name.clone())).collect();
     let channel = campaign.map(|c| c.integration.channel);
     let cycles = campaign.map(|c| &c.settings.cycles);

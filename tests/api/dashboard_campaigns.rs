@@ -198,8 +198,9 @@ async fn the_new_campaign_form_labels_every_field() {
     // Times and dates use the browser's pickers; the agent and integrations of the organization are offered.
     assert_eq!(page.body.matches("type=\"time\"").count(), 28);
     assert_eq!(page.body.matches("type=\"date\"").count(), 2);
-    page.shows(&format!("<option value=\"{}\"", setup.agent))
-        .shows(&format!("<option value=\"{}\" data-channel=\"phone_call\"", setup.phone));
+    // The first integration and its agent are chosen to begin with.
+    page.shows(&format!("<option value=\"{}\" selected>", setup.agent));
+    page.shows(&format!("<option value=\"{}\" data-channel=\"phone_call\" data-agent=\"{}\" selected>", setup.phone, setup.agent));
     page.shows(&format!("<option value=\"{}\" data-channel=\"whatsapp\"", setup.whatsapp)).shows("<option value=\"America/Mexico_City\">");
     for status in ["queue", "voicemail", "converted"] {
         page.shows(&format!("value=\"{status}\""));
