@@ -353,10 +353,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             } else {
                 let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
                 let address = listener.local_addr()?;
-                println!("outbound listening on http://{address}");
+                // Before the "listening" line: scripts stop reading there.
                 if settings.dashboard {
                     println!("dashboard: http://{address}/ (sign in with an API key)");
                 }
+                println!("outbound listening on http://{address}");
                 tracing::info!(%address, database = %database.url, "outbound is serving");
                 server::serve(listener, store, clock, settings, RateLimitConfig { redis_url, ..RateLimitConfig::default() }, stop.wait())
                     .await?;

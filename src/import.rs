@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use futures::{StreamExt, stream};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::domain::contact::{IfDuplicate, MAX_BATCH};
+use crate::domain::contact::{IfDuplicate, ItemError, ItemResult, ItemStatus, MAX_BATCH};
 
 /// Columns with a meaning of their own; any other column goes into `extracted_data`.
 const KNOWN_COLUMNS: [&str; 5] = ["contact", "name", "context", "f_id", "tags"];
@@ -41,6 +41,7 @@ pub struct RowOutcome {
     pub reason: String,
 }
 
+/// Counts of the rows sent and the report rows of those not created.
 #[derive(Debug, Default)]
 pub struct ImportReport {
     pub rows: u64,
@@ -52,23 +53,13 @@ pub struct ImportReport {
     pub outcomes: Vec<RowOutcome>,
 }
 
-struct Row {
-    line: u64,
-    contact: String,
-    item: Value,
-}
-
 pub async fn import(options: &ImportOptions) -> anyhow::Result<ImportReport> {
     if options.batch_size == 0 || options.batch_size > MAX_BATCH {
         bail!("--batch-size must be between 1 and {MAX_BATCH}");
     }
     let file = std::fs::File::open(&options.file).with_context(|| format!("cannot open {}", options.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(std::io::BufReader::new(file));
-    let headers: Vec<String> = reader.headers().context("cannot read the CSV header")?.iter().map(|h| h.trim().to_owned()).collect();
-    if !headers.iter().any(|h| h == "contact") {
-        bail!("the CSV needs a `contact` column (found: {})", headers.join(", "));
-    }
+    let mut rows = Rows::new(std::io::BufReader::new(file))?;
     let progress = ProgressBar::new(size).with_style(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})").unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
@@ -76,56 +67,90 @@ pub async fn import(options: &ImportOptions) -> anyhow::Result<ImportReport> {
     let run = crate::domain::ids::random_base62(12);
     let endpoint = format!("{}/api/v1.0/campaigns/{}/contacts", options.url.trim_end_matches('/'), options.campaign);
 
-    let mut records = reader.into_records();
+    let mut report = ImportReport::default();
     let mut batch_number = 0usize;
-    let batches = stream::iter(std::iter::from_fn(|| {
-        let mut rows = Vec::with_capacity(options.batch_size);
-        for record in records.by_ref() {
-            match record {
-                Ok(record) => {
-                    let line = record.position().map_or(0, |p| p.line());
-                    progress.set_position(record.position().map_or(0, |p| p.byte()));
-                    rows.push(Ok(row_from_record(&headers, &record, line)));
-                }
-                Err(err) => rows.push(Err(anyhow::anyhow!("CSV error: {err}"))),
-            }
-            if rows.len() == options.batch_size {
-                break;
-            }
-        }
-        if rows.is_empty() {
-            return None;
+    loop {
+        let batch = rows.next_batch(options.batch_size).map_err(|err| anyhow::anyhow!("CSV error: {err}"))?;
+        progress.set_position(rows.byte());
+        if batch.is_empty() {
+            break;
         }
         batch_number += 1;
-        Some((batch_number, rows))
-    }));
-    let mut report = ImportReport::default();
-    let mut sent = batches
-        .then(|(number, rows)| {
-            let client = &client;
-            let endpoint = &endpoint;
-            let key = format!("import-{run}-{number}");
+        let idempotency_key = format!("import-{run}-{batch_number}");
+        let mut round = 0;
+        let sent = send_batch(batch, |contacts| {
+            // The batch sent again without a refused row is another request: another key.
+            let key = if round == 0 { idempotency_key.clone() } else { format!("{idempotency_key}-{round}") };
+            round += 1;
+            let body = json!({ "contacts": contacts, "if_duplicate": options.if_duplicate });
+            let (client, endpoint) = (&client, &endpoint);
             async move {
-                send_rows(client, endpoint, &options.key, &key, options.if_duplicate, rows.into_iter().collect::<anyhow::Result<_>>()?)
-                    .await
+                let (status, reply) = post_with_retries(client, endpoint, &options.key, &key, &body).await?;
+                answer(status, &reply)
             }
         })
-        .boxed();
-    while let Some(batch) = sent.next().await {
-        let batch = batch?;
-        report.rows += batch.rows;
-        report.created += batch.created;
-        report.updated += batch.updated;
-        report.skipped += batch.skipped;
-        report.failed += batch.failed;
-        report.outcomes.extend(batch.outcomes);
+        .await?;
+        report.add(sent);
         progress.set_message(format!("{} rows", report.rows));
     }
     progress.finish_and_clear();
     if let Some(path) = &options.report {
-        write_report(path, &report)?;
+        let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+        write_report(file, &report.outcomes).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(report)
+}
+
+/// One CSV row as the batch endpoint's contact item, with the line it came from.
+pub(crate) struct Row {
+    pub(crate) line: u64,
+    pub(crate) contact: String,
+    pub(crate) item: Value,
+}
+
+/// A CSV's rows, read lazily, each turned into the API's contact item (`contact,name,context,
+/// f_id,tags`, `|` between tags, any other column into `extracted_data`). The CLI and the
+/// dashboard's upload both read files through this.
+pub(crate) struct Rows<R> {
+    headers: Vec<String>,
+    records: csv::StringRecordsIntoIter<R>,
+    byte: u64,
+}
+
+impl<R: std::io::Read> Rows<R> {
+    /// Reads the header; a CSV without a `contact` column is refused before any row is sent.
+    pub(crate) fn new(reader: R) -> anyhow::Result<Rows<R>> {
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+        let headers: Vec<String> = reader.headers().context("cannot read the CSV header")?.iter().map(|h| h.trim().to_owned()).collect();
+        if !headers.iter().any(|h| h == "contact") {
+            bail!("the CSV needs a `contact` column (found: {})", headers.join(", "));
+        }
+        Ok(Rows { headers, records: reader.into_records(), byte: 0 })
+    }
+
+    /// Bytes read so far, for a progress bar.
+    pub(crate) fn byte(&self) -> u64 {
+        self.byte
+    }
+
+    /// The next rows, up to `size`; empty at the end of the file.
+    pub(crate) fn next_batch(&mut self, size: usize) -> Result<Vec<Row>, csv::Error> {
+        self.by_ref().take(size).collect()
+    }
+}
+
+impl<R: std::io::Read> Iterator for Rows<R> {
+    type Item = Result<Row, csv::Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let record = match self.records.next()? {
+            Ok(record) => record,
+            Err(err) => return Some(Err(err)),
+        };
+        let line = record.position().map_or(0, |p| p.line());
+        self.byte = record.position().map_or(self.byte, |p| p.byte());
+        Some(Ok(row_from_record(&self.headers, &record, line)))
+    }
 }
 
 fn row_from_record(headers: &[String], record: &csv::StringRecord, line: u64) -> Row {
@@ -160,77 +185,125 @@ fn row_from_record(headers: &[String], record: &csv::StringRecord, line: u64) ->
     Row { line, contact, item: Value::Object(item) }
 }
 
-#[derive(Default)]
-struct BatchReport {
-    rows: u64,
-    created: u64,
-    updated: u64,
-    skipped: u64,
-    failed: u64,
-    outcomes: Vec<RowOutcome>,
+/// A batch the endpoint refused: the status, `field` and `message` of its error envelope.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the server refused a batch ({status}): {message}")]
+pub(crate) struct Refused {
+    pub(crate) status: u16,
+    pub(crate) field: Option<String>,
+    pub(crate) message: String,
 }
 
-/// Sends one batch until it is accepted. A row the server rejects as malformed (a 400 naming
-/// `contacts[i]`) is reported as failed and the rest of the batch is sent again.
-async fn send_rows(
-    client: &reqwest::Client,
-    endpoint: &str,
-    api_key: &str,
-    idempotency_key: &str,
-    if_duplicate: IfDuplicate,
-    mut rows: Vec<Row>,
-) -> anyhow::Result<BatchReport> {
-    let mut report = BatchReport { rows: rows.len() as u64, ..BatchReport::default() };
-    let mut round = 0;
+impl Refused {
+    /// The row of `rows` this refusal is about, when it is a 400 naming `contacts[i]…`: that
+    /// row alone is malformed and the others can be sent again without it.
+    fn row(&self, rows: usize) -> Option<usize> {
+        let field = self.field.as_deref()?;
+        let index = field.strip_prefix("contacts[").and_then(|rest| rest.split(']').next()).and_then(|i| i.parse::<usize>().ok())?;
+        (self.status == 400 && index < rows).then_some(index)
+    }
+}
+
+/// Sends one batch through `post` until it is accepted. A row the endpoint rejects as malformed
+/// (a 400 naming `contacts[i]`) is reported as failed and the rest of the batch is sent again;
+/// any other refusal ends the import. `post` sends the `contacts` array and answers the per-item
+/// results of an accepted batch or the refusal; its own error (the network, a store) ends the
+/// import too.
+pub(crate) async fn send_batch<E, F, Fut>(mut rows: Vec<Row>, mut post: F) -> Result<ImportReport, E>
+where
+    E: From<Refused>,
+    F: FnMut(Value) -> Fut,
+    Fut: std::future::Future<Output = Result<Result<Vec<ItemResult>, Refused>, E>>,
+{
+    let mut report = ImportReport { rows: rows.len() as u64, ..ImportReport::default() };
     while !rows.is_empty() {
-        let key = if round == 0 { idempotency_key.to_owned() } else { format!("{idempotency_key}-{round}") };
-        let body = json!({ "contacts": rows.iter().map(|r| &r.item).collect::<Vec<_>>(), "if_duplicate": if_duplicate });
-        let (status, reply) = post_with_retries(client, endpoint, api_key, &key, &body).await?;
-        if status == reqwest::StatusCode::CREATED {
-            tally(&mut report, &rows, &reply);
-            break;
-        }
-        let field = reply["field"].as_str().unwrap_or_default();
-        let index = field.strip_prefix("contacts[").and_then(|rest| rest.split(']').next()).and_then(|i| i.parse::<usize>().ok());
-        match index.filter(|i| status == reqwest::StatusCode::BAD_REQUEST && *i < rows.len()) {
-            Some(index) => {
+        let contacts = Value::Array(rows.iter().map(|r| r.item.clone()).collect());
+        match post(contacts).await? {
+            Ok(results) => {
+                report.tally(&rows, &results);
+                break;
+            }
+            Err(refused) => {
+                let Some(index) = refused.row(rows.len()) else { return Err(refused.into()) };
                 let row = rows.remove(index);
                 report.failed += 1;
-                report.outcomes.push(RowOutcome {
-                    line: row.line,
-                    contact: row.contact,
-                    status: "failed".into(),
-                    reason: reply["message"].as_str().unwrap_or("rejected").to_owned(),
-                });
-                round += 1;
+                report.outcomes.push(RowOutcome { line: row.line, contact: row.contact, status: "failed".into(), reason: refused.message });
             }
-            None => bail!("the server refused a batch ({status}): {}", reply["message"].as_str().unwrap_or("no message")),
         }
     }
     report.outcomes.sort_by_key(|o| o.line);
     Ok(report)
 }
 
-fn tally(report: &mut BatchReport, rows: &[Row], reply: &Value) {
-    let results = reply["results"].as_array().map(Vec::as_slice).unwrap_or_default();
-    for result in results {
-        let Some(row) = result["index"].as_u64().and_then(|i| rows.get(i as usize)) else { continue };
-        let status = result["status"].as_str().unwrap_or_default();
-        match status {
-            "created" => report.created += 1,
-            "updated" => report.updated += 1,
-            "skipped_duplicate" => report.skipped += 1,
-            _ => report.failed += 1,
-        }
-        if status != "created" {
-            let reason = match status {
-                "skipped_duplicate" => format!("duplicate of contact {}", result["id"].as_str().unwrap_or("?")),
-                "updated" => format!("updated contact {}", result["id"].as_str().unwrap_or("?")),
-                _ => result["error"].as_str().unwrap_or("failed").to_owned(),
+impl ImportReport {
+    /// Counts and report rows of an accepted batch, from its per-item results: every row that
+    /// was not simply created gets a report row saying why.
+    fn tally(&mut self, rows: &[Row], results: &[ItemResult]) {
+        for result in results {
+            let Some(row) = rows.get(result.index) else { continue };
+            match result.status {
+                ItemStatus::Created => self.created += 1,
+                ItemStatus::Updated => self.updated += 1,
+                ItemStatus::SkippedDuplicate => self.skipped += 1,
+                ItemStatus::Failed => self.failed += 1,
+            }
+            let id = || result.id.map_or_else(|| "?".to_owned(), |id| id.to_string());
+            let reason = match result.status {
+                ItemStatus::Created => continue,
+                ItemStatus::SkippedDuplicate => format!("duplicate of contact {}", id()),
+                ItemStatus::Updated => format!("updated contact {}", id()),
+                ItemStatus::Failed => result.error.map_or("failed", ItemError::as_str).to_owned(),
             };
-            report.outcomes.push(RowOutcome { line: row.line, contact: row.contact.clone(), status: status.to_owned(), reason });
+            self.outcomes.push(RowOutcome {
+                line: row.line,
+                contact: row.contact.clone(),
+                status: result.status.as_str().to_owned(),
+                reason,
+            });
         }
     }
+
+    /// Adds the counts and report rows of a later batch.
+    pub(crate) fn add(&mut self, batch: ImportReport) {
+        self.rows += batch.rows;
+        self.created += batch.created;
+        self.updated += batch.updated;
+        self.skipped += batch.skipped;
+        self.failed += batch.failed;
+        self.outcomes.extend(batch.outcomes);
+    }
+}
+
+/// One per-item result as the batch endpoint writes it (`id` is a string there).
+#[derive(Deserialize)]
+struct WireResult {
+    index: usize,
+    status: ItemStatus,
+    id: Option<String>,
+    contact: Option<String>,
+    error: Option<ItemError>,
+}
+
+/// The per-item results of a 201, or the refusal of any other answer.
+fn answer(status: reqwest::StatusCode, reply: &Value) -> anyhow::Result<Result<Vec<ItemResult>, Refused>> {
+    if status != reqwest::StatusCode::CREATED {
+        return Ok(Err(Refused {
+            status: status.as_u16(),
+            field: reply["field"].as_str().map(str::to_owned),
+            message: reply["message"].as_str().unwrap_or("rejected").to_owned(),
+        }));
+    }
+    let results: Vec<WireResult> = serde_json::from_value(reply["results"].clone()).context("the server's batch answer has no results")?;
+    Ok(Ok(results
+        .into_iter()
+        .map(|r| ItemResult {
+            index: r.index,
+            status: r.status,
+            id: r.id.and_then(|id| id.parse().ok()),
+            contact: r.contact,
+            error: r.error,
+        })
+        .collect()))
 }
 
 async fn post_with_retries(
@@ -284,10 +357,12 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200 * 2u64.pow(attempt.min(6)))
 }
 
-fn write_report(path: &PathBuf, report: &ImportReport) -> anyhow::Result<()> {
-    let mut writer = csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
+/// The report of rows not created (`line,contact,status,reason`), as `--report` writes it and
+/// the dashboard's upload offers it for download.
+pub(crate) fn write_report(writer: impl std::io::Write, outcomes: &[RowOutcome]) -> csv::Result<()> {
+    let mut writer = csv::Writer::from_writer(writer);
     writer.write_record(["line", "contact", "status", "reason"])?;
-    for outcome in &report.outcomes {
+    for outcome in outcomes {
         writer.write_record([outcome.line.to_string(), outcome.contact.clone(), outcome.status.clone(), outcome.reason.clone()])?;
     }
     writer.flush()?;

@@ -21,7 +21,7 @@ use crate::domain::campaign::{
     Campaign, CampaignInput, CampaignStatus, Channel, ContactStatus, CycleMode, LifecycleAction, ReferenceError, parse_new_campaign,
 };
 use crate::domain::schedule::WeekSchedule;
-use crate::store::{CampaignCursor, CampaignFilter, CampaignPage, CreateCampaignOutcome, Modified, PageDirection, Refusal};
+use crate::store::{CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, CreateCampaignOutcome, Modified, PageDirection, Refusal};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -164,25 +164,29 @@ pub async fn create_campaign(
 fn created_reply(outcome: &CreateCampaignOutcome) -> Reply {
     match outcome {
         CreateCampaignOutcome::Created(campaign) => Reply::json(StatusCode::CREATED, &detail(campaign)),
-        CreateCampaignOutcome::Refused(ReferenceError::AgentNotFound) => {
-            ApiError::new(StatusCode::NOT_FOUND, "AGENT_NOT_FOUND", "agent_id names no agent of this organization")
-                .with_field("agent_id")
-                .into_reply()
+        CreateCampaignOutcome::Refused(refused) => reference_error(*refused).into_reply(),
+    }
+}
+
+/// Why the store refused a new campaign's agent or integration, as the API answers it; the
+/// dashboard's form shows the same error beside the same field.
+pub(crate) fn reference_error(refused: ReferenceError) -> ApiError {
+    match refused {
+        ReferenceError::AgentNotFound => {
+            ApiError::new(StatusCode::NOT_FOUND, "AGENT_NOT_FOUND", "agent_id names no agent of this organization").with_field("agent_id")
         }
-        CreateCampaignOutcome::Refused(ReferenceError::IntegrationNotFound) => ApiError::new(
+        ReferenceError::IntegrationNotFound => ApiError::new(
             StatusCode::NOT_FOUND,
             "INTEGRATION_NOT_FOUND",
             "integration_id names no integration of this organization owned by agent_id",
         )
-        .with_field("integration_id")
-        .into_reply(),
-        CreateCampaignOutcome::Refused(ReferenceError::WrongIntegrationType(actual)) => ApiError::new(
+        .with_field("integration_id"),
+        ReferenceError::WrongIntegrationType(actual) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "INVALID_INTEGRATION_TYPE",
             format!("integration_type does not match the integration, which is {}", actual.as_str()),
         )
-        .with_field("integration_type")
-        .into_reply(),
+        .with_field("integration_type"),
     }
 }
 
@@ -229,8 +233,13 @@ pub async fn update_campaign(
     JsonBody(input): JsonBody<CampaignInput>,
 ) -> ApiResult<Reply> {
     let id = parse_id("id", &id)?;
-    let change = Box::new(move |campaign: &mut Campaign| campaign.apply_update(&input).map_err(Refusal::Campaign));
-    Ok(modified_reply(&app.store.modify_campaign(tenant.org_id, id, app.clock.now(), change, None).await?))
+    Ok(modified_reply(&app.store.modify_campaign(tenant.org_id, id, app.clock.now(), update_change(input), None).await?))
+}
+
+/// The change an update request makes, applied by the store inside its transaction: the API's
+/// PATCH and the dashboard's edit form both go through it.
+pub(crate) fn update_change(input: CampaignInput) -> CampaignChange {
+    Box::new(move |campaign: &mut Campaign| campaign.apply_update(&input).map_err(Refusal::Campaign))
 }
 
 /// Apply a lifecycle action: `activate`, `pause`, `resume` or `archive`.

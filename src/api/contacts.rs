@@ -14,9 +14,9 @@ use super::extract::{JsonBody, QueryParams, Tenant, parse_id};
 use super::idempotency::{Recording, Reply};
 use crate::domain::attempt::FailedReason;
 use crate::domain::campaign::ContactStatus;
-use crate::domain::contact::{Contact, ContactBatchInput, ItemError, MAX_BATCH, parse_item, region_of_timezone};
+use crate::domain::contact::{Contact, ContactBatchInput, ContactInput, IfDuplicate, ItemError, MAX_BATCH, parse_item, region_of_timezone};
 use crate::domain::timezone::TimeZone;
-use crate::store::{AddContactsOutcome, BatchItem, ContactLookup, DeleteOutcome, ItemStatus};
+use crate::store::{AddContactsOutcome, BatchItem, ContactLookup, DeleteOutcome, ItemResult, ItemStatus, OrgId, ResponseRecorder};
 
 pub const MAX_PAGE_INDEX: u32 = 25_000;
 
@@ -127,23 +127,38 @@ pub async fn add_contacts(
     JsonBody(input): JsonBody<ContactBatchInput>,
 ) -> ApiResult<Reply> {
     let id = parse_id("id", &id)?;
-    let count = input.contacts.len();
+    let if_duplicate = input.if_duplicate;
+    recording.respond(batch_reply, |record| add_batch(&app, tenant.org_id, id, &input.contacts, if_duplicate, record)).await
+}
+
+/// Adds a batch as the API does (§3.1): 1 to 1000 items, a campaign of this organization that
+/// still takes contacts, each item checked on its own (a malformed one refuses the batch, a bad
+/// number fails only its item), then one store transaction. The API's endpoint and the
+/// dashboard's CSV upload both add contacts through this; `record` keeps the API's response
+/// under its Idempotency-Key.
+pub(crate) async fn add_batch(
+    app: &AppState,
+    org: OrgId,
+    campaign_id: i64,
+    contacts: &[ContactInput],
+    if_duplicate: IfDuplicate,
+    record: Option<ResponseRecorder<AddContactsOutcome>>,
+) -> ApiResult<AddContactsOutcome> {
+    let count = contacts.len();
     if count == 0 || count > MAX_BATCH {
         return Err(ApiError::invalid("contacts", format!("contacts must hold 1 to {MAX_BATCH} items, got {count}")));
     }
-    let campaign = app.store.get_campaign(tenant.org_id, id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
+    let campaign = app.store.get_campaign(org, campaign_id).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
     if !campaign.status.accepts_contacts() {
         return Err(finished());
     }
     let region = region_of_timezone(campaign.settings.timezone.name());
-    let items = input
-        .contacts
+    let items = contacts
         .iter()
         .enumerate()
         .map(|(index, item)| parse_item(index, item, region).map_err(|e| ApiError::invalid(e.field, e.message)))
         .collect::<ApiResult<Vec<BatchItem>>>()?;
-    let if_duplicate = input.if_duplicate;
-    recording.respond(batch_reply, |record| app.store.add_contacts(tenant.org_id, id, items, if_duplicate, app.clock.now(), record)).await
+    Ok(app.store.add_contacts(org, campaign_id, items, if_duplicate, app.clock.now(), record).await?)
 }
 
 fn finished() -> ApiError {
@@ -151,31 +166,38 @@ fn finished() -> ApiError {
 }
 
 fn batch_reply(outcome: &AddContactsOutcome) -> Reply {
-    match outcome {
-        AddContactsOutcome::Added(results) => {
-            let mut summary = BatchSummary::default();
-            for result in results {
-                match result.status {
-                    ItemStatus::Created => summary.created += 1,
-                    ItemStatus::Updated => summary.updated += 1,
-                    ItemStatus::SkippedDuplicate => summary.skipped_duplicate += 1,
-                    ItemStatus::Failed => summary.failed += 1,
-                }
-            }
-            let results = results
-                .iter()
-                .map(|r| BatchItemView {
-                    index: r.index,
-                    status: r.status,
-                    id: r.id.map(|id| id.to_string()),
-                    contact: r.contact.clone(),
-                    error: r.error,
-                })
-                .collect();
-            Reply::json(StatusCode::CREATED, &BatchResponse { success: true, summary, results })
+    let results = match added(outcome) {
+        Ok(results) => results,
+        Err(err) => return err.into_reply(),
+    };
+    let mut summary = BatchSummary::default();
+    for result in results {
+        match result.status {
+            ItemStatus::Created => summary.created += 1,
+            ItemStatus::Updated => summary.updated += 1,
+            ItemStatus::SkippedDuplicate => summary.skipped_duplicate += 1,
+            ItemStatus::Failed => summary.failed += 1,
         }
-        AddContactsOutcome::CampaignFinished => finished().into_reply(),
-        AddContactsOutcome::CampaignNotFound => ApiError::not_found("campaign").into_reply(),
+    }
+    let results = results
+        .iter()
+        .map(|r| BatchItemView {
+            index: r.index,
+            status: r.status,
+            id: r.id.map(|id| id.to_string()),
+            contact: r.contact.clone(),
+            error: r.error,
+        })
+        .collect();
+    Reply::json(StatusCode::CREATED, &BatchResponse { success: true, summary, results })
+}
+
+/// The per-item results of a batch the store took, or the API's error for one it did not.
+pub(crate) fn added(outcome: &AddContactsOutcome) -> ApiResult<&[ItemResult]> {
+    match outcome {
+        AddContactsOutcome::Added(results) => Ok(results),
+        AddContactsOutcome::CampaignFinished => Err(finished()),
+        AddContactsOutcome::CampaignNotFound => Err(ApiError::not_found("campaign")),
     }
 }
 

@@ -6,8 +6,10 @@
 //! compile time) live in `templates/`, static files in `assets/`.
 
 pub mod assets;
+pub mod campaign_forms;
 pub mod campaigns;
 pub mod charts;
+pub mod contacts_csv;
 pub mod session;
 pub mod settings;
 
@@ -31,6 +33,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/", get(|| async { Redirect::to("/campaigns") }))
         .route("/sign-out", post(sign_out))
         .merge(campaigns::routes())
+        .merge(campaign_forms::routes())
+        .merge(contacts_csv::routes())
         .merge(settings::routes())
         .route_layer(middleware::from_fn_with_state(state, session::require_session));
     Router::new().route("/sign-in", get(sign_in_page).post(sign_in)).route("/assets/{name}", get(assets::serve)).merge(signed_in)

@@ -162,24 +162,46 @@ pub struct NewContact {
 }
 
 /// Why one item of a batch was not stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ItemError {
     MissingContact,
     InvalidPhoneNumber,
 }
 
+impl ItemError {
+    /// The error key as the API writes it (and import reports show it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemError::MissingContact => "MISSING_CONTACT",
+            ItemError::InvalidPhoneNumber => "INVALID_PHONE_NUMBER",
+        }
+    }
+}
+
 /// One item of an add-contacts batch after validation: a contact to store, or why not (with
 /// the text sent, empty when there was none).
 pub type BatchItem = Result<NewContact, (ItemError, String)>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemStatus {
     Created,
     Updated,
     SkippedDuplicate,
     Failed,
+}
+
+impl ItemStatus {
+    /// The status as the API writes it (and import reports show it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemStatus::Created => "created",
+            ItemStatus::Updated => "updated",
+            ItemStatus::SkippedDuplicate => "skipped_duplicate",
+            ItemStatus::Failed => "failed",
+        }
+    }
 }
 
 /// What became of one item of a batch.
@@ -317,6 +339,16 @@ pub struct Contact {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn item_names_are_the_api_names() {
+        for status in [ItemStatus::Created, ItemStatus::Updated, ItemStatus::SkippedDuplicate, ItemStatus::Failed] {
+            assert_eq!(serde_json::to_value(status).ok(), Some(serde_json::json!(status.as_str())));
+        }
+        for error in [ItemError::MissingContact, ItemError::InvalidPhoneNumber] {
+            assert_eq!(serde_json::to_value(error).ok(), Some(serde_json::json!(error.as_str())));
+        }
+    }
 
     #[test]
     fn a_stored_number_is_taken_only_in_e164_shape() {

@@ -1,4 +1,5 @@
-// Outbound dashboard: the CSV upload with a progress bar (htmx does the rest).
+// Outbound dashboard: the CSV upload with a progress bar, and the campaign form's channel-only
+// sections (htmx does the rest).
 document.addEventListener("submit", function (event) {
   var form = event.target;
   if (!form.matches("form[data-upload]")) return;
@@ -25,4 +26,23 @@ document.addEventListener("submit", function (event) {
 document.addEventListener("submit", function (event) {
   var message = event.target.getAttribute("data-confirm");
   if (message && !window.confirm(message)) event.preventDefault();
+});
+
+// The new-campaign form: the sections of the other channel are hidden and not sent (the API
+// refuses a channel-only field of the other channel); without this script all are shown.
+function showChannel(select) {
+  var option = select.options[select.selectedIndex];
+  var channel = option ? option.getAttribute("data-channel") : null;
+  document.querySelectorAll("[data-only-channel]").forEach(function (section) {
+    var off = channel !== null && section.getAttribute("data-only-channel") !== channel;
+    section.hidden = off;
+    section.querySelectorAll("input, select, textarea").forEach(function (input) { input.disabled = off; });
+  });
+}
+document.addEventListener("change", function (event) {
+  if (event.target.matches("select[data-channel-select]")) showChannel(event.target);
+});
+document.addEventListener("DOMContentLoaded", function () {
+  var select = document.querySelector("select[data-channel-select]");
+  if (select) showChannel(select);
 });

@@ -20,6 +20,8 @@ mod campaign_update;
 mod contacts;
 #[path = "../dashboard.rs"]
 mod dashboard;
+#[path = "../dashboard_campaigns.rs"]
+mod dashboard_campaigns;
 #[path = "../dashboard_settings.rs"]
 mod dashboard_settings;
 #[path = "../dashboard_store.rs"]

@@ -23,6 +23,8 @@ mod dashboard;
 // One browser run is enough: it tests pages, not the store.
 #[path = "../dashboard_browser.rs"]
 mod dashboard_browser;
+#[path = "../dashboard_campaigns.rs"]
+mod dashboard_campaigns;
 #[path = "../dashboard_settings.rs"]
 mod dashboard_settings;
 #[path = "../dashboard_store.rs"]
