@@ -26,7 +26,7 @@ use crate::api::campaigns::{reference_error, update_change};
 use crate::api::error::ApiError;
 use crate::api::extract::parse_json;
 use crate::domain::campaign::{
-    Campaign, CampaignInput, CampaignStatus, Channel, ContactStatus, CycleMode, CyclesConfig, DEFAULT_TIMEZONE, parse_new_campaign,
+    Campaign, CampaignInput, CampaignSettings, CampaignStatus, Channel, ContactStatus, CycleMode, CyclesConfig, parse_new_campaign,
 };
 use crate::domain::schedule::{DAY_KEYS, TimeOfDay, WeekSchedule};
 use crate::domain::timezone::TimeZone;
@@ -80,9 +80,10 @@ impl Fields {
     /// A new campaign's form: the API's defaults filled in, so what is shown is what is sent.
     fn defaults() -> Fields {
         let mut fields = Fields::default();
-        fields.set("timezone", DEFAULT_TIMEZONE);
-        fields.set("retries", "1");
-        fields.set("message_limit", "250");
+        let defaults = CampaignSettings::defaults(Channel::PhoneCall);
+        fields.set("timezone", defaults.timezone.name());
+        fields.set("retries", defaults.retries.to_string());
+        fields.set("message_limit", defaults.message_limit.to_string());
         fields.set_week("scheduling", &WeekSchedule::default());
         let cycles = CyclesConfig::default();
         fields.set("cycles.mode", "cooldown");

@@ -101,7 +101,8 @@ impl CampaignSettings {
         }
     }
 
-    fn defaults(channel: Channel) -> Self {
+    /// What a new campaign of this channel gets for every field a request leaves out.
+    pub fn defaults(channel: Channel) -> Self {
         CampaignSettings {
             name: String::new(),
             description: None,
