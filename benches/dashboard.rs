@@ -146,6 +146,8 @@ async fn run() {
         ("campaign page (1M contacts)", format!("/campaigns/{big}")),
         ("campaign page, contacts page 20,000", format!("/campaigns/{big}?contacts_page=20000")),
         ("campaign page, contacts filtered", format!("/campaigns/{big}?contacts_status=queue")),
+        ("campaign page, contact search by number", format!("/campaigns/{big}?contacts_q=%2B52550050")),
+        ("campaign page, contact search by name", format!("/campaigns/{big}?contacts_q=contact+77")),
         ("live progress (1M contacts)", format!("/campaigns/{big}/progress")),
         ("campaign page (empty)", format!("/campaigns/{small}")),
         ("new campaign form", "/campaigns/new".to_owned()),

@@ -326,23 +326,22 @@ struct CampaignPage {
 
 impl CampaignPage {
     fn contacts_link(&self, page: u32) -> String {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        if !self.contacts_status.is_empty() {
-            query.append_pair("contacts_status", &self.contacts_status);
-        }
-        query.append_pair("contacts_page", &page.to_string());
-        query.append_pair("attempts_page", &self.attempts_page.to_string());
-        format!("/campaigns/{}?{}#contacts", self.id, query.finish())
+        self.link(page, self.attempts_page, "contacts")
     }
 
     fn attempts_link(&self, page: u32) -> String {
+        self.link(self.contacts_page, page, "attempts")
+    }
+
+    /// This page with its filters, at other pages of its two tables.
+    fn link(&self, contacts_page: u32, attempts_page: u32, anchor: &str) -> String {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         if !self.contacts_status.is_empty() {
             query.append_pair("contacts_status", &self.contacts_status);
         }
-        query.append_pair("contacts_page", &self.contacts_page.to_string());
-        query.append_pair("attempts_page", &page.to_string());
-        format!("/campaigns/{}?{}#attempts", self.id, query.finish())
+        query.append_pair("contacts_page", &contacts_page.to_string());
+        query.append_pair("attempts_page", &attempts_page.to_string());
+        format!("/campaigns/{}?{}#{anchor}", self.id, query.finish())
     }
 }
 
