@@ -424,6 +424,27 @@ mod tests {
     }
 
     #[test]
+    fn the_changing_actions_are_the_valid_ones_without_their_no_ops() {
+        use CampaignStatus::*;
+        use LifecycleAction::*;
+        let cases = [
+            (Pending, vec![Activate, Archive]),
+            (Ready, vec![Activate, Archive]),
+            (Active, vec![Pause, Archive]),
+            (Cooldown, vec![Activate, Pause, Archive]),
+            (Inactive, vec![Resume, Archive]),
+            (Finished, vec![Archive]),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(campaign(status).changing_actions(), expected, "{status:?}");
+        }
+        let mut archived = campaign(Active);
+        archived.archived = true;
+        assert_eq!(archived.valid_actions(), vec![Archive], "archiving again is valid");
+        assert!(archived.changing_actions().is_empty(), "but changes nothing");
+    }
+
+    #[test]
     fn a_finished_campaign_only_archives_and_refuses_updates() {
         let mut c = campaign(CampaignStatus::Finished);
         assert_eq!(c.valid_actions(), vec![LifecycleAction::Archive]);
