@@ -21,6 +21,7 @@ use axum::middleware;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use tower_http::compression::CompressionLayer;
 
 use crate::api::AppState;
 use crate::api::error::ApiError;
@@ -37,7 +38,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(contacts_csv::routes())
         .merge(settings::routes())
         .route_layer(middleware::from_fn_with_state(state, session::require_session));
-    Router::new().route("/sign-in", get(sign_in_page).post(sign_in)).route("/assets/{name}", get(assets::serve)).merge(signed_in)
+    // Pages and assets are text that gzip shrinks to a third; the API stays as it is.
+    Router::new()
+        .route("/sign-in", get(sign_in_page).post(sign_in))
+        .route("/assets/{name}", get(assets::serve))
+        .merge(signed_in)
+        .layer(CompressionLayer::new())
 }
 
 /// What every signed-in page shows around its content.

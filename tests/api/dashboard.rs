@@ -243,7 +243,7 @@ async fn assets_are_served_under_content_hashes_and_cached_for_good() {
     let assets: Vec<&str> = page.body.split("\"/assets/").skip(1).filter_map(|s| s.split('"').next()).collect();
     assert_eq!(assets.len(), 3, "css, htmx and the app's script: {assets:?}");
     let mut total = 0;
-    for name in assets {
+    for name in &assets {
         let response = app.client.get(app.url(&format!("/assets/{name}"))).send().await.expect("asset");
         assert_eq!(response.status(), StatusCode::OK);
         let cache = response.headers().get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
@@ -251,6 +251,13 @@ async fn assets_are_served_under_content_hashes_and_cached_for_good() {
         total += response.bytes().await.expect("bytes").len();
     }
     assert!(total < 150_000, "JS + CSS = {total} bytes");
+    // A browser that takes gzip gets it (a third of the bytes or less).
+    let htmx = assets.iter().find(|name| name.starts_with("htmx.")).expect("htmx");
+    let plain = app.client.get(app.url(&format!("/assets/{htmx}"))).send().await.expect("asset").bytes().await.expect("bytes").len();
+    let zipped = app.client.get(app.url(&format!("/assets/{htmx}"))).header("Accept-Encoding", "gzip").send().await.expect("asset");
+    assert_eq!(zipped.headers().get("content-encoding").and_then(|v| v.to_str().ok()), Some("gzip"));
+    let zipped = zipped.bytes().await.expect("bytes").len();
+    assert!(zipped * 3 < plain, "gzip {zipped} of {plain} bytes");
     let stale = app.client.get(app.url("/assets/app.00000000.css")).send().await.expect("asset");
     assert_eq!(stale.status(), StatusCode::NOT_FOUND);
 }
