@@ -38,7 +38,7 @@ pub fn local_time(at: Timestamp, zone: &TimeZone) -> String {
     at.to_zoned(zone.zone().clone()).strftime("%Y-%m-%d %H:%M").to_string()
 }
 
-fn parse_id(raw: &str) -> Result<i64, DashError> {
+pub(super) fn parse_id(raw: &str) -> Result<i64, DashError> {
     raw.parse().map_err(|_| DashError::NotFound("campaign"))
 }
 

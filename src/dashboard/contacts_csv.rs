@@ -18,6 +18,7 @@ use futures::stream::{self, StreamExt};
 use serde_json::json;
 
 use super::DashError;
+use super::campaigns::parse_id;
 use super::session::Session;
 use crate::api::AppState;
 use crate::api::contacts::{add_batch, added};
@@ -39,10 +40,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/campaigns/{id}/upload", post(upload).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)))
         .route("/campaigns/{id}/export.csv", get(export))
-}
-
-fn parse_id(raw: &str) -> Result<i64, DashError> {
-    raw.parse().map_err(|_| DashError::NotFound("campaign"))
 }
 
 // --- Upload ---------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); without them the
 //! test is skipped with a notice, unless `CI` or `OUTBOUND_REQUIRE_CHROMIUM=1` is set.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -32,8 +33,22 @@ fn required() -> bool {
 
 fn start_driver() -> Option<Driver> {
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port");
-    match Command::new("chromedriver").arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
-        Ok(child) => Some(Driver(child, port)),
+    match Command::new("chromedriver").arg(format!("--port={port}")).stdout(Stdio::piped()).stderr(Stdio::null()).spawn() {
+        Ok(mut child) => {
+            // chromedriver says when it listens: read its output up to that line, no waiting by time.
+            // The rest of its output is drained, so that it never writes into a closed pipe.
+            let stdout = child.stdout.take().expect("piped stdout");
+            let (ready, listening) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if line.contains("started successfully") {
+                        let _ = ready.send(());
+                    }
+                }
+            });
+            assert!(listening.recv().is_ok(), "chromedriver stopped before it was ready");
+            Some(Driver(child, port))
+        }
         Err(err) if required() => panic!("chromedriver is required here (CI or OUTBOUND_REQUIRE_CHROMIUM=1) but cannot start: {err}"),
         Err(err) => {
             eprintln!("skipped: chromedriver cannot start ({err}); install chromium and chromium-driver to run the browser test");
@@ -49,19 +64,9 @@ async fn connect(port: u16) -> Client {
         }
     });
     let capabilities = capabilities.as_object().expect("object").clone();
-    let url = format!("http://127.0.0.1:{port}");
-    // chromedriver takes a moment to listen: try until it answers (bounded).
-    let mut last = None;
-    for _ in 0..100 {
-        let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
-        builder.capabilities(capabilities.clone());
-        match builder.connect(&url).await {
-            Ok(client) => return client,
-            Err(err) => last = Some(err),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("chromedriver did not answer: {last:?}");
+    let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+    builder.capabilities(capabilities);
+    builder.connect(&format!("http://127.0.0.1:{port}")).await.expect("a WebDriver session")
 }
 
 fn screenshots_dir() -> PathBuf {
