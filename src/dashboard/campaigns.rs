@@ -18,8 +18,9 @@ use crate::api::contacts::MAX_PAGE_INDEX;
 use crate::api::error::ApiError;
 use crate::domain::attempt::Speaker;
 use crate::domain::campaign::{Campaign, CampaignStatus, Channel, ContactStatus, CycleMode, LifecycleAction};
+use crate::domain::contact::ContactSearch;
 use crate::domain::timezone::TimeZone;
-use crate::store::{AttemptQuery, CampaignFilter, ContactPage, ContactSearch, Modified, PageDirection, Refusal};
+use crate::store::{AttemptQuery, CampaignFilter, ContactPage, Modified, PageDirection, Refusal};
 
 const PAGE_SIZE: u32 = 25;
 /// How far back the attempts-per-hour chart looks.

@@ -336,9 +336,57 @@ pub struct Contact {
     pub failed_reason: Option<super::attempt::FailedReason>,
 }
 
+/// What the dashboard's contact search looks for: a prefix, so that an index answers it on a
+/// campaign of millions of contacts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContactSearch {
+    /// An E.164 number's beginning (`+52155`).
+    NumberStart(String),
+    /// A name's beginning, ignoring case (ASCII letters).
+    NameStart(String),
+}
+
+impl ContactSearch {
+    /// What the user typed: a number's beginning when it is digits (spaces, dashes, dots and
+    /// brackets ignored, `+` added), else a name's; `None` when it is empty.
+    pub fn parse(text: &str) -> Option<ContactSearch> {
+        let text = text.trim();
+        let digits: String = text.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
+        let bare = digits.strip_prefix('+').unwrap_or(&digits);
+        if text.is_empty() {
+            None
+        } else if !bare.is_empty() && bare.chars().all(|c| c.is_ascii_digit()) {
+            Some(ContactSearch::NumberStart(format!("+{bare}")))
+        } else {
+            Some(ContactSearch::NameStart(text.to_lowercase()))
+        }
+    }
+
+    /// The range `[low, high)` of stored values that start with the prefix: every character a
+    /// stored value can hold after the prefix sorts below `high`'s last one.
+    pub fn range(&self) -> (String, String) {
+        let prefix = match self {
+            ContactSearch::NumberStart(prefix) | ContactSearch::NameStart(prefix) => prefix,
+        };
+        (prefix.clone(), format!("{prefix}\u{10FFFF}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_search_is_a_number_when_it_is_digits_else_a_name() {
+        assert_eq!(ContactSearch::parse(" +52 (55) 1.2-3 "), Some(ContactSearch::NumberStart("+5255123".into())));
+        assert_eq!(ContactSearch::parse("1415"), Some(ContactSearch::NumberStart("+1415".into())));
+        assert_eq!(ContactSearch::parse("ANA María"), Some(ContactSearch::NameStart("ana maría".into())));
+        // A lone "+" has no digit: it is read as a name, not as every number.
+        assert_eq!(ContactSearch::parse("+"), Some(ContactSearch::NameStart("+".into())));
+        assert_eq!(ContactSearch::parse("   "), None);
+        let (low, high) = ContactSearch::NumberStart("+52".into()).range();
+        assert!(low.as_str() <= "+525512345678" && "+525512345678" < high.as_str() && "+53" > high.as_str());
+    }
 
     #[test]
     fn item_names_are_the_api_names() {

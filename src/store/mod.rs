@@ -25,6 +25,7 @@ use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, RetrySetti
 use crate::domain::campaign::{
     Campaign, CampaignError, CampaignStatus, Channel, ContactStatus, LifecycleError, NewCampaign, ReferenceError,
 };
+use crate::domain::contact::ContactSearch;
 pub use crate::domain::contact::{BatchItem, ItemResult, ItemStatus};
 use crate::domain::contact::{Contact, IfDuplicate, PhoneNumber};
 use crate::domain::ids::NewApiKey;
@@ -495,42 +496,6 @@ pub trait DashboardStore: Send + Sync + 'static {
     /// Up to `limit` of the campaign's contacts that match, in the order of the index searched
     /// (number, or name); `None` when the campaign is not the organization's.
     async fn search_contacts(&self, org: OrgId, campaign_id: i64, search: &ContactSearch, limit: u32) -> StoreResult<Option<Vec<Contact>>>;
-}
-
-/// What the dashboard's contact search looks for: a prefix, so that an index answers it on a
-/// campaign of millions of contacts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ContactSearch {
-    /// An E.164 number's beginning (`+52155`).
-    NumberStart(String),
-    /// A name's beginning, ignoring case (ASCII letters).
-    NameStart(String),
-}
-
-impl ContactSearch {
-    /// What the user typed: a number's beginning when it is digits (spaces, dashes, dots and
-    /// brackets ignored, `+` added), else a name's; `None` when it is empty.
-    pub fn parse(text: &str) -> Option<ContactSearch> {
-        let text = text.trim();
-        let digits: String = text.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
-        let bare = digits.strip_prefix('+').unwrap_or(&digits);
-        if text.is_empty() {
-            None
-        } else if !bare.is_empty() && bare.chars().all(|c| c.is_ascii_digit()) {
-            Some(ContactSearch::NumberStart(format!("+{bare}")))
-        } else {
-            Some(ContactSearch::NameStart(text.to_lowercase()))
-        }
-    }
-
-    /// The range `[low, high)` of stored values that start with the prefix: every character a
-    /// stored value can hold after the prefix sorts below `high`'s last one.
-    pub fn range(&self) -> (String, String) {
-        let prefix = match self {
-            ContactSearch::NumberStart(prefix) | ContactSearch::NameStart(prefix) => prefix,
-        };
-        (prefix.clone(), format!("{prefix}\u{10FFFF}"))
-    }
 }
 
 /// Every part of a store, for the code that wires the process together (`server`, `cli`, the

@@ -5,12 +5,12 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use super::{PostgresStore, insert_org_key, revoke_key};
-use crate::domain::contact::Contact;
+use crate::domain::contact::{Contact, ContactSearch};
 use crate::domain::ids::NewApiKey;
 use crate::store::shared::{
     api_key_info_from_row, contact_columns, contact_from_row, hour_count_from_row, minute_of, select_api_key_infos, session_from_row,
 };
-use crate::store::{ApiKeyInfo, ContactSearch, DashboardStore, NewSession, OrgId, SessionRecord, StoreResult, to_seconds};
+use crate::store::{ApiKeyInfo, DashboardStore, NewSession, OrgId, SessionRecord, StoreResult, to_seconds};
 
 #[async_trait]
 impl DashboardStore for PostgresStore {
