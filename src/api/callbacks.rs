@@ -23,7 +23,7 @@ use crate::domain::integration::{Integration, MAX_URL_CHARS};
 use crate::domain::validation::no_nul;
 use crate::metrics::{self, EventRefusal, EventSource};
 use crate::providers::{self, Callback, CallbackError, CallbackReply};
-use crate::store::{EventOutcome, InboundMessage};
+use crate::store::{EventOutcome, HeldEvent, InboundMessage};
 
 /// Checks an event body against the integration's channel.
 fn parse_event(input: EventInput, channel: Channel) -> ApiResult<AttemptEvent> {
@@ -80,6 +80,7 @@ fn parse_event(input: EventInput, channel: Channel) -> ApiResult<AttemptEvent> {
         recording_url: input.recording_url,
         transcript: input.transcript,
         invalid_number: false,
+        throttled: false,
     })
 }
 
@@ -225,10 +226,14 @@ async fn receive_native(
         Some(Err(CallbackError::Invalid(message))) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)),
         Some(Ok(reply)) => reply,
     };
-    let (events, inbound) = match reply {
+    let (events, inbound, broken) = match reply {
         CallbackReply::Challenge(text) => return Ok(Received::Challenge(text)),
-        CallbackReply::Events { events, inbound } => (events, inbound),
+        CallbackReply::Events { events, inbound, broken } => (events, inbound, broken),
     };
+    let now = app.clock.now();
+    if let Some(reason) = broken {
+        app.callbacks.integration_broken(&integration.id, &reason, now).await?;
+    }
     let mut provider_ids: Vec<String> = events.iter().filter_map(|e| e.provider_id.clone()).collect();
     provider_ids.extend(inbound.iter().filter_map(|text| text.reply_to.clone()));
     let known = if provider_ids.is_empty() {
@@ -237,7 +242,6 @@ async fn receive_native(
         app.callbacks.attempts_by_provider_id(&integration.id, &provider_ids).await?
     };
     if !inbound.is_empty() {
-        let now = app.clock.now();
         let texts = inbound
             .into_iter()
             .map(|text| InboundMessage {
@@ -250,18 +254,27 @@ async fn receive_native(
         app.callbacks.record_inbound(&integration.id, texts).await?;
     }
     // Matched by the provider's id first, then by the attempt id the provider echoed.
-    let events: Vec<AttemptEvent> = events
-        .into_iter()
-        .filter_map(|mut found| {
-            if let Some(attempt_id) = found.provider_id.as_ref().and_then(|p| known.get(p)) {
-                found.event.attempt_id = attempt_id.clone();
-            }
-            (!found.event.attempt_id.is_empty()).then_some(found.event)
-        })
-        .collect();
-    if events.is_empty() {
+    let mut held = Vec::new();
+    let mut final_events = Vec::new();
+    for mut found in events {
+        if let Some(attempt_id) = found.provider_id.as_ref().and_then(|p| known.get(p)) {
+            found.event.attempt_id = attempt_id.clone();
+        }
+        if found.event.attempt_id.is_empty() {
+            continue;
+        }
+        match found.provisional {
+            Some(wait) => held.push(HeldEvent { event: found.event, until: now.saturating_add(wait).unwrap_or(now) }),
+            None => final_events.push(found.event),
+        }
+    }
+    if !held.is_empty() {
+        app.callbacks.hold_events(&integration.id, held).await?;
+    }
+    if final_events.is_empty() {
         return Ok(Received::Applied(Vec::new()));
     }
+    let events = final_events;
     let outcomes = app.callbacks.apply_integration_events(&integration.id, events, app.clock.now(), app.settings.retry).await?;
     Ok(Received::Applied(outcomes.into_iter().filter(|o| *o != EventOutcome::UnknownAttempt).collect()))
 }

@@ -65,7 +65,8 @@ impl AnsweredBy {
 
 /// An attempt's status as providers report it and `/calls` and `/messages` show it. Phone and
 /// WhatsApp statuses share one ordered lattice per channel: an attempt only moves forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AttemptStatus {
     /// Recorded, not yet reported on by the provider.
     Queued,
@@ -257,8 +258,9 @@ pub struct TranscriptEntry {
     pub content: String,
 }
 
-/// A validated event, ready for the store.
-#[derive(Debug, Clone, PartialEq)]
+/// A validated event, ready for the store. Serialized only to keep a provider's provisional
+/// outcome with its attempt until it becomes final (PROVIDERS.md §4, §5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptEvent {
     pub attempt_id: String,
     pub status: AttemptStatus,
@@ -277,7 +279,15 @@ pub struct AttemptEvent {
     /// The provider said the number is invalid or unreachable: the contact fails at once with
     /// `failed_reason` `invalid_number`, never retried (PROVIDERS.md §1).
     pub invalid_number: bool,
+    /// The provider never placed the call for lack of capacity (a concurrency limit reported
+    /// after the hand-off): the contact is tried again after [`THROTTLED_WAIT`], and this attempt
+    /// does not count against its retries (reference providers.md §5).
+    #[serde(default)]
+    pub throttled: bool,
 }
+
+/// How long a contact whose call a provider throttled waits before it is tried again.
+pub const THROTTLED_WAIT: SignedDuration = SignedDuration::from_mins(1);
 
 /// The `ended_reason` of an attempt the engine closed because no final event came within
 /// `OUTBOUND_ATTEMPT_TIMEOUT`.
@@ -303,6 +313,7 @@ impl AttemptEvent {
             recording_url: None,
             transcript: None,
             invalid_number: false,
+            throttled: false,
         }
     }
 
@@ -388,7 +399,9 @@ pub fn progress_contact(
 ) -> Option<ContactProgress> {
     let retry_at = at.saturating_add(settings.retry_interval).ok();
     let failed = |contact: ContactProgress| {
-        if event.invalid_number {
+        if event.throttled {
+            ContactProgress { status: ContactStatus::Retrying, next_attempt_at: at.saturating_add(THROTTLED_WAIT).ok(), ..contact }
+        } else if event.invalid_number {
             ContactProgress {
                 status: ContactStatus::Failed,
                 next_attempt_at: None,

@@ -16,10 +16,13 @@ pub enum Provider {
     Webhook,
     Twilio,
     WhatsappCloud,
+    Vapi,
+    Retell,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 4] = [Provider::Simulator, Provider::Webhook, Provider::Twilio, Provider::WhatsappCloud];
+    pub const ALL: [Provider; 6] =
+        [Provider::Simulator, Provider::Webhook, Provider::Twilio, Provider::WhatsappCloud, Provider::Vapi, Provider::Retell];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -27,6 +30,8 @@ impl Provider {
             Provider::Webhook => "webhook",
             Provider::Twilio => "twilio",
             Provider::WhatsappCloud => "whatsapp_cloud",
+            Provider::Vapi => "vapi",
+            Provider::Retell => "retell",
         }
     }
 
@@ -38,7 +43,7 @@ impl Provider {
     pub fn channel(self) -> Option<Channel> {
         match self {
             Provider::Simulator | Provider::Webhook => None,
-            Provider::Twilio => Some(Channel::PhoneCall),
+            Provider::Twilio | Provider::Vapi | Provider::Retell => Some(Channel::PhoneCall),
             Provider::WhatsappCloud => Some(Channel::Whatsapp),
         }
     }
@@ -227,6 +232,68 @@ pub struct WhatsappCloudConfig {
     pub max_per_second: f64,
 }
 
+/// `vapi` (PROVIDERS.md §4): calls placed by a Vapi assistant from a Vapi phone number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VapiConfig {
+    /// Write-only: the private API key, shown as `••••••••` and its last four characters.
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub api_key: Credential,
+    #[schema(min_length = 1, max_length = 200)]
+    pub assistant_id: String,
+    #[schema(min_length = 1, max_length = 200)]
+    pub phone_number_id: String,
+    /// Write-only: what Vapi sends in `X-Vapi-Secret` (or the HMAC key when `server_hmac`).
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub server_secret: Credential,
+    /// Also accept Vapi's HMAC credential: `x-signature` = hex HMAC-SHA256(`server_secret`,
+    /// `{x-timestamp}.{body}`).
+    #[serde(default)]
+    pub server_hmac: bool,
+    /// A structured-data boolean that means converted; by default `analysis.successEvaluation`
+    /// `"true"` does.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
+    pub success_key: Option<String>,
+    #[serde(default = "vapi_api_base")]
+    #[schema(max_length = 2000)]
+    pub api_base: String,
+    #[serde(default = "default_handoff_timeout_ms", deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 60000)]
+    pub timeout_ms: u32,
+    #[serde(default = "voice_platform_max_per_second")]
+    #[schema(exclusive_minimum = 0, maximum = 10000)]
+    pub max_per_second: f64,
+}
+
+/// `retell` (PROVIDERS.md §5): calls placed by a Retell agent from a Retell number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetellConfig {
+    /// Write-only: the API key (with the webhook badge: it also signs Retell's webhooks).
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub api_key: Credential,
+    /// The calling number, E.164.
+    #[schema(pattern = "^\\+[1-9][0-9]{6,14}$")]
+    pub from_number: String,
+    /// Sent as `override_agent_id`; without it the number's own agent answers.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
+    pub agent_id: Option<String>,
+    #[serde(default = "retell_api_base")]
+    #[schema(max_length = 2000)]
+    pub api_base: String,
+    #[serde(default = "default_handoff_timeout_ms", deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 60000)]
+    pub timeout_ms: u32,
+    #[serde(default = "voice_platform_max_per_second")]
+    #[schema(exclusive_minimum = 0, maximum = 10000)]
+    pub max_per_second: f64,
+}
+
 fn default_machine_detection() -> Option<MachineDetection> {
     Some(MachineDetection::Enable)
 }
@@ -238,6 +305,15 @@ fn twilio_api_base() -> String {
 }
 fn graph_api_base() -> String {
     "https://graph.facebook.com".to_owned()
+}
+fn vapi_api_base() -> String {
+    "https://api.vapi.ai".to_owned()
+}
+fn retell_api_base() -> String {
+    "https://api.retellai.com".to_owned()
+}
+fn voice_platform_max_per_second() -> f64 {
+    5.0
 }
 fn default_handoff_timeout_ms() -> u32 {
     10_000
@@ -276,6 +352,8 @@ pub enum ProviderConfig {
     Webhook(WebhookConfig),
     Twilio(TwilioConfig),
     WhatsappCloud(WhatsappCloudConfig),
+    Vapi(VapiConfig),
+    Retell(RetellConfig),
 }
 
 impl ProviderConfig {
@@ -285,6 +363,8 @@ impl ProviderConfig {
             ProviderConfig::Webhook(_) => Provider::Webhook,
             ProviderConfig::Twilio(_) => Provider::Twilio,
             ProviderConfig::WhatsappCloud(_) => Provider::WhatsappCloud,
+            ProviderConfig::Vapi(_) => Provider::Vapi,
+            ProviderConfig::Retell(_) => Provider::Retell,
         }
     }
 
@@ -295,6 +375,8 @@ impl ProviderConfig {
             Provider::Webhook => ProviderConfig::Webhook(serde_json::from_str(config)?),
             Provider::Twilio => ProviderConfig::Twilio(serde_json::from_str(config)?),
             Provider::WhatsappCloud => ProviderConfig::WhatsappCloud(serde_json::from_str(config)?),
+            Provider::Vapi => ProviderConfig::Vapi(serde_json::from_str(config)?),
+            Provider::Retell => ProviderConfig::Retell(serde_json::from_str(config)?),
         })
     }
 
@@ -304,6 +386,8 @@ impl ProviderConfig {
             ProviderConfig::Simulator(_) | ProviderConfig::Webhook(_) => Vec::new(),
             ProviderConfig::Twilio(c) => vec![("auth_token", &mut c.auth_token)],
             ProviderConfig::WhatsappCloud(c) => vec![("access_token", &mut c.access_token), ("app_secret", &mut c.app_secret)],
+            ProviderConfig::Vapi(c) => vec![("api_key", &mut c.api_key), ("server_secret", &mut c.server_secret)],
+            ProviderConfig::Retell(c) => vec![("api_key", &mut c.api_key)],
         }
     }
 
@@ -337,6 +421,7 @@ impl ProviderConfig {
     pub fn caller_number(&self) -> Option<&str> {
         match self {
             ProviderConfig::Twilio(c) => Some(&c.from),
+            ProviderConfig::Retell(c) => Some(&c.from_number),
             _ => None,
         }
     }
@@ -347,6 +432,8 @@ impl ProviderConfig {
             ProviderConfig::Simulator(_) | ProviderConfig::Webhook(_) => None,
             ProviderConfig::Twilio(c) => Some(c.max_per_second),
             ProviderConfig::WhatsappCloud(c) => Some(c.max_per_second),
+            ProviderConfig::Vapi(c) => Some(c.max_per_second),
+            ProviderConfig::Retell(c) => Some(c.max_per_second),
         }
     }
 }
@@ -521,6 +608,8 @@ fn parse_config(
         Provider::Webhook => ProviderConfig::Webhook(serde_path_to_error::deserialize(raw).map_err(structural)?),
         Provider::Twilio => ProviderConfig::Twilio(serde_path_to_error::deserialize(raw).map_err(structural)?),
         Provider::WhatsappCloud => ProviderConfig::WhatsappCloud(serde_path_to_error::deserialize(raw).map_err(structural)?),
+        Provider::Vapi => ProviderConfig::Vapi(serde_path_to_error::deserialize(raw).map_err(structural)?),
+        Provider::Retell => ProviderConfig::Retell(serde_path_to_error::deserialize(raw).map_err(structural)?),
     };
     let mut kept = previous.cloned();
     let kept_credentials: Vec<(&'static str, Credential)> =
@@ -687,6 +776,21 @@ fn check_config(config: &ProviderConfig) -> Result<(), Violation> {
                 for (index, payload) in payloads.iter().enumerate() {
                     check_text(&format!("config.{key}[{index}]"), payload, 1, 256)?;
                 }
+            }
+            check_common(&config.api_base, config.timeout_ms, config.max_per_second)?;
+        }
+        ProviderConfig::Vapi(config) => {
+            check_text("config.assistant_id", &config.assistant_id, 1, 200)?;
+            check_text("config.phone_number_id", &config.phone_number_id, 1, 200)?;
+            if let Some(key) = &config.success_key {
+                check_text("config.success_key", key, 1, 200)?;
+            }
+            check_common(&config.api_base, config.timeout_ms, config.max_per_second)?;
+        }
+        ProviderConfig::Retell(config) => {
+            check_pattern("config.from_number", &config.from_number, r"^\+[1-9][0-9]{6,14}$", "an E.164 number such as +14155550100")?;
+            if let Some(agent_id) = &config.agent_id {
+                check_text("config.agent_id", agent_id, 1, 200)?;
             }
             check_common(&config.api_base, config.timeout_ms, config.max_per_second)?;
         }

@@ -2,6 +2,7 @@
 //! simulator with no latency answers in-process and its outcomes of every campaign go to the
 //! store together; every other provider is reached through its [`Connector`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,8 +14,8 @@ use crate::domain::attempt::{AttemptEvent, RetrySettings, simulate};
 use crate::domain::integration::{ProviderConfig, SimulatorConfig};
 use crate::metrics::{self, EventSource, HandoffFailure};
 use crate::providers::keyring::Keyring;
-use crate::providers::{self, Handoff, Outgoing, UNKNOWN_REASON};
-use crate::store::{Dispatch, EngineStore, HandoffResult, RunningCampaign, StoreResult};
+use crate::providers::{self, Connector, Handoff, Outgoing, UNKNOWN_REASON};
+use crate::store::{Dispatch, EngineStore, ExpiredAttempt, HandoffResult, RunningCampaign, StoreResult};
 
 /// Hand-offs in flight at once per campaign batch.
 const PARALLELISM: usize = 64;
@@ -84,6 +85,34 @@ impl Providers {
             keyring: settings.keyring.clone(),
             attempt_timeout: settings.attempt_timeout,
         }
+    }
+
+    /// The events that close attempts past their deadlines: what the provider says of the call
+    /// when it can tell (Vapi, which does not retry its webhooks), else the provisional outcome
+    /// held for it, else the timeout.
+    pub(super) async fn close_expired(&self, expired: Vec<ExpiredAttempt>) -> Vec<AttemptEvent> {
+        let mut connectors: HashMap<String, Option<Arc<dyn Connector>>> = HashMap::new();
+        let closing: Vec<_> = expired
+            .into_iter()
+            .map(|attempt| {
+                let connector = connectors
+                    .entry(attempt.integration_id.clone())
+                    .or_insert_with(|| providers::connect(&attempt.provider, self.keyring.opening_key(), &self.http).ok())
+                    .clone();
+                async move {
+                    let told = match (connector, &attempt.provider_id) {
+                        (Some(connector), Some(provider_id)) => connector.reconcile(provider_id, &attempt.attempt_id).await,
+                        _ => None,
+                    };
+                    let attempt_id = attempt.attempt_id;
+                    match told.or(attempt.held) {
+                        Some(event) => AttemptEvent { attempt_id, ..event },
+                        None => AttemptEvent::timed_out(attempt_id),
+                    }
+                }
+            })
+            .collect();
+        stream::iter(closing).buffer_unordered(PARALLELISM).collect().await
     }
 
     /// Hands a campaign's batch to its provider and records what came back. Owns what it needs,

@@ -16,7 +16,7 @@ use futures::future::join_all;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::clock::Clock;
-use crate::domain::attempt::{AttemptEvent, RetrySettings};
+use crate::domain::attempt::RetrySettings;
 use crate::domain::campaign::{CampaignStatus, Channel};
 use crate::metrics;
 use crate::store::{ClaimRequest, Dispatch, EngineStore, Pace, RunningCampaign, StoreResult};
@@ -182,7 +182,7 @@ impl Engine {
         let expired = self.store.expired_attempts(now, MAX_DUE_PER_TICK).await?;
         report.timed_out = expired.len();
         if !expired.is_empty() {
-            let events = expired.into_iter().map(AttemptEvent::timed_out).collect();
+            let events = self.providers.close_expired(expired).await;
             self.store.apply_events(events, now, self.settings.retry).await?;
         }
 

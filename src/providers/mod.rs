@@ -3,8 +3,10 @@
 //! the engine and the callback route speak only to the trait.
 
 pub mod keyring;
+pub mod retell;
 pub mod simulator;
 pub mod twilio;
+pub mod vapi;
 pub mod webhook;
 pub mod whatsapp_cloud;
 
@@ -85,6 +87,11 @@ pub struct Callback<'a> {
 pub struct ProviderEvent {
     pub provider_id: Option<String>,
     pub event: AttemptEvent,
+    /// Set on a provisional final outcome: it becomes the attempt's outcome only if no final
+    /// event comes within this wait (Retell's `call_ended` before `call_analyzed`, Vapi's
+    /// `status-update` `ended` before its `end-of-call-report`). It is kept with the attempt
+    /// meanwhile, so a restart loses nothing.
+    pub provisional: Option<SignedDuration>,
 }
 
 /// A text a contact sent back (WhatsApp), kept for the opt-out rule (§12.1).
@@ -101,9 +108,10 @@ pub struct InboundText {
 /// What a verified callback asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallbackReply {
-    /// Events to apply (possibly none: a callback about something Outbound does not track) and
-    /// texts received.
-    Events { events: Vec<ProviderEvent>, inbound: Vec<InboundText> },
+    /// Events to apply (possibly none: a callback about something Outbound does not track),
+    /// texts received, and why the integration itself is broken when the callback shows it (an
+    /// account out of credit): its dispatch then stops as after such a hand-off.
+    Events { events: Vec<ProviderEvent>, inbound: Vec<InboundText>, broken: Option<String> },
     /// A verification handshake, answered `200 text/plain` with this text (WhatsApp's GET).
     Challenge(String),
 }
@@ -137,6 +145,13 @@ pub trait Connector: Send + Sync {
     fn callback(&self, _request: &Callback<'_>) -> Option<Result<CallbackReply, CallbackError>> {
         None
     }
+
+    /// Asks the provider what became of an attempt whose deadline passed with no final event
+    /// (Vapi does not retry its webhooks). `None` when the provider cannot tell or the call has
+    /// not ended: then the attempt's provisional outcome, or the timeout, closes it.
+    async fn reconcile(&self, _provider_id: &str, _attempt_id: &str) -> Option<AttemptEvent> {
+        None
+    }
 }
 
 /// The connector of an integration: its config with credentials opened under `key`. Fails with
@@ -153,6 +168,15 @@ pub fn connect(config: &ProviderConfig, key: Option<&SecretKey>, http: &reqwest:
             let access_token = config.access_token.reveal(key).ok_or(UNREADABLE_REASON)?;
             let app_secret = config.app_secret.reveal(key).ok_or(UNREADABLE_REASON)?;
             Arc::new(whatsapp_cloud::WhatsappCloud::new(config.clone(), access_token, app_secret, http.clone()))
+        }
+        ProviderConfig::Vapi(config) => {
+            let api_key = config.api_key.reveal(key).ok_or(UNREADABLE_REASON)?;
+            let server_secret = config.server_secret.reveal(key).ok_or(UNREADABLE_REASON)?;
+            Arc::new(vapi::Vapi::new(config.clone(), api_key, server_secret, http.clone()))
+        }
+        ProviderConfig::Retell(config) => {
+            let api_key = config.api_key.reveal(key).ok_or(UNREADABLE_REASON)?;
+            Arc::new(retell::Retell::new(config.clone(), api_key, http.clone()))
         }
     })
 }

@@ -225,8 +225,8 @@ impl Twilio {
         let attempt_id = request.query.iter().find(|(name, _)| name == "attempt_id").map(|(_, id)| id.clone()).unwrap_or_default();
         let event = callback_event(&form, attempt_id, self.config.machine_detection.is_some())?;
         let provider_id = field(&form, "CallSid").map(str::to_owned);
-        let events = event.map(|event| ProviderEvent { provider_id, event }).into_iter().collect();
-        Ok(CallbackReply::Events { events, inbound: vec![] })
+        let events = event.map(|event| ProviderEvent { provider_id, event, provisional: None }).into_iter().collect();
+        Ok(CallbackReply::Events { events, inbound: vec![], broken: None })
     }
 }
 
@@ -614,7 +614,7 @@ mod tests {
     /// The events of a verified callback.
     fn events(twilio: &Twilio, params: &[(&str, &str)]) -> Vec<ProviderEvent> {
         match deliver(twilio, &signed(CALLBACK_URL, params)) {
-            Ok(CallbackReply::Events { events, inbound }) => {
+            Ok(CallbackReply::Events { events, inbound, .. }) => {
                 assert!(inbound.is_empty());
                 events
             }

@@ -94,7 +94,7 @@ impl WhatsappCloud {
                 }
             }
         }
-        Ok(CallbackReply::Events { events, inbound })
+        Ok(CallbackReply::Events { events, inbound, broken: None })
     }
 
     /// A quick-reply tap on one of our templates (its `context.id`): the payload lists of the
@@ -112,7 +112,11 @@ impl WhatsappCloud {
         } else {
             return None;
         };
-        Some(ProviderEvent { provider_id: Some(wamid.to_owned()), event: AttemptEvent { converted, ..event(String::new(), status) } })
+        Some(ProviderEvent {
+            provider_id: Some(wamid.to_owned()),
+            event: AttemptEvent { converted, ..event(String::new(), status) },
+            provisional: None,
+        })
     }
 }
 
@@ -275,7 +279,7 @@ fn status_events(status: &MessageStatus) -> Vec<ProviderEvent> {
         }
         _ => Vec::new(),
     };
-    events.into_iter().map(|event| ProviderEvent { provider_id: provider_id.clone(), event }).collect()
+    events.into_iter().map(|event| ProviderEvent { provider_id: provider_id.clone(), event, provisional: None }).collect()
 }
 
 fn inbound_text(message: &InboundMessage) -> Option<InboundText> {
@@ -611,7 +615,7 @@ mod tests {
         let connector = connector(json!({}));
         let body = br#"{"object":"whatsapp_business_account","entry":[]}"#;
         let signed = |value: &str| call(&connector, Method::POST, &[], &headers(&[("x-hub-signature-256", value)]), body);
-        let nothing = Ok(CallbackReply::Events { events: Vec::new(), inbound: Vec::new() });
+        let nothing = Ok(CallbackReply::Events { events: Vec::new(), inbound: Vec::new(), broken: None });
         assert_eq!(signed("sha256=02fe0c96d28c59ddb7cf81eff0ca05809b360ba73b63c28210b5906a0a107d1f"), nothing);
         assert_eq!(signed("sha256=02FE0C96D28C59DDB7CF81EFF0CA05809B360BA73B63C28210B5906A0A107D1F"), nothing);
         for bad in [
@@ -646,7 +650,7 @@ mod tests {
 
     fn events_of(connector: &WhatsappCloud, value: Value) -> (Vec<ProviderEvent>, Vec<InboundText>) {
         match notify(connector, &change(value)) {
-            Ok(CallbackReply::Events { events, inbound }) => (events, inbound),
+            Ok(CallbackReply::Events { events, inbound, broken: None }) => (events, inbound),
             other => panic!("not events: {other:?}"),
         }
     }
@@ -656,7 +660,7 @@ mod tests {
     }
 
     fn provider_event(provider_id: &str, event: AttemptEvent) -> ProviderEvent {
-        ProviderEvent { provider_id: Some(provider_id.to_owned()), event }
+        ProviderEvent { provider_id: Some(provider_id.to_owned()), event, provisional: None }
     }
 
     #[test]

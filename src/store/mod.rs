@@ -304,8 +304,8 @@ pub trait EngineStore: Send + Sync + 'static {
     /// Applies events the engine itself decided (timeouts, refused handoffs, the simulator's
     /// outcomes), each idempotently.
     async fn apply_events(&self, events: Vec<AttemptEvent>, at: Timestamp, retry: RetrySettings) -> StoreResult<Vec<EventOutcome>>;
-    /// Open attempts whose deadline has passed.
-    async fn expired_attempts(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<String>>;
+    /// Open attempts whose deadline has passed, with what closing them needs.
+    async fn expired_attempts(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<ExpiredAttempt>>;
     /// Ends the campaign's iteration when no contact is left to attempt, or starts the next one
     /// when its time has come. Returns the campaign's status afterwards when it changed.
     async fn advance_iteration(&self, campaign_id: i64, at: Timestamp) -> StoreResult<Option<CampaignStatus>>;
@@ -339,6 +339,33 @@ pub trait CallbackStore: Send + Sync + 'static {
         at: Timestamp,
         retry: RetrySettings,
     ) -> StoreResult<Vec<EventOutcome>>;
+    /// Keeps provisional outcomes with the integration's open attempts and brings each one's
+    /// deadline forward to its `until`; the engine applies it then unless a final event came
+    /// (PROVIDERS.md §4, §5). A later provisional outcome replaces an earlier one.
+    async fn hold_events(&self, integration_id: &str, held: Vec<HeldEvent>) -> StoreResult<()>;
+    /// Stops the integration's dispatch, as [`EngineStore::mark_integration_failing`] does, for
+    /// what a callback showed (an account out of credit).
+    async fn integration_broken(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()>;
+}
+
+/// A provider's provisional outcome of an attempt, final at `until` unless a final event comes.
+#[derive(Debug, Clone)]
+pub struct HeldEvent {
+    pub event: AttemptEvent,
+    pub until: Timestamp,
+}
+
+/// An open attempt past its deadline.
+#[derive(Debug, Clone)]
+pub struct ExpiredAttempt {
+    pub attempt_id: String,
+    /// The provider's id of the call, when it was handed off and answered with one.
+    pub provider_id: Option<String>,
+    /// The provider's provisional outcome, when one was held (see [`CallbackStore::hold_events`]).
+    pub held: Option<AttemptEvent>,
+    pub integration_id: String,
+    /// The integration's provider config, to ask the provider (Vapi) what became of the call.
+    pub provider: ProviderConfig,
 }
 
 /// One organization's webhook subscriptions and their deliveries log (§8.1, §8.2): every method

@@ -3,6 +3,7 @@
 //! settings keys SQL reads, and response bodies packed for Idempotency-Key records. The rules
 //! themselves live in `domain`; each backend writes only its SQL and its transactions.
 
+use crate::store::ExpiredAttempt;
 use std::collections::HashMap;
 
 use jiff::Timestamp;
@@ -55,6 +56,19 @@ pub(crate) fn parse_attempt_status(text: &str) -> StoreResult<AttemptStatus> {
 pub(crate) fn provider_config(provider_name: &str, config: &str) -> StoreResult<(Provider, ProviderConfig)> {
     let provider = Provider::parse(provider_name).ok_or_else(|| StoreError::Corrupt(format!("bad provider {provider_name:?}")))?;
     Ok((provider, ProviderConfig::from_stored(provider, config)?))
+}
+
+/// An expired attempt read from `a.id`, `a.provider_id`, `a.held_event`, `c.integration_id`,
+/// `i.provider` and `i.config`.
+pub(crate) fn expired_attempt_from_row(row: &impl StoredRow) -> StoreResult<ExpiredAttempt> {
+    let held = row.opt_text("held_event")?.map(|held| serde_json::from_str(&held)).transpose()?;
+    Ok(ExpiredAttempt {
+        attempt_id: row.text("id")?,
+        provider_id: row.opt_text("provider_id")?,
+        held,
+        integration_id: row.text("integration_id")?,
+        provider: provider_config(&row.text("provider")?, &row.text("config")?)?.1,
+    })
 }
 
 /// An integration's provider config as stored (credentials sealed: see `ProviderConfig::seal`).

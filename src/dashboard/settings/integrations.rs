@@ -52,7 +52,7 @@ const fn field(key: &'static str, label: &'static str, kind: Kind, hint: &'stati
     ConfigField { key, label, kind, hint }
 }
 
-/// The config keys of each provider (PROVIDERS.md §2–3, contract §5.3), in the API's names.
+/// The config keys of each provider (PROVIDERS.md §2–5, contract §5.3), in the API's names.
 fn config_fields(provider: Provider) -> &'static [ConfigField] {
     use Kind::*;
     const SIMULATOR: &[ConfigField] = &[
@@ -102,11 +102,32 @@ fn config_fields(provider: Provider) -> &'static [ConfigField] {
         field("timeout_ms", "Hand-off timeout (ms)", Number, "1 to 60000 (default 10000)."),
         field("max_per_second", "Messages per second at most", Number, "Across campaigns and processes (default 80)."),
     ];
+    const VAPI: &[ConfigField] = &[
+        field("api_key", "Private API key", Secret, "Stored encrypted; shown masked."),
+        field("assistant_id", "Assistant ID", Text, "The Vapi assistant that talks to each contact."),
+        field("phone_number_id", "Phone number ID", Text, "The Vapi phone number calls are made from."),
+        field("server_secret", "Server secret", Secret, "What Vapi sends in X-Vapi-Secret (or the HMAC key); stored encrypted."),
+        field("server_hmac", "Vapi signs with HMAC", Check, "Accept x-signature over {timestamp}.{body} as well."),
+        field("success_key", "Structured-data key that means converted", Text, "Default: the success evaluation is \"true\"."),
+        field("api_base", "API base URL", Text, "Default https://api.vapi.ai."),
+        field("timeout_ms", "Hand-off timeout (ms)", Number, "1 to 60000 (default 10000)."),
+        field("max_per_second", "Calls per second at most", Number, "Across campaigns and processes (default 5)."),
+    ];
+    const RETELL: &[ConfigField] = &[
+        field("api_key", "API key", Secret, "The key with the webhook badge (it signs Retell's webhooks); stored encrypted."),
+        field("from_number", "From number", Text, "A Retell number in E.164, such as +14155550100."),
+        field("agent_id", "Agent ID", Text, "Optional: without it the number's own agent answers."),
+        field("api_base", "API base URL", Text, "Default https://api.retellai.com."),
+        field("timeout_ms", "Hand-off timeout (ms)", Number, "1 to 60000 (default 10000)."),
+        field("max_per_second", "Calls per second at most", Number, "Across campaigns and processes (default 5)."),
+    ];
     match provider {
         Provider::Simulator => SIMULATOR,
         Provider::Webhook => WEBHOOK,
         Provider::Twilio => TWILIO,
         Provider::WhatsappCloud => WHATSAPP_CLOUD,
+        Provider::Vapi => VAPI,
+        Provider::Retell => RETELL,
     }
 }
 
@@ -116,6 +137,8 @@ pub(crate) fn provider_label(provider: Provider) -> &'static str {
         Provider::Webhook => "Webhook (your own agent runtime)",
         Provider::Twilio => "Twilio Voice (phone calls)",
         Provider::WhatsappCloud => "WhatsApp Cloud API (WhatsApp)",
+        Provider::Vapi => "Vapi assistant (phone calls)",
+        Provider::Retell => "Retell agent (phone calls)",
     }
 }
 
@@ -303,7 +326,7 @@ struct ListPage {
     rows: Vec<Row>,
     agents: Vec<(String, String)>,
     channels: [Channel; 2],
-    providers: [Provider; 4],
+    providers: [Provider; 6],
     form: NewForm,
     fieldsets: Vec<ProviderFieldset>,
     errors: FormErrors,

@@ -4,6 +4,8 @@
 //! with `FOR UPDATE SKIP LOCKED`, and due handoffs are taken the same way, so that several
 //! processes could share one campaign.
 
+use crate::store::shared::expired_attempt_from_row;
+use crate::store::{ExpiredAttempt, HeldEvent};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -348,12 +350,48 @@ pub(super) async fn record_handoffs(conn: &mut PgConnection, results: Vec<Handof
     Ok(())
 }
 
-pub(super) async fn expired_attempts(conn: &mut PgConnection, at: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
-    Ok(sqlx::query_scalar("SELECT id FROM attempts WHERE open AND due_at <= $1 AND deadline <= $1 ORDER BY due_at LIMIT $2")
-        .bind(to_millis(at))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await?)
+pub(super) async fn expired_attempts(conn: &mut PgConnection, at: Timestamp, limit: u32) -> StoreResult<Vec<ExpiredAttempt>> {
+    let rows = sqlx::query(
+        "SELECT a.id, a.provider_id, a.held_event, c.integration_id, i.provider, i.config FROM attempts a \
+         JOIN campaigns c ON c.id = a.campaign_id JOIN integrations i ON i.id = c.integration_id \
+         WHERE a.open AND a.due_at <= $1 AND a.deadline <= $1 ORDER BY a.due_at LIMIT $2",
+    )
+    .bind(to_millis(at))
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(expired_attempt_from_row).collect()
+}
+
+pub(super) async fn hold_events(conn: &mut PgConnection, integration_id: &str, held: Vec<HeldEvent>) -> StoreResult<()> {
+    for HeldEvent { event, until } in held {
+        sqlx::query(
+            "UPDATE attempts SET held_event = $1, deadline = LEAST(deadline, $2) WHERE id = $3 AND open \
+             AND campaign_id IN (SELECT id FROM campaigns WHERE integration_id = $4)",
+        )
+        .bind(serde_json::to_string(&event)?)
+        .bind(to_millis(until))
+        .bind(&event.attempt_id)
+        .bind(integration_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn mark_integration_failing(
+    conn: &mut PgConnection,
+    integration_id: &str,
+    reason: &str,
+    at: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE integrations SET health_reason = $1, health_since = $2 WHERE id = $3 AND health_reason IS NULL")
+        .bind(reason)
+        .bind(to_seconds(at))
+        .bind(integration_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// The attempts named, with what their events need of their campaigns (see

@@ -5,6 +5,7 @@
 //! that change together are always locked in the same order (campaigns, then attempts, then
 //! contacts, each by id) so that two transactions never wait on each other.
 
+use crate::store::{ExpiredAttempt, HeldEvent};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -497,7 +498,7 @@ impl EngineStore for PostgresStore {
         self.apply_events_of(None, events, at, retry).await
     }
 
-    async fn expired_attempts(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
+    async fn expired_attempts(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<ExpiredAttempt>> {
         attempts::expired_attempts(&mut *self.pool.acquire().await?, at, limit).await
     }
 
@@ -520,13 +521,7 @@ impl EngineStore for PostgresStore {
     }
 
     async fn mark_integration_failing(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()> {
-        sqlx::query("UPDATE integrations SET health_reason = $1, health_since = $2 WHERE id = $3 AND health_reason IS NULL")
-            .bind(reason)
-            .bind(to_seconds(at))
-            .bind(integration_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        attempts::mark_integration_failing(&mut *self.pool.acquire().await?, integration_id, reason, at).await
     }
 }
 
@@ -561,6 +556,17 @@ impl CallbackStore for PostgresStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn hold_events(&self, integration_id: &str, held: Vec<HeldEvent>) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        attempts::hold_events(&mut tx, integration_id, held).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn integration_broken(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()> {
+        attempts::mark_integration_failing(&mut *self.pool.acquire().await?, integration_id, reason, at).await
     }
 
     async fn attempts_by_provider_id(&self, integration_id: &str, provider_ids: &[String]) -> StoreResult<HashMap<String, String>> {

@@ -7,6 +7,8 @@
 //! SELECT`). The reads (running campaigns, expired attempts, the attempt list) run on the read
 //! connections of `reads`, on a blocking thread.
 
+use crate::store::shared::expired_attempt_from_row;
+use crate::store::{ExpiredAttempt, HeldEvent};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -266,9 +268,28 @@ pub(super) fn record_handoffs(conn: &Connection, results: Vec<HandoffResult>) ->
     Ok(())
 }
 
-pub(super) fn expired_attempts(conn: &Connection, at: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
-    let sql = "SELECT id FROM attempts WHERE open = 1 AND due_at <= ?1 AND deadline <= ?1 ORDER BY due_at LIMIT ?2";
-    all_rows(conn, sql, params![to_millis(at), i64::from(limit)], |row| row.text("id"))
+pub(super) fn expired_attempts(conn: &Connection, at: Timestamp, limit: u32) -> StoreResult<Vec<ExpiredAttempt>> {
+    let sql = "SELECT a.id, a.provider_id, a.held_event, c.integration_id, i.provider, i.config FROM attempts a \
+               JOIN campaigns c ON c.id = a.campaign_id JOIN integrations i ON i.id = c.integration_id \
+               WHERE a.open = 1 AND a.due_at <= ?1 AND a.deadline <= ?1 ORDER BY a.due_at LIMIT ?2";
+    all_rows(conn, sql, params![to_millis(at), i64::from(limit)], |row| expired_attempt_from_row(row))
+}
+
+pub(super) fn hold_events(conn: &Connection, integration_id: &str, held: Vec<HeldEvent>) -> StoreResult<()> {
+    let mut hold = conn.prepare_cached(
+        "UPDATE attempts SET held_event = ?, deadline = MIN(deadline, ?) WHERE id = ? AND open = 1 \
+         AND campaign_id IN (SELECT id FROM campaigns WHERE integration_id = ?)",
+    )?;
+    for HeldEvent { event, until } in held {
+        hold.execute(params![serde_json::to_string(&event)?, to_millis(until), event.attempt_id, integration_id])?;
+    }
+    Ok(())
+}
+
+pub(super) fn mark_integration_failing(conn: &Connection, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE integrations SET health_reason = ?, health_since = ? WHERE id = ? AND health_reason IS NULL")?
+        .execute(params![reason, to_seconds(at), integration_id])?;
+    Ok(())
 }
 
 pub(super) fn release_leases(conn: &Connection, at: Timestamp) -> StoreResult<u64> {

@@ -9,6 +9,7 @@
 //! WAL lets run beside the writer (`reads`). One driver, rusqlite, serves all of it, migrations
 //! included (`rusqlite_migration`, counting applied steps in `user_version`).
 
+use crate::store::{ExpiredAttempt, HeldEvent};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,6 +58,7 @@ const MIGRATION_STEPS: &[M<'static>] = &[
     M::up(include_str!("../../../migrations/sqlite/0007_webhooks.sql")),
     M::up(include_str!("../../../migrations/sqlite/0008_providers.sql")),
     M::up(include_str!("../../../migrations/sqlite/0009_dashboard.sql")),
+    M::up(include_str!("../../../migrations/sqlite/0010_held_events.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_STEPS);
 
@@ -531,7 +533,7 @@ impl EngineStore for SqliteStore {
         self.apply_events_of(None, events, at, retry).await
     }
 
-    async fn expired_attempts(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<String>> {
+    async fn expired_attempts(&self, at: Timestamp, limit: u32) -> StoreResult<Vec<ExpiredAttempt>> {
         self.reads.read(move |conn| attempts::expired_attempts(conn, at, limit)).await
     }
 
@@ -549,12 +551,7 @@ impl EngineStore for SqliteStore {
 
     async fn mark_integration_failing(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()> {
         let (id, reason) = (integration_id.to_owned(), reason.to_owned());
-        self.write(move |conn| {
-            conn.prepare_cached("UPDATE integrations SET health_reason = ?, health_since = ? WHERE id = ? AND health_reason IS NULL")?
-                .execute(params![reason, to_seconds(at), id])?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| attempts::mark_integration_failing(conn, &id, &reason, at)).await
     }
 }
 
@@ -588,6 +585,16 @@ impl CallbackStore for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn hold_events(&self, integration_id: &str, held: Vec<HeldEvent>) -> StoreResult<()> {
+        let integration_id = integration_id.to_owned();
+        self.write(move |conn| attempts::hold_events(conn, &integration_id, held)).await
+    }
+
+    async fn integration_broken(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()> {
+        let (id, reason) = (integration_id.to_owned(), reason.to_owned());
+        self.write(move |conn| attempts::mark_integration_failing(conn, &id, &reason, at)).await
     }
 
     async fn attempts_by_provider_id(&self, integration_id: &str, provider_ids: &[String]) -> StoreResult<HashMap<String, String>> {
