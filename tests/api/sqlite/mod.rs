@@ -59,6 +59,8 @@ mod metrics;
 mod openapi;
 #[path = "../providers_twilio.rs"]
 mod providers_twilio;
+#[path = "../providers_vapi.rs"]
+mod providers_vapi;
 #[path = "../providers_whatsapp.rs"]
 mod providers_whatsapp;
 #[path = "../rate_limit.rs"]
