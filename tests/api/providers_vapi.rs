@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use hmac::Mac;
 use jiff::SignedDuration;
+use outbound::clock::Clock;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use reqwest::StatusCode;
@@ -367,7 +368,7 @@ async fn the_shared_secret_authenticates_and_anything_else_is_refused_changing_n
     t.h.settle().await;
     let attempt = t.h.attempt_of(id, contacts[0]).await;
     let ended = report(&attempt, "customer-ended-call", converted_analysis());
-    let timestamp = t.h.clock.now_for_tests().as_second().to_string();
+    let timestamp = t.h.clock.now().as_second().to_string();
     let bearer_wrong = "Bearer not-the-secret".to_owned();
     for headers in [
         vec![],
@@ -399,7 +400,7 @@ async fn an_hmac_signature_authenticates_when_fresh_and_a_bad_or_stale_one_chang
     let (id, contacts) = t.h.start(json!({}), 2).await;
     t.h.settle().await;
     let (first, second) = (t.h.attempt_of(id, contacts[0]).await, t.h.attempt_of(id, contacts[1]).await);
-    let now = t.h.clock.now_for_tests();
+    let now = t.h.clock.now();
     let seconds = now.as_second().to_string();
     let ended = report(&first, "customer-ended-call", json!({}));
 
