@@ -622,6 +622,34 @@ mod tests {
     }
 
     #[test]
+    fn a_throttled_call_is_tried_again_soon_without_using_a_retry() {
+        let settings = RetrySettings { failed_retry_limit: 0, ..RetrySettings::default() };
+        let sending = ContactProgress { failed_retries: 3, ..contact(ContactStatus::Sending) };
+        let throttled = AttemptEvent { throttled: true, ..AttemptEvent::failed("cll_x".into(), "concurrency_limit_reached") };
+        let next = progress_contact(Channel::PhoneCall, sending, &throttled, 0, settings, at()).expect("changes");
+        assert_eq!((next.status, next.failed_retries, next.retries), (ContactStatus::Retrying, 3, 0));
+        assert_eq!(next.next_attempt_at, at().checked_add(THROTTLED_WAIT).ok());
+        // Without the flag the same failure, with no retry left, fails the contact.
+        let plain = AttemptEvent::failed("cll_x".into(), "concurrency_limit_reached");
+        assert_eq!(progress_contact(Channel::PhoneCall, sending, &plain, 0, settings, at()).map(|c| c.status), Some(ContactStatus::Failed));
+    }
+
+    #[test]
+    fn an_event_survives_its_stored_form() {
+        let event = AttemptEvent {
+            answered_by: Some(AnsweredBy::Machine),
+            started_at: Some(at()),
+            duration: Some(20),
+            extracted_data: Some(serde_json::from_value(serde_json::json!({ "summary": "left a message" })).expect("an object")),
+            throttled: true,
+            ..AttemptEvent::failed("cll_x".into(), "voicemail_reached")
+        }
+        .with_status(AttemptStatus::Ended);
+        let stored = serde_json::to_string(&event).expect("serializes");
+        assert_eq!(serde_json::from_str::<AttemptEvent>(&stored).expect("reads back"), event);
+    }
+
+    #[test]
     fn whatsapp_funnel_only_moves_forward() {
         let settings = RetrySettings::default();
         let event = |s| AttemptEvent::failed("msg_x".into(), "").with_status(s);
