@@ -366,7 +366,7 @@ pub(super) async fn expired_attempts(conn: &mut PgConnection, at: Timestamp, lim
 pub(super) async fn hold_events(conn: &mut PgConnection, integration_id: &str, held: Vec<HeldEvent>) -> StoreResult<()> {
     for HeldEvent { event, until } in held {
         sqlx::query(
-            "UPDATE attempts SET held_event = $1, deadline = LEAST(deadline, $2) WHERE id = $3 AND open \
+            "UPDATE attempts SET held_event = $1, deadline = LEAST(deadline, $2), due_at = LEAST(due_at, $2) WHERE id = $3 AND open \
              AND campaign_id IN (SELECT id FROM campaigns WHERE integration_id = $4)",
         )
         .bind(serde_json::to_string(&event)?)

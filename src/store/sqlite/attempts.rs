@@ -277,8 +277,8 @@ pub(super) fn expired_attempts(conn: &Connection, at: Timestamp, limit: u32) -> 
 
 pub(super) fn hold_events(conn: &Connection, integration_id: &str, held: Vec<HeldEvent>) -> StoreResult<()> {
     let mut hold = conn.prepare_cached(
-        "UPDATE attempts SET held_event = ?, deadline = MIN(deadline, ?) WHERE id = ? AND open = 1 \
-         AND campaign_id IN (SELECT id FROM campaigns WHERE integration_id = ?)",
+        "UPDATE attempts SET held_event = ?1, deadline = MIN(deadline, ?2), due_at = MIN(due_at, ?2) WHERE id = ?3 AND open = 1 \
+         AND campaign_id IN (SELECT id FROM campaigns WHERE integration_id = ?4)",
     )?;
     for HeldEvent { event, until } in held {
         hold.execute(params![serde_json::to_string(&event)?, to_millis(until), event.attempt_id, integration_id])?;
