@@ -284,6 +284,11 @@ pub struct AttemptEvent {
     /// does not count against its retries (reference providers.md §5).
     #[serde(default)]
     pub throttled: bool,
+    /// The provider's own final report of a call (Retell's `call_analyzed`, Vapi's
+    /// `end-of-call-report`). Coming after a held outcome already became final, it still adds
+    /// its recording, transcript and data but no longer converts the call (PROVIDERS.md §5).
+    #[serde(default)]
+    pub final_report: bool,
 }
 
 /// How long a contact whose call a provider throttled waits before it is tried again.
@@ -314,6 +319,7 @@ impl AttemptEvent {
             transcript: None,
             invalid_number: false,
             throttled: false,
+            final_report: false,
         }
     }
 

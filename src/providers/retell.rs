@@ -90,7 +90,7 @@ impl Retell {
             "call_analyzed" => {
                 let analysis = call.get("call_analysis").filter(|a| a.is_object()).unwrap_or(&Value::Null);
                 let (event, broken) = outcome(call, Some(analysis), attempt_id);
-                (event, None, broken)
+                (AttemptEvent { final_report: true, ..event }, None, broken)
             }
             // `transcript_updated`, `transfer_*` and whatever Retell adds: nothing to record.
             _ => return Ok(CallbackReply::Events { events: vec![], inbound: vec![], broken: None }),

@@ -382,6 +382,12 @@ async fn a_call_ended_alone_becomes_final_ten_minutes_later_without_conversion()
     assert_eq!(shown["extracted_data"], json!({}), "no analysis, no data");
     let analytics = t.h.detail(id).await["analytics"].clone();
     assert_eq!((&analytics["calls"], &analytics["contactsAnswered"], &analytics["contactsConverted"]), (&json!(1), &json!(1), &json!(0)));
+    // An analysis arriving after that adds its data but converts nothing (PROVIDERS.md §5).
+    t.webhook_ok("call_analyzed", &analyzed(call(create, Some("user_hangup")), true, false)).await;
+    assert_eq!(t.h.contact(id, contacts[0]).await["status"], "answered");
+    let shown = t.h.calls(id, "").await["calls"][0].clone();
+    assert_eq!(shown["extracted_data"]["summary"], "The customer confirmed the order.", "{shown}");
+    assert_eq!(t.h.detail(id).await["analytics"]["contactsConverted"], 0);
 }
 
 #[tokio::test]
