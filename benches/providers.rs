@@ -15,6 +15,10 @@
 //!    (activation until every campaign is `finished`) and the server's peak VmRSS;
 //! b) the same through the mock Graph API (`whatsapp_cloud`, template campaigns), on a fresh
 //!    server; the mock first checks the callback URL's verification `GET`;
+//! b2) the same through the mock Vapi (`vapi`: `status-update`s then the `end-of-call-report`,
+//!    authenticated by the `X-Vapi-Secret` the hand-off asked for) and the mock Retell (`retell`:
+//!    `call_started`, `call_ended`, `call_analyzed`, signed `x-retell-signature`), each on a
+//!    fresh server, also measuring final reports/s (end-of-call reports, `call_analyzed`);
 //! c) pacing, on a fresh server: three `twilio` integrations at `max_per_second` 50, 5 and 1
 //!    (Twilio's default), each shared by two campaigns with more contacts than the window can
 //!    take, all running at once; once an integration's first create arrived and
@@ -31,7 +35,8 @@
 //! does not fail it.
 //!
 //! Knobs (environment): `PROVIDERS_CONTACTS` (100000), `PROVIDERS_PACE_SECS` (60),
-//! `PROVIDERS_WARMUP_SECS` (5), `PROVIDERS_STEPS` (`twilio,whatsapp,pacing`: which steps run),
+//! `PROVIDERS_WARMUP_SECS` (5), `PROVIDERS_STEPS` (`twilio,whatsapp,vapi,retell,pacing`: which
+//! steps run),
 //! `PROVIDERS_TIMEOUT_SECS` (1800 per step), `BENCH_SERVER_LOG` (the server's `RUST_LOG`, `warn`;
 //! its log goes to a temp dir that is printed when a step fails). A quick run:
 //! `PROVIDERS_CONTACTS=2000 PROVIDERS_PACE_SECS=10 cargo bench --bench providers`.
@@ -122,6 +127,31 @@ impl Setup {
         integration["id"].as_str().expect("id").to_owned()
     }
 
+    /// A `vapi` integration at `per_second` on a mock org.
+    async fn vapi(&self, per_second: f64) -> String {
+        let api_key = hex32(3);
+        self.mock.add_vapi(&api_key);
+        let config = json!({
+            "api_key": api_key, "assistant_id": "4a170597-a0c2-4657-8c32-cb93f080cead",
+            "phone_number_id": "c6ea6cb0-0dfb-4a65-918f-6a33abb54b64", "server_secret": hex32(4),
+            "api_base": self.mock_url, "max_per_second": per_second,
+        });
+        let integration = self.api.create_integration_of(&self.agent, "phone_call", "vapi", config).await;
+        integration["id"].as_str().expect("id").to_owned()
+    }
+
+    /// A `retell` integration at `per_second`, its agent's webhook URL set to the callback URL.
+    async fn retell(&self, per_second: f64) -> String {
+        let api_key = format!("key_{}", hex32(5));
+        let config = json!({
+            "api_key": api_key, "from_number": "+14157774444", "agent_id": "oBeDLoLOeuAbiuaMFXRtDOLriTJ5tSxD",
+            "api_base": self.mock_url, "max_per_second": per_second,
+        });
+        let integration = self.api.create_integration_of(&self.agent, "phone_call", "retell", config).await;
+        self.mock.add_retell(&api_key, integration["callback_url"].as_str().expect("callback_url"));
+        integration["id"].as_str().expect("id").to_owned()
+    }
+
     /// `count` campaigns on `integration` with `per_campaign` contacts each, loaded.
     async fn campaigns(&self, integration: &str, whatsapp: bool, count: usize, per_campaign: usize) -> Vec<i64> {
         let settings = if whatsapp {
@@ -174,15 +204,47 @@ impl Setup {
     }
 }
 
-/// a) and b): `contacts` contacts through one provider; returns the table rows.
-async fn throughput(whatsapp: bool, contacts: usize, timeout: Duration, failures: &mut Vec<String>) -> Vec<String> {
-    let name = if whatsapp { "WhatsApp Cloud API" } else { "Twilio" };
+/// The provider a throughput step runs through.
+#[derive(Clone, Copy, PartialEq)]
+enum Through {
+    Twilio,
+    Whatsapp,
+    Vapi,
+    Retell,
+}
+
+impl Through {
+    fn name(self) -> &'static str {
+        match self {
+            Through::Twilio => "Twilio",
+            Through::Whatsapp => "WhatsApp Cloud API",
+            Through::Vapi => "Vapi",
+            Through::Retell => "Retell",
+        }
+    }
+
+    /// What its final callbacks are called in the table.
+    fn finals(self) -> &'static str {
+        match self {
+            Through::Twilio => "completed callbacks",
+            Through::Whatsapp => "read statuses",
+            Through::Vapi => "end-of-call reports",
+            Through::Retell => "call_analyzed webhooks",
+        }
+    }
+}
+
+/// a), b) and b2): `contacts` contacts through one provider; returns the table rows.
+async fn throughput(through: Through, contacts: usize, timeout: Duration, failures: &mut Vec<String>) -> Vec<String> {
+    let name = through.name();
+    let whatsapp = through == Through::Whatsapp;
     let setup = Setup::start(&format!("{name} bench")).await;
     let mut step_failures = Vec::new();
-    let (integration, account) = if whatsapp {
-        (setup.whatsapp(10_000.0, &mut step_failures).await, PHONE_NUMBER_ID.to_owned())
-    } else {
-        setup.twilio(1, 10_000.0).await
+    let (integration, account) = match through {
+        Through::Whatsapp => (setup.whatsapp(10_000.0, &mut step_failures).await, PHONE_NUMBER_ID.to_owned()),
+        Through::Twilio => setup.twilio(1, 10_000.0).await,
+        Through::Vapi => (setup.vapi(10_000.0).await, hex32(3)),
+        Through::Retell => (setup.retell(10_000.0).await, format!("key_{}", hex32(5))),
     };
     let campaigns = contacts.div_ceil(MESSAGE_LIMIT).max(1);
     let per_campaign = contacts.div_ceil(campaigns);
@@ -248,6 +310,13 @@ async fn throughput(whatsapp: bool, contacts: usize, timeout: Duration, failures
             callbacks.posts,
             callbacks_done.as_secs_f64(),
             callbacks.acked as f64 / callbacks_done.as_secs_f64()
+        ),
+        format!(
+            "| {name}: {}/s ({} acknowledged, activation → last acknowledged, {:.1} s) | {:.0} |",
+            through.finals(),
+            callbacks.finals_acked,
+            callbacks_done.as_secs_f64(),
+            callbacks.finals_acked as f64 / callbacks_done.as_secs_f64()
         ),
         format!(
             "| {name}: contacts/s ({total} contacts in {campaigns} campaigns, activation → all finished, {:.1} s) | {:.0} |",
@@ -336,7 +405,7 @@ fn main() {
     let contacts: usize = env_or("PROVIDERS_CONTACTS", 100_000);
     let window = Duration::from_secs(env_or("PROVIDERS_PACE_SECS", 60));
     let warmup = Duration::from_secs(env_or("PROVIDERS_WARMUP_SECS", 5));
-    let steps: String = env_or("PROVIDERS_STEPS", "twilio,whatsapp,pacing".to_owned());
+    let steps: String = env_or("PROVIDERS_STEPS", "twilio,whatsapp,vapi,retell,pacing".to_owned());
     let timeout = Duration::from_secs(env_or("PROVIDERS_TIMEOUT_SECS", 1800));
     println!("Providers bench: `{}`", kit::command_line("providers", &KNOBS));
     println!("Machine: {}", kit::machine());
@@ -346,10 +415,12 @@ fn main() {
         let mut rows = Vec::new();
         for step in steps.split(',').map(str::trim) {
             match step {
-                "twilio" => rows.extend(throughput(false, contacts, timeout, &mut failures).await),
-                "whatsapp" => rows.extend(throughput(true, contacts, timeout, &mut failures).await),
+                "twilio" => rows.extend(throughput(Through::Twilio, contacts, timeout, &mut failures).await),
+                "whatsapp" => rows.extend(throughput(Through::Whatsapp, contacts, timeout, &mut failures).await),
+                "vapi" => rows.extend(throughput(Through::Vapi, contacts, timeout, &mut failures).await),
+                "retell" => rows.extend(throughput(Through::Retell, contacts, timeout, &mut failures).await),
                 "pacing" => rows.extend(pacing(window, warmup, &mut failures).await),
-                other => failures.push(format!("PROVIDERS_STEPS: unknown step {other:?} (twilio, whatsapp, pacing)")),
+                other => failures.push(format!("PROVIDERS_STEPS: unknown step {other:?} (twilio, whatsapp, vapi, retell, pacing)")),
             }
         }
         rows

@@ -81,6 +81,7 @@ fn parse_event(input: EventInput, channel: Channel) -> ApiResult<AttemptEvent> {
         transcript: input.transcript,
         invalid_number: false,
         throttled: false,
+        final_report: false,
     })
 }
 

@@ -284,6 +284,11 @@ pub struct AttemptEvent {
     /// does not count against its retries (reference providers.md §5).
     #[serde(default)]
     pub throttled: bool,
+    /// The provider's own final report of a call (Retell's `call_analyzed`, Vapi's
+    /// `end-of-call-report`). Coming after a held outcome already became final, it still adds
+    /// its recording, transcript and data but no longer converts the call (PROVIDERS.md §5).
+    #[serde(default)]
+    pub final_report: bool,
 }
 
 /// How long a contact whose call a provider throttled waits before it is tried again.
@@ -314,6 +319,7 @@ impl AttemptEvent {
             transcript: None,
             invalid_number: false,
             throttled: false,
+            final_report: false,
         }
     }
 
@@ -619,6 +625,34 @@ mod tests {
         let ringing = AttemptEvent::failed("cll_x".into(), "").with_status(AttemptStatus::Ringing);
         assert_eq!(progress_contact(Channel::PhoneCall, sending, &ringing, 1, settings, at()), None);
         assert_eq!(progress_contact(Channel::PhoneCall, contact(ContactStatus::Answered), &busy, 1, settings, at()), None);
+    }
+
+    #[test]
+    fn a_throttled_call_is_tried_again_soon_without_using_a_retry() {
+        let settings = RetrySettings { failed_retry_limit: 0, ..RetrySettings::default() };
+        let sending = ContactProgress { failed_retries: 3, ..contact(ContactStatus::Sending) };
+        let throttled = AttemptEvent { throttled: true, ..AttemptEvent::failed("cll_x".into(), "concurrency_limit_reached") };
+        let next = progress_contact(Channel::PhoneCall, sending, &throttled, 0, settings, at()).expect("changes");
+        assert_eq!((next.status, next.failed_retries, next.retries), (ContactStatus::Retrying, 3, 0));
+        assert_eq!(next.next_attempt_at, at().checked_add(THROTTLED_WAIT).ok());
+        // Without the flag the same failure, with no retry left, fails the contact.
+        let plain = AttemptEvent::failed("cll_x".into(), "concurrency_limit_reached");
+        assert_eq!(progress_contact(Channel::PhoneCall, sending, &plain, 0, settings, at()).map(|c| c.status), Some(ContactStatus::Failed));
+    }
+
+    #[test]
+    fn an_event_survives_its_stored_form() {
+        let event = AttemptEvent {
+            answered_by: Some(AnsweredBy::Machine),
+            started_at: Some(at()),
+            duration: Some(20),
+            extracted_data: Some(serde_json::from_value(serde_json::json!({ "summary": "left a message" })).expect("an object")),
+            throttled: true,
+            ..AttemptEvent::failed("cll_x".into(), "voicemail_reached")
+        }
+        .with_status(AttemptStatus::Ended);
+        let stored = serde_json::to_string(&event).expect("serializes");
+        assert_eq!(serde_json::from_str::<AttemptEvent>(&stored).expect("reads back"), event);
     }
 
     #[test]

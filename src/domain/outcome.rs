@@ -276,7 +276,9 @@ fn enrich(
         changed = true;
     }
     changed |= add_attempt_data(attempt, event);
-    let converts = event.converted && !attempt.converted;
+    // A provider's final report converts only the call it closes; the customer's agent may
+    // report a conversion at any time.
+    let converts = event.converted && !attempt.converted && !(event.final_report && !attempt.open);
     if converts {
         attempt.converted = true;
         changed = true;

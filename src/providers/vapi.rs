@@ -129,7 +129,7 @@ impl Vapi {
             },
             "end-of-call-report" => {
                 let (event, broken) = final_event(attempt_id, &report, self.config.success_key.as_deref());
-                (Some(event), None, broken)
+                (Some(AttemptEvent { final_report: true, ..event }), None, broken)
             }
             _ => (None, None, None),
         };
@@ -501,6 +501,7 @@ fn final_event(attempt_id: String, report: &Report<'_>, success_key: Option<&str
         transcript: transcript(report, started_at.or(ended_at)),
         invalid_number: outcome.invalid_number,
         throttled: outcome.throttled,
+        final_report: false,
     };
     let broken = outcome.account.map(|why| format!("vapi: {why} ({})", reason.unwrap_or_default()));
     (event, broken)
@@ -992,7 +993,7 @@ mod tests {
     fn an_ended_status_update_is_a_provisional_outcome() {
         let vapi = vapi(json!({}));
         let ended = event_of(&vapi, &status_update("ended", Some("customer-did-not-answer")));
-        assert_eq!(ended.provisional, Some(SignedDuration::from_mins(5)));
+        assert_eq!((ended.provisional, ended.event.final_report), (Some(SignedDuration::from_mins(5)), false));
         assert_eq!(ended.event.status, AttemptStatus::NoAnswer);
         assert_eq!(ended.event.ended_reason.as_deref(), Some("customer-did-not-answer"));
         let human = event_of(&vapi, &status_update("ended", Some("customer-ended-call")));
@@ -1010,6 +1011,7 @@ mod tests {
     fn the_end_of_call_report_is_final_with_everything_vapi_tells() {
         let event = event_of(&vapi(json!({})), &report("customer-ended-call", confirmed()));
         assert_eq!(event.provisional, None);
+        assert!(event.event.final_report, "a late report adds its data but converts nothing");
         let event = event.event;
         assert_eq!(event.attempt_id, "cll_1");
         assert_eq!((event.status, event.answered_by), (AttemptStatus::Ended, Some(AnsweredBy::Human)));

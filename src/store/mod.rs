@@ -340,9 +340,9 @@ pub trait CallbackStore: Send + Sync + 'static {
         retry: RetrySettings,
     ) -> StoreResult<Vec<EventOutcome>>;
     /// Keeps provisional outcomes with the integration's open attempts and brings each one's
-    /// deadline, and its due time (expired attempts are looked for by both), forward to its
-    /// `until`; the engine applies it then unless a final event came (PROVIDERS.md §4, §5). A
-    /// later provisional outcome replaces an earlier one.
+    /// deadline and due time (the expiry scan reads both) forward to its `until`; the engine
+    /// applies it then unless a final event came
+    /// (PROVIDERS.md §4, §5). A later provisional outcome replaces an earlier one.
     async fn hold_events(&self, integration_id: &str, held: Vec<HeldEvent>) -> StoreResult<()>;
     /// Stops the integration's dispatch, as [`EngineStore::mark_integration_failing`] does, for
     /// what a callback showed (an account out of credit).

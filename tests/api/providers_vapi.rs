@@ -490,6 +490,13 @@ async fn a_missing_report_whose_get_fails_is_closed_with_the_held_status_update(
     assert_eq!((&no_answer["status"], &no_answer["ended_reason"]), (&json!("no-answer"), &json!("customer-did-not-answer")), "{no_answer}");
     assert_eq!((&answered["status"], &answered["answered_by"]), (&json!("ended"), &json!("human")), "{answered}");
     assert_eq!(t.h.statuses(id).await, ["retrying", "answered"]);
+    // The report, late after all: its data and transcript are added, the closed call is not converted.
+    t.send_ok(&report(&second, "customer-ended-call", converted_analysis())).await;
+    assert_eq!(t.h.statuses(id).await, ["retrying", "answered"]);
+    let late = t.h.calls(id, "").await["calls"].as_array().expect("calls").iter().find(|c| c["id"] == second.as_str()).cloned();
+    let late = late.expect("a call");
+    assert_eq!(late["transcript"].as_array().map(Vec::len), Some(2), "{late}");
+    assert_eq!(late["extracted_data"]["day"], "friday", "{late}");
 }
 
 #[tokio::test]

@@ -22,6 +22,22 @@
 //!   the status webhooks `sent` → `delivered` → `read` to the number's callback URL, signed with
 //!   `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app_secret, raw body)>`.
 //!
+//! - `POST /call` (Vapi's create call): checks `Authorization: Bearer <api_key>` of an org made
+//!   known with [`ProvidersMock::add_vapi`] and the body (`assistantId`, `phoneNumberId`,
+//!   `customer.number` in E.164, `assistantOverrides.metadata.attempt_id`,
+//!   `assistantOverrides.server.url`, `serverMessages` with `end-of-call-report`), answers `201`
+//!   with a new call `id` (a UUID), then posts the server messages to `server.url` with the
+//!   headers the create asked for (`server.headers`, where Outbound puts `X-Vapi-Secret`):
+//!   `status-update` `in-progress` (answered calls), `status-update` `ended`, then the
+//!   `end-of-call-report` (`customer-ended-call` with a transcript, a recording and
+//!   `successEvaluation`, `voicemail`, or `customer-did-not-answer`).
+//! - `POST /v2/create-phone-call` (Retell's): checks `Authorization: Bearer <api_key>` of an
+//!   account made known with [`ProvidersMock::add_retell`] and the body (`from_number`,
+//!   `to_number` in E.164, `metadata.attempt_id`, string-valued `retell_llm_dynamic_variables`),
+//!   answers `201` with a new `call_id`, then posts `call_started` (answered calls),
+//!   `call_ended` and `call_analyzed` to the account's webhook URL, signed with
+//!   `x-retell-signature: v=<ms>,d=<hex HMAC-SHA256(api_key, body + ms)>`.
+//!
 //! Every signature is computed here, by this file's own code (checked against the providers'
 //! published vectors by `tests/system/providers_mock.rs`), never by the server's: the scenarios check the
 //! server independently.
@@ -73,6 +89,8 @@ const KEEP_PROBLEMS: usize = 200;
 pub enum Provider {
     Twilio,
     Whatsapp,
+    Vapi,
+    Retell,
 }
 
 /// What the mock reported for a hand-off.
@@ -152,6 +170,8 @@ pub struct CallbackCounts {
     pub posts: u64,
     /// Callbacks answered 2xx.
     pub acked: u64,
+    /// Final callbacks (a call's end, a message's last status) answered 2xx.
+    pub finals_acked: u64,
     pub connection_errors: u64,
     /// Answers other than 2xx, by status.
     pub statuses: BTreeMap<u16, u64>,
@@ -163,6 +183,10 @@ pub struct ProvidersMock {
     twilio: Mutex<HashMap<String, String>>,
     /// WhatsApp phone number id → its app.
     whatsapp: Mutex<HashMap<String, Number>>,
+    /// Vapi API keys taken.
+    vapi: Mutex<Vec<String>>,
+    /// Retell API key → the webhook URL of its agent.
+    retell: Mutex<HashMap<String, String>>,
     pub record: Mutex<Record>,
     /// Create requests received (refused ones too).
     pub creates: AtomicU64,
@@ -188,6 +212,8 @@ impl ProvidersMock {
         Arc::new(ProvidersMock {
             twilio: Mutex::new(HashMap::new()),
             whatsapp: Mutex::new(HashMap::new()),
+            vapi: Mutex::new(Vec::new()),
+            retell: Mutex::new(HashMap::new()),
             record: Mutex::new(Record::default()),
             creates: AtomicU64::new(0),
             distinct: AtomicU64::new(0),
@@ -211,6 +237,8 @@ impl ProvidersMock {
         let app = Router::new()
             .route("/2010-04-01/Accounts/{sid}/Calls.json", post(create_call))
             .route("/{version}/{phone_number_id}/messages", post(send_message))
+            .route("/call", post(vapi_call))
+            .route("/v2/create-phone-call", post(retell_call))
             .with_state(self.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.expect("mock serves") });
         address
@@ -257,6 +285,17 @@ impl ProvidersMock {
             return Err(format!("the verification GET with a wrong token answered {wrong}, not 403"));
         }
         Ok(())
+    }
+
+    /// A Vapi org whose private key is `api_key`.
+    pub fn add_vapi(&self, api_key: &str) {
+        self.vapi.lock().expect("vapi").push(api_key.to_owned());
+    }
+
+    /// A Retell account whose agent posts its webhooks to `webhook_url` (the integration's
+    /// `callback_url`), signed with `api_key`.
+    pub fn add_retell(&self, api_key: &str, webhook_url: &str) {
+        self.retell.lock().expect("retell").insert(api_key.to_owned(), webhook_url.to_owned());
     }
 
     /// From now on creates are recorded and played but not answered (`true`), or answered again.
@@ -383,6 +422,7 @@ impl ProvidersMock {
 
     /// The final callback of `attempt_id` was acknowledged by life `generation`.
     fn final_acked(&self, attempt_id: &str, generation: Option<u32>) {
+        self.counts.lock().expect("counts").finals_acked += 1;
         if let Some(seen) = self.record.lock().expect("record").attempts.get_mut(attempt_id) {
             seen.final_acked = seen.final_acked.or(generation);
         }
@@ -750,6 +790,247 @@ async fn play_message(mock: Arc<ProvidersMock>, message: Delivery) {
         match mock.deliver(&message.attempt_id, &message.callback_url, "application/json", ("x-hub-signature-256", &signature), body).await
         {
             Some(acked) if last => mock.final_acked(&message.attempt_id, acked),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    mock.pending.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// The Bearer token of a request.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    header(headers, "authorization")?.strip_prefix("Bearer ")
+}
+
+/// Vapi's and Retell's error bodies (`reference/providers.md` §3.4, §4.4).
+fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "status": "error", "message": message, "statusCode": status.as_u16() }))).into_response()
+}
+
+/// `x-retell-signature` of a body sent at `millis` (`reference/providers.md` §4.7): `v=<ms>,d=`
+/// and the lowercase hex HMAC-SHA256 keyed with the API key over the body followed by the ms.
+pub fn retell_signature(api_key: &str, body: &[u8], millis: i64) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(api_key.as_bytes()).expect("any key length");
+    mac.update(body);
+    mac.update(millis.to_string().as_bytes());
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("v={millis},d={hex}")
+}
+
+/// How long a played voice-platform call lasts, for its timestamps (seconds).
+fn call_seconds(outcome: Outcome) -> i64 {
+    match outcome {
+        Outcome::Human => 60,
+        Outcome::Machine => 20,
+        Outcome::NoAnswer => 0,
+    }
+}
+
+/// `POST /call` (Vapi).
+async fn vapi_call(State(mock): State<Arc<ProvidersMock>>, headers: HeaderMap, body: Bytes) -> Response {
+    mock.creates.fetch_add(1, Ordering::Relaxed);
+    let Some(api_key) = bearer(&headers).filter(|key| mock.vapi.lock().expect("vapi").iter().any(|k| k == key)).map(str::to_owned) else {
+        mock.problem("a Vapi call came without a known Bearer key".to_owned());
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "Invalid Key. Hot tip, you may be using the private key instead of the public key, or vice versa.",
+        );
+    };
+    let create: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let overrides = &create["assistantOverrides"];
+    let (Some(attempt_id), Some(server_url), Some(to)) =
+        (overrides["metadata"]["attempt_id"].as_str(), overrides["server"]["url"].as_str(), create["customer"]["number"].as_str())
+    else {
+        mock.problem(format!("a Vapi call lacks metadata.attempt_id, server.url or customer.number: {create}"));
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "assistantOverrides.metadata.attempt_id, server.url and customer.number are required here",
+        );
+    };
+    let mut problems = Vec::new();
+    if !is_e164(to) {
+        problems.push(format!("customer.number {to:?} is not E.164"));
+    }
+    if create["assistantId"].as_str().is_none_or(str::is_empty) || create["phoneNumberId"].as_str().is_none_or(str::is_empty) {
+        problems.push("assistantId or phoneNumberId missing".to_owned());
+    }
+    let messages = overrides["serverMessages"].as_array().cloned().unwrap_or_default();
+    if !messages.iter().any(|m| m == "end-of-call-report") {
+        problems.push(format!("serverMessages {messages:?} lacks end-of-call-report"));
+    }
+    let server_headers: Vec<(String, String)> = overrides["server"]["headers"]
+        .as_object()
+        .map(|h| h.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+        .unwrap_or_default();
+    if server_headers.is_empty() {
+        problems.push("server.headers carries no secret: the server messages would go unauthenticated".to_owned());
+    }
+    for problem in problems {
+        mock.problem(format!("attempt {attempt_id}: {problem}"));
+    }
+    let reported = outcome(attempt_id);
+    let call_id = uuid::Uuid::new_v4().to_string();
+    let held = mock.holding();
+    mock.register(attempt_id, Create::new(Provider::Vapi, &api_key, to, &call_id, Reported::Call(reported), held));
+    let call = json!({
+        "id": call_id, "orgId": "org-mock", "type": "outboundPhoneCall", "status": "queued",
+        "createdAt": jiff::Timestamp::now().to_string(), "updatedAt": jiff::Timestamp::now().to_string(),
+        "assistantId": create["assistantId"], "phoneNumberId": create["phoneNumberId"], "customer": create["customer"],
+        "assistantOverrides": { "metadata": overrides["metadata"] },
+    });
+    mock.pending.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(play_vapi(mock.clone(), attempt_id.to_owned(), server_url.to_owned(), server_headers, call.clone(), reported));
+    let mut answer = call;
+    answer["subscriptionLimits"] = json!({ "concurrencyBlocked": false, "concurrencyLimit": 10, "remainingConcurrentCalls": 9 });
+    mock.answer(held, (StatusCode::CREATED, axum::Json(answer)).into_response()).await
+}
+
+/// Posts a Vapi call's server messages, each delivered before the next.
+async fn play_vapi(
+    mock: Arc<ProvidersMock>,
+    attempt_id: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    call: Value,
+    reported: Outcome,
+) {
+    let ended_reason = match reported {
+        Outcome::Human => "customer-ended-call",
+        Outcome::Machine => "voicemail",
+        Outcome::NoAnswer => "customer-did-not-answer",
+    };
+    let end = jiff::Timestamp::now();
+    let start = end - jiff::SignedDuration::from_secs(call_seconds(reported));
+    let status = |status: &str| {
+        let mut message =
+            json!({ "type": "status-update", "status": status, "timestamp": jiff::Timestamp::now().as_millisecond(), "call": call });
+        if status == "ended" {
+            message["endedReason"] = json!(ended_reason);
+        }
+        json!({ "message": message })
+    };
+    let mut steps = Vec::new();
+    if reported != Outcome::NoAnswer {
+        steps.push(status("in-progress"));
+    }
+    steps.push(status("ended"));
+    let converted = digest_u32(&attempt_id, 3) % 4 == 0;
+    let mut report = json!({
+        "type": "end-of-call-report", "endedReason": ended_reason, "timestamp": end.as_millisecond(),
+        "call": call, "customer": call["customer"], "cost": 0.11,
+        "analysis": { "summary": "The customer confirmed.", "successEvaluation": if converted { "true" } else { "false" } },
+        "artifact": { "transcript": "", "messages": [] },
+    });
+    if reported != Outcome::NoAnswer {
+        report["startedAt"] = json!(start.to_string());
+        report["endedAt"] = json!(end.to_string());
+        report["artifact"] = json!({
+            "transcript": "AI: Hello, this is a reminder.\nUser: Thanks.",
+            "recordingUrl": format!("https://storage.vapi.ai/{}-mono.wav", call["id"].as_str().unwrap_or_default()),
+            "messages": [
+                { "role": "bot", "message": "Hello, this is a reminder.", "time": start.as_millisecond() + 800, "secondsFromStart": 0.8 },
+                { "role": "user", "message": "Thanks.", "time": start.as_millisecond() + 4200, "secondsFromStart": 4.2 },
+            ],
+        });
+    }
+    steps.push(json!({ "message": report }));
+    let last = steps.len() - 1;
+    for (index, message) in steps.into_iter().enumerate() {
+        let body = serde_json::to_vec(&message).expect("JSON");
+        let (name, value) = headers.first().cloned().unwrap_or_else(|| ("x-vapi-secret".to_owned(), String::new()));
+        match mock.deliver(&attempt_id, &url, "application/json", (&name, &value), body).await {
+            Some(acked) if index == last => mock.final_acked(&attempt_id, acked),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    mock.pending.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// `POST /v2/create-phone-call` (Retell).
+async fn retell_call(State(mock): State<Arc<ProvidersMock>>, headers: HeaderMap, body: Bytes) -> Response {
+    mock.creates.fetch_add(1, Ordering::Relaxed);
+    let account = bearer(&headers).and_then(|key| Some((key.to_owned(), mock.retell.lock().expect("retell").get(key)?.clone())));
+    let Some((api_key, webhook_url)) = account else {
+        mock.problem("a Retell call came without a known Bearer key".to_owned());
+        return json_error(StatusCode::UNAUTHORIZED, "API key is missing or invalid.");
+    };
+    let create: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let (Some(attempt_id), Some(from), Some(to)) =
+        (create["metadata"]["attempt_id"].as_str(), create["from_number"].as_str(), create["to_number"].as_str())
+    else {
+        mock.problem(format!("a Retell call lacks metadata.attempt_id, from_number or to_number: {create}"));
+        return json_error(StatusCode::BAD_REQUEST, "metadata.attempt_id, from_number and to_number are required here");
+    };
+    let mut problems = Vec::new();
+    if !is_e164(to) || !is_e164(from) {
+        problems.push(format!("to_number {to:?} or from_number {from:?} is not E.164"));
+    }
+    let variables = &create["retell_llm_dynamic_variables"];
+    if variables.as_object().is_some_and(|vars| vars.values().any(|v| !v.is_string())) {
+        problems.push(format!("retell_llm_dynamic_variables has a value that is not a string: {variables}"));
+    }
+    for problem in problems {
+        mock.problem(format!("attempt {attempt_id}: {problem}"));
+    }
+    let reported = outcome(attempt_id);
+    let call_id = uuid::Uuid::new_v4().simple().to_string();
+    let held = mock.holding();
+    mock.register(attempt_id, Create::new(Provider::Retell, &api_key, to, &call_id, Reported::Call(reported), held));
+    let call = json!({
+        "call_type": "phone_call", "call_id": call_id, "agent_id": create["override_agent_id"], "agent_version": 1,
+        "call_status": "registered", "direction": "outbound", "from_number": from, "to_number": to,
+        "metadata": create["metadata"], "retell_llm_dynamic_variables": variables,
+    });
+    mock.pending.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(play_retell(mock.clone(), attempt_id.to_owned(), webhook_url, api_key, call.clone(), reported));
+    mock.answer(held, (StatusCode::CREATED, axum::Json(call)).into_response()).await
+}
+
+/// Posts a Retell call's webhooks, each delivered before the next.
+async fn play_retell(mock: Arc<ProvidersMock>, attempt_id: String, url: String, api_key: String, call: Value, reported: Outcome) {
+    let end = jiff::Timestamp::now().as_millisecond();
+    let start = end - call_seconds(reported) * 1000;
+    let (status, reason) = match reported {
+        Outcome::Human => ("ended", "user_hangup"),
+        Outcome::Machine => ("ended", "voicemail_reached"),
+        Outcome::NoAnswer => ("not_connected", "dial_no_answer"),
+    };
+    let mut ended = call.clone();
+    ended["call_status"] = json!(status);
+    ended["disconnection_reason"] = json!(reason);
+    ended["end_timestamp"] = json!(end);
+    if reported != Outcome::NoAnswer {
+        ended["start_timestamp"] = json!(start);
+        ended["duration_ms"] = json!(end - start);
+        ended["transcript"] = json!("Agent: Hello, this is a reminder.\nUser: Thanks.\n");
+        ended["transcript_object"] = json!([
+            { "role": "agent", "content": "Hello, this is a reminder.", "words": [{ "word": "Hello", "start": 0.7, "end": 1.0 }] },
+            { "role": "user", "content": "Thanks.", "words": [{ "word": "Thanks.", "start": 4.2, "end": 4.6 }] },
+        ]);
+        ended["recording_url"] =
+            json!(format!("https://dxc03zgurdly9.cloudfront.net/{}/recording.wav", call["call_id"].as_str().unwrap_or_default()));
+    }
+    let mut analyzed = ended.clone();
+    analyzed["call_analysis"] = json!({
+        "call_summary": "The customer confirmed.", "in_voicemail": reported == Outcome::Machine, "user_sentiment": "Positive",
+        "call_successful": digest_u32(&attempt_id, 3) % 4 == 0, "custom_analysis_data": {},
+    });
+    let mut started = call;
+    started["call_status"] = json!("ongoing");
+    started["start_timestamp"] = json!(start);
+    let mut steps = Vec::new();
+    if reported != Outcome::NoAnswer {
+        steps.push(json!({ "event": "call_started", "call": started }));
+    }
+    steps.push(json!({ "event": "call_ended", "call": ended }));
+    steps.push(json!({ "event": "call_analyzed", "call": analyzed }));
+    let last = steps.len() - 1;
+    for (index, webhook) in steps.into_iter().enumerate() {
+        let body = serde_json::to_vec(&webhook).expect("JSON");
+        let signature = retell_signature(&api_key, &body, jiff::Timestamp::now().as_millisecond());
+        match mock.deliver(&attempt_id, &url, "application/json", ("x-retell-signature", &signature), body).await {
+            Some(acked) if index == last => mock.final_acked(&attempt_id, acked),
             Some(_) => {}
             None => break,
         }

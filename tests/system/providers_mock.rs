@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::kit::providers_mock::{creates_within, hub_signature, most_within, twilio_signature};
+use crate::kit::providers_mock::{creates_within, hub_signature, most_within, retell_signature, twilio_signature};
 
 /// Twilio's own vectors (`reference/providers.md` §1.7).
 #[test]
@@ -26,6 +26,16 @@ fn hub_signature_matches_the_worked_example() {
     let body = br#"{"object":"whatsapp_business_account","entry":[]}"#;
     assert_eq!(hub_signature("app_secret_123", body), "sha256=02fe0c96d28c59ddb7cf81eff0ca05809b360ba73b63c28210b5906a0a107d1f");
     assert_eq!(hub_signature("secret", b"test"), "sha256=0329a06b62cd16b33eb6792be8c60b158d89a2ee3a876fce9a881ebb488c0914");
+}
+
+/// The worked example of `reference/providers.md` §4.7.
+#[test]
+fn retell_signature_matches_the_worked_example() {
+    let body = br#"{"event":"call_ended","call":{"call_id":"Jabr9TXYYJHfvl6Syypi88rdAHYHmcq6"}}"#;
+    assert_eq!(
+        retell_signature("key_test_123", body, 1703302428855),
+        "v=1703302428855,d=60ce5b87c0ca48b22f40b9f237ab5ac8591787810b40fe4f66b3e228900f33fd"
+    );
 }
 
 #[test]

@@ -324,14 +324,18 @@ pub(super) async fn record_handoffs(conn: &mut PgConnection, results: Vec<Handof
         deadlines.push(handoff.deadline);
     }
     // A re-send counts only while the provider does not have the attempt; acceptance sets the
-    // deadline as the next look.
+    // deadline as the next look, except that a provisional outcome held before this answer was
+    // recorded keeps its earlier one.
     sqlx::query(
         "UPDATE attempts SET \
            handoff_tries = handoff_tries + CASE WHEN attempts.handed_off THEN 0 ELSE v.retries END, \
            handing_off = attempts.handing_off AND (attempts.handed_off OR v.retries = 0), \
-           due_at = CASE WHEN v.accepted THEN COALESCE(v.deadline, attempts.deadline) \
+           due_at = CASE WHEN v.accepted AND attempts.held_event IS NOT NULL \
+                      THEN LEAST(attempts.due_at, COALESCE(v.deadline, attempts.deadline)) \
+                    WHEN v.accepted THEN COALESCE(v.deadline, attempts.deadline) \
                     WHEN attempts.handed_off OR v.retries = 0 THEN attempts.due_at ELSE v.due_at END, \
-           deadline = CASE WHEN v.accepted OR NOT attempts.handed_off THEN COALESCE(v.deadline, attempts.deadline) \
+           deadline = CASE WHEN attempts.held_event IS NOT NULL THEN LEAST(attempts.deadline, COALESCE(v.deadline, attempts.deadline)) \
+                      WHEN v.accepted OR NOT attempts.handed_off THEN COALESCE(v.deadline, attempts.deadline) \
                       ELSE attempts.deadline END, \
            handed_off = attempts.handed_off OR v.accepted, \
            provider_id = COALESCE(attempts.provider_id, v.provider_id) \

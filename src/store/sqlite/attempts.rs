@@ -247,7 +247,10 @@ pub(super) fn take_due_handoffs(conn: &Connection, at: Timestamp, lease_until: T
 pub(super) fn record_handoffs(conn: &Connection, results: Vec<HandoffResult>) -> StoreResult<()> {
     // An attempt already closed by a callback that outran this record keeps its state.
     let mut accepted = conn.prepare_cached(
-        "UPDATE attempts SET handed_off = 1, provider_id = COALESCE(?, provider_id), deadline = ?2, due_at = ?2 WHERE id = ? AND open = 1",
+        // A provisional outcome held before this answer was recorded keeps its earlier deadline.
+        "UPDATE attempts SET handed_off = 1, provider_id = COALESCE(?, provider_id), \
+         deadline = CASE WHEN held_event IS NULL THEN ?2 ELSE MIN(deadline, ?2) END, \
+         due_at = CASE WHEN held_event IS NULL THEN ?2 ELSE MIN(due_at, ?2) END WHERE id = ? AND open = 1",
     )?;
     let mut named = conn.prepare_cached("UPDATE attempts SET provider_id = COALESCE(provider_id, ?) WHERE id = ? AND open = 0")?;
     let mut retry = conn.prepare_cached(
