@@ -278,7 +278,8 @@ fn enrich(
     changed |= add_attempt_data(attempt, event);
     // A provider's final report converts only the call it closes; the customer's agent may
     // report a conversion at any time.
-    let converts = event.converted && !attempt.converted && !(event.final_report && !attempt.open);
+    let late_report = event.final_report && !attempt.open;
+    let converts = event.converted && !attempt.converted && !late_report;
     if converts {
         attempt.converted = true;
         changed = true;

@@ -914,7 +914,7 @@ async fn play_vapi(
         steps.push(status("in-progress"));
     }
     steps.push(status("ended"));
-    let converted = digest_u32(&attempt_id, 3) % 4 == 0;
+    let converted = digest_u32(&attempt_id, 3).is_multiple_of(4);
     let mut report = json!({
         "type": "end-of-call-report", "endedReason": ended_reason, "timestamp": end.as_millisecond(),
         "call": call, "customer": call["customer"], "cost": 0.11,
@@ -1014,7 +1014,7 @@ async fn play_retell(mock: Arc<ProvidersMock>, attempt_id: String, url: String, 
     let mut analyzed = ended.clone();
     analyzed["call_analysis"] = json!({
         "call_summary": "The customer confirmed.", "in_voicemail": reported == Outcome::Machine, "user_sentiment": "Positive",
-        "call_successful": digest_u32(&attempt_id, 3) % 4 == 0, "custom_analysis_data": {},
+        "call_successful": digest_u32(&attempt_id, 3).is_multiple_of(4), "custom_analysis_data": {},
     });
     let mut started = call;
     started["call_status"] = json!("ongoing");
