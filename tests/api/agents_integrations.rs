@@ -118,10 +118,12 @@ async fn integration_configs_are_validated() {
         (hook(json!({ "url": "https://x.example", "timeout_ms": 0 })), "config.timeout_ms"),
         (hook(json!({ "url": "https://x.example", "timeout_ms": 60001 })), "config.timeout_ms"),
         (json!({ "agent_id": agent, "type": "sms", "provider": "simulator" }), "type"),
-        (json!({ "agent_id": agent, "type": "phone_call", "provider": "vapi" }), "provider"),
+        (json!({ "agent_id": agent, "type": "phone_call", "provider": "bland" }), "provider"),
         // A real provider serves one channel.
         (json!({ "agent_id": agent, "type": "phone_call", "provider": "whatsapp_cloud" }), "provider"),
         (json!({ "agent_id": agent, "type": "whatsapp", "provider": "twilio" }), "provider"),
+        (json!({ "agent_id": agent, "type": "whatsapp", "provider": "vapi" }), "provider"),
+        (json!({ "agent_id": agent, "type": "whatsapp", "provider": "retell" }), "provider"),
         (json!({ "agent_id": "nope", "type": "phone_call", "provider": "simulator" }), "agent_id"),
         (json!({ "type": "phone_call", "provider": "simulator" }), "agent_id"),
     ];

@@ -166,6 +166,74 @@ async fn provider_configs_are_validated_with_the_field_at_fault() {
     assert_eq!(config["api_base"], "https://graph.facebook.com");
 }
 
+/// The voice platforms' configs (PROVIDERS.md §4, §5): each rule with a refused and an accepted
+/// edge, credentials masked, defaults filled in.
+#[tokio::test]
+async fn voice_platform_configs_are_validated_with_the_field_at_fault() {
+    let Some(app) = TestApp::spawn().await else { return };
+    let agent = agent(&app).await;
+    let vapi = |change: Value| {
+        let config = json!({ "api_key": "vapi-private-key-0001", "assistant_id": "4a170597-a0c2-4657-8c32-cb93f080cead",
+            "phone_number_id": "c6ea6cb0-0dfb-4a65-918f-6a33abb54b64", "server_secret": "server-secret-0002" });
+        json!({ "agent_id": agent, "type": "phone_call", "provider": "vapi", "config": merge_into(config, change) })
+    };
+    let retell = |change: Value| {
+        let config = json!({ "api_key": "key_retell_0003", "from_number": "+14157774444" });
+        json!({ "agent_id": agent, "type": "phone_call", "provider": "retell", "config": merge_into(config, change) })
+    };
+    let rejected = [
+        (vapi(json!({ "assistant_id": "" })), "config.assistant_id"),
+        (vapi(json!({ "assistant_id": "a".repeat(201) })), "config.assistant_id"),
+        (vapi(json!({ "phone_number_id": "" })), "config.phone_number_id"),
+        (vapi(json!({ "api_key": "" })), "config.api_key"),
+        (vapi(json!({ "server_secret": null })), "config.server_secret"),
+        (vapi(json!({ "success_key": "" })), "config.success_key"),
+        (vapi(json!({ "server_hmac": "yes" })), "config.server_hmac"),
+        (vapi(json!({ "max_per_second": 0 })), "config.max_per_second"),
+        (vapi(json!({ "api_base": "ftp://api.vapi.ai" })), "config.api_base"),
+        (vapi(json!({ "colour": "blue" })), "config.colour"),
+        (retell(json!({ "from_number": "4157774444" })), "config.from_number"),
+        (retell(json!({ "api_key": "k".repeat(513) })), "config.api_key"),
+        (retell(json!({ "agent_id": "" })), "config.agent_id"),
+        (retell(json!({ "timeout_ms": 60001 })), "config.timeout_ms"),
+        (retell(json!({ "max_per_second": 10001 })), "config.max_per_second"),
+    ];
+    for (body, field) in rejected {
+        let (status, reply) = app.post("/integrations", body.clone()).await;
+        assert_error(status, &reply, 400, "INVALID_REQUEST", Some(field));
+    }
+    let (_, list) = app.get("/integrations").await;
+    assert_eq!(list["total_count"], 0, "nothing stored");
+
+    let (status, reply) = app.post("/integrations", vapi(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    let config = &reply["integration"]["config"];
+    assert_eq!(
+        [&config["api_key"], &config["server_secret"], &config["server_hmac"], &config["success_key"]],
+        [&json!("••••••••0001"), &json!("••••••••0002"), &json!(false), &Value::Null]
+    );
+    assert_eq!(
+        [&config["api_base"], &config["timeout_ms"], &config["max_per_second"]],
+        [&json!("https://api.vapi.ai"), &json!(10000), &json!(5.0)]
+    );
+    let (status, reply) = app.post("/integrations", retell(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    let config = &reply["integration"]["config"];
+    assert_eq!(
+        [&config["api_key"], &config["agent_id"], &config["api_base"], &config["max_per_second"]],
+        [&json!("••••••••0003"), &Value::Null, &json!("https://api.retellai.com"), &json!(5.0)]
+    );
+    // Accepted edges.
+    for body in [
+        vapi(json!({ "assistant_id": "a".repeat(200), "success_key": "k", "server_hmac": true, "max_per_second": 10000 })),
+        vapi(json!({ "api_key": "k".repeat(512), "timeout_ms": 1 })),
+        retell(json!({ "from_number": "+1234567", "agent_id": "a".repeat(200), "max_per_second": 0.1 })),
+    ] {
+        let (status, reply) = app.post("/integrations", body.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}: {reply}");
+    }
+}
+
 fn merge_into(mut base: Value, change: Value) -> Value {
     for (key, value) in change.as_object().expect("object") {
         base[key] = value.clone();
