@@ -14,12 +14,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::http::{HeaderMap, Method};
+use hmac::{Hmac, Mac};
 use jiff::{SignedDuration, Timestamp};
+use sha2::Sha256;
 
 use crate::domain::attempt::AttemptEvent;
 use crate::domain::campaign::Campaign;
 use crate::domain::credentials::SecretKey;
-use crate::domain::integration::ProviderConfig;
+use crate::domain::integration::{MAX_URL_CHARS, ProviderConfig};
 use crate::store::DispatchContact;
 
 /// `ended_reason` of an attempt whose provider may or may not have acted (a timeout or a 5xx
@@ -127,6 +129,12 @@ pub enum CallbackError {
     Invalid(String),
 }
 
+impl CallbackError {
+    pub fn invalid(message: &str) -> CallbackError {
+        CallbackError::Invalid(message.to_owned())
+    }
+}
+
 /// One provider, configured for one integration with its credentials opened.
 #[async_trait]
 pub trait Connector: Send + Sync {
@@ -207,4 +215,37 @@ pub async fn answer(
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<SignedDuration> {
     let seconds: i64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(SignedDuration::from_secs(seconds.clamp(0, 3600)))
+}
+
+/// The most of a provider's own message kept in an integration's health reason or an attempt's
+/// failure reason.
+pub const MAX_PROVIDER_MESSAGE_CHARS: usize = 500;
+
+/// Bytes from hex digits of either case; `None` for an empty, odd or non-hex text.
+pub fn hex_bytes(text: &str) -> Option<Vec<u8>> {
+    let digit = |byte: u8| char::from(byte).to_digit(16);
+    if text.is_empty() || !text.len().is_multiple_of(2) {
+        return None;
+    }
+    text.as_bytes().chunks_exact(2).map(|pair| u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()).collect()
+}
+
+/// Whether two secrets are equal, compared in constant time: both are MACed under one key and
+/// the tags compared with `verify_slice`, so neither their contents nor their lengths show in
+/// the timing.
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    let tag = |text: &str| {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"outbound secret comparison").expect("HMAC takes a key of any length");
+        mac.update(text.as_bytes());
+        mac
+    };
+    tag(given).verify_slice(&tag(expected).finalize().into_bytes()).is_ok()
+}
+
+/// Whether a URL a provider reports (a recording's) is one to keep: http(s), at most
+/// [`MAX_URL_CHARS`] characters, no control characters.
+pub fn is_web_url(url: &str) -> bool {
+    url.chars().count() <= MAX_URL_CHARS
+        && !url.contains(char::is_control)
+        && url::Url::parse(url).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
 }

@@ -12,10 +12,13 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use super::{Callback, CallbackError, CallbackReply, Connector, Handoff, Outgoing, ProviderEvent, retry_after};
+use super::{
+    Callback, CallbackError, CallbackReply, Connector, Handoff, MAX_PROVIDER_MESSAGE_CHARS, Outgoing, ProviderEvent, hex_bytes, is_web_url,
+    retry_after,
+};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, Speaker, TranscriptEntry};
 use crate::domain::contact::check_extracted_data;
-use crate::domain::integration::{MAX_URL_CHARS, RetellConfig};
+use crate::domain::integration::RetellConfig;
 use crate::store::DispatchContact;
 
 /// How long a `call_ended` outcome waits for its `call_analyzed` before it becomes final
@@ -23,8 +26,6 @@ use crate::store::DispatchContact;
 pub const ANALYSIS_WAIT: SignedDuration = SignedDuration::from_mins(10);
 /// How far a signature's timestamp may be from our clock, either way (reference §4.7).
 const SIGNATURE_TOLERANCE_MS: u64 = 5 * 60 * 1000;
-/// The longest provider message kept in an integration's health reason.
-const MAX_MESSAGE_CHARS: usize = 500;
 
 pub struct Retell {
     config: RetellConfig,
@@ -69,15 +70,16 @@ impl Retell {
     /// A Retell webhook: a JSON POST signed with `x-retell-signature` (reference §4.5, §4.7).
     fn read_callback(&self, request: &Callback<'_>) -> Result<CallbackReply, CallbackError> {
         if request.method != Method::POST {
-            return Err(invalid("a Retell webhook is a POST"));
+            return Err(CallbackError::invalid("a Retell webhook is a POST"));
         }
         let claimed = request.headers.get("x-retell-signature").and_then(|value| value.to_str().ok());
         if !claimed.is_some_and(|claimed| verify(&self.api_key, request.body, claimed, request.now)) {
             return Err(CallbackError::BadSignature);
         }
-        let webhook: Value = serde_json::from_slice(request.body).map_err(|error| invalid(&format!("not a Retell webhook: {error}")))?;
+        let webhook: Value =
+            serde_json::from_slice(request.body).map_err(|error| CallbackError::invalid(&format!("not a Retell webhook: {error}")))?;
         let (Some(kind), Some(call)) = (webhook.get("event").and_then(Value::as_str), webhook.get("call").filter(|c| c.is_object())) else {
-            return Err(invalid("a Retell webhook is {\"event\": …, \"call\": {…}}"));
+            return Err(CallbackError::invalid("a Retell webhook is {\"event\": …, \"call\": {…}}"));
         };
         let provider_id = text(call, "call_id").filter(|id| !id.is_empty() && !id.contains('\0')).map(str::to_owned);
         let attempt_id = call.pointer("/metadata/attempt_id").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -108,10 +110,6 @@ impl Connector for Retell {
     fn callback(&self, request: &Callback<'_>) -> Option<Result<CallbackReply, CallbackError>> {
         Some(self.read_callback(request))
     }
-}
-
-fn invalid(message: &str) -> CallbackError {
-    CallbackError::Invalid(message.to_owned())
 }
 
 /// `retell_llm_dynamic_variables` (string → string): every `extracted_data` value (a string as it
@@ -166,7 +164,7 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Handoff {
     };
     if let Some(fallback) = integration_fault {
         let message = text(&answer, "message").map(str::trim).filter(|m| !m.is_empty()).unwrap_or(fallback);
-        let message: String = message.chars().take(MAX_MESSAGE_CHARS).collect();
+        let message: String = message.chars().take(MAX_PROVIDER_MESSAGE_CHARS).collect();
         return Handoff::Broken { reason: format!("{label}: {message}") };
     }
     if status == StatusCode::TOO_MANY_REQUESTS {
@@ -221,14 +219,6 @@ fn parse_signature(claimed: &str) -> Option<(i64, Vec<u8>)> {
 fn strip_prefix_ignoring_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let head = text.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix).then(|| &text[prefix.len()..])
-}
-
-fn hex_bytes(text: &str) -> Option<Vec<u8>> {
-    let digit = |byte: u8| char::from(byte).to_digit(16);
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    text.as_bytes().chunks_exact(2).map(|pair| u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()).collect()
 }
 
 // --- Outcomes (reference §4.6, §5) ---
@@ -379,12 +369,6 @@ fn whole_seconds(call: &Value, started_at: Option<Timestamp>, ended_at: Option<T
         None => ended_at?.as_millisecond() - started_at?.as_millisecond(),
     };
     (millis >= 0).then(|| (millis + 500) / 1000)
-}
-
-fn is_web_url(url: &str) -> bool {
-    url.chars().count() <= MAX_URL_CHARS
-        && !url.contains(char::is_control)
-        && url::Url::parse(url).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
 }
 
 /// `transcript_object` as transcript lines: the agent's and the user's (a transfer target's
@@ -594,7 +578,7 @@ mod tests {
         );
         assert_eq!(error(402, "  "), Handoff::Broken { reason: "retell_http_402: the account needs a payment method".to_owned() });
         let Handoff::Broken { reason } = error(401, &"x".repeat(5000)) else { panic!("broken") };
-        assert_eq!(reason.len(), "retell_http_401: ".len() + MAX_MESSAGE_CHARS);
+        assert_eq!(reason.len(), "retell_http_401: ".len() + MAX_PROVIDER_MESSAGE_CHARS);
     }
 
     #[test]

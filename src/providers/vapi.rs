@@ -12,10 +12,13 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use super::{Callback, CallbackError, CallbackReply, Connector, Handoff, Outgoing, ProviderEvent, retry_after};
+use super::{
+    Callback, CallbackError, CallbackReply, Connector, Handoff, MAX_PROVIDER_MESSAGE_CHARS, Outgoing, ProviderEvent, hex_bytes, is_web_url,
+    retry_after, same_secret,
+};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, Speaker, TranscriptEntry};
 use crate::domain::contact::check_extracted_data;
-use crate::domain::integration::{MAX_URL_CHARS, VapiConfig};
+use crate::domain::integration::VapiConfig;
 use crate::store::DispatchContact;
 
 /// How long a `status-update` `ended` outcome waits for its `end-of-call-report` before the
@@ -27,8 +30,6 @@ const TIMESTAMP_TOLERANCE: SignedDuration = SignedDuration::from_mins(5);
 const MILLISECONDS_ABOVE: i64 = 100_000_000_000;
 /// Vapi's limit on `name` and `customer.name` (reference §3.2).
 const MAX_NAME_CHARS: usize = 40;
-/// The longest provider message kept in an `ended_reason` or a broken integration's reason.
-const MAX_MESSAGE_CHARS: usize = 200;
 /// The server messages Outbound asks for: progress, and the final report.
 const SERVER_MESSAGES: [&str; 2] = ["status-update", "end-of-call-report"];
 
@@ -102,17 +103,18 @@ impl Vapi {
     /// A server message (reference §3.5), once authenticated.
     fn read_callback(&self, request: &Callback<'_>) -> Result<CallbackReply, CallbackError> {
         if request.method != Method::POST {
-            return Err(invalid("a Vapi server message is a POST"));
+            return Err(CallbackError::invalid("a Vapi server message is a POST"));
         }
         if !self.authenticated(request.headers, request.body, request.now) {
             return Err(CallbackError::BadSignature);
         }
-        let body: Value = serde_json::from_slice(request.body).map_err(|error| invalid(&format!("not a Vapi server message: {error}")))?;
+        let body: Value =
+            serde_json::from_slice(request.body).map_err(|error| CallbackError::invalid(&format!("not a Vapi server message: {error}")))?;
         let message = body
             .get("message")
             .filter(|message| message.is_object())
-            .ok_or_else(|| invalid("a Vapi server message has a message object"))?;
-        let kind = message.get("type").and_then(Value::as_str).ok_or_else(|| invalid("a Vapi server message has a type"))?;
+            .ok_or_else(|| CallbackError::invalid("a Vapi server message has a message object"))?;
+        let kind = message.get("type").and_then(Value::as_str).ok_or_else(|| CallbackError::invalid("a Vapi server message has a type"))?;
         let call = message.get("call");
         let provider_id = call.and_then(|call| text(call, "/id")).map(str::to_owned);
         let attempt_id = call.map(attempt_id_of).unwrap_or_default();
@@ -239,7 +241,7 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Handoff {
 
 /// The text of an error answer. Its shape is unconfirmed (reference §3.4): NestJS's
 /// `{"message": "…" | ["…"], "error": "Bad Request", "statusCode": 400}` is read, cut to
-/// [`MAX_MESSAGE_CHARS`].
+/// [`MAX_PROVIDER_MESSAGE_CHARS`].
 fn error_message(answer: &Value) -> Option<String> {
     let mut parts: Vec<&str> = match answer.get("message") {
         Some(Value::String(message)) => vec![message.as_str()],
@@ -248,7 +250,7 @@ fn error_message(answer: &Value) -> Option<String> {
     };
     parts.extend(answer.get("error").and_then(Value::as_str));
     let joined = parts.iter().map(|part| part.trim()).filter(|part| !part.is_empty()).collect::<Vec<_>>().join("; ");
-    let cleaned: String = joined.chars().filter(|c| !c.is_control()).take(MAX_MESSAGE_CHARS).collect();
+    let cleaned: String = joined.chars().filter(|c| !c.is_control()).take(MAX_PROVIDER_MESSAGE_CHARS).collect();
     Some(cleaned).filter(|message| !message.is_empty())
 }
 
@@ -287,29 +289,6 @@ fn hmac_matches(secret: &str, timestamp: &str, body: &[u8], signature: &str, now
 fn signed_at(timestamp: &str) -> Option<Timestamp> {
     let number: i64 = timestamp.trim().parse().ok()?;
     if number > MILLISECONDS_ABOVE { Timestamp::from_millisecond(number).ok() } else { Timestamp::from_second(number).ok() }
-}
-
-fn hex_bytes(text: &str) -> Option<Vec<u8>> {
-    let digit = |byte: u8| char::from(byte).to_digit(16);
-    if text.is_empty() || !text.len().is_multiple_of(2) {
-        return None;
-    }
-    text.as_bytes().chunks_exact(2).map(|pair| u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()).collect()
-}
-
-/// Compares two secrets in constant time: both are MACed under one key and the tags compared
-/// with `verify_slice`, so neither their contents nor their lengths show in the timing.
-fn same_secret(given: &str, expected: &str) -> bool {
-    let tag = |text: &str| {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"outbound vapi secret").expect("HMAC takes a key of any length");
-        mac.update(text.as_bytes());
-        mac
-    };
-    tag(given).verify_slice(&tag(expected).finalize().into_bytes()).is_ok()
-}
-
-fn invalid(message: &str) -> CallbackError {
-    CallbackError::Invalid(message.to_owned())
 }
 
 /// A non-empty string at `pointer` in `value`.
@@ -541,11 +520,7 @@ fn recording_url(report: &Report<'_>) -> Option<String> {
     ["/artifact/recordingUrl", "/artifact/recording/mono/combinedUrl", "/recordingUrl"]
         .into_iter()
         .filter_map(|pointer| report.text(pointer))
-        .find(|url| {
-            url.chars().count() <= MAX_URL_CHARS
-                && !url.contains(char::is_control)
-                && url::Url::parse(url).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
-        })
+        .find(|url| is_web_url(url))
         .map(str::to_owned)
 }
 
@@ -758,8 +733,8 @@ mod tests {
         );
         assert_eq!(classify(StatusCode::BAD_REQUEST, &HeaderMap::new(), b"nope"), Handoff::Failed { reason: "vapi_http_400".to_owned() });
         assert_eq!(
-            answer(422, json!({ "message": "x".repeat(500) })),
-            Handoff::Failed { reason: format!("vapi_http_422: {}", "x".repeat(200)) }
+            answer(422, json!({ "message": "x".repeat(MAX_PROVIDER_MESSAGE_CHARS + 1) })),
+            Handoff::Failed { reason: format!("vapi_http_422: {}", "x".repeat(MAX_PROVIDER_MESSAGE_CHARS)) }
         );
     }
 

@@ -10,9 +10,11 @@ use hmac::{Hmac, Mac};
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
-use super::{Callback, CallbackError, CallbackReply, Connector, Handoff, InboundText, Outgoing, ProviderEvent, retry_after};
+use super::{
+    Callback, CallbackError, CallbackReply, Connector, Handoff, InboundText, Outgoing, ProviderEvent, hex_bytes, retry_after, same_secret,
+};
 use crate::domain::attempt::{AttemptEvent, AttemptStatus};
 use crate::domain::integration::WhatsappCloudConfig;
 use crate::store::DispatchContact;
@@ -67,7 +69,7 @@ impl WhatsappCloud {
         }
         get("hub.challenge")
             .map(|challenge| CallbackReply::Challenge(challenge.to_owned()))
-            .ok_or_else(|| invalid("hub.challenge is missing"))
+            .ok_or_else(|| CallbackError::invalid("hub.challenge is missing"))
     }
 
     /// A webhook notification (reference §2.6, §2.7), once its signature is checked over the raw
@@ -78,7 +80,7 @@ impl WhatsappCloud {
             return Err(CallbackError::BadSignature);
         }
         let notification: Notification =
-            serde_json::from_slice(body).map_err(|error| invalid(&format!("not a WhatsApp notification: {error}")))?;
+            serde_json::from_slice(body).map_err(|error| CallbackError::invalid(&format!("not a WhatsApp notification: {error}")))?;
         let (mut events, mut inbound) = (Vec::new(), Vec::new());
         for value in notification.entry.iter().flat_map(|entry| &entry.changes).map(|change| &change.value) {
             events.extend(value.statuses.iter().flat_map(status_events));
@@ -130,7 +132,7 @@ impl Connector for WhatsappCloud {
         Some(match *request.method {
             Method::GET => self.verify_subscription(request.query),
             Method::POST => self.notification(request.headers, request.body),
-            _ => Err(invalid("WhatsApp calls back with GET or POST")),
+            _ => Err(CallbackError::invalid("WhatsApp calls back with GET or POST")),
         })
     }
 }
@@ -152,24 +154,6 @@ fn hmac_of(app_secret: &str, body: &[u8]) -> Hmac<Sha256> {
 fn signature_matches(app_secret: &str, body: &[u8], claimed: &str) -> bool {
     let Some(claimed) = claimed.trim().strip_prefix("sha256=").and_then(hex_bytes) else { return false };
     hmac_of(app_secret, body).verify_slice(&claimed).is_ok()
-}
-
-fn hex_bytes(text: &str) -> Option<Vec<u8>> {
-    let digit = |byte: u8| char::from(byte).to_digit(16);
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    text.as_bytes().chunks_exact(2).map(|pair| u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()).collect()
-}
-
-/// Compares two secrets in constant time: their digests have one length whatever the texts'.
-fn same_secret(given: &str, expected: &str) -> bool {
-    let (given, expected) = (Sha256::digest(given.as_bytes()), Sha256::digest(expected.as_bytes()));
-    given.iter().zip(expected.iter()).fold(0u8, |differ, (a, b)| differ | (a ^ b)) == 0
-}
-
-fn invalid(message: &str) -> CallbackError {
-    CallbackError::Invalid(message.to_owned())
 }
 
 /// The send request (reference §2.2), or the `ended_reason` of an attempt that cannot be sent:
