@@ -390,6 +390,32 @@ async fn a_call_ended_alone_becomes_final_ten_minutes_later_without_conversion()
     assert_eq!(t.h.detail(id).await["analytics"]["contactsConverted"], 0);
 }
 
+/// A webhook that arrives while its hand-off's answer is still on its way keeps its wait: the
+/// answer, recorded after it, does not push the attempt's deadline back to the attempt timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_ended_before_its_create_was_answered_still_becomes_final_ten_minutes_later() {
+    let (seen, creates) = std::sync::mpsc::channel::<Request>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (seen, released) = (std::sync::Mutex::new(seen), std::sync::Mutex::new(released));
+    // The mock holds its answer until the test has posted the webhook.
+    let answer = move |request: &Request| {
+        let _ = seen.lock().expect("lock").send(request.clone());
+        let _ = released.lock().expect("lock").recv();
+        created(request)
+    };
+    let Some(t) = Retell::new(json!({}), 1, answer).await else { return };
+    let (id, contacts) = t.h.start(json!({}), 1).await;
+    let engine = t.h.engine.clone();
+    let handing_off = tokio::spawn(async move { engine.settle().await.expect("engine settles") });
+    let create = tokio::task::spawn_blocking(move || creates.recv().expect("a create")).await.expect("joined");
+    t.webhook_ok("call_ended", &call(&create, Some("user_hangup"))).await;
+    release.send(()).expect("the mock waits");
+    handing_off.await.expect("joined");
+    t.h.clock.advance(SignedDuration::from_secs(10 * 60));
+    t.h.settle().await;
+    assert_eq!(t.h.contact(id, contacts[0]).await["status"], "answered", "the held outcome, at its wait");
+}
+
 #[tokio::test]
 async fn call_analyzed_before_call_ended_and_retried_webhooks_change_nothing() {
     let Some(t) = Retell::new(json!({}), 1, ok_calls()).await else { return };
