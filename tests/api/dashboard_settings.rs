@@ -140,6 +140,62 @@ async fn an_integration_is_created_from_its_providers_fields_and_its_secret_show
     assert_eq!(list["integrations"][1]["config"], json!({ "url": "https://runtime.example/attempts", "timeout_ms": 2500 }));
 }
 
+/// The voice platforms' fieldsets: a Vapi and a Retell integration from their fields (blank
+/// optional fields left out, the HMAC checkbox), credentials masked, a refusal beside its field.
+#[tokio::test]
+async fn vapi_and_retell_integrations_are_created_from_their_fields() {
+    let Some(app) = TestApp::spawn().await else { return };
+    let agent = app.create_agent("Caller").await;
+    let browser = Browser::signed_in(&app.base, &app.key).await;
+    let page = browser.get("/integrations").await;
+    page.shows("Vapi assistant (phone calls)").shows("name=\"vapi.server_secret\"").shows("name=\"retell.from_number\"");
+
+    let vapi = [
+        ("agent_id", agent.as_str()),
+        ("type", "phone_call"),
+        ("provider", "vapi"),
+        ("vapi.api_key", "vapi-private-key-4321"),
+        ("vapi.assistant_id", "4a170597-a0c2-4657-8c32-cb93f080cead"),
+        ("vapi.phone_number_id", "c6ea6cb0-0dfb-4a65-918f-6a33abb54b64"),
+        ("vapi.server_secret", "server-secret-8765"),
+        ("vapi.server_hmac", "on"),
+        ("vapi.success_key", ""),
+    ];
+    let created = browser.post_form("/integrations", &vapi).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let retell = [
+        ("agent_id", agent.as_str()),
+        ("type", "phone_call"),
+        ("provider", "retell"),
+        ("retell.api_key", "key_retell_1111"),
+        ("retell.from_number", "+14157774444"),
+        ("retell.agent_id", ""),
+    ];
+    let created = browser.post_form("/integrations", &retell).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let (_, list) = app.get("/integrations").await;
+    let by_provider = |provider: &str| {
+        list["integrations"].as_array().expect("a list").iter().find(|i| i["provider"] == provider).expect("created").clone()
+    };
+    let config = by_provider("vapi")["config"].clone();
+    assert_eq!(
+        [&config["api_key"], &config["server_secret"], &config["server_hmac"], &config["success_key"]],
+        [&json!("••••••••4321"), &json!("••••••••8765"), &json!(true), &Value::Null]
+    );
+    let config = by_provider("retell")["config"].clone();
+    assert_eq!(
+        [&config["api_key"], &config["from_number"], &config["agent_id"]],
+        [&json!("••••••••1111"), &json!("+14157774444"), &Value::Null]
+    );
+
+    let mut bad = retell.to_vec();
+    bad[4] = ("retell.from_number", "4157774444");
+    let refused = browser.post_form("/integrations", &bad).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    refused.shows("id=\"retell-from_number-error\"").shows("config.from_number must be an E.164 number");
+    assert_eq!(count(&app, "/integrations", "integrations").await, 2, "nothing more created");
+}
+
 #[tokio::test]
 async fn a_refused_integration_shows_the_apis_error_beside_its_field_and_keeps_the_input() {
     let Some(app) = TestApp::spawn().await else { return };
