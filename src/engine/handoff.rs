@@ -89,8 +89,8 @@ impl Providers {
 
     /// The events that close attempts past their deadlines: what the provider says of the call
     /// when it can tell (Vapi, which does not retry its webhooks), else the provisional outcome
-    /// held for it, else the timeout.
-    pub(super) async fn close_expired(&self, expired: Vec<ExpiredAttempt>) -> Vec<AttemptEvent> {
+    /// held for it, else the timeout. Also the integrations those calls show broken, with why.
+    pub(super) async fn close_expired(&self, expired: Vec<ExpiredAttempt>) -> (Vec<AttemptEvent>, Vec<(String, String)>) {
         let mut connectors: HashMap<String, Option<Arc<dyn Connector>>> = HashMap::new();
         let closing: Vec<_> = expired
             .into_iter()
@@ -104,15 +104,19 @@ impl Providers {
                         (Some(connector), Some(provider_id)) => connector.reconcile(provider_id, &attempt.attempt_id).await,
                         _ => None,
                     };
+                    let broken = told.as_ref().and_then(|told| told.broken.clone()).map(|reason| (attempt.integration_id, reason));
                     let attempt_id = attempt.attempt_id;
-                    match told.or(attempt.held) {
+                    let event = match told.map(|told| told.event).or(attempt.held) {
                         Some(event) => AttemptEvent { attempt_id, ..event },
                         None => AttemptEvent::timed_out(attempt_id),
-                    }
+                    };
+                    (event, broken)
                 }
             })
             .collect();
-        stream::iter(closing).buffer_unordered(PARALLELISM).collect().await
+        let closed: Vec<(AttemptEvent, Option<(String, String)>)> = stream::iter(closing).buffer_unordered(PARALLELISM).collect().await;
+        let (events, broken): (Vec<_>, Vec<_>) = closed.into_iter().unzip();
+        (events, broken.into_iter().flatten().collect())
     }
 
     /// Hands a campaign's batch to its provider and records what came back. Owns what it needs,

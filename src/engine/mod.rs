@@ -182,7 +182,10 @@ impl Engine {
         let expired = self.store.expired_attempts(now, MAX_DUE_PER_TICK).await?;
         report.timed_out = expired.len();
         if !expired.is_empty() {
-            let events = self.providers.close_expired(expired).await;
+            let (events, broken) = self.providers.close_expired(expired).await;
+            for (integration_id, reason) in broken {
+                self.store.mark_integration_failing(&integration_id, &reason, now).await?;
+            }
             self.store.apply_events(events, now, self.settings.retry).await?;
         }
 

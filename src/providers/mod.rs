@@ -157,9 +157,17 @@ pub trait Connector: Send + Sync {
     /// Asks the provider what became of an attempt whose deadline passed with no final event
     /// (Vapi does not retry its webhooks). `None` when the provider cannot tell or the call has
     /// not ended: then the attempt's provisional outcome, or the timeout, closes it.
-    async fn reconcile(&self, _provider_id: &str, _attempt_id: &str) -> Option<AttemptEvent> {
+    async fn reconcile(&self, _provider_id: &str, _attempt_id: &str) -> Option<Reconciled> {
         None
     }
+}
+
+/// What a provider said of a call whose deadline passed: its final event, and why the
+/// integration itself is broken when the call shows it (an account out of credit).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reconciled {
+    pub event: AttemptEvent,
+    pub broken: Option<String>,
 }
 
 /// The connector of an integration: its config with credentials opened under `key`. Fails with

@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
 use super::{
-    Callback, CallbackError, CallbackReply, Connector, Handoff, MAX_PROVIDER_MESSAGE_CHARS, Outgoing, ProviderEvent, hex_bytes, is_web_url,
-    retry_after, same_secret,
+    Callback, CallbackError, CallbackReply, Connector, Handoff, MAX_PROVIDER_MESSAGE_CHARS, Outgoing, ProviderEvent, Reconciled, hex_bytes,
+    is_web_url, retry_after, same_secret,
 };
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, AttemptStatus, Speaker, TranscriptEntry};
 use crate::domain::contact::check_extracted_data;
@@ -153,13 +153,14 @@ impl Connector for Vapi {
     }
 
     /// The Call as Vapi keeps it: once `ended`, it carries what the lost report would have.
-    async fn reconcile(&self, provider_id: &str, attempt_id: &str) -> Option<AttemptEvent> {
+    async fn reconcile(&self, provider_id: &str, attempt_id: &str) -> Option<Reconciled> {
         let call = self.fetch_call(provider_id).await?;
         if call.get("status").and_then(Value::as_str) != Some("ended") {
             return None;
         }
-        let (event, _) = final_event(attempt_id.to_owned(), &Report { primary: &call, fallback: None }, self.config.success_key.as_deref());
-        Some(event)
+        let (event, broken) =
+            final_event(attempt_id.to_owned(), &Report { primary: &call, fallback: None }, self.config.success_key.as_deref());
+        Some(Reconciled { event, broken })
     }
 }
 
@@ -1221,7 +1222,8 @@ mod tests {
             .mount(&server)
             .await;
         let vapi = vapi(json!({ "api_base": server.uri() }));
-        let event = vapi.reconcile("019a9046", "cll_9").await.expect("an ended call");
+        let Reconciled { event, broken } = vapi.reconcile("019a9046", "cll_9").await.expect("an ended call");
+        assert_eq!(broken, None);
         assert_eq!(event.attempt_id, "cll_9");
         assert_eq!((event.status, event.answered_by, event.converted), (AttemptStatus::Ended, Some(AnsweredBy::Human), true));
         assert_eq!((event.duration, event.ended_by.as_deref()), (Some(85), Some("agent")));

@@ -471,6 +471,33 @@ async fn a_missing_report_is_reconciled_with_get_call_at_the_status_updates_dead
     assert_eq!(t.h.contact(id, contacts[0]).await["status"], "converted");
 }
 
+/// An account failure learnt only from `GET /call` stops the integration as a report would.
+#[tokio::test]
+async fn an_account_failure_found_by_get_call_stops_dispatch() {
+    let Some(t) = Vapi::accepting(json!({}), 0).await else { return };
+    let (id, contacts) = t.h.start(json!({ "concurrency_limit": 1 }), 2).await;
+    t.h.settle().await;
+    let attempt = t.h.attempt_of(id, contacts[0]).await;
+    let call_body = ended_call(&attempt, "call.start.error-subscription-insufficient-credits", json!({}));
+    Mock::given(method("GET"))
+        .and(path(format!("/call/{}", call_id_of(&attempt))))
+        .respond_with(ResponseTemplate::new(200).set_body_json(call_body))
+        .mount(&t.server)
+        .await;
+    t.send_ok(&status_update(&attempt, "ended", None)).await;
+    t.h.clock.advance(SignedDuration::from_mins(5));
+    t.h.settle().await;
+    assert_eq!(t.gets().await.len(), 1);
+    let (_, shown) = t.h.get(&format!("/integrations/{}", t.h.integration)).await;
+    let health = &shown["integration"]["health"];
+    assert_eq!(health["status"], "failing", "{shown}");
+    assert!(health["reason"].as_str().is_some_and(|r| r.contains("insufficient-credits")), "{health}");
+    assert_eq!(t.h.contact(id, contacts[0]).await["status"], "retrying", "not failed for the account's fault");
+    t.h.advance_mins(60);
+    t.h.settle().await;
+    assert_eq!(t.creates().await.len(), 1, "nothing handed off while failing");
+}
+
 #[tokio::test]
 async fn a_missing_report_whose_get_fails_is_closed_with_the_held_status_update() {
     let Some(t) = Vapi::accepting(json!({}), 1).await else { return };
