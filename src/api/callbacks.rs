@@ -233,7 +233,7 @@ async fn receive_native(
     };
     let now = app.clock.now();
     if let Some(reason) = broken {
-        app.callbacks.integration_broken(&integration.id, &reason, now).await?;
+        app.callbacks.mark_integration_failing(&integration.id, &reason, now).await?;
     }
     let mut provider_ids: Vec<String> = events.iter().filter_map(|e| e.provider_id.clone()).collect();
     provider_ids.extend(inbound.iter().filter_map(|text| text.reply_to.clone()));

@@ -286,9 +286,17 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64>;
 }
 
+/// An integration found broken, by a hand-off (the engine) or a callback (the API).
+#[async_trait]
+pub trait IntegrationHealthStore: Send + Sync + 'static {
+    /// Stops the integration's dispatch: its health becomes `failing` for `reason` (kept from
+    /// the first failure until its config is patched).
+    async fn mark_integration_failing(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()>;
+}
+
 /// What the engine reads and writes (contract §5): every organization's running campaigns.
 #[async_trait]
-pub trait EngineStore: Send + Sync + 'static {
+pub trait EngineStore: IntegrationHealthStore {
     /// Campaigns that are `active` or in `cooldown` and not archived, with what dispatch needs.
     async fn running_campaigns(&self) -> StoreResult<Vec<RunningCampaign>>;
     /// One campaign as the engine sees it, whatever its status (re-sends of a paused campaign).
@@ -312,9 +320,6 @@ pub trait EngineStore: Send + Sync + 'static {
     /// Contacts waiting for an attempt (`queue` or `retrying`) in unarchived campaigns, per
     /// campaign status, read from the counts kept per campaign (no scan of the contacts).
     async fn waiting_contacts(&self) -> StoreResult<Vec<(CampaignStatus, i64)>>;
-    /// Stops the integration's dispatch: its health becomes `failing` for `reason` (kept from
-    /// the first failure until its config is patched).
-    async fn mark_integration_failing(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()>;
     /// On start-up, makes due now the unconfirmed handoffs whose leases died with a previous run
     /// of this process, where the store can tell them apart from live ones. Returns how many.
     async fn release_leases(&self, at: Timestamp) -> StoreResult<u64>;
@@ -323,7 +328,7 @@ pub trait EngineStore: Send + Sync + 'static {
 /// Provider events, which carry no API key: they are scoped by the integration whose secret
 /// signs them, and touch only that integration's attempts.
 #[async_trait]
-pub trait CallbackStore: Send + Sync + 'static {
+pub trait CallbackStore: IntegrationHealthStore {
     /// The integration callbacks are addressed to (any organization's: the signature scopes them).
     async fn callback_integration(&self, integration_id: &str) -> StoreResult<Option<Integration>>;
     /// Keeps texts contacts sent back through the integration (the opt-out rule reads them).
@@ -344,9 +349,6 @@ pub trait CallbackStore: Send + Sync + 'static {
     /// applies it then unless a final event came
     /// (PROVIDERS.md §4, §5). A later provisional outcome replaces an earlier one.
     async fn hold_events(&self, integration_id: &str, held: Vec<HeldEvent>) -> StoreResult<()>;
-    /// Stops the integration's dispatch, as [`EngineStore::mark_integration_failing`] does, for
-    /// what a callback showed (an account out of credit).
-    async fn integration_broken(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()>;
 }
 
 /// A provider's provisional outcome of an attempt, final at `until` unless a final event comes.

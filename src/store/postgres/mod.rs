@@ -5,7 +5,7 @@
 //! that change together are always locked in the same order (campaigns, then attempts, then
 //! contacts, each by id) so that two transactions never wait on each other.
 
-use crate::store::{ExpiredAttempt, HeldEvent};
+use crate::store::{ExpiredAttempt, HeldEvent, IntegrationHealthStore};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -456,6 +456,13 @@ impl IdempotencyStore for PostgresStore {
 }
 
 #[async_trait]
+impl IntegrationHealthStore for PostgresStore {
+    async fn mark_integration_failing(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()> {
+        attempts::mark_integration_failing(&mut *self.pool.acquire().await?, integration_id, reason, at).await
+    }
+}
+
+#[async_trait]
 impl EngineStore for PostgresStore {
     async fn running_campaigns(&self) -> StoreResult<Vec<RunningCampaign>> {
         attempts::running_campaigns(&mut *self.pool.acquire().await?).await
@@ -519,10 +526,6 @@ impl EngineStore for PostgresStore {
     async fn release_leases(&self, _at: Timestamp) -> StoreResult<u64> {
         Ok(0)
     }
-
-    async fn mark_integration_failing(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()> {
-        attempts::mark_integration_failing(&mut *self.pool.acquire().await?, integration_id, reason, at).await
-    }
 }
 
 #[async_trait]
@@ -563,10 +566,6 @@ impl CallbackStore for PostgresStore {
         attempts::hold_events(&mut tx, integration_id, held).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn integration_broken(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()> {
-        attempts::mark_integration_failing(&mut *self.pool.acquire().await?, integration_id, reason, at).await
     }
 
     async fn attempts_by_provider_id(&self, integration_id: &str, provider_ids: &[String]) -> StoreResult<HashMap<String, String>> {

@@ -9,7 +9,7 @@
 //! WAL lets run beside the writer (`reads`). One driver, rusqlite, serves all of it, migrations
 //! included (`rusqlite_migration`, counting applied steps in `user_version`).
 
-use crate::store::{ExpiredAttempt, HeldEvent};
+use crate::store::{ExpiredAttempt, HeldEvent, IntegrationHealthStore};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -501,6 +501,14 @@ impl IdempotencyStore for SqliteStore {
 }
 
 #[async_trait]
+impl IntegrationHealthStore for SqliteStore {
+    async fn mark_integration_failing(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()> {
+        let (id, reason) = (integration_id.to_owned(), reason.to_owned());
+        self.write(move |conn| attempts::mark_integration_failing(conn, &id, &reason, at)).await
+    }
+}
+
+#[async_trait]
 impl EngineStore for SqliteStore {
     async fn running_campaigns(&self) -> StoreResult<Vec<RunningCampaign>> {
         self.reads.read(attempts::running_campaigns).await
@@ -548,11 +556,6 @@ impl EngineStore for SqliteStore {
     async fn release_leases(&self, at: Timestamp) -> StoreResult<u64> {
         self.write(move |conn| attempts::release_leases(conn, at)).await
     }
-
-    async fn mark_integration_failing(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()> {
-        let (id, reason) = (integration_id.to_owned(), reason.to_owned());
-        self.write(move |conn| attempts::mark_integration_failing(conn, &id, &reason, at)).await
-    }
 }
 
 impl RateLimitStore for SqliteStore {}
@@ -590,11 +593,6 @@ impl CallbackStore for SqliteStore {
     async fn hold_events(&self, integration_id: &str, held: Vec<HeldEvent>) -> StoreResult<()> {
         let integration_id = integration_id.to_owned();
         self.write(move |conn| attempts::hold_events(conn, &integration_id, held)).await
-    }
-
-    async fn integration_broken(&self, integration_id: &str, reason: &str, at: Timestamp) -> StoreResult<()> {
-        let (id, reason) = (integration_id.to_owned(), reason.to_owned());
-        self.write(move |conn| attempts::mark_integration_failing(conn, &id, &reason, at)).await
     }
 
     async fn attempts_by_provider_id(&self, integration_id: &str, provider_ids: &[String]) -> StoreResult<HashMap<String, String>> {
