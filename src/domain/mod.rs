@@ -6,6 +6,7 @@ pub mod attempt;
 pub mod campaign;
 pub mod contact;
 pub mod credentials;
+pub mod dnc;
 pub mod ids;
 pub mod integration;
 pub mod outcome;
