@@ -17,6 +17,7 @@ pub mod idempotency;
 pub mod integrations;
 pub mod openapi;
 pub mod ops;
+pub mod plan;
 pub mod protocol_errors;
 pub mod rate_limit;
 pub mod read_cache;
@@ -168,6 +169,7 @@ fn keyed_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(campaigns::create_campaign, campaigns::list_campaigns))
         .routes(routes!(campaigns::get_campaign, campaigns::update_campaign))
         .routes(routes!(campaigns::campaign_action))
+        .routes(routes!(plan::get_plan))
         .routes(routes!(contacts::add_contacts, contacts::list_contacts))
         .routes(routes!(contacts::get_contact, contacts::delete_contact))
         .routes(routes!(attempts::list_calls))

@@ -289,6 +289,11 @@ pub struct AttemptEvent {
     /// its recording, transcript and data but no longer converts the call (PROVIDERS.md §5).
     #[serde(default)]
     pub final_report: bool,
+    /// The number was put on the do-not-contact list after the attempt was claimed and before it
+    /// was handed off: it is closed unsent and the contact fails with `failed_reason`
+    /// `suppressed` (contract §12.1).
+    #[serde(default)]
+    pub suppressed: bool,
 }
 
 /// How long a contact whose call a provider throttled waits before it is tried again.
@@ -320,7 +325,18 @@ impl AttemptEvent {
             invalid_number: false,
             throttled: false,
             final_report: false,
+            suppressed: false,
         }
+    }
+
+    /// The event that closes, unsent, an attempt whose number was suppressed after its claim.
+    pub fn suppressed(attempt_id: String) -> AttemptEvent {
+        AttemptEvent { suppressed: true, ..AttemptEvent::failed(attempt_id, FailedReason::Suppressed.as_str()) }
+    }
+
+    /// Why this event makes its contact fail for good, if it does.
+    pub fn failed_for_good(&self) -> Option<FailedReason> {
+        if self.suppressed { Some(FailedReason::Suppressed) } else { self.invalid_number.then_some(FailedReason::InvalidNumber) }
     }
 
     /// The event that closes an attempt nobody reported on within `OUTBOUND_ATTEMPT_TIMEOUT`.
@@ -368,17 +384,21 @@ pub struct ContactProgress {
 pub enum FailedReason {
     /// The provider said the number is invalid or unreachable (PROVIDERS.md §1).
     InvalidNumber,
+    /// The number is on the organization's do-not-contact list for the campaign's channel
+    /// (contract §12.1).
+    Suppressed,
 }
 
 impl FailedReason {
     pub fn as_str(self) -> &'static str {
         match self {
             FailedReason::InvalidNumber => "invalid_number",
+            FailedReason::Suppressed => "suppressed",
         }
     }
 
     pub fn parse(text: &str) -> Option<FailedReason> {
-        (text == "invalid_number").then_some(FailedReason::InvalidNumber)
+        [FailedReason::InvalidNumber, FailedReason::Suppressed].into_iter().find(|reason| reason.as_str() == text)
     }
 }
 
@@ -407,13 +427,8 @@ pub fn progress_contact(
     let failed = |contact: ContactProgress| {
         if event.throttled {
             ContactProgress { status: ContactStatus::Retrying, next_attempt_at: at.saturating_add(THROTTLED_WAIT).ok(), ..contact }
-        } else if event.invalid_number {
-            ContactProgress {
-                status: ContactStatus::Failed,
-                next_attempt_at: None,
-                failed_reason: Some(FailedReason::InvalidNumber),
-                ..contact
-            }
+        } else if let Some(reason) = event.failed_for_good() {
+            ContactProgress { status: ContactStatus::Failed, next_attempt_at: None, failed_reason: Some(reason), ..contact }
         } else if contact.failed_retries < settings.failed_retry_limit {
             ContactProgress {
                 status: ContactStatus::Retrying,

@@ -167,6 +167,8 @@ pub struct NewContact {
 pub enum ItemError {
     MissingContact,
     InvalidPhoneNumber,
+    /// The number is on the organization's do-not-contact list for the campaign's channel (§12.1).
+    ContactSuppressed,
 }
 
 impl ItemError {
@@ -175,6 +177,7 @@ impl ItemError {
         match self {
             ItemError::MissingContact => "MISSING_CONTACT",
             ItemError::InvalidPhoneNumber => "INVALID_PHONE_NUMBER",
+            ItemError::ContactSuppressed => "CONTACT_SUPPRESSED",
         }
     }
 }
@@ -213,6 +216,18 @@ pub struct ItemResult {
     /// The E.164 number stored, or the text sent when it could not be read.
     pub contact: Option<String>,
     pub error: Option<ItemError>,
+}
+
+/// Turns the items whose number `suppressed` holds into `CONTACT_SUPPRESSED` failures (§12.1):
+/// nothing of them is stored, not even as an update of a contact the campaign already has.
+pub fn suppress_items(items: &mut [BatchItem], suppressed: &std::collections::HashSet<String>) {
+    for item in items.iter_mut() {
+        if let Ok(contact) = item
+            && suppressed.contains(contact.phone.as_str())
+        {
+            *item = Err((ItemError::ContactSuppressed, contact.phone.as_str().to_owned()));
+        }
+    }
 }
 
 /// What a batch does to a campaign's contacts (§3.1). The first item with a number the campaign
@@ -393,7 +408,7 @@ mod tests {
         for status in [ItemStatus::Created, ItemStatus::Updated, ItemStatus::SkippedDuplicate, ItemStatus::Failed] {
             assert_eq!(serde_json::to_value(status).ok(), Some(serde_json::json!(status.as_str())));
         }
-        for error in [ItemError::MissingContact, ItemError::InvalidPhoneNumber] {
+        for error in [ItemError::MissingContact, ItemError::InvalidPhoneNumber, ItemError::ContactSuppressed] {
             assert_eq!(serde_json::to_value(error).ok(), Some(serde_json::json!(error.as_str())));
         }
     }
@@ -432,6 +447,16 @@ mod tests {
         ids.extend(plan.new.iter().enumerate().map(|(i, c)| (c.phone.as_str().to_owned(), first_new + i as i64)));
         let (updates, results) = plan.resolve(&ids, if_duplicate);
         (updates.iter().map(|(id, _)| *id).collect(), results.iter().map(|r| (r.status, r.id)).collect())
+    }
+
+    #[test]
+    fn a_suppressed_number_fails_even_where_it_would_update_a_contact() {
+        let mut items = [contact("+1"), contact("+2"), Err((ItemError::MissingContact, String::new()))];
+        suppress_items(&mut items, &std::collections::HashSet::from([padded("+2")]));
+        let (updates, results) = run(&items, &["+2"], IfDuplicate::Update);
+        assert!(updates.is_empty(), "nothing of a suppressed item is stored");
+        assert_eq!(results, [(ItemStatus::Created, Some(2)), (ItemStatus::Failed, None), (ItemStatus::Failed, None)]);
+        assert_eq!(items[1], Err((ItemError::ContactSuppressed, padded("+2"))), "the number as stored, E.164");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod integration;
 pub mod outcome;
 pub mod pacing;
+pub mod plan;
 pub mod schedule;
 pub mod timezone;
 pub mod validation;

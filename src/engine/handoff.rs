@@ -129,6 +129,16 @@ impl Providers {
         now: Timestamp,
         retry: RetrySettings,
     ) -> StoreResult<()> {
+        // The last look at the do-not-contact list: a number suppressed after its claim (by
+        // another process, while this one was claiming) is closed unsent (§12.1).
+        let numbers = batch.iter().map(|dispatch| dispatch.contact.contact.as_str().to_owned()).collect();
+        let suppressed = store.suppressed_numbers(running.campaign.id, numbers).await?;
+        let (withheld, batch): (Vec<Dispatch>, Vec<Dispatch>) =
+            batch.into_iter().partition(|dispatch| suppressed.contains(dispatch.contact.contact.as_str()));
+        if !withheld.is_empty() {
+            let events = withheld.into_iter().map(|dispatch| AttemptEvent::suppressed(dispatch.attempt_id)).collect();
+            self.write(&*store, &running, Recorded { events, ..Recorded::default() }, now, retry).await?;
+        }
         let provider = &running.provider;
         let connector = match providers::connect(provider, self.keyring.opening_key(), &self.http) {
             Ok(connector) => connector,

@@ -270,6 +270,14 @@ pub trait TenantStore: Send + Sync + 'static {
     ) -> StoreResult<Option<ContactPage>>;
     async fn get_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<ContactLookup>;
     async fn delete_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<DeleteOutcome>;
+    /// What a plan preview of the campaign at `at` is made of (§12.3); `None` when the campaign is
+    /// not the organization's. Reads counters and indexes only, never every contact.
+    async fn plan_counts(
+        &self,
+        org: OrgId,
+        campaign_id: i64,
+        at: Timestamp,
+    ) -> StoreResult<Option<(Campaign, crate::domain::plan::PlanCounts)>>;
 
     /// A page of a campaign's attempts, oldest first; `None` when the campaign is not found.
     async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>>;
@@ -307,6 +315,9 @@ pub trait EngineStore: IntegrationHealthStore {
     /// Takes the lease on attempts whose handoff is due (a re-send after a crash or a provider
     /// error) and returns them, with the same attempt ids.
     async fn take_due_handoffs(&self, at: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<Dispatch>>;
+    /// The numbers among `numbers` that the do-not-contact list of the campaign's organization
+    /// suppresses on the campaign's channel, read just before they are handed off (§12.1).
+    async fn suppressed_numbers(&self, campaign_id: i64, numbers: Vec<String>) -> StoreResult<std::collections::HashSet<String>>;
     /// Records what providers said to handoffs: accepted, or to be re-sent later.
     async fn record_handoffs(&self, results: Vec<HandoffResult>) -> StoreResult<()>;
     /// Applies events the engine itself decided (timeouts, refused handoffs, the simulator's

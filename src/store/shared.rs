@@ -25,6 +25,7 @@ use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, Conta
 use crate::domain::contact::{Contact, PhoneNumber};
 use crate::domain::integration::{Health, Integration, Provider, ProviderConfig};
 use crate::domain::outcome::{AttemptState, ContactData, ContactState};
+use crate::domain::plan::WaitingGroup;
 use crate::domain::timezone::TimeZone;
 use crate::domain::webhook::{self, DeliveryStatus, EventBody, EventType, NewEvent, Subscription, Webhook, envelope, format_occurred_at};
 
@@ -230,6 +231,18 @@ pub(crate) fn running_from_row(row: &impl StoredRow) -> StoreResult<RunningCampa
         queued: row.int("queued")?,
         next_retry_at: opt_millis(row, "next_retry_at")?,
         integration_failing: row.opt_text("health_reason")?.is_some(),
+    })
+}
+
+/// A group of a plan's remaining contacts, read as `zone` ('' for the campaign's own), `status`,
+/// `due` and `count`.
+pub(crate) fn waiting_group_from_row(row: &impl StoredRow) -> StoreResult<WaitingGroup> {
+    let zone = row.text("zone")?;
+    Ok(WaitingGroup {
+        zone: (!zone.is_empty()).then_some(zone),
+        status: parse_contact_status(&row.text("status")?)?,
+        due: row.flag("due")?,
+        count: row.int("count")?,
     })
 }
 

@@ -245,3 +245,55 @@ async fn two_processes_deliver_one_webhook_backlog_once() {
     assert_eq!(ids.len(), distinct.len(), "no event was sent twice");
     assert_eq!(distinct, expected);
 }
+
+#[tokio::test]
+async fn a_number_listed_while_another_process_is_claiming_its_contact_is_never_sent() {
+    use outbound::engine::{Engine, EngineSettings};
+    use sqlx::Connection;
+
+    let Some(h) = Harness::webhook("phone_call").await else { return };
+    let (id, contacts) = h.start(json!({}), 1).await;
+    let number = super::engine::numbers(1)[0]["contact"].as_str().expect("number").to_owned();
+    // Another process's engine on the same database, with the same provider.
+    let other_store = store::open(&h.database_url).await.expect("second store");
+    let settings = EngineSettings { public_url: h.base.clone(), ..EngineSettings::default() };
+    let other = std::sync::Arc::new(Engine::new(other_store, h.clock.clone(), settings));
+
+    // Its claim is held half-way, after it took the contact and before it commits: a lock on the
+    // campaign's status counts, which it updates last.
+    let mut holder = sqlx::PgConnection::connect(&h.database_url).await.expect("connect");
+    let mut held = holder.begin().await.expect("begin");
+    sqlx::query("SELECT count FROM campaign_contact_counts WHERE campaign_id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_all(&mut *held)
+        .await
+        .expect("lock the counts");
+    let claiming = tokio::spawn({
+        let other = other.clone();
+        async move { other.tick().await }
+    });
+    let mut watcher = sqlx::PgConnection::connect(&h.database_url).await.expect("connect");
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%campaign_contact_counts%'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .expect("activity");
+        if waiting > 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+
+    // Meanwhile the number is listed through this process's API; then the claim goes on.
+    let (status, body) = h.post("/dnc", json!({ "entries": [{ "contact": number, "channel": "phone_call" }] })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    held.commit().await.expect("release");
+    let report = claiming.await.expect("joined").expect("tick");
+    assert_eq!(report.claimed, 1, "the claim took the contact before the number was listed");
+
+    assert!(h.received().await.is_empty(), "nothing was sent to the provider");
+    let contact = h.contact(id, contacts[0]).await;
+    assert_eq!((&contact["status"], &contact["failed_reason"]), (&json!("failed"), &json!("suppressed")));
+}

@@ -22,6 +22,7 @@ use super::super::{
     AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, OrgId, RunningCampaign, StoreResult, to_millis,
     to_seconds,
 };
+use super::contacts::suppressed_numbers;
 use super::{campaign_columns, campaign_from_row, select_campaigns, update_campaign, webhooks};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, FailedReason, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, ContactStatus};
@@ -82,7 +83,7 @@ pub(super) async fn lock_campaigns(conn: &mut PgConnection, ids: &[i64]) -> Stor
 
 /// Attempts started in the rolling 24 hours before `at`. The oldest minute is counted whole, so
 /// the limit is never exceeded (an attempt may wait up to a minute longer than strictly needed).
-async fn started_last_day(conn: &mut PgConnection, campaign_id: i64, at: Timestamp) -> StoreResult<i64> {
+pub(super) async fn started_last_day(conn: &mut PgConnection, campaign_id: i64, at: Timestamp) -> StoreResult<i64> {
     Ok(sqlx::query_scalar("SELECT COALESCE(SUM(count), 0)::bigint FROM campaign_starts WHERE campaign_id = $1 AND minute >= $2")
         .bind(campaign_id)
         .bind(minute_of(at) - MINUTES_PER_DAY)
@@ -92,11 +93,12 @@ async fn started_last_day(conn: &mut PgConnection, campaign_id: i64, at: Timesta
 
 /// Claims for one campaign, whose row the caller has locked.
 pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest) -> StoreResult<Vec<Dispatch>> {
-    let row =
-        sqlx::query("SELECT status, archived, channel, settings, current_iteration, in_flight FROM campaigns WHERE id = $1 FOR UPDATE")
-            .bind(claim.campaign_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let row = sqlx::query(
+        "SELECT org_id, status, archived, channel, settings, current_iteration, in_flight FROM campaigns WHERE id = $1 FOR UPDATE",
+    )
+    .bind(claim.campaign_id)
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some(row) = row else { return Ok(Vec::new()) };
     if !parse_campaign_status(row.try_get("status")?)?.dispatches(row.try_get("archived")?) {
         return Ok(Vec::new());
@@ -131,12 +133,12 @@ pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest)
     // transaction holds are left to it.
     let candidates = sqlx::query(
         "WITH queued AS (\
-           SELECT id, status, failed_retries FROM contacts WHERE campaign_id = $1 AND status = 'queue' \
+           SELECT id, status, failed_retries, phone FROM contacts WHERE campaign_id = $1 AND status = 'queue' \
            ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED), \
          retrying AS (\
-           SELECT id, status, failed_retries FROM contacts WHERE campaign_id = $1 AND status = 'retrying' AND next_attempt_at <= $2 \
+           SELECT id, status, failed_retries, phone FROM contacts WHERE campaign_id = $1 AND status = 'retrying' AND next_attempt_at <= $2 \
            ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-         SELECT id, status, failed_retries FROM (SELECT * FROM queued UNION ALL SELECT * FROM retrying) AS candidates \
+         SELECT id, status, failed_retries, phone FROM (SELECT * FROM queued UNION ALL SELECT * FROM retrying) AS candidates \
          ORDER BY id LIMIT $3",
     )
     .bind(claim.campaign_id)
@@ -147,13 +149,24 @@ pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest)
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
+    // A number suppressed since its contact was added is never attempted: the contact fails now.
+    let phones: Vec<&str> = candidates.iter().map(|row| row.try_get("phone")).collect::<Result<_, _>>()?;
+    let org: i64 = row.try_get("org_id")?;
+    let suppressed = suppressed_numbers(conn, org, channel, &phones).await?;
     let mut contact_ids = Vec::with_capacity(candidates.len());
     let mut attempt_ids = Vec::with_capacity(candidates.len());
     let mut templates = Vec::with_capacity(candidates.len());
-    let (mut from_queue, mut from_retrying) = (0_i64, 0_i64);
-    for row in &candidates {
+    let mut withheld = Vec::new();
+    let (mut from_queue, mut from_retrying, mut withheld_queued) = (0_i64, 0_i64, 0_i64);
+    for (row, phone) in candidates.iter().zip(&phones) {
         let failed_retries: i64 = row.try_get("failed_retries")?;
-        if row.try_get::<String, _>("status")? == ContactStatus::Queue.as_str() {
+        let queued = row.try_get::<String, _>("status")? == ContactStatus::Queue.as_str();
+        if suppressed.contains(*phone) {
+            withheld.push(row.try_get::<i64, _>("id")?);
+            withheld_queued += i64::from(queued);
+            continue;
+        }
+        if queued {
             from_queue += 1;
         } else {
             from_retrying += 1;
@@ -161,6 +174,20 @@ pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest)
         contact_ids.push(row.try_get::<i64, _>("id")?);
         attempt_ids.push(new_attempt_id(channel));
         templates.push(settings.template_for(channel, failed_retries));
+    }
+    if !withheld.is_empty() {
+        sqlx::query("UPDATE contacts SET status = 'failed', failed_reason = $1, next_attempt_at = NULL WHERE id = ANY($2)")
+            .bind(FailedReason::Suppressed.as_str())
+            .bind(&withheld)
+            .execute(&mut *conn)
+            .await?;
+        let total = i64::try_from(withheld.len()).unwrap_or(i64::MAX);
+        let deltas =
+            [(ContactStatus::Queue, -withheld_queued), (ContactStatus::Retrying, withheld_queued - total), (ContactStatus::Failed, total)];
+        add_counts(conn, claim.campaign_id, &deltas).await?;
+    }
+    if contact_ids.is_empty() {
+        return Ok(Vec::new());
     }
     sqlx::query(
         "INSERT INTO attempts (id, campaign_id, contact_id, iteration, due_at, deadline, template, created_at) \

@@ -1,43 +1,67 @@
 //! Contacts on PostgreSQL: batches written with array-valued statements (`UNNEST`) in the
 //! request's transaction, counts kept per status so that totals never scan the table.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 use sqlx::postgres::PgConnection;
 
 use super::super::shared::{
-    SETTINGS_TIMEZONE, contact_columns, contact_from_row, parse_campaign_status, parse_contact_status, timezone_from,
+    SETTINGS_TIMEZONE, contact_columns, contact_from_row, parse_campaign_status, parse_channel, parse_contact_status, timezone_from,
 };
 use super::super::{AddContactsOutcome, BatchItem, ContactLookup, ContactPage, DeleteOutcome, OrgId, StoreResult};
 use super::attempts::add_counts;
 use super::to_seconds;
-use crate::domain::campaign::{CampaignStatus, ContactStatus};
-use crate::domain::contact::{BatchPlan, IfDuplicate, NewContact};
+use crate::domain::campaign::{CampaignStatus, Channel, ContactStatus};
+use crate::domain::contact::{BatchPlan, IfDuplicate, NewContact, suppress_items};
+use crate::domain::dnc::DncChannel;
 
-/// The campaign's status, when it belongs to `org`, with its row locked for the transaction:
-/// writes to a campaign's contacts and counters take turns.
-async fn lock_campaign(conn: &mut PgConnection, org: OrgId, campaign_id: i64) -> StoreResult<Option<CampaignStatus>> {
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM campaigns WHERE org_id = $1 AND id = $2 FOR UPDATE")
+/// The campaign's status and channel, when it belongs to `org`, with its row locked for the
+/// transaction: writes to a campaign's contacts and counters take turns.
+async fn lock_campaign(conn: &mut PgConnection, org: OrgId, campaign_id: i64) -> StoreResult<Option<(CampaignStatus, Channel)>> {
+    let row = sqlx::query("SELECT status, channel FROM campaigns WHERE org_id = $1 AND id = $2 FOR UPDATE")
         .bind(org)
         .bind(campaign_id)
         .fetch_optional(&mut *conn)
         .await?;
-    status.as_deref().map(parse_campaign_status).transpose()
+    row.map(|row| Ok((parse_campaign_status(row.try_get("status")?)?, parse_channel(row.try_get("channel")?)?))).transpose()
+}
+
+/// The numbers among `phones` that the organization's do-not-contact list suppresses on `channel`.
+pub(super) async fn suppressed_numbers(
+    conn: &mut PgConnection,
+    org: OrgId,
+    channel: Channel,
+    phones: &[&str],
+) -> StoreResult<HashSet<String>> {
+    if phones.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let suppressed: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT contact FROM dnc_entries WHERE org_id = $1 AND contact = ANY($2) AND channel = ANY($3)")
+            .bind(org)
+            .bind(phones)
+            .bind(DncChannel::suppressing(channel))
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(suppressed.into_iter().collect())
 }
 
 pub(super) async fn add_contacts(
     conn: &mut PgConnection,
     org: OrgId,
     campaign_id: i64,
-    items: Vec<BatchItem>,
+    mut items: Vec<BatchItem>,
     if_duplicate: IfDuplicate,
     at: jiff::Timestamp,
 ) -> StoreResult<AddContactsOutcome> {
-    let Some(status) = lock_campaign(conn, org, campaign_id).await? else { return Ok(AddContactsOutcome::CampaignNotFound) };
+    let Some((status, channel)) = lock_campaign(conn, org, campaign_id).await? else { return Ok(AddContactsOutcome::CampaignNotFound) };
     if !status.accepts_contacts() {
         return Ok(AddContactsOutcome::CampaignFinished);
     }
+    let numbers: Vec<&str> = items.iter().filter_map(|item| item.as_ref().ok()).map(|c| c.phone.as_str()).collect();
+    let suppressed = suppressed_numbers(conn, org, channel, &numbers).await?;
+    suppress_items(&mut items, &suppressed);
     let phones: Vec<&str> = items.iter().filter_map(|item| item.as_ref().ok()).map(|c| c.phone.as_str()).collect();
     let mut ids = existing_ids(conn, campaign_id, &phones).await?;
     let plan = BatchPlan::new(&items, |phone| ids.contains_key(phone));

@@ -6,7 +6,7 @@
 //! contacts, each by id) so that two transactions never wait on each other.
 
 use crate::store::{ExpiredAttempt, HeldEvent, IntegrationHealthStore};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,11 +33,13 @@ use crate::domain::campaign::{Campaign, CampaignStatus, ContactStatus, NewCampai
 use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::{NewApiKey, new_project_id};
 use crate::domain::integration::{Integration, NewIntegration, ProviderConfig};
+use crate::domain::plan::PlanCounts;
 use crate::metrics;
 
 mod attempts;
 mod contacts;
 mod dashboard;
+mod plan;
 mod webhooks;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -422,6 +424,10 @@ impl TenantStore for PostgresStore {
         Ok(outcome)
     }
 
+    async fn plan_counts(&self, org: OrgId, campaign_id: i64, at: Timestamp) -> StoreResult<Option<(Campaign, PlanCounts)>> {
+        plan::plan_counts(&mut *self.pool.acquire().await?, org, campaign_id, at).await
+    }
+
     async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
@@ -470,6 +476,16 @@ impl EngineStore for PostgresStore {
 
     async fn running_campaign(&self, campaign_id: i64) -> StoreResult<Option<RunningCampaign>> {
         attempts::running_campaign(&mut *self.pool.acquire().await?, campaign_id).await
+    }
+
+    async fn suppressed_numbers(&self, campaign_id: i64, numbers: Vec<String>) -> StoreResult<HashSet<String>> {
+        let mut conn = self.pool.acquire().await?;
+        let campaign =
+            sqlx::query("SELECT org_id, channel FROM campaigns WHERE id = $1").bind(campaign_id).fetch_optional(&mut *conn).await?;
+        let Some(campaign) = campaign else { return Ok(HashSet::new()) };
+        let channel = super::shared::parse_channel(campaign.try_get("channel")?)?;
+        let numbers: Vec<&str> = numbers.iter().map(String::as_str).collect();
+        contacts::suppressed_numbers(&mut conn, campaign.try_get("org_id")?, channel, &numbers).await
     }
 
     async fn claim_attempts(&self, claims: Vec<ClaimRequest>) -> StoreResult<Vec<Dispatch>> {

@@ -25,6 +25,7 @@ use super::super::{
     AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, OrgId, RunningCampaign, StoreResult, to_millis,
     to_seconds,
 };
+use super::contacts::suppressed_numbers;
 use super::{all_rows, campaign_columns, campaign_from_row, first_row, select_campaigns, update_campaign, webhooks};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, FailedReason, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, ContactStatus};
@@ -75,7 +76,7 @@ pub(super) fn waiting_contacts(conn: &Connection) -> StoreResult<Vec<(CampaignSt
 
 /// Attempts started in the rolling 24 hours before `at`. The oldest minute is counted whole, so
 /// the limit is never exceeded (an attempt may wait up to a minute longer than strictly needed).
-fn started_last_day(conn: &Connection, campaign_id: i64, at: Timestamp) -> StoreResult<i64> {
+pub(super) fn started_last_day(conn: &Connection, campaign_id: i64, at: Timestamp) -> StoreResult<i64> {
     Ok(conn
         .prepare_cached("SELECT COALESCE(SUM(count), 0) FROM campaign_starts WHERE campaign_id = ? AND minute >= ?")?
         .query_row(params![campaign_id, minute_of(at) - MINUTES_PER_DAY], |row| row.get(0))?)
@@ -84,10 +85,11 @@ fn started_last_day(conn: &Connection, campaign_id: i64, at: Timestamp) -> Store
 pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreResult<Vec<Dispatch>> {
     let found = first_row(
         conn,
-        "SELECT status, archived, channel, settings, current_iteration, in_flight FROM campaigns WHERE id = ?",
+        "SELECT org_id, status, archived, channel, settings, current_iteration, in_flight FROM campaigns WHERE id = ?",
         [claim.campaign_id],
         |row| {
             Ok((
+                row.get::<_, i64>("org_id")?,
                 row.get::<_, String>("status")?,
                 row.get::<_, bool>("archived")?,
                 row.get::<_, String>("channel")?,
@@ -97,7 +99,7 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
             ))
         },
     )?;
-    let Some((status, archived, channel, settings, iteration, in_flight)) = found else { return Ok(Vec::new()) };
+    let Some((org, status, archived, channel, settings, iteration, in_flight)) = found else { return Ok(Vec::new()) };
     if !parse_campaign_status(&status)?.dispatches(archived) {
         return Ok(Vec::new());
     }
@@ -117,12 +119,11 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
     if room == 0 {
         return Ok(Vec::new());
     }
-    let mut claimed = Vec::new();
-    let (mut from_queue, mut from_retrying) = (0_i64, 0_i64);
+    let mut candidates = Vec::new();
     {
         // Queued and due retrying contacts, in the order they were added.
         // With what providers receive of each contact, so that the claim needs no second read.
-        let mut candidates = conn.prepare_cached(concat!(
+        let mut select = conn.prepare_cached(concat!(
             "SELECT ct.status, ct.failed_retries, ",
             dispatch_contact_columns!(),
             " FROM (\
@@ -131,25 +132,48 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
                  ORDER BY id LIMIT ?3) \
                ORDER BY id LIMIT ?3) AS picked JOIN contacts ct ON ct.id = picked.id ORDER BY ct.id"
         ))?;
-        let mut rows = candidates.query(params![claim.campaign_id, to_millis(claim.at), room])?;
+        let mut rows = select.query(params![claim.campaign_id, to_millis(claim.at), room])?;
         while let Some(row) = rows.next()? {
             let failed_retries: i64 = row.get("failed_retries")?;
-            if row.get::<_, String>("status")? == ContactStatus::Queue.as_str() {
-                from_queue += 1;
-            } else {
-                from_retrying += 1;
-            }
-            claimed.push(Dispatch {
-                attempt_id: new_attempt_id(channel),
-                campaign_id: claim.campaign_id,
-                iteration,
-                tries: 0,
-                in_doubt: false,
-                template: settings.template_for(channel, failed_retries),
-                contact: dispatch_contact_from_row(row)?,
-            });
+            let queued = row.get::<_, String>("status")? == ContactStatus::Queue.as_str();
+            candidates.push((
+                queued,
+                Dispatch {
+                    attempt_id: new_attempt_id(channel),
+                    campaign_id: claim.campaign_id,
+                    iteration,
+                    tries: 0,
+                    in_doubt: false,
+                    template: settings.template_for(channel, failed_retries),
+                    contact: dispatch_contact_from_row(row)?,
+                },
+            ));
         }
     }
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    // A number suppressed since its contact was added is never attempted: the contact fails now.
+    let suppressed = suppressed_numbers(conn, org, channel, candidates.iter().map(|(_, d)| d.contact.contact.as_str()))?;
+    let (withheld, claimed): (Vec<_>, Vec<_>) =
+        candidates.into_iter().partition(|(_, dispatch)| suppressed.contains(dispatch.contact.contact.as_str()));
+    let from_queue = i64::try_from(claimed.iter().filter(|(queued, _)| *queued).count()).unwrap_or(i64::MAX);
+    let from_retrying = i64::try_from(claimed.len()).unwrap_or(i64::MAX) - from_queue;
+    if !withheld.is_empty() {
+        let mut fail =
+            conn.prepare_cached("UPDATE contacts SET status = 'failed', failed_reason = ?, next_attempt_at = NULL WHERE id = ?")?;
+        for (_, dispatch) in &withheld {
+            fail.execute(params![FailedReason::Suppressed.as_str(), dispatch.contact.id])?;
+        }
+        let queued = i64::try_from(withheld.iter().filter(|(queued, _)| *queued).count()).unwrap_or(i64::MAX);
+        let total = i64::try_from(withheld.len()).unwrap_or(i64::MAX);
+        add_counts(
+            conn,
+            claim.campaign_id,
+            [(ContactStatus::Queue, -queued), (ContactStatus::Retrying, queued - total), (ContactStatus::Failed, total)],
+        )?;
+    }
+    let claimed: Vec<Dispatch> = claimed.into_iter().map(|(_, dispatch)| dispatch).collect();
     if claimed.is_empty() {
         return Ok(Vec::new());
     }

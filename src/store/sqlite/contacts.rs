@@ -1,39 +1,62 @@
 //! Contacts on SQLite: batches written inside the writer's transaction with statements kept
 //! prepared, counts kept per status so that totals never scan the table.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::super::shared::{
-    SETTINGS_TIMEZONE, StoredRow, contact_columns, contact_from_row, parse_campaign_status, parse_contact_status, timezone_from,
+    SETTINGS_TIMEZONE, StoredRow, contact_columns, contact_from_row, parse_campaign_status, parse_channel, parse_contact_status,
+    timezone_from,
 };
 use super::super::{AddContactsOutcome, BatchItem, ContactLookup, ContactPage, DeleteOutcome, OrgId, StoreResult};
 use super::attempts::add_counts;
 use super::{all_rows, first_row, to_seconds};
-use crate::domain::campaign::{CampaignStatus, ContactStatus};
-use crate::domain::contact::{BatchPlan, IfDuplicate, NewContact};
+use crate::domain::campaign::{CampaignStatus, Channel, ContactStatus};
+use crate::domain::contact::{BatchPlan, IfDuplicate, NewContact, suppress_items};
+use crate::domain::dnc::DncChannel;
 
-/// The campaign's status, when it belongs to `org`.
-fn campaign_status(conn: &Connection, org: OrgId, campaign_id: i64) -> StoreResult<Option<CampaignStatus>> {
-    first_row(conn, "SELECT status FROM campaigns WHERE org_id = ? AND id = ?", [org, campaign_id], |row| {
-        parse_campaign_status(&row.text("status")?)
+/// The campaign's status and channel, when it belongs to `org`.
+fn campaign_status(conn: &Connection, org: OrgId, campaign_id: i64) -> StoreResult<Option<(CampaignStatus, Channel)>> {
+    first_row(conn, "SELECT status, channel FROM campaigns WHERE org_id = ? AND id = ?", [org, campaign_id], |row| {
+        Ok((parse_campaign_status(&row.text("status")?)?, parse_channel(&row.text("channel")?)?))
     })
+}
+
+/// The numbers among `phones` that the organization's do-not-contact list suppresses on `channel`.
+pub(super) fn suppressed_numbers<'a>(
+    conn: &Connection,
+    org: OrgId,
+    channel: Channel,
+    phones: impl IntoIterator<Item = &'a str>,
+) -> StoreResult<HashSet<String>> {
+    let [own, all] = DncChannel::suppressing(channel);
+    let mut lookup =
+        conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM dnc_entries WHERE org_id = ? AND contact = ? AND channel IN (?, ?))")?;
+    let mut suppressed = HashSet::new();
+    for phone in phones {
+        if lookup.query_row(params![org, phone, own, all], |row| row.get::<_, bool>(0))? {
+            suppressed.insert(phone.to_owned());
+        }
+    }
+    Ok(suppressed)
 }
 
 pub(super) fn add_contacts(
     conn: &Connection,
     org: OrgId,
     campaign_id: i64,
-    items: Vec<BatchItem>,
+    mut items: Vec<BatchItem>,
     if_duplicate: IfDuplicate,
     at: jiff::Timestamp,
 ) -> StoreResult<AddContactsOutcome> {
-    let Some(status) = campaign_status(conn, org, campaign_id)? else { return Ok(AddContactsOutcome::CampaignNotFound) };
+    let Some((status, channel)) = campaign_status(conn, org, campaign_id)? else { return Ok(AddContactsOutcome::CampaignNotFound) };
     if !status.accepts_contacts() {
         return Ok(AddContactsOutcome::CampaignFinished);
     }
+    let suppressed = suppressed_numbers(conn, org, channel, items.iter().filter_map(|item| item.as_ref().ok()).map(|c| c.phone.as_str()))?;
+    suppress_items(&mut items, &suppressed);
     let phones: Vec<&str> = items.iter().filter_map(|item| item.as_ref().ok()).map(|c| c.phone.as_str()).collect();
     let mut ids = existing_ids(conn, campaign_id, &phones)?;
     let plan = BatchPlan::new(&items, |phone| ids.contains_key(phone));

@@ -10,7 +10,7 @@
 //! included (`rusqlite_migration`, counting applied steps in `user_version`).
 
 use crate::store::{ExpiredAttempt, HeldEvent, IntegrationHealthStore};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -38,11 +38,13 @@ use crate::domain::campaign::{Campaign, CampaignStatus, ContactStatus, NewCampai
 use crate::domain::contact::IfDuplicate;
 use crate::domain::ids::{NewApiKey, new_project_id};
 use crate::domain::integration::{Integration, NewIntegration, ProviderConfig};
+use crate::domain::plan::PlanCounts;
 use crate::metrics;
 
 mod attempts;
 mod contacts;
 mod dashboard;
+mod plan;
 mod reads;
 mod webhooks;
 mod writer;
@@ -59,6 +61,7 @@ const MIGRATION_STEPS: &[M<'static>] = &[
     M::up(include_str!("../../../migrations/sqlite/0008_providers.sql")),
     M::up(include_str!("../../../migrations/sqlite/0009_dashboard.sql")),
     M::up(include_str!("../../../migrations/sqlite/0010_held_events.sql")),
+    M::up(include_str!("../../../migrations/sqlite/0011_do_not_contact.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_STEPS);
 
@@ -471,6 +474,10 @@ impl TenantStore for SqliteStore {
         self.write(move |conn| contacts::delete_contact(conn, org, campaign_id, contact_id)).await
     }
 
+    async fn plan_counts(&self, org: OrgId, campaign_id: i64, at: Timestamp) -> StoreResult<Option<(Campaign, PlanCounts)>> {
+        self.reads.read(move |conn| plan::plan_counts(conn, org, campaign_id, at)).await
+    }
+
     async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>> {
         let query = query.clone();
         self.reads.read(move |conn| attempts::list_attempts(conn, org, campaign_id, &query)).await
@@ -516,6 +523,18 @@ impl EngineStore for SqliteStore {
 
     async fn running_campaign(&self, campaign_id: i64) -> StoreResult<Option<RunningCampaign>> {
         self.reads.read(move |conn| attempts::running_campaign(conn, campaign_id)).await
+    }
+
+    async fn suppressed_numbers(&self, campaign_id: i64, numbers: Vec<String>) -> StoreResult<HashSet<String>> {
+        self.reads
+            .read(move |conn| {
+                let campaign = first_row(conn, "SELECT org_id, channel FROM campaigns WHERE id = ?", [campaign_id], |row| {
+                    Ok((row.int("org_id")?, super::shared::parse_channel(&row.text("channel")?)?))
+                })?;
+                let Some((org, channel)) = campaign else { return Ok(HashSet::new()) };
+                contacts::suppressed_numbers(conn, org, channel, numbers.iter().map(String::as_str))
+            })
+            .await
     }
 
     async fn claim_attempts(&self, claims: Vec<ClaimRequest>) -> StoreResult<Vec<Dispatch>> {

@@ -70,5 +70,7 @@ mod shared_database;
 // PostgreSQL only: one rate limit shared by several servers.
 #[path = "../shared_rate_limit.rs"]
 mod shared_rate_limit;
+#[path = "../suppression.rs"]
+mod suppression;
 #[path = "../webhooks.rs"]
 mod webhooks;

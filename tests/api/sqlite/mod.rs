@@ -67,5 +67,7 @@ mod providers_vapi;
 mod providers_whatsapp;
 #[path = "../rate_limit.rs"]
 mod rate_limit;
+#[path = "../suppression.rs"]
+mod suppression;
 #[path = "../webhooks.rs"]
 mod webhooks;
