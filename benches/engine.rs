@@ -33,6 +33,14 @@
 //! campaign ends with `calls` = `contactsProcessed` = `contacts`) and exits with status 1 if not,
 //! or if a run does not finish within `ENGINE_TIMEOUT_SECS`. A missed target does not fail it.
 //!
+//! 7. compliance (contract §12), beside step 1 (a): step 1 again on a fresh server whose
+//!    organization lists `ENGINE_DNC_ENTRIES` other numbers on its do-not-contact list, with
+//!    `contact_hours` on every campaign (open now for their Mexico City contacts, so every contact
+//!    is still attempted once and each claim checks both); contacts/s and its ratio to a;
+//! 8. on that server, a campaign of `ENGINE_PLAN_CONTACTS` (a tenth in Tijuana, outside their
+//!    hours; the last 1,000 listed after they were added), once its 10,000 calls are made:
+//!    `GET /campaigns/{id}/plan` p50/p99 over `ENGINE_PLAN_REQUESTS`, and its counts checked.
+//!
 //! With `ENGINE_POSTGRES_URL=postgres://USER@HOST:PORT` it measures instead step 1 on PostgreSQL
 //! (a throwaway database per run), first with one `outbound serve` process, then with two over
 //! the same database (both dispatch), and prints the ratio.
@@ -40,7 +48,8 @@
 //! Knobs (environment): `ENGINE_POSTGRES_URL` (unset: SQLite), `ENGINE_CAMPAIGNS` (100), `ENGINE_CONTACTS` (10000 per campaign),
 //! `ENGINE_SMALL_CAMPAIGNS` (10), `ENGINE_FIRST_CONTACTS` (1000), `ENGINE_FIRST_TRIALS` (5),
 //! `ENGINE_ANALYTICS_CONTACTS` (1000000; 0 skips step 5), `ENGINE_ANALYTICS_REQUESTS` (500),
-//! `ENGINE_WEBHOOKS` (1; 0 skips step 6), `ENGINE_WEBHOOK_OBSERVE_SECS` (60),
+//! `ENGINE_WEBHOOKS` (1; 0 skips step 6), `ENGINE_WEBHOOK_OBSERVE_SECS` (60), `ENGINE_COMPLIANCE` (1; 0 skips
+//! steps 7 and 8), `ENGINE_DNC_ENTRIES` (100000), `ENGINE_PLAN_CONTACTS` (1000000; 0 skips step 8), `ENGINE_PLAN_REQUESTS` (500),
 //! `ENGINE_POLL_MS` (20), `ENGINE_TIMEOUT_SECS` (1800), `BENCH_SERVER_LOG` (the server's RUST_LOG,
 //! default `warn`; its stderr is dropped). Step 6 runs on SQLite only.
 
@@ -63,7 +72,7 @@ use serde_json::json;
 /// The campaigns' `message_limit` (the contract's maximum): attempts started per rolling 24 h.
 const MESSAGE_LIMIT: usize = 10_000;
 
-const KNOBS: [&str; 12] = [
+const KNOBS: [&str; 16] = [
     "ENGINE_POSTGRES_URL",
     "ENGINE_CAMPAIGNS",
     "ENGINE_CONTACTS",
@@ -74,6 +83,10 @@ const KNOBS: [&str; 12] = [
     "ENGINE_ANALYTICS_REQUESTS",
     "ENGINE_WEBHOOKS",
     "ENGINE_WEBHOOK_OBSERVE_SECS",
+    "ENGINE_COMPLIANCE",
+    "ENGINE_DNC_ENTRIES",
+    "ENGINE_PLAN_CONTACTS",
+    "ENGINE_PLAN_REQUESTS",
     "ENGINE_POLL_MS",
     "ENGINE_TIMEOUT_SECS",
 ];
@@ -88,6 +101,10 @@ struct Knobs {
     analytics_requests: usize,
     webhooks: bool,
     webhook_observe: Duration,
+    compliance: bool,
+    dnc_entries: usize,
+    plan_contacts: usize,
+    plan_requests: usize,
     poll: Duration,
     timeout: Duration,
 }
@@ -104,6 +121,8 @@ struct Bench {
     agent: String,
     integration: String,
     database: Database,
+    /// Settings of every campaign it creates, besides the bench's own (step 7 adds `contact_hours`).
+    extra_settings: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Where a bench run keeps its data.
@@ -148,7 +167,7 @@ impl Bench {
         let api = Api::new(&server.address, server.key.as_deref().expect("bootstrap key on a fresh database"));
         let agent = api.create_agent("Engine bench").await;
         let (integration, _) = api.create_integration(&agent, "simulator", json!({ "latency_ms": 0 })).await;
-        Bench { server, _others: others, watch, api, agent, integration, database }
+        Bench { server, _others: others, watch, api, agent, integration, database, extra_settings: Default::default() }
     }
 
     /// Stops the servers and drops a PostgreSQL database.
@@ -163,7 +182,10 @@ impl Bench {
     }
 
     async fn campaign(&self, name: &str) -> i64 {
-        let settings = json!({ "retries": 0, "concurrency_limit": 1000, "message_limit": MESSAGE_LIMIT });
+        let mut settings = json!({ "retries": 0, "concurrency_limit": 1000, "message_limit": MESSAGE_LIMIT });
+        if let Some(settings) = settings.as_object_mut() {
+            settings.extend(self.extra_settings.clone());
+        }
         self.api.create_campaign(name, &self.agent, &self.integration, settings).await
     }
 
@@ -611,6 +633,10 @@ fn main() {
         analytics_requests: env_or::<usize>("ENGINE_ANALYTICS_REQUESTS", 500).max(1),
         webhooks: env_or("ENGINE_WEBHOOKS", 1) == 1,
         webhook_observe: Duration::from_secs(env_or("ENGINE_WEBHOOK_OBSERVE_SECS", 60)),
+        compliance: env_or("ENGINE_COMPLIANCE", 1) == 1,
+        dnc_entries: env_or("ENGINE_DNC_ENTRIES", 100_000),
+        plan_contacts: env_or("ENGINE_PLAN_CONTACTS", 1_000_000),
+        plan_requests: env_or::<usize>("ENGINE_PLAN_REQUESTS", 500).max(1),
         poll: Duration::from_millis(env_or("ENGINE_POLL_MS", 20)),
         timeout: Duration::from_secs(env_or("ENGINE_TIMEOUT_SECS", 1800)),
     };
@@ -648,6 +674,8 @@ fn main() {
     } else {
         Vec::new()
     };
+
+    let compliance = if knobs.compliance { Some(runtime.block_on(compliance_run(&knobs, &mut problems))) } else { None };
 
     println!("\nEngine benchmark: `{}`", kit::command_line("engine", &KNOBS));
     println!("Machine: {}", machine());
@@ -732,6 +760,9 @@ fn main() {
     if !webhooks.is_empty() {
         print_webhooks(&large, &webhooks, &knobs);
     }
+    if let Some(compliance) = &compliance {
+        print_compliance(&large, compliance, &knobs);
+    }
     exit_on_problems(&problems);
 }
 
@@ -778,5 +809,166 @@ fn exit_on_problems(problems: &[String]) {
             eprintln!("- {problem}");
         }
         std::process::exit(1);
+    }
+}
+
+/// What steps 7 and 8 measured.
+struct Compliance {
+    dnc_entries: usize,
+    dnc_load: Duration,
+    run: Run,
+    plan: Option<PlanRun>,
+}
+
+struct PlanRun {
+    contacts: usize,
+    listed: usize,
+    other_zone: usize,
+    latencies: Vec<Duration>,
+    plan: serde_json::Value,
+}
+
+/// Contacts in step 8's campaign whose numbers are in Tijuana, two hours behind Mexico City.
+const OTHER_ZONE_SHARE: usize = 10;
+/// Step 8's campaign numbers put on the list after they were added.
+const PLAN_LISTED: usize = 1000;
+
+/// Calling hours from the hour before now to two hours after, in Mexico City (clamped to the day):
+/// open for the Mexico City numbers of steps 7 and 8, closed for Tijuana's (two hours behind).
+fn hours_around_now() -> serde_json::Value {
+    let hour = jiff::Zoned::now().in_tz("America/Mexico_City").map(|now| i64::from(now.hour())).unwrap_or(12);
+    json!({ "start": format!("{:02}:00", (hour - 1).max(0)), "end": format!("{:02}:00", (hour + 2).min(24)) })
+}
+
+/// POSTs `items` to `path` under `field`, 1,000 per request, from 4 clients; returns the time taken.
+async fn post_in_batches(api: &Api, path: &str, field: &str, items: Vec<serde_json::Value>, created: &str) -> Duration {
+    let batches: Vec<Vec<serde_json::Value>> = items.chunks(1000).map(<[_]>::to_vec).collect();
+    let next = Arc::new(AtomicU64::new(0));
+    let batches = Arc::new(batches);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (api, next, batches) = (api.clone(), next.clone(), batches.clone());
+            let (path, field, created) = (path.to_owned(), field.to_owned(), created.to_owned());
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some(batch) = batches.get(n) else { break };
+                    let reply = api.post(&path, &json!({ field.as_str(): batch })).await;
+                    assert_eq!(reply["summary"][created.as_str()].as_u64(), Some(batch.len() as u64), "{}", reply["summary"]);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("loader");
+    }
+    started.elapsed()
+}
+
+/// Step 7: step 1 again on a fresh server whose organization lists `dnc_entries` other numbers
+/// (every claimed contact is looked up in that list) and whose campaigns have `contact_hours`
+/// (open now for their contacts, so every contact is attempted); then step 8 on that server.
+async fn compliance_run(knobs: &Knobs, problems: &mut Vec<String>) -> Compliance {
+    let mut bench = Bench::start().await;
+    eprintln!("compliance: listing {} numbers …", knobs.dnc_entries);
+    let entries = (0..knobs.dnc_entries).map(|i| json!({ "contact": format!("+5233{i:08}"), "channel": "phone_call" })).collect();
+    let dnc_load = post_in_batches(&bench.api, "/dnc", "entries", entries, "created").await;
+    bench.extra_settings.insert("contact_hours".to_owned(), hours_around_now());
+    let label = format!("{} × {} with a do-not-contact list and contact hours", knobs.campaigns, knobs.contacts);
+    let run = throughput(&bench, &label, knobs.campaigns, knobs.contacts, knobs, problems).await;
+    let plan = if knobs.plan_contacts > 0 { Some(plan_run(&bench, knobs, problems).await) } else { None };
+    bench.finish().await;
+    Compliance { dnc_entries: knobs.dnc_entries, dnc_load, run, plan }
+}
+
+/// Step 8: `GET /campaigns/{id}/plan` of a campaign of `plan_contacts` (a tenth in Tijuana,
+/// outside their calling hours; the last 1,000 listed after they were added) once its 24-hour
+/// `message_limit` is spent; checks the counts add up and each reason holds what it should.
+async fn plan_run(bench: &Bench, knobs: &Knobs, problems: &mut Vec<String>) -> PlanRun {
+    let api = &bench.api;
+    let contacts = knobs.plan_contacts;
+    let other_zone = contacts / OTHER_ZONE_SHARE;
+    let local = contacts - other_zone;
+    let listed = PLAN_LISTED.min(local.saturating_sub(MESSAGE_LIMIT));
+    let id = bench.campaign("plan preview").await;
+    eprintln!("plan: loading {contacts} contacts …");
+    let items = (0..local)
+        .map(|i| json!({ "contact": kit::phone(i) }))
+        .chain((0..other_zone).map(|i| json!({ "contact": format!("+52664{i:07}") })))
+        .collect();
+    post_in_batches(api, &format!("/campaigns/{id}/contacts"), "contacts", items, "created").await;
+    let entries = (local - listed..local).map(|i| json!({ "contact": kit::phone(i), "channel": "all" })).collect();
+    post_in_batches(api, "/dnc", "entries", entries, "created").await;
+    let started = Instant::now();
+    api.post(&format!("/campaigns/{id}/activate"), &json!({})).await;
+    while api.campaign(id).await["analytics"]["calls"].as_u64() != Some(MESSAGE_LIMIT as u64) {
+        if started.elapsed() > knobs.timeout {
+            problems.push(format!("plan: campaign {id} has not made {MESSAGE_LIMIT} calls after {:.0} s", started.elapsed().as_secs_f64()));
+            break;
+        }
+        tokio::time::sleep(knobs.poll).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut latencies = Vec::with_capacity(knobs.plan_requests);
+    for _ in 0..knobs.plan_requests {
+        let sent = Instant::now();
+        api.get(&format!("/campaigns/{id}/plan")).await;
+        latencies.push(sent.elapsed());
+    }
+    latencies.sort();
+    let plan = api.get(&format!("/campaigns/{id}/plan")).await["plan"].clone();
+    let blocked = &plan["blocked"];
+    let blocked_total: i64 = blocked.as_object().map(|b| b.values().filter_map(serde_json::Value::as_i64).sum()).unwrap_or(0);
+    let remaining = (contacts - MESSAGE_LIMIT) as i64;
+    let expected = [
+        ("remaining", plan["remaining"].as_i64(), remaining),
+        ("eligible_now + blocked", plan["eligible_now"].as_i64().map(|n| n + blocked_total), remaining),
+        ("blocked.suppressed", blocked["suppressed"].as_i64(), listed as i64),
+        ("blocked.contact_hours", blocked["contact_hours"].as_i64(), other_zone as i64),
+        ("blocked.message_limit", blocked["message_limit"].as_i64(), remaining - (listed + other_zone) as i64),
+    ];
+    for (what, got, want) in expected {
+        if got != Some(want) {
+            problems.push(format!("plan: {what} = {got:?} (expected {want}); plan {plan}"));
+        }
+    }
+    PlanRun { contacts, listed, other_zone, latencies, plan }
+}
+
+/// Prints steps 7 and 8 beside step 1 (`a`).
+fn print_compliance(a: &Run, c: &Compliance, knobs: &Knobs) {
+    let b = &c.run;
+    println!(
+        "\nCompliance (steps 7 and 8): step 1 again on a fresh server whose organization lists {} other numbers (`POST /dnc`, \
+         1,000 per request: {:.0} entries/s) and whose campaigns have `contact_hours` open now for their contacts (Mexico City):",
+        c.dnc_entries,
+        c.dnc_entries as f64 / c.dnc_load.as_secs_f64()
+    );
+    println!("\n| measure | result | target |");
+    println!("|---|---|---|");
+    println!("| a) step 1, activate → all finished | {:.0} contacts/s ({:.1} s) | |", a.rate(), a.elapsed.as_secs_f64());
+    let ratio = b.rate() / a.rate();
+    println!(
+        "| b) with the list and contact hours | {:.0} contacts/s ({:.1} s), peak RSS {:.0} MiB: b/a = {ratio:.2} | ≥ 0.85 {} |",
+        b.rate(),
+        b.elapsed.as_secs_f64(),
+        mib(b.peak_run_kib),
+        verdict(ratio >= 0.85)
+    );
+    if let Some(p) = &c.plan {
+        let p99 = quantile_ms(&p.latencies, 0.99);
+        println!(
+            "| GET /campaigns/{{id}}/plan of a {}-contact campaign ({} in a zone outside its hours, {} listed, {} calls made), {} requests | \
+             p50 {:.2} ms, p99 {p99:.2} ms | p99 < 50 ms {} |",
+            p.contacts,
+            p.other_zone,
+            p.listed,
+            MESSAGE_LIMIT,
+            knobs.plan_requests,
+            quantile_ms(&p.latencies, 0.5),
+            verdict(p99 < 50.0)
+        );
+        println!("\nThe plan: {}", p.plan);
     }
 }
