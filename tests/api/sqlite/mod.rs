@@ -57,6 +57,8 @@ mod lifecycle;
 mod metrics;
 #[path = "../openapi.rs"]
 mod openapi;
+#[path = "../plan.rs"]
+mod plan;
 #[path = "../providers_retell.rs"]
 mod providers_retell;
 #[path = "../providers_twilio.rs"]
