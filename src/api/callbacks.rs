@@ -82,6 +82,7 @@ fn parse_event(input: EventInput, channel: Channel) -> ApiResult<AttemptEvent> {
         invalid_number: false,
         throttled: false,
         final_report: false,
+        opt_out: input.opt_out.unwrap_or(false),
     })
 }
 

@@ -238,6 +238,11 @@ pub struct EventInput {
     /// The conversation so far; a later transcript replaces an earlier one.
     #[serde(default, deserialize_with = "optional_objects")]
     pub transcript: Option<Vec<TranscriptEntry>>,
+    /// The contact asked not to be contacted again: its number joins the organization's
+    /// do-not-contact list for the attempt's channel (§12.1, source `provider`). The outcome
+    /// itself is applied as usual.
+    #[serde(default)]
+    pub opt_out: Option<bool>,
 }
 
 /// Who said a line of a transcript.
@@ -289,6 +294,10 @@ pub struct AttemptEvent {
     /// its recording, transcript and data but no longer converts the call (PROVIDERS.md §5).
     #[serde(default)]
     pub final_report: bool,
+    /// The contact asked not to be contacted again (§5.4 `opt_out`): its number joins the
+    /// organization's do-not-contact list for the attempt's channel (source `provider`).
+    #[serde(default)]
+    pub opt_out: bool,
 }
 
 /// How long a contact whose call a provider throttled waits before it is tried again.
@@ -320,6 +329,7 @@ impl AttemptEvent {
             invalid_number: false,
             throttled: false,
             final_report: false,
+            opt_out: false,
         }
     }
 

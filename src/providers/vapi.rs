@@ -482,6 +482,7 @@ fn final_event(attempt_id: String, report: &Report<'_>, success_key: Option<&str
         invalid_number: outcome.invalid_number,
         throttled: outcome.throttled,
         final_report: false,
+        opt_out: false,
     };
     let broken = outcome.account.map(|why| format!("vapi: {why} ({})", reason.unwrap_or_default()));
     (event, broken)
