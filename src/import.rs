@@ -72,7 +72,13 @@ pub struct ImportReport {
 /// The importer both CSV imports share: reads `file` as `columns` in batches of `batch_size`,
 /// hands each batch to `send` (which answers its counts and report rows) one after another, shows
 /// a progress bar, and writes the report rows to `report` when asked.
-pub async fn run<F, Fut>(file: &Path, columns: Columns, batch_size: usize, report: Option<&Path>, mut send: F) -> anyhow::Result<ImportReport>
+pub async fn run<F, Fut>(
+    file: &Path,
+    columns: Columns,
+    batch_size: usize,
+    report: Option<&Path>,
+    mut send: F,
+) -> anyhow::Result<ImportReport>
 where
     F: FnMut(usize, Vec<Row>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<ImportReport>>,
@@ -525,7 +531,10 @@ pub fn summary(report: &ImportReport, columns: Columns, shown: usize) -> String 
             report.rows, report.created, report.updated, report.skipped, report.failed
         ),
         Columns::Dnc => {
-            format!("{} rows: {} created, {} existing (already listed), {} failed\n", report.rows, report.created, report.skipped, report.failed)
+            format!(
+                "{} rows: {} created, {} existing (already listed), {} failed\n",
+                report.rows, report.created, report.skipped, report.failed
+            )
         }
     };
     for outcome in report.outcomes.iter().filter(|o| o.status != "updated").take(shown) {

@@ -189,8 +189,9 @@ async fn organization_region(app: &AppState, org: OrgId) -> ApiResult<phonenumbe
 /// is; a 400 naming `field` when it is not a number.
 pub(crate) async fn normalise(app: &AppState, org: OrgId, field: &str, raw: &str) -> ApiResult<PhoneNumber> {
     let region = organization_region(app, org).await?;
-    parse_contact(&Field::Value(raw.to_owned()), region)
-        .map_err(|_| ApiError::invalid(field, format!("{field} must be a phone number (E.164, or in the organization's region), got {raw:?}")))
+    parse_contact(&Field::Value(raw.to_owned()), region).map_err(|_| {
+        ApiError::invalid(field, format!("{field} must be a phone number (E.164, or in the organization's region), got {raw:?}"))
+    })
 }
 
 fn batch_reply(results: &Vec<DncResult>) -> Reply {
@@ -212,7 +213,8 @@ fn batch_reply(results: &Vec<DncResult>) -> Reply {
 /// A stored channel named in a query; `None` when absent.
 pub(crate) fn parse_channel(raw: Option<&str>) -> ApiResult<Option<DncChannel>> {
     raw.map(|raw| {
-        DncChannel::parse(raw).ok_or_else(|| ApiError::invalid("channel", format!("channel must be phone_call, whatsapp or all, got {raw:?}")))
+        DncChannel::parse(raw)
+            .ok_or_else(|| ApiError::invalid("channel", format!("channel must be phone_call, whatsapp or all, got {raw:?}")))
     })
     .transpose()
 }

@@ -11,7 +11,7 @@ use super::contact::{ItemError, MAX_BATCH, PhoneNumber};
 use super::validation::{self, Field, Violation};
 
 /// The channel an entry suppresses: one of the campaign channels, or every channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DncChannel {
     PhoneCall,
@@ -285,8 +285,9 @@ pub fn parse_keywords(keywords: &[String]) -> Result<Vec<String>, Violation> {
     let mut folded: Vec<String> = Vec::with_capacity(keywords.len());
     for (i, keyword) in keywords.iter().enumerate() {
         let field = format!("keywords[{i}]");
-        let keyword = validation::text(&field, keyword, 1, MAX_KEYWORD_CHARS)
-            .map_err(|v| Violation::new(v.field, format!("{field} must be 1 to {MAX_KEYWORD_CHARS} characters once trimmed: {}", v.message)))?;
+        let keyword = validation::text(&field, keyword, 1, MAX_KEYWORD_CHARS).map_err(|v| {
+            Violation::new(v.field, format!("{field} must be 1 to {MAX_KEYWORD_CHARS} characters once trimmed: {}", v.message))
+        })?;
         let key = fold(&keyword);
         if !folded.contains(&key) {
             folded.push(key);
@@ -441,14 +442,21 @@ mod tests {
         let statuses: Vec<DncItemStatus> = results.iter().map(|r| r.status).collect();
         use DncItemStatus::*;
         assert_eq!(statuses, [Created, Created, Existing, Failed, Existing]);
-        assert_eq!((results[3].contact.as_deref(), results[3].channel, results[3].error), (Some("12"), DncChannel::PhoneCall, Some(ItemError::InvalidPhoneNumber)));
+        assert_eq!(
+            (results[3].contact.as_deref(), results[3].channel, results[3].error),
+            (Some("12"), DncChannel::PhoneCall, Some(ItemError::InvalidPhoneNumber))
+        );
     }
 
     #[test]
     fn replies_that_are_keywords_add_their_senders_for_whatsapp() {
-        let entries = opt_out_entries([("14155552671", " Baja "), ("14155552672", "please stop"), ("12", "stop")], &keywords_or_default(None));
+        let entries =
+            opt_out_entries([("14155552671", " Baja "), ("14155552672", "please stop"), ("12", "stop")], &keywords_or_default(None));
         assert_eq!(entries.len(), 1, "a non-keyword reply and an unreadable sender add nothing");
         let DncItem::Valid(entry) = &entries[0] else { panic!("a valid entry") };
-        assert_eq!((entry.contact.as_str(), entry.channel, entry.reason.as_deref()), ("+14155552671", DncChannel::Whatsapp, Some("replied \"Baja\"")));
+        assert_eq!(
+            (entry.contact.as_str(), entry.channel, entry.reason.as_deref()),
+            ("+14155552671", DncChannel::Whatsapp, Some("replied \"Baja\""))
+        );
     }
 }

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 use uuid::Uuid;
 
-use super::{DncChange, DncEntry};
 use super::{
     ApiKeyInfo, AttemptReport, Delivery, DeliveryOutcome, DueDelivery, EventHeader, EventSource, EventSubject, SessionRecord,
     WebhookSummary, from_micros, to_micros,
@@ -18,6 +17,7 @@ use super::{
     Attempt, AttemptContact, CampaignCursor, CampaignFilter, Dispatch, DispatchContact, IdempotencyRecord, OrgId, PageDirection,
     RunningCampaign, StoreError, StoreResult, StoredResponse, from_millis, from_seconds, to_seconds,
 };
+use super::{DncChange, DncEntry};
 use crate::domain::agent::Agent;
 use crate::domain::analytics::CampaignCounters;
 use crate::domain::attempt::{AnsweredBy, AttemptStatus, ContactProgress, FailedReason};

@@ -173,8 +173,11 @@ async fn the_list_is_newest_first_filtered_by_number_and_stored_channel_and_page
 #[tokio::test]
 async fn delete_removes_one_channel_or_every_entry_and_404s_when_none() {
     let Some(app) = TestApp::spawn().await else { return };
-    add(&app, json!({ "entries": [{ "contact": ANA, "channel": "phone_call", "reason": "r1" }, { "contact": ANA, "channel": "whatsapp" },
-        { "contact": ANA }] }))
+    add(
+        &app,
+        json!({ "entries": [{ "contact": ANA, "channel": "phone_call", "reason": "r1" }, { "contact": ANA, "channel": "whatsapp" },
+        { "contact": ANA }] }),
+    )
     .await;
 
     let (status, _) = delete(&app, ANA, "?channel=whatsapp").await;
@@ -247,9 +250,12 @@ async fn opt_out_keywords_default_and_are_replaced_within_bounds() {
     assert_eq!(put(json!([forty])).await.1["keywords"], json!([forty]));
 
     let fifty_one: Vec<String> = (0..51).map(|i| format!("k{i}")).collect();
-    for (keywords, field) in
-        [(json!([]), "keywords"), (json!(fifty_one), "keywords"), (json!(["ok", "k".repeat(41)]), "keywords[1]"), (json!(["  "]), "keywords[0]")]
-    {
+    for (keywords, field) in [
+        (json!([]), "keywords"),
+        (json!(fifty_one), "keywords"),
+        (json!(["ok", "k".repeat(41)]), "keywords[1]"),
+        (json!(["  "]), "keywords[0]"),
+    ] {
         let (status, err) = put(keywords).await;
         assert_error(status, &err, 400, "INVALID_REQUEST", Some(field));
     }

@@ -388,7 +388,10 @@ async fn an_opt_out_reply_lists_its_sender_for_whatsapp_and_other_texts_do_not()
     assert_eq!(status, StatusCode::OK, "{listed}");
     assert_eq!(listed["total_count"], 1, "{listed}");
     let entry = &listed["entries"][0];
-    assert_eq!((&entry["contact"], &entry["channel"], &entry["source"]), (&json!("+525520000001"), &json!("whatsapp"), &json!("opt_out_reply")));
+    assert_eq!(
+        (&entry["contact"], &entry["channel"], &entry["source"]),
+        (&json!("+525520000001"), &json!("whatsapp"), &json!("opt_out_reply"))
+    );
     let (_, history) = w.h.get("/dnc/%2B525520000001/history").await;
     assert_eq!((&history["history"][0]["source"], &history["history"][0]["key_prefix"]), (&json!("opt_out_reply"), &Value::Null));
 

@@ -25,8 +25,8 @@ use super::super::{
 use super::{campaign_columns, campaign_from_row, select_campaigns, update_campaign, webhooks};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, FailedReason, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, ContactStatus};
-use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, EventsApplied, FinishedAttempt, apply_events as apply_outcomes};
 use crate::domain::dnc::{DncSource, provider_opt_out};
+use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, EventsApplied, FinishedAttempt, apply_events as apply_outcomes};
 use crate::domain::pacing;
 use crate::domain::webhook::{self, by_organization};
 

@@ -10,7 +10,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{PostgresStore, record_response};
 use crate::domain::contact::PhoneNumber;
-use crate::domain::dnc::{DncAction, DncChannel, DncItem, DncResult, distinct_entries, resolve_batch};
+use crate::domain::dnc::{DncChannel, DncItem, DncResult, distinct_entries, resolve_batch};
 use crate::store::shared::{SETTINGS_TIMEZONE, dnc_change_from_row, dnc_entry_from_row, keywords_from};
 use crate::store::{DncChange, DncEntry, DncFilter, DncOrigin, DncPage, DncStore, OrgId, ResponseRecorder, StoreResult, to_seconds};
 
@@ -168,8 +168,7 @@ impl DncStore for PostgresStore {
 
     async fn first_campaign_timezone(&self, org: OrgId) -> StoreResult<Option<String>> {
         let sql = format!("SELECT settings::jsonb ->> '{SETTINGS_TIMEZONE}' FROM campaigns WHERE org_id = $1 ORDER BY id LIMIT 1");
-        let timezone: Option<Option<String>> =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(org).fetch_optional(&self.pool).await?;
+        let timezone: Option<Option<String>> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(org).fetch_optional(&self.pool).await?;
         Ok(timezone.flatten())
     }
 

@@ -21,7 +21,13 @@ const INSERT_CHANGE: &str =
     "INSERT INTO dnc_history (org_id, contact, action, channel, reason, source, key_prefix, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
 
 /// Adds the batch's entries new to the list, each with its `added` history row; the items' results.
-pub(super) fn add_entries(conn: &Connection, org: OrgId, items: &[DncItem], origin: &DncOrigin, at: Timestamp) -> StoreResult<Vec<DncResult>> {
+pub(super) fn add_entries(
+    conn: &Connection,
+    org: OrgId,
+    items: &[DncItem],
+    origin: &DncOrigin,
+    at: Timestamp,
+) -> StoreResult<Vec<DncResult>> {
     let mut insert = conn.prepare_cached(INSERT_ENTRY)?;
     let mut history = conn.prepare_cached(INSERT_CHANGE)?;
     let (source, at) = (origin.source.as_str(), to_seconds(at));
@@ -55,9 +61,8 @@ fn list_entries(conn: &Connection, org: OrgId, filter: &DncFilter, page_size: u3
     let (conditions, values) = list_conditions(org, filter);
     let count = format!("SELECT COUNT(*) FROM dnc_entries{conditions}");
     let total_count: i64 = conn.prepare_cached(&count)?.query_row(params_from_iter(values.iter()), |row| row.get(0))?;
-    let page = format!(
-        "SELECT contact, channel, reason, source, created_at FROM dnc_entries{conditions} ORDER BY id DESC LIMIT ? OFFSET ?"
-    );
+    let page =
+        format!("SELECT contact, channel, reason, source, created_at FROM dnc_entries{conditions} ORDER BY id DESC LIMIT ? OFFSET ?");
     let mut values = values;
     values.push(Value::Integer(i64::from(page_size)));
     values.push(Value::Integer(i64::from(page_size) * i64::from(page_index)));
@@ -162,7 +167,9 @@ impl DncStore for SqliteStore {
     }
 
     async fn first_campaign_timezone(&self, org: OrgId) -> StoreResult<Option<String>> {
-        let sql = format!("SELECT json_extract(settings, '$.{SETTINGS_TIMEZONE}') AS timezone FROM campaigns WHERE org_id = ? ORDER BY id LIMIT 1");
+        let sql = format!(
+            "SELECT json_extract(settings, '$.{SETTINGS_TIMEZONE}') AS timezone FROM campaigns WHERE org_id = ? ORDER BY id LIMIT 1"
+        );
         Ok(self.reads.row(&sql, [org], |row| row.opt_text("timezone"))?.flatten())
     }
 
