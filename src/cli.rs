@@ -1,4 +1,4 @@
-//! The `outbound` command line: `serve`, `keys`, `webhooks`, `contacts`, `migrate`.
+//! The `outbound` command line: `serve`, `keys`, `webhooks`, `contacts`, `dnc`, `migrate`.
 
 use std::io::IsTerminal;
 use std::num::NonZeroU32;
@@ -99,6 +99,11 @@ enum Command {
     Contacts {
         #[command(subcommand)]
         command: ContactsCommand,
+    },
+    /// Work with an organization's do-not-contact list in the database.
+    Dnc {
+        #[command(subcommand)]
+        command: DncCommand,
     },
     /// Create the database if needed and apply pending migrations.
     Migrate {
@@ -201,6 +206,26 @@ enum ContactsCommand {
         key: String,
         #[arg(long, value_enum, default_value = "skip")]
         if_duplicate: DuplicateArg,
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+        /// Also write every row that was not created (line, contact, status, reason) to this CSV.
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DncCommand {
+    /// Add a CSV (columns contact,channel,reason; channel and reason optional, channel
+    /// phone_call, whatsapp or all, the default) to the organization's list, source `csv`, then
+    /// report every row not created.
+    Import {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        database: DatabaseArg,
         #[arg(long, default_value_t = 1000)]
         batch_size: usize,
         /// Also write every row that was not created (line, contact, status, reason) to this CSV.
@@ -447,7 +472,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             let options = import::ImportOptions { url, key, campaign, file, if_duplicate, batch_size, report };
             let outcome = import::import(&options).await?;
-            print!("{}", import::summary(&outcome, 20));
+            print!("{}", import::summary(&outcome, import::Columns::Contacts, 20));
+        }
+        Command::Dnc { command: DncCommand::Import { org, file, database, batch_size, report } } => {
+            let store = open(&database).await?;
+            let Some(org_id) = store.organization_named(&org).await? else {
+                bail!("no organization named {org:?} (`outbound keys list` shows them)");
+            };
+            let outcome = import::import_dnc(store.as_ref(), org_id, &file, batch_size, report.as_deref(), || clock.now()).await?;
+            print!("{}", import::summary(&outcome, import::Columns::Dnc, 20));
         }
         Command::Migrate { database } => {
             open(&database).await?;

@@ -1,12 +1,15 @@
-//! `outbound contacts import`: streams a CSV of any size through the batch endpoint.
+//! CSV imports: `outbound contacts import` streams a CSV of any size through the batch endpoint;
+//! `outbound dnc import` adds a CSV to an organization's do-not-contact list in the database.
+//! Both are one importer ([`run`]): the file read lazily ([`Rows`], with the columns of each
+//! kind), sent in batches of up to 1000 one after another, a progress bar, and the report of
+//! every row not simply created ([`ImportReport`], [`summary`], [`write_report`]).
 //!
-//! Rows are read lazily and sent in batches of up to 1000, one batch after another so that
-//! contacts keep the file's order (the order they are called in); memory stays flat whatever the
-//! file size. Each batch carries its own Idempotency-Key, so a
+//! Contacts keep the file's order (the order they are called in); memory stays flat whatever the
+//! file size. Each contacts batch carries its own Idempotency-Key, so a
 //! retry after a timeout or a crash of the server neither loses nor duplicates rows; 429s wait
 //! for `Retry-After`, 5xx and network errors back off and retry.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -15,9 +18,22 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::domain::contact::{IfDuplicate, ItemError, ItemResult, ItemStatus, MAX_BATCH};
+use crate::domain::dnc::{DncEntryInput, DncItemStatus, DncResult, DncSource, default_region, parse_entry};
+use crate::store::{DncOrigin, DncStore, OrgId};
 
 /// Columns with a meaning of their own; any other column goes into `extracted_data`.
 const KNOWN_COLUMNS: [&str; 5] = ["contact", "name", "context", "f_id", "tags"];
+/// The columns of a do-not-contact CSV (`channel` and `reason` optional).
+const DNC_COLUMNS: [&str; 3] = ["contact", "channel", "reason"];
+
+/// What a CSV holds, and so how its rows become items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Columns {
+    /// Contacts of a campaign: `contact,name,context,f_id,tags`, any other column into `extracted_data`.
+    Contacts,
+    /// Do-not-contact entries: `contact,channel,reason`, no other column.
+    Dnc,
+}
 /// Tags in one cell are separated by this character.
 pub const TAG_SEPARATOR: char = '|';
 const MAX_ATTEMPTS: u32 = 8;
@@ -53,56 +69,117 @@ pub struct ImportReport {
     pub outcomes: Vec<RowOutcome>,
 }
 
-pub async fn import(options: &ImportOptions) -> anyhow::Result<ImportReport> {
-    if options.batch_size == 0 || options.batch_size > MAX_BATCH {
+/// The importer both CSV imports share: reads `file` as `columns` in batches of `batch_size`,
+/// hands each batch to `send` (which answers its counts and report rows) one after another, shows
+/// a progress bar, and writes the report rows to `report` when asked.
+pub async fn run<F, Fut>(
+    file: &Path,
+    columns: Columns,
+    batch_size: usize,
+    report: Option<&Path>,
+    mut send: F,
+) -> anyhow::Result<ImportReport>
+where
+    F: FnMut(usize, Vec<Row>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<ImportReport>>,
+{
+    if batch_size == 0 || batch_size > MAX_BATCH {
         bail!("--batch-size must be between 1 and {MAX_BATCH}");
     }
-    let file = std::fs::File::open(&options.file).with_context(|| format!("cannot open {}", options.file.display()))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut rows = Rows::new(std::io::BufReader::new(file))?;
+    let opened = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let size = opened.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut rows = Rows::new(std::io::BufReader::new(opened), columns)?;
     let progress = ProgressBar::new(size).with_style(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})").unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
-    let run = crate::domain::ids::random_base62(12);
-    let endpoint = format!("{}/api/v1.0/campaigns/{}/contacts", options.url.trim_end_matches('/'), options.campaign);
-
-    let mut report = ImportReport::default();
+    let mut total = ImportReport::default();
     let mut batch_number = 0usize;
     loop {
-        let batch = rows.next_batch(options.batch_size).map_err(|err| anyhow::anyhow!("CSV error: {err}"))?;
+        let batch = rows.next_batch(batch_size).map_err(|err| anyhow::anyhow!("CSV error: {err}"))?;
         progress.set_position(rows.byte());
         if batch.is_empty() {
             break;
         }
         batch_number += 1;
-        let idempotency_key = format!("import-{run}-{batch_number}");
-        let mut round = 0;
-        let sent = send_batch(batch, |contacts| {
-            // The batch sent again without a refused row is another request: another key.
-            let key = if round == 0 { idempotency_key.clone() } else { format!("{idempotency_key}-{round}") };
-            round += 1;
-            let body = json!({ "contacts": contacts, "if_duplicate": options.if_duplicate });
-            let (client, endpoint) = (&client, &endpoint);
-            async move {
-                let (status, reply) = post_with_retries(client, endpoint, &options.key, &key, &body).await?;
-                answer(status, &reply)
-            }
-        })
-        .await?;
-        report.add(sent);
-        progress.set_message(format!("{} rows", report.rows));
+        total.add(send(batch_number, batch).await?);
+        progress.set_message(format!("{} rows", total.rows));
     }
     progress.finish_and_clear();
-    if let Some(path) = &options.report {
+    if let Some(path) = report {
         let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-        write_report(file, &report.outcomes).with_context(|| format!("cannot write {}", path.display()))?;
+        write_report(file, &total.outcomes).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(report)
+    Ok(total)
 }
 
-/// One CSV row as the batch endpoint's contact item, with the line it came from.
-pub(crate) struct Row {
+/// `outbound contacts import`: the CSV's contacts through a running server's batch endpoint.
+pub async fn import(options: &ImportOptions) -> anyhow::Result<ImportReport> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    let run_id = crate::domain::ids::random_base62(12);
+    let endpoint = format!("{}/api/v1.0/campaigns/{}/contacts", options.url.trim_end_matches('/'), options.campaign);
+    let (client, endpoint) = (&client, &endpoint);
+    run(&options.file, Columns::Contacts, options.batch_size, options.report.as_deref(), |batch_number, batch| {
+        let idempotency_key = format!("import-{run_id}-{batch_number}");
+        async move {
+            let mut round = 0;
+            send_batch(batch, |contacts| {
+                // The batch sent again without a refused row is another request: another key.
+                let key = if round == 0 { idempotency_key.clone() } else { format!("{idempotency_key}-{round}") };
+                round += 1;
+                let body = json!({ "contacts": contacts, "if_duplicate": options.if_duplicate });
+                async move {
+                    let (status, reply) = post_with_retries(client, endpoint, &options.key, &key, &body).await?;
+                    answer(status, &reply)
+                }
+            })
+            .await
+        }
+    })
+    .await
+}
+
+/// `outbound dnc import`: the CSV's entries added to an organization's do-not-contact list in the
+/// database, source `csv`, numbers without `+` read in the organization's region (§12.1).
+pub async fn import_dnc(
+    store: &dyn DncStore,
+    org: OrgId,
+    file: &Path,
+    batch_size: usize,
+    report: Option<&Path>,
+    now: impl Fn() -> jiff::Timestamp,
+) -> anyhow::Result<ImportReport> {
+    let region = default_region(store.first_campaign_timezone(org).await?.as_deref());
+    let now = &now;
+    run(file, Columns::Dnc, batch_size, report, |_, batch| async move {
+        let mut report = ImportReport { rows: batch.len() as u64, ..ImportReport::default() };
+        // A malformed row (a bad channel, a reason too long) fails alone; the others are added.
+        let mut items = Vec::with_capacity(batch.len());
+        let mut lines = Vec::with_capacity(batch.len());
+        for row in batch {
+            let parsed = serde_json::from_value::<DncEntryInput>(row.item.clone())
+                .map_err(|err| err.to_string())
+                .and_then(|entry| parse_entry(items.len(), &entry, region).map_err(|v| v.message));
+            match parsed {
+                Ok(item) => {
+                    items.push(item);
+                    lines.push(row);
+                }
+                Err(reason) => report.fail(row, reason),
+            }
+        }
+        if !items.is_empty() {
+            let results = store.add_dnc_entries(org, items, DncOrigin::from(DncSource::Csv), now(), None).await?;
+            report.tally(&lines, &results);
+        }
+        report.outcomes.sort_by_key(|o| o.line);
+        Ok(report)
+    })
+    .await
+}
+
+/// One CSV row as an item of its batch (the contacts endpoint's contact item, a do-not-contact
+/// entry), with the line it came from.
+pub struct Row {
     pub(crate) line: u64,
     pub(crate) contact: String,
     pub(crate) item: Value,
@@ -112,20 +189,25 @@ pub(crate) struct Row {
 /// f_id,tags`, `|` between tags, any other column into `extracted_data`). The CLI and the
 /// dashboard's upload both read files through this.
 pub(crate) struct Rows<R> {
+    columns: Columns,
     headers: Vec<String>,
     records: csv::StringRecordsIntoIter<R>,
     byte: u64,
 }
 
 impl<R: std::io::Read> Rows<R> {
-    /// Reads the header; a CSV without a `contact` column is refused before any row is sent.
-    pub(crate) fn new(reader: R) -> anyhow::Result<Rows<R>> {
+    /// Reads the header; a CSV without a `contact` column (or, of do-not-contact entries, with a
+    /// column of another name) is refused before any row is sent.
+    pub(crate) fn new(reader: R, columns: Columns) -> anyhow::Result<Rows<R>> {
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
         let headers: Vec<String> = reader.headers().context("cannot read the CSV header")?.iter().map(|h| h.trim().to_owned()).collect();
         if !headers.iter().any(|h| h == "contact") {
             bail!("the CSV needs a `contact` column (found: {})", headers.join(", "));
         }
-        Ok(Rows { headers, records: reader.into_records(), byte: 0 })
+        if let Some(unknown) = headers.iter().find(|h| columns == Columns::Dnc && !DNC_COLUMNS.contains(&h.as_str())) {
+            bail!("unknown column `{unknown}`: a do-not-contact CSV has the columns {}", DNC_COLUMNS.join(","));
+        }
+        Ok(Rows { columns, headers, records: reader.into_records(), byte: 0 })
     }
 
     /// Bytes read so far, for a progress bar.
@@ -149,8 +231,27 @@ impl<R: std::io::Read> Iterator for Rows<R> {
         };
         let line = record.position().map_or(0, |p| p.line());
         self.byte = record.position().map_or(self.byte, |p| p.byte());
-        Some(Ok(row_from_record(&self.headers, &record, line)))
+        Some(Ok(match self.columns {
+            Columns::Contacts => row_from_record(&self.headers, &record, line),
+            Columns::Dnc => dnc_row_from_record(&self.headers, &record, line),
+        }))
     }
+}
+
+/// A do-not-contact row as an entry: `contact`, and `channel` and `reason` unless empty.
+fn dnc_row_from_record(headers: &[String], record: &csv::StringRecord, line: u64) -> Row {
+    let mut item = Map::new();
+    let mut contact = String::new();
+    for (header, value) in headers.iter().zip(record.iter()) {
+        if header == "contact" {
+            contact = value.trim().to_owned();
+            item.insert("contact".into(), json!(contact));
+        } else if !value.trim().is_empty() {
+            let value = if header == "channel" { value.trim() } else { value };
+            item.insert(header.clone(), json!(value));
+        }
+    }
+    Row { line, contact, item: Value::Object(item) }
 }
 
 fn row_from_record(headers: &[String], record: &csv::StringRecord, line: u64) -> Row {
@@ -195,11 +296,12 @@ pub(crate) struct Refused {
 }
 
 impl Refused {
-    /// The row of `rows` this refusal is about, when it is a 400 naming `contacts[i]…`: that
+    /// The row of `rows` this refusal is about, when it is a 400 naming `contacts[i]…` (or any
+    /// other array's item): that
     /// row alone is malformed and the others can be sent again without it.
     fn row(&self, rows: usize) -> Option<usize> {
         let field = self.field.as_deref()?;
-        let index = field.strip_prefix("contacts[").and_then(|rest| rest.split(']').next()).and_then(|i| i.parse::<usize>().ok())?;
+        let index = field.split_once('[').and_then(|(_, rest)| rest.split(']').next()).and_then(|i| i.parse::<usize>().ok())?;
         (self.status == 400 && index < rows).then_some(index)
     }
 }
@@ -225,9 +327,7 @@ where
             }
             Err(refused) => {
                 let Some(index) = refused.row(rows.len()) else { return Err(refused.into()) };
-                let row = rows.remove(index);
-                report.failed += 1;
-                report.outcomes.push(RowOutcome { line: row.line, contact: row.contact, status: "failed".into(), reason: refused.message });
+                report.fail(rows.remove(index), refused.message);
             }
         }
     }
@@ -235,32 +335,86 @@ where
     Ok(report)
 }
 
+/// How a report counts one item's result.
+pub(crate) enum Tally {
+    Created,
+    /// Counted as updated, with its report row's status and reason.
+    Updated(&'static str, String),
+    /// Counted as skipped (a duplicate, an entry already listed).
+    Skipped(&'static str, String),
+    Failed(&'static str, String),
+}
+
+/// A batch's per-item result as the importer counts it.
+pub(crate) trait Tallied {
+    fn index(&self) -> usize;
+    fn tally(&self) -> Tally;
+}
+
+impl Tallied for ItemResult {
+    fn index(&self) -> usize {
+        self.index
+    }
+
+    fn tally(&self) -> Tally {
+        let id = || self.id.map_or_else(|| "?".to_owned(), |id| id.to_string());
+        let status = self.status.as_str();
+        match self.status {
+            ItemStatus::Created => Tally::Created,
+            ItemStatus::SkippedDuplicate => Tally::Skipped(status, format!("duplicate of contact {}", id())),
+            ItemStatus::Updated => Tally::Updated(status, format!("updated contact {}", id())),
+            ItemStatus::Failed => Tally::Failed(status, self.error.map_or("failed", ItemError::as_str).to_owned()),
+        }
+    }
+}
+
+impl Tallied for DncResult {
+    fn index(&self) -> usize {
+        self.index
+    }
+
+    fn tally(&self) -> Tally {
+        let status = self.status.as_str();
+        match self.status {
+            DncItemStatus::Created => Tally::Created,
+            DncItemStatus::Existing => Tally::Skipped(status, format!("already listed for {}", self.channel.as_str())),
+            DncItemStatus::Failed => Tally::Failed(status, self.error.map_or("failed", ItemError::as_str).to_owned()),
+        }
+    }
+}
+
 impl ImportReport {
     /// Counts and report rows of an accepted batch, from its per-item results: every row that
     /// was not simply created gets a report row saying why.
-    fn tally(&mut self, rows: &[Row], results: &[ItemResult]) {
+    fn tally(&mut self, rows: &[Row], results: &[impl Tallied]) {
         for result in results {
-            let Some(row) = rows.get(result.index) else { continue };
-            match result.status {
-                ItemStatus::Created => self.created += 1,
-                ItemStatus::Updated => self.updated += 1,
-                ItemStatus::SkippedDuplicate => self.skipped += 1,
-                ItemStatus::Failed => self.failed += 1,
-            }
-            let id = || result.id.map_or_else(|| "?".to_owned(), |id| id.to_string());
-            let reason = match result.status {
-                ItemStatus::Created => continue,
-                ItemStatus::SkippedDuplicate => format!("duplicate of contact {}", id()),
-                ItemStatus::Updated => format!("updated contact {}", id()),
-                ItemStatus::Failed => result.error.map_or("failed", ItemError::as_str).to_owned(),
+            let Some(row) = rows.get(result.index()) else { continue };
+            let (status, reason) = match result.tally() {
+                Tally::Created => {
+                    self.created += 1;
+                    continue;
+                }
+                Tally::Updated(status, reason) => {
+                    self.updated += 1;
+                    (status, reason)
+                }
+                Tally::Skipped(status, reason) => {
+                    self.skipped += 1;
+                    (status, reason)
+                }
+                Tally::Failed(status, reason) => {
+                    self.failed += 1;
+                    (status, reason)
+                }
             };
-            self.outcomes.push(RowOutcome {
-                line: row.line,
-                contact: row.contact.clone(),
-                status: result.status.as_str().to_owned(),
-                reason,
-            });
+            self.outcomes.push(RowOutcome { line: row.line, contact: row.contact.clone(), status: status.to_owned(), reason });
         }
+    }
+
+    /// A row refused before its batch was sent (or by the batch's endpoint), with why.
+    fn fail(&mut self, row: Row, reason: String) {
+        self.failed += 1;
+        self.outcomes.push(RowOutcome { line: row.line, contact: row.contact, status: "failed".into(), reason });
     }
 
     /// Adds the counts and report rows of a later batch.
@@ -370,11 +524,19 @@ pub(crate) fn write_report(writer: impl std::io::Write, outcomes: &[RowOutcome])
 }
 
 /// Counts per status and the first rows that were not created, for the terminal.
-pub fn summary(report: &ImportReport, shown: usize) -> String {
-    let mut text = format!(
-        "{} rows: {} created, {} updated, {} skipped (duplicates), {} failed\n",
-        report.rows, report.created, report.updated, report.skipped, report.failed
-    );
+pub fn summary(report: &ImportReport, columns: Columns, shown: usize) -> String {
+    let mut text = match columns {
+        Columns::Contacts => format!(
+            "{} rows: {} created, {} updated, {} skipped (duplicates), {} failed\n",
+            report.rows, report.created, report.updated, report.skipped, report.failed
+        ),
+        Columns::Dnc => {
+            format!(
+                "{} rows: {} created, {} existing (already listed), {} failed\n",
+                report.rows, report.created, report.skipped, report.failed
+            )
+        }
+    };
     for outcome in report.outcomes.iter().filter(|o| o.status != "updated").take(shown) {
         text.push_str(&format!("  line {}: {} {} ({})\n", outcome.line, outcome.contact, outcome.status, outcome.reason));
     }

@@ -83,6 +83,7 @@ fn parse_event(input: EventInput, channel: Channel) -> ApiResult<AttemptEvent> {
         throttled: false,
         final_report: false,
         suppressed: false,
+        opt_out: input.opt_out.unwrap_or(false),
     })
 }
 

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod callbacks;
 pub mod campaigns;
 pub mod contacts;
+pub mod dnc;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
@@ -47,7 +48,7 @@ use utoipa_axum::routes;
 use crate::clock::Clock;
 use crate::domain::attempt::RetrySettings;
 use crate::providers::keyring::Keyring;
-use crate::store::{CallbackStore, DashboardStore, DynStore, Health, IdempotencyStore, KeyStore, TenantStore, WebhookStore};
+use crate::store::{CallbackStore, DashboardStore, DncStore, DynStore, Health, IdempotencyStore, KeyStore, TenantStore, WebhookStore};
 use crate::webhooks::WebhookSettings;
 use error::ApiError;
 
@@ -99,6 +100,7 @@ pub struct AppContext {
     pub callbacks: Arc<dyn CallbackStore>,
     pub webhooks: Arc<dyn WebhookStore>,
     pub dashboard: Arc<dyn DashboardStore>,
+    pub dnc: Arc<dyn DncStore>,
     pub health: Arc<dyn Health>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Option<PrometheusHandle>,
@@ -140,6 +142,7 @@ impl AppState {
             callbacks: store.clone(),
             webhooks: store.clone(),
             dashboard: store.clone(),
+            dnc: store.clone(),
             health: store.clone(),
             store,
             clock,
@@ -184,6 +187,10 @@ fn keyed_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(webhooks::test_webhook))
         .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(webhooks::retry_delivery))
+        .routes(routes!(dnc::add_entries, dnc::list_entries))
+        .routes(routes!(dnc::remove_entries))
+        .routes(routes!(dnc::history))
+        .routes(routes!(dnc::get_keywords, dnc::put_keywords))
         .split_for_parts()
 }
 
@@ -266,7 +273,7 @@ impl RouteMethods {
         let documented = openapi.get("paths").and_then(serde_json::Value::as_object).into_iter().flatten();
         let mut routes: Vec<(String, Vec<&str>)> = documented
             .map(|(path, item)| {
-                let methods = ["GET", "POST", "PATCH", "DELETE"];
+                let methods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
                 let served = methods.into_iter().filter(|m| item.get(m.to_ascii_lowercase()).is_some()).collect();
                 (format!("/api/v1.0{path}"), served)
             })

@@ -12,6 +12,7 @@ use super::contacts::MAX_PAGE_INDEX;
 use super::error;
 use super::idempotency::MAX_KEY_LEN;
 use crate::domain::contact::{MAX_BATCH, MAX_TEXT_CHARS};
+use crate::domain::dnc::{MAX_KEYWORD_CHARS, MAX_KEYWORDS};
 use crate::domain::integration::HTTP_URL_PATTERN;
 use crate::domain::timezone::TimeZone;
 
@@ -89,6 +90,13 @@ pub(super) fn document(generated: &utoipa::openapi::OpenApi) -> Value {
             batch["minItems"] = json!(1);
             batch["maxItems"] = json!(MAX_BATCH);
         }
+        // Opt-out keywords: 1 to 40 characters after trimming (`dnc::parse_keywords`), no U+0000.
+        if let Some(keywords) = schemas.get_mut("KeywordsInput").and_then(|s| s.pointer_mut("/properties/keywords")) {
+            keywords["minItems"] = json!(1);
+            keywords["maxItems"] = json!(MAX_KEYWORDS);
+            keywords["items"] =
+                json!({ "type": "string", "minLength": 1, "maxLength": MAX_KEYWORD_CHARS, "pattern": "^[^\\u0000]*\\S[^\\u0000]*$" });
+        }
     }
     document
 }
@@ -99,6 +107,7 @@ const TEXT_FIELDS: &[(&str, &[&str])] = &[
     ("CampaignInput", &["description", "integration_id", "first_message", "template", "template_alt"]),
     ("ContactInput", &["name", "context", "f_id"]),
     ("WebhookInput", &["description"]),
+    ("DncEntryInput", &["reason"]),
 ];
 
 fn forbid_nul(schema: &mut Value) {

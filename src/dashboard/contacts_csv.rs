@@ -26,7 +26,7 @@ use crate::api::error::ApiError;
 use crate::api::extract::parse_json;
 use crate::domain::contact::{Contact, ContactBatchInput, MAX_BATCH};
 use crate::domain::timezone::TimeZone;
-use crate::import::{ImportReport, Refused, RowOutcome, Rows, send_batch, write_report};
+use crate::import::{Columns, ImportReport, Refused, RowOutcome, Rows, send_batch, write_report};
 use crate::store::{ContactPage, OrgId};
 
 /// The largest upload: a CSV of a few hundred thousand contacts.
@@ -137,7 +137,7 @@ async fn add_rows(
     file: Bytes,
     if_duplicate: &str,
 ) -> Result<(ImportReport, Option<String>), DashError> {
-    let mut rows = match Rows::new(file.as_ref()) {
+    let mut rows = match Rows::new(file.as_ref(), Columns::Contacts) {
         Ok(rows) => rows,
         Err(err) => return Ok((ImportReport::default(), Some(format!("{err:#}.")))),
     };

@@ -238,6 +238,11 @@ pub struct EventInput {
     /// The conversation so far; a later transcript replaces an earlier one.
     #[serde(default, deserialize_with = "optional_objects")]
     pub transcript: Option<Vec<TranscriptEntry>>,
+    /// The contact asked not to be contacted again: its number joins the organization's
+    /// do-not-contact list for the attempt's channel (§12.1, source `provider`). The outcome
+    /// itself is applied as usual.
+    #[serde(default)]
+    pub opt_out: Option<bool>,
 }
 
 /// Who said a line of a transcript.
@@ -294,6 +299,10 @@ pub struct AttemptEvent {
     /// `suppressed` (contract §12.1).
     #[serde(default)]
     pub suppressed: bool,
+    /// The contact asked not to be contacted again (§5.4 `opt_out`): its number joins the
+    /// organization's do-not-contact list for the attempt's channel (source `provider`).
+    #[serde(default)]
+    pub opt_out: bool,
 }
 
 /// How long a contact whose call a provider throttled waits before it is tried again.
@@ -326,6 +335,7 @@ impl AttemptEvent {
             throttled: false,
             final_report: false,
             suppressed: false,
+            opt_out: false,
         }
     }
 

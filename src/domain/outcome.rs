@@ -105,6 +105,17 @@ pub struct EventsApplied {
     pub finished: Vec<FinishedAttempt>,
     /// Webhook events of the attempts' changes, with their organization (§8.3).
     pub webhook_events: Vec<(i64, NewEvent)>,
+    /// Contacts whose events said they opted out, for the do-not-contact list (§12.1).
+    pub opt_outs: Vec<OptOut>,
+}
+
+/// A contact that opted out, reported on an attempt's event: the store adds its number to the
+/// organization's list for the attempt's channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptOut {
+    pub org_id: i64,
+    pub contact_id: i64,
+    pub channel: Channel,
 }
 
 /// Whether the attempt stops holding its contact in `sending` with this status.
@@ -131,11 +142,19 @@ pub fn apply_events(
     let mut outcomes = Vec::with_capacity(events.len());
     let mut finished = Vec::new();
     let mut webhook_events = Vec::new();
+    let mut opt_outs = Vec::new();
     for event in events {
         let Some(attempt) = attempts.get_mut(&event.attempt_id).filter(|a| integration_id.is_none_or(|id| id == a.integration_id)) else {
             outcomes.push(EventOutcome::UnknownAttempt);
             continue;
         };
+        // Whatever the event does to the attempt (a repeat, a late one), the opt-out stands.
+        if event.opt_out {
+            let opt_out = OptOut { org_id: attempt.org_id, contact_id: attempt.contact_id, channel: attempt.channel };
+            if !opt_outs.contains(&opt_out) {
+                opt_outs.push(opt_out);
+            }
+        }
         if !attempt.status.accepts(event.status) {
             let enriched = enrich(attempt, contacts, event, &mut deltas);
             outcomes.push(if enriched { EventOutcome::Applied } else { EventOutcome::Ignored });
@@ -224,7 +243,7 @@ pub fn apply_events(
             contact.changed = true;
         }
     }
-    EventsApplied { outcomes, deltas, finished, webhook_events }
+    EventsApplied { outcomes, deltas, finished, webhook_events, opt_outs }
 }
 
 /// Merges the event's `extracted_data` and `tags` into the attempt's; whether it carried any.
@@ -440,6 +459,18 @@ mod tests {
             "a repeated end and a status shown alike make no event"
         );
         assert!(applied.webhook_events.iter().all(|(_, e)| e.occurred_at == at() && e.event_id.starts_with("evt_")));
+    }
+
+    #[test]
+    fn an_opted_out_contact_is_reported_once_even_by_a_repeat_and_unknown_attempts_report_none() {
+        let mut attempts = HashMap::from([("a1".to_owned(), call(AttemptStatus::Ringing))]);
+        let mut contacts = HashMap::from([(70, sending("a1"))]);
+        let opting = |id: &str| AttemptEvent { opt_out: true, ..ended(id, AnsweredBy::Human) };
+        let events = [opting("a1"), opting("a1"), opting("nope")];
+        let applied = apply_events(&mut attempts, &mut contacts, None, &events, at(), RetrySettings::default());
+        assert_eq!(applied.outcomes, [EventOutcome::Applied, EventOutcome::Ignored, EventOutcome::UnknownAttempt]);
+        assert_eq!(applied.opt_outs, [OptOut { org_id: 1, contact_id: 70, channel: Channel::PhoneCall }]);
+        assert_eq!(contacts[&70].progress.status, ContactStatus::Answered, "the outcome applies as usual");
     }
 
     #[test]

@@ -483,6 +483,7 @@ fn final_event(attempt_id: String, report: &Report<'_>, success_key: Option<&str
         throttled: outcome.throttled,
         final_report: false,
         suppressed: false,
+        opt_out: false,
     };
     let broken = outcome.account.map(|why| format!("vapi: {why} ({})", reason.unwrap_or_default()));
     (event, broken)

@@ -28,6 +28,7 @@ use crate::domain::campaign::{
 use crate::domain::contact::ContactSearch;
 pub use crate::domain::contact::{BatchItem, ItemResult, ItemStatus};
 use crate::domain::contact::{Contact, IfDuplicate, PhoneNumber};
+use crate::domain::dnc::{DncAction, DncChannel, DncItem, DncResult, DncSource};
 use crate::domain::ids::NewApiKey;
 use crate::domain::integration::{Integration, NewIntegration, ProviderConfig};
 pub use crate::domain::outcome::EventOutcome;
@@ -362,6 +363,94 @@ pub trait CallbackStore: IntegrationHealthStore {
     async fn hold_events(&self, integration_id: &str, held: Vec<HeldEvent>) -> StoreResult<()>;
 }
 
+/// Who changed the do-not-contact list: the source, and for the API the prefix of the key used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DncOrigin {
+    pub source: DncSource,
+    pub key_prefix: Option<String>,
+}
+
+impl DncOrigin {
+    /// A change from `source` without a key (everything but the API).
+    pub fn from(source: DncSource) -> Self {
+        DncOrigin { source, key_prefix: None }
+    }
+}
+
+/// An entry of the do-not-contact list, as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DncEntry {
+    pub contact: PhoneNumber,
+    pub channel: DncChannel,
+    pub reason: Option<String>,
+    pub source: DncSource,
+    pub created_at: Timestamp,
+}
+
+/// Which entries a list shows: those of one number, of one stored channel, or both.
+#[derive(Debug, Clone, Default)]
+pub struct DncFilter {
+    pub contact: Option<PhoneNumber>,
+    pub channel: Option<DncChannel>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DncPage {
+    pub total_count: i64,
+    /// Newest first.
+    pub entries: Vec<DncEntry>,
+}
+
+/// One change of a number's entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DncChange {
+    pub at: Timestamp,
+    pub action: DncAction,
+    pub channel: DncChannel,
+    pub reason: Option<String>,
+    pub source: DncSource,
+    pub key_prefix: Option<String>,
+}
+
+/// One organization's do-not-contact list and opt-out keywords (contract §12.1): every method
+/// takes the organization first, as in [`TenantStore`].
+#[async_trait]
+pub trait DncStore: Send + Sync + 'static {
+    /// Adds a batch in one transaction: each valid entry new to the list (number and channel) is
+    /// stored with an `added` history row; one the list holds changes nothing. Results in the
+    /// items' order (see [`crate::domain::dnc::resolve_batch`]).
+    async fn add_dnc_entries(
+        &self,
+        org: OrgId,
+        items: Vec<DncItem>,
+        origin: DncOrigin,
+        at: Timestamp,
+        record: Option<ResponseRecorder<Vec<DncResult>>>,
+    ) -> StoreResult<Vec<DncResult>>;
+    /// A page of the list, newest first (by id), with the count of entries that match.
+    async fn list_dnc_entries(&self, org: OrgId, filter: &DncFilter, page_size: u32, page_index: u32) -> StoreResult<DncPage>;
+    /// Removes the number's entry on `channel`, or every entry of the number for
+    /// [`DncChannel::All`], each with a `removed` history row; returns the entries removed.
+    async fn remove_dnc_entries(
+        &self,
+        org: OrgId,
+        contact: &PhoneNumber,
+        channel: DncChannel,
+        origin: DncOrigin,
+        at: Timestamp,
+    ) -> StoreResult<Vec<DncEntry>>;
+    /// Every change of the number's entries, oldest first.
+    async fn dnc_history(&self, org: OrgId, contact: &PhoneNumber) -> StoreResult<Vec<DncChange>>;
+    /// The organization's opt-out keywords; `None` when it keeps the defaults.
+    async fn opt_out_keywords(&self, org: OrgId) -> StoreResult<Option<Vec<String>>>;
+    async fn set_opt_out_keywords(&self, org: OrgId, keywords: Vec<String>) -> StoreResult<()>;
+    /// The timezone of the organization's first campaign, whose region reads numbers written
+    /// without `+` (see [`crate::domain::dnc::default_region`]).
+    async fn first_campaign_timezone(&self, org: OrgId) -> StoreResult<Option<String>>;
+    /// The organization with this name (the operator's `outbound dnc import --org`).
+    async fn organization_named(&self, name: &str) -> StoreResult<Option<OrgId>>;
+}
+
 /// A provider's provisional outcome of an attempt, final at `until` unless a final event comes.
 #[derive(Debug, Clone)]
 pub struct HeldEvent {
@@ -554,6 +643,7 @@ pub trait Store:
     + WebhookAdmin
     + RateLimitStore
     + DashboardStore
+    + DncStore
 {
 }
 
@@ -570,6 +660,7 @@ impl<T> Store for T where
         + WebhookAdmin
         + RateLimitStore
         + DashboardStore
+        + DncStore
 {
 }
 

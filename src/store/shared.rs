@@ -17,12 +17,14 @@ use super::{
     Attempt, AttemptContact, CampaignCursor, CampaignFilter, Dispatch, DispatchContact, IdempotencyRecord, OrgId, PageDirection,
     RunningCampaign, StoreError, StoreResult, StoredResponse, from_millis, from_seconds, to_seconds,
 };
+use super::{DncChange, DncEntry};
 use crate::domain::agent::Agent;
 use crate::domain::analytics::CampaignCounters;
 use crate::domain::attempt::{AnsweredBy, AttemptStatus, ContactProgress, FailedReason};
 use crate::domain::campaign::CampaignSettings;
 use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, ContactStatus, IntegrationRef};
 use crate::domain::contact::{Contact, PhoneNumber};
+use crate::domain::dnc::{DncAction, DncChannel, DncSource};
 use crate::domain::integration::{Health, Integration, Provider, ProviderConfig};
 use crate::domain::outcome::{AttemptState, ContactData, ContactState};
 use crate::domain::plan::WaitingGroup;
@@ -57,6 +59,44 @@ pub(crate) fn parse_attempt_status(text: &str) -> StoreResult<AttemptStatus> {
 pub(crate) fn provider_config(provider_name: &str, config: &str) -> StoreResult<(Provider, ProviderConfig)> {
     let provider = Provider::parse(provider_name).ok_or_else(|| StoreError::Corrupt(format!("bad provider {provider_name:?}")))?;
     Ok((provider, ProviderConfig::from_stored(provider, config)?))
+}
+
+/// A do-not-contact entry read from `contact`, `channel`, `reason`, `source` and `created_at`.
+pub(crate) fn dnc_entry_from_row(row: &impl StoredRow) -> StoreResult<DncEntry> {
+    Ok(DncEntry {
+        contact: PhoneNumber::stored(row.text("contact")?).map_err(|text| StoreError::Corrupt(format!("bad number {text:?}")))?,
+        channel: parse_dnc_channel(&row.text("channel")?)?,
+        reason: row.opt_text("reason")?,
+        source: parse_dnc_source(&row.text("source")?)?,
+        created_at: from_seconds(row.int("created_at")?)?,
+    })
+}
+
+/// A change of the do-not-contact list read from `at`, `action`, `channel`, `reason`, `source`
+/// and `key_prefix`.
+pub(crate) fn dnc_change_from_row(row: &impl StoredRow) -> StoreResult<DncChange> {
+    let action = row.text("action")?;
+    Ok(DncChange {
+        at: from_seconds(row.int("at")?)?,
+        action: DncAction::parse(&action).ok_or_else(|| StoreError::Corrupt(format!("bad do-not-contact action {action:?}")))?,
+        channel: parse_dnc_channel(&row.text("channel")?)?,
+        reason: row.opt_text("reason")?,
+        source: parse_dnc_source(&row.text("source")?)?,
+        key_prefix: row.opt_text("key_prefix")?,
+    })
+}
+
+fn parse_dnc_channel(text: &str) -> StoreResult<DncChannel> {
+    DncChannel::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad do-not-contact channel {text:?}")))
+}
+
+fn parse_dnc_source(text: &str) -> StoreResult<DncSource> {
+    DncSource::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad do-not-contact source {text:?}")))
+}
+
+/// The opt-out keywords stored as a JSON array; `None` (the defaults) when the column is NULL.
+pub(crate) fn keywords_from(stored: Option<String>) -> StoreResult<Option<Vec<String>>> {
+    stored.map(|json| serde_json::from_str(&json).map_err(StoreError::from)).transpose()
 }
 
 /// An expired attempt read from `a.id`, `a.provider_id`, `a.held_event`, `c.integration_id`,

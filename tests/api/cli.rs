@@ -275,3 +275,59 @@ async fn webhooks_list_shows_subscriptions_and_retry_sends_a_failed_delivery_aga
     let (ok, out, _) = outbound(&["webhooks", "retry", &id], &app.database_url);
     assert!(ok && out.starts_with("0 failed deliveries"), "{out}");
 }
+
+/// `outbound dnc import`: the CSV's entries listed with source `csv`, numbers without `+` read in
+/// the default region (US: no campaign yet), a bad row reported with its line and the others
+/// added, a second run finding every entry listed; an unknown organization or column refused.
+#[tokio::test]
+async fn dnc_import_lists_a_csv_and_reports_its_bad_rows_by_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = format!("sqlite://{}", dir.path().join("dnc.db").display());
+    let (ok, key, _) = outbound(&["keys", "create", "--org", "acme"], &database);
+    assert!(ok);
+    let csv = dir.path().join("dnc.csv");
+    std::fs::write(
+        &csv,
+        "contact,channel,reason\n+525512345678,whatsapp,asked\n(415) 555-2671,,\n12,all,\n+525587654321,sms,\n+525512345678,whatsapp,again\n",
+    )
+    .expect("csv written");
+    let report = dir.path().join("report.csv");
+    let file = csv.to_str().expect("path");
+    let (ok, stdout, stderr) =
+        outbound(&["dnc", "import", "--org", "acme", "--file", file, "--report", report.to_str().expect("path")], &database);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("5 rows: 2 created, 1 existing (already listed), 2 failed"), "{stdout}");
+    let report = std::fs::read_to_string(&report).expect("report written");
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines[0], "line,contact,status,reason");
+    assert_eq!(lines[1], "4,12,failed,INVALID_PHONE_NUMBER");
+    assert!(lines[2].starts_with("5,+525587654321,failed,") && lines[2].contains("sms"), "{report}");
+    assert_eq!(lines[3], "6,+525512345678,existing,already listed for whatsapp");
+
+    let (ok, stdout, _) = outbound(&["dnc", "import", "--org", "acme", "--file", file], &database);
+    assert!(ok && stdout.starts_with("5 rows: 0 created, 3 existing (already listed), 2 failed"), "{stdout}");
+
+    // What the API shows of them.
+    let (mut child, address, _) = serve(&database);
+    let client = reqwest::Client::new();
+    let listed: serde_json::Value = client
+        .get(format!("http://{address}/api/v1.0/dnc"))
+        .header("Authorization", format!("api-key {}", key.trim()))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    terminate(&mut child);
+    assert_eq!(listed["total_count"], 2, "{listed}");
+    assert_eq!(listed["entries"][0]["contact"], "+14155552671");
+    assert_eq!((&listed["entries"][0]["channel"], &listed["entries"][0]["source"]), (&serde_json::json!("all"), &serde_json::json!("csv")));
+    assert_eq!(listed["entries"][1]["reason"], "asked");
+
+    let (ok, _, stderr) = outbound(&["dnc", "import", "--org", "nobody", "--file", file], &database);
+    assert!(!ok && stderr.contains("no organization named"), "{stderr}");
+    std::fs::write(&csv, "contact,chanel\n+525512345678,whatsapp\n").expect("csv written");
+    let (ok, _, stderr) = outbound(&["dnc", "import", "--org", "acme", "--file", file], &database);
+    assert!(!ok && stderr.contains("unknown column `chanel`"), "{stderr}");
+}

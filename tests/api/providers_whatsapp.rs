@@ -370,3 +370,37 @@ async fn a_contact_missing_a_template_parameter_is_not_sent() {
     assert!(w.sends().await.is_empty(), "nothing sent to Meta");
     assert_eq!(w.h.contact(id, contacts[0]).await["status"], "failed");
 }
+
+/// An inbound reply whose whole text is an opt-out keyword (trimmed, any case, accents or not)
+/// lists its sender for `whatsapp` (source `opt_out_reply`); any other text lists nothing.
+#[tokio::test]
+async fn an_opt_out_reply_lists_its_sender_for_whatsapp_and_other_texts_do_not() {
+    let Some(w) = WhatsApp::new(json!({}), 1, accepted).await else { return };
+    let text = |from: &str, body: &str| {
+        webhook(json!({ "contacts": [{ "profile": { "name": "Ana" }, "wa_id": from }],
+            "messages": [{ "from": from, "id": format!("wamid.in-{from}"), "timestamp": "1750857500", "type": "text", "text": { "body": body } }] }))
+    };
+    for (from, body) in [("525520000001", " Cancelár "), ("525520000002", "please stop"), ("525520000003", "hola")] {
+        let (code, reply) = w.post_signed(&text(from, body), APP_SECRET).await;
+        assert_eq!(code, StatusCode::OK, "{reply}");
+    }
+    let (status, listed) = w.h.get("/dnc").await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["total_count"], 1, "{listed}");
+    let entry = &listed["entries"][0];
+    assert_eq!(
+        (&entry["contact"], &entry["channel"], &entry["source"]),
+        (&json!("+525520000001"), &json!("whatsapp"), &json!("opt_out_reply"))
+    );
+    let (_, history) = w.h.get("/dnc/%2B525520000001/history").await;
+    assert_eq!((&history["history"][0]["source"], &history["history"][0]["key_prefix"]), (&json!("opt_out_reply"), &Value::Null));
+
+    // The organization's own keywords replace the defaults.
+    let (status, _) = w.h.call(reqwest::Method::PUT, "/settings/opt-out-keywords", Some(json!({ "keywords": ["hola"] }))).await;
+    assert_eq!(status, StatusCode::OK);
+    w.post_signed(&text("525520000004", "BAJA"), APP_SECRET).await;
+    w.post_signed(&text("525520000005", "Hola"), APP_SECRET).await;
+    let (_, listed) = w.h.get("/dnc").await;
+    let numbers: Vec<&Value> = listed["entries"].as_array().expect("entries").iter().map(|e| &e["contact"]).collect();
+    assert_eq!(numbers, [&json!("+525520000005"), &json!("+525520000001")]);
+}

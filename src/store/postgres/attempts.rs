@@ -5,7 +5,7 @@
 //! processes could share one campaign.
 
 use crate::store::shared::expired_attempt_from_row;
-use crate::store::{ExpiredAttempt, HeldEvent};
+use crate::store::{DncOrigin, ExpiredAttempt, HeldEvent};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -26,6 +26,7 @@ use super::contacts::suppressed_numbers;
 use super::{campaign_columns, campaign_from_row, select_campaigns, update_campaign, webhooks};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, FailedReason, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, ContactStatus};
+use crate::domain::dnc::{DncSource, provider_opt_out};
 use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, EventsApplied, FinishedAttempt, apply_events as apply_outcomes};
 use crate::domain::pacing;
 use crate::domain::webhook::{self, by_organization};
@@ -479,7 +480,7 @@ pub(super) async fn apply_events(
     contact_ids.dedup();
     let with_data = events.iter().any(|e| e.extracted_data.is_some() || e.tags.is_some());
     let mut contacts = load_contacts(conn, &contact_ids, with_data).await?;
-    let EventsApplied { outcomes, deltas, finished, webhook_events } =
+    let EventsApplied { outcomes, deltas, finished, webhook_events, opt_outs } =
         apply_outcomes(&mut attempts, &mut contacts, integration_id, events, at, retry);
     write_attempts(conn, &attempts).await?;
     write_contacts(conn, &contacts).await?;
@@ -490,6 +491,13 @@ pub(super) async fn apply_events(
     }
     for (org, events) in by_organization(webhook_events) {
         webhooks::record_events(conn, org, &events, None).await?;
+    }
+    for opt_out in opt_outs {
+        let phone: Option<String> =
+            sqlx::query_scalar("SELECT phone FROM contacts WHERE id = $1").bind(opt_out.contact_id).fetch_optional(&mut *conn).await?;
+        if let Some(item) = phone.and_then(|phone| provider_opt_out(phone, opt_out.channel)) {
+            super::dnc::add_entries(conn, opt_out.org_id, &[item], &DncOrigin::from(DncSource::Provider), at).await?;
+        }
     }
     Ok((outcomes, finished))
 }

@@ -5,7 +5,7 @@
 //! that change together are always locked in the same order (campaigns, then attempts, then
 //! contacts, each by id) so that two transactions never wait on each other.
 
-use crate::store::{ExpiredAttempt, HeldEvent, IntegrationHealthStore};
+use crate::store::{DncOrigin, ExpiredAttempt, HeldEvent, IntegrationHealthStore};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use crate::domain::agent::Agent;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
 use crate::domain::campaign::{Campaign, CampaignStatus, ContactStatus, NewCampaign};
 use crate::domain::contact::IfDuplicate;
+use crate::domain::dnc::{DncSource, keywords_or_default, opt_out_entries};
 use crate::domain::ids::{NewApiKey, new_project_id};
 use crate::domain::integration::{Integration, NewIntegration, ProviderConfig};
 use crate::domain::plan::PlanCounts;
@@ -39,6 +40,7 @@ use crate::metrics;
 mod attempts;
 mod contacts;
 mod dashboard;
+mod dnc;
 mod plan;
 mod webhooks;
 
@@ -563,7 +565,7 @@ impl CallbackStore for PostgresStore {
 
     async fn record_inbound(&self, integration_id: &str, texts: Vec<InboundMessage>) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        for text in texts {
+        for text in &texts {
             sqlx::query("INSERT INTO inbound_messages (integration_id, sender, body, attempt_id, received_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(integration_id)
                 .bind(&text.sender)
@@ -572,6 +574,17 @@ impl CallbackStore for PostgresStore {
                 .bind(super::to_millis(text.received_at))
                 .execute(&mut *tx)
                 .await?;
+        }
+        let org: Option<OrgId> =
+            sqlx::query_scalar("SELECT org_id FROM integrations WHERE id = $1").bind(integration_id).fetch_optional(&mut *tx).await?;
+        if let Some(org) = org {
+            let keywords = keywords_or_default(dnc::keywords(&mut tx, org).await?);
+            for text in &texts {
+                let opted_out = opt_out_entries([(text.sender.as_str(), text.body.as_str())], &keywords);
+                if !opted_out.is_empty() {
+                    dnc::add_entries(&mut tx, org, &opted_out, &DncOrigin::from(DncSource::OptOutReply), text.received_at).await?;
+                }
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -8,7 +8,7 @@
 //! connections of `reads`, on a blocking thread.
 
 use crate::store::shared::expired_attempt_from_row;
-use crate::store::{ExpiredAttempt, HeldEvent};
+use crate::store::{DncOrigin, ExpiredAttempt, HeldEvent};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -29,6 +29,7 @@ use super::contacts::suppressed_numbers;
 use super::{all_rows, campaign_columns, campaign_from_row, first_row, select_campaigns, update_campaign, webhooks};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, FailedReason, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, ContactStatus};
+use crate::domain::dnc::{DncSource, provider_opt_out};
 use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, EventsApplied, FinishedAttempt, apply_events as apply_outcomes};
 use crate::domain::pacing;
 use crate::domain::webhook::{self, by_organization};
@@ -384,7 +385,7 @@ pub(super) fn apply_events(
     let contact_ids: Vec<i64> = attempts.values().map(|a| a.contact_id).collect();
     let with_data = events.iter().any(|e| e.extracted_data.is_some() || e.tags.is_some());
     let mut contacts = load_contacts(conn, &contact_ids, with_data)?;
-    let EventsApplied { outcomes, deltas, finished, webhook_events } =
+    let EventsApplied { outcomes, deltas, finished, webhook_events, opt_outs } =
         apply_outcomes(&mut attempts, &mut contacts, integration_id, events, at, retry);
     write_attempts(conn, &attempts)?;
     write_contacts(conn, &contacts)?;
@@ -393,6 +394,12 @@ pub(super) fn apply_events(
     }
     for (org, events) in by_organization(webhook_events) {
         webhooks::record_events(conn, org, &events, None)?;
+    }
+    for opt_out in opt_outs {
+        let phone = first_row(conn, "SELECT phone FROM contacts WHERE id = ?", [opt_out.contact_id], |row| row.text("phone"))?;
+        if let Some(item) = phone.and_then(|phone| provider_opt_out(phone, opt_out.channel)) {
+            super::dnc::add_entries(conn, opt_out.org_id, &[item], &DncOrigin::from(DncSource::Provider), at)?;
+        }
     }
     Ok((outcomes, finished))
 }

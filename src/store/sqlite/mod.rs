@@ -9,7 +9,7 @@
 //! WAL lets run beside the writer (`reads`). One driver, rusqlite, serves all of it, migrations
 //! included (`rusqlite_migration`, counting applied steps in `user_version`).
 
-use crate::store::{ExpiredAttempt, HeldEvent, IntegrationHealthStore};
+use crate::store::{DncOrigin, ExpiredAttempt, HeldEvent, IntegrationHealthStore};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +36,7 @@ use crate::domain::agent::Agent;
 use crate::domain::attempt::{AttemptEvent, RetrySettings};
 use crate::domain::campaign::{Campaign, CampaignStatus, ContactStatus, NewCampaign};
 use crate::domain::contact::IfDuplicate;
+use crate::domain::dnc::{DncSource, keywords_or_default, opt_out_entries};
 use crate::domain::ids::{NewApiKey, new_project_id};
 use crate::domain::integration::{Integration, NewIntegration, ProviderConfig};
 use crate::domain::plan::PlanCounts;
@@ -44,6 +45,7 @@ use crate::metrics;
 mod attempts;
 mod contacts;
 mod dashboard;
+mod dnc;
 mod plan;
 mod reads;
 mod webhooks;
@@ -601,8 +603,17 @@ impl CallbackStore for SqliteStore {
             let mut insert = conn.prepare_cached(
                 "INSERT INTO inbound_messages (integration_id, sender, body, attempt_id, received_at) VALUES (?, ?, ?, ?, ?)",
             )?;
-            for text in texts {
+            for text in &texts {
                 insert.execute(params![integration_id, text.sender, text.body, text.attempt_id, super::to_millis(text.received_at)])?;
+            }
+            let org = first_row(conn, "SELECT org_id FROM integrations WHERE id = ?", [&integration_id], |row| row.int("org_id"))?;
+            let Some(org) = org else { return Ok(()) };
+            let keywords = keywords_or_default(dnc::keywords(conn, org)?);
+            for text in &texts {
+                let opted_out = opt_out_entries([(text.sender.as_str(), text.body.as_str())], &keywords);
+                if !opted_out.is_empty() {
+                    dnc::add_entries(conn, org, &opted_out, &DncOrigin::from(DncSource::OptOutReply), text.received_at)?;
+                }
             }
             Ok(())
         })

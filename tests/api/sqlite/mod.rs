@@ -29,6 +29,8 @@ mod dashboard_campaigns;
 mod dashboard_settings;
 #[path = "../dashboard_store.rs"]
 mod dashboard_store;
+#[path = "../dnc.rs"]
+mod dnc;
 #[path = "../engine.rs"]
 mod engine;
 #[path = "../engine_cycles.rs"]
