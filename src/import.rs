@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use crate::domain::contact::{IfDuplicate, ItemError, ItemResult, ItemStatus, MAX_BATCH};
 
 /// Columns with a meaning of their own; any other column goes into `extracted_data`.
-const KNOWN_COLUMNS: [&str; 5] = ["contact", "name", "context", "f_id", "tags"];
+const KNOWN_COLUMNS: [&str; 6] = ["contact", "name", "context", "f_id", "tags", "timezone"];
 /// Tags in one cell are separated by this character.
 pub const TAG_SEPARATOR: char = '|';
 const MAX_ATTEMPTS: u32 = 8;

@@ -270,6 +270,10 @@ pub trait TenantStore: Send + Sync + 'static {
     ) -> StoreResult<Option<ContactPage>>;
     async fn get_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<ContactLookup>;
     async fn delete_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<DeleteOutcome>;
+    /// The campaign's contacts in `queue` per zone they are called in (§12.2), from the counts
+    /// kept with every change (no scan): `None` stands for the campaign's own zone. Every zone its
+    /// contacts have had is listed, at 0 when none is queued; empty for a campaign not found.
+    async fn zone_queue_counts(&self, org: OrgId, campaign_id: i64) -> StoreResult<Vec<(Option<String>, i64)>>;
 
     /// A page of a campaign's attempts, oldest first; `None` when the campaign is not found.
     async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>>;

@@ -23,6 +23,7 @@ use crate::domain::attempt::{AnsweredBy, AttemptStatus, ContactProgress, FailedR
 use crate::domain::campaign::CampaignSettings;
 use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, ContactStatus, IntegrationRef};
 use crate::domain::contact::{Contact, PhoneNumber};
+use crate::domain::contact_hours::{ContactZone, TimezoneSource};
 use crate::domain::integration::{Health, Integration, Provider, ProviderConfig};
 use crate::domain::outcome::{AttemptState, ContactData, ContactState};
 use crate::domain::timezone::TimeZone;
@@ -276,7 +277,7 @@ pub(crate) fn dispatch_from_row(row: &impl StoredRow) -> StoreResult<Dispatch> {
 macro_rules! contact_columns {
     () => {
         "id, phone, name, context, extracted_data, f_id, tags, status, retries, failed_retries, \
-         has_follow_up, call_count, billed_duration, last_call_at, failed_reason"
+         has_follow_up, call_count, billed_duration, last_call_at, failed_reason, timezone, timezone_source"
     };
 }
 pub(crate) use contact_columns;
@@ -298,7 +299,50 @@ pub(crate) fn contact_from_row(row: &impl StoredRow) -> StoreResult<Contact> {
         billed_duration: row.int("billed_duration")?,
         last_call_at: opt_seconds(row, "last_call_at")?,
         failed_reason: failed_reason(row)?,
+        timezone: contact_zone(row)?,
     })
+}
+
+/// The `timezone` and `timezone_source` columns: the contact's own zone, `None` for the campaign's.
+fn contact_zone(row: &impl StoredRow) -> StoreResult<Option<ContactZone>> {
+    match (row.opt_text("timezone")?, row.opt_text("timezone_source")?) {
+        (None, None) => Ok(None),
+        (Some(name), Some(source)) => match TimezoneSource::parse(&source) {
+            Some(source @ (TimezoneSource::Given | TimezoneSource::Number)) => Ok(Some(ContactZone { zone: timezone_from(&name)?, source })),
+            _ => Err(StoreError::Corrupt(format!("bad timezone_source {source:?}"))),
+        },
+        (name, source) => Err(StoreError::Corrupt(format!("timezone {name:?} with timezone_source {source:?}"))),
+    }
+}
+
+/// The `timezone` and `timezone_source` columns of a contact's own zone (both NULL for the campaign's).
+pub(crate) fn zone_columns(zone: Option<&ContactZone>) -> (Option<&str>, Option<&'static str>) {
+    zone.map_or((None, None), |zone| (Some(zone.zone.name()), Some(zone.source.as_str())))
+}
+
+/// A zone's key in `campaign_zones` (and `COALESCE(contacts.timezone, '')`): its name, or `''`
+/// for the campaign's own zone.
+pub(crate) fn zone_key(zone: Option<&ContactZone>) -> &str {
+    zone.map_or("", |zone| zone.zone.name())
+}
+
+/// Queued contacts per zone key, from the zone keys of contacts entering (`+1`) or leaving (`-1`)
+/// `queue`: one `campaign_zones` change per zone instead of one per contact.
+pub(crate) fn zone_deltas<'a>(keys: impl IntoIterator<Item = (&'a str, i64)>) -> Vec<(&'a str, i64)> {
+    let mut deltas: Vec<(&str, i64)> = Vec::new();
+    for (key, delta) in keys {
+        match deltas.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, sum)) => *sum += delta,
+            None => deltas.push((key, delta)),
+        }
+    }
+    deltas
+}
+
+/// `campaign_zones` rows as the plan preview reads them: `None` for the campaign's own zone.
+pub(crate) fn zone_count_from_row(row: &impl StoredRow) -> StoreResult<(Option<String>, i64)> {
+    let key = row.text("timezone")?;
+    Ok(((!key.is_empty()).then_some(key), row.int("queued")?))
 }
 
 fn failed_reason(row: &impl StoredRow) -> StoreResult<Option<FailedReason>> {

@@ -59,6 +59,7 @@ const MIGRATION_STEPS: &[M<'static>] = &[
     M::up(include_str!("../../../migrations/sqlite/0008_providers.sql")),
     M::up(include_str!("../../../migrations/sqlite/0009_dashboard.sql")),
     M::up(include_str!("../../../migrations/sqlite/0010_held_events.sql")),
+    M::up(include_str!("../../../migrations/sqlite/0012_contact_timezones.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_STEPS);
 
@@ -469,6 +470,10 @@ impl TenantStore for SqliteStore {
 
     async fn delete_contact(&self, org: OrgId, campaign_id: i64, contact_id: i64) -> StoreResult<DeleteOutcome> {
         self.write(move |conn| contacts::delete_contact(conn, org, campaign_id, contact_id)).await
+    }
+
+    async fn zone_queue_counts(&self, org: OrgId, campaign_id: i64) -> StoreResult<Vec<(Option<String>, i64)>> {
+        self.reads.read(move |conn| contacts::zone_queue_counts(conn, org, campaign_id)).await
     }
 
     async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>> {
