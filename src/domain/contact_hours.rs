@@ -100,7 +100,12 @@ impl ZoneGate {
     /// The gate at `at` of a campaign whose contacts are in the zones `keys` (a zone name, or `''`
     /// for `campaign_zone`). A key that is not a zone (a corrupt row) counts as closed: a contact
     /// is never called at a local time nobody can tell.
-    pub fn at<'a>(hours: Option<&ContactHours>, campaign_zone: &TimeZone, keys: impl IntoIterator<Item = &'a str>, at: Timestamp) -> ZoneGate {
+    pub fn at<'a>(
+        hours: Option<&ContactHours>,
+        campaign_zone: &TimeZone,
+        keys: impl IntoIterator<Item = &'a str>,
+        at: Timestamp,
+    ) -> ZoneGate {
         let Some(hours) = hours else { return ZoneGate::Open };
         let (mut closed, mut any_open) = (Vec::new(), false);
         for key in keys {

@@ -308,7 +308,9 @@ fn contact_zone(row: &impl StoredRow) -> StoreResult<Option<ContactZone>> {
     match (row.opt_text("timezone")?, row.opt_text("timezone_source")?) {
         (None, None) => Ok(None),
         (Some(name), Some(source)) => match TimezoneSource::parse(&source) {
-            Some(source @ (TimezoneSource::Given | TimezoneSource::Number)) => Ok(Some(ContactZone { zone: timezone_from(&name)?, source })),
+            Some(source @ (TimezoneSource::Given | TimezoneSource::Number)) => {
+                Ok(Some(ContactZone { zone: timezone_from(&name)?, source }))
+            }
             _ => Err(StoreError::Corrupt(format!("bad timezone_source {source:?}"))),
         },
         (name, source) => Err(StoreError::Corrupt(format!("timezone {name:?} with timezone_source {source:?}"))),

@@ -64,7 +64,8 @@ async fn contact_hours_takes_its_edges_and_refuses_the_rest_on_create_and_patch(
         let (status, body) = app.patch(&format!("/campaigns/{id}"), json!({ "contact_hours": value })).await;
         assert_error(status, &body, 400, "INVALID_REQUEST", Some(field));
     }
-    let (status, body) = app.patch(&format!("/campaigns/{id}"), json!({ "contact_hours": { "start": "08:00", "end": "21:00", "days": 5 } })).await;
+    let (status, body) =
+        app.patch(&format!("/campaigns/{id}"), json!({ "contact_hours": { "start": "08:00", "end": "21:00", "days": 5 } })).await;
     assert_eq!((status, &body["error"]), (StatusCode::BAD_REQUEST, &json!("INVALID_REQUEST")), "{body}");
     assert!(body["field"].as_str().is_some_and(|f| f.starts_with("contact_hours")), "{body}");
     let (status, body) = app.patch(&format!("/campaigns/{id}"), json!({ "contact_hours": "08:00-21:00" })).await;
@@ -111,10 +112,7 @@ async fn contacts_show_the_zone_they_are_called_in_and_where_it_comes_from() {
     let (status, list) = app.get(&format!("/campaigns/{id}/contacts")).await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_matches_altur("CampaignContactsResponse", &list);
-    assert_eq!(
-        zones(&list),
-        [pair("Europe/Madrid", "given"), pair("America/Tijuana", "number"), pair("America/Bogota", "campaign")]
-    );
+    assert_eq!(zones(&list), [pair("Europe/Madrid", "given"), pair("America/Tijuana", "number"), pair("America/Bogota", "campaign")]);
     let toll_free = list["contacts"][2]["id"].as_i64().expect("id");
     let (_, one) = app.get(&format!("/campaigns/{id}/contacts/{toll_free}")).await;
     assert_matches_altur("CampaignContactDetailResponse", &one);
@@ -168,7 +166,8 @@ async fn a_bad_timezone_refuses_the_whole_batch_and_stores_nothing() {
     let (_, list) = app.get(&format!("/campaigns/{id}/contacts")).await;
     assert_eq!(list["total_count"], 0, "{list}");
     assert!(zone_counts(&app, id).await.is_empty());
-    let (status, body) = app.post(&format!("/campaigns/{id}/contacts"), json!({ "contacts": [{ "contact": TIJUANA, "timezone": "UTC" }] })).await;
+    let (status, body) =
+        app.post(&format!("/campaigns/{id}/contacts"), json!({ "contacts": [{ "contact": TIJUANA, "timezone": "UTC" }] })).await;
     assert_eq!((status, &body["summary"]["created"]), (StatusCode::CREATED, &json!(1)), "{body}");
 }
 
@@ -205,6 +204,9 @@ async fn the_engine_calls_a_contact_only_inside_its_own_hours() {
     assert_eq!(zone_counts(&h, id).await, [zone("America/Mexico_City", 0), zone("America/Tijuana", 0)]);
 
     // Every zone closed (00:30 in Mexico City): nothing is claimed.
+    for contact in ids {
+        h.finish(id, contact, "ended", json!({ "answered_by": "human" })).await;
+    }
     h.add(id, vec![item("+525587654321")]).await;
     h.clock.set(at("2026-06-10T06:30:00Z"));
     assert_eq!(h.claims().await, 0);
@@ -233,11 +235,12 @@ async fn hours_follow_the_contact_s_wall_clock_across_the_march_dst_change() {
     let Some(h) = Harness::webhook("phone_call").await else { return };
     let id = campaign_with_hours(&h, json!({ "timezone": "America/New_York", "contact_hours": hours("08:00", "09:00") })).await;
     // New York moves from UTC-5 to UTC-4 on Sunday 2027-03-14 at 02:00 local.
-    h.add(id, vec![item("+12127365000")]).await;
+    let first = h.add(id, vec![item("+12127365000")]).await;
     h.clock.set(at("2027-03-13T12:59:00Z"));
     assert_eq!(h.claims().await, 0, "07:59 EST");
     h.clock.set(at("2027-03-13T13:30:00Z"));
     assert_eq!(h.claims().await, 1, "08:30 EST");
+    h.finish(id, first[0], "ended", json!({ "answered_by": "human" })).await;
 
     h.add(id, vec![item("+12127365001")]).await;
     h.clock.set(at("2027-03-14T13:30:00Z"));

@@ -185,7 +185,9 @@ pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest)
     // the candidates are read exactly as without them.
     let candidates = match zone_gate(conn, claim.campaign_id, &settings, claim.at).await? {
         ZoneGate::Open => sqlx::query(CANDIDATES).bind(claim.campaign_id).bind(to_millis(claim.at)).bind(room),
-        ZoneGate::Closed(keys) => sqlx::query(CANDIDATES_IN_OPEN_ZONES).bind(claim.campaign_id).bind(to_millis(claim.at)).bind(room).bind(keys),
+        ZoneGate::Closed(keys) => {
+            sqlx::query(CANDIDATES_IN_OPEN_ZONES).bind(claim.campaign_id).bind(to_millis(claim.at)).bind(room).bind(keys)
+        }
         ZoneGate::Shut => return Ok(Vec::new()),
     }
     .fetch_all(&mut *conn)

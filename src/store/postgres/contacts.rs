@@ -292,10 +292,10 @@ pub(super) async fn delete_contact(conn: &mut PgConnection, org: OrgId, campaign
     let row = sqlx::query(
         "SELECT status, processed, answered, COALESCE(timezone, '') AS zone FROM contacts WHERE campaign_id = $1 AND id = $2 FOR UPDATE",
     )
-        .bind(campaign_id)
-        .bind(contact_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    .bind(campaign_id)
+    .bind(contact_id)
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some(row) = row else { return Ok(DeleteOutcome::ContactNotFound) };
     let status = parse_contact_status(row.try_get("status")?)?;
     if !status.is_deletable() {
