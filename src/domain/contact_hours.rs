@@ -35,10 +35,11 @@ pub struct ContactHours {
 #[serde(deny_unknown_fields)]
 pub struct ContactHoursInput {
     #[serde(default)]
-    #[schema(value_type = String, example = "08:00", pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+    #[schema(value_type = String, required = true, example = "08:00", pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub start: Field<String>,
+    /// Later than `start`.
     #[serde(default)]
-    #[schema(value_type = String, example = "21:00", pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
+    #[schema(value_type = String, required = true, example = "21:00", pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
     pub end: Field<String>,
 }
 
