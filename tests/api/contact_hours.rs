@@ -282,3 +282,27 @@ async fn campaign_zone_contacts_follow_a_patched_campaign_timezone_in_the_engine
     h.clock.set(at("2026-06-10T00:00:00Z"));
     assert_eq!(h.claims().await, 1, "09:00 in Tokyo");
 }
+
+#[tokio::test]
+async fn a_new_iteration_counts_its_queued_contacts_per_zone_again() {
+    let Some(h) = Harness::webhook("phone_call").await else { return };
+    let cycles = json!({ "enabled": true, "max_iterations": 2, "cooldown_minutes": 0 });
+    let id = campaign_with_hours(&h, json!({ "cycles": cycles, "contact_hours": hours("09:00", "18:00") })).await;
+    let ids = h.add(id, vec![item(MEXICO_CITY), item(TIJUANA)]).await;
+    h.clock.set(at("2026-06-09T16:00:00Z")); // 10:00 in Mexico City, 09:00 in Tijuana
+    assert_eq!(h.claims().await, 2);
+    for contact in ids {
+        h.finish(id, contact, "ended", json!({ "answered_by": "human" })).await;
+    }
+    assert_eq!(zone_counts(&h, id).await, [zone("America/Mexico_City", 0), zone("America/Tijuana", 0)]);
+
+    // Midnight in Mexico City: the second iteration queues both contacts again, and neither is called.
+    h.clock.set(at("2026-06-10T06:00:00Z"));
+    assert_eq!(h.claims().await, 0);
+    assert_eq!(h.detail(id).await["cycles"]["current_iteration"], 2);
+    assert_eq!(h.statuses(id).await, ["queue", "queue"]);
+    assert_eq!(zone_counts(&h, id).await, [zone("America/Mexico_City", 1), zone("America/Tijuana", 1)]);
+    h.clock.set(at("2026-06-10T15:00:00Z"));
+    assert_eq!(h.claims().await, 1, "09:00 in Mexico City, 08:00 in Tijuana");
+    assert_eq!(zone_counts(&h, id).await, [zone("America/Mexico_City", 0), zone("America/Tijuana", 1)]);
+}
