@@ -22,14 +22,14 @@ use crate::domain::dnc::{DncEntryInput, DncItemStatus, DncResult, DncSource, def
 use crate::store::{DncOrigin, DncStore, OrgId};
 
 /// Columns with a meaning of their own; any other column goes into `extracted_data`.
-const KNOWN_COLUMNS: [&str; 5] = ["contact", "name", "context", "f_id", "tags"];
+const KNOWN_COLUMNS: [&str; 6] = ["contact", "name", "context", "f_id", "tags", "timezone"];
 /// The columns of a do-not-contact CSV (`channel` and `reason` optional).
 const DNC_COLUMNS: [&str; 3] = ["contact", "channel", "reason"];
 
 /// What a CSV holds, and so how its rows become items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Columns {
-    /// Contacts of a campaign: `contact,name,context,f_id,tags`, any other column into `extracted_data`.
+    /// Contacts of a campaign: `contact,name,context,f_id,tags,timezone`, any other column into `extracted_data`.
     Contacts,
     /// Do-not-contact entries: `contact,channel,reason`, no other column.
     Dnc,

@@ -20,6 +20,7 @@ use crate::domain::analytics::Analytics;
 use crate::domain::campaign::{
     Campaign, CampaignInput, CampaignStatus, Channel, ContactStatus, CycleMode, LifecycleAction, ReferenceError, parse_new_campaign,
 };
+use crate::domain::contact_hours::ContactHours;
 use crate::domain::schedule::WeekSchedule;
 use crate::store::{CampaignChange, CampaignCursor, CampaignFilter, CampaignPage, CreateCampaignOutcome, Modified, PageDirection, Refusal};
 
@@ -78,6 +79,9 @@ pub struct CampaignDetail {
     template_alt: Option<String>,
     scheduling: WeekSchedule,
     cycles: CyclesView,
+    /// Hours in each contact's own local time (ext, §12.2); `null`: off.
+    #[schema(required = true)]
+    contact_hours: Option<ContactHours>,
     /// Left out until the campaign has been activated once (§0.2).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -128,6 +132,7 @@ impl CampaignDetailResponse {
                     last_iteration_at: campaign.last_iteration_at.map(format_time),
                     next_cycle_at: campaign.next_cycle_at.map(format_time),
                 },
+                contact_hours: s.contact_hours,
                 analytics,
             },
         }
@@ -322,6 +327,9 @@ pub struct CampaignListItem {
     #[schema(nullable = false)]
     #[schema(format = DateTime)]
     cycle_last_iteration_at: Option<String>,
+    /// Hours in each contact's own local time (ext, §12.2); `null`: off.
+    #[schema(required = true)]
+    contact_hours: Option<ContactHours>,
 }
 
 impl From<&Campaign> for CampaignListItem {
@@ -352,6 +360,7 @@ impl From<&Campaign> for CampaignListItem {
             cycle_filter_tags: s.cycles.filter_tags.clone(),
             cycle_current_iteration: campaign.current_iteration,
             cycle_last_iteration_at: campaign.last_iteration_at.map(format_time),
+            contact_hours: s.contact_hours,
         }
     }
 }

@@ -15,6 +15,7 @@ use super::idempotency::{Recording, Reply};
 use crate::domain::attempt::FailedReason;
 use crate::domain::campaign::ContactStatus;
 use crate::domain::contact::{Contact, ContactBatchInput, ContactInput, IfDuplicate, ItemError, MAX_BATCH, parse_item, region_of_timezone};
+use crate::domain::contact_hours::{TimezoneSource, zone_in_use};
 use crate::domain::timezone::TimeZone;
 use crate::store::{AddContactsOutcome, BatchItem, ContactLookup, DeleteOutcome, ItemResult, ItemStatus, OrgId, ResponseRecorder};
 
@@ -52,11 +53,18 @@ pub struct ContactView {
     /// cannot be reached; `null` otherwise.
     #[schema(required = true)]
     failed_reason: Option<FailedReason>,
+    /// The IANA zone the contact is called in (ext, §12.2): its own, else the campaign's.
+    #[schema(example = "America/Mexico_City")]
+    timezone: String,
+    /// Where `timezone` comes from (ext): the item's `timezone` field, the number, or the campaign.
+    timezone_source: TimezoneSource,
 }
 
 impl ContactView {
     fn new(contact: Contact, timezone: &TimeZone) -> Self {
         let zone = timezone.zone();
+        let (in_use, timezone_source) = zone_in_use(contact.timezone.as_ref(), timezone);
+        let in_use = in_use.name().to_owned();
         ContactView {
             id: contact.id,
             f_id: contact.f_id,
@@ -73,6 +81,8 @@ impl ContactView {
             extracted_data: contact.extracted_data,
             tags: contact.tags,
             failed_reason: contact.failed_reason,
+            timezone: in_use,
+            timezone_source,
         }
     }
 }

@@ -71,6 +71,6 @@ pub async fn get_plan(State(app): State<AppState>, tenant: Tenant, Path(id): Pat
     let id = parse_id("id", &id)?;
     let at = app.clock.now();
     let (campaign, counts) = app.store.plan_counts(tenant.org_id, id, at).await?.ok_or_else(|| ApiError::not_found("campaign"))?;
-    let plan = plan(&campaign, &counts, at, |_zone| true);
+    let plan = plan(&campaign, &counts, at);
     Ok(Json(PlanResponse { success: true, plan: plan.into() }))
 }

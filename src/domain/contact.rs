@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::campaign::ContactStatus;
+use super::contact_hours::ContactZone;
+use super::timezone::TimeZone;
 use super::validation::{self, Field};
 
 pub const MAX_BATCH: usize = 1000;
@@ -139,6 +141,11 @@ pub struct ContactInput {
     #[serde(default)]
     #[schema(value_type = Option<Vec<String>>, max_items = 50)]
     pub tags: Field<Vec<String>>,
+    /// The contact's own IANA zone (ext, §12.2); left out or `null`: the one its number maps to,
+    /// else the campaign's.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "America/Tijuana")]
+    pub timezone: Field<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -159,6 +166,8 @@ pub struct NewContact {
     pub extracted_data: serde_json::Map<String, serde_json::Value>,
     pub f_id: Option<String>,
     pub tags: Vec<String>,
+    /// Its own zone (given or from its number); `None`: the campaign's.
+    pub timezone: Option<ContactZone>,
 }
 
 /// Why one item of a batch was not stored.
@@ -317,6 +326,13 @@ pub fn parse_item(
         Field::Value(tags) => clean_tags(&path("tags"), tags).map_err(|(field, message)| BatchError { field, message })?,
         _ => Vec::new(),
     };
+    let given_zone = match &item.timezone {
+        Field::Value(name) => Some(TimeZone::parse(name).ok_or_else(|| BatchError {
+            field: path("timezone"),
+            message: format!("{} must be an IANA zone name such as America/Mexico_City, got {name:?}", path("timezone")),
+        })?),
+        _ => None,
+    };
     let extracted_data = item.extracted_data.value().cloned().unwrap_or_default();
     check_extracted_data(&path("extracted_data"), &extracted_data)
         .map_err(|message| BatchError { field: path("extracted_data"), message })?;
@@ -325,7 +341,10 @@ pub fn parse_item(
         _ => return Ok(Err((ItemError::MissingContact, String::new()))),
     };
     Ok(match PhoneNumber::parse(raw, region) {
-        Some(phone) => Ok(NewContact { phone, name, context, extracted_data, f_id, tags }),
+        Some(phone) => {
+            let timezone = ContactZone::resolve(given_zone, &phone);
+            Ok(NewContact { phone, name, context, extracted_data, f_id, tags, timezone })
+        }
         None => Err((ItemError::InvalidPhoneNumber, raw.clone())),
     })
 }
@@ -349,6 +368,8 @@ pub struct Contact {
     pub last_call_at: Option<jiff::Timestamp>,
     /// Why the contact failed for good (ext), `None` otherwise.
     pub failed_reason: Option<super::attempt::FailedReason>,
+    /// Its own zone; `None`: the campaign's (§12.2).
+    pub timezone: Option<ContactZone>,
 }
 
 /// What the dashboard's contact search looks for: a prefix, so that an index answers it on a
@@ -436,6 +457,7 @@ mod tests {
             extracted_data: serde_json::Map::new(),
             f_id: None,
             tags: Vec::new(),
+            timezone: None,
         })
     }
 

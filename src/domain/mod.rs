@@ -5,6 +5,7 @@ pub mod analytics;
 pub mod attempt;
 pub mod campaign;
 pub mod contact;
+pub mod contact_hours;
 pub mod credentials;
 pub mod dnc;
 pub mod ids;

@@ -74,12 +74,13 @@ pub struct Plan {
 /// How many windows the finish estimate walks through before it gives up (about a year of daily ones).
 const MAX_WINDOWS: usize = 400;
 
-/// The plan of `campaign` at `at`. `zone_open` tells whether a timezone's contacts are inside
-/// their calling hours at `at` (`None`: the campaign's own zone; always true without
-/// `contact_hours`). A campaign not yet started is planned as if it were activated now: the
-/// preview is what launching it would do.
-pub fn plan(campaign: &Campaign, counts: &PlanCounts, at: Timestamp, zone_open: impl Fn(Option<&str>) -> bool) -> Plan {
+/// The plan of `campaign` at `at`. A campaign not yet started is planned as if it were activated
+/// now: the preview is what launching it would do.
+pub fn plan(campaign: &Campaign, counts: &PlanCounts, at: Timestamp) -> Plan {
     let settings = &campaign.settings;
+    let zone_open = |zone: Option<&str>| {
+        settings.contact_hours.as_ref().is_none_or(|hours| hours.open_for_key(&settings.timezone, zone.unwrap_or(""), at))
+    };
     let count_of = |status: ContactStatus| counts.by_status.iter().filter(|(s, _)| *s == status).map(|(_, n)| n).sum::<i64>();
     let remaining = count_of(ContactStatus::Queue) + count_of(ContactStatus::Retrying);
     let sum =
@@ -206,7 +207,12 @@ mod tests {
 
     #[test]
     fn every_remaining_contact_is_counted_once_under_the_first_reason_in_the_contracts_order() {
-        let c = campaign(Channel::PhoneCall, |s| s.concurrency_limit = Some(10));
+        // At 10:00 in Mexico City it is 09:00 in Tijuana, before these hours.
+        let hours = serde_json::from_value(serde_json::json!({ "start": "09:30", "end": "18:00" })).ok();
+        let c = campaign(Channel::PhoneCall, |s| {
+            s.concurrency_limit = Some(10);
+            s.contact_hours = hours;
+        });
         let waiting = vec![
             group(None, ContactStatus::Queue, true, 50),
             group(Some("America/Tijuana"), ContactStatus::Queue, true, 20),
@@ -216,7 +222,7 @@ mod tests {
         let suppressed =
             vec![group(Some("America/Tijuana"), ContactStatus::Queue, true, 2), group(None, ContactStatus::Retrying, false, 1)];
         let counts = counts(waiting, suppressed);
-        let plan = plan(&c, &counts, monday("10:00"), |zone| zone.is_none());
+        let plan = plan(&c, &counts, monday("10:00"));
         assert_eq!(plan.remaining, 80);
         assert_eq!(
             plan.blocked,
@@ -227,7 +233,7 @@ mod tests {
         assert_eq!(plan.eligible_now + plan.blocked.total(), plan.remaining);
 
         // Outside the window everything not suppressed waits for it, whatever else holds it.
-        let closed = super::plan(&c, &counts, monday("19:00"), |_| false);
+        let closed = super::plan(&c, &counts, monday("19:00"));
         assert_eq!(closed.blocked, Blocked { suppressed: 3, window_closed: 77, ..Blocked::default() });
         assert_eq!(closed.next_window_opens_at, Some(monday("09:00") + SignedDuration::from_hours(24 * 7)));
     }
@@ -240,11 +246,11 @@ mod tests {
         });
         let mut counts = counts(vec![group(None, ContactStatus::Queue, true, 40)], vec![]);
         counts.started_last_day = 25;
-        let plan = plan(&c, &counts, monday("10:00"), |_| true);
+        let plan = plan(&c, &counts, monday("10:00"));
         assert_eq!((plan.eligible_now, plan.blocked.message_limit, plan.blocked.concurrency), (5, 35, 0));
         counts.started_last_day = 0;
         counts.in_flight = 8;
-        let plan = super::plan(&c, &counts, monday("10:00"), |_| true);
+        let plan = super::plan(&c, &counts, monday("10:00"));
         assert_eq!((plan.eligible_now, plan.blocked.message_limit, plan.blocked.concurrency), (2, 0, 38));
     }
 
@@ -256,13 +262,13 @@ mod tests {
             s.message_limit = 100_000;
         });
         let mut counts = counts(vec![group(None, ContactStatus::Queue, true, 6_000)], vec![]);
-        assert_eq!(plan(&c, &counts, monday("09:00"), |_| true).estimated_finish_at, None, "no attempt timed yet");
+        assert_eq!(plan(&c, &counts, monday("09:00")).estimated_finish_at, None, "no attempt timed yet");
         counts.attempt_duration = Some(SignedDuration::from_secs(60));
         let week = SignedDuration::from_hours(24 * 7);
-        assert_eq!(plan(&c, &counts, monday("09:00"), |_| true).estimated_finish_at, Some(monday("10:00") + week));
+        assert_eq!(plan(&c, &counts, monday("09:00")).estimated_finish_at, Some(monday("10:00") + week));
         // The daily cap stretches it: 250 a day is 24 days for 6,000.
         let capped = campaign(Channel::PhoneCall, |s| s.concurrency_limit = Some(10));
-        let finish = plan(&capped, &counts, monday("09:00"), |_| true).estimated_finish_at.expect("estimated");
+        let finish = plan(&capped, &counts, monday("09:00")).estimated_finish_at.expect("estimated");
         assert_eq!(finish, monday("09:00") + SignedDuration::from_hours(24 * 23));
     }
 }

@@ -279,6 +279,10 @@ pub trait TenantStore: Send + Sync + 'static {
         campaign_id: i64,
         at: Timestamp,
     ) -> StoreResult<Option<(Campaign, crate::domain::plan::PlanCounts)>>;
+    /// The campaign's contacts in `queue` per zone they are called in (§12.2), from the counts
+    /// kept with every change (no scan): `None` stands for the campaign's own zone. Every zone its
+    /// contacts have had is listed, at 0 when none is queued; empty for a campaign not found.
+    async fn zone_queue_counts(&self, org: OrgId, campaign_id: i64) -> StoreResult<Vec<(Option<String>, i64)>>;
 
     /// A page of a campaign's attempts, oldest first; `None` when the campaign is not found.
     async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>>;

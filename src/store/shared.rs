@@ -24,6 +24,7 @@ use crate::domain::attempt::{AnsweredBy, AttemptStatus, ContactProgress, FailedR
 use crate::domain::campaign::CampaignSettings;
 use crate::domain::campaign::{AgentRef, Campaign, CampaignStatus, Channel, ContactStatus, IntegrationRef};
 use crate::domain::contact::{Contact, PhoneNumber};
+use crate::domain::contact_hours::{ContactZone, TimezoneSource};
 use crate::domain::dnc::{DncAction, DncChannel, DncSource};
 use crate::domain::integration::{Health, Integration, Provider, ProviderConfig};
 use crate::domain::outcome::{AttemptState, ContactData, ContactState};
@@ -329,7 +330,7 @@ pub(crate) fn dispatch_from_row(row: &impl StoredRow) -> StoreResult<Dispatch> {
 macro_rules! contact_columns {
     () => {
         "id, phone, name, context, extracted_data, f_id, tags, status, retries, failed_retries, \
-         has_follow_up, call_count, billed_duration, last_call_at, failed_reason"
+         has_follow_up, call_count, billed_duration, last_call_at, failed_reason, timezone, timezone_source"
     };
 }
 pub(crate) use contact_columns;
@@ -351,7 +352,52 @@ pub(crate) fn contact_from_row(row: &impl StoredRow) -> StoreResult<Contact> {
         billed_duration: row.int("billed_duration")?,
         last_call_at: opt_seconds(row, "last_call_at")?,
         failed_reason: failed_reason(row)?,
+        timezone: contact_zone(row)?,
     })
+}
+
+/// The `timezone` and `timezone_source` columns: the contact's own zone, `None` for the campaign's.
+fn contact_zone(row: &impl StoredRow) -> StoreResult<Option<ContactZone>> {
+    match (row.opt_text("timezone")?, row.opt_text("timezone_source")?) {
+        (None, None) => Ok(None),
+        (Some(name), Some(source)) => match TimezoneSource::parse(&source) {
+            Some(source @ (TimezoneSource::Given | TimezoneSource::Number)) => {
+                Ok(Some(ContactZone { zone: timezone_from(&name)?, source }))
+            }
+            _ => Err(StoreError::Corrupt(format!("bad timezone_source {source:?}"))),
+        },
+        (name, source) => Err(StoreError::Corrupt(format!("timezone {name:?} with timezone_source {source:?}"))),
+    }
+}
+
+/// The `timezone` and `timezone_source` columns of a contact's own zone (both NULL for the campaign's).
+pub(crate) fn zone_columns(zone: Option<&ContactZone>) -> (Option<&str>, Option<&'static str>) {
+    zone.map_or((None, None), |zone| (Some(zone.zone.name()), Some(zone.source.as_str())))
+}
+
+/// A zone's key in `campaign_zones` (and `COALESCE(contacts.timezone, '')`): its name, or `''`
+/// for the campaign's own zone.
+pub(crate) fn zone_key(zone: Option<&ContactZone>) -> &str {
+    zone.map_or("", |zone| zone.zone.name())
+}
+
+/// Queued contacts per zone key, from the zone keys of contacts entering (`+1`) or leaving (`-1`)
+/// `queue`: one `campaign_zones` change per zone instead of one per contact.
+pub(crate) fn zone_deltas<'a>(keys: impl IntoIterator<Item = (&'a str, i64)>) -> Vec<(&'a str, i64)> {
+    let mut deltas: Vec<(&str, i64)> = Vec::new();
+    for (key, delta) in keys {
+        match deltas.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, sum)) => *sum += delta,
+            None => deltas.push((key, delta)),
+        }
+    }
+    deltas
+}
+
+/// `campaign_zones` rows as the plan preview reads them: `None` for the campaign's own zone.
+pub(crate) fn zone_count_from_row(row: &impl StoredRow) -> StoreResult<(Option<String>, i64)> {
+    let key = row.text("timezone")?;
+    Ok(((!key.is_empty()).then_some(key), row.int("queued")?))
 }
 
 fn failed_reason(row: &impl StoredRow) -> StoreResult<Option<FailedReason>> {
@@ -602,6 +648,8 @@ const PACKED_HEADER: usize = 6;
 /// recur, so a 1.2 KB campaign keeps 170 to 310 bytes. Records packed with a dictionary can only
 /// be read with the same bytes: never edit one; add a new version beside it, and keep the old
 /// ones for reading the records packed before.
+const DICTIONARY_V4: &[u8] = include_bytes!("response_dictionary_v4.json");
+/// The third dictionary, from before campaigns showed `contact_hours` (§12.2); read, never written.
 const DICTIONARY_V3: &[u8] = include_bytes!("response_dictionary_v3.json");
 /// The second dictionary, from before absent values were left out of Altur's objects (§0.2);
 /// read, never written.
@@ -609,11 +657,11 @@ const DICTIONARY_V2: &[u8] = include_bytes!("response_dictionary_v2.json");
 /// The first dictionary, with an error body the API did not send; read, never written.
 const DICTIONARY_V1: &[u8] = include_bytes!("response_dictionary_v1.json");
 /// The dictionary new records are packed with.
-const DICTIONARY: (u8, &[u8]) = (3, DICTIONARY_V3);
+const DICTIONARY: (u8, &[u8]) = (4, DICTIONARY_V4);
 /// Larger than any response: a corrupt length must not make a huge allocation.
 const MAX_UNPACKED_BODY: usize = 1 << 28;
 
-/// A response body as the stores keep it: compressed when that is smaller (see [`DICTIONARY_V3`]).
+/// A response body as the stores keep it: compressed when that is smaller (see [`DICTIONARY_V4`]).
 /// Fewer bytes per record means fewer pages written and synced with each commit.
 pub(crate) fn pack_body(body: &[u8]) -> Vec<u8> {
     let Ok(length) = u32::try_from(body.len()) else { return body.to_vec() };
@@ -647,6 +695,7 @@ fn unpack_body(stored: Vec<u8>) -> StoreResult<Vec<u8>> {
         Some(1) => DICTIONARY_V1,
         Some(2) => DICTIONARY_V2,
         Some(3) => DICTIONARY_V3,
+        Some(4) => DICTIONARY_V4,
         _ => return Err(corrupt("unknown dictionary")),
     };
     let length =
@@ -987,20 +1036,20 @@ mod tests {
 
     #[test]
     fn bodies_packed_with_earlier_dictionaries_still_read_back() {
-        for (version, dictionary) in [(1, DICTIONARY_V1), (2, DICTIONARY_V2)] {
+        for (version, dictionary) in [(1, DICTIONARY_V1), (2, DICTIONARY_V2), (3, DICTIONARY_V3)] {
             let mut packed = vec![PACKED, version];
             packed.extend_from_slice(&u32::try_from(CAMPAIGN.len()).expect("small").to_le_bytes());
             packed.extend(lz4_flex::block::compress_with_dict(CAMPAIGN, dictionary));
             assert_eq!(unpack_body(packed).expect("unpacks"), CAMPAIGN, "version {version}");
         }
-        assert_eq!(pack_body(CAMPAIGN)[1], 3, "new records use the third");
+        assert_eq!(pack_body(CAMPAIGN)[1], 4, "new records use the fourth");
     }
 
     #[test]
     fn a_damaged_packed_body_is_an_error_not_a_wrong_answer() {
         let packed = pack_body(CAMPAIGN);
         let mut unknown_dictionary = packed.clone();
-        unknown_dictionary[1] = 4;
+        unknown_dictionary[1] = 5;
         let mut longer = packed.clone();
         longer[2] = longer[2].wrapping_add(1);
         let mut huge = packed.clone();

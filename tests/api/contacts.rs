@@ -471,7 +471,8 @@ async fn the_contact_object_has_every_field_with_its_defaults() {
             "id": full, "f_id": "crm-77", "name": "Luis", "contact": "+525512345678", "status": "queue",
             "context": "Asked for a call back", "retries": 0, "failed_retries": 0, "has_follow_up": false,
             "call_count": 0, "billed_duration": 0,
-            "extracted_data": { "plan": "gold", "nested": { "n": 1 } }, "tags": ["vip", "mx"], "failed_reason": null
+            "extracted_data": { "plan": "gold", "nested": { "n": 1 } }, "tags": ["vip", "mx"], "failed_reason": null,
+            "timezone": "America/Mexico_City", "timezone_source": "number"
         } }),
         "every field, exactly; duplicate tags collapsed; no call yet, so no last_call_at"
     );
@@ -480,7 +481,8 @@ async fn the_contact_object_has_every_field_with_its_defaults() {
         json!({
             "id": bare, "contact": "+525587654321", "status": "queue",
             "retries": 0, "failed_retries": 0, "has_follow_up": false,
-            "call_count": 0, "billed_duration": 0, "extracted_data": {}, "tags": [], "failed_reason": null
+            "call_count": 0, "billed_duration": 0, "extracted_data": {}, "tags": [], "failed_reason": null,
+            "timezone": "America/Mexico_City", "timezone_source": "number"
         }),
         "absent f_id, name, context and last_call_at are left out (§0.2), extracted_data {{}} and tags []"
     );

@@ -365,7 +365,7 @@ async fn the_response_dictionary_holds_bodies_the_api_sends() {
     let refused = post_with_key(&app, "dictionary-refused", &app.key, &format!("/campaigns/{id}/resume"), &json!({})).await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
 
-    let dictionary: Vec<Value> = include_str!("../../src/store/response_dictionary_v3.json")
+    let dictionary: Vec<Value> = include_str!("../../src/store/response_dictionary_v4.json")
         .lines()
         .map(|line| serde_json::from_str(line).expect("each line of the dictionary is a JSON body"))
         .collect();

@@ -10,6 +10,7 @@ use super::{
     MAX_FIRST_MESSAGE_CHARS, MAX_TEMPLATE_CHARS, NewCampaign,
 };
 use crate::domain::contact::MAX_TEXT_CHARS;
+use crate::domain::contact_hours::{ContactHours, ContactHoursInput};
 use crate::domain::schedule::{WeekSchedule, WeekScheduleInput};
 use crate::domain::timezone::TimeZone;
 use crate::domain::validation::{self, Field, Violation, Violations, WholeNumber, int_in_range, object_field};
@@ -62,6 +63,10 @@ pub struct CampaignInput {
     #[serde(default, deserialize_with = "object_field")]
     #[schema(value_type = CyclesInput)]
     pub cycles: Field<CyclesInput>,
+    /// Hours in each contact's own local time (ext, §12.2); `null` turns them off.
+    #[serde(default, deserialize_with = "object_field")]
+    #[schema(value_type = Option<ContactHoursInput>)]
+    pub contact_hours: Field<ContactHoursInput>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -267,6 +272,14 @@ fn apply_input(
         },
         Field::Null if mode == Mode::Update => not_null("scheduling", violations),
         _ => {}
+    }
+    match &input.contact_hours {
+        Field::Value(hours) => match ContactHours::parse("contact_hours", hours) {
+            Ok(hours) => settings.contact_hours = Some(hours),
+            Err(list) => list.into_iter().for_each(|v| violations.push(v.field, v.message)),
+        },
+        Field::Null => settings.contact_hours = None,
+        Field::Absent => {}
     }
 
     match (&input.cycles, mode) {

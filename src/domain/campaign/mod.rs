@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::analytics::CampaignCounters;
+use super::contact_hours::ContactHours;
 use super::schedule::WeekSchedule;
 use super::timezone::TimeZone;
 use super::validation::Violation;
@@ -76,6 +77,10 @@ pub struct CampaignSettings {
     pub template_alt: Option<String>,
     pub scheduling: WeekSchedule,
     pub cycles: CyclesConfig,
+    /// Hours in each contact's own time (§12.2); `None`: off. Campaigns stored before the field
+    /// existed read as off.
+    #[serde(default)]
+    pub contact_hours: Option<ContactHours>,
 }
 
 impl CampaignSettings {
@@ -115,6 +120,7 @@ impl CampaignSettings {
             template_alt: None,
             scheduling: WeekSchedule::default(),
             cycles: CyclesConfig::default(),
+            contact_hours: None,
         }
     }
 }

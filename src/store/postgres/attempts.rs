@@ -16,7 +16,7 @@ use sqlx::{AssertSqlSafe, Row};
 use super::super::shared::{
     ATTEMPT_COLUMNS, MINUTES_PER_DAY, SETTINGS_RETRIES, START_COUNTS_KEPT_MINUTES, attempt_from_row, attempt_state_from_row,
     contact_state_from_row, dispatch_contact_columns, dispatch_from_row, minute_of, parse_campaign_status, parse_channel, running_from_row,
-    sql_list, waiting_from_row,
+    sql_list, waiting_from_row, zone_deltas,
 };
 use super::super::{
     AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, OrgId, RunningCampaign, StoreResult, to_millis,
@@ -26,6 +26,7 @@ use super::contacts::suppressed_numbers;
 use super::{campaign_columns, campaign_from_row, select_campaigns, update_campaign, webhooks};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, FailedReason, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, ContactStatus};
+use crate::domain::contact_hours::ZoneGate;
 use crate::domain::dnc::{DncSource, provider_opt_out};
 use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, EventsApplied, FinishedAttempt, apply_events as apply_outcomes};
 use crate::domain::pacing;
@@ -92,6 +93,59 @@ pub(super) async fn started_last_day(conn: &mut PgConnection, campaign_id: i64, 
         .await?)
 }
 
+/// The candidates of a claim: queued and due retrying contacts, in the order they were added, with
+/// the zone key that `campaign_zones` counts them under; contacts another transaction holds are
+/// left to it. `$zones` narrows both kinds of contact alike.
+macro_rules! claim_candidates {
+    ($zones:literal) => {
+        concat!(
+            "WITH queued AS (\
+               SELECT id, status, failed_retries, phone, COALESCE(timezone, '') AS zone FROM contacts WHERE campaign_id = $1 AND status = 'queue'",
+            $zones,
+            " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED), \
+             retrying AS (\
+               SELECT id, status, failed_retries, phone, COALESCE(timezone, '') AS zone FROM contacts \
+               WHERE campaign_id = $1 AND status = 'retrying' AND next_attempt_at <= $2",
+            $zones,
+            " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             SELECT id, status, failed_retries, phone, zone FROM (SELECT * FROM queued UNION ALL SELECT * FROM retrying) AS candidates \
+             ORDER BY id LIMIT $3"
+        )
+    };
+}
+const CANDIDATES: &str = claim_candidates!("");
+/// The candidates outside the zones whose contact hours are closed (`$4`, zone keys).
+const CANDIDATES_IN_OPEN_ZONES: &str = claim_candidates!(" AND COALESCE(timezone, '') <> ALL($4::text[])");
+
+/// Which of the campaign's zones its contact hours close at `at`; the zones are read only when
+/// the campaign has hours.
+async fn zone_gate(conn: &mut PgConnection, campaign_id: i64, settings: &CampaignSettings, at: Timestamp) -> StoreResult<ZoneGate> {
+    let Some(hours) = &settings.contact_hours else { return Ok(ZoneGate::Open) };
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT timezone FROM campaign_zones WHERE campaign_id = $1").bind(campaign_id).fetch_all(&mut *conn).await?;
+    Ok(ZoneGate::at(Some(hours), &settings.timezone, keys.iter().map(String::as_str), at))
+}
+
+/// Adds to the queued contacts of a campaign's zones (by zone key, each once), making a zone's
+/// row when it has none (also for a delta of 0: see `campaign_zones`).
+pub(super) async fn add_zone_counts(conn: &mut PgConnection, campaign_id: i64, deltas: &[(&str, i64)]) -> StoreResult<()> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let (keys, counts): (Vec<&str>, Vec<i64>) = deltas.iter().copied().unzip();
+    sqlx::query(
+        "INSERT INTO campaign_zones (campaign_id, timezone, queued) \
+         SELECT $1, v.timezone, v.queued FROM UNNEST($2::text[], $3::bigint[]) AS v(timezone, queued) \
+         ON CONFLICT (campaign_id, timezone) DO UPDATE SET queued = campaign_zones.queued + excluded.queued",
+    )
+    .bind(campaign_id)
+    .bind(&keys)
+    .bind(&counts)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Claims for one campaign, whose row the caller has locked.
 pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest) -> StoreResult<Vec<Dispatch>> {
     let row = sqlx::query(
@@ -130,21 +184,15 @@ pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest)
     if room == 0 {
         return Ok(Vec::new());
     }
-    // Queued and due retrying contacts, in the order they were added; contacts another
-    // transaction holds are left to it.
-    let candidates = sqlx::query(
-        "WITH queued AS (\
-           SELECT id, status, failed_retries, phone FROM contacts WHERE campaign_id = $1 AND status = 'queue' \
-           ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED), \
-         retrying AS (\
-           SELECT id, status, failed_retries, phone FROM contacts WHERE campaign_id = $1 AND status = 'retrying' AND next_attempt_at <= $2 \
-           ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-         SELECT id, status, failed_retries, phone FROM (SELECT * FROM queued UNION ALL SELECT * FROM retrying) AS candidates \
-         ORDER BY id LIMIT $3",
-    )
-    .bind(claim.campaign_id)
-    .bind(to_millis(claim.at))
-    .bind(room)
+    // Contacts whose own hours are closed wait (§12.2); without hours, or with every zone open,
+    // the candidates are read exactly as without them.
+    let candidates = match zone_gate(conn, claim.campaign_id, &settings, claim.at).await? {
+        ZoneGate::Open => sqlx::query(CANDIDATES).bind(claim.campaign_id).bind(to_millis(claim.at)).bind(room),
+        ZoneGate::Closed(keys) => {
+            sqlx::query(CANDIDATES_IN_OPEN_ZONES).bind(claim.campaign_id).bind(to_millis(claim.at)).bind(room).bind(keys)
+        }
+        ZoneGate::Shut => return Ok(Vec::new()),
+    }
     .fetch_all(&mut *conn)
     .await?;
     if candidates.is_empty() {
@@ -159,9 +207,14 @@ pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest)
     let mut templates = Vec::with_capacity(candidates.len());
     let mut withheld = Vec::new();
     let (mut from_queue, mut from_retrying, mut withheld_queued) = (0_i64, 0_i64, 0_i64);
+    // Every candidate leaves `queue` now, attempted or not.
+    let mut queued_zones = Vec::new();
     for (row, phone) in candidates.iter().zip(&phones) {
         let failed_retries: i64 = row.try_get("failed_retries")?;
         let queued = row.try_get::<String, _>("status")? == ContactStatus::Queue.as_str();
+        if queued {
+            queued_zones.push(row.try_get::<String, _>("zone")?);
+        }
         if suppressed.contains(*phone) {
             withheld.push(row.try_get::<i64, _>("id")?);
             withheld_queued += i64::from(queued);
@@ -176,6 +229,7 @@ pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest)
         attempt_ids.push(new_attempt_id(channel));
         templates.push(settings.template_for(channel, failed_retries));
     }
+    add_zone_counts(conn, claim.campaign_id, &zone_deltas(queued_zones.iter().map(|key| (key.as_str(), -1)))).await?;
     if !withheld.is_empty() {
         sqlx::query("UPDATE contacts SET status = 'failed', failed_reason = $1, next_attempt_at = NULL WHERE id = ANY($2)")
             .bind(FailedReason::Suppressed.as_str())
@@ -696,6 +750,16 @@ pub(super) async fn queue_eligible_contacts(conn: &mut PgConnection, campaign: &
     sqlx::query(
         "INSERT INTO campaign_contact_counts (campaign_id, status, count) \
          SELECT campaign_id, status, COUNT(*) FROM contacts WHERE campaign_id = $1 GROUP BY campaign_id, status",
+    )
+    .bind(campaign.id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE campaign_zones SET queued = 0 WHERE campaign_id = $1").bind(campaign.id).execute(&mut *conn).await?;
+    sqlx::query(
+        "INSERT INTO campaign_zones (campaign_id, timezone, queued) \
+         SELECT campaign_id, COALESCE(timezone, ''), COUNT(*) FROM contacts WHERE campaign_id = $1 AND status = 'queue' \
+         GROUP BY campaign_id, COALESCE(timezone, '') \
+         ON CONFLICT (campaign_id, timezone) DO UPDATE SET queued = excluded.queued",
     )
     .bind(campaign.id)
     .execute(&mut *conn)

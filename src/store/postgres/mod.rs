@@ -430,6 +430,11 @@ impl TenantStore for PostgresStore {
         plan::plan_counts(&mut *self.pool.acquire().await?, org, campaign_id, at).await
     }
 
+    async fn zone_queue_counts(&self, org: OrgId, campaign_id: i64) -> StoreResult<Vec<(Option<String>, i64)>> {
+        let mut conn = self.pool.acquire().await?;
+        contacts::zone_queue_counts(&mut conn, org, campaign_id).await
+    }
+
     async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;

@@ -19,7 +19,7 @@ use rusqlite::{Connection, params, params_from_iter};
 use super::super::shared::{
     ATTEMPT_COLUMNS, MINUTES_PER_DAY, SETTINGS_RETRIES, START_COUNTS_KEPT_MINUTES, StoredRow, attempt_from_row, attempt_state_from_row,
     contact_state_from_row, dispatch_contact_columns, dispatch_contact_from_row, dispatch_from_row, minute_of, parse_campaign_status,
-    parse_channel, running_from_row, sql_list, waiting_from_row,
+    parse_channel, running_from_row, sql_list, waiting_from_row, zone_deltas,
 };
 use super::super::{
     AttemptPage, AttemptQuery, ClaimRequest, Dispatch, EventOutcome, HandoffResult, OrgId, RunningCampaign, StoreResult, to_millis,
@@ -29,6 +29,7 @@ use super::contacts::suppressed_numbers;
 use super::{all_rows, campaign_columns, campaign_from_row, first_row, select_campaigns, update_campaign, webhooks};
 use crate::domain::attempt::{AnsweredBy, AttemptEvent, FailedReason, RetrySettings, new_attempt_id};
 use crate::domain::campaign::{Campaign, CampaignSettings, CampaignStatus, ContactStatus};
+use crate::domain::contact_hours::ZoneGate;
 use crate::domain::dnc::{DncSource, provider_opt_out};
 use crate::domain::outcome::{AttemptState, CampaignDelta, ContactState, EventsApplied, FinishedAttempt, apply_events as apply_outcomes};
 use crate::domain::pacing;
@@ -83,6 +84,40 @@ pub(super) fn started_last_day(conn: &Connection, campaign_id: i64, at: Timestam
         .query_row(params![campaign_id, minute_of(at) - MINUTES_PER_DAY], |row| row.get(0))?)
 }
 
+/// The candidates of a claim: queued and due retrying contacts, in the order they were added, with
+/// what providers receive of each contact (the claim needs no second read) and the zone key that
+/// `campaign_zones` counts them under. `$zones` narrows both kinds of contact alike.
+macro_rules! claim_candidates {
+    ($zones:literal) => {
+        concat!(
+            "SELECT ct.status, ct.failed_retries, COALESCE(ct.timezone, '') AS zone, ",
+            dispatch_contact_columns!(),
+            " FROM (\
+               SELECT id FROM (SELECT id FROM contacts WHERE campaign_id = ?1 AND status = 'queue'",
+            $zones,
+            " ORDER BY id LIMIT ?3) \
+               UNION ALL SELECT id FROM (SELECT id FROM contacts WHERE campaign_id = ?1 AND status = 'retrying' AND next_attempt_at <= ?2",
+            $zones,
+            " ORDER BY id LIMIT ?3) \
+               ORDER BY id LIMIT ?3) AS picked JOIN contacts ct ON ct.id = picked.id ORDER BY ct.id"
+        )
+    };
+}
+const CANDIDATES: &str = claim_candidates!("");
+/// The candidates outside the zones whose contact hours are closed (`?4`, a JSON array of zone keys).
+const CANDIDATES_IN_OPEN_ZONES: &str = claim_candidates!(" AND COALESCE(timezone, '') NOT IN (SELECT value FROM json_each(?4))");
+
+/// Which of the campaign's zones its contact hours close at `at`; the zones are read only when
+/// the campaign has hours.
+fn zone_gate(conn: &Connection, campaign_id: i64, settings: &CampaignSettings, at: Timestamp) -> StoreResult<ZoneGate> {
+    let Some(hours) = &settings.contact_hours else { return Ok(ZoneGate::Open) };
+    let keys: Vec<String> = conn
+        .prepare_cached("SELECT timezone FROM campaign_zones WHERE campaign_id = ?")?
+        .query_map([campaign_id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ZoneGate::at(Some(hours), &settings.timezone, keys.iter().map(String::as_str), at))
+}
+
 pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreResult<Vec<Dispatch>> {
     let found = first_row(
         conn,
@@ -120,25 +155,27 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
     if room == 0 {
         return Ok(Vec::new());
     }
-    let mut candidates = Vec::new();
+    // Contacts whose own hours are closed wait (§12.2); without hours, or with every zone open,
+    // the candidates are read exactly as without them.
+    let closed_zones = match zone_gate(conn, claim.campaign_id, &settings, claim.at)? {
+        ZoneGate::Open => None,
+        ZoneGate::Closed(keys) => Some(serde_json::to_string(&keys)?),
+        ZoneGate::Shut => return Ok(Vec::new()),
+    };
+    // Each with the zone it is counted under while queued (`None` when retrying).
+    let mut candidates: Vec<(Option<String>, Dispatch)> = Vec::new();
     {
-        // Queued and due retrying contacts, in the order they were added.
-        // With what providers receive of each contact, so that the claim needs no second read.
-        let mut select = conn.prepare_cached(concat!(
-            "SELECT ct.status, ct.failed_retries, ",
-            dispatch_contact_columns!(),
-            " FROM (\
-               SELECT id FROM (SELECT id FROM contacts WHERE campaign_id = ?1 AND status = 'queue' ORDER BY id LIMIT ?3) \
-               UNION ALL SELECT id FROM (SELECT id FROM contacts WHERE campaign_id = ?1 AND status = 'retrying' AND next_attempt_at <= ?2 \
-                 ORDER BY id LIMIT ?3) \
-               ORDER BY id LIMIT ?3) AS picked JOIN contacts ct ON ct.id = picked.id ORDER BY ct.id"
-        ))?;
-        let mut rows = select.query(params![claim.campaign_id, to_millis(claim.at), room])?;
+        let (sql, at, room) = (if closed_zones.is_some() { CANDIDATES_IN_OPEN_ZONES } else { CANDIDATES }, to_millis(claim.at), room);
+        let mut select = conn.prepare_cached(sql)?;
+        let mut rows = match &closed_zones {
+            None => select.query(params![claim.campaign_id, at, room])?,
+            Some(closed) => select.query(params![claim.campaign_id, at, room, closed])?,
+        };
         while let Some(row) = rows.next()? {
             let failed_retries: i64 = row.get("failed_retries")?;
-            let queued = row.get::<_, String>("status")? == ContactStatus::Queue.as_str();
+            let queued_zone = if row.get::<_, String>("status")? == ContactStatus::Queue.as_str() { Some(row.get("zone")?) } else { None };
             candidates.push((
-                queued,
+                queued_zone,
                 Dispatch {
                     attempt_id: new_attempt_id(channel),
                     campaign_id: claim.campaign_id,
@@ -154,11 +191,14 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
+    // Every candidate leaves `queue` now, attempted or not.
+    let queued_zones = zone_deltas(candidates.iter().filter_map(|(zone, _)| zone.as_deref()).map(|zone| (zone, -1)));
+    add_zone_counts(conn, claim.campaign_id, &queued_zones)?;
     // A number suppressed since its contact was added is never attempted: the contact fails now.
     let suppressed = suppressed_numbers(conn, org, channel, candidates.iter().map(|(_, d)| d.contact.contact.as_str()))?;
     let (withheld, claimed): (Vec<_>, Vec<_>) =
         candidates.into_iter().partition(|(_, dispatch)| suppressed.contains(dispatch.contact.contact.as_str()));
-    let from_queue = i64::try_from(claimed.iter().filter(|(queued, _)| *queued).count()).unwrap_or(i64::MAX);
+    let from_queue = i64::try_from(claimed.iter().filter(|(zone, _)| zone.is_some()).count()).unwrap_or(i64::MAX);
     let from_retrying = i64::try_from(claimed.len()).unwrap_or(i64::MAX) - from_queue;
     if !withheld.is_empty() {
         let mut fail =
@@ -166,7 +206,7 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
         for (_, dispatch) in &withheld {
             fail.execute(params![FailedReason::Suppressed.as_str(), dispatch.contact.id])?;
         }
-        let queued = i64::try_from(withheld.iter().filter(|(queued, _)| *queued).count()).unwrap_or(i64::MAX);
+        let queued = i64::try_from(withheld.iter().filter(|(zone, _)| zone.is_some()).count()).unwrap_or(i64::MAX);
         let total = i64::try_from(withheld.len()).unwrap_or(i64::MAX);
         add_counts(
             conn,
@@ -487,6 +527,19 @@ fn write_delta(conn: &Connection, campaign_id: i64, delta: CampaignDelta) -> Sto
     add_counts(conn, campaign_id, delta.statuses)
 }
 
+/// Adds to the queued contacts of a campaign's zones (by zone key), making a zone's row when it
+/// has none (also for a delta of 0: see `campaign_zones`).
+pub(super) fn add_zone_counts(conn: &Connection, campaign_id: i64, deltas: &[(&str, i64)]) -> StoreResult<()> {
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO campaign_zones (campaign_id, timezone, queued) VALUES (?, ?, ?) \
+         ON CONFLICT (campaign_id, timezone) DO UPDATE SET queued = queued + excluded.queued",
+    )?;
+    for (key, delta) in deltas {
+        upsert.execute(params![campaign_id, key, delta])?;
+    }
+    Ok(())
+}
+
 /// Adds to the per-status contact counts of a campaign (statuses whose delta is 0 are left alone).
 pub(super) fn add_counts(conn: &Connection, campaign_id: i64, deltas: impl IntoIterator<Item = (ContactStatus, i64)>) -> StoreResult<()> {
     let mut upsert = conn.prepare_cached(
@@ -533,6 +586,14 @@ pub(super) fn queue_eligible_contacts(conn: &Connection, campaign: &Campaign) ->
     conn.prepare_cached(
         "INSERT INTO campaign_contact_counts (campaign_id, status, count) \
          SELECT campaign_id, status, COUNT(*) FROM contacts WHERE campaign_id = ? GROUP BY status",
+    )?
+    .execute([campaign.id])?;
+    conn.prepare_cached("UPDATE campaign_zones SET queued = 0 WHERE campaign_id = ?")?.execute([campaign.id])?;
+    conn.prepare_cached(
+        "INSERT INTO campaign_zones (campaign_id, timezone, queued) \
+         SELECT campaign_id, COALESCE(timezone, ''), COUNT(*) FROM contacts WHERE campaign_id = ? AND status = 'queue' \
+         GROUP BY COALESCE(timezone, '') \
+         ON CONFLICT (campaign_id, timezone) DO UPDATE SET queued = excluded.queued",
     )?
     .execute([campaign.id])?;
     Ok(())

@@ -8,13 +8,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::super::shared::{
     SETTINGS_TIMEZONE, StoredRow, contact_columns, contact_from_row, parse_campaign_status, parse_channel, parse_contact_status,
-    timezone_from,
+    timezone_from, zone_columns, zone_count_from_row, zone_deltas, zone_key,
 };
 use super::super::{AddContactsOutcome, BatchItem, ContactLookup, ContactPage, DeleteOutcome, OrgId, StoreResult};
-use super::attempts::add_counts;
+use super::attempts::{add_counts, add_zone_counts};
 use super::{all_rows, first_row, to_seconds};
 use crate::domain::campaign::{CampaignStatus, Channel, ContactStatus};
 use crate::domain::contact::{BatchPlan, IfDuplicate, NewContact, suppress_items};
+use crate::domain::contact_hours::TimezoneSource;
 use crate::domain::dnc::DncChannel;
 
 /// The campaign's status and channel, when it belongs to `org`.
@@ -62,9 +63,10 @@ pub(super) fn add_contacts(
     let plan = BatchPlan::new(&items, |phone| ids.contains_key(phone));
     let created = i64::try_from(plan.new.len()).unwrap_or(i64::MAX);
     ids.extend(insert_contacts(conn, campaign_id, &plan.new, at)?);
+    add_zone_counts(conn, campaign_id, &zone_deltas(plan.new.iter().map(|c| (zone_key(c.timezone.as_ref()), 1))))?;
     let (updates, results) = plan.resolve(&ids, if_duplicate);
     for (id, contact) in updates {
-        overwrite_contact(conn, id, contact)?;
+        overwrite_contact(conn, campaign_id, id, contact)?;
     }
     if created > 0 {
         add_counts(conn, campaign_id, [(ContactStatus::Queue, created)])?;
@@ -93,10 +95,12 @@ fn existing_ids(conn: &Connection, campaign_id: i64, phones: &[&str]) -> StoreRe
 /// Inserts the contacts and returns their ids by number.
 fn insert_contacts(conn: &Connection, campaign_id: i64, contacts: &[&NewContact], at: jiff::Timestamp) -> StoreResult<Vec<(String, i64)>> {
     let mut insert = conn.prepare_cached(
-        "INSERT INTO contacts (campaign_id, phone, name, context, extracted_data, f_id, tags, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO contacts (campaign_id, phone, name, context, extracted_data, f_id, tags, created_at, timezone, timezone_source) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?;
     let mut ids = Vec::with_capacity(contacts.len());
     for contact in contacts {
+        let (timezone, timezone_source) = zone_columns(contact.timezone.as_ref());
         insert.execute(params![
             campaign_id,
             contact.phone.as_str(),
@@ -106,14 +110,35 @@ fn insert_contacts(conn: &Connection, campaign_id: i64, contacts: &[&NewContact]
             contact.f_id,
             serde_json::to_string(&contact.tags)?,
             to_seconds(at),
+            timezone,
+            timezone_source,
         ])?;
         ids.push((contact.phone.as_str().to_owned(), conn.last_insert_rowid()));
     }
     Ok(ids)
 }
 
-/// `if_duplicate: update` replaces the five client fields with the item's (absent ones clear).
-fn overwrite_contact(conn: &Connection, id: i64, contact: &NewContact) -> StoreResult<()> {
+/// `if_duplicate: update` replaces the five client fields with the item's (absent ones clear), and
+/// the zone when the item gives one (the number, hence its zone, is the same); a queued contact
+/// moves to its new zone's count.
+fn overwrite_contact(conn: &Connection, campaign_id: i64, id: i64, contact: &NewContact) -> StoreResult<()> {
+    if let Some(given) = contact.timezone.as_ref().filter(|zone| zone.source == TimezoneSource::Given) {
+        let (status, old) = conn
+            .prepare_cached("SELECT status, COALESCE(timezone, '') FROM contacts WHERE id = ?")?
+            .query_row([id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+        let queued = i64::from(parse_contact_status(&status)? == ContactStatus::Queue);
+        let new = given.zone.name();
+        if old != new {
+            // The new zone gets its row even when the contact is not queued: a retrying
+            // contact's zone must be among the campaign's zones for the claim.
+            add_zone_counts(conn, campaign_id, &[(old.as_str(), -queued), (new, queued)])?;
+        }
+        conn.prepare_cached("UPDATE contacts SET timezone = ?, timezone_source = ? WHERE id = ?")?.execute(params![
+            new,
+            given.source.as_str(),
+            id
+        ])?;
+    }
     conn.prepare_cached("UPDATE contacts SET name = ?, context = ?, extracted_data = ?, f_id = ?, tags = ? WHERE id = ?")?.execute(
         params![
             contact.name,
@@ -189,17 +214,20 @@ pub(super) fn delete_contact(conn: &Connection, org: OrgId, campaign_id: i64, co
     }
     let found = first_row(
         conn,
-        "SELECT status, processed, answered FROM contacts WHERE campaign_id = ? AND id = ?",
+        "SELECT status, processed, answered, COALESCE(timezone, '') AS zone FROM contacts WHERE campaign_id = ? AND id = ?",
         [campaign_id, contact_id],
-        |row| Ok((row.text("status")?, row.int("processed")?, row.int("answered")?)),
+        |row| Ok((row.text("status")?, row.int("processed")?, row.int("answered")?, row.text("zone")?)),
     )?;
-    let Some((status, processed, answered)) = found else { return Ok(DeleteOutcome::ContactNotFound) };
+    let Some((status, processed, answered, zone)) = found else { return Ok(DeleteOutcome::ContactNotFound) };
     let status = parse_contact_status(&status)?;
     if !status.is_deletable() {
         return Ok(DeleteOutcome::NotDeletable(status));
     }
     conn.prepare_cached("DELETE FROM contacts WHERE id = ?")?.execute([contact_id])?;
     add_counts(conn, campaign_id, [(status, -1)])?;
+    if status == ContactStatus::Queue {
+        add_zone_counts(conn, campaign_id, &[(zone.as_str(), -1)])?;
+    }
     // The analytics that count contacts ever processed or answered count only contacts still there.
     conn.prepare_cached(
         "UPDATE campaigns SET contact_count = contact_count - 1, contacts_processed = contacts_processed - ?, \
@@ -207,4 +235,16 @@ pub(super) fn delete_contact(conn: &Connection, org: OrgId, campaign_id: i64, co
     )?
     .execute([processed, answered, campaign_id])?;
     Ok(DeleteOutcome::Deleted)
+}
+
+/// The queued contacts of each zone of a campaign of `org` (`None`: the campaign's own zone);
+/// every zone its contacts have had is listed, at 0 when none of them is queued.
+pub(super) fn zone_queue_counts(conn: &Connection, org: OrgId, campaign_id: i64) -> StoreResult<Vec<(Option<String>, i64)>> {
+    all_rows(
+        conn,
+        "SELECT z.timezone, z.queued FROM campaign_zones z JOIN campaigns c ON c.id = z.campaign_id \
+         WHERE c.org_id = ? AND z.campaign_id = ? ORDER BY z.timezone",
+        [org, campaign_id],
+        |row| zone_count_from_row(row),
+    )
 }

@@ -64,6 +64,7 @@ const MIGRATION_STEPS: &[M<'static>] = &[
     M::up(include_str!("../../../migrations/sqlite/0009_dashboard.sql")),
     M::up(include_str!("../../../migrations/sqlite/0010_held_events.sql")),
     M::up(include_str!("../../../migrations/sqlite/0011_do_not_contact.sql")),
+    M::up(include_str!("../../../migrations/sqlite/0012_contact_timezones.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_STEPS);
 
@@ -478,6 +479,10 @@ impl TenantStore for SqliteStore {
 
     async fn plan_counts(&self, org: OrgId, campaign_id: i64, at: Timestamp) -> StoreResult<Option<(Campaign, PlanCounts)>> {
         self.reads.read(move |conn| plan::plan_counts(conn, org, campaign_id, at)).await
+    }
+
+    async fn zone_queue_counts(&self, org: OrgId, campaign_id: i64) -> StoreResult<Vec<(Option<String>, i64)>> {
+        self.reads.read(move |conn| contacts::zone_queue_counts(conn, org, campaign_id)).await
     }
 
     async fn list_attempts(&self, org: OrgId, campaign_id: i64, query: &AttemptQuery) -> StoreResult<Option<AttemptPage>> {

@@ -16,6 +16,8 @@ mod campaign_create;
 mod campaign_list;
 #[path = "../campaign_update.rs"]
 mod campaign_update;
+#[path = "../contact_hours.rs"]
+mod contact_hours;
 #[path = "../contacts.rs"]
 mod contacts;
 #[path = "../dashboard.rs"]
