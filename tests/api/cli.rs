@@ -157,14 +157,14 @@ async fn contacts_import_streams_a_csv_and_reports_every_row_not_created() {
     let csv = dir.path().join("contacts.csv");
     let long_name = "n".repeat(1001);
     let rows = [
-        "contact,name,context,f_id,tags,amount_due,due_date".to_owned(),
-        "55 1234 5678,Ana,owes since May,crm-1,vip|late,1000,2026-07-01".to_owned(),
-        "+52 55 8765 4321,Luis,,crm-2,,,".to_owned(),
-        "+525512345678,Ana again,,,,,".to_owned(),
-        "12,Bad number,,,,,".to_owned(),
-        ",No number,,,,,".to_owned(),
-        format!("+14155552671,{long_name},,,,,"),
-        "\"+1 (212) 555-0187\",\"Quoted, name\",,,,,".to_owned(),
+        "contact,name,context,f_id,tags,amount_due,due_date,timezone".to_owned(),
+        "55 1234 5678,Ana,owes since May,crm-1,vip|late,1000,2026-07-01,Europe/Madrid".to_owned(),
+        "+52 55 8765 4321,Luis,,crm-2,,,,".to_owned(),
+        "+525512345678,Ana again,,,,,,".to_owned(),
+        "12,Bad number,,,,,,".to_owned(),
+        ",No number,,,,,,".to_owned(),
+        format!("+14155552671,{long_name},,,,,,"),
+        "\"+1 (212) 555-0187\",\"Quoted, name\",,,,,,".to_owned(),
     ];
     std::fs::write(&csv, rows.join("\n")).expect("write csv");
     let report = dir.path().join("report.csv");
@@ -198,6 +198,9 @@ async fn contacts_import_streams_a_csv_and_reports_every_row_not_created() {
     assert_eq!(ana["f_id"], "crm-1");
     assert_eq!(ana["tags"], serde_json::json!(["vip", "late"]));
     assert_eq!(ana["extracted_data"], serde_json::json!({ "amount_due": "1000", "due_date": "2026-07-01" }));
+    assert_eq!((&ana["timezone"], &ana["timezone_source"]), (&serde_json::json!("Europe/Madrid"), &serde_json::json!("given")));
+    let luis = &list["contacts"][1];
+    assert_eq!((&luis["timezone"], &luis["timezone_source"]), (&serde_json::json!("America/Mexico_City"), &serde_json::json!("number")));
     assert_eq!(list["contacts"][2]["name"], "Quoted, name");
 
     // Running the same import again creates nothing new: every number is already there.

@@ -157,16 +157,16 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
     }
     // Contacts whose own hours are closed wait (§12.2); without hours, or with every zone open,
     // the candidates are read exactly as without them.
-    let closed_zones = match zone_gate(conn, claim.campaign_id, &settings, claim.at)? {
-        ZoneGate::Open => None,
-        ZoneGate::Closed(keys) => Some(serde_json::to_string(&keys)?),
+    let (candidates_sql, closed_zones) = match zone_gate(conn, claim.campaign_id, &settings, claim.at)? {
+        ZoneGate::Open => (CANDIDATES, None),
+        ZoneGate::Closed(keys) => (CANDIDATES_IN_OPEN_ZONES, Some(serde_json::to_string(&keys)?)),
         ZoneGate::Shut => return Ok(Vec::new()),
     };
     // Each with the zone it is counted under while queued (`None` when retrying).
     let mut candidates: Vec<(Option<String>, Dispatch)> = Vec::new();
     {
-        let (sql, at, room) = (if closed_zones.is_some() { CANDIDATES_IN_OPEN_ZONES } else { CANDIDATES }, to_millis(claim.at), room);
-        let mut select = conn.prepare_cached(sql)?;
+        let mut select = conn.prepare_cached(candidates_sql)?;
+        let at = to_millis(claim.at);
         let mut rows = match &closed_zones {
             None => select.query(params![claim.campaign_id, at, room])?,
             Some(closed) => select.query(params![claim.campaign_id, at, room, closed])?,
