@@ -19,6 +19,7 @@ use crate::api::error::ApiError;
 use crate::domain::attempt::Speaker;
 use crate::domain::campaign::{Campaign, CampaignStatus, Channel, ContactStatus, CycleMode, LifecycleAction};
 use crate::domain::contact::ContactSearch;
+use crate::domain::plan::{self, Plan};
 use crate::domain::timezone::TimeZone;
 use crate::store::{AttemptQuery, CampaignFilter, ContactPage, Modified, PageDirection, Refusal};
 
@@ -266,6 +267,28 @@ impl Progress {
     }
 }
 
+/// The plan as the campaign page lists it: the counts that are not zero, then the times.
+fn plan_rows(plan: &Plan, zone: &TimeZone) -> Vec<(&'static str, String)> {
+    let b = &plan.blocked;
+    let counts = [
+        ("Waiting", plan.remaining),
+        ("Eligible now", plan.eligible_now),
+        ("Do not contact", b.suppressed),
+        ("Outside the window", b.window_closed),
+        ("Between cycles", b.cycle_cooldown),
+        ("Outside their own hours", b.contact_hours),
+        ("Waiting to retry", b.retry_wait),
+        ("Over the daily limit", b.message_limit),
+        ("Over the concurrency limit", b.concurrency),
+    ];
+    let mut rows: Vec<(&'static str, String)> =
+        counts.into_iter().enumerate().filter(|(i, (_, n))| *i < 2 || *n > 0).map(|(_, (label, n))| (label, n.to_string())).collect();
+    let when = |at: Option<Timestamp>, none: &str| at.map_or_else(|| none.to_owned(), |at| local_time(at, zone));
+    rows.push(("Window opens", when(plan.next_window_opens_at, "never")));
+    rows.push(("Estimated finish", when(plan.estimated_finish_at, "not yet known (no attempt timed)")));
+    rows
+}
+
 fn action_label(action: LifecycleAction) -> &'static str {
     match action {
         LifecycleAction::Activate => "Activate",
@@ -305,6 +328,8 @@ struct CampaignPage {
     channel: &'static str,
     is_phone: bool,
     settings: Vec<(&'static str, String)>,
+    /// The plan preview (§12.3): eligible now, what holds the others, when the window opens, the estimate.
+    plan: Vec<(&'static str, String)>,
     /// The live part, rendered on its own as `/progress` serves it.
     progress: String,
     per_hour: String,
@@ -471,6 +496,11 @@ async fn page(
         })
         .collect();
     let progress = Progress::new(&campaign, &session.csrf).render().map_err(|err| DashError::Internal(err.to_string()))?;
+    let now = app.clock.now();
+    let plan = match app.store.plan_counts(session.org_id, campaign.id, now).await? {
+        Some((campaign, counts)) => plan_rows(&plan::plan(&campaign, &counts, now), &zone),
+        None => Vec::new(),
+    };
     Ok(render(&CampaignPage {
         chrome: Chrome::new(&session, "campaigns"),
         id: campaign.id,
@@ -479,6 +509,7 @@ async fn page(
         channel: channel_label(campaign.integration.channel),
         is_phone: campaign.integration.channel == Channel::PhoneCall,
         settings,
+        plan,
         progress,
         per_hour,
         zone: zone.name().to_owned(),

@@ -732,3 +732,22 @@ async fn the_export_lists_every_contact_with_its_outcome() {
     assert_eq!(&rows[0][6], api["call_count"].to_string());
     assert_eq!(&rows[0][7], api["last_call_at"].as_str().unwrap_or_default());
 }
+
+#[tokio::test]
+async fn the_campaign_page_shows_its_plan_now() {
+    let Some(app) = TestApp::spawn().await else { return };
+    let setup = app.setup().await;
+    let id = api_campaign(&app, &setup).await;
+    let numbers = ["+525520000001", "+525520000002", "+525520000003"];
+    let contacts: Vec<Value> = numbers.iter().map(|n| json!({ "contact": n })).collect();
+    let (status, body) = app.post(&format!("/campaigns/{id}/contacts"), json!({ "contacts": contacts })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = app.post("/dnc", json!({ "entries": [{ "contact": numbers[2] }] })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let browser = Browser::signed_in(&app.base, &app.key).await;
+    let page = browser.get(&format!("/campaigns/{id}")).await;
+    page.shows("Plan now").shows("<dt>Waiting</dt><dd>3</dd>").shows("<dt>Eligible now</dt><dd>2</dd>");
+    page.shows("<dt>Do not contact</dt><dd>1</dd>").shows("<dt>Estimated finish</dt><dd>not yet known");
+    assert!(!page.body.contains("<dt>Waiting to retry</dt>"), "reasons that hold nobody are left out");
+}
