@@ -103,33 +103,37 @@ impl ContactHours {
 pub enum ZoneGate {
     /// No hours, or every zone open: the claim is what it is without hours.
     Open,
-    /// The contacts of these zone keys wait (`''` is the campaign's own zone).
-    Closed(Vec<String>),
+    /// The contacts of the zone keys `closed` wait (`''` is the campaign's own zone).
+    /// `queued_open`: some open zone has queued contacts. When none has, a claim looks only at
+    /// due retrying contacts, rather than walking past every queued one of the closed zones.
+    Closed { closed: Vec<String>, queued_open: bool },
     /// Every zone is closed: nothing to claim.
     Shut,
 }
 
 impl ZoneGate {
-    /// The gate at `at` of a campaign whose contacts are in the zones `keys` (a zone name, or `''`
-    /// for `campaign_zone`; see [`ContactHours::open_for_key`]).
+    /// The gate at `at` of a campaign whose contacts are in the zones `zones`: each a key (a zone
+    /// name, or `''` for `campaign_zone`; see [`ContactHours::open_for_key`]) with its queued
+    /// contacts.
     pub fn at<'a>(
         hours: Option<&ContactHours>,
         campaign_zone: &TimeZone,
-        keys: impl IntoIterator<Item = &'a str>,
+        zones: impl IntoIterator<Item = (&'a str, i64)>,
         at: Timestamp,
     ) -> ZoneGate {
         let Some(hours) = hours else { return ZoneGate::Open };
-        let (mut closed, mut any_open) = (Vec::new(), false);
-        for key in keys {
+        let (mut closed, mut any_open, mut queued_open) = (Vec::new(), false, false);
+        for (key, queued) in zones {
             if hours.open_for_key(campaign_zone, key, at) {
                 any_open = true;
+                queued_open |= queued > 0;
             } else {
                 closed.push(key.to_owned());
             }
         }
         match (closed.is_empty(), any_open) {
             (true, _) => ZoneGate::Open,
-            (false, true) => ZoneGate::Closed(closed),
+            (false, true) => ZoneGate::Closed { closed, queued_open },
             (false, false) => ZoneGate::Shut,
         }
     }
@@ -353,11 +357,14 @@ mod tests {
         let hours = ContactHours { start: TimeOfDay::parse("t", "09:00").expect("t"), end: TimeOfDay::parse("t", "18:00").expect("t") };
         // 16:30 UTC: 10:30 in Mexico City, 12:30 in New York, 17:30 in London, 01:30 in Tokyo.
         let now = at("2026-06-10T16:30:00Z");
-        let keys = ["", "America/New_York", "Asia/Tokyo", "Not/AZone"];
-        assert_eq!(ZoneGate::at(None, &mexico, keys, now), ZoneGate::Open, "no hours");
-        assert_eq!(ZoneGate::at(Some(&hours), &mexico, keys, now), ZoneGate::Closed(vec!["Asia/Tokyo".into(), "Not/AZone".into()]));
-        assert_eq!(ZoneGate::at(Some(&hours), &mexico, ["", "Europe/London"], now), ZoneGate::Open);
-        assert_eq!(ZoneGate::at(Some(&hours), &mexico, ["Asia/Tokyo"], now), ZoneGate::Shut);
+        let zones = [("", 3), ("America/New_York", 0), ("Asia/Tokyo", 5), ("Not/AZone", 1)];
+        let closed = vec!["Asia/Tokyo".to_owned(), "Not/AZone".to_owned()];
+        assert_eq!(ZoneGate::at(None, &mexico, zones, now), ZoneGate::Open, "no hours");
+        assert_eq!(ZoneGate::at(Some(&hours), &mexico, zones, now), ZoneGate::Closed { closed: closed.clone(), queued_open: true });
+        let waiting_only_in_closed = [("", 0), ("America/New_York", 0), ("Asia/Tokyo", 5), ("Not/AZone", 1)];
+        assert_eq!(ZoneGate::at(Some(&hours), &mexico, waiting_only_in_closed, now), ZoneGate::Closed { closed, queued_open: false });
+        assert_eq!(ZoneGate::at(Some(&hours), &mexico, [("", 1), ("Europe/London", 1)], now), ZoneGate::Open);
+        assert_eq!(ZoneGate::at(Some(&hours), &mexico, [("Asia/Tokyo", 1)], now), ZoneGate::Shut);
         assert_eq!(ZoneGate::at(Some(&hours), &mexico, [], now), ZoneGate::Open, "no contacts: nothing to hold back");
     }
 

@@ -306,3 +306,24 @@ async fn a_new_iteration_counts_its_queued_contacts_per_zone_again() {
     assert_eq!(h.claims().await, 1, "09:00 in Mexico City, 08:00 in Tijuana");
     assert_eq!(zone_counts(&h, id).await, [zone("America/Mexico_City", 0), zone("America/Tijuana", 1)]);
 }
+
+#[tokio::test]
+async fn with_only_closed_zones_queued_a_due_retry_of_an_open_zone_is_still_claimed() {
+    let Some(h) = Harness::webhook("phone_call").await else { return };
+    let id = campaign_with_hours(&h, json!({ "contact_hours": hours("10:00", "18:00") })).await;
+    // 16:00 UTC: 10:00 in Mexico City, 09:00 in Tijuana.
+    h.clock.set(at("2026-06-09T16:00:00Z"));
+    let mexico = h.add(id, vec![item(MEXICO_CITY)]).await;
+    assert_eq!(h.claims().await, 1);
+    h.finish(id, mexico[0], "busy", json!({})).await;
+    assert_eq!(h.statuses(id).await, ["retrying"]);
+    // Queued contacts now wait only in Tijuana, still closed when the retry falls due (30 minutes on).
+    let tijuana = ["+526641234567", "+526641234568", "+526641234569"].map(item).to_vec();
+    h.add(id, tijuana).await;
+    h.clock.set(at("2026-06-09T16:30:00Z"));
+    assert_eq!(zone_counts(&h, id).await, [zone("America/Mexico_City", 0), zone("America/Tijuana", 3)]);
+    assert_eq!(h.claims().await, 1, "the due retry of Mexico City");
+    assert_eq!(h.statuses(id).await, ["sending", "queue", "queue", "queue"]);
+    h.clock.set(at("2026-06-09T17:00:00Z"));
+    assert_eq!(h.claims().await, 3, "10:00 in Tijuana");
+}

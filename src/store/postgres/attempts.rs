@@ -97,12 +97,14 @@ pub(super) async fn started_last_day(conn: &mut PgConnection, campaign_id: i64, 
 /// the zone key that `campaign_zones` counts them under; contacts another transaction holds are
 /// left to it. `$zones` narrows both kinds of contact alike.
 macro_rules! claim_candidates {
-    ($zones:literal) => {
+    ($zones:literal, $queued_limit:literal) => {
         concat!(
             "WITH queued AS (\
                SELECT id, status, failed_retries, phone, COALESCE(timezone, '') AS zone FROM contacts WHERE campaign_id = $1 AND status = 'queue'",
             $zones,
-            " ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED), \
+            " ORDER BY id LIMIT ",
+            $queued_limit,
+            " FOR UPDATE SKIP LOCKED), \
              retrying AS (\
                SELECT id, status, failed_retries, phone, COALESCE(timezone, '') AS zone FROM contacts \
                WHERE campaign_id = $1 AND status = 'retrying' AND next_attempt_at <= $2",
@@ -113,17 +115,20 @@ macro_rules! claim_candidates {
         )
     };
 }
-const CANDIDATES: &str = claim_candidates!("");
-/// The candidates outside the zones whose contact hours are closed (`$4`, zone keys).
-const CANDIDATES_IN_OPEN_ZONES: &str = claim_candidates!(" AND COALESCE(timezone, '') <> ALL($4::text[])");
+const CANDIDATES: &str = claim_candidates!("", "$3");
+/// The candidates outside the zones whose contact hours are closed (`$4`, zone keys), at most `$5`
+/// of them queued (0 when no open zone has any: see [`ZoneGate::Closed`]).
+const CANDIDATES_IN_OPEN_ZONES: &str = claim_candidates!(" AND COALESCE(timezone, '') <> ALL($4::text[])", "$5");
 
 /// Which of the campaign's zones its contact hours close at `at`; the zones are read only when
 /// the campaign has hours.
 async fn zone_gate(conn: &mut PgConnection, campaign_id: i64, settings: &CampaignSettings, at: Timestamp) -> StoreResult<ZoneGate> {
     let Some(hours) = &settings.contact_hours else { return Ok(ZoneGate::Open) };
-    let keys: Vec<String> =
-        sqlx::query_scalar("SELECT timezone FROM campaign_zones WHERE campaign_id = $1").bind(campaign_id).fetch_all(&mut *conn).await?;
-    Ok(ZoneGate::at(Some(hours), &settings.timezone, keys.iter().map(String::as_str), at))
+    let zones: Vec<(String, i64)> = sqlx::query_as("SELECT timezone, queued::bigint FROM campaign_zones WHERE campaign_id = $1")
+        .bind(campaign_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(ZoneGate::at(Some(hours), &settings.timezone, zones.iter().map(|(key, queued)| (key.as_str(), *queued)), at))
 }
 
 /// Adds to the queued contacts of a campaign's zones (by zone key, each once), making a zone's
@@ -188,9 +193,12 @@ pub(super) async fn claim_attempts(conn: &mut PgConnection, claim: ClaimRequest)
     // the candidates are read exactly as without them.
     let candidates = match zone_gate(conn, claim.campaign_id, &settings, claim.at).await? {
         ZoneGate::Open => sqlx::query(CANDIDATES).bind(claim.campaign_id).bind(to_millis(claim.at)).bind(room),
-        ZoneGate::Closed(keys) => {
-            sqlx::query(CANDIDATES_IN_OPEN_ZONES).bind(claim.campaign_id).bind(to_millis(claim.at)).bind(room).bind(keys)
-        }
+        ZoneGate::Closed { closed, queued_open } => sqlx::query(CANDIDATES_IN_OPEN_ZONES)
+            .bind(claim.campaign_id)
+            .bind(to_millis(claim.at))
+            .bind(room)
+            .bind(closed)
+            .bind(if queued_open { room } else { 0 }),
         ZoneGate::Shut => return Ok(Vec::new()),
     }
     .fetch_all(&mut *conn)

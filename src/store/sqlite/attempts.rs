@@ -88,14 +88,16 @@ pub(super) fn started_last_day(conn: &Connection, campaign_id: i64, at: Timestam
 /// what providers receive of each contact (the claim needs no second read) and the zone key that
 /// `campaign_zones` counts them under. `$zones` narrows both kinds of contact alike.
 macro_rules! claim_candidates {
-    ($zones:literal) => {
+    ($zones:literal, $queued_limit:literal) => {
         concat!(
             "SELECT ct.status, ct.failed_retries, COALESCE(ct.timezone, '') AS zone, ",
             dispatch_contact_columns!(),
             " FROM (\
                SELECT id FROM (SELECT id FROM contacts WHERE campaign_id = ?1 AND status = 'queue'",
             $zones,
-            " ORDER BY id LIMIT ?3) \
+            " ORDER BY id LIMIT ",
+            $queued_limit,
+            ") \
                UNION ALL SELECT id FROM (SELECT id FROM contacts WHERE campaign_id = ?1 AND status = 'retrying' AND next_attempt_at <= ?2",
             $zones,
             " ORDER BY id LIMIT ?3) \
@@ -103,19 +105,20 @@ macro_rules! claim_candidates {
         )
     };
 }
-const CANDIDATES: &str = claim_candidates!("");
-/// The candidates outside the zones whose contact hours are closed (`?4`, a JSON array of zone keys).
-const CANDIDATES_IN_OPEN_ZONES: &str = claim_candidates!(" AND COALESCE(timezone, '') NOT IN (SELECT value FROM json_each(?4))");
+const CANDIDATES: &str = claim_candidates!("", "?3");
+/// The candidates outside the zones whose contact hours are closed (`?4`, a JSON array of zone
+/// keys), at most `?5` of them queued (0 when no open zone has any: see [`ZoneGate::Closed`]).
+const CANDIDATES_IN_OPEN_ZONES: &str = claim_candidates!(" AND COALESCE(timezone, '') NOT IN (SELECT value FROM json_each(?4))", "?5");
 
 /// Which of the campaign's zones its contact hours close at `at`; the zones are read only when
 /// the campaign has hours.
 fn zone_gate(conn: &Connection, campaign_id: i64, settings: &CampaignSettings, at: Timestamp) -> StoreResult<ZoneGate> {
     let Some(hours) = &settings.contact_hours else { return Ok(ZoneGate::Open) };
-    let keys: Vec<String> = conn
-        .prepare_cached("SELECT timezone FROM campaign_zones WHERE campaign_id = ?")?
-        .query_map([campaign_id], |row| row.get(0))?
+    let zones: Vec<(String, i64)> = conn
+        .prepare_cached("SELECT timezone, queued FROM campaign_zones WHERE campaign_id = ?")?
+        .query_map([campaign_id], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    Ok(ZoneGate::at(Some(hours), &settings.timezone, keys.iter().map(String::as_str), at))
+    Ok(ZoneGate::at(Some(hours), &settings.timezone, zones.iter().map(|(key, queued)| (key.as_str(), *queued)), at))
 }
 
 pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreResult<Vec<Dispatch>> {
@@ -159,7 +162,9 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
     // the candidates are read exactly as without them.
     let (candidates_sql, closed_zones) = match zone_gate(conn, claim.campaign_id, &settings, claim.at)? {
         ZoneGate::Open => (CANDIDATES, None),
-        ZoneGate::Closed(keys) => (CANDIDATES_IN_OPEN_ZONES, Some(serde_json::to_string(&keys)?)),
+        ZoneGate::Closed { closed, queued_open } => {
+            (CANDIDATES_IN_OPEN_ZONES, Some((serde_json::to_string(&closed)?, if queued_open { room } else { 0 })))
+        }
         ZoneGate::Shut => return Ok(Vec::new()),
     };
     // Each with the zone it is counted under while queued (`None` when retrying).
@@ -169,7 +174,7 @@ pub(super) fn claim_attempts(conn: &Connection, claim: ClaimRequest) -> StoreRes
         let at = to_millis(claim.at);
         let mut rows = match &closed_zones {
             None => select.query(params![claim.campaign_id, at, room])?,
-            Some(closed) => select.query(params![claim.campaign_id, at, room, closed])?,
+            Some((closed, queued_room)) => select.query(params![claim.campaign_id, at, room, closed, queued_room])?,
         };
         while let Some(row) = rows.next()? {
             let failed_retries: i64 = row.get("failed_retries")?;
