@@ -293,7 +293,8 @@ async fn dnc_import_lists_a_csv_and_reports_its_bad_rows_by_line() {
     .expect("csv written");
     let report = dir.path().join("report.csv");
     let file = csv.to_str().expect("path");
-    let (ok, stdout, stderr) = outbound(&["dnc", "import", "--org", "acme", "--file", file, "--report", report.to_str().expect("path")], &database);
+    let (ok, stdout, stderr) =
+        outbound(&["dnc", "import", "--org", "acme", "--file", file, "--report", report.to_str().expect("path")], &database);
     assert!(ok, "{stderr}");
     assert!(stdout.starts_with("5 rows: 2 created, 1 existing (already listed), 2 failed"), "{stdout}");
     let report = std::fs::read_to_string(&report).expect("report written");
