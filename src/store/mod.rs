@@ -4,8 +4,8 @@
 //! campaign, agent or integration), [`KeyStore`] for authentication, [`KeyAdmin`] for the CLI,
 //! [`IdempotencyStore`], [`EngineStore`] for the engine, [`CallbackStore`] for provider events
 //! (scoped by the integration that signs them), [`WebhookStore`] for the API's webhook
-//! subscriptions, [`DeliveryStore`] for the webhook delivery worker, [`RateLimitStore`] and
-//! [`Health`]. Each consumer
+//! subscriptions, [`DeliveryStore`] for the webhook delivery worker, [`DncStore`] for the
+//! do-not-contact list, [`RateLimitStore`] and [`Health`]. Each consumer
 //! holds only its part; [`Store`] is their sum, for the code that wires a process together.
 
 pub mod postgres;
