@@ -833,11 +833,12 @@ const OTHER_ZONE_SHARE: usize = 10;
 /// Step 8's campaign numbers put on the list after they were added.
 const PLAN_LISTED: usize = 1000;
 
-/// Calling hours from the hour before now to two hours after, in Mexico City (clamped to the day):
-/// open for the Mexico City numbers of steps 7 and 8, closed for Tijuana's (two hours behind).
+/// Calling hours from the start of this hour to three hours on, in Mexico City (clamped to the
+/// day): open for the Mexico City numbers of steps 7 and 8 for the next two hours at least, and
+/// closed for Tijuana's (one or two hours behind) for the next hour at least.
 fn hours_around_now() -> serde_json::Value {
     let hour = jiff::Zoned::now().in_tz("America/Mexico_City").map(|now| i64::from(now.hour())).unwrap_or(12);
-    json!({ "start": format!("{:02}:00", (hour - 1).max(0)), "end": format!("{:02}:00", (hour + 2).min(24)) })
+    json!({ "start": format!("{hour:02}:00"), "end": format!("{:02}:00", (hour + 3).min(24)) })
 }
 
 /// POSTs `items` to `path` under `field`, 1,000 per request, from 4 clients; returns the time taken.
