@@ -137,6 +137,10 @@ async fn a_number_is_added_through_the_form_with_the_source_dashboard() {
     let again = browser.post_form("/dnc", &[("contact", ANA), ("channel", "whatsapp"), ("reason", "other")]).await;
     follow(&browser, &again, "/dnc?added=").await.shows(&format!("<code>{ANA}</code> is already listed for <code>whatsapp</code>"));
     assert_eq!(history(&app, ANA).await.len(), 1);
+    // A notice is shown only for a number (its link is anyone's to send).
+    let spoofed = browser.get("/dnc?added=%3Cb%3Ewon%3C%2Fb%3E&on=all").await;
+    assert_eq!(spoofed.status, StatusCode::OK);
+    assert_hides(&spoofed, "won");
     // Another channel is another entry.
     let all = browser.post_form("/dnc", &[("contact", ANA), ("channel", "all"), ("reason", "")]).await;
     follow(&browser, &all, "/dnc?added=").await.shows("added for <code>all</code>");
