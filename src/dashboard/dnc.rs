@@ -290,12 +290,12 @@ async fn add_entry(State(app): State<AppState>, session: Session, body: Bytes) -
 
 // --- Removing an entry ------------------------------------------------------------------------
 
-/// `POST /dnc/remove` (`contact`, `channel`): the API's remove, source `dashboard`. An entry
-/// stored for every channel is removed as the API's `channel=all` removes: with every entry of
-/// the number.
+/// `POST /dnc/remove` (`contact`, `channel`, default `all` as in the API): the API's remove, source
+/// `dashboard`. An entry stored for every channel is removed as the API's `channel=all` removes:
+/// with every entry of the number.
 async fn remove_entry(State(app): State<AppState>, session: Session, body: Bytes) -> Result<Response, DashError> {
     let fields = FormFields::parse(&body);
-    let channel = parse_channel(Some(fields.get("channel")))?.unwrap_or(DncChannel::All);
+    let channel = parse_channel(fields.text("channel"))?.unwrap_or(DncChannel::All);
     let contact = fields.get("contact");
     remove(&app, session.org_id, contact, channel, origin()).await.map_err(|err| {
         if err.status == StatusCode::NOT_FOUND { DashError::NotFound("do-not-contact entry") } else { DashError::from(err) }
