@@ -11,10 +11,9 @@ use serde::Deserialize;
 
 use super::charts::{self, Bar};
 use super::session::Session;
-use super::{Chrome, DashError, render};
+use super::{Chrome, DashError, PAGE_SIZE, page_count, page_number, render};
 use crate::api::AppState;
 use crate::api::campaigns::{decode_cursor, encode_cursor};
-use crate::api::contacts::MAX_PAGE_INDEX;
 use crate::api::error::ApiError;
 use crate::domain::attempt::Speaker;
 use crate::domain::campaign::{Campaign, CampaignStatus, Channel, ContactStatus, CycleMode, LifecycleAction};
@@ -23,7 +22,6 @@ use crate::domain::plan::{self, Plan};
 use crate::domain::timezone::TimeZone;
 use crate::store::{AttemptQuery, CampaignFilter, ContactPage, Modified, PageDirection, Refusal};
 
-const PAGE_SIZE: u32 = 25;
 /// How far back the attempts-per-hour chart looks.
 const CHART_DAYS: i64 = 3;
 
@@ -371,11 +369,6 @@ impl CampaignPage {
     }
 }
 
-fn pages(total: i64) -> u32 {
-    let size = i64::from(PAGE_SIZE);
-    u32::try_from((total.max(1) + size - 1) / size).unwrap_or(u32::MAX).min(MAX_PAGE_INDEX + 1)
-}
-
 async fn page(
     State(app): State<AppState>,
     session: Session,
@@ -386,8 +379,7 @@ async fn page(
     let zone = campaign.settings.timezone.clone();
     let contacts_status = query.contacts_status.as_deref().and_then(ContactStatus::parse);
     // Pages count from 1 here, from 0 in the store; as deep as the API pages.
-    let page_of = |asked: Option<u32>| asked.unwrap_or(1).clamp(1, MAX_PAGE_INDEX + 1);
-    let (contacts_page, attempts_page) = (page_of(query.contacts_page), page_of(query.attempts_page));
+    let (contacts_page, attempts_page) = (page_number(query.contacts_page), page_number(query.attempts_page));
     let search = query.contacts_q.as_deref().and_then(ContactSearch::parse);
     let contacts = match &search {
         // A search shows its first page of matches; typing more narrows it.
@@ -520,11 +512,11 @@ async fn page(
         contacts: contact_rows,
         contacts_total: contacts.total_count,
         contacts_page,
-        contacts_pages: pages(contacts.total_count),
+        contacts_pages: page_count(contacts.total_count),
         attempts: attempt_rows,
         attempts_total: attempts.total_count,
         attempts_page,
-        attempts_pages: pages(attempts.total_count),
+        attempts_pages: page_count(attempts.total_count),
         accepts_contacts: campaign.status.accepts_contacts() && !campaign.archived,
         editable: campaign.status != CampaignStatus::Finished,
     }))

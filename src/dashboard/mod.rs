@@ -10,6 +10,7 @@ pub mod campaign_forms;
 pub mod campaigns;
 pub mod charts;
 pub mod contacts_csv;
+pub mod dnc;
 pub mod session;
 pub mod settings;
 
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use tower_http::compression::CompressionLayer;
 
 use crate::api::AppState;
+use crate::api::contacts::MAX_PAGE_INDEX;
 use crate::api::error::ApiError;
 use crate::store::{NewSession, StoreError};
 use session::Session;
@@ -37,6 +39,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(campaign_forms::routes())
         .merge(contacts_csv::routes())
         .merge(settings::routes())
+        .merge(dnc::routes())
         .route_layer(middleware::from_fn_with_state(state, session::require_session));
     // Pages and assets are text that gzip shrinks to a third; the API stays as it is.
     Router::new()
@@ -69,6 +72,21 @@ impl Chrome {
             htmx_js: &urls.htmx_js,
         }
     }
+}
+
+/// Rows on a page of the dashboard's paged lists.
+pub const PAGE_SIZE: u32 = 25;
+
+/// The pages a list of `total` rows fills (at least one), as deep as the API pages
+/// (`pageIndex` 25,000).
+pub fn page_count(total: i64) -> u32 {
+    let size = i64::from(PAGE_SIZE);
+    u32::try_from((total.max(1) + size - 1) / size).unwrap_or(u32::MAX).min(MAX_PAGE_INDEX + 1)
+}
+
+/// The page a query asks for (counted from 1, the store counts from 0), within those reachable.
+pub fn page_number(asked: Option<u32>) -> u32 {
+    asked.unwrap_or(1).clamp(1, MAX_PAGE_INDEX + 1)
 }
 
 /// A page rendered, or the error page.

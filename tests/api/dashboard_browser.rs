@@ -169,6 +169,11 @@ async fn a_campaign_runs_from_the_browser() {
         browser.goto(&app.url("/campaigns/new")).await.expect("form");
         no_sideways_scroll(&browser, "the new-campaign form").await;
         screenshot(&browser, 1440, "campaigns").await;
+        let entry = json!({ "entries": [{ "contact": "+525512345678", "channel": "whatsapp", "reason": "asked to stop on a call" }] });
+        assert_eq!(app.post("/dnc", entry).await.0, reqwest::StatusCode::CREATED);
+        browser.goto(&app.url("/dnc")).await.expect("do-not-contact page");
+        screenshot(&browser, 375, "dnc").await;
+        no_sideways_scroll(&browser, "the do-not-contact page").await;
         eprintln!("screenshots: {} and {}", wide.display(), narrow.display());
 
         browser.set_window_size(1440, 900).await.expect("window size");

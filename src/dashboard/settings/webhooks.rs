@@ -11,17 +11,13 @@ use serde::Deserialize;
 use super::{FormErrors, FormFields, refused, render_with, secret_page, see_other, utc};
 use crate::api::AppState;
 use crate::dashboard::session::Session;
-use crate::dashboard::{Chrome, DashError, render};
+use crate::dashboard::{Chrome, DashError, PAGE_SIZE, page_count, page_number, render};
 use crate::domain::campaign::CampaignStatus;
 use crate::domain::validation::Field;
 use crate::domain::webhook::{
     DeliveryStatus, EventType, Webhook, WebhookFiltersInput, WebhookInput, delivery_public_id, parse_delivery_id,
 };
 use crate::store::Delivery;
-
-const PAGE_SIZE: u32 = 25;
-/// The last page the API's offset paging reaches (`pageIndex` at most 25,000).
-const LAST_PAGE: u32 = 25_001;
 
 fn event_label(event: EventType) -> &'static str {
     match event {
@@ -42,11 +38,6 @@ fn filters_text(webhook: &Webhook) -> String {
         Some(statuses) => statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
         None => "every status".to_owned(),
     }
-}
-
-fn pages(total: i64) -> u32 {
-    let size = i64::from(PAGE_SIZE);
-    u32::try_from((total.max(1) + size - 1) / size).unwrap_or(u32::MAX).min(LAST_PAGE)
 }
 
 // --- The list and the create form -------------------------------------------------------------
@@ -111,7 +102,7 @@ pub(super) struct ListQuery {
 }
 
 pub(super) async fn list(State(app): State<AppState>, session: Session, Query(query): Query<ListQuery>) -> Result<Response, DashError> {
-    let page = query.page.unwrap_or(1).clamp(1, LAST_PAGE);
+    let page = page_number(query.page);
     let mut view = list_response(&app, &session, page, NewForm::default(), FormErrors::default()).await?;
     view.deleted = query.deleted.is_some();
     Ok(render(&view))
@@ -136,7 +127,7 @@ async fn list_response(app: &AppState, session: &Session, page: u32, form: NewFo
         rows,
         total: found.total_count,
         page,
-        pages: pages(found.total_count),
+        pages: page_count(found.total_count),
         event_types: EventType::ALL,
         statuses: CampaignStatus::ALL,
         form,
@@ -272,7 +263,7 @@ async fn page_view(
     secret: Option<String>,
 ) -> Result<WebhookPage, DashError> {
     let status = query.status.as_deref().and_then(DeliveryStatus::parse);
-    let page = query.page.unwrap_or(1).clamp(1, LAST_PAGE);
+    let page = page_number(query.page);
     let found = crate::api::webhooks::deliveries(app, session.org_id, &webhook.id, status, PAGE_SIZE, page - 1).await?;
     // Only well-formed ids are echoed back (the query is anyone's link).
     let tested = query
@@ -291,7 +282,7 @@ async fn page_view(
         updated: utc(webhook.updated_at),
         secret,
         total: found.total_count,
-        pages: pages(found.total_count),
+        pages: page_count(found.total_count),
         deliveries: found.deliveries.into_iter().map(DeliveryRow::from).collect(),
         status: status.map_or(String::new(), |s| s.as_str().to_owned()),
         statuses: DeliveryStatus::ALL,

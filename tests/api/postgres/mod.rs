@@ -24,6 +24,8 @@ mod contacts;
 mod dashboard;
 #[path = "../dashboard_campaigns.rs"]
 mod dashboard_campaigns;
+#[path = "../dashboard_dnc.rs"]
+mod dashboard_dnc;
 #[path = "../dashboard_settings.rs"]
 mod dashboard_settings;
 #[path = "../dashboard_store.rs"]

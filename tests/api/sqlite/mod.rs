@@ -27,6 +27,8 @@ mod dashboard;
 mod dashboard_browser;
 #[path = "../dashboard_campaigns.rs"]
 mod dashboard_campaigns;
+#[path = "../dashboard_dnc.rs"]
+mod dashboard_dnc;
 #[path = "../dashboard_settings.rs"]
 mod dashboard_settings;
 #[path = "../dashboard_store.rs"]
