@@ -1,4 +1,4 @@
-"""Schemathesis hooks for tests/python/schemathesis.sh (loaded through SCHEMATHESIS_HOOKS): four
+"""Schemathesis hooks for tests/python/schemathesis.sh (loaded through SCHEMATHESIS_HOOKS): five
 things a schema cannot say, so that what Schemathesis reports is the server's or the document's
 fault, not the fuzzer's.
 
@@ -14,12 +14,19 @@ characters, not printable ASCII) are left as generated, so that their rejection 
 "schema-valid request rejected" whose answer is that 400 on `cursor` is dropped. Every other
 failure is kept.
 
-3. Two cross-field rules of campaign bodies (an active day's stopTime differs from its startTime;
-schedule_start_date is not after schedule_end_date): bodies that break them are not generated.
+3. Three cross-field rules of campaign bodies (an active day's stopTime differs from its
+startTime; schedule_start_date is not after schedule_end_date; contact_hours.start is before
+contact_hours.end): bodies that break them are not generated.
 
 4. What a PATCH is checked against besides its body: the stored campaign (immutable fields keep
 their value, channel-only fields fit its channel, cycle and schedule fields fit its cycles; the
 operation's description says so). Those 400s are the server being right.
+
+5. Phone numbers (contract §12.1). Whether a string is a phone number (with `+`, or in the
+organization's region) and whether two letters name a region of the numbering plan is the
+numbering plan's to say, not a pattern's: a 400 on a do-not-contact route whose `field` is the
+number (`contact`, in its path or query) or `region` is the server being right. (A batch's bad
+numbers are per-entry results, not 400s, and are still checked.)
 """
 
 from __future__ import annotations
@@ -59,7 +66,17 @@ def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool
         answer.get("error") in _STATE_ERRORS or answer.get("field") in _CHANNEL_FIELDS
     ):
         return False
+    if answer.get("error") == "INVALID_REQUEST" and answer.get("field") in _NUMBER_FIELDS and "/dnc" in _path(case):
+        return False
     return not (answer.get("error") == "INVALID_REQUEST" and answer.get("field") == "cursor")
+
+
+_NUMBER_FIELDS = {"contact", "region"}
+
+
+def _path(case: Any) -> str:
+    operation = getattr(case, "operation", None)
+    return str(getattr(operation, "path", "") or getattr(case, "path", "") or "")
 
 
 _STATE_ERRORS = {"IMMUTABLE_FIELD", "CYCLES_NOT_ENABLED", "SCHEDULED_MODE_ONLY"}
@@ -78,9 +95,9 @@ def _days(body: Any) -> list[Any]:
 
 
 def _breaks_cross_field_rules(body: Any) -> bool:
-    """Whether a campaign body breaks a rule of §2.5 or §2.6 that JSON Schema cannot state and
-    the document states in words: an active day's stopTime differs from its startTime, and
-    schedule_start_date is not after schedule_end_date."""
+    """Whether a campaign body breaks a rule of §2.5, §2.6 or §12.2 that JSON Schema cannot state
+    and the document states in words: an active day's stopTime differs from its startTime,
+    schedule_start_date is not after schedule_end_date, and contact_hours.start is before its end."""
     for day in _days(body):
         if (
             day.get("active") is not False
@@ -92,6 +109,11 @@ def _breaks_cross_field_rules(body: Any) -> bool:
     if isinstance(cycles, dict):
         start, end = cycles.get("schedule_start_date"), cycles.get("schedule_end_date")
         if isinstance(start, str) and isinstance(end, str) and start > end:
+            return True
+    hours = body.get("contact_hours") if isinstance(body, dict) else None
+    if isinstance(hours, dict):
+        start, end = hours.get("start"), hours.get("end")
+        if isinstance(start, str) and isinstance(end, str) and start >= end:
             return True
     return False
 
