@@ -50,7 +50,8 @@ pub struct ContactView {
     extracted_data: serde_json::Map<String, serde_json::Value>,
     tags: Vec<String>,
     /// Why the contact failed for good (ext): `invalid_number` when the provider said the number
-    /// cannot be reached; `null` otherwise.
+    /// cannot be reached, `suppressed` when its number is on the do-not-contact list (§12.1);
+    /// `null` otherwise.
     #[schema(required = true)]
     failed_reason: Option<FailedReason>,
     /// The IANA zone the contact is called in (ext, §12.2): its own, else the campaign's.
