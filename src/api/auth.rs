@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::Tenant;
-use crate::domain::ids::{api_key_prefix, hash_api_key};
+use crate::domain::ids::{KeyPrefix, hash_api_key};
 
 /// `last_used_at` is written at most this often per key, so reads stay reads.
 const TOUCH_EVERY_SECONDS: i64 = 60;
@@ -37,7 +37,8 @@ async fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Tenant, Api
 
 /// The tenant an API key belongs to, when it is a live key (the dashboard's sign-in too).
 pub async fn check_key(app: &AppState, key: &str) -> Result<Tenant, ApiError> {
-    let prefix = api_key_prefix(key).ok_or_else(ApiError::unauthorized)?;
+    let key_prefix = KeyPrefix::of_key(key).ok_or_else(ApiError::unauthorized)?;
+    let prefix = key_prefix.as_str();
     // Read before the key: whatever this request reads may be taken from the read cache only if
     // it was read under this very version. Without a version (PostgreSQL, or SQLite could not
     // tell) everything is read from the database, which reports its own errors.
@@ -64,7 +65,7 @@ pub async fn check_key(app: &AppState, key: &str) -> Result<Tenant, ApiError> {
             }
         });
     }
-    Ok(Tenant { org_id: record.org_id, key_id: record.id, data_version })
+    Ok(Tenant { org_id: record.org_id, key_id: record.id, key_prefix, data_version })
 }
 
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

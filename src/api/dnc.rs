@@ -2,9 +2,8 @@
 //! and the opt-out keywords that inbound replies are matched against.
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -19,7 +18,6 @@ use crate::domain::dnc::{
     DncAction, DncBatchInput, DncChannel, DncItemStatus, DncResult, DncSource, check_batch_size, default_region, keywords_or_default,
     parse_contact, parse_entry, parse_keywords, parse_region,
 };
-use crate::domain::ids::api_key_prefix;
 use crate::domain::validation::{Field, Violation};
 use crate::store::{DncChange, DncEntry, DncFilter, DncOrigin, OrgId, ResponseRecorder};
 
@@ -129,19 +127,6 @@ pub struct KeywordsResponse {
     keywords: Vec<String>,
 }
 
-/// The 8-character prefix of the request's API key (the auth layer has checked the key).
-pub struct KeyPrefix(String);
-
-impl<S: Send + Sync> FromRequestParts<S> for KeyPrefix {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        let key = header.trim().split_once(' ').map(|(_, key)| key.trim()).unwrap_or_default();
-        api_key_prefix(key).map(|prefix| KeyPrefix(prefix.to_owned())).ok_or_else(ApiError::unauthorized)
-    }
-}
-
 fn invalid(violation: Violation) -> ApiError {
     ApiError::invalid(violation.field, violation.message)
 }
@@ -153,11 +138,10 @@ fn invalid(violation: Violation) -> ApiError {
 pub async fn add_entries(
     State(app): State<AppState>,
     tenant: Tenant,
-    KeyPrefix(prefix): KeyPrefix,
     recording: Recording,
     JsonBody(input): JsonBody<DncBatchInput>,
 ) -> ApiResult<Reply> {
-    let origin = DncOrigin { source: DncSource::Api, key_prefix: Some(prefix) };
+    let origin = DncOrigin { source: DncSource::Api, key_prefix: Some(tenant.key_prefix.as_str().to_owned()) };
     recording.respond(batch_reply, |record| add(&app, tenant.org_id, &input, origin, record)).await
 }
 
@@ -250,13 +234,12 @@ pub async fn list_entries(State(app): State<AppState>, tenant: Tenant, query: Qu
 pub async fn remove_entries(
     State(app): State<AppState>,
     tenant: Tenant,
-    KeyPrefix(prefix): KeyPrefix,
     Path(contact): Path<String>,
     query: QueryParams,
 ) -> ApiResult<StatusCode> {
     query.check(&["channel"])?;
     let channel = parse_channel(query.get("channel"))?.unwrap_or(DncChannel::All);
-    let origin = DncOrigin { source: DncSource::Api, key_prefix: Some(prefix) };
+    let origin = DncOrigin { source: DncSource::Api, key_prefix: Some(tenant.key_prefix.as_str().to_owned()) };
     remove(&app, tenant.org_id, &contact, channel, origin).await.map(|()| StatusCode::NO_CONTENT)
 }
 

@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::domain::ids::KeyPrefix;
 use crate::store::OrgId;
 
 /// A JSON body: `Content-Type: application/json` required (415), size-limited (413), unknown
@@ -108,6 +109,7 @@ pub fn parse_id(name: &str, raw: &str) -> Result<i64, ApiError> {
 pub struct Tenant {
     pub org_id: OrgId,
     pub key_id: i64,
+    pub key_prefix: KeyPrefix,
     /// The store's data version read as the request was authenticated (see `read_cache`).
     pub data_version: Option<u64>,
 }

@@ -56,6 +56,23 @@ pub fn api_key_prefix(key: &str) -> Option<&str> {
     (prefix.len() == API_KEY_PREFIX_LEN && secret.len() == API_KEY_SECRET_LEN && is_base62(prefix) && is_base62(secret)).then_some(prefix)
 }
 
+/// The public prefix of an API key ([`API_KEY_PREFIX_LEN`] base62 characters), kept by value so
+/// that the authenticated request carries it (the do-not-contact history names it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPrefix([u8; API_KEY_PREFIX_LEN]);
+
+impl KeyPrefix {
+    /// The prefix of a well-formed key (see [`api_key_prefix`]).
+    pub fn of_key(key: &str) -> Option<KeyPrefix> {
+        api_key_prefix(key)?.as_bytes().try_into().ok().map(KeyPrefix)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Base62 by construction, so always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 /// Accepts a key prefix as printed by `keys list` (`Ab3dE6gH`) or with its `ob_` marker.
 pub fn normalize_key_prefix(text: &str) -> Option<&str> {
     let prefix = text.strip_prefix("ob_").unwrap_or(text);
